@@ -1,0 +1,70 @@
+// The client-facing gRPC server: registers every etcd v3 service under its etcd name. Methods we
+// have not built yet answer UNIMPLEMENTED with a message naming the method, so a client learns
+// exactly what is missing instead of hanging or misbehaving.
+import * as grpc from '@grpc/grpc-js';
+import { unimplemented } from '../util/errors';
+import { serviceDefinition } from '../proto';
+import { toStatus } from './errors';
+
+/** gRPC framing headroom above --max-request-bytes, as etcd (grpcOverheadBytes). */
+export const GRPC_OVERHEAD_BYTES = 512 * 1024;
+
+export const ETCD_SERVICES = [
+  'etcdserverpb.KV',
+  'etcdserverpb.Watch',
+  'etcdserverpb.Lease',
+  'etcdserverpb.Cluster',
+  'etcdserverpb.Maintenance',
+  'etcdserverpb.Auth',
+  'v3electionpb.Election',
+  'v3lockpb.Lock',
+] as const;
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Handlers = Record<string, (...args: any[]) => void>;
+
+function unimplementedHandler(def: grpc.MethodDefinition<unknown, unknown>, name: string): Handlers[string] {
+  const status = toStatus(unimplemented(name));
+  if (!def.requestStream && !def.responseStream) {
+    return (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(status as grpc.ServiceError, null);
+  }
+  return (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', status);
+}
+
+/** Registers `handlers` for `service`, filling every method without one with UNIMPLEMENTED. */
+export function addService(server: grpc.Server, service: string, handlers: Handlers): void {
+  const def = serviceDefinition(service);
+  const impl: Handlers = {};
+  for (const [method, mdef] of Object.entries(def)) {
+    impl[method] = handlers[method] ?? unimplementedHandler(mdef as grpc.MethodDefinition<unknown, unknown>, `${service}/${method}`);
+  }
+  for (const method of Object.keys(handlers)) {
+    if (!(method in def)) throw new Error(`handler ${service}/${method} has no method in the proto`);
+  }
+  server.addService(def, impl as grpc.UntypedServiceImplementation);
+}
+
+export function newGrpcServer(maxRequestBytes: number): grpc.Server {
+  return new grpc.Server({
+    'grpc.max_receive_message_length': maxRequestBytes + GRPC_OVERHEAD_BYTES,
+    'grpc.max_send_message_length': 2 ** 31 - 1,
+    'grpc.max_concurrent_streams': 2 ** 31 - 1,
+    // etcd's keepalive enforcement: clients may ping as often as every 5 s.
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 5000,
+  });
+}
+
+/** Binds every listen URL ("http://host:port"); resolves with the bound ports. */
+export async function listen(server: grpc.Server, urls: readonly string[]): Promise<number[]> {
+  const ports: number[] = [];
+  for (const u of urls) {
+    const url = new URL(u);
+    const host = url.hostname.startsWith('[') ? url.hostname : url.hostname;
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(`${host}:${url.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    ports.push(port);
+  }
+  return ports;
+}

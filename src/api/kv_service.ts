@@ -1,0 +1,90 @@
+// etcdserverpb.KV: validates each request with etcd's errors, serves reads from the store and
+// sends writes through the log (Server.propose), and stamps etcd's response header.
+import type * as grpc from '@grpc/grpc-js';
+import { EtcdError } from '../util/errors';
+import type { Server } from '../server/server';
+import { applyRange, applyReadOnlyTxn, fillTxnHeaders, isTxnReadOnly } from '../server/kv_ops';
+import type {
+  CompactionRequest,
+  DeleteRangeRequest,
+  PutRequest,
+  RangeRequest,
+  TxnRequest,
+  TxnResponse,
+} from '../proto/types';
+import { checkDelete, checkPut, checkRange, checkTxn } from './validate';
+import { replyError } from './errors';
+
+type Unary<Req> = (call: grpc.ServerUnaryCall<Req, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
+
+export interface KvLimits {
+  maxTxnOps: number;
+}
+
+export function kvService(server: Server, limits: KvLimits): Record<string, Unary<never>> {
+  const Range: Unary<RangeRequest> = (call, cb) => {
+    const r = call.request;
+    const bad = checkRange(r);
+    if (bad) return replyError(cb, bad);
+    try {
+      // Single member: the store is the latest committed state, so serializable and
+      // linearizable reads coincide. With Raft, linearizable reads wait for ReadIndex here.
+      const resp = applyRange(server.store, r);
+      cb(null, { header: server.header(), ...resp });
+    } catch (err) {
+      replyError(cb, err);
+    }
+  };
+
+  const Put: Unary<PutRequest> = (call, cb) => {
+    const bad = checkPut(call.request);
+    if (bad) return replyError(cb, bad);
+    server.propose({ put: call.request }).then(
+      (r) => cb(null, { header: server.header(r.revision), ...r.response }),
+      (err) => replyError(cb, err),
+    );
+  };
+
+  const DeleteRange: Unary<DeleteRangeRequest> = (call, cb) => {
+    const bad = checkDelete(call.request);
+    if (bad) return replyError(cb, bad);
+    server.propose({ delete_range: call.request }).then(
+      (r) => cb(null, { header: server.header(r.revision), ...r.response }),
+      (err) => replyError(cb, err),
+    );
+  };
+
+  const Txn: Unary<TxnRequest> = (call, cb) => {
+    const t = call.request;
+    const bad = checkTxn(t, limits.maxTxnOps);
+    if (bad) return replyError(cb, bad);
+    if (isTxnReadOnly(t)) {
+      try {
+        const resp = applyReadOnlyTxn(server.store, t);
+        fillTxnHeaders(resp, server.header());
+        return cb(null, resp);
+      } catch (err) {
+        return replyError(cb, err);
+      }
+    }
+    server.propose({ txn: t }).then(
+      (r) => {
+        const resp = r.response as TxnResponse;
+        fillTxnHeaders(resp, server.header(r.revision));
+        cb(null, resp);
+      },
+      (err) => replyError(cb, err),
+    );
+  };
+
+  const Compact: Unary<CompactionRequest> = (call, cb) => {
+    server.propose({ compaction: call.request }).then(
+      (r) => cb(null, { header: server.header(r.revision) }),
+      (err) => replyError(cb, err),
+    );
+  };
+
+  return { Range, Put, DeleteRange, Txn, Compact } as Record<string, Unary<never>>;
+}
+
+export { EtcdError };

@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+// The quorumkv server. Flags follow etcd's names (see docs/operations.md).
+import { ConfigError, parseServerFlags } from '../config/flags';
+import { Logger } from '../util/log';
+import { startMember } from './member';
+
+const VERSION = '3.4.0-quorumkv.0.1.0';
+
+async function main(): Promise<void> {
+  const argv = process.argv.slice(2);
+  if (argv.includes('--version') || argv.includes('-version')) {
+    console.log(`quorumkv Version: ${VERSION}`);
+    return;
+  }
+  let cfg;
+  try {
+    cfg = parseServerFlags(argv);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`quorumkv: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const log = new Logger(cfg.logLevel);
+  let member;
+  try {
+    member = await startMember(cfg, log);
+  } catch (err) {
+    log.error('failed to start', { error: err instanceof Error ? err.message : String(err) });
+    process.exit(1);
+  }
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('received signal, shutting down', { signal });
+    member.stop().then(() => process.exit(0));
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+void main();

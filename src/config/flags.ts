@@ -1,0 +1,144 @@
+// Server configuration from command-line flags, using etcd's flag names so that a script that
+// starts etcd starts quorumkv by changing only the binary. Every value is validated by a zod
+// schema; a bad flag produces one line naming it (ConfigError) and the CLI exits non-zero.
+import { z } from 'zod';
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+const urlList = z
+  .string()
+  .transform((s) => s.split(',').map((u) => u.trim()).filter((u) => u.length > 0))
+  .pipe(
+    z
+      .array(
+        z.string().refine((u) => {
+          try {
+            const p = new URL(u);
+            return (p.protocol === 'http:' || p.protocol === 'https:') && p.port !== '' && p.hostname !== '';
+          } catch {
+            return false;
+          }
+        }, 'expected URLs like http://127.0.0.1:2379 (scheme, host and port)'),
+      )
+      .min(1, 'expected at least one URL'),
+  );
+
+const positiveInt = (max: number) =>
+  z
+    .string()
+    .regex(/^[0-9]+$/, 'expected a positive integer')
+    .transform((s) => Number(s))
+    .pipe(z.number().int().min(1).max(max));
+
+const bool = z
+  .string()
+  .transform((s) => s.toLowerCase())
+  .pipe(z.enum(['true', 'false', '1', '0']))
+  .transform((s) => s === 'true' || s === '1');
+
+/** Every flag the server accepts, with its schema and default (as a flag string). */
+const flagSchemas = {
+  name: z.string().min(1, 'must not be empty').regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
+  'data-dir': z.string().min(1, 'must not be empty'),
+  'listen-client-urls': urlList,
+  'advertise-client-urls': urlList,
+  'listen-peer-urls': urlList,
+  'initial-advertise-peer-urls': urlList,
+  'initial-cluster-token': z.string().min(1, 'must not be empty'),
+  'max-request-bytes': positiveInt(64 * 1024 * 1024),
+  'max-txn-ops': positiveInt(1_000_000),
+  'log-level': z.enum(['debug', 'info', 'warn', 'error']),
+} as const;
+
+type FlagName = keyof typeof flagSchemas;
+
+const defaults: Record<FlagName, string | undefined> = {
+  name: 'default',
+  'data-dir': undefined, // "<name>.etcd", as etcd
+  'listen-client-urls': 'http://127.0.0.1:2379',
+  'advertise-client-urls': undefined, // the listen URLs
+  'listen-peer-urls': 'http://127.0.0.1:2380',
+  'initial-advertise-peer-urls': undefined, // the listen peer URLs
+  'initial-cluster-token': 'etcd-cluster',
+  'max-request-bytes': String(1.5 * 1024 * 1024),
+  'max-txn-ops': '128',
+  'log-level': 'info',
+};
+
+export interface ServerConfig {
+  name: string;
+  dataDir: string;
+  listenClientUrls: string[];
+  advertiseClientUrls: string[];
+  listenPeerUrls: string[];
+  initialAdvertisePeerUrls: string[];
+  initialClusterToken: string;
+  maxRequestBytes: number;
+  maxTxnOps: number;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+/** Splits argv into flag → raw string. Accepts `--flag value`, `--flag=value`, `-flag` and bare
+ *  boolean flags. Unknown flags are an error: a typo must not silently fall back to a default. */
+export function splitArgv(argv: readonly string[], known: ReadonlySet<string>, booleans: ReadonlySet<string>): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const m = /^--?([A-Za-z0-9-]+)(?:=(.*))?$/s.exec(arg);
+    if (!m) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (flags look like --name=value)`);
+    const name = m[1]!;
+    if (!known.has(name)) throw new ConfigError(`unknown flag --${name}`);
+    let value = m[2];
+    if (value === undefined) {
+      if (booleans.has(name)) value = 'true';
+      else {
+        const next = argv[i + 1];
+        if (next === undefined || /^--?[A-Za-z]/.test(next)) throw new ConfigError(`flag --${name} needs a value`);
+        value = next;
+        i++;
+      }
+    }
+    out.set(name, value);
+  }
+  return out;
+}
+
+function check<T>(name: string, schema: z.ZodType<T>, raw: string): T {
+  const r = schema.safeParse(raw);
+  if (!r.success) {
+    const why = r.error.issues.map((iss) => iss.message).join('; ');
+    throw new ConfigError(`invalid --${name}=${JSON.stringify(raw)}: ${why}`);
+  }
+  return r.data;
+}
+
+export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const known = new Set(Object.keys(flagSchemas));
+  const raw = splitArgv(argv, known, new Set());
+  // etcd also reads every flag from ETCD_<FLAG_NAME> environment variables; flags win.
+  for (const name of known) {
+    const envName = 'ETCD_' + name.toUpperCase().replace(/-/g, '_');
+    if (!raw.has(name) && env[envName] !== undefined) raw.set(name, env[envName]!);
+  }
+  const get = <N extends FlagName>(name: N): z.output<(typeof flagSchemas)[N]> | undefined => {
+    const v = raw.get(name) ?? defaults[name];
+    return v === undefined ? undefined : (check(name, flagSchemas[name] as z.ZodType, v) as z.output<(typeof flagSchemas)[N]>);
+  };
+  const name = get('name')!;
+  const listenClientUrls = get('listen-client-urls')!;
+  const listenPeerUrls = get('listen-peer-urls')!;
+  return {
+    name,
+    dataDir: get('data-dir') ?? `${name}.etcd`,
+    listenClientUrls,
+    advertiseClientUrls: get('advertise-client-urls') ?? listenClientUrls,
+    listenPeerUrls,
+    initialAdvertisePeerUrls: get('initial-advertise-peer-urls') ?? listenPeerUrls,
+    initialClusterToken: get('initial-cluster-token')!,
+    maxRequestBytes: get('max-request-bytes')!,
+    maxTxnOps: get('max-txn-ops')!,
+    logLevel: get('log-level')!,
+  };
+}

@@ -1,0 +1,109 @@
+// Public types of the MVCC state machine. Everything here is plain data: the store is pure and
+// synchronous, so applying the same sequence of writes always yields the same state.
+//
+// Revisions are JavaScript numbers: a revision is incremented once per mutating request, so 2^53
+// revisions is far beyond any realistic lifetime. Lease IDs are etcd int64s chosen at random by
+// clients and servers, so they are bigint: a number would silently lose precision.
+
+/** Main revision of the store: one per mutating request (a txn's writes share one). */
+export type Revision = number;
+/** etcd lease ID (int64). 0n means "no lease". */
+export type LeaseId = bigint;
+
+export const NO_LEASE: LeaseId = 0n;
+
+/** A key's value at one revision (mvccpb.KeyValue). */
+export interface KeyValue {
+  readonly key: Buffer;
+  readonly createRevision: Revision;
+  readonly modRevision: Revision;
+  /** 1 on creation, +1 per modification; a delete resets the key (next put has version 1). */
+  readonly version: number;
+  readonly value: Buffer;
+  readonly lease: LeaseId;
+}
+
+export const enum EventType {
+  PUT = 0,
+  DELETE = 1,
+}
+
+/** One change of one key (mvccpb.Event). A DELETE event's kv carries the key and the deleting
+ *  revision as modRevision, with empty value and zero create revision/version, as etcd does. */
+export interface Event {
+  readonly type: EventType;
+  readonly kv: KeyValue;
+  /** The key's previous live value, if any (filled for every event; the watch layer drops it
+   *  unless the watcher asked for prev_kv). */
+  readonly prevKv: KeyValue | undefined;
+}
+
+export const enum SortOrder {
+  NONE = 0,
+  ASCEND = 1,
+  DESCEND = 2,
+}
+
+export const enum SortTarget {
+  KEY = 0,
+  VERSION = 1,
+  CREATE = 2,
+  MOD = 3,
+  VALUE = 4,
+}
+
+/** Options of a range read; mirrors RangeRequest minus key/range_end. All optional. */
+export interface RangeOptions {
+  /** Read at this revision; 0 or undefined = the current revision. */
+  revision?: Revision;
+  /** Maximum number of kvs returned; 0 = no limit. */
+  limit?: number;
+  sortOrder?: SortOrder;
+  sortTarget?: SortTarget;
+  keysOnly?: boolean;
+  countOnly?: boolean;
+  /** Filters; 0 = no filter. Applied before limit; `count` ignores them, as in etcd. */
+  minModRevision?: Revision;
+  maxModRevision?: Revision;
+  minCreateRevision?: Revision;
+  maxCreateRevision?: Revision;
+}
+
+export interface RangeResult {
+  /** Matching kvs in the requested order, cut at limit. Empty when countOnly. With keysOnly the
+   *  value of every kv is an empty Buffer. */
+  readonly kvs: KeyValue[];
+  /** Number of keys in the range at the read revision, ignoring limit and filters. */
+  readonly count: number;
+  /** True when `limit` cut off some of the matching keys. */
+  readonly more: boolean;
+  /** The store's current revision (not the read revision), as etcd's response header carries. */
+  readonly revision: Revision;
+}
+
+/** The result of one committed write transaction. */
+export interface WriteResult {
+  /** The revision of the write, or the unchanged current revision if nothing was modified. */
+  readonly revision: Revision;
+  /** Events in the order the operations happened; all share `revision`. */
+  readonly events: Event[];
+}
+
+/** One record of an MVCC snapshot stream (see MvccStore.exportSnapshot). The stream is: one
+ *  `header`, then `kv` records, then one `end` carrying the record count as a paired check. A `kv`
+ *  record is a retained version: `base` versions are the survivors of compaction below the
+ *  compaction point (at most one per key, in key order); the other versions are the revision
+ *  history from the compaction point on, in (revision, sub-revision) order. A tombstone is a kv
+ *  with version 0. */
+export type MvccSnapshotRecord =
+  | { readonly type: 'header'; readonly currentRevision: Revision; readonly compactRevision: Revision }
+  | { readonly type: 'kv'; readonly base: boolean; readonly kv: KeyValue }
+  | { readonly type: 'end'; readonly kvCount: number };
+
+/** Result of MvccStore.hashKV (HashKVResponse minus the header). */
+export interface HashKVResult {
+  /** CRC32-C over every retained version with modRevision <= hashRevision, in key then revision order. */
+  readonly hash: number;
+  readonly compactRevision: Revision;
+  readonly hashRevision: Revision;
+}

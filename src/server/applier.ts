@@ -1,0 +1,82 @@
+// The apply path: turns committed log entries into state changes, deterministically. Every member
+// applies the same entries in the same order and so reaches the same MVCC state and the same
+// results; the member that proposed an entry hands the result back to the waiting client.
+import { assert } from '../util/assert';
+import { EtcdError } from '../util/errors';
+import type { Event, MvccStore } from '../mvcc';
+import { decodeRequest, type InternalRequest } from './codec';
+import { applyCheckedPut, applyDeleteRange, applyRange, applyTxn, type LeaseAttachments } from './kv_ops';
+
+/** The outcome of one applied entry. `response` has no header yet: the server adds it. */
+export interface ApplyResult {
+  /** Proposal id of the request, to find the waiting client. */
+  readonly id: string;
+  readonly response?: object;
+  readonly error?: EtcdError;
+  /** Store revision right after the entry was applied. */
+  readonly revision: number;
+}
+
+export type EventSink = (events: Event[], revision: number) => void;
+
+export class Applier {
+  /** Index of the last applied log entry. Invariant: appliedIndex only grows, by exactly one. */
+  private appliedIndexValue = 0;
+
+  constructor(
+    private readonly store: MvccStore,
+    private readonly leases: LeaseAttachments,
+    private readonly onEvents: EventSink = () => undefined,
+  ) {}
+
+  get appliedIndex(): number {
+    return this.appliedIndexValue;
+  }
+
+  apply(index: number, data: Uint8Array): ApplyResult {
+    assert(index === this.appliedIndexValue + 1, `entries applied in order: got ${index} after ${this.appliedIndexValue}`);
+    this.appliedIndexValue = index;
+    const req = decodeRequest(data);
+    try {
+      return this.dispatch(req);
+    } catch (err) {
+      // Typed store errors (compacted, future revision) are results like any other: every member
+      // reaches the same one. Anything else is a bug and must crash the member.
+      if (err instanceof EtcdError) return { id: req.id, error: err, revision: this.store.currentRevision };
+      throw err;
+    }
+  }
+
+  private dispatch(req: InternalRequest): ApplyResult {
+    const id = req.id;
+    switch (req.request) {
+      case 'put':
+        return this.write(id, (txn) => applyCheckedPut(txn, req.put!, this.leases));
+      case 'delete_range':
+        return this.write(id, (txn) => applyDeleteRange(txn, req.delete_range!, this.leases));
+      case 'txn':
+        return this.write(id, (txn) => applyTxn(txn, req.txn!, this.leases));
+      case 'range':
+        return { id, response: applyRange(this.store, req.range!), revision: this.store.currentRevision };
+      case 'compaction':
+        this.store.compact(Number(req.compaction!.revision));
+        return { id, response: {}, revision: this.store.currentRevision };
+      default:
+        return { id, error: new EtcdError(12, `quorumkv: log entry kind ${String(req.request)} is not supported by this version`), revision: this.store.currentRevision };
+    }
+  }
+
+  /** Runs `fn` in one write txn: one revision for all its changes, events handed to watchers. */
+  private write(id: string, fn: (txn: ReturnType<MvccStore['write']>) => object | EtcdError): ApplyResult {
+    const txn = this.store.write();
+    let response: object | EtcdError;
+    try {
+      response = fn(txn);
+    } finally {
+      const result = txn.end();
+      if (result.events.length > 0) this.onEvents(result.events, result.revision);
+    }
+    if (response instanceof EtcdError) return { id, error: response, revision: this.store.currentRevision };
+    return { id, response, revision: this.store.currentRevision };
+  }
+}
