@@ -23,6 +23,10 @@ export interface LogEntry {
  *  entries, in index order, exactly once each. */
 export interface ReplicatedLog {
   readonly term: number;
+  /** True while this member is the leader: the one member allowed to decide lease expiry. */
+  isLeader(): boolean;
+  /** Called whenever this member gains or loses leadership. */
+  onLeadershipChange(handler: (isLeader: boolean) => void): void;
   propose(data: Uint8Array): void;
   onCommit(handler: (entries: readonly LogEntry[]) => void): void;
   close(): void;
@@ -33,6 +37,15 @@ export interface ReplicatedLog {
 export class SingleNodeLog implements ReplicatedLog {
   readonly term = 1;
   private lastIndex = 0;
+
+  isLeader(): boolean {
+    return !this.closed;
+  }
+
+  onLeadershipChange(_handler: (isLeader: boolean) => void): void {
+    // A single member is the leader from its first moment to its last; nothing ever changes.
+  }
+
   private pending: Uint8Array[] = [];
   private scheduled = false;
   private handler: ((entries: readonly LogEntry[]) => void) | undefined;
@@ -110,6 +123,14 @@ export class Server {
 
   get appliedIndex(): number {
     return this.applier.appliedIndex;
+  }
+
+  isLeader(): boolean {
+    return this.log.isLeader();
+  }
+
+  onLeadershipChange(handler: (isLeader: boolean) => void): void {
+    this.log.onLeadershipChange(handler);
   }
 
   /** The response header for a reply at the current revision. */
