@@ -1,0 +1,6 @@
+// Public surface of the MVCC layer: the store, its write txn, the snapshot stream and the types.
+// Everything else in this folder is internal.
+export * from './types';
+export { MvccStore, WriteTxn, COMPACT_KEYS_PER_STEP_DEFAULT } from './store';
+export { SnapshotImporter, SNAPSHOT_CHUNK_RECORDS_MAX } from './snapshot';
+export { crc32c } from './hash';

@@ -1,0 +1,178 @@
+// The key index: every key the store retains, in raw byte order, each with its versions.
+//
+// A key's versions are its KeyValue objects (tombstones included) ordered by modRevision; the same
+// objects are referenced by the revision history (history.ts), so a version costs one object however
+// many structures point at it. To keep 1M keys cheap, a key with a single retained version stores
+// that KeyValue directly instead of a one-element array (an array costs ~56 bytes more per key).
+//
+// A tombstone is a KeyValue with version 0 (and createRevision 0, empty value, no lease): exactly
+// the `kv` etcd puts in a DELETE event, so the history can hand it out as is.
+//
+// Invariants (asserted on append): within a key, modRevision never decreases (two puts of one key in
+// one txn share a modRevision; the later one is newer); a live version's `version` is the previous
+// version's + 1, or 1 after a tombstone or at creation.
+
+import BTree from 'sorted-btree';
+import { assert } from '../util/assert';
+import { KeyValue, LeaseId, NO_LEASE, Revision } from './types';
+
+export const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
+
+/** A key's retained versions: one KeyValue, or several ordered by modRevision. */
+export type Versions = KeyValue | KeyValue[];
+
+/** Builds a KeyValue. Every KeyValue in the store comes from here, so they all share one hidden
+ *  class (monomorphic property access on the hot paths). */
+export function makeKv(
+  key: Buffer,
+  createRevision: Revision,
+  modRevision: Revision,
+  version: number,
+  value: Buffer,
+  lease: LeaseId,
+): KeyValue {
+  return { key, createRevision, modRevision, version, value, lease };
+}
+
+export function makeTombstone(key: Buffer, modRevision: Revision): KeyValue {
+  return makeKv(key, 0, modRevision, 0, EMPTY_BUFFER, NO_LEASE);
+}
+
+export function isTombstone(kv: KeyValue): boolean {
+  return kv.version === 0;
+}
+
+export function versionCount(v: Versions): number {
+  return Array.isArray(v) ? v.length : 1;
+}
+
+export function versionAt(v: Versions, i: number): KeyValue {
+  return Array.isArray(v) ? v[i] : v;
+}
+
+export function newestVersion(v: Versions): KeyValue {
+  return Array.isArray(v) ? v[v.length - 1] : v;
+}
+
+/** Index of the newest version with modRevision <= rev, or -1. Checks the newest first: most reads
+ *  are at the current revision. */
+export function indexAtOrBelow(v: Versions, rev: Revision): number {
+  if (!Array.isArray(v)) return v.modRevision <= rev ? 0 : -1;
+  let hi = v.length - 1;
+  if (v[hi].modRevision <= rev) return hi;
+  let lo = 0; // answer is in [lo - 1, hi - 1]
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (v[mid].modRevision <= rev) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo - 1;
+}
+
+/** The key's value at `rev` (undefined if it did not exist or was deleted at `rev`). */
+export function liveAt(v: Versions, rev: Revision): KeyValue | undefined {
+  const i = indexAtOrBelow(v, rev);
+  if (i < 0) return undefined;
+  const kv = versionAt(v, i);
+  return isTombstone(kv) ? undefined : kv;
+}
+
+/** First index of the versions that survive compaction at `compactRev`: the newest version with
+ *  modRevision <= compactRev if it is live, and everything newer. Returns versionCount(v) when
+ *  nothing survives. Used both by physical cleanup and by logical views (hash, snapshot), so the
+ *  two can never disagree. */
+export function firstRetained(v: Versions, compactRev: Revision): number {
+  const i = indexAtOrBelow(v, compactRev);
+  if (i < 0) return 0;
+  return isTombstone(versionAt(v, i)) ? i + 1 : i;
+}
+
+function compareBuffers(a: Buffer, b: Buffer): number {
+  return Buffer.compare(a, b);
+}
+
+export class KeyIndex {
+  private readonly tree = new BTree<Buffer, Versions>(undefined, compareBuffers);
+
+  /** Number of keys in the index (live or not). */
+  get size(): number {
+    return this.tree.size;
+  }
+
+  get(key: Buffer): Versions | undefined {
+    return this.tree.get(key);
+  }
+
+  /** Appends a version to its key (creating the key). Returns the key's previous newest version.
+   *  `kv.key` should be the index's own key Buffer for an existing key (see MvccStore.put). */
+  append(kv: KeyValue, existing: Versions | undefined): void {
+    if (existing === undefined) {
+      this.tree.set(kv.key, kv);
+      return;
+    }
+    const last = newestVersion(existing);
+    assert(kv.modRevision >= last.modRevision, 'key index: modRevision decreased');
+    assert(
+      isTombstone(kv) || kv.version === (isTombstone(last) ? 1 : last.version + 1),
+      'key index: version does not follow the previous version',
+    );
+    if (Array.isArray(existing)) existing.push(kv);
+    else this.tree.set(kv.key, [existing, kv]);
+  }
+
+  /** Calls fn for every indexed key in [lo, hi) (hi undefined = no upper bound), in byte order. */
+  forRange(lo: Buffer, hi: Buffer | undefined, fn: (key: Buffer, v: Versions) => void): void {
+    if (hi === undefined) {
+      const max = this.tree.maxKey();
+      if (max === undefined) return;
+      this.tree.forRange(lo, max, true, fn);
+    } else {
+      this.tree.forRange(lo, hi, false, fn);
+    }
+  }
+
+  /** Iterates [key, versions] pairs from `from` (inclusive) in byte order. The index must not
+   *  change while the iterator is in use. */
+  entriesFrom(from: Buffer): IterableIterator<[Buffer, Versions]> {
+    return this.tree.entries(from);
+  }
+
+  /** Calls fn for every key in byte order. */
+  forEach(fn: (key: Buffer, v: Versions) => void): void {
+    this.tree.forRange(EMPTY_BUFFER, this.tree.maxKey() ?? EMPTY_BUFFER, true, fn);
+  }
+
+  /**
+   * Physically drops the versions compaction at `compactRev` made unreachable, for at most
+   * `maxKeys` keys starting at `fromKey`. Returns the key to continue from (undefined = done) and
+   * the key+value bytes freed.
+   */
+  compactSlice(
+    compactRev: Revision,
+    fromKey: Buffer,
+    maxKeys: number,
+  ): { nextKey: Buffer | undefined; freedBytes: number } {
+    assert(maxKeys > 0, 'compactSlice: maxKeys must be positive');
+    const max = this.tree.maxKey();
+    if (max === undefined) return { nextKey: undefined, freedBytes: 0 };
+    let freedBytes = 0;
+    let nextKey: Buffer | undefined;
+    this.tree.editRange(fromKey, max, true, (key, v, counter) => {
+      if (counter >= maxKeys) {
+        nextKey = key;
+        return { break: true };
+      }
+      const first = firstRetained(v, compactRev);
+      if (first === 0) return undefined;
+      for (let i = 0; i < first; i++) {
+        const kv = versionAt(v, i);
+        freedBytes += kv.key.length + kv.value.length;
+      }
+      const n = versionCount(v);
+      if (first === n) return { delete: true };
+      if (first === n - 1) return { value: versionAt(v, n - 1) };
+      return { value: (v as KeyValue[]).slice(first) };
+    });
+    return { nextKey, freedBytes };
+  }
+}

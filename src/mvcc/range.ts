@@ -1,0 +1,134 @@
+// Range reads over the key index at one revision: etcd's key/range_end conventions, count, limit,
+// min/max revision filters, sorting, keys_only and count_only (etcd server/etcdserver/txn/range.go).
+//
+// Cost: O(log n + k) where k is the number of indexed keys in [key, range_end) — every key in the
+// range is visited because `count` ignores limit and filters, as in etcd.
+
+import { assert } from '../util/assert';
+import { KeyIndex, EMPTY_BUFFER, indexAtOrBelow, isTombstone, makeKv, versionAt, Versions } from './key_index';
+import { KeyValue, RangeOptions, Revision, SortOrder, SortTarget } from './types';
+
+/** A key range resolved from etcd's (key, range_end) convention. */
+export interface KeyBounds {
+  /** Exactly one key (range_end empty). */
+  readonly single: boolean;
+  readonly lo: Buffer;
+  /** Exclusive upper bound; undefined = no upper bound. */
+  readonly hi: Buffer | undefined;
+  /** The range is empty by construction (range_end <= key). */
+  readonly empty: boolean;
+}
+
+function isZeroByte(b: Buffer): boolean {
+  return b.length === 1 && b[0] === 0;
+}
+
+export function resolveBounds(key: Buffer, rangeEnd: Buffer | undefined): KeyBounds {
+  if (rangeEnd === undefined || rangeEnd.length === 0) return { single: true, lo: key, hi: undefined, empty: false };
+  if (isZeroByte(rangeEnd)) {
+    // "\0" as range_end = every key >= key; key = range_end = "\0" = every key (the empty key too).
+    const lo = isZeroByte(key) ? EMPTY_BUFFER : key;
+    return { single: false, lo, hi: undefined, empty: false };
+  }
+  if (Buffer.compare(rangeEnd, key) <= 0) return { single: false, lo: key, hi: rangeEnd, empty: true };
+  return { single: false, lo: key, hi: rangeEnd, empty: false };
+}
+
+/** Calls fn for every key in bounds whose value at `rev` is live. */
+export function forEachLive(index: KeyIndex, bounds: KeyBounds, rev: Revision, fn: (kv: KeyValue) => void): void {
+  if (bounds.empty) return;
+  const visit = (_key: Buffer, v: Versions): void => {
+    const i = indexAtOrBelow(v, rev);
+    if (i < 0) return;
+    const kv = versionAt(v, i);
+    if (!isTombstone(kv)) fn(kv);
+  };
+  if (bounds.single) {
+    const v = index.get(bounds.lo);
+    if (v !== undefined) visit(bounds.lo, v);
+    return;
+  }
+  index.forRange(bounds.lo, bounds.hi, visit);
+}
+
+function passesFilters(kv: KeyValue, o: RangeOptions): boolean {
+  if (o.minModRevision && kv.modRevision < o.minModRevision) return false;
+  if (o.maxModRevision && kv.modRevision > o.maxModRevision) return false;
+  if (o.minCreateRevision && kv.createRevision < o.minCreateRevision) return false;
+  if (o.maxCreateRevision && kv.createRevision > o.maxCreateRevision) return false;
+  return true;
+}
+
+function hasFilters(o: RangeOptions): boolean {
+  return !!(o.minModRevision || o.maxModRevision || o.minCreateRevision || o.maxCreateRevision);
+}
+
+function comparatorFor(target: SortTarget): (a: KeyValue, b: KeyValue) => number {
+  switch (target) {
+    case SortTarget.KEY:
+      return (a, b) => Buffer.compare(a.key, b.key);
+    case SortTarget.VERSION:
+      return (a, b) => a.version - b.version;
+    case SortTarget.CREATE:
+      return (a, b) => a.createRevision - b.createRevision;
+    case SortTarget.MOD:
+      return (a, b) => a.modRevision - b.modRevision;
+    case SortTarget.VALUE:
+      return (a, b) => Buffer.compare(a.value, b.value);
+    default:
+      // Validating sort options is the API layer's job (Errors.InvalidSortOption).
+      assert(false, `range: unknown sort target ${String(target)}`);
+  }
+}
+
+/** The effective sort order, as etcd computes it: NONE with a non-KEY target sorts ascending;
+ *  ASCEND by KEY is the index's natural order and needs no sort. */
+function effectiveOrder(o: RangeOptions): SortOrder {
+  const order = o.sortOrder ?? SortOrder.NONE;
+  const target = o.sortTarget ?? SortTarget.KEY;
+  if (order === SortOrder.NONE && target !== SortTarget.KEY) return SortOrder.ASCEND;
+  if (order === SortOrder.ASCEND && target === SortTarget.KEY) return SortOrder.NONE;
+  return order;
+}
+
+function stripValue(kv: KeyValue): KeyValue {
+  return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, EMPTY_BUFFER, kv.lease);
+}
+
+/**
+ * Evaluates a range read at `rev` (already validated against the compaction point and the current
+ * revision). Returns kvs (in the requested order, cut at limit), count and more.
+ */
+export function evaluateRange(
+  index: KeyIndex,
+  bounds: KeyBounds,
+  rev: Revision,
+  o: RangeOptions,
+): { kvs: KeyValue[]; count: number; more: boolean } {
+  const limit = o.limit && o.limit > 0 ? o.limit : Infinity;
+  const order = effectiveOrder(o);
+  const filtered = hasFilters(o);
+  const kvs: KeyValue[] = [];
+  let count = 0;
+  let matched = 0;
+  // In key order without a sort, kvs beyond limit+1 are never needed; with a sort, every match is
+  // collected first and the limit applies after sorting (as etcd does).
+  const keep = order === SortOrder.NONE ? limit : Infinity;
+  forEachLive(index, bounds, rev, (kv) => {
+    count++;
+    if (o.countOnly) return;
+    if (filtered && !passesFilters(kv, o)) return;
+    matched++;
+    if (kvs.length < keep) kvs.push(kv);
+  });
+  if (o.countOnly) return { kvs: [], count, more: false };
+  if (order !== SortOrder.NONE) {
+    const cmp = comparatorFor(o.sortTarget ?? SortTarget.KEY);
+    // Array.prototype.sort is stable: ties keep key-ascending order in both directions.
+    kvs.sort(order === SortOrder.DESCEND ? (a, b) => cmp(b, a) : cmp);
+  }
+  const more = matched > limit;
+  if (kvs.length > limit) kvs.length = limit;
+  if (o.keysOnly) for (let i = 0; i < kvs.length; i++) kvs[i] = stripValue(kvs[i]);
+  return { kvs, count, more };
+}

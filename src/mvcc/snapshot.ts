@@ -1,0 +1,137 @@
+// MVCC snapshots as a stream of plain records (the format is MvccSnapshotRecord in types.ts):
+//   header {currentRevision, compactRevision}
+//   kv (base)    — per key, the version that survives below the compaction point, in key order
+//   kv (history) — every change from the compaction point on, in (revision, sub-revision) order
+//   end {kvCount} — paired check of the number of kv records
+// Importing the stream rebuilds a store with the same ranges, history, events and hashKV.
+//
+// Export is a generator of chunks so a caller can spread it over event-loop turns. The store must
+// not change while an export is in progress (asserted on every chunk): the durable copy is taken
+// from a backend snapshot, and this stream is the in-memory view of the same point.
+
+import { assert } from '../util/assert';
+import { firstRetained, KeyIndex, makeKv, versionAt, versionCount } from './key_index';
+import { MvccStore } from './store';
+import { KeyValue, MvccSnapshotRecord, Revision } from './types';
+
+/** Records per yielded chunk. */
+export const SNAPSHOT_CHUNK_RECORDS_MAX = 1024;
+
+/** Copies a KeyValue so the snapshot never hands out (or takes in) objects the store shares. */
+function plainKv(kv: KeyValue): KeyValue {
+  return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, kv.value, kv.lease);
+}
+
+/** Base versions: for each key, its retained versions below the compaction point (at most one). */
+function* baseVersions(index: KeyIndex, compactRev: Revision): Generator<KeyValue> {
+  if (compactRev === 0) return;
+  const keyed: KeyValue[] = [];
+  // Walk the index in slices of keys, so no tree iterator is held across a yield.
+  let from: Buffer | undefined = Buffer.alloc(0);
+  while (from !== undefined) {
+    keyed.length = 0;
+    let next: Buffer | undefined;
+    let seen = 0;
+    for (const [key, v] of index.entriesFrom(from)) {
+      if (seen === SNAPSHOT_CHUNK_RECORDS_MAX) {
+        next = key;
+        break;
+      }
+      seen++;
+      const n = versionCount(v);
+      for (let i = firstRetained(v, compactRev); i < n; i++) {
+        const kv = versionAt(v, i);
+        if (kv.modRevision >= compactRev) break;
+        keyed.push(kv);
+      }
+    }
+    yield* keyed;
+    from = next;
+  }
+}
+
+export function* exportSnapshot(store: MvccStore): Generator<MvccSnapshotRecord[]> {
+  const { index, history } = store.snapshotSources();
+  const epoch = store.stateEpoch;
+  const compactRevision = store.compactRevision;
+  let chunk: MvccSnapshotRecord[] = [
+    { type: 'header', currentRevision: store.currentRevision, compactRevision },
+  ];
+  let kvCount = 0;
+  const emit = (base: boolean, kv: KeyValue): boolean => {
+    chunk.push({ type: 'kv', base, kv: plainKv(kv) });
+    kvCount++;
+    return chunk.length >= SNAPSHOT_CHUNK_RECORDS_MAX;
+  };
+  for (const kv of baseVersions(index, compactRevision)) {
+    assert(store.stateEpoch === epoch, 'store changed during a snapshot export');
+    if (emit(true, kv)) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  for (const kv of history.served()) {
+    assert(store.stateEpoch === epoch, 'store changed during a snapshot export');
+    if (emit(false, kv)) {
+      yield chunk;
+      chunk = [];
+    }
+  }
+  chunk.push({ type: 'end', kvCount });
+  yield chunk;
+}
+
+/** Rebuilds a store from snapshot records, fed in chunks (e.g. as they arrive from a stream). */
+export class SnapshotImporter {
+  private readonly store = new MvccStore();
+  private header: { currentRevision: Revision; compactRevision: Revision } | undefined;
+  private kvCount = 0;
+  private lastHistoryRev: Revision = 0;
+  private done = false;
+
+  importRecords(records: Iterable<MvccSnapshotRecord>): void {
+    for (const r of records) this.importRecord(r);
+  }
+
+  private importRecord(r: MvccSnapshotRecord): void {
+    assert(!this.done, 'snapshot: record after the end record');
+    if (r.type === 'header') {
+      assert(this.header === undefined, 'snapshot: second header');
+      assert(r.compactRevision >= 0 && r.compactRevision <= r.currentRevision, 'snapshot: bad header revisions');
+      this.header = { currentRevision: r.currentRevision, compactRevision: r.compactRevision };
+      return;
+    }
+    const h = this.header;
+    assert(h !== undefined, 'snapshot: record before the header');
+    if (r.type === 'end') {
+      assert(r.kvCount === this.kvCount, 'snapshot: kv record count mismatch');
+      this.done = true;
+      return;
+    }
+    const kv = r.kv;
+    assert(kv.modRevision <= h.currentRevision, 'snapshot: version above the current revision');
+    if (r.base) {
+      assert(this.lastHistoryRev === 0, 'snapshot: base record after history records');
+      assert(kv.modRevision < h.compactRevision, 'snapshot: base record at or above the compaction point');
+    } else {
+      assert(kv.modRevision >= h.compactRevision, 'snapshot: history record below the compaction point');
+      assert(kv.modRevision >= this.lastHistoryRev, 'snapshot: history out of revision order');
+      this.lastHistoryRev = kv.modRevision;
+    }
+    this.store.restoreVersion(plainKv(kv), r.base);
+    this.kvCount++;
+  }
+
+  /** Returns the rebuilt store; the stream must have ended. */
+  finish(): MvccStore {
+    assert(this.done && this.header !== undefined, 'snapshot: stream ended without its end record');
+    this.store.restoreFinish(this.header.currentRevision, this.header.compactRevision);
+    return this.store;
+  }
+}
+
+export function storeFromSnapshot(chunks: Iterable<MvccSnapshotRecord[]>): MvccStore {
+  const importer = new SnapshotImporter();
+  for (const chunk of chunks) importer.importRecords(chunk);
+  return importer.finish();
+}

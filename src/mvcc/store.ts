@@ -1,0 +1,359 @@
+// MvccStore: the in-memory MVCC state machine (etcd server/storage/mvcc kvstore + index + history).
+//
+// Pure and synchronous: no I/O, no clock, no randomness. Applying the same writes in the same order
+// always yields the same state, revisions and hash — the property Raft replication depends on.
+//
+// Revisions: the store starts at revision 1 (as etcd). A write txn that changes anything gets
+// currentRevision + 1 for all of its changes; each change also has a sub-revision (0, 1, 2, ...),
+// which is its position within that revision in the history. A txn that changes nothing leaves the
+// revision alone.
+//
+// Compaction has a logical and a physical half. scheduleCompaction(rev) moves the compaction point
+// at once (reads below it fail from then on); compactStep() then frees the unreachable versions a
+// slice of keys at a time, so a large compaction never blocks the event loop. Reads, hashes and
+// snapshots only look at the logical retained set, so they are exact whatever the physical progress.
+//
+// Ownership: put() keeps the key and value Buffers it is given (no copy on the hot path). A caller
+// holding a subarray of a large decode buffer must copy it first, or the whole buffer stays alive.
+
+import { assert } from '../util/assert';
+import { Errors } from '../util/errors';
+import { hashIndex } from './hash';
+import { History } from './history';
+import {
+  EMPTY_BUFFER,
+  KeyIndex,
+  indexAtOrBelow,
+  isTombstone,
+  makeKv,
+  makeTombstone,
+  newestVersion,
+  versionAt,
+  Versions,
+} from './key_index';
+import { evaluateRange, forEachLive, resolveBounds } from './range';
+// snapshot.ts imports this module too; its functions are only called at run time, never at load.
+import { exportSnapshot, storeFromSnapshot } from './snapshot';
+import {
+  Event,
+  EventType,
+  HashKVResult,
+  KeyValue,
+  LeaseId,
+  MvccSnapshotRecord,
+  RangeOptions,
+  RangeResult,
+  Revision,
+  WriteResult,
+} from './types';
+
+/** Keys examined per compactStep() by default: a few ms of work on a 1M-key index. */
+export const COMPACT_KEYS_PER_STEP_DEFAULT = 10_000;
+
+export class MvccStore {
+  private readonly index = new KeyIndex();
+  private readonly history = new History();
+  private currentRev: Revision = 1;
+  private compactRev: Revision = 0;
+  private liveKeys = 0;
+  private retainedBytes = 0;
+  private openTxn: WriteTxn | undefined;
+  /** Where physical compaction resumes; undefined = no physical work pending. */
+  private compactCursor: Buffer | undefined;
+  /** Bumped by every state change; a snapshot export asserts it stays put while it runs. */
+  private epoch = 0;
+
+  /** The revision of the last committed change (1 on an empty store). */
+  get currentRevision(): Revision {
+    return this.currentRev;
+  }
+
+  /** Reads below this revision fail with Errors.Compacted (0 before any compaction). */
+  get compactRevision(): Revision {
+    return this.compactRev;
+  }
+
+  /** Live keys at the current revision. */
+  get keyCount(): number {
+    return this.liveKeys;
+  }
+
+  /** Approximate key+value bytes held by the index (retained versions, tombstones included). */
+  get sizeBytes(): number {
+    return this.retainedBytes;
+  }
+
+  /** True while physical compaction still has keys to visit. */
+  get compactionPending(): boolean {
+    return this.compactCursor !== undefined;
+  }
+
+  /** @internal changes whenever the state changes (writes, compaction, import). */
+  get stateEpoch(): number {
+    return this.epoch;
+  }
+
+  range(key: Buffer, rangeEnd: Buffer | undefined, opts: RangeOptions = {}): RangeResult {
+    return this.rangeAt(key, rangeEnd, opts, this.currentRev);
+  }
+
+  /** @internal a range read that treats `headRev` as the current revision (a txn's own writes). */
+  rangeAt(key: Buffer, rangeEnd: Buffer | undefined, opts: RangeOptions, headRev: Revision): RangeResult {
+    const rev = this.checkReadRevision(opts.revision ?? 0, headRev);
+    const { kvs, count, more } = evaluateRange(this.index, resolveBounds(key, rangeEnd), rev, opts);
+    return { kvs, count, more, revision: headRev };
+  }
+
+  /** Validates a requested read revision (<= 0 = headRev, as etcd's rangeKeys) and returns the
+   *  one to read at. */
+  private checkReadRevision(requested: Revision, headRev: Revision): Revision {
+    if (requested <= 0) return headRev;
+    assert(Number.isSafeInteger(requested), 'read revision must be an integer');
+    if (requested < this.compactRev) throw Errors.Compacted;
+    if (requested > headRev) throw Errors.FutureRev;
+    return requested;
+  }
+
+  /** Opens the (only) write transaction. Its changes are visible to others once end() is called. */
+  write(): WriteTxn {
+    assert(this.openTxn === undefined, 'a write txn is already open');
+    const txn = new WriteTxn(this, this.currentRev + 1);
+    this.openTxn = txn;
+    return txn;
+  }
+
+  /** @internal applies one put at `rev`; returns the PUT event. */
+  applyPut(key: Buffer, value: Buffer, lease: LeaseId, rev: Revision): Event {
+    assert(key.length > 0, 'put: empty key');
+    assert(typeof lease === 'bigint', 'put: lease must be a bigint');
+    const existing = this.index.get(key);
+    let prevKv: KeyValue | undefined;
+    let storedKey = key;
+    let createRevision = rev;
+    let version = 1;
+    if (existing !== undefined) {
+      const last = newestVersion(existing);
+      storedKey = last.key; // keep one Buffer per key, not one per version
+      if (!isTombstone(last)) {
+        prevKv = last;
+        createRevision = last.createRevision;
+        version = last.version + 1;
+      }
+    }
+    const kv = makeKv(storedKey, createRevision, rev, version, value, lease);
+    this.index.append(kv, existing);
+    this.history.append(kv);
+    if (prevKv === undefined) this.liveKeys++;
+    this.retainedBytes += storedKey.length + value.length;
+    this.epoch++;
+    return { type: EventType.PUT, kv, prevKv };
+  }
+
+  /** @internal deletes every key live at `rev` in the range; returns the DELETE events in key order. */
+  applyDeleteRange(key: Buffer, rangeEnd: Buffer | undefined, rev: Revision): Event[] {
+    const live: KeyValue[] = [];
+    forEachLive(this.index, resolveBounds(key, rangeEnd), rev, (kv) => live.push(kv));
+    const events: Event[] = [];
+    for (const prevKv of live) {
+      const tomb = makeTombstone(prevKv.key, rev);
+      this.index.append(tomb, this.index.get(prevKv.key));
+      this.history.append(tomb);
+      this.liveKeys--;
+      this.retainedBytes += tomb.key.length;
+      events.push({ type: EventType.DELETE, kv: tomb, prevKv });
+    }
+    if (events.length > 0) this.epoch++;
+    return events;
+  }
+
+  /** @internal called by WriteTxn.end(). */
+  commitTxn(txn: WriteTxn, changed: boolean): Revision {
+    assert(this.openTxn === txn, 'commit of a txn that is not the open one');
+    this.openTxn = undefined;
+    if (changed) {
+      assert(txn.revision === this.currentRev + 1, 'txn revision is not current + 1');
+      this.currentRev = txn.revision;
+    }
+    return this.currentRev;
+  }
+
+  /** Compacts at `rev` and frees everything it made unreachable before returning. */
+  compact(rev: Revision): void {
+    this.scheduleCompaction(rev);
+    while (!this.compactStep()) {
+      // run to completion
+    }
+  }
+
+  /**
+   * Moves the compaction point to `rev` now (reads below it fail from here on) and leaves the
+   * physical cleanup to compactStep(). Throws Errors.Compacted if rev <= compactRevision and
+   * Errors.FutureRev if rev > currentRevision.
+   */
+  scheduleCompaction(rev: Revision): void {
+    assert(Number.isSafeInteger(rev), 'compaction revision must be an integer');
+    assert(this.openTxn === undefined, 'compaction while a write txn is open');
+    if (rev <= this.compactRev) throw Errors.Compacted;
+    if (rev > this.currentRev) throw Errors.FutureRev;
+    this.compactRev = rev;
+    this.history.compact(rev);
+    // A pending cleanup at an older point restarts: keys it already visited need another pass.
+    this.compactCursor = EMPTY_BUFFER;
+    this.epoch++;
+  }
+
+  /** Frees unreachable versions of up to `maxKeys` keys. Returns true when no work is left. */
+  compactStep(maxKeys: number = COMPACT_KEYS_PER_STEP_DEFAULT): boolean {
+    if (this.compactCursor === undefined) return true;
+    const { nextKey, freedBytes } = this.index.compactSlice(this.compactRev, this.compactCursor, maxKeys);
+    this.retainedBytes -= freedBytes;
+    assert(this.retainedBytes >= 0, 'retained bytes went negative');
+    this.compactCursor = nextKey;
+    if (nextKey !== undefined) return false;
+    if (this.history.trimDue) this.history.trim();
+    return true;
+  }
+
+  /**
+   * Events with fromRev <= revision <= toRev (toRev is capped at the current revision), in
+   * (revision, sub-revision) order. With maxEvents it may stop early, but only between revisions;
+   * a single revision larger than maxEvents is returned whole. Continue from `nextRev`.
+   */
+  eventsBetween(fromRev: Revision, toRev: Revision, maxEvents = Infinity): { events: Event[]; nextRev: Revision } {
+    if (fromRev < this.compactRev) throw Errors.Compacted;
+    const to = Math.min(toRev, this.currentRev);
+    if (fromRev > to) return { events: [], nextRev: fromRev };
+    const { start, stop, nextRev } = this.history.window(fromRev, to, maxEvents);
+    const events: Event[] = new Array(stop - start);
+    for (let p = start; p < stop; p++) {
+      const kv = this.history.at(p);
+      const type = isTombstone(kv) ? EventType.DELETE : EventType.PUT;
+      events[p - start] = { type, kv, prevKv: this.prevLiveVersion(kv) };
+    }
+    return { events, nextRev };
+  }
+
+  /** The live version that `kv` replaced, if compaction has not made it unreachable. */
+  private prevLiveVersion(kv: KeyValue): KeyValue | undefined {
+    // A change at or below the compaction point: its predecessor is compacted away (and the change
+    // itself may have been dropped from the index).
+    if (kv.modRevision <= this.compactRev) return undefined;
+    const v = this.index.get(kv.key);
+    assert(v !== undefined, 'history entry above the compaction point missing from the index');
+    let i = indexAtOrBelow(v, kv.modRevision);
+    while (i >= 0 && versionAt(v, i) !== kv) i--;
+    assert(i >= 0, 'history entry above the compaction point missing from its key');
+    if (i === 0) return undefined;
+    const prev = versionAt(v, i - 1);
+    return isTombstone(prev) ? undefined : prev;
+  }
+
+  /** CRC32-C of the retained versions with modRevision <= rev (0 = current). Same errors as range. */
+  hashKV(rev: Revision = 0): HashKVResult {
+    const hashRevision = this.checkReadRevision(rev, this.currentRev);
+    return {
+      hash: hashIndex(this.index, this.compactRev, hashRevision),
+      compactRevision: this.compactRev,
+      hashRevision,
+    };
+  }
+
+  /** Streams the retained state as chunks of plain records (see snapshot.ts for the format). The
+   *  store must not change until the generator is exhausted. */
+  exportSnapshot(): Generator<MvccSnapshotRecord[]> {
+    return exportSnapshot(this);
+  }
+
+  /** Rebuilds a store from exportSnapshot()'s chunks. */
+  static fromSnapshot(chunks: Iterable<MvccSnapshotRecord[]>): MvccStore {
+    return storeFromSnapshot(chunks);
+  }
+
+  /** @internal for snapshot export: the index and history, read-only. */
+  snapshotSources(): { index: KeyIndex; history: History } {
+    assert(this.openTxn === undefined, 'snapshot while a write txn is open');
+    return { index: this.index, history: this.history };
+  }
+
+  /** @internal snapshot import: appends one version (base = below the compaction point, so not in
+   *  the history). Versions must arrive in per-key revision order. */
+  restoreVersion(kv: KeyValue, base: boolean): void {
+    const existing: Versions | undefined = this.index.get(kv.key);
+    const wasLive = existing !== undefined && !isTombstone(newestVersion(existing));
+    const stored = existing === undefined ? kv : makeKv(newestVersion(existing).key, kv.createRevision,
+      kv.modRevision, kv.version, kv.value, kv.lease);
+    this.index.append(stored, existing);
+    if (!base) this.history.append(stored);
+    this.liveKeys += (isTombstone(stored) ? 0 : 1) - (wasLive ? 1 : 0);
+    this.retainedBytes += stored.key.length + stored.value.length;
+    this.epoch++;
+  }
+
+  /** @internal snapshot import: sets the revisions and drops what the compaction point hides. */
+  restoreFinish(currentRevision: Revision, compactRevision: Revision): void {
+    assert(this.currentRev === 1 && this.compactRev === 0, 'restoreFinish on a used store');
+    assert(compactRevision <= currentRevision, 'snapshot: compact revision above current revision');
+    this.currentRev = currentRevision;
+    if (compactRevision > 0) this.compact(compactRevision);
+    this.epoch++;
+  }
+}
+
+/** The only way to change the store: one revision's worth of puts and deletes. */
+export class WriteTxn {
+  private changes = 0;
+  private ended = false;
+  private readonly events: Event[] = [];
+
+  /** @internal created by MvccStore.write(). */
+  constructor(
+    private readonly store: MvccStore,
+    /** The revision this txn's changes get (currentRevision + 1 when it was opened). */
+    readonly revision: Revision,
+  ) {}
+
+  /** The store's committed revision (this txn's changes become visible at `revision` = this + 1). */
+  get currentRevision(): Revision {
+    return this.store.currentRevision;
+  }
+
+  get compactRevision(): Revision {
+    return this.store.compactRevision;
+  }
+
+  /** Reads as of this txn: its own earlier writes are visible (as in etcd's txn). */
+  range(key: Buffer, rangeEnd: Buffer | undefined, opts: RangeOptions = {}): RangeResult {
+    assert(!this.ended, 'range on an ended txn');
+    const headRev = this.changes > 0 ? this.revision : this.store.currentRevision;
+    return this.store.rangeAt(key, rangeEnd, opts, headRev);
+  }
+
+  put(key: Buffer, value: Buffer, lease: LeaseId): { prevKv: KeyValue | undefined } {
+    assert(!this.ended, 'put on an ended txn');
+    const ev = this.store.applyPut(key, value, lease, this.revision);
+    this.changes++;
+    this.events.push(ev);
+    return ev; // the Event doubles as the result: { prevKv } without another allocation
+  }
+
+  /** Deletes the keys live in the range; returns their previous kvs in key order. */
+  deleteRange(key: Buffer, rangeEnd: Buffer | undefined): { deleted: KeyValue[] } {
+    assert(!this.ended, 'deleteRange on an ended txn');
+    const evs = this.store.applyDeleteRange(key, rangeEnd, this.revision);
+    const deleted: KeyValue[] = new Array(evs.length);
+    for (let i = 0; i < evs.length; i++) {
+      deleted[i] = evs[i].prevKv as KeyValue;
+      this.events.push(evs[i]);
+    }
+    this.changes += evs.length;
+    return { deleted };
+  }
+
+  /** Commits. The revision advances only if something changed. */
+  end(): WriteResult {
+    assert(!this.ended, 'txn ended twice');
+    this.ended = true;
+    const revision = this.store.commitTxn(this, this.changes > 0);
+    return { revision, events: this.events };
+  }
+}

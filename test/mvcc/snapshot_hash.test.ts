@@ -1,0 +1,159 @@
+// hashKV and the snapshot stream: equal histories hash equal, and export -> import rebuilds the same store.
+import { strict as assert } from 'node:assert';
+import { MvccStore, NO_LEASE, MvccSnapshotRecord, SnapshotImporter, crc32c } from '../../src/mvcc';
+import { Errors } from '../../src/util/errors';
+import { AssertionError } from '../../src/util/assert';
+import { b, s, put, del, rng } from './helpers';
+
+/** Applies a seeded random workload (puts, deletes, multi-op txns, compactions). */
+function workload(st: MvccStore, seed: number, ops: number, compact = true): void {
+  const r = rng(seed);
+  for (let i = 0; i < ops; i++) {
+    const k = `k${Math.floor(r() * 30)}`;
+    const x = r();
+    if (x < 0.6) put(st, k, `v${i}`, BigInt(Math.floor(r() * 3)));
+    else if (x < 0.75) del(st, k, r() < 0.3 ? `k${Math.floor(r() * 30)}` : undefined);
+    else if (x < 0.95) {
+      const txn = st.write();
+      txn.put(b(k), b(`t${i}`), NO_LEASE);
+      txn.put(b(k), b(`u${i}`), NO_LEASE);
+      if (r() < 0.5) txn.deleteRange(b('k1'), b('k2'));
+      txn.end();
+    } else if (compact && st.currentRevision > st.compactRevision + 5) {
+      st.compact(st.currentRevision - Math.floor(r() * 5));
+    }
+  }
+}
+
+function allReads(st: MvccStore): string[] {
+  const out: string[] = [];
+  for (let rev = Math.max(st.compactRevision, 1); rev <= st.currentRevision; rev++) {
+    for (const kv of st.range(b('\0'), b('\0'), { revision: rev }).kvs) {
+      out.push(`${rev}:${s(kv.key)}=${s(kv.value)}/${kv.version}/${kv.createRevision}/${kv.modRevision}/${kv.lease}`);
+    }
+  }
+  return out;
+}
+
+function allEvents(st: MvccStore): string[] {
+  return st.eventsBetween(st.compactRevision, st.currentRevision).events.map(
+    (e) => `${e.type}:${s(e.kv.key)}@${e.kv.modRevision}/${e.kv.version}=${s(e.kv.value)}<${e.prevKv ? s(e.prevKv.value) : '-'}`,
+  );
+}
+
+describe('mvcc hashKV', () => {
+  it('crc32c matches the standard check value', () => {
+    assert.equal(crc32c(0, b('123456789')), 0xe3069283);
+  });
+
+  it('is equal for equal histories and differs for different ones', () => {
+    const x = new MvccStore();
+    const y = new MvccStore();
+    workload(x, 7, 300);
+    workload(y, 7, 300);
+    assert.deepEqual(x.hashKV(), y.hashKV());
+    const z = new MvccStore();
+    workload(z, 8, 300);
+    assert.notEqual(z.hashKV().hash, x.hashKV().hash);
+    put(y, 'k1', 'different');
+    assert.notEqual(y.hashKV().hash, x.hashKV().hash);
+  });
+
+  it('a hash at a past revision is stable as the store moves on', () => {
+    const st = new MvccStore();
+    workload(st, 3, 100, false);
+    const rev = st.currentRevision;
+    const h = st.hashKV(rev);
+    assert.equal(h.hashRevision, rev);
+    workload(st, 4, 100, false);
+    assert.deepEqual(st.hashKV(rev), h);
+  });
+
+  it('differs by value, lease and deletion', () => {
+    const hashOf = (f: (st: MvccStore) => void) => {
+      const st = new MvccStore();
+      f(st);
+      return st.hashKV().hash;
+    };
+    const base = hashOf((st) => put(st, 'a', '1'));
+    assert.notEqual(hashOf((st) => put(st, 'a', '2')), base);
+    assert.notEqual(hashOf((st) => put(st, 'a', '1', 5n)), base);
+    assert.notEqual(hashOf((st) => { put(st, 'a', '1'); del(st, 'a'); }), hashOf((st) => { put(st, 'a', '1'); put(st, 'b', ''); }));
+  });
+
+  it('checks the revision like range does', () => {
+    const st = new MvccStore();
+    workload(st, 5, 50, false);
+    st.compact(10);
+    assert.throws(() => st.hashKV(9), (e) => e === Errors.Compacted);
+    assert.throws(() => st.hashKV(st.currentRevision + 1), (e) => e === Errors.FutureRev);
+    assert.equal(st.hashKV().hashRevision, st.currentRevision);
+    assert.equal(st.hashKV().compactRevision, 10);
+  });
+});
+
+describe('mvcc snapshot', () => {
+  const roundTrip = (st: MvccStore): MvccStore => MvccStore.fromSnapshot(st.exportSnapshot());
+
+  it('an empty store round-trips', () => {
+    const copy = roundTrip(new MvccStore());
+    assert.equal(copy.currentRevision, 1);
+    assert.equal(copy.keyCount, 0);
+  });
+
+  for (const seed of [1, 2, 3]) {
+    it(`export -> import gives equal hashKV, ranges, events and counters (seed ${seed})`, () => {
+      const st = new MvccStore();
+      workload(st, seed, 3000);
+      assert.ok(st.compactRevision > 0);
+      const copy = roundTrip(st);
+      assert.equal(copy.currentRevision, st.currentRevision);
+      assert.equal(copy.compactRevision, st.compactRevision);
+      assert.deepEqual(copy.hashKV(), st.hashKV());
+      assert.deepEqual(allReads(copy), allReads(st));
+      assert.deepEqual(allEvents(copy), allEvents(st));
+      assert.equal(copy.keyCount, st.keyCount);
+      assert.equal(copy.sizeBytes, st.sizeBytes);
+      // and both continue identically
+      workload(st, seed + 100, 200);
+      workload(copy, seed + 100, 200);
+      assert.deepEqual(copy.hashKV(), st.hashKV());
+    });
+  }
+
+  it('exports the logical state even while physical compaction is pending', () => {
+    const st = new MvccStore();
+    workload(st, 11, 500, false);
+    st.scheduleCompaction(st.currentRevision - 20);
+    st.compactStep(3);
+    const copy = roundTrip(st);
+    assert.deepEqual(copy.hashKV(), st.hashKV());
+    assert.deepEqual(allReads(copy), allReads(st));
+  });
+
+  it('streams in bounded chunks, header first and end last', () => {
+    const st = new MvccStore();
+    workload(st, 12, 3000, false);
+    const chunks = [...st.exportSnapshot()];
+    assert.ok(chunks.length > 1);
+    for (const c of chunks) assert.ok(c.length <= 1025);
+    const flat = chunks.flat();
+    assert.equal(flat[0].type, 'header');
+    const last = flat[flat.length - 1];
+    assert.equal(last.type, 'end');
+    assert.equal((last as { kvCount: number }).kvCount, flat.length - 2);
+  });
+
+  it('refuses a store that changes during export and a truncated stream', () => {
+    const st = new MvccStore();
+    workload(st, 13, 3000, false);
+    const gen = st.exportSnapshot();
+    gen.next();
+    put(st, 'zz', '1');
+    assert.throws(() => gen.next(), AssertionError);
+    const chunks: MvccSnapshotRecord[][] = [...st.exportSnapshot()];
+    const imp = new SnapshotImporter();
+    imp.importRecords(chunks[0]);
+    assert.throws(() => imp.finish(), AssertionError);
+  });
+});
