@@ -1,0 +1,43 @@
+// WAL errors. Both are fatal to the member: they are not retried, and their messages say what an
+// operator can do about them.
+
+export class WalError extends Error {
+  override name = 'WalError';
+}
+
+/**
+ * Recovery found damage that is not a torn tail: data that was once synced is gone or wrong, so
+ * replaying the log would silently lose acknowledged writes. The member must not start.
+ */
+export class WalCorruptionError extends WalError {
+  override name = 'WalCorruptionError';
+  constructor(
+    /** Segment file name (no directory). */
+    readonly file: string,
+    /** Byte offset in that file of the first damaged record. */
+    readonly offset: number,
+    /** What is wrong there, e.g. "checksum mismatch". */
+    readonly reason: string,
+  ) {
+    super(
+      `wal: ${reason} in ${file} at offset ${offset}: refusing to start (the log is corrupted before its tail; ` +
+        `restore this member from a snapshot or remove it and re-add it)`,
+    );
+  }
+}
+
+/**
+ * A write, fdatasync or segment rotation failed. What reached the disk is unknown, so the WAL
+ * refuses every later write (fsync errors are not retryable: the kernel may already have dropped the
+ * dirty pages). The member stops acknowledging writes; a restart's recovery repairs the tail.
+ */
+export class WalFailedError extends WalError {
+  override name = 'WalFailedError';
+  constructor(cause: unknown) {
+    super(
+      `wal: a previous write or fdatasync failed (${cause instanceof Error ? cause.message : String(cause)}); ` +
+        `refusing further writes: restart the member to recover the log`,
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,8 @@
+// The write-ahead log: segmented, preallocated, checksummed, one write + one fdatasync per Raft
+// Ready. Format: format.ts. Recovery: recovery.ts. Usage contract: wal.ts.
+
+export { Wal } from './wal';
+export { WalError, WalCorruptionError, WalFailedError } from './errors';
+export type { WalState, WalOptions, WalStats, WalFaults, TornTail } from './types';
+export type { SnapshotMarker } from './encoder';
+export { SEGMENT_BYTES_DEFAULT } from './format';
