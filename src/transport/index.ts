@@ -1,0 +1,39 @@
+// Transport: Raft messages between members over long-lived gRPC streams (proto/quorumkv/raft.proto).
+//
+// Design note
+// - Streams. One client-streaming `Stream` call per (sender, receiver), opened lazily by the first
+//   message and kept open; each member dials its peers, so A->B and B->A are two calls. The receiver
+//   checks the metadata (x-etcd-cluster-id must match, else FAILED_PRECONDITION "etcdserver: cluster
+//   ID mismatch"; x-raft-to must be itself; a removed member is refused) and then sends response
+//   headers: that is the sender's "stream is up" signal. Nothing is written before it, so messages
+//   queued during an outage are not lost in a call that never connected.
+// - Batching. send() only queues; one setImmediate per turn flushes every peer that got messages, and
+//   everything queued for a peer goes out as ONE write of one buffer (codec.ts: one allocation per
+//   batch), split only above maxBatchBytes (1 MiB) so frames stay below gRPC's limits.
+// - Back-pressure. When call.write() returns false the peer stops writing until 'drain' and keeps
+//   queueing; the next write carries everything that accumulated (bigger batches under load).
+// - Drops. Per-peer queue bound maxQueuedMessagesPerPeer (default 4096, etcd's streamBufSize). Beyond
+//   it, new messages are dropped (counted in stats.dropped) and the peer is reported unreachable (once
+//   per turn) so Raft switches it to probing and resends later. Messages already written into a stream
+//   that then breaks are lost too (Raft tolerates loss; it retransmits). Messages to unknown peers are
+//   dropped. A MsgSnap while one is already streaming to that peer is dropped.
+// - Reconnect. A broken stream or failed dial reports the peer unreachable and redials after an
+//   exponential backoff with equal jitter (50 ms doubling to a 2 s cap; reset once a stream is
+//   accepted), rotating through the peer's URLs; gRPC's own channel backoff is set to the same bounds.
+//   A dial not accepted within dialTimeoutMs (3 s) counts as failed. Keepalive pings (10 s) find
+//   peers that vanished without closing the connection.
+// - Snapshots. MsgSnap goes through its own `Snapshot` call on its own connection (so megabytes of
+//   snapshot do not delay heartbeats): header chunk (the message without data, plus the size), then
+//   data chunks of snapshotChunkBytes (1 MiB) with at most 4 in flight; an in-memory snapshot is cut
+//   into views, not copies. The receiver checks the size against maxSnapshotBytes first, copies into
+//   one buffer, calls onSnapshot and answers after it resolved. The sender reports
+//   onSnapshotStatus(id, ok) either way (plus onUnreachable when the peer could not be reached).
+// - TLS: `credentials` (channel) here, server credentials where the peer server is bound.
+
+export { Transport, PEER_SERVER_OPTIONS, MAX_QUEUED_MESSAGES_PER_PEER_DEFAULT, MAX_BATCH_BYTES_DEFAULT, MAX_SNAPSHOT_BYTES_DEFAULT } from './transport';
+export type { TransportOptions } from './transport';
+export type { TransportStats } from './peer';
+export type { SnapshotSource } from './snapshot';
+export type { BackoffOptions } from './backoff';
+export { encodeMessages, decodeMessages, CodecError } from './codec';
+export { ERR_CLUSTER_ID_MISMATCH } from './wire';

@@ -1,0 +1,297 @@
+// The sending half of the transport for one remote member: a bounded queue, one long-lived Stream call,
+// batching, back-pressure and reconnect. See index.ts for the design note.
+//
+// States (derived from fields, not stored): idle (no call, no retry timer) -> dialing (call, !ready)
+// -> ready (call, ready) -> [stream ends] -> backoff (retryTimer) -> dialing ... Messages are written
+// only in `ready`: until the receiver accepted the call (it answers with response headers) they stay in
+// the queue, so an outage does not swallow the messages written into a call that never connected.
+
+import * as grpc from '@grpc/grpc-js';
+import type { Message, NodeId } from '../raft';
+import { assert } from '../util/assert';
+import type { Logger } from '../util/log';
+import { Backoff, type BackoffOptions } from './backoff';
+import { encodeMessages, encodedMessageSize } from './codec';
+import { STREAM_PATH, deserializeStreamResponse, peerMetadata, peerTarget, serializeBatch, type MessageBatchPb } from './wire';
+
+const BATCH_HEADER_BYTES = 5;
+/** How long close() waits for a stream to end cleanly before it stops waiting. */
+const CLOSE_WAIT_MS = 1_000;
+
+export interface TransportStats {
+  sentBatches: number;
+  sentMessages: number;
+  dropped: number;
+  received: number;
+}
+
+/** What a Peer needs from its Transport. */
+export interface PeerContext {
+  readonly localId: NodeId;
+  readonly clusterId: bigint;
+  readonly log: Logger;
+  readonly stats: TransportStats;
+  readonly maxQueuedMessages: number;
+  readonly maxBatchBytes: number;
+  readonly dialTimeoutMs: number;
+  readonly backoff: BackoffOptions;
+  readonly credentials: grpc.ChannelCredentials;
+  readonly channelOptions: grpc.ChannelOptions;
+  reportUnreachable(id: NodeId): void;
+}
+
+export class Peer {
+  private urls: string[];
+  private urlIndex = 0;
+  private readonly clients = new Map<string, grpc.Client>();
+  private queue: Message[] = [];
+  private call: grpc.ClientWritableStream<MessageBatchPb> | undefined;
+  /** Generation of the current call: events of older calls are ignored. */
+  private callGen = 0;
+  private ready = false;
+  private waitingDrain = false;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private dialTimer: NodeJS.Timeout | undefined;
+  private readonly backoff: Backoff;
+  /** Consecutive failed dials / broken streams; logs say "down" once, "back" once. */
+  private failures = 0;
+  private droppedInEpisode = 0;
+  private droppedThisTurn = false;
+  private onCallEnded: (() => void) | undefined;
+  /** The current call was cancelled by the dial timeout (its status then only says "Cancelled"). */
+  private dialTimedOut = false;
+  private closed = false;
+  /** Set while a snapshot to this peer is being sent (one at a time, see transport.ts). */
+  snapshotAbort: AbortController | undefined;
+
+  constructor(
+    readonly id: NodeId,
+    urls: string[],
+    private readonly ctx: PeerContext,
+  ) {
+    assert(urls.length > 0, `peer ${id}: no URLs`);
+    urls.forEach(peerTarget); // validate now: a bad URL is a configuration error, not a network one
+    this.urls = [...urls];
+    this.backoff = new Backoff(ctx.backoff);
+  }
+
+  get queuedMessages(): number {
+    return this.queue.length;
+  }
+
+  get connected(): boolean {
+    return this.ready;
+  }
+
+  /** Queues a message; false when the queue is full and the message was dropped. */
+  enqueue(m: Message): boolean {
+    if (this.closed) return false;
+    if (this.queue.length >= this.ctx.maxQueuedMessages) {
+      this.ctx.stats.dropped++;
+      if (this.droppedInEpisode++ === 0) {
+        this.ctx.log.warn('dropping raft messages: peer queue full', {
+          remote: this.id,
+          queued: this.queue.length,
+          connected: this.ready,
+        });
+      }
+      if (!this.droppedThisTurn) {
+        // Raft treats the peer as unreachable (probe mode) and resends later; once per turn is enough.
+        this.droppedThisTurn = true;
+        this.ctx.reportUnreachable(this.id);
+      }
+      return false;
+    }
+    if (this.droppedInEpisode > 0) {
+      this.ctx.log.info('peer queue accepts messages again', { remote: this.id, dropped: this.droppedInEpisode });
+      this.droppedInEpisode = 0;
+    }
+    this.queue.push(m);
+    return true;
+  }
+
+  /** Called once per event-loop turn in which messages were queued: dials or writes one batch. */
+  flush(): void {
+    this.droppedThisTurn = false;
+    if (this.closed || this.queue.length === 0) return;
+    if (this.call === undefined) {
+      if (this.retryTimer === undefined) this.dial();
+      return;
+    }
+    this.writeQueued();
+  }
+
+  /** A client for the peer's current URL, with our credentials and channel options. */
+  client(): grpc.Client {
+    const url = this.urls[this.urlIndex];
+    let c = this.clients.get(url);
+    if (c === undefined) {
+      c = new grpc.Client(peerTarget(url), this.ctx.credentials, this.ctx.channelOptions);
+      this.clients.set(url, c);
+    }
+    return c;
+  }
+
+  currentUrl(): string {
+    return this.urls[this.urlIndex];
+  }
+
+  updateUrls(urls: string[]): void {
+    assert(urls.length > 0, `peer ${this.id}: no URLs`);
+    urls.forEach(peerTarget);
+    const same = urls.length === this.urls.length && urls.every((u, i) => u === this.urls[i]);
+    if (same) return;
+    const current = this.urls[this.urlIndex];
+    this.urls = [...urls];
+    for (const [url, c] of this.clients) {
+      if (!urls.includes(url)) {
+        c.close();
+        this.clients.delete(url);
+      }
+    }
+    this.urlIndex = Math.max(0, urls.indexOf(current));
+    if (!urls.includes(current)) {
+      // The stream goes to an address the member no longer has: redial now, without backoff.
+      this.abandonCall();
+      this.backoff.reset();
+      if (this.queue.length > 0) this.dial();
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.clearTimers();
+    this.queue = [];
+    this.snapshotAbort?.abort();
+    const call = this.call;
+    if (call !== undefined) {
+      const ended = new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, CLOSE_WAIT_MS);
+        this.onCallEnded = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      // A ready stream ends cleanly (the receiver has everything we wrote); a dialing one is cancelled.
+      if (this.ready) call.end();
+      else call.cancel();
+      await ended;
+    }
+    for (const c of this.clients.values()) c.close();
+    this.clients.clear();
+  }
+
+  private dial(): void {
+    assert(this.call === undefined && !this.closed, `peer ${this.id}: dial with a call in place or closed`);
+    const gen = ++this.callGen;
+    const md = peerMetadata(this.ctx.localId, this.id, this.ctx.clusterId);
+    const call = this.client().makeClientStreamRequest<MessageBatchPb, Record<string, never>>(
+      STREAM_PATH,
+      serializeBatch,
+      deserializeStreamResponse,
+      md,
+      {},
+      (err) => this.onEnd(gen, err),
+    );
+    this.call = call;
+    this.ready = false;
+    this.waitingDrain = false;
+    this.dialTimedOut = false;
+    call.on('metadata', () => this.onReady(gen));
+    call.on('drain', () => {
+      if (gen !== this.callGen) return;
+      this.waitingDrain = false;
+      this.writeQueued();
+    });
+    this.dialTimer = setTimeout(() => {
+      this.dialTimer = undefined;
+      if (gen !== this.callGen || this.ready) return;
+      this.dialTimedOut = true;
+      call.cancel();
+    }, this.ctx.dialTimeoutMs);
+  }
+
+  private onReady(gen: number): void {
+    if (gen !== this.callGen || this.closed) return;
+    this.ready = true;
+    if (this.dialTimer !== undefined) clearTimeout(this.dialTimer);
+    this.dialTimer = undefined;
+    this.backoff.reset();
+    if (this.failures > 0) this.ctx.log.info('peer stream established again', { remote: this.id, url: this.currentUrl(), failures: this.failures });
+    else this.ctx.log.debug('peer stream established', { remote: this.id, url: this.currentUrl() });
+    this.failures = 0;
+    this.writeQueued();
+  }
+
+  private onEnd(gen: number, err: grpc.ServiceError | null): void {
+    if (gen !== this.callGen) return;
+    if (this.dialTimer !== undefined) clearTimeout(this.dialTimer);
+    this.dialTimer = undefined;
+    const wasReady = this.ready;
+    this.call = undefined;
+    this.ready = false;
+    this.waitingDrain = false;
+    if (this.closed) {
+      this.onCallEnded?.();
+      return;
+    }
+    this.failures++;
+    const fields = { remote: this.id, url: this.currentUrl(), code: err?.code ?? grpc.status.OK, details: this.dialTimedOut ? `no answer within ${this.ctx.dialTimeoutMs} ms` : (err?.details ?? 'stream ended by the receiver'), wasReady };
+    if (err?.code === grpc.status.FAILED_PRECONDITION) this.ctx.log.error('peer rejected raft stream', fields);
+    else if (this.failures === 1) this.ctx.log.warn('peer stream broken or peer unreachable; reconnecting with backoff', fields);
+    else this.ctx.log.debug('peer still unreachable', { ...fields, failures: this.failures });
+    this.ctx.reportUnreachable(this.id);
+    this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    this.scheduleRedial();
+  }
+
+  private scheduleRedial(): void {
+    assert(this.retryTimer === undefined, `peer ${this.id}: two redial timers`);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      // Lazy: with nothing to send there is no reason to hold a connection to a peer that was down.
+      if (!this.closed && this.call === undefined && this.queue.length > 0) this.dial();
+    }, this.backoff.nextDelayMs());
+  }
+
+  /** Writes the queue in batches of at most maxBatchBytes until it is empty or the call pushes back. */
+  private writeQueued(): void {
+    while (this.call !== undefined && this.ready && !this.waitingDrain && this.queue.length > 0) {
+      const queue = this.queue;
+      let n = 0;
+      let sizeBytes = BATCH_HEADER_BYTES;
+      while (n < queue.length) {
+        const s = encodedMessageSize(queue[n]);
+        // At least one message per batch: Raft bounds a single message (max-size-per-msg).
+        if (n > 0 && sizeBytes + s > this.ctx.maxBatchBytes) break;
+        sizeBytes += s;
+        n++;
+      }
+      const batch = n === queue.length ? queue : queue.slice(0, n);
+      this.queue = n === queue.length ? [] : queue.slice(n);
+      const messages = encodeMessages(batch, sizeBytes);
+      this.ctx.stats.sentBatches++;
+      this.ctx.stats.sentMessages += n;
+      // false: gRPC buffered more than its high-water mark; keep queueing (and batching) until 'drain'.
+      if (!this.call.write({ messages })) this.waitingDrain = true;
+    }
+  }
+
+  private abandonCall(): void {
+    const call = this.call;
+    this.callGen++; // its end is of no interest any more
+    this.call = undefined;
+    this.ready = false;
+    this.waitingDrain = false;
+    this.clearTimers();
+    call?.cancel();
+  }
+
+  private clearTimers(): void {
+    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer);
+    if (this.dialTimer !== undefined) clearTimeout(this.dialTimer);
+    this.retryTimer = undefined;
+    this.dialTimer = undefined;
+  }
+}
