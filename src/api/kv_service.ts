@@ -26,14 +26,18 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
     const r = call.request;
     const bad = checkRange(r);
     if (bad) return replyError(cb, bad);
-    try {
-      // Single member: the store is the latest committed state, so serializable and
-      // linearizable reads coincide. With Raft, linearizable reads wait for ReadIndex here.
-      const resp = applyRange(server.store, r);
-      cb(null, { header: server.header(), ...resp });
-    } catch (err) {
-      replyError(cb, err);
-    }
+    const serve = () => {
+      try {
+        const resp = applyRange(server.store, r);
+        cb(null, { header: server.header(), ...resp });
+      } catch (err) {
+        replyError(cb, err);
+      }
+    };
+    // Serializable reads are served from the local store as it is; linearizable ones first wait
+    // for ReadIndex (this member's store has applied everything committed before the read).
+    if (r.serializable) serve();
+    else server.linearizableRead().then(serve, (err) => replyError(cb, err));
   };
 
   const Put: Unary<PutRequest> = (call, cb) => {
@@ -59,13 +63,17 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
     const bad = checkTxn(t, limits.maxTxnOps);
     if (bad) return replyError(cb, bad);
     if (isTxnReadOnly(t)) {
-      try {
-        const resp = applyReadOnlyTxn(server.store, t);
-        fillTxnHeaders(resp, server.header());
-        return cb(null, resp);
-      } catch (err) {
-        return replyError(cb, err);
-      }
+      const serve = () => {
+        try {
+          const resp = applyReadOnlyTxn(server.store, t);
+          fillTxnHeaders(resp, server.header());
+          cb(null, resp);
+        } catch (err) {
+          replyError(cb, err);
+        }
+      };
+      // etcd serves a read-only txn as linearizable unless every range in it is serializable.
+      return void server.linearizableRead().then(serve, (err) => replyError(cb, err));
     }
     server.propose({ txn: t }).then(
       (r) => {

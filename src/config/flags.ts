@@ -1,7 +1,9 @@
 // Server configuration from command-line flags, using etcd's flag names so that a script that
 // starts etcd starts quorumkv by changing only the binary. Every value is validated by a zod
 // schema; a bad flag produces one line naming it (ConfigError) and the CLI exits non-zero.
+import fs from 'node:fs';
 import { z } from 'zod';
+import YAML from 'yaml';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -50,6 +52,11 @@ const flagSchemas = {
   'max-request-bytes': positiveInt(64 * 1024 * 1024),
   'max-txn-ops': positiveInt(1_000_000),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']),
+  'initial-cluster': z.string().min(1, 'must not be empty'),
+  'initial-cluster-state': z.enum(['new', 'existing']),
+  'heartbeat-interval': positiveInt(60_000),
+  'election-timeout': positiveInt(600_000),
+  'snapshot-count': positiveInt(1_000_000_000),
 } as const;
 
 type FlagName = keyof typeof flagSchemas;
@@ -65,6 +72,11 @@ const defaults: Record<FlagName, string | undefined> = {
   'max-request-bytes': String(1.5 * 1024 * 1024),
   'max-txn-ops': '128',
   'log-level': 'info',
+  'initial-cluster': undefined, // "<name>=<initial-advertise-peer-urls>"
+  'initial-cluster-state': 'new',
+  'heartbeat-interval': '100',
+  'election-timeout': '1000',
+  'snapshot-count': '10000',
 };
 
 export interface ServerConfig {
@@ -78,6 +90,14 @@ export interface ServerConfig {
   maxRequestBytes: number;
   maxTxnOps: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** name → peer URLs of every member the cluster starts with. */
+  initialCluster: Map<string, string[]>;
+  initialClusterState: 'new' | 'existing';
+  /** Milliseconds between leader heartbeats = one Raft tick. */
+  heartbeatIntervalMs: number;
+  electionTimeoutMs: number;
+  /** Applied entries between snapshots (after which older WAL segments are released). */
+  snapshotCount: number;
 }
 
 /** Splits argv into flag → raw string. Accepts `--flag value`, `--flag=value`, `-flag` and bare
@@ -114,9 +134,60 @@ function check<T>(name: string, schema: z.ZodType<T>, raw: string): T {
   return r.data;
 }
 
-export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
+/** etcd's --initial-cluster: "n1=http://a:2380,n1=http://b:2380,n2=http://c:2380". */
+export function parseInitialCluster(raw: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  for (const part of raw.split(',').map((p) => p.trim()).filter((p) => p.length > 0)) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new ConfigError(`invalid --initial-cluster=${JSON.stringify(raw)}: expected name=url pairs, got ${JSON.stringify(part)}`);
+    const name = part.slice(0, eq);
+    const url = part.slice(eq + 1);
+    const checked = urlList.safeParse(url);
+    if (!checked.success) throw new ConfigError(`invalid --initial-cluster=${JSON.stringify(raw)}: ${JSON.stringify(url)} is not a URL like http://127.0.0.1:2380`);
+    out.set(name, [...(out.get(name) ?? []), ...checked.data]);
+  }
+  if (out.size === 0) throw new ConfigError('invalid --initial-cluster: no members');
+  return out;
+}
+
+/** Keys of a --config-file: etcd's YAML config uses the flag names as keys. */
+const configFileSchema = z
+  .record(z.string(), z.union([z.string(), z.number(), z.boolean()]).nullable())
+  .refine((o) => !Array.isArray(o), 'expected a mapping of flag names to values');
+
+export function readConfigFile(file: string): Map<string, string> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`cannot read --config-file=${file}: ${(err as Error).message}`);
+  }
+  let doc: unknown;
+  try {
+    doc = YAML.parse(text);
+  } catch (err) {
+    throw new ConfigError(`--config-file=${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
+  }
+  const r = configFileSchema.safeParse(doc ?? {});
+  if (!r.success) throw new ConfigError(`--config-file=${file}: ${r.error.issues.map((i) => i.message).join('; ')}`);
   const known = new Set(Object.keys(flagSchemas));
-  const raw = splitArgv(argv, known, new Set());
+  const out = new Map<string, string>();
+  for (const [k, v] of Object.entries(r.data)) {
+    if (!known.has(k)) throw new ConfigError(`--config-file=${file}: unknown key ${JSON.stringify(k)}`);
+    if (v !== null) out.set(k, String(v));
+  }
+  return out;
+}
+
+export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const known = new Set([...Object.keys(flagSchemas), 'config-file']);
+  let raw = splitArgv(argv, known, new Set());
+  const configFile = raw.get('config-file') ?? env.ETCD_CONFIG_FILE;
+  // As etcd: with a config file, other flags and environment variables are ignored.
+  if (configFile !== undefined) {
+    raw = readConfigFile(configFile);
+    env = {};
+  }
   // etcd also reads every flag from ETCD_<FLAG_NAME> environment variables; flags win.
   for (const name of known) {
     const envName = 'ETCD_' + name.toUpperCase().replace(/-/g, '_');
@@ -129,16 +200,33 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
   const name = get('name')!;
   const listenClientUrls = get('listen-client-urls')!;
   const listenPeerUrls = get('listen-peer-urls')!;
-  return {
+  const advertisePeerUrls = get('initial-advertise-peer-urls') ?? listenPeerUrls;
+  const clusterRaw = raw.get('initial-cluster');
+  const initialCluster = clusterRaw !== undefined ? parseInitialCluster(check('initial-cluster', flagSchemas['initial-cluster'], clusterRaw)) : new Map([[name, advertisePeerUrls]]);
+  if (!initialCluster.has(name)) {
+    throw new ConfigError(`invalid --initial-cluster: it has no member named ${JSON.stringify(name)} (this member's --name)`);
+  }
+  const cfg: ServerConfig = {
     name,
     dataDir: get('data-dir') ?? `${name}.etcd`,
     listenClientUrls,
     advertiseClientUrls: get('advertise-client-urls') ?? listenClientUrls,
     listenPeerUrls,
-    initialAdvertisePeerUrls: get('initial-advertise-peer-urls') ?? listenPeerUrls,
+    initialAdvertisePeerUrls: advertisePeerUrls,
+    initialCluster,
+    initialClusterState: get('initial-cluster-state')!,
     initialClusterToken: get('initial-cluster-token')!,
     maxRequestBytes: get('max-request-bytes')!,
     maxTxnOps: get('max-txn-ops')!,
     logLevel: get('log-level')!,
+    heartbeatIntervalMs: get('heartbeat-interval')!,
+    electionTimeoutMs: get('election-timeout')!,
+    snapshotCount: get('snapshot-count')!,
   };
+  if (cfg.electionTimeoutMs < 5 * cfg.heartbeatIntervalMs) {
+    throw new ConfigError(
+      `invalid --election-timeout=${cfg.electionTimeoutMs}: must be at least 5 times --heartbeat-interval (${cfg.heartbeatIntervalMs})`,
+    );
+  }
+  return cfg;
 }

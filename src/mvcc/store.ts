@@ -23,6 +23,7 @@ import { History } from './history';
 import {
   EMPTY_BUFFER,
   KeyIndex,
+  firstRetained,
   indexAtOrBelow,
   isTombstone,
   makeKv,
@@ -231,6 +232,16 @@ export class MvccStore {
       events[p - start] = { type, kv, prevKv: this.prevLiveVersion(kv) };
     }
     return { events, nextRev };
+  }
+
+  /** Whether the version of `key` written at `modRevision` is still retained (not compacted away).
+   *  The backend's physical compaction asks this for each record below the compaction point. */
+  retains(key: Buffer, modRevision: Revision): boolean {
+    const v = this.index.get(key);
+    if (v === undefined) return false;
+    const i = indexAtOrBelow(v, modRevision);
+    if (i < 0 || versionAt(v, i).modRevision !== modRevision) return false;
+    return i >= firstRetained(v, this.compactRev);
   }
 
   /** The live version that `kv` replaced, if compaction has not made it unreachable. */

@@ -3,9 +3,21 @@
 // results; the member that proposed an entry hands the result back to the waiting client.
 import { assert } from '../util/assert';
 import { EtcdError } from '../util/errors';
-import type { Event, MvccStore } from '../mvcc';
+import type { Event, LeaseId, MvccStore, WriteTxn } from '../mvcc';
 import { decodeRequest, type InternalRequest } from './codec';
-import { applyCheckedPut, applyDeleteRange, applyRange, applyTxn, type LeaseAttachments } from './kv_ops';
+import { applyCheckedPut, applyDeleteRange, applyRange, applyTxn, toLeaseId, toNumber, type LeaseAttachments } from './kv_ops';
+
+/** The lease state machine's applied operations (src/lease Lessor implements them). */
+export interface LeaseStateMachine extends LeaseAttachments {
+  grant(id: LeaseId, ttlSec: number): { id: LeaseId; ttlSec: number } | EtcdError;
+  /** Deletes the lease's keys inside `txn` (one revision) and forgets the lease. */
+  revoke(id: LeaseId, txn: WriteTxn): EtcdError | undefined;
+  checkpoint(checkpoints: readonly { id: LeaseId; remainingTtlSec: number }[]): void;
+}
+
+function isLeaseStateMachine(l: LeaseAttachments): l is LeaseStateMachine {
+  return typeof (l as Partial<LeaseStateMachine>).grant === 'function';
+}
 
 /** The outcome of one applied entry. `response` has no header yet: the server adds it. */
 export interface ApplyResult {
@@ -27,10 +39,24 @@ export class Applier {
     private readonly store: MvccStore,
     private readonly leases: LeaseAttachments,
     private readonly onEvents: EventSink = () => undefined,
+    private readonly onCompact: (rev: number) => void = () => undefined,
   ) {}
 
   get appliedIndex(): number {
     return this.appliedIndexValue;
+  }
+
+  /** Starts a restarted member at the applied index its backend was saved with. */
+  startFrom(appliedIndex: number): void {
+    assert(this.appliedIndexValue === 0, 'startFrom on an applier that already applied entries');
+    this.appliedIndexValue = appliedIndex;
+  }
+
+  /** Advances over an entry with nothing for the state machine (a new leader's empty entry, or a
+   *  membership change, which the Raft layer applies itself). */
+  skip(index: number): void {
+    assert(index === this.appliedIndexValue + 1, `entries applied in order: got ${index} after ${this.appliedIndexValue}`);
+    this.appliedIndexValue = index;
   }
 
   apply(index: number, data: Uint8Array): ApplyResult {
@@ -60,10 +86,33 @@ export class Applier {
         return { id, response: applyRange(this.store, req.range!), revision: this.store.currentRevision };
       case 'compaction':
         this.store.compact(Number(req.compaction!.revision));
+        this.onCompact(Number(req.compaction!.revision));
         return { id, response: {}, revision: this.store.currentRevision };
+      case 'lease_grant':
+      case 'lease_revoke':
+      case 'lease_checkpoint':
+        if (isLeaseStateMachine(this.leases)) return this.applyLease(req, this.leases);
+        return { id, error: new EtcdError(12, `quorumkv: log entry kind ${req.request} needs a lessor`), revision: this.store.currentRevision };
       default:
         return { id, error: new EtcdError(12, `quorumkv: log entry kind ${String(req.request)} is not supported by this version`), revision: this.store.currentRevision };
     }
+  }
+
+  private applyLease(req: InternalRequest, leases: LeaseStateMachine): ApplyResult {
+    const id = req.id;
+    if (req.request === 'lease_grant') {
+      const g = leases.grant(toLeaseId(req.lease_grant!.ID), toNumber(req.lease_grant!.TTL));
+      if (g instanceof EtcdError) return { id, error: g, revision: this.store.currentRevision };
+      return { id, response: { ID: g.id.toString(), TTL: g.ttlSec }, revision: this.store.currentRevision };
+    }
+    if (req.request === 'lease_revoke') {
+      const lease = toLeaseId(req.lease_revoke!.ID);
+      // All attached keys go in one write txn: one revision, one watch response.
+      return this.write(id, (txn) => leases.revoke(lease, txn) ?? {});
+    }
+    const cps = req.lease_checkpoint!.checkpoints.map((c) => ({ id: toLeaseId(c.ID), remainingTtlSec: toNumber(c.remaining_TTL) }));
+    leases.checkpoint(cps);
+    return { id, response: {}, revision: this.store.currentRevision };
   }
 
   /** Runs `fn` in one write txn: one revision for all its changes, events handed to watchers. */

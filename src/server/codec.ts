@@ -43,5 +43,7 @@ export function encodeRequest(req: InternalRequest): Uint8Array {
 
 export function decodeRequest(data: Uint8Array): InternalRequest {
   const t = internalType();
-  return t.toObject(t.decode(data), CONVERSION) as unknown as InternalRequest;
+  // protobufjs hands out bytes fields as the input's type: keep keys and values Buffers.
+  const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  return t.toObject(t.decode(buf), CONVERSION) as unknown as InternalRequest;
 }

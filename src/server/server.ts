@@ -5,13 +5,14 @@
 // "committed" as soon as the event loop turns, in memory only. Raft with the WAL (the durability
 // and cluster issues) implements the same interface, and nothing above this file changes.
 import { assert } from '../util/assert';
-import { EtcdError, Errors } from '../util/errors';
+import { EtcdError, Errors, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
 import { MvccStore } from '../mvcc';
 import type { ResponseHeader } from '../proto/types';
 import { Applier, type ApplyResult, type EventSink } from './applier';
 import { encodeRequest, type InternalRequestBody } from './codec';
 import { NO_LEASES, type LeaseAttachments } from './kv_ops';
+import type { Backend } from '../storage/backend/backend';
 
 export interface LogEntry {
   readonly index: number;
@@ -28,8 +29,12 @@ export interface ReplicatedLog {
   /** Called whenever this member gains or loses leadership. */
   onLeadershipChange(handler: (isLeader: boolean) => void): void;
   propose(data: Uint8Array): void;
+  /** Resolves when reading the local store is linearizable (ReadIndex). */
+  linearizableRead(): Promise<void>;
   onCommit(handler: (entries: readonly LogEntry[]) => void): void;
-  close(): void;
+  /** Optional: called once if the log fails for good (e.g. a WAL write error). */
+  onFailure?(handler: (err: EtcdError) => void): void;
+  close(): void | Promise<void>;
 }
 
 /** The stand-in log of a single in-memory member: commits every proposal at the next turn of the
@@ -64,6 +69,12 @@ export class SingleNodeLog implements ReplicatedLog {
     this.handler = handler;
   }
 
+  linearizableRead(): Promise<void> {
+    // Every proposal of this member is applied before its client hears back, and there is no
+    // other member: the local store is always the latest committed state.
+    return Promise.resolve();
+  }
+
   close(): void {
     this.closed = true;
   }
@@ -85,14 +96,28 @@ export interface ServerOptions {
   log: Logger;
   leases?: LeaseAttachments;
   onEvents?: EventSink;
+  /** The state a restarted member recovered from its backend, and the index it reflects. */
+  store?: MvccStore;
+  appliedIndex?: number;
+  /** Durable applied state: every applied batch is written to it with its applied index. */
+  backend?: Backend;
+  /** Called after each applied batch of entries (snapshot triggers, metrics). */
+  onApplied?: (appliedIndex: number, term: number) => void;
+  /** How long a proposal may wait for its entry to apply before the client gets etcd's
+   *  "request timed out" (the entry may still apply later, as with etcd). */
+  requestTimeoutMs?: number;
 }
 
 interface Waiter {
   resolve(r: ApplyResult): void;
+  deadlineMs: number;
 }
 
+/** etcd's default: 5 s plus twice the election timeout. */
+export const REQUEST_TIMEOUT_DEFAULT_MS = 7000;
+
 export class Server {
-  readonly store = new MvccStore();
+  readonly store: MvccStore;
   readonly memberId: bigint;
   readonly clusterId: bigint;
   readonly maxRequestBytes: number;
@@ -101,6 +126,10 @@ export class Server {
   private readonly idPrefix: bigint;
   private nextId: bigint;
   private stopped = false;
+  private failure: EtcdError | undefined;
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly requestTimeoutMs: number;
+  private readonly backend: Backend | undefined;
   private readonly memberIdPb: string;
   private readonly clusterIdPb: string;
 
@@ -113,7 +142,22 @@ export class Server {
     this.memberIdPb = opts.memberId.toString();
     this.clusterIdPb = opts.clusterId.toString();
     this.maxRequestBytes = opts.maxRequestBytes;
-    this.applier = new Applier(this.store, opts.leases ?? NO_LEASES, opts.onEvents);
+    this.store = opts.store ?? new MvccStore();
+    this.backend = opts.backend;
+    this.requestTimeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_DEFAULT_MS;
+    const backend = opts.backend;
+    const onEvents = opts.onEvents;
+    const sink: EventSink | undefined =
+      backend && onEvents
+        ? (events, rev) => (backend.stageEvents(events, rev), onEvents(events, rev))
+        : backend
+          ? (events, rev) => backend.stageEvents(events, rev)
+          : onEvents;
+    this.applier = new Applier(this.store, opts.leases ?? NO_LEASES, sink, (rev) => this.onCompacted(rev));
+    if (opts.appliedIndex) this.applier.startFrom(opts.appliedIndex);
+    log.onFailure?.((err) => this.fail(err));
+    this.sweeper = setInterval(() => this.expireWaiters(), 250);
+    this.sweeper.unref();
     // Proposal ids as etcd's idutil: the member's low 16 bits, then a time-based counter, so that
     // ids from different members (and from this member before a restart) never collide.
     this.idPrefix = (opts.memberId & 0xffffn) << 48n;
@@ -138,9 +182,21 @@ export class Server {
     return { cluster_id: this.clusterIdPb, member_id: this.memberIdPb, revision, raft_term: this.log.term };
   }
 
+  /** Waits until a read of the local store is linearizable (ReadIndex), or fails with etcd's
+   *  timeout after the request timeout. */
+  linearizableRead(): Promise<void> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.stopped) return Promise.reject(Errors.Stopped);
+    return new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(Errors.Timeout), this.requestTimeoutMs);
+      this.log.linearizableRead().then(() => (clearTimeout(t), resolve()));
+    });
+  }
+
   /** Proposes a mutating request and resolves with its applied result (or rejects with an
    *  EtcdError). A request larger than --max-request-bytes never reaches the log. */
   propose(body: InternalRequestBody): Promise<ApplyResult> {
+    if (this.failure) return Promise.reject(this.failure);
     if (this.stopped) return Promise.reject(Errors.Stopped);
     const id = (this.idPrefix | (this.nextId++ & 0xffffffffffffn)).toString();
     const data = encodeRequest({ id, ...body });
@@ -148,13 +204,19 @@ export class Server {
     return new Promise<ApplyResult>((resolve, reject) => {
       this.waiters.set(id, {
         resolve: (r) => (r.error ? reject(r.error) : resolve(r)),
+        deadlineMs: Date.now() + this.requestTimeoutMs,
       });
       this.log.propose(data);
     });
   }
 
   private applyCommitted(entries: readonly LogEntry[]): void {
+    if (entries.length === 0) return;
     for (const e of entries) {
+      if (e.data.length === 0) {
+        this.applier.skip(e.index);
+        continue;
+      }
       const result = this.applier.apply(e.index, e.data);
       const w = this.waiters.get(result.id);
       if (w) {
@@ -162,13 +224,53 @@ export class Server {
         w.resolve(result);
       }
     }
+    const last = entries[entries.length - 1]!;
+    if (this.backend) {
+      // Not awaited: the WAL already holds these entries durably; the backend only has to catch up
+      // before WAL segments are released (a synced commit, see snapshot handling).
+      this.backend.commit(last.index, last.term).catch((err) => this.fail(new EtcdError(GrpcCode.UNAVAILABLE, `quorumkv: backend write failed (${err instanceof Error ? err.message : String(err)}); this member no longer accepts writes`)));
+    }
+    this.opts.onApplied?.(last.index, last.term);
   }
 
-  stop(): void {
-    this.stopped = true;
-    this.log.close();
-    for (const w of this.waiters.values()) w.resolve({ id: '', error: Errors.Stopped, revision: 0 });
+  private onCompacted(rev: number): void {
+    if (!this.backend) return;
+    this.backend.stageCompaction(rev);
+    const backend = this.backend;
+    // Physical deletion of compacted versions runs in bounded steps after this batch is written.
+    setImmediate(() => void backend.compactPhysical(this.store, rev).catch(() => undefined));
+  }
+
+  private expireWaiters(): void {
+    const now = Date.now();
+    for (const [id, w] of this.waiters) {
+      if (w.deadlineMs > now) break; // insertion order is age order
+      this.waiters.delete(id);
+      w.resolve({ id, error: Errors.Timeout, revision: 0 });
+    }
+  }
+
+  /** The log or backend failed: fail everyone waiting, refuse every further write. */
+  private fail(err: EtcdError): void {
+    if (this.failure) return;
+    this.failure = err;
+    this.opts.log.error('member failed: no further writes are accepted', { error: err.message });
+    for (const [id, w] of this.waiters) w.resolve({ id, error: err, revision: 0 });
     this.waiters.clear();
+  }
+
+  /** Whether the member can still accept writes (for health reporting). */
+  get healthy(): boolean {
+    return this.failure === undefined && !this.stopped;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.sweeper);
+    for (const [id, w] of this.waiters) w.resolve({ id, error: Errors.Stopped, revision: 0 });
+    this.waiters.clear();
+    await this.log.close();
+    await this.backend?.close();
   }
 }
 

@@ -45,3 +45,41 @@ describe('server flags (etcd names, zod-validated)', () => {
     });
   }
 });
+
+describe('cluster flags and --config-file', () => {
+  const fs = require('node:fs') as typeof import('node:fs');
+  const os = require('node:os') as typeof import('node:os');
+  const path = require('node:path') as typeof import('node:path');
+
+  it('--initial-cluster names every member; this member must be in it', () => {
+    const c = parseServerFlags(['--name=n2', '--initial-advertise-peer-urls=http://127.0.0.1:2382', '--initial-cluster=n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2382,n3=http://127.0.0.1:2384', '--initial-cluster-state=new'], {});
+    assert.deepEqual([...c.initialCluster.keys()], ['n1', 'n2', 'n3']);
+    assert.deepEqual(c.initialCluster.get('n2'), ['http://127.0.0.1:2382']);
+    assert.equal(c.initialClusterState, 'new');
+    assert.throws(() => parseServerFlags(['--name=n9', '--initial-cluster=n1=http://127.0.0.1:2380'], {}), /has no member named "n9"/);
+    assert.throws(() => parseServerFlags(['--initial-cluster=n1'], {}), /expected name=url pairs/);
+    assert.throws(() => parseServerFlags(['--initial-cluster-state=old'], {}), /invalid --initial-cluster-state/);
+  });
+
+  it('election timeout must be at least 5 heartbeats, as etcd requires', () => {
+    assert.throws(() => parseServerFlags(['--heartbeat-interval=100', '--election-timeout=400'], {}), /at least 5 times --heartbeat-interval/);
+  });
+
+  it('reads a YAML config file with etcd flag names; other flags are then ignored, as etcd', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'quorumkv-cfg-'));
+    const file = path.join(dir, 'n1.yaml');
+    fs.writeFileSync(file, 'name: n1\ndata-dir: /var/lib/n1\nlisten-client-urls: http://127.0.0.1:12379\nsnapshot-count: 5000\n');
+    const c = parseServerFlags([`--config-file=${file}`, '--name=ignored'], { ETCD_NAME: 'ignored' });
+    assert.equal(c.name, 'n1');
+    assert.equal(c.dataDir, '/var/lib/n1');
+    assert.equal(c.snapshotCount, 5000);
+    fs.writeFileSync(file, 'name: n1\nsnapshot-count: lots\n');
+    assert.throws(() => parseServerFlags([`--config-file=${file}`], {}), /invalid --snapshot-count="lots"/);
+    fs.writeFileSync(file, 'name: n1\nbogus: 1\n');
+    assert.throws(() => parseServerFlags([`--config-file=${file}`], {}), /unknown key "bogus"/);
+    fs.writeFileSync(file, 'name: [unterminated\n');
+    assert.throws(() => parseServerFlags([`--config-file=${file}`], {}), /not valid YAML/);
+    assert.throws(() => parseServerFlags([`--config-file=${dir}/missing.yaml`], {}), /cannot read --config-file/);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});

@@ -1,0 +1,306 @@
+// etcdserverpb.Watch: one bidirectional stream carries many watchers (etcd's v3rpc/watch.go).
+//
+// Protocol points clients depend on (see docs/compatibility.md):
+//   * every create is answered, in order, with created=true (the Go client pairs each answer with
+//     the head of its queue); a rejected create is created+canceled with watch_id -1 and a reason;
+//   * server-assigned watch ids start at 0 per stream, as etcd's; a client-chosen id already in use
+//     on the stream is rejected;
+//   * a watcher whose start revision is compacted gets created, then canceled with
+//     compact_revision (clients turn that into ErrCompacted);
+//   * a cancel is answered with canceled=true; an unknown id gets no answer (as etcd);
+//   * a progress request is answered at once with watch_id -1 and a header revision R such that
+//     every later event on this stream is above R;
+//   * periodic progress notifications (progress_notify) go to synced watchers that had no events
+//     since the previous tick;
+//   * with fragment=true, a response larger than --max-request-bytes is split into several, all but
+//     the last marked fragment=true.
+//
+// Back-pressure: a stream whose gRPC send buffer holds STREAM_BUFFERED_RESPONSES_MAX responses is
+// "not ready"; the watchable store then stops pushing to its watchers and catches them up from the
+// history once the stream drains. Catch-up runs one bounded syncStep per event-loop turn.
+import type * as grpc from '@grpc/grpc-js';
+import { Errors } from '../util/errors';
+import type { Server } from '../server/server';
+import { kvToPb, toNumber } from '../server/kv_ops';
+import { EventType, WatchFlags, type Event, type Revision, type WatchSink, type WatchableStore, type Watcher } from '../mvcc';
+import type { EventPb, Int64, ResponseHeader } from '../proto/types';
+
+/** Responses buffered in a stream before its watchers are left to catch up from history. */
+export const STREAM_BUFFERED_RESPONSES_MAX = 256;
+/** Watchers one stream may hold (a bound on per-stream memory; etcd has none). */
+export const STREAM_WATCHERS_MAX = 1_000_000;
+/** etcd's default progress notification interval. */
+export const PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT = 10 * 60 * 1000;
+/** Rough per-event protobuf overhead when estimating a response's size for fragmenting. */
+const EVENT_OVERHEAD_BYTES = 64;
+
+const ERR_DUPLICATE_ID = 'mvcc: duplicate watch ID provided on the WatchStream';
+const ERR_EMPTY_RANGE = 'mvcc: watcher range is empty';
+const EMPTY = Buffer.alloc(0);
+/** Watcher.sinkState bit: no events since the last progress tick (etcd's sws.progress[id]). */
+const PROGRESS_IDLE = 1;
+
+interface WatchCreateRequest {
+  key: Buffer;
+  range_end: Buffer;
+  start_revision: Int64;
+  progress_notify: boolean;
+  filters: number[];
+  prev_kv: boolean;
+  watch_id: Int64;
+  fragment: boolean;
+}
+
+interface WatchRequest {
+  request_union?: 'create_request' | 'cancel_request' | 'progress_request';
+  create_request?: WatchCreateRequest | null;
+  cancel_request?: { watch_id: Int64 } | null;
+  progress_request?: object | null;
+}
+
+interface WatchResponse {
+  header: ResponseHeader;
+  watch_id: Int64;
+  created?: boolean;
+  canceled?: boolean;
+  compact_revision?: Int64;
+  cancel_reason?: string;
+  fragment?: boolean;
+  events?: EventPb[];
+}
+
+type WatchCall = grpc.ServerDuplexStream<WatchRequest, WatchResponse>;
+
+export interface WatchServiceOptions {
+  progressNotifyIntervalMs: number;
+  /** Responses above this size are fragmented for watchers that asked for it. */
+  maxRequestBytes: number;
+}
+
+/** Everything the watch streams of one member share: the watchable store, the catch-up loop and
+ *  the progress ticker. */
+export class WatchHub {
+  readonly streams = new Set<WatchStream>();
+  private syncScheduled = false;
+  private readonly ticker: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(
+    readonly server: Server,
+    readonly watchable: WatchableStore,
+    readonly opts: WatchServiceOptions,
+  ) {
+    watchable.onUnsynced = () => this.scheduleSync();
+    this.ticker = setInterval(() => this.progressTick(), opts.progressNotifyIntervalMs);
+    this.ticker.unref();
+  }
+
+  /** Runs one bounded catch-up step per event-loop turn while there is work. */
+  scheduleSync(): void {
+    if (this.syncScheduled || this.closed) return;
+    this.syncScheduled = true;
+    setImmediate(() => {
+      this.syncScheduled = false;
+      if (this.closed) return;
+      if (this.watchable.syncStep()) this.scheduleSync();
+    });
+  }
+
+  private progressTick(): void {
+    for (const s of this.streams) s.progressTick();
+  }
+
+  close(): void {
+    this.closed = true;
+    clearInterval(this.ticker);
+    for (const s of [...this.streams]) s.close();
+  }
+}
+
+export class WatchStream implements WatchSink {
+  private readonly watchers = new Map<string, Watcher>();
+  private nextId = 0;
+  private closed = false;
+
+  constructor(
+    private readonly hub: WatchHub,
+    private readonly call: WatchCall,
+  ) {
+    hub.streams.add(this);
+    call.on('data', (req: WatchRequest) => this.onRequest(req));
+    call.on('end', () => {
+      this.close();
+      call.end();
+    });
+    call.on('error', () => this.close());
+    call.on('cancelled', () => this.close());
+    call.on('close', () => this.close());
+    call.on('drain', () => hub.scheduleSync());
+  }
+
+  get ready(): boolean {
+    return !this.closed && this.call.writableLength < STREAM_BUFFERED_RESPONSES_MAX;
+  }
+
+  get watcherCount(): number {
+    return this.watchers.size;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const w of this.watchers.values()) this.hub.watchable.cancel(w);
+    this.watchers.clear();
+    this.hub.streams.delete(this);
+  }
+
+  private header(rev: Revision): ResponseHeader {
+    return this.hub.server.header(rev);
+  }
+
+  private write(resp: WatchResponse): void {
+    if (this.closed) return;
+    this.call.write(resp);
+  }
+
+  private onRequest(req: WatchRequest): void {
+    if (this.closed) return;
+    switch (req.request_union) {
+      case 'create_request':
+        return this.create(req.create_request!);
+      case 'cancel_request':
+        return this.cancel(String(req.cancel_request!.watch_id));
+      case 'progress_request':
+        return this.progressNow();
+      default:
+        return; // an empty request: etcd ignores it too
+    }
+  }
+
+  private reject(reason: string): void {
+    this.write({ header: this.header(this.hub.watchable.currentRevision), watch_id: -1, created: true, canceled: true, cancel_reason: reason });
+  }
+
+  private create(c: WatchCreateRequest): void {
+    // etcd: an empty key means "\x00"; range_end "\x00" means every key >= key. Copies, so a
+    // long-lived watcher does not pin the request's receive buffer.
+    const key = c.key.length > 0 ? Buffer.from(c.key) : Buffer.from([0]);
+    let end: Buffer | undefined;
+    if (c.range_end.length === 0) end = undefined;
+    else if (c.range_end.length === 1 && c.range_end[0] === 0) end = EMPTY;
+    else end = Buffer.from(c.range_end);
+    const startRev = toNumber(c.start_revision);
+    if (startRev < 0 || !Number.isSafeInteger(startRev)) return this.reject(Errors.Compacted.message);
+    if (end !== undefined && end.length > 0 && Buffer.compare(key, end) >= 0) return this.reject(ERR_EMPTY_RANGE);
+    let id = String(c.watch_id);
+    if (id !== '0') {
+      if (this.watchers.has(id)) return this.reject(ERR_DUPLICATE_ID);
+    } else {
+      while (this.watchers.has(String(this.nextId))) this.nextId++;
+      id = String(this.nextId++);
+    }
+    if (this.watchers.size >= STREAM_WATCHERS_MAX) return this.reject(`quorumkv: more than ${STREAM_WATCHERS_MAX} watchers on one stream`);
+    let flags = 0;
+    for (const f of c.filters) flags |= f === 0 ? WatchFlags.NOPUT : f === 1 ? WatchFlags.NODELETE : 0;
+    if (c.prev_kv) flags |= WatchFlags.PREV_KV;
+    if (c.fragment) flags |= WatchFlags.FRAGMENT;
+    if (c.progress_notify) flags |= WatchFlags.PROGRESS_NOTIFY;
+    // The created answer goes out before any event of this watcher: events are only ever
+    // delivered by later notify() calls or by syncStep() on a later turn of the event loop.
+    this.write({ header: this.header(this.hub.watchable.currentRevision), watch_id: id, created: true });
+    const w = this.hub.watchable.watch(id, key, end, startRev, flags, this);
+    w.sinkState = c.progress_notify ? PROGRESS_IDLE : 0;
+    this.watchers.set(id, w);
+  }
+
+  private cancel(id: string): void {
+    const w = this.watchers.get(id);
+    if (!w) return; // etcd answers nothing for an unknown id
+    this.hub.watchable.cancel(w);
+    this.watchers.delete(id);
+    this.write({ header: this.header(this.hub.watchable.currentRevision), watch_id: id, canceled: true });
+  }
+
+  /** A WatchProgressRequest: answered at once. Its revision promises that every later event of
+   *  this stream is above it, so a watcher still catching up holds it below its next revision. */
+  private progressNow(): void {
+    let rev = this.hub.watchable.currentRevision;
+    for (const w of this.watchers.values()) if (!w.synced && w.minRev - 1 < rev) rev = w.minRev - 1;
+    this.write({ header: this.header(rev), watch_id: -1 });
+  }
+
+  /** Periodic progress notification (etcd: only watchers with no events since the last tick,
+   *  and only synced ones, whose revision promise holds). */
+  progressTick(): void {
+    if (!this.ready) return;
+    const rev = this.hub.watchable.currentRevision;
+    for (const w of this.watchers.values()) {
+      if ((w.flags & WatchFlags.PROGRESS_NOTIFY) === 0) continue;
+      if (w.sinkState & PROGRESS_IDLE && w.synced) this.write({ header: this.header(rev), watch_id: w.id });
+      w.sinkState |= PROGRESS_IDLE;
+    }
+  }
+
+  // ---- WatchSink --------------------------------------------------------------------------
+
+  deliver(w: Watcher, events: Event[], revision: Revision): void {
+    w.sinkState &= ~PROGRESS_IDLE;
+    const withPrev = (w.flags & WatchFlags.PREV_KV) !== 0;
+    const pbs: EventPb[] = new Array(events.length);
+    for (let i = 0; i < events.length; i++) pbs[i] = eventToPb(events[i], withPrev);
+    const header = this.header(revision);
+    if ((w.flags & WatchFlags.FRAGMENT) === 0 || pbs.length < 2) {
+      this.write({ header, watch_id: w.id, events: pbs });
+      return;
+    }
+    this.writeFragmented(w, header, events, pbs, withPrev);
+  }
+
+  compacted(w: Watcher, compactRevision: Revision): void {
+    this.watchers.delete(w.id);
+    // etcd sends this one with header revision 0.
+    this.write({ header: this.header(0), watch_id: w.id, canceled: true, compact_revision: compactRevision });
+  }
+
+  /** etcd's sendFragments: below the limit the response goes whole; above it, events are packed
+   *  into responses of at most maxRequestBytes (at least one event each). */
+  private writeFragmented(w: Watcher, header: ResponseHeader, events: Event[], pbs: EventPb[], withPrev: boolean): void {
+    const limit = this.hub.opts.maxRequestBytes;
+    const sizes = events.map((e) => eventSize(e, withPrev));
+    const total = sizes.reduce((a, b) => a + b, 0);
+    if (total < limit) {
+      this.write({ header, watch_id: w.id, events: pbs });
+      return;
+    }
+    let start = 0;
+    while (start < pbs.length) {
+      let stop = start + 1;
+      let size = sizes[start];
+      while (stop < pbs.length && size + sizes[stop] <= limit) size += sizes[stop++];
+      this.write({ header, watch_id: w.id, events: pbs.slice(start, stop), fragment: stop < pbs.length });
+      start = stop;
+    }
+  }
+}
+
+function eventSize(e: Event, withPrev: boolean): number {
+  let n = EVENT_OVERHEAD_BYTES + e.kv.key.length + e.kv.value.length;
+  if (withPrev && e.prevKv) n += EVENT_OVERHEAD_BYTES + e.prevKv.key.length + e.prevKv.value.length;
+  return n;
+}
+
+function eventToPb(e: Event, withPrev: boolean): EventPb {
+  return {
+    type: e.type === EventType.PUT ? 0 : 1,
+    kv: kvToPb(e.kv),
+    prev_kv: withPrev && e.prevKv ? kvToPb(e.prevKv) : null,
+  };
+}
+
+export function watchService(hub: WatchHub): Record<string, (call: WatchCall) => void> {
+  return {
+    Watch: (call) => {
+      new WatchStream(hub, call);
+    },
+  };
+}

@@ -1,0 +1,335 @@
+// RaftLog: the ReplicatedLog of a real member — the Raft core (src/raft) driven by timers and the
+// Ready loop, with every Ready's entries and hard state made durable in the WAL before anything
+// that depends on them (acknowledgements, applying) happens.
+//
+// The Ready loop (one at a time, never overlapping):
+//   1. messages go to peers (they may precede this Ready's fsync: Raft holds back the ones that
+//      depend on it until advance());
+//   2. entries + hard state: one WAL write and one fdatasync (group commit: every proposal that
+//      arrived while the previous fsync ran is in this batch);
+//   3. entries are appended to the in-memory Raft storage;
+//   4. committed entries go to the apply path; ReadIndex results are served;
+//   5. advance().
+// A WAL failure (EIO, ENOSPC, ...) stops the loop for good: nothing after it is acknowledged, and
+// waiting clients get an error. A restart recovers the WAL (truncating a torn tail).
+import { assert } from '../util/assert';
+import { EtcdError, GrpcCode } from '../util/errors';
+import type { Logger } from '../util/log';
+import { RawNode, MemoryStorage, EntryType, StateRole } from '../raft';
+import type { ConfState, Entry, HardState, Message, NodeId, Ready } from '../raft';
+import type { LogEntry, ReplicatedLog } from './server';
+
+/** What RaftLog needs from the WAL (src/storage/wal). */
+export interface WalLike {
+  save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void>;
+  saveSnapshot(snap: { index: number; term: number }): Promise<void>;
+  releaseTo(index: number): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** State recovered from disk at start. */
+export interface RecoveredRaftState {
+  hardState: HardState;
+  snapshot: { index: number; term: number } | undefined;
+  entries: Entry[];
+  /** Applied index of the backend: entries up to here are already in the state machine. */
+  appliedIndex: number;
+}
+
+export interface RaftLogOptions {
+  id: NodeId;
+  confState: ConfState;
+  wal: WalLike;
+  recovered: RecoveredRaftState;
+  log: Logger;
+  /** Milliseconds per Raft tick (etcd's --heartbeat-interval). */
+  tickMs: number;
+  /** Election timeout in ticks (etcd's --election-timeout / --heartbeat-interval). */
+  electionTicks: number;
+  /** Sends messages to peers (none for a single member). */
+  send?: (msgs: Message[]) => void;
+  seed?: number;
+}
+
+export class RaftLog implements ReplicatedLog {
+  readonly node: RawNode;
+  readonly storage: MemoryStorage;
+  private readonly wal: WalLike;
+  private readonly log: Logger;
+  private commitHandler: ((entries: readonly LogEntry[]) => void) | undefined;
+  private leadershipHandlers: ((isLeader: boolean) => void)[] = [];
+  private failureHandlers: ((err: EtcdError) => void)[] = [];
+  private readonly ticker: NodeJS.Timeout;
+  /** Proposals of this event-loop turn, handed to Raft together (one MsgProp, one batch). */
+  private proposals: Uint8Array[] = [];
+  /** Proposals made while there is no leader: kept until one is known. */
+  private waitingForLeader: Uint8Array[] = [];
+  private scheduled = false;
+  private running = false;
+  private closed = false;
+  private failed: EtcdError | undefined;
+  private leader = false;
+  private currentTerm = 0;
+  private lastIndex = 0;
+  private readonly send: (msgs: Message[]) => void;
+  private appliedIndex = 0;
+  /** Linearizable reads waiting for the next ReadIndex round (all share it). */
+  private readsForNextRound: (() => void)[] = [];
+  /** ReadIndex rounds in flight, by ctx; `index` is set once Raft answered. */
+  private readRounds = new Map<string, { waiters: (() => void)[]; index: number; sentAtTick: number }>();
+  /** ReadIndex rounds answered, waiting for the apply loop to reach their index. */
+  private readsWaitingApply: { index: number; waiters: (() => void)[] }[] = [];
+  private readSeq = 0;
+  private ticks = 0;
+
+  constructor(opts: RaftLogOptions) {
+    this.wal = opts.wal;
+    this.log = opts.log;
+    this.send = opts.send ?? (() => undefined);
+    const rec = opts.recovered;
+    this.storage = new MemoryStorage(opts.confState);
+    if (rec.snapshot) {
+      assert(rec.appliedIndex >= rec.snapshot.index, 'backend is behind the WAL snapshot marker');
+      this.storage.applySnapshot({ data: new Uint8Array(0), metadata: { index: rec.snapshot.index, term: rec.snapshot.term, confState: opts.confState } });
+    }
+    if (rec.entries.length > 0) this.storage.append(rec.entries);
+    const last = this.storage.lastIndex();
+    // Every WAL batch is fsynced, so the backend (written after the WAL) should never be ahead of
+    // the saved commit index; if it is (a backend restored from elsewhere), everything it applied
+    // was committed, so the commit index is at least that.
+    const commit = Math.min(Math.max(rec.hardState.commit, rec.appliedIndex), last);
+    assert(rec.appliedIndex <= last, `backend applied index ${rec.appliedIndex} is beyond the WAL's last index ${last}`);
+    this.storage.setHardState({ ...rec.hardState, commit });
+    this.currentTerm = rec.hardState.term;
+    this.lastIndex = last;
+    this.appliedIndex = rec.appliedIndex;
+    this.node = new RawNode(
+      { id: opts.id, electionTick: opts.electionTicks, heartbeatTick: 1, preVote: true, checkQuorum: true, applied: rec.appliedIndex, seed: opts.seed ?? Number(opts.id & 0xffffffffn) },
+      this.storage,
+    );
+    this.ticker = setInterval(() => this.onTick(), opts.tickMs);
+    // A lone voter need not wait an election timeout to lead.
+    if (opts.confState.voters.length === 1 && opts.confState.voters[0] === opts.id) this.node.campaign();
+    this.schedule();
+  }
+
+  get term(): number {
+    return this.currentTerm;
+  }
+
+  isLeader(): boolean {
+    return this.leader;
+  }
+
+  onLeadershipChange(handler: (isLeader: boolean) => void): void {
+    this.leadershipHandlers.push(handler);
+  }
+
+  /** Called once if the log fails for good (a WAL write or fsync error). */
+  onFailure(handler: (err: EtcdError) => void): void {
+    this.failureHandlers.push(handler);
+  }
+
+  onCommit(handler: (entries: readonly LogEntry[]) => void): void {
+    this.commitHandler = handler;
+  }
+
+  propose(data: Uint8Array): void {
+    assert(!this.closed, 'propose on a closed log');
+    if (this.failed) return;
+    this.proposals.push(data);
+    this.schedule();
+  }
+
+  /** Resolves when a read served now from the local store is linearizable: this member's leader
+   *  confirmed, with a quorum round in its current term, a commit index that the local apply loop
+   *  has since reached (Raft's ReadIndex). Reads arriving in the same event-loop turn share one
+   *  round. */
+  linearizableRead(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.readsForNextRound.push(resolve);
+      this.schedule();
+    });
+  }
+
+  /** Feeds a message from a peer. */
+  step(m: Message): void {
+    if (this.closed || this.failed) return;
+    this.node.step(m);
+    this.schedule();
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    clearInterval(this.ticker);
+    while (this.running) await new Promise((r) => setImmediate(r));
+    await this.wal.close();
+  }
+
+  /** Persists a snapshot marker at `index` (the backend must already hold that state durably),
+   *  compacts the in-memory log keeping `keepEntries` for slow followers, and frees WAL segments. */
+  async snapshot(index: number, keepEntries: number): Promise<void> {
+    const term = this.storage.term(index);
+    if (typeof term !== 'number') return;
+    await this.wal.saveSnapshot({ index, term });
+    const compactTo = index - keepEntries;
+    if (compactTo > this.storage.firstIndex()) {
+      this.storage.compact(compactTo);
+      await this.wal.releaseTo(compactTo);
+    }
+  }
+
+  private onTick(): void {
+    if (this.closed || this.failed) return;
+    this.ticks++;
+    this.node.tick();
+    this.retryReadRounds();
+    this.schedule();
+  }
+
+  private startReadRound(): void {
+    if (this.readsForNextRound.length === 0 || !this.hasLeader()) return;
+    const ctx = Buffer.allocUnsafe(8);
+    ctx.writeBigUInt64BE(BigInt(++this.readSeq));
+    this.readRounds.set(ctx.toString('hex'), { waiters: this.readsForNextRound, index: -1, sentAtTick: this.ticks });
+    this.readsForNextRound = [];
+    this.node.readIndex(ctx);
+  }
+
+  /** Raft may drop a ReadIndex request (no leader yet, or a leader that has not committed in its
+   *  term): rounds unanswered for a few ticks are asked again. */
+  private retryReadRounds(): void {
+    for (const [hex, round] of this.readRounds) {
+      if (round.index < 0 && this.ticks - round.sentAtTick >= 5 && this.hasLeader()) {
+        round.sentAtTick = this.ticks;
+        this.node.readIndex(Buffer.from(hex, 'hex'));
+      }
+    }
+  }
+
+  private onReadStates(states: readonly { index: number; ctx: Uint8Array }[]): void {
+    for (const rs of states) {
+      const hex = Buffer.from(rs.ctx.buffer, rs.ctx.byteOffset, rs.ctx.byteLength).toString('hex');
+      const round = this.readRounds.get(hex);
+      if (!round) continue;
+      this.readRounds.delete(hex);
+      this.readsWaitingApply.push({ index: rs.index, waiters: round.waiters });
+    }
+    this.releaseReads();
+  }
+
+  private releaseReads(): void {
+    if (this.readsWaitingApply.length === 0) return;
+    const still: typeof this.readsWaitingApply = [];
+    for (const r of this.readsWaitingApply) {
+      if (r.index <= this.appliedIndex) for (const w of r.waiters) w();
+      else still.push(r);
+    }
+    this.readsWaitingApply = still;
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      void this.runReadyLoop();
+    });
+  }
+
+  private flushProposals(): void {
+    this.startReadRound();
+    if (this.proposals.length === 0 && (this.waitingForLeader.length === 0 || !this.hasLeader())) return;
+    const batch = this.hasLeader() ? this.waitingForLeader.concat(this.proposals) : this.proposals;
+    this.proposals = [];
+    if (!this.hasLeader()) {
+      this.waitingForLeader.push(...batch);
+      return;
+    }
+    this.waitingForLeader = [];
+    if (batch.length === 0) return;
+    const err = this.node.proposeBatch(batch);
+    // Dropped (e.g. a leadership transfer in progress): keep them until a leader takes them.
+    if (err) this.waitingForLeader.push(...batch);
+  }
+
+  private hasLeader(): boolean {
+    return this.node.raft.lead !== 0n;
+  }
+
+  private async runReadyLoop(): Promise<void> {
+    if (this.running || this.closed || this.failed) return;
+    this.running = true;
+    try {
+      this.flushProposals();
+      while (this.node.hasReady() && !this.failed) {
+        const rd = this.node.ready();
+        await this.handleReady(rd);
+        if (this.failed) break; // never advance past what could not be persisted
+        this.node.advance(rd);
+        this.flushProposals();
+      }
+    } finally {
+      this.running = false;
+    }
+    if (this.proposals.length > 0 || this.readsForNextRound.length > 0 || (this.waitingForLeader.length > 0 && this.hasLeader())) this.schedule();
+  }
+
+  private async handleReady(rd: Ready): Promise<void> {
+    if (rd.messages.length > 0) this.send(rd.messages);
+    if (rd.softState) this.onSoftState(rd.softState.role === StateRole.Leader);
+    if (rd.hardState) this.currentTerm = rd.hardState.term;
+    if (rd.hardState !== undefined || rd.entries.length > 0) {
+      try {
+        await this.wal.save(rd.hardState, rd.entries);
+      } catch (err) {
+        // The WAL's state is unknown after a failed write or fsync: never acknowledge anything
+        // again. (Any other exception in this loop is a bug and crashes the member.)
+        this.fail(err);
+        return;
+      }
+      if (rd.entries.length > 0) {
+        this.storage.append(rd.entries);
+        this.lastIndex = rd.entries[rd.entries.length - 1]!.index;
+      }
+      if (rd.hardState) this.storage.setHardState(rd.hardState);
+    }
+    if (rd.committedEntries.length > 0) this.applyCommitted(rd.committedEntries);
+    if (rd.readStates.length > 0) this.onReadStates(rd.readStates);
+  }
+
+  private applyCommitted(entries: Entry[]): void {
+    const out: LogEntry[] = [];
+    for (const e of entries) {
+      if (e.type === EntryType.ConfChange) {
+        // Membership changes arrive with the cluster issue; a single member has none but its own
+        // bootstrap, which the storage's ConfState already holds.
+        out.push({ index: e.index, term: e.term, data: new Uint8Array(0) });
+      } else {
+        out.push({ index: e.index, term: e.term, data: e.data });
+      }
+    }
+    this.commitHandler?.(out);
+    this.appliedIndex = entries[entries.length - 1]!.index;
+    this.releaseReads();
+  }
+
+  private onSoftState(isLeader: boolean): void {
+    if (isLeader === this.leader) return;
+    this.leader = isLeader;
+    this.log.info(isLeader ? 'became leader' : 'lost leadership', { term: this.node.raft.term });
+    for (const h of this.leadershipHandlers) h(isLeader);
+  }
+
+  private fail(err: unknown): void {
+    const cause = err instanceof Error ? err.message : String(err);
+    this.failed = new EtcdError(
+      GrpcCode.UNAVAILABLE,
+      `quorumkv: write-ahead log failed (${cause}); this member no longer accepts writes: fix the disk and restart it`,
+    );
+    clearInterval(this.ticker);
+    this.log.error('WAL failed: refusing all further writes', { error: cause });
+    for (const h of this.failureHandlers) h(this.failed);
+  }
+}

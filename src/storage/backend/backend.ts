@@ -1,0 +1,243 @@
+// The durable applied state, in LevelDB (`level`): every MVCC version under its revision (etcd's
+// "key" bucket: key = main revision + sub-revision, value = the KeyValue), the applied index and
+// compaction point in a meta namespace, and room for leases and membership.
+//
+// The apply loop stages each revision's events and commits one LevelDB batch per applied batch of
+// log entries, together with the applied index, so that the backend is always exactly "the state
+// after entry N". Batches are not fsynced: the WAL is the source of truth, and a restart replays the
+// WAL tail after the backend's applied index. Before WAL segments are released (after a snapshot),
+// the backend is synced, so that the entries being dropped are durable here first.
+import { ClassicLevel } from 'classic-level';
+import { assert } from '../../util/assert';
+import type { Event, KeyValue, MvccStore, Revision } from '../../mvcc';
+import { SnapshotImporter } from '../../mvcc';
+import { openSnapshotStream, type SnapshotMeta } from './snapshot';
+
+type Db = ClassicLevel<Buffer, Buffer>;
+type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
+
+/** Namespaces: one leading byte per kind of record. */
+const NS_KV = 0x6b; // 'k' + main revision (u64 BE) + sub-revision (u32 BE)
+const NS_META = 0x6d; // 'm' + name
+const NS_LEASE = 0x6c; // 'l' + lease ID (u64 BE)
+
+const META_APPLIED_INDEX = metaKey('applied_index');
+const META_APPLIED_TERM = metaKey('applied_term');
+const META_COMPACT_REV = metaKey('compact_revision');
+const META_CURRENT_REV = metaKey('current_revision');
+
+/** KV records read per LevelDB iterator call while loading: bounds the time between yields. */
+const LOAD_RECORDS_PER_STEP_MAX = 4096;
+/** Versions examined per physical-compaction step. */
+const COMPACT_RECORDS_PER_STEP_MAX = 4096;
+
+function metaKey(name: string): Buffer {
+  return Buffer.concat([Buffer.from([NS_META]), Buffer.from(name, 'utf8')]);
+}
+
+export function kvRecordKey(rev: Revision, sub: number): Buffer {
+  const k = Buffer.allocUnsafe(13);
+  k[0] = NS_KV;
+  k.writeBigUInt64BE(BigInt(rev), 1);
+  k.writeUInt32BE(sub, 9);
+  return k;
+}
+
+function u64(n: number | bigint): Buffer {
+  const b = Buffer.allocUnsafe(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
+function readU64(b: Buffer | undefined): number {
+  return b === undefined ? 0 : Number(b.readBigUInt64BE(0));
+}
+
+/** KeyValue encoding: createRev u64 | version u64 | lease i64 | keyLen u32 | key | value.
+ *  modRevision is the record key's main revision. A tombstone is version 0 (the MVCC rule). */
+export function encodeKv(kv: KeyValue): Buffer {
+  const b = Buffer.allocUnsafe(28 + kv.key.length + kv.value.length);
+  b.writeBigUInt64BE(BigInt(kv.createRevision), 0);
+  b.writeBigUInt64BE(BigInt(kv.version), 8);
+  b.writeBigInt64BE(kv.lease, 16);
+  b.writeUInt32BE(kv.key.length, 24);
+  kv.key.copy(b, 28);
+  kv.value.copy(b, 28 + kv.key.length);
+  return b;
+}
+
+export function decodeKv(recordKey: Buffer, b: Buffer): KeyValue {
+  assert(recordKey.length === 13 && recordKey[0] === NS_KV, 'backend: malformed kv record key');
+  const keyLen = b.readUInt32BE(24);
+  assert(28 + keyLen <= b.length, 'backend: kv record shorter than its key');
+  return {
+    key: Buffer.from(b.subarray(28, 28 + keyLen)),
+    createRevision: Number(b.readBigUInt64BE(0)),
+    modRevision: Number(recordKey.readBigUInt64BE(1)),
+    version: Number(b.readBigUInt64BE(8)),
+    value: Buffer.from(b.subarray(28 + keyLen)),
+    lease: b.readBigInt64BE(16),
+  };
+}
+
+export interface LoadedState {
+  store: MvccStore;
+  appliedIndex: number;
+  appliedTerm: number;
+  /** Leases saved by the lessor, ID → its own encoding. */
+  leases: Map<bigint, Buffer>;
+}
+
+export class Backend {
+  private staged: BatchOp[] = [];
+  /** Sub-revision counter within the revision being staged. */
+  private stagedRev = 0;
+  private stagedSub = 0;
+  /** Commits run one after another: LevelDB applies batches in the order they are issued. */
+  private tail: Promise<void> = Promise.resolve();
+  private failed: Error | undefined;
+  private compacting = false;
+
+  private constructor(
+    private readonly db: Db,
+    readonly dir: string,
+  ) {}
+
+  static async open(dir: string): Promise<Backend> {
+    const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+    await db.open();
+    return new Backend(db, dir);
+  }
+
+  /** Rebuilds the in-memory store from the backend, yielding to the event loop between steps. */
+  async load(): Promise<LoadedState> {
+    const meta = await this.db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_COMPACT_REV, META_CURRENT_REV]);
+    const compactRev = readU64(meta[2]);
+    const currentRev = Math.max(1, readU64(meta[3]));
+    // Every version is imported as history in revision order; compaction is then redone in memory.
+    // (Versions below the compaction point that physical compaction had not yet deleted are
+    // dropped again by it.)
+    const importer = new SnapshotImporter();
+    importer.importRecords([{ type: 'header', currentRevision: currentRev, compactRevision: 0 }]);
+    let count = 0;
+    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]) });
+    try {
+      for (;;) {
+        const batch = await it.nextv(LOAD_RECORDS_PER_STEP_MAX);
+        if (batch.length === 0) break;
+        const records = batch.map(([k, v]) => ({ type: 'kv' as const, base: false, kv: decodeKv(k, v) }));
+        importer.importRecords(records);
+        count += records.length;
+      }
+    } finally {
+      await it.close();
+    }
+    importer.importRecords([{ type: 'end', kvCount: count }]);
+    const store = importer.finish();
+    if (compactRev > 0) store.compact(compactRev);
+    const leases = new Map<bigint, Buffer>();
+    for await (const [k, v] of this.db.iterator({ gte: Buffer.from([NS_LEASE]), lt: Buffer.from([NS_LEASE + 1]) })) {
+      leases.set(k.readBigInt64BE(1), v);
+    }
+    return { store, appliedIndex: readU64(meta[0]), appliedTerm: readU64(meta[1]), leases };
+  }
+
+  /** Stages one revision's events (called from the apply path, synchronously). */
+  stageEvents(events: readonly Event[], revision: Revision): void {
+    if (revision !== this.stagedRev) {
+      this.stagedRev = revision;
+      this.stagedSub = 0;
+    }
+    for (const ev of events) {
+      this.staged.push({ type: 'put', key: kvRecordKey(revision, this.stagedSub++), value: encodeKv(ev.kv) });
+    }
+    this.staged.push({ type: 'put', key: META_CURRENT_REV, value: u64(revision) });
+  }
+
+  stageCompaction(rev: Revision): void {
+    this.staged.push({ type: 'put', key: META_COMPACT_REV, value: u64(rev) });
+  }
+
+  stageLease(id: bigint, record: Buffer | undefined): void {
+    const key = Buffer.allocUnsafe(9);
+    key[0] = NS_LEASE;
+    key.writeBigInt64BE(id, 1);
+    this.staged.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
+  }
+
+  /** Writes everything staged plus the applied index as one atomic batch. With `sync`, the batch
+   *  (and so every batch before it) is on disk when the promise resolves. */
+  commit(appliedIndex: number, appliedTerm: number, sync = false): Promise<void> {
+    if (this.failed) return Promise.reject(this.failed);
+    const ops = this.staged;
+    this.staged = [];
+    ops.push({ type: 'put', key: META_APPLIED_INDEX, value: u64(appliedIndex) });
+    ops.push({ type: 'put', key: META_APPLIED_TERM, value: u64(appliedTerm) });
+    const run = async () => {
+      try {
+        await this.db.batch(ops, { sync });
+      } catch (err) {
+        this.failed = err as Error;
+        throw err;
+      }
+    };
+    const p = this.tail.then(run);
+    this.tail = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Deletes, in bounded steps, every version record the store no longer retains below `rev`.
+   *  Reads never touch the backend, so this only reclaims space. */
+  async compactPhysical(store: MvccStore, rev: Revision): Promise<number> {
+    if (this.compacting) return 0;
+    this.compacting = true;
+    let deleted = 0;
+    try {
+      const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: kvRecordKey(rev, 0) });
+      try {
+        for (;;) {
+          const batch = await it.nextv(COMPACT_RECORDS_PER_STEP_MAX);
+          if (batch.length === 0) break;
+          const ops: BatchOp[] = [];
+          for (const [k, v] of batch) {
+            const kv = decodeKv(k, v);
+            if (!store.retains(kv.key, kv.modRevision)) ops.push({ type: 'del', key: k });
+          }
+          if (ops.length > 0) await this.db.batch(ops);
+          deleted += ops.length;
+        }
+      } finally {
+        await it.close();
+      }
+    } finally {
+      this.compacting = false;
+    }
+    return deleted;
+  }
+
+  /** A consistent snapshot of everything (see snapshot.ts), taken without stopping writes. */
+  async openSnapshot(): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer> }> {
+    await this.tail; // what the apply loop already handed over is part of it
+    return openSnapshotStream(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
+  }
+
+  /** Compacts LevelDB's files (etcd's defragment: reclaims the space of deleted records). */
+  async defragment(): Promise<void> {
+    await this.tail;
+    await this.db.compactRange(Buffer.from([0x00]), Buffer.from([0xff]));
+  }
+
+  /** Approximate bytes on disk (etcd's dbSize). */
+  async sizeBytes(): Promise<number> {
+    return this.db.approximateSize(Buffer.from([0x00]), Buffer.from([0xff]));
+  }
+
+  async flush(): Promise<void> {
+    await this.tail;
+  }
+
+  async close(): Promise<void> {
+    await this.tail;
+    await this.db.close();
+  }
+}

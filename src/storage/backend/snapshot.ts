@@ -1,0 +1,160 @@
+// Backend snapshots: a consistent view of the whole LevelDB backend (a LevelDB snapshot, so writes
+// go on while it streams), serialized as a stream of chunks. The same stream is what a leader sends
+// to a follower behind the compaction point, what Maintenance.Snapshot hands to `etcdctl snapshot
+// save`, and what `quorumkv snapshot restore` reads back.
+//
+// Format (all integers big-endian):
+//   header  "QKVSNAP1" | applied index u64 | applied term u64
+//   records (repeated) u32 key length | key | u32 value length | value
+//   trailer u32 0xffffffff | record count u64 | CRC32-C of every record byte u32
+// Chunks are produced a few thousand records at a time, so neither side holds the whole database in
+// memory and the event loop is never blocked for long.
+import { ClassicLevel } from 'classic-level';
+import { assert } from '../../util/assert';
+import { crc32c } from '../../mvcc';
+
+export const SNAPSHOT_MAGIC = Buffer.from('QKVSNAP1');
+const HEADER_BYTES = 24;
+const TRAILER_MARK = 0xffffffff;
+const TRAILER_BYTES = 16;
+/** Records per chunk (and per LevelDB read). */
+const RECORDS_PER_CHUNK_MAX = 2048;
+/** Largest key or value a snapshot record may carry (a guard against corrupt length fields). */
+const RECORD_PART_BYTES_MAX = 256 * 1024 * 1024;
+
+export class SnapshotFormatError extends Error {
+  override name = 'SnapshotFormatError';
+}
+
+export interface SnapshotMeta {
+  appliedIndex: number;
+  appliedTerm: number;
+}
+
+type Db = ClassicLevel<Buffer, Buffer>;
+
+/** Streams a consistent view of `db`. `meta` is read inside the same LevelDB snapshot. */
+export async function openSnapshotStream(
+  db: Db,
+  metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer },
+): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer> }> {
+  const snapshot = db.snapshot();
+  const [idx, term] = await db.getMany([metaKeys.appliedIndex, metaKeys.appliedTerm], { snapshot });
+  const meta = {
+    appliedIndex: idx ? Number(idx.readBigUInt64BE(0)) : 0,
+    appliedTerm: term ? Number(term.readBigUInt64BE(0)) : 0,
+  };
+  async function* chunks(): AsyncGenerator<Buffer> {
+    try {
+      const header = Buffer.alloc(HEADER_BYTES);
+      SNAPSHOT_MAGIC.copy(header, 0);
+      header.writeBigUInt64BE(BigInt(meta.appliedIndex), 8);
+      header.writeBigUInt64BE(BigInt(meta.appliedTerm), 16);
+      yield header;
+      let count = 0n;
+      let crc = 0;
+      const it = db.iterator({ snapshot });
+      try {
+        for (;;) {
+          const batch = await it.nextv(RECORDS_PER_CHUNK_MAX);
+          if (batch.length === 0) break;
+          let size = 0;
+          for (const [k, v] of batch) size += 8 + k.length + v.length;
+          const out = Buffer.allocUnsafe(size);
+          let off = 0;
+          for (const [k, v] of batch) {
+            off = out.writeUInt32BE(k.length, off);
+            off += k.copy(out, off);
+            off = out.writeUInt32BE(v.length, off);
+            off += v.copy(out, off);
+          }
+          assert(off === size, 'snapshot chunk size');
+          crc = crc32c(crc, out);
+          count += BigInt(batch.length);
+          yield out;
+        }
+      } finally {
+        await it.close();
+      }
+      const trailer = Buffer.alloc(TRAILER_BYTES);
+      trailer.writeUInt32BE(TRAILER_MARK, 0);
+      trailer.writeBigUInt64BE(count, 4);
+      trailer.writeUInt32BE(crc >>> 0, 12);
+      yield trailer;
+    } finally {
+      await snapshot.close();
+    }
+  }
+  return { meta, chunks: chunks() };
+}
+
+/** Parses a snapshot stream into records, in batches; verifies the header, count and checksum. */
+export async function* readSnapshotStream(
+  input: AsyncIterable<Buffer | Uint8Array>,
+  onMeta: (meta: SnapshotMeta) => void,
+): AsyncGenerator<[Buffer, Buffer][]> {
+  let pending = Buffer.alloc(0);
+  let headerDone = false;
+  let trailer: Buffer | undefined;
+  let count = 0n;
+  let crc = 0;
+  for await (const piece of input) {
+    if (trailer) throw new SnapshotFormatError('snapshot: data after the trailer');
+    pending = pending.length === 0 ? Buffer.from(piece) : Buffer.concat([pending, piece]);
+    if (!headerDone) {
+      if (pending.length < HEADER_BYTES) continue;
+      if (!pending.subarray(0, 8).equals(SNAPSHOT_MAGIC)) throw new SnapshotFormatError('snapshot: not a quorumkv snapshot (bad magic)');
+      onMeta({ appliedIndex: Number(pending.readBigUInt64BE(8)), appliedTerm: Number(pending.readBigUInt64BE(16)) });
+      pending = pending.subarray(HEADER_BYTES);
+      headerDone = true;
+    }
+    const records: [Buffer, Buffer][] = [];
+    let off = 0;
+    const start = 0;
+    for (;;) {
+      if (pending.length - off < 4) break;
+      const klen = pending.readUInt32BE(off);
+      if (klen === TRAILER_MARK) {
+        if (pending.length - off < TRAILER_BYTES) break;
+        trailer = pending.subarray(off, off + TRAILER_BYTES);
+        crc = crc32c(crc, pending.subarray(start, off));
+        off += TRAILER_BYTES;
+        if (off !== pending.length) throw new SnapshotFormatError('snapshot: data after the trailer');
+        break;
+      }
+      if (klen > RECORD_PART_BYTES_MAX) throw new SnapshotFormatError(`snapshot: record key length ${klen} is corrupt`);
+      if (pending.length - off < 8 + klen) break;
+      const vlen = pending.readUInt32BE(off + 4 + klen);
+      if (vlen > RECORD_PART_BYTES_MAX) throw new SnapshotFormatError(`snapshot: record value length ${vlen} is corrupt`);
+      if (pending.length - off < 8 + klen + vlen) break;
+      const key = Buffer.from(pending.subarray(off + 4, off + 4 + klen));
+      const value = Buffer.from(pending.subarray(off + 8 + klen, off + 8 + klen + vlen));
+      records.push([key, value]);
+      off += 8 + klen + vlen;
+    }
+    if (!trailer) crc = crc32c(crc, pending.subarray(start, off));
+    count += BigInt(records.length);
+    pending = trailer ? Buffer.alloc(0) : pending.subarray(off);
+    if (records.length > 0) yield records;
+  }
+  if (!headerDone) throw new SnapshotFormatError('snapshot: truncated before its header');
+  if (!trailer) throw new SnapshotFormatError('snapshot: truncated (no trailer)');
+  if (trailer.readBigUInt64BE(4) !== count) throw new SnapshotFormatError(`snapshot: record count mismatch (trailer says ${trailer.readBigUInt64BE(4)}, read ${count})`);
+  if (trailer.readUInt32BE(12) !== crc >>> 0) throw new SnapshotFormatError('snapshot: checksum mismatch');
+}
+
+/** Writes a snapshot stream into a fresh LevelDB at `dir` (which must not hold a database). */
+export async function restoreSnapshotInto(dir: string, input: AsyncIterable<Buffer | Uint8Array>): Promise<SnapshotMeta> {
+  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer', errorIfExists: true });
+  await db.open();
+  let meta: SnapshotMeta | undefined;
+  try {
+    for await (const records of readSnapshotStream(input, (m) => (meta = m))) {
+      await db.batch(records.map(([key, value]) => ({ type: 'put' as const, key, value })));
+    }
+  } finally {
+    await db.close();
+  }
+  assert(meta !== undefined, 'snapshot meta read');
+  return meta;
+}
