@@ -17,7 +17,8 @@ import { EtcdError, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
 import { RawNode, MemoryStorage, EntryType, StateRole } from '../raft';
 import type { ConfState, Entry, HardState, Message, NodeId, Ready } from '../raft';
-import type { LogEntry, ReplicatedLog } from './server';
+import type { LogEntry, RaftStatus, ReplicatedLog } from './server';
+import { Errors } from '../util/errors';
 
 /** What RaftLog needs from the WAL (src/storage/wal). */
 export interface WalLike {
@@ -119,6 +120,26 @@ export class RaftLog implements ReplicatedLog {
 
   isLeader(): boolean {
     return this.leader;
+  }
+
+  status(): RaftStatus {
+    const r = this.node.raft;
+    return { leader: r.lead, term: r.term, lastIndex: this.lastIndex, commit: r.raftLog.committed, isLearner: r.trk.learners.has(r.id) };
+  }
+
+  /** etcd's MoveLeader: only the leader may start it; resolves once `target` is the leader. */
+  async transferLeadership(target: NodeId, timeoutMs: number): Promise<void> {
+    if (!this.leader) throw Errors.NotLeader;
+    if (target === this.node.raft.id) return;
+    if (!this.node.raft.trk.progress.has(target)) throw Errors.BadLeaderTransferee;
+    this.node.transferLeader(target);
+    this.schedule();
+    const deadline = Date.now() + timeoutMs;
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 20));
+      if (this.node.raft.lead === target) return;
+    }
+    throw Errors.Timeout;
   }
 
   onLeadershipChange(handler: (isLeader: boolean) => void): void {

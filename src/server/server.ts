@@ -22,8 +22,24 @@ export interface LogEntry {
 
 /** What the server needs from consensus: order proposals into a log and hand back the committed
  *  entries, in index order, exactly once each. */
+/** Raft's view, as Maintenance.Status reports it. */
+export interface RaftStatus {
+  /** The leader this member knows of (0n = none). */
+  leader: bigint;
+  term: number;
+  /** Index of the last entry in this member's log. */
+  lastIndex: number;
+  commit: number;
+  isLearner: boolean;
+}
+
 export interface ReplicatedLog {
   readonly term: number;
+  /** Current Raft status of this member. */
+  status(): RaftStatus;
+  /** Asks Raft to hand leadership to `target` (leader only); resolves once `target` leads, or
+   *  rejects with etcd's error after a timeout. */
+  transferLeadership?(target: bigint, timeoutMs: number): Promise<void>;
   /** True while this member is the leader: the one member allowed to decide lease expiry. */
   isLeader(): boolean;
   /** Called whenever this member gains or loses leadership. */
@@ -42,6 +58,10 @@ export interface ReplicatedLog {
 export class SingleNodeLog implements ReplicatedLog {
   readonly term = 1;
   private lastIndex = 0;
+
+  status(): RaftStatus {
+    return { leader: 1n, term: this.term, lastIndex: this.lastIndex, commit: this.lastIndex, isLearner: false };
+  }
 
   isLeader(): boolean {
     return !this.closed;
@@ -171,6 +191,22 @@ export class Server {
 
   isLeader(): boolean {
     return this.log.isLeader();
+  }
+
+  /** Raft's view of this member (leader, term, last index, commit). */
+  raftStatus(): RaftStatus {
+    return this.log.status();
+  }
+
+  /** Hands leadership to `target` (etcd's MoveLeader). */
+  transferLeadership(target: bigint, timeoutMs = this.requestTimeoutMs): Promise<void> {
+    if (!this.log.transferLeadership) return Promise.reject(Errors.NotCapable);
+    return this.log.transferLeadership(target, timeoutMs);
+  }
+
+  /** The durable backend (undefined for in-memory test members). */
+  get durableBackend(): Backend | undefined {
+    return this.backend;
   }
 
   onLeadershipChange(handler: (isLeader: boolean) => void): void {
