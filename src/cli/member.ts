@@ -1,19 +1,16 @@
 // Assembles one member from its configuration: the data dir (locked), the backend (LevelDB) and the
 // WAL recovered from it, Raft over the WAL, the store and apply path, and the client gRPC server
 // with every etcd service.
-import fs from 'node:fs';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { ServerConfig } from '../config/flags';
 import type { MvccStore } from '../mvcc';
 import type { Logger } from '../util/log';
-import { computeClusterId, computeMemberId, idToHex } from '../util/ids';
+import { idToHex } from '../util/ids';
 import { Server } from '../server/server';
 import { RaftLog } from '../server/raft_log';
-import { Backend } from '../storage/backend/backend';
-import { Wal } from '../storage/wal';
-import { lockDataDir, type DataDirLock } from '../storage/lock';
-import { emptyHardState } from '../raft/types';
+import { openStorage } from './bootstrap';
+import { ClusterNode } from './cluster_node';
 import { ETCD_SERVICES, addService, listen, newGrpcServer, type Handlers } from '../api/grpc_server';
 import { kvService } from '../api/kv_service';
 import { healthService } from '../api/health_service';
@@ -21,6 +18,8 @@ import { WatchableStore } from '../mvcc';
 import { CHECKPOINT_INTERVAL_MS_DEFAULT, LeaseRunner, Lessor, minLeaseTtlSec } from '../lease';
 import { PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT, WatchHub, watchService } from '../api/watch_service';
 import { leaseService } from '../api/lease_service';
+import { clusterService } from '../api/cluster_service';
+import { maintenanceService } from '../api/maintenance_service';
 
 /** Entries kept in the log behind a snapshot, for followers that are slightly behind (etcd's
  *  snapshot catch-up entries). */
@@ -31,75 +30,6 @@ export interface RunningMember {
   readonly grpc: grpc.Server;
   readonly clientPorts: number[];
   stop(): Promise<void>;
-}
-
-function encodeMetadata(memberId: bigint, clusterId: bigint): Uint8Array {
-  const b = Buffer.alloc(16);
-  b.writeBigUInt64BE(memberId, 0);
-  b.writeBigUInt64BE(clusterId, 8);
-  return b;
-}
-
-function decodeMetadata(b: Uint8Array | undefined): { memberId: bigint; clusterId: bigint } | undefined {
-  if (!b || b.length < 16) return undefined;
-  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
-  return { memberId: buf.readBigUInt64BE(0), clusterId: buf.readBigUInt64BE(8) };
-}
-
-interface Storage {
-  lock: DataDirLock;
-  backend: Backend;
-  raftLog: RaftLog;
-  memberId: bigint;
-  clusterId: bigint;
-  loaded: Awaited<ReturnType<Backend['load']>>;
-}
-
-async function openStorage(cfg: ServerConfig, log: Logger): Promise<Storage> {
-  fs.mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-  const lock = lockDataDir(cfg.dataDir);
-  try {
-    const memberDir = path.join(cfg.dataDir, 'member');
-    const walDir = path.join(memberDir, 'wal');
-    fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
-    const backend = await Backend.open(path.join(memberDir, 'backend'));
-    const loaded = await backend.load();
-    let memberId = computeMemberId(cfg.initialAdvertisePeerUrls, cfg.initialClusterToken);
-    let clusterId = computeClusterId([memberId]);
-    let wal: Wal;
-    let recovered = { hardState: emptyHardState(), snapshot: undefined as { index: number; term: number } | undefined, entries: [] as import('../raft').Entry[], appliedIndex: loaded.appliedIndex };
-    if (await Wal.exists(walDir)) {
-      const opened = await Wal.open(walDir);
-      wal = opened.wal;
-      const st = opened.state;
-      const ids = decodeMetadata(st.metadata);
-      if (ids) ({ memberId, clusterId } = ids);
-      if (st.tornTail) log.warn('WAL had a torn tail (a write cut short by a crash); truncated it', { ...st.tornTail });
-      // Entry payloads are slices of whole segment buffers: copy them so a segment is not kept
-      // alive by the few entries that point into it.
-      const entries = st.entries.map((e) => ({ ...e, data: Buffer.from(e.data) }));
-      recovered = { hardState: st.hardState, snapshot: st.snapshot, entries, appliedIndex: loaded.appliedIndex };
-      log.info('recovered from WAL', { entries: entries.length, term: st.hardState.term, commit: st.hardState.commit, 'applied-index': loaded.appliedIndex });
-    } else {
-      if (loaded.appliedIndex > 0) {
-        throw new Error(`data dir ${cfg.dataDir} has a backend at applied index ${loaded.appliedIndex} but no WAL: refusing to start (restore the member from a snapshot)`);
-      }
-      wal = await Wal.create(walDir, encodeMetadata(memberId, clusterId));
-    }
-    const raftLog = new RaftLog({
-      id: memberId,
-      confState: { voters: [memberId], learners: [] },
-      wal,
-      recovered,
-      log,
-      tickMs: cfg.heartbeatIntervalMs,
-      electionTicks: Math.max(2, Math.round(cfg.electionTimeoutMs / cfg.heartbeatIntervalMs)),
-    });
-    return { lock, backend, raftLog, memberId, clusterId, loaded };
-  } catch (err) {
-    lock.release();
-    throw err;
-  }
 }
 
 /** A duration from the environment in etcd's (Go) syntax, e.g. "500ms", "10s", "10m". etcd reads
@@ -141,11 +71,25 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     minTtlSec: minLeaseTtlSec(cfg.electionTimeoutMs),
     checkpointIntervalMs: envDurationMs('ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL') ?? CHECKPOINT_INTERVAL_MS_DEFAULT,
     now: () => performance.now(),
-    persist: (id, state) => st.backend.stageLease(id, state ? encodeLease(state) : undefined),
+    persist: (id, state) => server.durableBackend?.stageLease(id, state ? encodeLease(state) : undefined),
   });
   restoreLeases(lessor, st.loaded.leases, st.loaded.store);
+
+  // Raft over the WAL, talking to the other members through the cluster node's transport.
+  let cluster: ClusterNode | undefined;
+  const raftLog = new RaftLog({
+    id: st.memberId,
+    confState: st.confState,
+    wal: st.wal,
+    recovered: { ...st.recovered, appliedTerm: st.loaded.appliedTerm },
+    log: mlog,
+    tickMs: cfg.heartbeatIntervalMs,
+    electionTicks: Math.max(2, Math.round(cfg.electionTimeoutMs / cfg.heartbeatIntervalMs)),
+    send: (msgs) => cluster?.send(msgs),
+  });
+
   let watchable: WatchableStore | undefined;
-  const server: Server = new Server(st.raftLog, {
+  const server: Server = new Server(raftLog, {
     leases: lessor,
     onEvents: (events, rev) => watchable?.notify(events, rev),
     memberId: st.memberId,
@@ -155,13 +99,15 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     store: st.loaded.store,
     appliedIndex: st.loaded.appliedIndex,
     backend: st.backend,
+    membership: st.membership,
     onApplied: (index, term) => {
       if (snapshotting || index - lastSnapshotIndex < cfg.snapshotCount) return;
       snapshotting = true;
+      const backend = server.durableBackend!;
       // The backend must hold the state at `index` durably before the WAL may forget the entries.
-      st.backend
+      backend
         .commit(index, term, true)
-        .then(() => st.raftLog.snapshot(index, SNAPSHOT_CATCH_UP_ENTRIES))
+        .then(() => raftLog.snapshot(index, SNAPSHOT_CATCH_UP_ENTRIES, server.membership.confState()))
         .then(() => {
           lastSnapshotIndex = index;
           mlog.info('snapshot taken; older WAL segments released', { index, term });
@@ -183,25 +129,50 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   if (server.isLeader()) lessor.promote(cfg.electionTimeoutMs);
   leaseRunner.start();
 
+  cluster = new ClusterNode({
+    memberId: st.memberId,
+    clusterId: st.clusterId,
+    name: cfg.name,
+    clientUrls: cfg.advertiseClientUrls,
+    listenPeerUrls: cfg.listenPeerUrls,
+    memberDir: path.join(cfg.dataDir, 'member'),
+    server,
+    raftLog: () => raftLog,
+    log: mlog,
+    onStateInstalled: (loaded) => {
+      lessor.reset();
+      restoreLeases(lessor, loaded.leases, server.store);
+      if (server.isLeader()) lessor.promote(cfg.electionTimeoutMs);
+      watchable!.resyncAll();
+      lastSnapshotIndex = loaded.appliedIndex;
+    },
+  });
+
   const g = newGrpcServer(cfg.maxRequestBytes);
   const services: Record<string, Handlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
     'etcdserverpb.Lease': leaseService(server, leaseRunner),
+    'etcdserverpb.Cluster': clusterService(server, { clusterToken: cfg.initialClusterToken, raftLog }),
+    'etcdserverpb.Maintenance': maintenanceService(server),
   };
   for (const name of ETCD_SERVICES) addService(g, name, services[name] ?? {});
   let serving = true;
   addService(g, 'grpc.health.v1.Health', healthService(() => serving && server.healthy));
   let clientPorts: number[];
   try {
+    await cluster.start();
     clientPorts = await listen(g, cfg.listenClientUrls);
   } catch (err) {
+    g.forceShutdown();
+    await cluster.close().catch(() => undefined);
     await server.stop();
     st.lock.release();
     throw err;
   }
   mlog.info('ready to serve client requests', {
     'listen-client-urls': cfg.listenClientUrls,
+    'listen-peer-urls': cfg.listenPeerUrls,
     'data-dir': cfg.dataDir,
     'cluster-id': idToHex(st.clusterId),
     'applied-index': st.loaded.appliedIndex,
@@ -226,6 +197,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
           resolve();
         });
       });
+      await cluster!.close();
       await server.stop();
       st.lock.release();
     },

@@ -8,6 +8,11 @@ const VERSION = '3.4.0-quorumkv.0.1.0';
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
+  if (argv[0] === 'snapshot') {
+    const { snapshotMain } = await import('./snapshot');
+    process.exitCode = await snapshotMain(argv.slice(1));
+    return;
+  }
   if (argv.includes('--version') || argv.includes('-version')) {
     console.log(`quorumkv Version: ${VERSION}`);
     return;

@@ -147,6 +147,13 @@ export class Lessor {
     }
   }
 
+  /** Forgets every lease (before restoring the ones of a snapshot installed from the leader). */
+  reset(): void {
+    this.leases.clear();
+    this.expiryHeap.clear();
+    this.checkpointHeap.clear();
+  }
+
   /** Restores a lease saved in the backend (restart, snapshot install). Keys are attached again
    *  by the caller from the store's key-values, which record their lease. */
   restore(id: LeaseId, ttlSec: number, remainingTtlSec: number): void {

@@ -52,8 +52,8 @@ import {
 export const COMPACT_KEYS_PER_STEP_DEFAULT = 10_000;
 
 export class MvccStore {
-  private readonly index = new KeyIndex();
-  private readonly history = new History();
+  private index = new KeyIndex();
+  private history = new History();
   private currentRev: Revision = 1;
   private compactRev: Revision = 0;
   private liveKeys = 0;
@@ -232,6 +232,20 @@ export class MvccStore {
       events[p - start] = { type, kv, prevKv: this.prevLiveVersion(kv) };
     }
     return { events, nextRev };
+  }
+
+  /** Takes over the whole state of `other` (a store rebuilt from a snapshot received from the
+   *  leader), so that everything holding a reference to this store sees the new state. */
+  replaceWith(other: MvccStore): void {
+    assert(this.openTxn === undefined && other.openTxn === undefined, 'replaceWith during a write txn');
+    this.index = other.index;
+    this.history = other.history;
+    this.currentRev = other.currentRev;
+    this.compactRev = other.compactRev;
+    this.liveKeys = other.liveKeys;
+    this.retainedBytes = other.retainedBytes;
+    this.compactCursor = other.compactCursor;
+    this.epoch++;
   }
 
   /** Whether the version of `key` written at `modRevision` is still retained (not compacted away).

@@ -127,6 +127,13 @@ class KeyWatchers {
     }
   }
 
+  forEachWatcher(fn: (w: Watcher) => void): void {
+    for (const v of this.byKey.values()) {
+      if (v instanceof Set) for (const w of v) fn(w);
+      else fn(v);
+    }
+  }
+
   /** Watchers of `key`: undefined, one, or a Set. */
   get(key: Buffer): Watcher | Set<Watcher> | undefined {
     return this.byKey.get(key.toString('latin1'));
@@ -179,6 +186,18 @@ export class WatchableStore {
     if (synced) this.addSynced(w);
     else this.addUnsynced(w);
     return w;
+  }
+
+  /** After the store was replaced by a snapshot: every synced watcher catches up from the new
+   *  store's history, from the first revision it has not been handed. */
+  resyncAll(): void {
+    const all = [...this.syncedRanges];
+    this.syncedKeys.forEachWatcher((w) => all.push(w));
+    for (const w of all) {
+      if (w.group !== Group.SYNCED) continue;
+      this.removeSynced(w);
+      this.addUnsynced(w);
+    }
   }
 
   cancel(w: Watcher): void {

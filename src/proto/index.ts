@@ -14,6 +14,7 @@ export const PROTO_FILES = [
   'v3electionpb/v3election.proto',
   'v3lockpb/v3lock.proto',
   'grpc/health/v1/health.proto',
+  'quorumkv/peer.proto',
 ];
 
 /** Conversion options shared by the gRPC layer and our own codec, so that request objects look the

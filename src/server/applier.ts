@@ -29,6 +29,12 @@ export interface ApplyResult {
   readonly revision: number;
 }
 
+/** Membership updates that travel as normal entries (not Raft conf changes). */
+export interface ClusterStateMachine {
+  setAttributes(id: bigint, name: string, clientURLs: string[]): void;
+  setPeerURLs(id: bigint, peerURLs: string[]): void;
+}
+
 export type EventSink = (events: Event[], revision: number) => void;
 
 export class Applier {
@@ -40,6 +46,7 @@ export class Applier {
     private readonly leases: LeaseAttachments,
     private readonly onEvents: EventSink = () => undefined,
     private readonly onCompact: (rev: number) => void = () => undefined,
+    private readonly cluster?: ClusterStateMachine,
   ) {}
 
   get appliedIndex(): number {
@@ -49,6 +56,11 @@ export class Applier {
   /** Starts a restarted member at the applied index its backend was saved with. */
   startFrom(appliedIndex: number): void {
     assert(this.appliedIndexValue === 0, 'startFrom on an applier that already applied entries');
+    this.appliedIndexValue = appliedIndex;
+  }
+
+  /** Jumps to the applied index of a snapshot installed from the leader. */
+  resetTo(appliedIndex: number): void {
     this.appliedIndexValue = appliedIndex;
   }
 
@@ -93,9 +105,21 @@ export class Applier {
       case 'lease_checkpoint':
         if (isLeaseStateMachine(this.leases)) return this.applyLease(req, this.leases);
         return { id, error: new EtcdError(12, `quorumkv: log entry kind ${req.request} needs a lessor`), revision: this.store.currentRevision };
+      case 'member_attributes':
+      case 'member_update':
+        if (!this.cluster) break;
+        if (req.request === 'member_attributes') {
+          const a = req.member_attributes!;
+          this.cluster.setAttributes(BigInt(a.ID), a.name, a.clientURLs);
+        } else {
+          const u = req.member_update!;
+          this.cluster.setPeerURLs(BigInt(u.ID), u.peerURLs);
+        }
+        return { id, response: {}, revision: this.store.currentRevision };
       default:
-        return { id, error: new EtcdError(12, `quorumkv: log entry kind ${String(req.request)} is not supported by this version`), revision: this.store.currentRevision };
+        break;
     }
+    return { id, error: new EtcdError(12, `quorumkv: log entry kind ${String(req.request)} is not supported by this version`), revision: this.store.currentRevision };
   }
 
   private applyLease(req: InternalRequest, leases: LeaseStateMachine): ApplyResult {

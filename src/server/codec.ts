@@ -23,6 +23,8 @@ export interface InternalRequestBody {
   lease_grant?: { TTL: Int64; ID: Int64 };
   lease_revoke?: { ID: Int64 };
   lease_checkpoint?: { checkpoints: { ID: Int64; remaining_TTL: Int64 }[] };
+  member_attributes?: { ID: Int64; name: string; clientURLs: string[] };
+  member_update?: { ID: Int64; peerURLs: string[] };
 }
 
 export interface InternalRequest extends InternalRequestBody {

@@ -15,8 +15,8 @@
 import { assert } from '../util/assert';
 import { EtcdError, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
-import { RawNode, MemoryStorage, EntryType, StateRole } from '../raft';
-import type { ConfState, Entry, HardState, Message, NodeId, Ready } from '../raft';
+import { RawNode, MemoryStorage, EntryType, StateRole, decodeConfChange, MessageType } from '../raft';
+import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, Snapshot } from '../raft';
 import type { LogEntry, RaftStatus, ReplicatedLog } from './server';
 import { Errors } from '../util/errors';
 
@@ -35,6 +35,8 @@ export interface RecoveredRaftState {
   entries: Entry[];
   /** Applied index of the backend: entries up to here are already in the state machine. */
   appliedIndex: number;
+  /** Term of the entry at appliedIndex (stored with it in the backend). */
+  appliedTerm?: number;
 }
 
 export interface RaftLogOptions {
@@ -93,7 +95,15 @@ export class RaftLog implements ReplicatedLog {
       assert(rec.appliedIndex >= rec.snapshot.index, 'backend is behind the WAL snapshot marker');
       this.storage.applySnapshot({ data: new Uint8Array(0), metadata: { index: rec.snapshot.index, term: rec.snapshot.term, confState: opts.confState } });
     }
-    if (rec.entries.length > 0) this.storage.append(rec.entries);
+    let entries = rec.entries;
+    if (rec.appliedIndex > (rec.snapshot?.index ?? 0) && rec.appliedIndex > (entries.length > 0 ? entries[entries.length - 1]!.index : 0)) {
+      // The backend is ahead of the whole log: a snapshot from the leader was installed and the
+      // member crashed before its WAL marker was written. The backend's state is the snapshot.
+      assert(rec.appliedTerm !== undefined && rec.appliedTerm > 0, 'backend ahead of the WAL without an applied term');
+      this.storage.applySnapshot({ data: new Uint8Array(0), metadata: { index: rec.appliedIndex, term: rec.appliedTerm, confState: opts.confState } });
+      entries = [];
+    }
+    if (entries.length > 0) this.storage.append(entries);
     const last = this.storage.lastIndex();
     // Every WAL batch is fsynced, so the backend (written after the WAL) should never be ahead of
     // the saved commit index; if it is (a backend restored from elsewhere), everything it applied
@@ -173,6 +183,49 @@ export class RaftLog implements ReplicatedLog {
     });
   }
 
+  reportUnreachable(id: NodeId): void {
+    if (this.closed || this.failed) return;
+    this.node.reportUnreachable(id);
+    this.schedule();
+  }
+
+  reportSnapshot(id: NodeId, ok: boolean): void {
+    if (this.closed || this.failed) return;
+    this.node.reportSnapshot(id, ok);
+    this.schedule();
+  }
+
+  /** Highest index known committed (for deciding whether a received snapshot is stale). */
+  get committedIndex(): number {
+    return this.node.raft.raftLog.committed;
+  }
+
+  /** Proposes a membership change (one at a time: Raft drops a second one while one is pending). */
+  proposeConfChange(cc: ConfChange): void {
+    if (this.failed || this.closed) return;
+    this.node.proposeConfChange(cc);
+    this.schedule();
+  }
+
+  /** Applies a committed conf change to Raft's configuration (called by the apply path). */
+  applyConfChange(cc: ConfChange): ConfState {
+    return this.node.applyConfChange(cc);
+  }
+
+  /** The leader's view of how far `id` has replicated (match index), for learner promotion. */
+  matchIndex(id: NodeId): number | undefined {
+    return this.node.raft.trk.progress.get(id)?.match;
+  }
+
+  /** Installs a snapshot received from the leader (its state is already in place: the caller
+   *  restored the backend and the store at `snap.metadata.index`). Returns false if it is stale. */
+  installSnapshot(from: NodeId, term: number, snap: Snapshot): boolean {
+    if (snap.metadata.index <= this.node.raft.raftLog.committed) return false;
+    this.node.step({ type: MessageType.MsgSnap, from, to: this.node.raft.id, term, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, snapshot: snap });
+    this.schedule();
+    return true;
+  }
+
   /** Feeds a message from a peer. */
   step(m: Message): void {
     if (this.closed || this.failed) return;
@@ -190,10 +243,13 @@ export class RaftLog implements ReplicatedLog {
 
   /** Persists a snapshot marker at `index` (the backend must already hold that state durably),
    *  compacts the in-memory log keeping `keepEntries` for slow followers, and frees WAL segments. */
-  async snapshot(index: number, keepEntries: number): Promise<void> {
+  async snapshot(index: number, keepEntries: number, confState: ConfState): Promise<void> {
     const term = this.storage.term(index);
     if (typeof term !== 'number') return;
     await this.wal.saveSnapshot({ index, term });
+    // The snapshot's data stays empty: a follower that needs it gets the backend itself, taken
+    // when it is sent (see the transport's getSnapshotData in cli/member.ts).
+    this.storage.createSnapshot(index, confState, new Uint8Array(0));
     const compactTo = index - keepEntries;
     if (compactTo > this.storage.firstIndex()) {
       this.storage.compact(compactTo);
@@ -301,6 +357,19 @@ export class RaftLog implements ReplicatedLog {
     if (rd.messages.length > 0) this.send(rd.messages);
     if (rd.softState) this.onSoftState(rd.softState.role === StateRole.Leader);
     if (rd.hardState) this.currentTerm = rd.hardState.term;
+    if (rd.snapshot) {
+      // A snapshot from the leader: its state was installed before Raft accepted it; record the
+      // marker so a restart starts the log after it.
+      try {
+        await this.wal.saveSnapshot({ index: rd.snapshot.metadata.index, term: rd.snapshot.metadata.term });
+      } catch (err) {
+        this.fail(err);
+        return;
+      }
+      this.storage.applySnapshot(rd.snapshot);
+      this.lastIndex = Math.max(this.lastIndex, rd.snapshot.metadata.index);
+      this.appliedIndex = Math.max(this.appliedIndex, rd.snapshot.metadata.index);
+    }
     if (rd.hardState !== undefined || rd.entries.length > 0) {
       try {
         await this.wal.save(rd.hardState, rd.entries);
@@ -324,9 +393,9 @@ export class RaftLog implements ReplicatedLog {
     const out: LogEntry[] = [];
     for (const e of entries) {
       if (e.type === EntryType.ConfChange) {
-        // Membership changes arrive with the cluster issue; a single member has none but its own
-        // bootstrap, which the storage's ConfState already holds.
-        out.push({ index: e.index, term: e.term, data: new Uint8Array(0) });
+        // The apply path updates the membership and then calls applyConfChange() (below), in log
+        // order, before this Ready is advanced.
+        out.push({ index: e.index, term: e.term, data: new Uint8Array(0), confChange: decodeConfChange(e.data) });
       } else {
         out.push({ index: e.index, term: e.term, data: e.data });
       }

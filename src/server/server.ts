@@ -9,15 +9,20 @@ import { EtcdError, Errors, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
 import { MvccStore } from '../mvcc';
 import type { ResponseHeader } from '../proto/types';
+import type { ConfChange, ConfState } from '../raft';
+import { ConfChangeType } from '../raft';
+import { Membership, memberFromJson, memberToJson, type Member, type MemberJson } from './membership';
 import { Applier, type ApplyResult, type EventSink } from './applier';
 import { encodeRequest, type InternalRequestBody } from './codec';
 import { NO_LEASES, type LeaseAttachments } from './kv_ops';
-import type { Backend } from '../storage/backend/backend';
+import type { Backend, LoadedState } from '../storage/backend/backend';
 
 export interface LogEntry {
   readonly index: number;
   readonly term: number;
   readonly data: Uint8Array;
+  /** Set for Raft membership changes (data is then empty). */
+  readonly confChange?: ConfChange;
 }
 
 /** What the server needs from consensus: order proposals into a log and hand back the committed
@@ -48,6 +53,9 @@ export interface ReplicatedLog {
   /** Resolves when reading the local store is linearizable (ReadIndex). */
   linearizableRead(): Promise<void>;
   onCommit(handler: (entries: readonly LogEntry[]) => void): void;
+  /** Raft membership changes (absent in single-node stand-ins). */
+  proposeConfChange?(cc: ConfChange): void;
+  applyConfChange?(cc: ConfChange): ConfState;
   /** Optional: called once if the log fails for good (e.g. a WAL write error). */
   onFailure?(handler: (err: EtcdError) => void): void;
   close(): void | Promise<void>;
@@ -123,6 +131,8 @@ export interface ServerOptions {
   backend?: Backend;
   /** Called after each applied batch of entries (snapshot triggers, metrics). */
   onApplied?: (appliedIndex: number, term: number) => void;
+  /** Cluster membership as of the applied index (restart) or the bootstrap members. */
+  membership?: Membership;
   /** How long a proposal may wait for its entry to apply before the client gets etcd's
    *  "request timed out" (the entry may still apply later, as with etcd). */
   requestTimeoutMs?: number;
@@ -138,6 +148,8 @@ export const REQUEST_TIMEOUT_DEFAULT_MS = 7000;
 
 export class Server {
   readonly store: MvccStore;
+  readonly membership: Membership;
+  private membershipListeners: (() => void)[] = [];
   readonly memberId: bigint;
   readonly clusterId: bigint;
   readonly maxRequestBytes: number;
@@ -149,7 +161,7 @@ export class Server {
   private failure: EtcdError | undefined;
   private readonly sweeper: NodeJS.Timeout;
   private readonly requestTimeoutMs: number;
-  private readonly backend: Backend | undefined;
+  private backend: Backend | undefined;
   private readonly memberIdPb: string;
   private readonly clusterIdPb: string;
 
@@ -165,15 +177,22 @@ export class Server {
     this.store = opts.store ?? new MvccStore();
     this.backend = opts.backend;
     this.requestTimeoutMs = opts.requestTimeoutMs ?? REQUEST_TIMEOUT_DEFAULT_MS;
-    const backend = opts.backend;
     const onEvents = opts.onEvents;
-    const sink: EventSink | undefined =
-      backend && onEvents
-        ? (events, rev) => (backend.stageEvents(events, rev), onEvents(events, rev))
-        : backend
-          ? (events, rev) => backend.stageEvents(events, rev)
-          : onEvents;
-    this.applier = new Applier(this.store, opts.leases ?? NO_LEASES, sink, (rev) => this.onCompacted(rev));
+    const sink: EventSink = (events, rev) => {
+      this.backend?.stageEvents(events, rev);
+      onEvents?.(events, rev);
+    };
+    this.membership = opts.membership ?? new Membership();
+    this.applier = new Applier(this.store, opts.leases ?? NO_LEASES, sink, (rev) => this.onCompacted(rev), {
+      setAttributes: (id, name, urls) => {
+        this.membership.setAttributes(id, name, urls);
+        this.persistMember(id);
+      },
+      setPeerURLs: (id, urls) => {
+        this.membership.setPeerURLs(id, urls);
+        this.persistMember(id);
+      },
+    });
     if (opts.appliedIndex) this.applier.startFrom(opts.appliedIndex);
     log.onFailure?.((err) => this.fail(err));
     this.sweeper = setInterval(() => this.expireWaiters(), 250);
@@ -249,6 +268,11 @@ export class Server {
   private applyCommitted(entries: readonly LogEntry[]): void {
     if (entries.length === 0) return;
     for (const e of entries) {
+      if (e.confChange) {
+        this.applyMemberChange(e.confChange);
+        this.applier.skip(e.index);
+        continue;
+      }
       if (e.data.length === 0) {
         this.applier.skip(e.index);
         continue;
@@ -267,6 +291,84 @@ export class Server {
       this.backend.commit(last.index, last.term).catch((err) => this.fail(new EtcdError(GrpcCode.UNAVAILABLE, `quorumkv: backend write failed (${err instanceof Error ? err.message : String(err)}); this member no longer accepts writes`)));
     }
     this.opts.onApplied?.(last.index, last.term);
+  }
+
+  // ---- membership ------------------------------------------------------------------------------
+
+  /** Replaces the whole applied state with a snapshot's (received from the leader, already
+   *  written to `backend`): store, applied index, membership. The caller then hands the snapshot
+   *  to Raft. */
+  async installState(backend: Backend, loaded: LoadedState, membership: Membership): Promise<void> {
+    this.backend = backend;
+    this.store.replaceWith(loaded.store);
+    this.applier.resetTo(loaded.appliedIndex);
+    this.membership.members.clear();
+    this.membership.removed.clear();
+    for (const m of membership.members.values()) this.membership.add(m);
+    for (const id of membership.removed) this.membership.removed.add(id);
+    for (const fn of this.membershipListeners) fn();
+  }
+
+  onMembershipChange(fn: () => void): void {
+    this.membershipListeners.push(fn);
+  }
+
+  private persistMember(id: bigint): void {
+    const m = this.membership.get(id);
+    this.backend?.stageMember(id, m ? Buffer.from(JSON.stringify(memberToJson(m))) : undefined);
+    for (const fn of this.membershipListeners) fn();
+  }
+
+  /** Proposes a Raft membership change carrying the member's record, and resolves once it is
+   *  applied. */
+  proposeMemberChange(type: ConfChangeType, member: Member): Promise<ApplyResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.stopped) return Promise.reject(Errors.Stopped);
+    const propose = this.log.proposeConfChange?.bind(this.log);
+    if (!propose) return Promise.reject(Errors.NotCapable);
+    const id = (this.idPrefix | (this.nextId++ & 0xffffffffffffn)).toString();
+    const context = Buffer.from(JSON.stringify({ reqId: id, member: memberToJson(member) }));
+    return new Promise<ApplyResult>((resolve, reject) => {
+      this.waiters.set(id, { resolve: (r) => (r.error ? reject(r.error) : resolve(r)), deadlineMs: Date.now() + this.requestTimeoutMs });
+      propose({ type, nodeId: member.id, context });
+    });
+  }
+
+  /** Applies a committed membership change: the member list (and its durable copy) first, then
+   *  Raft's configuration, then the waiting client. */
+  private applyMemberChange(cc: ConfChange): void {
+    let reqId: string | undefined;
+    let member: Member | undefined;
+    if (cc.context && cc.context.length > 0) {
+      try {
+        const ctx = JSON.parse(Buffer.from(cc.context).toString('utf8')) as { reqId?: string; member?: MemberJson };
+        reqId = ctx.reqId;
+        if (ctx.member) member = memberFromJson(ctx.member);
+      } catch {
+        this.opts.log.warn('conf change with an unreadable context', { node: cc.nodeId.toString(16) });
+      }
+    }
+    switch (cc.type) {
+      case ConfChangeType.AddNode:
+        if (this.membership.get(cc.nodeId)) this.membership.promote(cc.nodeId);
+        else if (member) this.membership.add({ ...member, isLearner: false });
+        break;
+      case ConfChangeType.AddLearnerNode:
+        if (member && !this.membership.get(cc.nodeId)) this.membership.add({ ...member, isLearner: true });
+        break;
+      case ConfChangeType.RemoveNode:
+        this.membership.remove(cc.nodeId);
+        break;
+    }
+    this.persistMember(cc.nodeId);
+    this.log.applyConfChange?.(cc);
+    if (reqId) {
+      const w = this.waiters.get(reqId);
+      if (w) {
+        this.waiters.delete(reqId);
+        w.resolve({ id: reqId, response: {}, revision: this.store.currentRevision });
+      }
+    }
   }
 
   private onCompacted(rev: number): void {

@@ -123,7 +123,7 @@ describe('etcdctl against quorumkv: KV', function () {
   });
 
   it('unimplemented services answer UNIMPLEMENTED with a clear message', async () => {
-    const r = await ctl('alarm', 'list');
+    const r = await ctl('user', 'list');
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /Unimplemented|code = 12|not implemented/i);
   });

@@ -20,6 +20,8 @@ type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key:
 const NS_KV = 0x6b; // 'k' + main revision (u64 BE) + sub-revision (u32 BE)
 const NS_META = 0x6d; // 'm' + name
 const NS_LEASE = 0x6c; // 'l' + lease ID (u64 BE)
+const NS_MEMBER = 0x63; // 'c' + member ID (u64 BE) → member JSON
+const NS_REMOVED = 0x72; // 'r' + member ID (u64 BE) → empty: a removed member, never to return
 
 const META_APPLIED_INDEX = metaKey('applied_index');
 const META_APPLIED_TERM = metaKey('applied_term');
@@ -86,6 +88,16 @@ export interface LoadedState {
   appliedTerm: number;
   /** Leases saved by the lessor, ID → its own encoding. */
   leases: Map<bigint, Buffer>;
+  /** Cluster members (JSON, see server/membership.ts) and removed member IDs. */
+  members: Buffer[];
+  removed: bigint[];
+}
+
+function idKey(ns: number, id: bigint): Buffer {
+  const key = Buffer.allocUnsafe(9);
+  key[0] = ns;
+  key.writeBigUInt64BE(id, 1);
+  return key;
 }
 
 export class Backend {
@@ -139,7 +151,11 @@ export class Backend {
     for await (const [k, v] of this.db.iterator({ gte: Buffer.from([NS_LEASE]), lt: Buffer.from([NS_LEASE + 1]) })) {
       leases.set(k.readBigInt64BE(1), v);
     }
-    return { store, appliedIndex: readU64(meta[0]), appliedTerm: readU64(meta[1]), leases };
+    const members: Buffer[] = [];
+    for await (const v of this.db.values({ gte: Buffer.from([NS_MEMBER]), lt: Buffer.from([NS_MEMBER + 1]) })) members.push(v);
+    const removed: bigint[] = [];
+    for await (const k of this.db.keys({ gte: Buffer.from([NS_REMOVED]), lt: Buffer.from([NS_REMOVED + 1]) })) removed.push(k.readBigUInt64BE(1));
+    return { store, appliedIndex: readU64(meta[0]), appliedTerm: readU64(meta[1]), leases, members, removed };
   }
 
   /** Stages one revision's events (called from the apply path, synchronously). */
@@ -163,6 +179,15 @@ export class Backend {
     key[0] = NS_LEASE;
     key.writeBigInt64BE(id, 1);
     this.staged.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
+  }
+
+  /** A member's record (JSON), or its removal. */
+  stageMember(id: bigint, json: Buffer | undefined): void {
+    if (json) this.staged.push({ type: 'put', key: idKey(NS_MEMBER, id), value: json });
+    else {
+      this.staged.push({ type: 'del', key: idKey(NS_MEMBER, id) });
+      this.staged.push({ type: 'put', key: idKey(NS_REMOVED, id), value: Buffer.alloc(0) });
+    }
   }
 
   /** Writes everything staged plus the applied index as one atomic batch. With `sync`, the batch

@@ -1,0 +1,135 @@
+// etcdserverpb.Cluster: the member list, and membership changes through Raft (one at a time) with
+// etcd's checks and errors.
+import * as grpc from '@grpc/grpc-js';
+import { Errors } from '../util/errors';
+import { computeMemberId } from '../util/ids';
+import { ConfChangeType } from '../raft';
+import type { Server } from '../server/server';
+import type { Member } from '../server/membership';
+import type { RaftLog } from '../server/raft_log';
+import { serviceDefinition } from '../proto';
+import { replyError } from './errors';
+import type { Handlers } from './grpc_server';
+
+/** etcd allows one learner at a time (cluster_opts.go). */
+const LEARNERS_MAX = 1;
+/** A learner is promotable once its log holds this share of the leader's (etcd's 90%). */
+const LEARNER_READY_FRACTION = 0.9;
+
+export interface ClusterServiceOptions {
+  clusterToken: string;
+  raftLog: RaftLog;
+}
+
+function memberPb(m: Member): object {
+  return { ID: m.id.toString(), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner };
+}
+
+function validUrls(urls: readonly string[]): boolean {
+  if (urls.length === 0) return false;
+  for (const u of urls) {
+    try {
+      const p = new URL(u);
+      if ((p.protocol !== 'http:' && p.protocol !== 'https:') || p.port === '' || p.hostname === '' || (p.pathname !== '/' && p.pathname !== '')) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
+}
+
+type Cb = grpc.sendUnaryData<unknown>;
+type Call<T> = grpc.ServerUnaryCall<T, unknown>;
+
+export function clusterService(server: Server, o: ClusterServiceOptions): Handlers {
+  const members = () => server.membership.list().map(memberPb);
+  const voters = () => server.membership.list().filter((m) => !m.isLearner);
+  /** Voters known to have started: they published their name (etcd counts connected peers). */
+  const started = () => voters().filter((m) => m.name !== '');
+
+  const MemberList = (call: Call<{ linearizable?: boolean }>, cb: Cb) => {
+    const reply = () => cb(null, { header: server.header(), members: members() });
+    if (call.request.linearizable) server.linearizableRead().then(reply, (err) => replyError(cb, err));
+    else reply();
+  };
+
+  const MemberAdd = (call: Call<{ peerURLs: string[]; isLearner: boolean }>, cb: Cb) => {
+    const { peerURLs, isLearner } = call.request;
+    if (!validUrls(peerURLs)) return replyError(cb, Errors.MemberBadURLs);
+    if (server.membership.byPeerURL(peerURLs)) return replyError(cb, Errors.PeerURLExist);
+    if (isLearner && server.membership.list().filter((m) => m.isLearner).length >= LEARNERS_MAX) return replyError(cb, Errors.TooManyLearners);
+    if (!isLearner) {
+      // Adding a voter that is not running yet raises the quorum: refuse it when the members
+      // that are up would no longer be a quorum (etcd's strict reconfiguration check).
+      const n = voters().length + 1;
+      if (started().length < Math.floor(n / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
+    }
+    const member: Member = { id: computeMemberId(peerURLs, o.clusterToken, Date.now()), name: '', peerURLs: [...peerURLs].sort(), clientURLs: [], isLearner };
+    if (server.membership.get(member.id) || server.membership.removed.has(member.id)) return replyError(cb, Errors.MemberExist);
+    server.proposeMemberChange(isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, member).then(
+      () => cb(null, { header: server.header(), member: memberPb(member), members: members() }),
+      (err) => replyError(cb, err),
+    );
+  };
+
+  const MemberRemove = (call: Call<{ ID: string }>, cb: Cb) => {
+    const id = BigInt(call.request.ID);
+    const m = server.membership.get(id);
+    if (!m) return replyError(cb, server.membership.removed.has(id) ? Errors.MemberNotFound : Errors.MemberNotFound);
+    if (!m.isLearner) {
+      const remaining = voters().filter((v) => v.id !== id);
+      if (remaining.length === 0) return replyError(cb, Errors.MemberNotEnoughStarted);
+      const up = started().filter((v) => v.id !== id).length;
+      if (up < Math.floor(remaining.length / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
+    }
+    server.proposeMemberChange(ConfChangeType.RemoveNode, m).then(
+      () => cb(null, { header: server.header(), members: members() }),
+      (err) => replyError(cb, err),
+    );
+  };
+
+  const MemberUpdate = (call: Call<{ ID: string; peerURLs: string[] }>, cb: Cb) => {
+    const id = BigInt(call.request.ID);
+    if (!server.membership.get(id)) return replyError(cb, Errors.MemberNotFound);
+    if (!validUrls(call.request.peerURLs)) return replyError(cb, Errors.MemberBadURLs);
+    const other = server.membership.byPeerURL(call.request.peerURLs);
+    if (other && other.id !== id) return replyError(cb, Errors.PeerURLExist);
+    server.propose({ member_update: { ID: id.toString(), peerURLs: [...call.request.peerURLs].sort() } }).then(
+      () => cb(null, { header: server.header(), members: members() }),
+      (err) => replyError(cb, err),
+    );
+  };
+
+  const MemberPromote = (call: Call<{ ID: string }>, cb: Cb) => {
+    const id = BigInt(call.request.ID);
+    const m = server.membership.get(id);
+    if (!m) return replyError(cb, Errors.MemberNotFound);
+    if (!m.isLearner) return replyError(cb, Errors.MemberNotLearner);
+    if (!server.isLeader()) return forwardToLeader(server, 'MemberPromote', call.request, cb);
+    // Only the leader knows how far the learner has come.
+    const match = o.raftLog.matchIndex(id) ?? 0;
+    const last = server.raftStatus().lastIndex;
+    if (match < last * LEARNER_READY_FRACTION) return replyError(cb, Errors.LearnerNotReady);
+    server.proposeMemberChange(ConfChangeType.AddNode, { ...m, isLearner: false }).then(
+      () => cb(null, { header: server.header(), members: members() }),
+      (err) => replyError(cb, err),
+    );
+  };
+
+  return { MemberList, MemberAdd, MemberRemove, MemberUpdate, MemberPromote };
+}
+
+/** Sends a Cluster request to the leader's client URL (the check needs the leader's view). */
+function forwardToLeader(server: Server, method: string, request: object, cb: Cb): void {
+  const leader = server.membership.get(server.raftStatus().leader);
+  const url = leader?.clientURLs[0];
+  if (!leader || !url) return replyError(cb, Errors.NoLeader);
+  const u = new URL(url);
+  const Ctor = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.Cluster'), 'Cluster');
+  const client = new Ctor(`${u.hostname}:${u.port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & { close(): void };
+  client[method]!(request, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: unknown) => {
+    client.close();
+    if (err) cb(err, null);
+    else cb(null, res);
+  });
+}

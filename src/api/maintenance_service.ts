@@ -1,0 +1,408 @@
+// etcdserverpb.Maintenance: member status, hashes for consistency checks, alarms, defragmentation,
+// leadership transfer, and the backend snapshot stream that `etcdctl snapshot save` stores.
+//
+// The snapshot file contract (what etcd clients check, etcd clientv3/snapshot v3_snapshot.go):
+//   [payload][zero padding to a multiple of 512 bytes][SHA-256 of payload+padding, 32 bytes]
+// `etcdctl snapshot save` refuses a file whose size is not n % 512 == 32 ("sha256 checksum not
+// found"). The payload is our own backend snapshot (src/storage/backend/snapshot.ts), which ends in
+// a trailer, so a reader finds where it ends by walking its framing (SnapshotFraming below) and
+// ignores the zero padding after it. `quorumkv snapshot restore|status` read such files.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import type * as grpc from '@grpc/grpc-js';
+import { assert } from '../util/assert';
+import { EtcdError, Errors, GrpcCode, unimplemented } from '../util/errors';
+import type { Server } from '../server/server';
+import type { ResponseHeader } from '../proto/types';
+import { crc32c } from '../mvcc';
+import { SNAPSHOT_MAGIC } from '../storage/backend/snapshot';
+import { replyError, toStatus } from './errors';
+import type { Handlers } from './grpc_server';
+
+/** The server version Status reports: etcd 3.4's API, so that version-gated clients go ahead. */
+export const STATUS_VERSION = '3.4.0';
+
+/** The snapshot file's alignment and trailing checksum (etcd: bolt pages, then sha256). */
+export const SNAPSHOT_ALIGN_BYTES = 512;
+export const SNAPSHOT_SHA256_BYTES = 32;
+/** Blob bytes per SnapshotResponse. etcd sends 32 KiB; clients only concatenate blobs (and accept
+ *  messages of any size up to their receive limit, ≥ 4 MiB everywhere), so fewer, larger ones. */
+const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
+/** Snapshot streams served at once; each holds a spool file the size of the backend. */
+const SNAPSHOT_STREAMS_MAX = 2;
+/** Spool files: `<data-dir>/member/snapshot-stream.<pid>.<seq>.tmp`, removed when the stream ends. */
+const SPOOL_PREFIX = 'snapshot-stream.';
+const SPOOL_SUFFIX = '.tmp';
+
+type Unary<Req> = (call: grpc.ServerUnaryCall<Req, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
+
+// --- alarms ---------------------------------------------------------------------------------------
+
+export const AlarmType = { NONE: 0, NOSPACE: 1, CORRUPT: 2 } as const;
+const ALARM_NAMES = ['NONE', 'NOSPACE', 'CORRUPT'] as const;
+const AlarmAction = { GET: 0, ACTIVATE: 1, DEACTIVATE: 2 } as const;
+/** Distinct (member, type) pairs: members × 2 types, far below this. */
+const ALARMS_MAX = 1024;
+
+interface AlarmMember {
+  memberID: string;
+  alarm: number;
+}
+
+/** The member's alarm list. In memory and local for now: etcd replicates alarms through the log
+ *  and raises NOSPACE from the backend quota; both come with the quota work. */
+export class AlarmList {
+  private readonly alarms = new Map<string, AlarmMember>(); // "<memberID>/<type>" → alarm
+
+  get(memberId: bigint, type: number): AlarmMember[] {
+    return [...this.alarms.values()].filter(
+      (a) => (memberId === 0n || BigInt(a.memberID) === memberId) && (type === AlarmType.NONE || a.alarm === type),
+    );
+  }
+
+  /** Returns the alarm if it was newly raised (etcd answers an ACTIVATE with the new alarm only). */
+  activate(memberId: bigint, type: number): AlarmMember[] {
+    const key = `${memberId}/${type}`;
+    if (type === AlarmType.NONE || this.alarms.has(key) || this.alarms.size >= ALARMS_MAX) return [];
+    const a = { memberID: memberId.toString(), alarm: type };
+    this.alarms.set(key, a);
+    return [a];
+  }
+
+  deactivate(memberId: bigint, type: number): AlarmMember[] {
+    const key = `${memberId}/${type}`;
+    const a = this.alarms.get(key);
+    if (!a) return [];
+    this.alarms.delete(key);
+    return [a];
+  }
+
+  /** etcd's Status lists each alarm as the proto's text form. */
+  describe(): string[] {
+    return [...this.alarms.values()].map((a) => `memberID:${a.memberID} alarm:${ALARM_NAMES[a.alarm] ?? a.alarm} `);
+  }
+}
+
+// --- snapshot framing -----------------------------------------------------------------------------
+
+/** storage/backend/snapshot.ts framing constants and backend.ts's current-revision meta key. */
+const FRAME_HEADER_BYTES = 24;
+const FRAME_TRAILER_MARK = 0xffffffff;
+const FRAME_TRAILER_REST_BYTES = 12;
+const META_CURRENT_REV_KEY = Buffer.concat([Buffer.from([0x6d]), Buffer.from('current_revision', 'utf8')]);
+
+type FrameStep = 'header' | 'klen' | 'key' | 'vlen' | 'value' | 'trailer' | 'done';
+
+/**
+ * Walks the framing of a backend snapshot stream, fed in pieces of any size, without copying
+ * records: tells where the payload ends (so the padding after it can be cut off), and picks out
+ * what `snapshot status` prints. Full verification (record count, CRC) is readSnapshotStream's job.
+ */
+export class SnapshotFraming {
+  payloadBytes = 0;
+  records = 0;
+  appliedIndex = 0;
+  appliedTerm = 0;
+  /** The backend's current revision (0 if the snapshot has none: an empty store). */
+  currentRevision = 0;
+  /** CRC32-C of every payload byte: the "hash" `snapshot status` prints. */
+  crc = 0;
+  private step: FrameStep = 'header';
+  private need = FRAME_HEADER_BYTES;
+  private capture: Buffer | undefined = Buffer.alloc(FRAME_HEADER_BYTES);
+  private captured = 0;
+  private keyIsCurrentRev = false;
+
+  get done(): boolean {
+    return this.step === 'done';
+  }
+
+  /** Feeds the next piece; returns how many of its bytes belong to the payload (fewer than
+   *  piece.length only once the trailer has ended). */
+  push(piece: Buffer): number {
+    let off = 0;
+    while (off < piece.length && this.step !== 'done') {
+      const n = Math.min(this.need, piece.length - off);
+      if (this.capture) piece.copy(this.capture, this.captured, off, off + n);
+      this.captured += n;
+      this.need -= n;
+      off += n;
+      if (this.need === 0) this.finishStep();
+    }
+    this.payloadBytes += off;
+    this.crc = crc32c(this.crc, piece.subarray(0, off));
+    return off;
+  }
+
+  private expect(step: FrameStep, bytes: number, capture: boolean): void {
+    this.step = step;
+    this.need = bytes;
+    this.capture = capture ? Buffer.alloc(bytes) : undefined;
+    this.captured = 0;
+    if (bytes === 0 && step !== 'done') this.finishStep();
+  }
+
+  private finishStep(): void {
+    const c = this.capture;
+    switch (this.step) {
+      case 'header':
+        if (!c!.subarray(0, 8).equals(SNAPSHOT_MAGIC)) throw new Error('not a quorumkv snapshot (bad magic)');
+        this.appliedIndex = Number(c!.readBigUInt64BE(8));
+        this.appliedTerm = Number(c!.readBigUInt64BE(16));
+        return this.expect('klen', 4, true);
+      case 'klen': {
+        const len = c!.readUInt32BE(0);
+        if (len === FRAME_TRAILER_MARK) return this.expect('trailer', FRAME_TRAILER_REST_BYTES, true);
+        return this.expect('key', len, len === META_CURRENT_REV_KEY.length);
+      }
+      case 'key':
+        this.keyIsCurrentRev = c !== undefined && c.equals(META_CURRENT_REV_KEY);
+        return this.expect('vlen', 4, true);
+      case 'vlen': {
+        const len = c!.readUInt32BE(0);
+        return this.expect('value', len, this.keyIsCurrentRev && len === 8);
+      }
+      case 'value':
+        if (c) this.currentRevision = Number(c.readBigUInt64BE(0));
+        this.records++;
+        return this.expect('klen', 4, true);
+      case 'trailer':
+        if (BigInt(this.records) !== c!.readBigUInt64BE(0)) throw new Error('snapshot record count does not match its trailer');
+        return this.expect('done', 0, false);
+      default:
+        assert(false, `snapshot framing: step ${this.step} has no successor`);
+    }
+  }
+}
+
+/** Zero bytes that bring `payloadBytes` to the snapshot file alignment. */
+export function paddingBytes(payloadBytes: number): number {
+  return (SNAPSHOT_ALIGN_BYTES - (payloadBytes % SNAPSHOT_ALIGN_BYTES)) % SNAPSHOT_ALIGN_BYTES;
+}
+
+// --- the service ----------------------------------------------------------------------------------
+
+export interface MaintenanceOptions {
+  alarms?: AlarmList;
+}
+
+export function maintenanceService(server: Server, opts: MaintenanceOptions = {}): Handlers {
+  const alarms = opts.alarms ?? new AlarmList();
+  const backend = server.durableBackend;
+  const spoolDir = backend ? path.dirname(backend.dir) : undefined;
+  if (spoolDir) void removeStaleSpoolFiles(spoolDir);
+  let snapshotStreams = 0;
+
+  const Status: Unary<unknown> = (_call, cb) => {
+    dbSizes(server).then(
+      ({ dbSize, dbSizeInUse }) => {
+        const raft = server.raftStatus();
+        const errors = alarms.describe();
+        if (raft.leader === 0n) errors.push(Errors.NoLeader.message);
+        if (!server.healthy) errors.push('quorumkv: member failed (see its log); it no longer accepts writes');
+        cb(null, {
+          header: server.header(),
+          version: STATUS_VERSION,
+          dbSize,
+          dbSizeInUse,
+          leader: raft.leader.toString(),
+          // etcd reports the committed index here (and the applied index separately).
+          raftIndex: raft.commit,
+          raftTerm: raft.term,
+          raftAppliedIndex: server.appliedIndex,
+          errors,
+          isLearner: raft.isLearner,
+        });
+      },
+      (err) => replyError(cb, err),
+    );
+  };
+
+  const HashKV: Unary<{ revision: string }> = (call, cb) => {
+    try {
+      const h = server.store.hashKV(Number(call.request.revision));
+      // etcd's store starts with compactMainRev = -1 and reports it until the first compaction.
+      const compactRevision = h.compactRevision === 0 ? -1 : h.compactRevision;
+      cb(null, { header: server.header(), hash: h.hash, compact_revision: compactRevision, hash_revision: h.hashRevision });
+    } catch (err) {
+      replyError(cb, err);
+    }
+  };
+
+  // etcd's Hash covers the whole backend ("for testing ONLY"). Ours: CRC32-C over the KV hash of
+  // everything retained, the current revision and the compaction point, so members with the same
+  // MVCC state agree (leases and the applied index are not included).
+  const Hash: Unary<unknown> = (_call, cb) => {
+    try {
+      const h = server.store.hashKV(0);
+      const b = Buffer.alloc(20);
+      b.writeUInt32BE(h.hash >>> 0, 0);
+      b.writeBigInt64BE(BigInt(server.store.currentRevision), 4);
+      b.writeBigInt64BE(BigInt(server.store.compactRevision), 12);
+      cb(null, { header: server.header(), hash: crc32c(0, b) >>> 0 });
+    } catch (err) {
+      replyError(cb, err);
+    }
+  };
+
+  const Alarm: Unary<{ action: number; memberID: string; alarm: number }> = (call, cb) => {
+    const r = call.request;
+    const memberId = BigInt(r.memberID || '0');
+    let list: AlarmMember[];
+    if (r.action === AlarmAction.GET) list = alarms.get(memberId, r.alarm);
+    else if (r.action === AlarmAction.ACTIVATE) list = alarms.activate(memberId, r.alarm);
+    else if (r.action === AlarmAction.DEACTIVATE) list = alarms.deactivate(memberId, r.alarm);
+    else return replyError(cb, new EtcdError(GrpcCode.INVALID_ARGUMENT, `quorumkv: unknown alarm action ${r.action}`));
+    cb(null, { header: server.header(), alarms: list });
+  };
+
+  const Defragment: Unary<unknown> = (_call, cb) => {
+    (backend ? backend.defragment() : Promise.resolve()).then(
+      () => cb(null, { header: server.header() }),
+      (err) => replyError(cb, err),
+    );
+  };
+
+  const MoveLeader: Unary<{ targetID: string }> = (call, cb) => {
+    const target = BigInt(call.request.targetID || '0');
+    server.transferLeadership(target).then(
+      () => cb(null, { header: server.header() }),
+      (err) => replyError(cb, err),
+    );
+  };
+
+  const Snapshot = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+    if (!backend || !spoolDir) {
+      call.emit('error', toStatus(unimplemented('etcdserverpb.Maintenance/Snapshot', 'unavailable on a member without a durable backend')));
+      return;
+    }
+    if (snapshotStreams >= SNAPSHOT_STREAMS_MAX) {
+      call.emit('error', toStatus(Errors.TooManyRequests));
+      return;
+    }
+    snapshotStreams++;
+    streamSnapshot(server, call, spoolDir)
+      .catch((err) => {
+        if (!call.cancelled) call.emit('error', toStatus(err instanceof EtcdError ? err : new EtcdError(GrpcCode.INTERNAL, `quorumkv: snapshot failed: ${err instanceof Error ? err.message : String(err)}`)));
+      })
+      .finally(() => snapshotStreams--);
+  };
+
+  return { Status, HashKV, Hash, Alarm, Defragment, MoveLeader, Snapshot };
+}
+
+/** dbSize = bytes of the backend's files on disk; dbSizeInUse = LevelDB's estimate of the live
+ *  data in them (0 for what is still only in its memtable), never more than dbSize. */
+async function dbSizes(server: Server): Promise<{ dbSize: number; dbSizeInUse: number }> {
+  const backend = server.durableBackend;
+  if (!backend) return { dbSize: server.store.sizeBytes, dbSizeInUse: server.store.sizeBytes };
+  let dbSize = 0;
+  for (const f of await fs.readdir(backend.dir)) {
+    try {
+      dbSize += (await fs.stat(path.join(backend.dir, f))).size;
+    } catch {
+      // LevelDB removed it (compaction) between readdir and stat.
+    }
+  }
+  const inUse = await backend.sizeBytes();
+  return { dbSize, dbSizeInUse: Math.min(inUse, dbSize) };
+}
+
+async function removeStaleSpoolFiles(dir: string): Promise<void> {
+  // The data dir is locked by this process: a spool file from an earlier process is garbage.
+  try {
+    for (const f of await fs.readdir(dir)) {
+      if (f.startsWith(SPOOL_PREFIX) && f.endsWith(SPOOL_SUFFIX) && !f.startsWith(`${SPOOL_PREFIX}${process.pid}.`)) {
+        await fs.rm(path.join(dir, f), { force: true });
+      }
+    }
+  } catch {
+    // Best effort only.
+  }
+}
+
+let spoolSeq = 0;
+
+/**
+ * Serves one Snapshot stream. The backend snapshot is first spooled to a file next to the
+ * backend: that gives the exact size (remaining_bytes counts down to 0 as etcd's does), lets the
+ * LevelDB snapshot and iterator go as soon as the copy is made instead of living as long as the
+ * slowest client, and checks the framing before a byte is sent. Then the file goes out in chunks,
+ * honouring gRPC flow control, followed by the padding and the SHA-256.
+ */
+async function streamSnapshot(server: Server, call: grpc.ServerWritableStream<unknown, unknown>, spoolDir: string): Promise<void> {
+  const backend = server.durableBackend!;
+  let cancelled = false;
+  call.on('cancelled', () => (cancelled = true));
+  const spool = path.join(spoolDir, `${SPOOL_PREFIX}${process.pid}.${spoolSeq++}${SPOOL_SUFFIX}`);
+  const fh = await fs.open(spool, 'wx+', 0o600);
+  try {
+    const framing = new SnapshotFraming();
+    const snap = await backend.openSnapshot();
+    try {
+      for await (const chunk of snap.chunks) {
+        if (cancelled) break; // leaving the loop closes the iterator and the LevelDB snapshot
+        assert(framing.push(chunk) === chunk.length, 'backend snapshot: bytes after its trailer');
+        await writeAll(fh, chunk);
+      }
+    } finally {
+      await snap.chunks.return(undefined);
+    }
+    if (cancelled) return;
+    assert(framing.done, 'backend snapshot ended before its trailer');
+    const payloadBytes = framing.payloadBytes;
+    const padded = payloadBytes + paddingBytes(payloadBytes);
+    const total = padded + SNAPSHOT_SHA256_BYTES;
+    const header: ResponseHeader = server.header(Math.max(1, framing.currentRevision)) // as Backend.load: an empty store is at 1;
+    const sha = createHash('sha256');
+    let sent = 0;
+    while (sent < padded) {
+      const n = Math.min(SNAPSHOT_CHUNK_BYTES, padded - sent);
+      const blob = Buffer.alloc(n); // zero-filled: past the payload, the padding
+      if (sent < payloadBytes) await readAll(fh, blob.subarray(0, Math.min(n, payloadBytes - sent)), sent);
+      sha.update(blob);
+      sent += n;
+      if (!(await send(call, { header, remaining_bytes: total - sent, blob, version: STATUS_VERSION }, () => cancelled))) return;
+    }
+    await send(call, { header, remaining_bytes: 0, blob: sha.digest(), version: STATUS_VERSION }, () => cancelled);
+    if (!cancelled) call.end();
+  } finally {
+    await fh.close();
+    await fs.rm(spool, { force: true });
+  }
+}
+
+/** Writes one response, waiting for the transport to drain when its buffer is full. Resolves
+ *  false if the client went away. */
+function send(call: grpc.ServerWritableStream<unknown, unknown>, msg: unknown, isCancelled: () => boolean): Promise<boolean> {
+  if (isCancelled()) return Promise.resolve(false);
+  if (call.write(msg)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const done = (ok: boolean) => {
+      call.off('drain', onDrain);
+      call.off('cancelled', onCancel);
+      call.off('close', onCancel);
+      resolve(ok);
+    };
+    const onDrain = () => done(true);
+    const onCancel = () => done(false);
+    call.on('drain', onDrain);
+    call.on('cancelled', onCancel);
+    call.on('close', onCancel);
+  });
+}
+
+async function writeAll(fh: fs.FileHandle, buf: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+}
+
+async function readAll(fh: fs.FileHandle, into: Buffer, position: number): Promise<void> {
+  let off = 0;
+  while (off < into.length) {
+    const { bytesRead } = await fh.read(into, off, into.length - off, position + off);
+    if (bytesRead === 0) throw new Error('snapshot spool file shorter than written');
+    off += bytesRead;
+  }
+}

@@ -1,0 +1,262 @@
+// `quorumkv snapshot restore|status`: offline tools for the snapshot files `etcdctl snapshot save`
+// fetches from a quorumkv member (Maintenance.Snapshot; file layout in api/maintenance_service.ts:
+// backend snapshot, zero padding to 512 bytes, SHA-256).
+//
+// restore: checks the SHA-256, refuses a data dir that is not empty, writes the backend from the
+// snapshot into <data-dir>/member/backend, and creates a WAL whose snapshot marker and hard state
+// sit at the snapshot's applied index, so the member starts from the restored state (Raft's log
+// begins at the snapshot; nothing is replayed). Member and cluster IDs are derived from the flags,
+// as a new cluster's are, so the restored member is a new one-member (or --initial-cluster) cluster.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { ConfigError, parseServerFlags, splitArgv } from '../config/flags';
+import { computeClusterId, computeMemberId, idToHex } from '../util/ids';
+import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_SHA256_BYTES, SnapshotFraming, paddingBytes } from '../api/maintenance_service';
+import { restoreSnapshotInto, type SnapshotMeta } from '../storage/backend/snapshot';
+import { Wal } from '../storage/wal';
+
+/** File read size for hashing and restoring. */
+const READ_CHUNK_BYTES = 1024 * 1024;
+/** Backend namespaces holding cluster membership ('c' members, 'r' removed members; see
+ *  storage/backend/backend.ts). A restore starts a new cluster, so they are dropped and the
+ *  membership comes from --initial-cluster, as etcd's restore rewrites its members bucket. */
+const MEMBERSHIP_NAMESPACES = [0x63, 0x72];
+
+export class SnapshotFileError extends Error {
+  override name = 'SnapshotFileError';
+}
+
+const USAGE = `Usage:
+  quorumkv snapshot restore <file> [--data-dir=<dir>] [--name=default] [--initial-cluster=<name>=<peer-url>,...]
+                                   [--initial-cluster-token=etcd-cluster] [--initial-advertise-peer-urls=<peer-url>,...]
+  quorumkv snapshot status <file> [-w simple|table|json]
+`;
+
+/** Entry point for `quorumkv snapshot ...`; returns the process exit code. */
+export async function snapshotMain(argv: readonly string[]): Promise<number> {
+  const [cmd, ...rest] = argv;
+  try {
+    if (cmd === 'restore') return await restoreCommand(rest);
+    if (cmd === 'status') return await statusCommand(rest);
+    process.stderr.write(cmd === undefined || cmd === 'help' || cmd === '--help' ? USAGE : `quorumkv snapshot: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+    return 2;
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`Error: ${err.message}\n${USAGE}`);
+      return 2;
+    }
+    process.stderr.write(`Error: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}
+
+/** Splits `<file> --flag ...` (the file may come anywhere, as with etcdctl). */
+function fileAndFlags(args: readonly string[], known: readonly string[]): { file: string; flags: Map<string, string> } {
+  const positional: string[] = [];
+  const flagArgs: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (!a.startsWith('-')) {
+      positional.push(a);
+      continue;
+    }
+    flagArgs.push(a);
+    if (!a.includes('=') && args[i + 1] !== undefined && !args[i + 1]!.startsWith('-')) flagArgs.push(args[++i]!);
+  }
+  if (positional.length !== 1) throw new ConfigError(`expected exactly one snapshot file, got ${positional.length}`);
+  return { file: positional[0]!, flags: splitArgv(flagArgs, new Set(known), new Set()) };
+}
+
+// --- reading snapshot files -----------------------------------------------------------------------
+
+async function* readRange(file: string, start: number, endExclusive: number): AsyncGenerator<Buffer> {
+  if (endExclusive <= start) return;
+  const stream = fs.createReadStream(file, { start, end: endExclusive - 1, highWaterMark: READ_CHUNK_BYTES });
+  for await (const piece of stream) yield piece as Buffer;
+}
+
+/** Checks the file's layout and its SHA-256; returns the length of payload + padding. */
+export async function verifySnapshotFile(file: string): Promise<number> {
+  const size = (await fs.promises.stat(file)).size;
+  if (size % SNAPSHOT_ALIGN_BYTES !== SNAPSHOT_SHA256_BYTES) {
+    throw new SnapshotFileError(`snapshot file integrity check failed: sha256 checksum not found (${size} bytes is not a multiple of ${SNAPSHOT_ALIGN_BYTES} plus ${SNAPSHOT_SHA256_BYTES})`);
+  }
+  const body = size - SNAPSHOT_SHA256_BYTES;
+  const h = createHash('sha256');
+  for await (const piece of readRange(file, 0, body)) h.update(piece);
+  const expected = Buffer.alloc(SNAPSHOT_SHA256_BYTES);
+  const fd = await fs.promises.open(file, 'r');
+  try {
+    await fd.read(expected, 0, SNAPSHOT_SHA256_BYTES, body);
+  } finally {
+    await fd.close();
+  }
+  const actual = h.digest();
+  if (!actual.equals(expected)) {
+    throw new SnapshotFileError(`snapshot file integrity check failed: expected sha256 ${expected.toString('hex')}, got ${actual.toString('hex')}`);
+  }
+  return body;
+}
+
+/** The payload of a verified file (padding cut off after the snapshot's trailer, and checked to be
+ *  zeros of the right length); `framing` collects what it saw. */
+async function* payloadOf(file: string, body: number, framing: SnapshotFraming): AsyncGenerator<Buffer> {
+  let trailing = 0;
+  for await (const piece of readRange(file, 0, body)) {
+    const n = framing.done ? 0 : framing.push(piece);
+    if (n > 0) yield n === piece.length ? piece : piece.subarray(0, n);
+    const rest = piece.subarray(n);
+    if (rest.some((b) => b !== 0)) throw new SnapshotFileError('snapshot file: unexpected data after the snapshot payload');
+    trailing += rest.length;
+  }
+  if (!framing.done) throw new SnapshotFileError('snapshot file: truncated (the payload has no trailer)');
+  if (trailing !== paddingBytes(framing.payloadBytes)) throw new SnapshotFileError(`snapshot file: ${trailing} bytes of padding, expected ${paddingBytes(framing.payloadBytes)}`);
+}
+
+// --- restore --------------------------------------------------------------------------------------
+
+const RESTORE_FLAGS = ['data-dir', 'name', 'initial-cluster', 'initial-cluster-token', 'initial-advertise-peer-urls'];
+
+function isEmptyOrMissing(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).length === 0;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+    throw err;
+  }
+}
+
+export interface RestoreResult {
+  meta: SnapshotMeta;
+  revision: number;
+  memberId: bigint;
+  clusterId: bigint;
+  dataDir: string;
+}
+
+async function restoreCommand(args: readonly string[]): Promise<number> {
+  const { file, flags } = fileAndFlags(args, RESTORE_FLAGS);
+  // The server's own flag parsing gives the same defaults (and IDs) as `quorumkv` with these flags.
+  const cfg = parseServerFlags([...flags].map(([k, v]) => `--${k}=${v}`), {});
+  const r = await restoreSnapshot(file, {
+    dataDir: cfg.dataDir,
+    name: cfg.name,
+    initialCluster: cfg.initialCluster,
+    initialClusterToken: cfg.initialClusterToken,
+  });
+  process.stdout.write(
+    `Restored snapshot ${file} into ${r.dataDir}: applied index ${r.meta.appliedIndex}, term ${r.meta.appliedTerm}, revision ${r.revision}, member ${idToHex(r.memberId)}, cluster ${idToHex(r.clusterId)}\n`,
+  );
+  return 0;
+}
+
+export async function restoreSnapshot(
+  file: string,
+  o: { dataDir: string; name: string; initialCluster: Map<string, string[]>; initialClusterToken: string },
+): Promise<RestoreResult> {
+  if (!isEmptyOrMissing(o.dataDir)) throw new SnapshotFileError(`data-dir ${JSON.stringify(o.dataDir)} exists and is not empty`);
+  const body = await verifySnapshotFile(file);
+  const ids = [...o.initialCluster].map(([name, urls]) => ({ name, id: computeMemberId(urls, o.initialClusterToken) }));
+  const memberId = ids.find((m) => m.name === o.name)!.id;
+  const clusterId = computeClusterId(ids.map((m) => m.id));
+  const createdDataDir = !fs.existsSync(o.dataDir);
+  const memberDir = path.join(o.dataDir, 'member');
+  fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
+  try {
+    const framing = new SnapshotFraming();
+    const backendDir = path.join(memberDir, 'backend');
+    const meta = await restoreSnapshotInto(backendDir, payloadOf(file, body, framing));
+    await dropMembership(backendDir);
+    const wal = await Wal.create(path.join(memberDir, 'wal'), encodeMetadata(memberId, clusterId));
+    try {
+      // Raft's log starts at the snapshot: index and term of the last entry in the backend, which
+      // is also the commit index (everything applied was committed). No vote yet in this term.
+      if (meta.appliedIndex > 0) {
+        await wal.saveSnapshot({ index: meta.appliedIndex, term: meta.appliedTerm });
+        await wal.save({ term: meta.appliedTerm, vote: 0n, commit: meta.appliedIndex }, []);
+      }
+    } finally {
+      await wal.close();
+    }
+    return { meta, revision: Math.max(1, framing.currentRevision), memberId, clusterId, dataDir: o.dataDir };
+  } catch (err) {
+    // Leave the data dir as it was (empty or missing), so the restore can simply be rerun.
+    fs.rmSync(createdDataDir ? o.dataDir : memberDir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/** WAL metadata: member ID then cluster ID, u64 big-endian each (as cli/bootstrap.ts reads it). */
+function encodeMetadata(memberId: bigint, clusterId: bigint): Uint8Array {
+  const b = Buffer.alloc(16);
+  b.writeBigUInt64BE(memberId, 0);
+  b.writeBigUInt64BE(clusterId, 8);
+  return b;
+}
+
+async function dropMembership(backendDir: string): Promise<void> {
+  const db = new ClassicLevel<Buffer, Buffer>(backendDir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  await db.open();
+  try {
+    for (const ns of MEMBERSHIP_NAMESPACES) await db.clear({ gte: Buffer.from([ns]), lt: Buffer.from([ns + 1]) });
+  } finally {
+    await db.close();
+  }
+}
+
+// --- status ---------------------------------------------------------------------------------------
+
+export interface SnapshotStatus {
+  hash: number;
+  revision: number;
+  totalKey: number;
+  totalSize: number;
+}
+
+/** What `etcdctl snapshot status` shows for an etcd file, for ours: hash = CRC32-C of the payload,
+ *  revision = the store's, total keys = records in the backend (versions, leases, meta, as etcd
+ *  counts every bolt key), total size = the file's size. */
+export async function snapshotStatus(file: string): Promise<SnapshotStatus> {
+  const body = await verifySnapshotFile(file);
+  const framing = new SnapshotFraming();
+  for await (const _ of payloadOf(file, body, framing)) {
+    // payloadOf walks the framing; nothing else to do with the bytes
+  }
+  return { hash: framing.crc >>> 0, revision: Math.max(1, framing.currentRevision), totalKey: framing.records, totalSize: (await fs.promises.stat(file)).size };
+}
+
+async function statusCommand(args: readonly string[]): Promise<number> {
+  const { file, flags } = fileAndFlags(args, ['w', 'write-out']);
+  const format = flags.get('w') ?? flags.get('write-out') ?? 'simple';
+  const s = await snapshotStatus(file);
+  const row = [s.hash.toString(16), String(s.revision), String(s.totalKey), humanizeBytes(s.totalSize)];
+  if (format === 'json') process.stdout.write(JSON.stringify(s) + '\n');
+  else if (format === 'table') process.stdout.write(table(['HASH', 'REVISION', 'TOTAL KEYS', 'TOTAL SIZE'], [row]));
+  else if (format === 'simple') process.stdout.write(row.join(', ') + '\n');
+  else throw new ConfigError(`unknown output format ${JSON.stringify(format)} (simple, table or json)`);
+  return 0;
+}
+
+/** go-humanize's Bytes (SI units), as etcdctl prints sizes: "20 kB", "1.5 MB". */
+export function humanizeBytes(n: number): string {
+  if (n < 10) return `${n} B`;
+  const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB'];
+  const e = Math.min(units.length - 1, Math.floor(Math.log(n) / Math.log(1000)));
+  const val = Math.floor((n / 1000 ** e) * 10 + 0.5) / 10;
+  return `${val < 10 ? val.toFixed(1) : val.toFixed(0)} ${units[e]}`;
+}
+
+/** etcdctl's table (olekukonko/tablewriter): headers centred, cells right-aligned. */
+function table(headers: string[], rows: string[][]): string {
+  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  const line = '+' + widths.map((w) => '-'.repeat(w + 2)).join('+') + '+\n';
+  const centre = (s: string, w: number) => {
+    const left = Math.floor((w - s.length) / 2);
+    return ' '.repeat(left) + s + ' '.repeat(w - s.length - left);
+  };
+  const head = '|' + headers.map((h, i) => ` ${centre(h, widths[i]!)} `).join('|') + '|\n';
+  const body = rows.map((r) => '|' + r.map((c, i) => ` ${c.padStart(widths[i]!)} `).join('|') + '|\n').join('');
+  return line + head + line + body + line;
+}
