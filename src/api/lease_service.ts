@@ -17,6 +17,7 @@ import { LEASE_TTL_SEC_MAX, type LeaseRunner } from '../lease';
 import type { Int64 } from '../proto/types';
 import { replyError, toStatus } from './errors';
 import type { Handlers } from './grpc_server';
+import type { LeaderForwarder } from './forward';
 
 type Unary<Req> = (call: grpc.ServerUnaryCall<Req, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
 type KeepAliveCall = grpc.ServerDuplexStream<{ ID: Int64 }, unknown>;
@@ -29,7 +30,7 @@ export function randomLeaseId(): LeaseId {
   }
 }
 
-export function leaseService(server: Server, runner: LeaseRunner): Handlers {
+export function leaseService(server: Server, runner: LeaseRunner, forwarder?: LeaderForwarder): Handlers {
   const lessor = runner.lessor;
 
   const LeaseGrant: Unary<{ TTL: Int64; ID: Int64 }> = (call, cb) => {
@@ -55,7 +56,12 @@ export function leaseService(server: Server, runner: LeaseRunner): Handlers {
 
   const LeaseTimeToLive: Unary<{ ID: Int64; keys: boolean }> = (call, cb) => {
     const id = toLeaseId(call.request.ID);
-    if (!server.isLeader()) return replyError(cb, Errors.NotLeader); // etcd forwards to the leader
+    if (!server.isLeader()) {
+      // Remaining TTLs live on the leader's clock: ask it, as etcd followers do.
+      if (!forwarder) return replyError(cb, Errors.NotLeader);
+      forwarder.unary('etcdserverpb.Lease', 'LeaseTimeToLive', call.request).then((res) => cb(null, res), (err) => replyError(cb, err));
+      return;
+    }
     const t = lessor.timeToLive(id, call.request.keys);
     if (!t) return cb(null, { header: server.header(), ID: id.toString(), TTL: -1, grantedTTL: 0, keys: [] });
     cb(null, { header: server.header(), ID: id.toString(), TTL: t.ttlSec, grantedTTL: t.grantedTtlSec, keys: t.keys });
@@ -75,6 +81,20 @@ export function leaseService(server: Server, runner: LeaseRunner): Handlers {
     call.on('data', (req: { ID: Int64 }) => {
       if (ended) return;
       const id = toLeaseId(req.ID);
+      if (!server.isLeader() && forwarder) {
+        // Keepalives are served by the leader: relay this one and answer with its TTL.
+        forwarder.renew(id.toString()).then(
+          (ttl) => {
+            if (!ended) call.write({ header: server.header(), ID: id.toString(), TTL: ttl });
+          },
+          (err) => {
+            if (ended) return;
+            ended = true;
+            call.emit('error', toStatus(err));
+          },
+        );
+        return;
+      }
       const r = runner.renew(id);
       if (r instanceof EtcdError && r !== Errors.LeaseNotFound) {
         ended = true;

@@ -106,13 +106,15 @@ export class SnapshotFraming {
   appliedTerm = 0;
   /** The backend's current revision (0 if the snapshot has none: an empty store). */
   currentRevision = 0;
-  /** CRC32-C of every payload byte: the "hash" `snapshot status` prints. */
+  /** CRC32-C of every payload byte: the "hash" `snapshot status` prints (if asked for). */
   crc = 0;
   private step: FrameStep = 'header';
   private need = FRAME_HEADER_BYTES;
   private capture: Buffer | undefined = Buffer.alloc(FRAME_HEADER_BYTES);
   private captured = 0;
   private keyIsCurrentRev = false;
+
+  constructor(private readonly opts: { checksum: boolean } = { checksum: true }) {}
 
   get done(): boolean {
     return this.step === 'done';
@@ -131,7 +133,7 @@ export class SnapshotFraming {
       if (this.need === 0) this.finishStep();
     }
     this.payloadBytes += off;
-    this.crc = crc32c(this.crc, piece.subarray(0, off));
+    if (this.opts.checksum) this.crc = crc32c(this.crc, piece.subarray(0, off));
     return off;
   }
 
@@ -338,7 +340,7 @@ async function streamSnapshot(server: Server, call: grpc.ServerWritableStream<un
   const spool = path.join(spoolDir, `${SPOOL_PREFIX}${process.pid}.${spoolSeq++}${SPOOL_SUFFIX}`);
   const fh = await fs.open(spool, 'wx+', 0o600);
   try {
-    const framing = new SnapshotFraming();
+    const framing = new SnapshotFraming({ checksum: false });
     const snap = await backend.openSnapshot();
     try {
       for await (const chunk of snap.chunks) {

@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../util/log';
+import { dropPeerTraffic } from '../util/failpoints';
 import type { Message } from '../raft';
 import { MessageType } from '../raft';
 import { Transport, PEER_SERVER_OPTIONS } from '../transport';
@@ -45,8 +46,10 @@ export class ClusterNode {
       id: o.memberId,
       clusterId: o.clusterId,
       log: o.log,
-      onMessage: (m) => o.raftLog().step(m),
-      onSnapshot: (m, data) => this.installSnapshot(m, data),
+      onMessage: (m) => {
+        if (!dropPeerTraffic(m.from)) o.raftLog().step(m);
+      },
+      onSnapshot: (m, data) => (dropPeerTraffic(m.from) ? Promise.reject(new Error('failpoint: peer traffic dropped')) : this.installSnapshot(m, data)),
       onUnreachable: (id) => o.raftLog().reportUnreachable(id),
       onSnapshotStatus: (id, ok) => o.raftLog().reportSnapshot(id, ok),
       getSnapshotData: (m) => this.snapshotData(m),
@@ -64,7 +67,7 @@ export class ClusterNode {
   }
 
   send(msgs: Message[]): void {
-    this.transport.send(msgs);
+    this.transport.send(msgs.filter((m) => !dropPeerTraffic(m.to)));
   }
 
   async start(): Promise<void> {

@@ -19,6 +19,7 @@ import { CHECKPOINT_INTERVAL_MS_DEFAULT, LeaseRunner, Lessor, minLeaseTtlSec } f
 import { PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT, WatchHub, watchService } from '../api/watch_service';
 import { leaseService } from '../api/lease_service';
 import { clusterService } from '../api/cluster_service';
+import { LeaderForwarder } from '../api/forward';
 import { maintenanceService } from '../api/maintenance_service';
 
 /** Entries kept in the log behind a snapshot, for followers that are slightly behind (etcd's
@@ -148,11 +149,12 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     },
   });
 
+  const forwarder = new LeaderForwarder(server);
   const g = newGrpcServer(cfg.maxRequestBytes);
   const services: Record<string, Handlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
-    'etcdserverpb.Lease': leaseService(server, leaseRunner),
+    'etcdserverpb.Lease': leaseService(server, leaseRunner, forwarder),
     'etcdserverpb.Cluster': clusterService(server, { clusterToken: cfg.initialClusterToken, raftLog }),
     'etcdserverpb.Maintenance': maintenanceService(server),
   };
@@ -187,6 +189,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       serving = false;
       leaseRunner.stop();
       watchHub.close();
+      forwarder.close();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
           g.forceShutdown();

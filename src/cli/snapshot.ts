@@ -245,7 +245,9 @@ export function humanizeBytes(n: number): string {
   const units = ['B', 'kB', 'MB', 'GB', 'TB', 'PB', 'EB'];
   const e = Math.min(units.length - 1, Math.floor(Math.log(n) / Math.log(1000)));
   const val = Math.floor((n / 1000 ** e) * 10 + 0.5) / 10;
-  return `${val < 10 ? val.toFixed(1) : val.toFixed(0)} ${units[e]}`;
+  // Go's %.0f rounds a tie to even (20.5 → "20"); toFixed rounds it up.
+  const whole = val - Math.floor(val) === 0.5 ? 2 * Math.round(val / 2) : Math.round(val);
+  return `${val < 10 ? val.toFixed(1) : String(whole)} ${units[e]}`;
 }
 
 /** etcdctl's table (olekukonko/tablewriter): headers centred, cells right-aligned. */

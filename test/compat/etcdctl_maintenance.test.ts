@@ -81,7 +81,7 @@ describe('etcdctl against quorumkv: Maintenance', function () {
     assert.equal(cells[6], 'false'); // IS LEARNER
   });
 
-  it('endpoint health: healthy (etcdctl also checks the alarm list)', async () => {
+  it('endpoint health: healthy', async () => {
     const r = await ctl('endpoint', 'health');
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout + r.stderr, /is healthy: successfully committed proposal/);
@@ -99,7 +99,7 @@ describe('etcdctl against quorumkv: Maintenance', function () {
     assert.equal(await hashkv(srv.endpoint, rev), before, 'the hash at an older revision stays');
   });
 
-  it('alarm list is empty and disarm succeeds; a raised alarm shows in list, status and health', async () => {
+  it('alarm list is empty and disarm succeeds; a raised alarm shows in list and status until disarmed', async () => {
     assert.equal(await ok('alarm', 'list'), '');
     assert.equal((await ctl('alarm', 'disarm')).code, 0);
     const m = client(srv.endpoint, 'Maintenance');
@@ -109,9 +109,8 @@ describe('etcdctl against quorumkv: Maintenance', function () {
       assert.equal(raised.alarms.length, 1);
       assert.match(await ok('alarm', 'list'), new RegExp(`memberID:${id} alarm:NOSPACE`));
       assert.match(await ok('endpoint', 'status', '-w', 'json'), /"errors":\["memberID:\d+ alarm:NOSPACE ?"\]/);
-      const health = await ctl('endpoint', 'health');
-      assert.notEqual(health.code, 0);
-      assert.match(health.stdout + health.stderr, /unhealthy/);
+      // etcdctl ≥ 3.5 reports an endpoint with an alarm as unhealthy (AlarmList after the Get);
+      // the 3.4 etcdctl used here only does the Get, so health is not checked with the alarm up.
       assert.equal((await ctl('alarm', 'disarm')).code, 0);
       assert.equal(await ok('alarm', 'list'), '');
       assert.equal((await ctl('endpoint', 'health')).code, 0);
@@ -135,6 +134,7 @@ describe('etcdctl against quorumkv: Maintenance', function () {
   describe('snapshot save, then quorumkv snapshot restore', () => {
     let dir: string;
     let snapFile: string;
+    let leaseId: string;
     before(async () => {
       dir = tempDir('quorumkv-snap-');
       snapFile = path.join(dir, 'backup.db');
@@ -144,6 +144,8 @@ describe('etcdctl against quorumkv: Maintenance', function () {
       await ok('del', 'snap/001');
       await ok('compact', '5');
       await ok('put', 'snap/last', 'x');
+      leaseId = /lease ([0-9a-f]+) granted/.exec(await ok('lease', 'grant', '3600'))![1]!;
+      await ok('put', `--lease=${leaseId}`, 'snap/leased', 'l');
     });
     after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -184,6 +186,9 @@ describe('etcdctl against quorumkv: Maintenance', function () {
         const compacted = await etcdctl(restored.endpoint, ['get', 'snap/000', '--rev=3']);
         assert.match(compacted.stderr, /required revision has been compacted/);
         assert.equal(await hashkv(restored.endpoint, a.header.revision), await hashkv(srv.endpoint, a.header.revision));
+        // Leases come back with their keys attached.
+        const ttl = await etcdctl(restored.endpoint, ['lease', 'timetolive', leaseId, '--keys']);
+        assert.match(ttl.stdout, new RegExp(`lease ${leaseId} granted with TTL\\(3600s\\).*attached keys\\(\\[snap/leased\\]\\)`));
         // The restored member is a new cluster of one, and writable.
         const st = JSON.parse(await etcdctl(restored.endpoint, ['endpoint', 'status', '-w', 'json']).then((x) => x.stdout))[0].Status;
         assert.ok(st.raftAppliedIndex > 0);
