@@ -107,6 +107,7 @@ async function run(o: Opts, endpoint: string, workload: string): Promise<void> {
   const lat = new Float64Array(o.total);
   let next = 0;
   let errors = 0;
+  let firstError = '';
   const t0 = process.hrtime.bigint();
   const client = async (c: number) => {
     const conn = conns[c % conns.length] as unknown as Record<string, Function>;
@@ -116,7 +117,10 @@ async function run(o: Opts, endpoint: string, workload: string): Promise<void> {
       const s = process.hrtime.bigint();
       await new Promise<void>((res) => {
         const done = (e: Error | null) => {
-          if (e) errors++;
+          if (e) {
+            errors++;
+            if (!firstError) firstError = e.message;
+          }
           lat[i] = Number(process.hrtime.bigint() - s) / 1e6;
           res();
         };
@@ -134,6 +138,7 @@ async function run(o: Opts, endpoint: string, workload: string): Promise<void> {
   console.log(
     `${workload.padEnd(8)} ${String(o.total).padStart(7)} reqs ${(o.total / secs).toFixed(0).padStart(7)} req/s  p50 ${f(percentile(lat, 50))} ms  p99 ${f(percentile(lat, 99))} ms  p99.9 ${f(percentile(lat, 99.9))} ms  errors ${errors}`,
   );
+  if (firstError) console.log(`         first error: ${firstError}`);
   for (const c of conns) c.close();
 }
 

@@ -15,6 +15,9 @@ import { ConfigError, parseServerFlags, splitArgv } from '../config/flags';
 import { computeClusterId, computeMemberId, idToHex } from '../util/ids';
 import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_SHA256_BYTES, SnapshotFraming, paddingBytes } from '../api/maintenance_service';
 import { restoreSnapshotInto, type SnapshotMeta } from '../storage/backend/snapshot';
+import { Backend } from '../storage/backend/backend';
+import { initialMembers, memberToJson } from '../server/membership';
+import { encodeMetadata } from './bootstrap';
 import { Wal } from '../storage/wal';
 
 /** File read size for hashing and restoring. */
@@ -169,6 +172,17 @@ export async function restoreSnapshot(
     const backendDir = path.join(memberDir, 'backend');
     const meta = await restoreSnapshotInto(backendDir, payloadOf(file, body, framing));
     await dropMembership(backendDir);
+    // The new cluster's membership is --initial-cluster (as etcd's restore rewrites its members
+    // bucket); store it, so later membership changes apply on top of it after a restart.
+    const backend = await Backend.open(backendDir);
+    try {
+      for (const m of initialMembers(o.initialCluster, o.initialClusterToken)) {
+        backend.stageMember(m.id, Buffer.from(JSON.stringify(memberToJson(m))));
+      }
+      await backend.commit(meta.appliedIndex, meta.appliedTerm, true);
+    } finally {
+      await backend.close();
+    }
     const wal = await Wal.create(path.join(memberDir, 'wal'), encodeMetadata(memberId, clusterId));
     try {
       // Raft's log starts at the snapshot: index and term of the last entry in the backend, which
@@ -188,13 +202,6 @@ export async function restoreSnapshot(
   }
 }
 
-/** WAL metadata: member ID then cluster ID, u64 big-endian each (as cli/bootstrap.ts reads it). */
-function encodeMetadata(memberId: bigint, clusterId: bigint): Uint8Array {
-  const b = Buffer.alloc(16);
-  b.writeBigUInt64BE(memberId, 0);
-  b.writeBigUInt64BE(clusterId, 8);
-  return b;
-}
 
 async function dropMembership(backendDir: string): Promise<void> {
   const db = new ClassicLevel<Buffer, Buffer>(backendDir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });

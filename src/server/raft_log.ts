@@ -83,6 +83,7 @@ export class RaftLog implements ReplicatedLog {
   /** ReadIndex rounds answered, waiting for the apply loop to reach their index. */
   private readsWaitingApply: { index: number; waiters: (() => void)[] }[] = [];
   private readSeq = 0;
+  private pendingSnapshots: { index: number; keepEntries: number; confState: ConfState; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private ticks = 0;
 
   constructor(opts: RaftLogOptions) {
@@ -243,12 +244,33 @@ export class RaftLog implements ReplicatedLog {
 
   /** Persists a snapshot marker at `index` (the backend must already hold that state durably),
    *  compacts the in-memory log keeping `keepEntries` for slow followers, and frees WAL segments. */
-  async snapshot(index: number, keepEntries: number, confState: ConfState): Promise<void> {
+  snapshot(index: number, keepEntries: number, confState: ConfState): Promise<void> {
+    // WAL calls must not overlap: the snapshot runs inside the Ready loop, between two Readys.
+    return new Promise<void>((resolve, reject) => {
+      this.pendingSnapshots.push({ index, keepEntries, confState, resolve, reject });
+      this.schedule();
+    });
+  }
+
+  private async runPendingSnapshots(): Promise<void> {
+    while (this.pendingSnapshots.length > 0 && !this.failed) {
+      const s = this.pendingSnapshots.shift()!;
+      try {
+        await this.takeSnapshot(s.index, s.keepEntries, s.confState);
+        s.resolve();
+      } catch (err) {
+        s.reject(err);
+      }
+    }
+  }
+
+  private async takeSnapshot(index: number, keepEntries: number, confState: ConfState): Promise<void> {
     const term = this.storage.term(index);
-    if (typeof term !== 'number') return;
+    const prev = this.storage.snapshot();
+    if (typeof term !== 'number' || (typeof prev === 'object' && index <= prev.metadata.index)) return;
     await this.wal.saveSnapshot({ index, term });
     // The snapshot's data stays empty: a follower that needs it gets the backend itself, taken
-    // when it is sent (see the transport's getSnapshotData in cli/member.ts).
+    // when it is sent (see the transport's getSnapshotData in cli/cluster_node.ts).
     this.storage.createSnapshot(index, confState, new Uint8Array(0));
     const compactTo = index - keepEntries;
     if (compactTo > this.storage.firstIndex()) {
@@ -340,17 +362,19 @@ export class RaftLog implements ReplicatedLog {
     this.running = true;
     try {
       this.flushProposals();
+      await this.runPendingSnapshots();
       while (this.node.hasReady() && !this.failed) {
         const rd = this.node.ready();
         await this.handleReady(rd);
         if (this.failed) break; // never advance past what could not be persisted
         this.node.advance(rd);
         this.flushProposals();
+        await this.runPendingSnapshots();
       }
     } finally {
       this.running = false;
     }
-    if (this.proposals.length > 0 || this.readsForNextRound.length > 0 || (this.waitingForLeader.length > 0 && this.hasLeader())) this.schedule();
+    if (this.proposals.length > 0 || this.pendingSnapshots.length > 0 || this.readsForNextRound.length > 0 || (this.waitingForLeader.length > 0 && this.hasLeader())) this.schedule();
   }
 
   private async handleReady(rd: Ready): Promise<void> {

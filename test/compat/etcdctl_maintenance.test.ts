@@ -221,11 +221,13 @@ describe('etcdctl against quorumkv: Maintenance', function () {
 
   describe('the Snapshot stream on the wire', () => {
     before(async () => {
-      // ~3 MiB of values, so the stream has many chunks.
+      // 32 MiB of values: many chunks, and more than gRPC buffers for a client that stops reading.
       const kv = client(srv.endpoint, 'KV');
       try {
-        const value = Buffer.alloc(64 * 1024, 0x61);
-        await Promise.all(Array.from({ length: 48 }, (_, i) => unary(kv, 'Put', { key: Buffer.from(`big/${i}`), value })));
+        const value = Buffer.alloc(256 * 1024, 0x61);
+        for (let batch = 0; batch < 8; batch++) {
+          await Promise.all(Array.from({ length: 16 }, (_, i) => unary(kv, 'Put', { key: Buffer.from(`big/${batch}/${i}`), value })));
+        }
       } finally {
         kv.close();
       }
@@ -269,8 +271,13 @@ describe('etcdctl against quorumkv: Maintenance', function () {
         await new Promise<void>((resolve) => {
           const call = (m as unknown as { Snapshot(req: object): grpc.ClientReadableStream<unknown> }).Snapshot({});
           call.once('data', () => {
-            call.cancel();
-            resolve();
+            // A client that stops reading: the member waits on flow control, holding its spool file.
+            call.pause();
+            setTimeout(() => {
+              assert.equal(spoolFiles().length, 1, 'the stream is still in flight');
+              call.cancel();
+              resolve();
+            }, 500);
           });
           call.on('error', () => undefined);
         });

@@ -113,7 +113,7 @@ describe('cluster faults under continuous writes (real processes)', function () 
     const majority = others(c, old);
     const writer = startWriter(c, () => majority.map((m) => m.endpoint));
     await writer.waitForAcks(100);
-    old.isolate();
+    await old.isolate();
     const t0 = Date.now();
     // Sent to the isolated leader right away, while it still believes it leads.
     const early = put(old.endpoint, 'isolated/early', 'must-not-be-acked', 3_000).then(
@@ -135,7 +135,7 @@ describe('cluster faults under continuous writes (real processes)', function () 
       () => undefined,
     );
     assert.equal(read, undefined, 'a linearizable read on the isolated member');
-    old.heal();
+    await old.heal();
     await waitFor(`${old.name} to rejoin`, 10_000, async () => {
       const s = await status(old.endpoint);
       return s.leader !== '0' ? true : undefined;

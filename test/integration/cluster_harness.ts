@@ -20,6 +20,8 @@ export const ELECTION_TIMEOUT_MS = 500;
 const READY_TIMEOUT_MS = 20_000;
 const STOP_TIMEOUT_MS = 5_000;
 const RPC_DEADLINE_MS = 2_000;
+/** Members re-read their failpoints file every 100 ms (src/util/failpoints.ts). */
+const FAILPOINTS_SETTLE_MS = 250;
 
 const live = new Set<ChildProcess>();
 function killGroup(p: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
@@ -40,7 +42,7 @@ process.on('exit', () => {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `probe` until it returns a value other than undefined, or throws after `timeoutMs`. */
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, everyMs = 50): Promise<T> {
+export async function waitFor<T>(what: string | (() => string), timeoutMs: number, probe: () => Promise<T | undefined> | T | undefined, everyMs = 50): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastErr: unknown;
   for (;;) {
@@ -50,7 +52,7 @@ export async function waitFor<T>(what: string, timeoutMs: number, probe: () => P
     } catch (err) {
       lastErr = err;
     }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'string' ? what : what()}${lastErr ? ` (last error: ${(lastErr as Error).message})` : ''}`);
     await sleep(everyMs);
   }
 }
@@ -175,9 +177,10 @@ export interface ClusterMember {
   /** SIGSTOP: the process freezes (a long GC pause, a hung VM). */
   pause(): void;
   resume(): void;
-  /** Drops all peer traffic of this member (or only to/from `peers`), via the failpoints file. */
-  isolate(peers?: ClusterMember[]): void;
-  heal(): void;
+  /** Drops all peer traffic of this member (or only to/from `peers`), via the failpoints file;
+   *  resolves once the member has certainly re-read the file (it polls it every 100 ms). */
+  isolate(peers?: ClusterMember[]): Promise<void>;
+  heal(): Promise<void>;
 }
 
 export interface ClusterOptions {
@@ -299,12 +302,14 @@ function makeMember(spec: MemberSpec, args: string[], env: NodeJS.ProcessEnv, di
       killGroup(m.proc, 'SIGCONT');
       m.paused = false;
     },
-    isolate(peers?: ClusterMember[]) {
+    async isolate(peers?: ClusterMember[]) {
       const list = peers ? peers.map((p) => p.id) : ['*'];
       fs.writeFileSync(failpointsFile, JSON.stringify({ dropPeerTraffic: list }));
+      await sleep(FAILPOINTS_SETTLE_MS);
     },
-    heal() {
+    async heal() {
       fs.writeFileSync(failpointsFile, '{}');
+      await sleep(FAILPOINTS_SETTLE_MS);
     },
   };
   attach(m.proc);
@@ -375,12 +380,14 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       const leader = await cluster.waitForLeader();
       const r = await etcdctl(leader.endpoint, ['member', 'add', name, `--peer-urls=${peerUrl}`, ...(o.learner ? ['--learner'] : [])]);
       if (r.code !== 0) throw new Error(`etcdctl member add failed: ${r.stderr}${r.stdout}`);
+      if (process.env.QUORUMKV_TEST_DEBUG) console.log(r.stdout);
       const ic = /ETCD_INITIAL_CLUSTER="([^"]*)"/.exec(r.stdout);
       if (!ic) throw new Error(`etcdctl member add printed no ETCD_INITIAL_CLUSTER:\n${r.stdout}`);
       spec.initialCluster = ic[1]!;
       const idm = /Member ([0-9a-f]+) added/.exec(r.stdout);
+      if (!idm) throw new Error(`etcdctl member add printed no member ID:\n${r.stdout}`);
       const m = makeMember(spec, args, env, dir);
-      m.id = idm ? idm[1]! : '';
+      m.id = idm[1]!;
       members.push(m);
       await waitReady(m.proc, m.output, name);
       return m;
@@ -488,7 +495,7 @@ export class Writer {
   /** Resolves once at least `n` more puts were acknowledged (bounded). */
   async waitForAcks(n: number, timeoutMs = 10_000): Promise<void> {
     const target = this.acked.length + n;
-    await waitFor(`${n} acknowledged puts (have ${this.acked.length})`, timeoutMs, () => (this.acked.length >= target ? true : undefined), 20);
+    await waitFor(() => `${n} acknowledged puts (have ${this.acked.length - (target - n)}; errors ${JSON.stringify([...this.errors])})`, timeoutMs, () => (this.acked.length >= target ? true : undefined), 20);
   }
 
   async stop(): Promise<void> {
