@@ -198,13 +198,22 @@ export interface Cluster {
   /** The member that is leader by its own account and by a majority of the running members'. */
   leader(): Promise<ClusterMember | undefined>;
   waitForLeader(timeoutMs?: number, opts?: { among?: ClusterMember[] }): Promise<ClusterMember>;
-  addMember(opts?: { learner?: boolean; name?: string; start?: boolean }): Promise<ClusterMember>;
+  /** `etcdctl member add` (as a learner if asked), then starts the new member with
+   *  --initial-cluster-state=existing and the --initial-cluster etcdctl printed. */
+  addMember(opts?: { learner?: boolean; name?: string }): Promise<ClusterMember>;
+  /** `etcdctl member remove`, then stops the process. */
   removeMember(m: ClusterMember): Promise<void>;
+  /** Stops a member's process and drops it from `members` (after a removal done by the test). */
+  forget(m: ClusterMember): Promise<void>;
   /** Waits until every given member (default: running ones) applied at least `revision`. */
   waitForRevision(revision: number, timeoutMs?: number, members?: ClusterMember[]): Promise<void>;
   stopAll(): Promise<void>;
   /** Member IDs by hex, refreshed from `Cluster.MemberList`. */
   refreshIds(): Promise<void>;
+  /** Waits until MemberList shows the client URL of every given member (a member publishes its
+   *  name and client URLs through the log after it starts; until then `--cluster` commands of
+   *  etcdctl do not see it). */
+  waitForPublished(members?: ClusterMember[], timeoutMs?: number): Promise<void>;
 }
 
 interface MemberSpec {
@@ -373,6 +382,16 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       throw new Error(`MemberList failed on every member: ${String(lastErr)}`);
     },
 
+    async waitForPublished(which = cluster.running(), timeoutMs = 10_000) {
+      await waitFor(`${which.map((m) => m.name).join(',')} to publish their client URLs`, timeoutMs, async () => {
+        const l = await cluster.leader();
+        if (!l) return undefined;
+        const r = await unary<{ members: { peerURLs: string[]; clientURLs: string[] }[] }>(l.endpoint, 'Cluster', 'MemberList', {});
+        const ok = which.every((m) => r.members.some((pm) => pm.peerURLs.includes(m.peerUrl) && pm.clientURLs.includes(m.clientUrl)));
+        return ok ? true : undefined;
+      }, 100);
+    },
+
     async addMember(o = {}) {
       const name = o.name ?? `n${nextName++}`;
       const spec: MemberSpec = { name, clientPort: await freePort(), peerPort: await freePort(), dataDir: path.join(dir, `${name}.etcd`), initialCluster: '', state: 'existing' };
@@ -390,6 +409,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       m.id = idm[1]!;
       members.push(m);
       await waitReady(m.proc, m.output, name);
+      await cluster.waitForPublished([m]);
       return m;
     },
 
@@ -397,8 +417,13 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       const leader = await cluster.waitForLeader();
       const r = await etcdctl(leader.endpoint, ['member', 'remove', m.id]);
       if (r.code !== 0) throw new Error(`etcdctl member remove ${m.id} failed: ${r.stderr}${r.stdout}`);
+      await cluster.forget(m);
+    },
+
+    async forget(m) {
       await m.stop();
-      members.splice(members.indexOf(m), 1);
+      const i = members.indexOf(m);
+      if (i >= 0) members.splice(i, 1);
     },
 
     async waitForRevision(revision, timeoutMs = 20_000, which) {
@@ -421,6 +446,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     await Promise.all(members.map((m) => waitReady(m.proc, m.output, m.name)));
     await cluster.waitForLeader(15_000);
     await cluster.refreshIds();
+    await cluster.waitForPublished();
   } catch (err) {
     await cluster.stopAll();
     throw err;
