@@ -14,6 +14,7 @@ import type {
 } from '../proto/types';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate';
 import { replyError } from './errors';
+import { authorize, checks } from './auth_service';
 
 type Unary<Req> = (call: grpc.ServerUnaryCall<Req, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
 
@@ -27,6 +28,8 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
     const bad = checkRange(r);
     if (bad) return replyError(cb, bad);
     const serve = () => {
+      const who = authorize(server, call.metadata, checks.range, r);
+      if (who instanceof EtcdError) return replyError(cb, who);
       try {
         const resp = applyRange(server.store, r);
         cb(null, { header: server.header(), ...resp });
@@ -43,7 +46,9 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
   const Put: Unary<PutRequest> = (call, cb) => {
     const bad = checkPut(call.request);
     if (bad) return replyError(cb, bad);
-    server.propose({ put: call.request }).then(
+    const who = authorize(server, call.metadata, checks.put, call.request);
+    if (who instanceof EtcdError) return replyError(cb, who);
+    server.propose({ put: call.request }, who).then(
       (r) => cb(null, { header: server.header(r.revision), ...r.response }),
       (err) => replyError(cb, err),
     );
@@ -52,7 +57,9 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
   const DeleteRange: Unary<DeleteRangeRequest> = (call, cb) => {
     const bad = checkDelete(call.request);
     if (bad) return replyError(cb, bad);
-    server.propose({ delete_range: call.request }).then(
+    const who = authorize(server, call.metadata, checks.deleteRange, call.request);
+    if (who instanceof EtcdError) return replyError(cb, who);
+    server.propose({ delete_range: call.request }, who).then(
       (r) => cb(null, { header: server.header(r.revision), ...r.response }),
       (err) => replyError(cb, err),
     );
@@ -64,6 +71,8 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
     if (bad) return replyError(cb, bad);
     if (isTxnReadOnly(t)) {
       const serve = () => {
+        const who = authorize(server, call.metadata, checks.txn, t);
+        if (who instanceof EtcdError) return replyError(cb, who);
         try {
           const resp = applyReadOnlyTxn(server.store, t);
           fillTxnHeaders(resp, server.header());
@@ -75,7 +84,9 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
       // etcd serves a read-only txn as linearizable unless every range in it is serializable.
       return void server.linearizableRead().then(serve, (err) => replyError(cb, err));
     }
-    server.propose({ txn: t }).then(
+    const who = authorize(server, call.metadata, checks.txn, t);
+    if (who instanceof EtcdError) return replyError(cb, who);
+    server.propose({ txn: t }, who).then(
       (r) => {
         const resp = r.response as TxnResponse;
         fillTxnHeaders(resp, server.header(r.revision));
@@ -86,7 +97,10 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
   };
 
   const Compact: Unary<CompactionRequest> = (call, cb) => {
-    server.propose({ compaction: call.request }).then(
+    // etcd 3.4 lets any authenticated (or anonymous) caller compact; only a bad token is refused.
+    const who = authorize(server, call.metadata, checks.none, undefined);
+    if (who instanceof EtcdError) return replyError(cb, who);
+    server.propose({ compaction: call.request }, who).then(
       (r) => cb(null, { header: server.header(r.revision) }),
       (err) => replyError(cb, err),
     );

@@ -18,6 +18,7 @@ import type { Int64 } from '../proto/types';
 import { replyError, toStatus } from './errors';
 import type { Handlers } from './grpc_server';
 import type { LeaderForwarder } from './forward';
+import { authorize, checks } from './auth_service';
 
 type Unary<Req> = (call: grpc.ServerUnaryCall<Req, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
 type KeepAliveCall = grpc.ServerDuplexStream<{ ID: Int64 }, unknown>;
@@ -38,7 +39,10 @@ export function leaseService(server: Server, runner: LeaseRunner, forwarder?: Le
     if (ttl > LEASE_TTL_SEC_MAX) return replyError(cb, Errors.LeaseTTLTooLarge);
     let id = toLeaseId(call.request.ID);
     if (id === NO_LEASE) id = randomLeaseId();
-    server.propose({ lease_grant: { TTL: ttl, ID: id.toString() } }).then(
+    // etcd 3.4 checks no permission for a grant; only a bad token is refused.
+    const who = authorize(server, call.metadata, checks.none, undefined);
+    if (who instanceof EtcdError) return replyError(cb, who);
+    server.propose({ lease_grant: { TTL: ttl, ID: id.toString() } }, who).then(
       (r) => {
         const g = r.response as { ID: string; TTL: number };
         cb(null, { header: server.header(r.revision), ID: g.ID, TTL: g.TTL, error: '' });
@@ -48,7 +52,10 @@ export function leaseService(server: Server, runner: LeaseRunner, forwarder?: Le
   };
 
   const LeaseRevoke: Unary<{ ID: Int64 }> = (call, cb) => {
-    server.propose({ lease_revoke: { ID: toLeaseId(call.request.ID).toString() } }).then(
+    // Revoking deletes the attached keys: WRITE on each of them (checked again at apply).
+    const who = authorize(server, call.metadata, checks.leaseRevoke, call.request);
+    if (who instanceof EtcdError) return replyError(cb, who);
+    server.propose({ lease_revoke: { ID: toLeaseId(call.request.ID).toString() } }, who).then(
       (r) => cb(null, { header: server.header(r.revision) }),
       (err) => replyError(cb, err),
     );

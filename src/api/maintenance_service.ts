@@ -14,11 +14,13 @@ import type * as grpc from '@grpc/grpc-js';
 import { assert } from '../util/assert';
 import { EtcdError, Errors, GrpcCode, unimplemented } from '../util/errors';
 import type { Server } from '../server/server';
+import { AlarmAction } from '../server/alarms';
 import type { ResponseHeader } from '../proto/types';
 import { crc32c } from '../mvcc';
 import { SNAPSHOT_MAGIC } from '../storage/backend/snapshot';
 import { replyError, toStatus } from './errors';
 import type { Handlers } from './grpc_server';
+import { authorizeMaintenance } from './auth_service';
 
 /** The server version Status reports: etcd 3.4's API, so that version-gated clients go ahead. */
 export const STATUS_VERSION = '3.4.0';
@@ -39,50 +41,8 @@ type Unary<Req> = (call: grpc.ServerUnaryCall<Req, unknown>, callback: grpc.send
 
 // --- alarms ---------------------------------------------------------------------------------------
 
-export const AlarmType = { NONE: 0, NOSPACE: 1, CORRUPT: 2 } as const;
-const ALARM_NAMES = ['NONE', 'NOSPACE', 'CORRUPT'] as const;
-const AlarmAction = { GET: 0, ACTIVATE: 1, DEACTIVATE: 2 } as const;
-/** Distinct (member, type) pairs: members × 2 types, far below this. */
-const ALARMS_MAX = 1024;
-
-interface AlarmMember {
-  memberID: string;
-  alarm: number;
-}
-
-/** The member's alarm list. In memory and local for now: etcd replicates alarms through the log
- *  and raises NOSPACE from the backend quota; both come with the quota work. */
-export class AlarmList {
-  private readonly alarms = new Map<string, AlarmMember>(); // "<memberID>/<type>" → alarm
-
-  get(memberId: bigint, type: number): AlarmMember[] {
-    return [...this.alarms.values()].filter(
-      (a) => (memberId === 0n || BigInt(a.memberID) === memberId) && (type === AlarmType.NONE || a.alarm === type),
-    );
-  }
-
-  /** Returns the alarm if it was newly raised (etcd answers an ACTIVATE with the new alarm only). */
-  activate(memberId: bigint, type: number): AlarmMember[] {
-    const key = `${memberId}/${type}`;
-    if (type === AlarmType.NONE || this.alarms.has(key) || this.alarms.size >= ALARMS_MAX) return [];
-    const a = { memberID: memberId.toString(), alarm: type };
-    this.alarms.set(key, a);
-    return [a];
-  }
-
-  deactivate(memberId: bigint, type: number): AlarmMember[] {
-    const key = `${memberId}/${type}`;
-    const a = this.alarms.get(key);
-    if (!a) return [];
-    this.alarms.delete(key);
-    return [a];
-  }
-
-  /** etcd's Status lists each alarm as the proto's text form. */
-  describe(): string[] {
-    return [...this.alarms.values()].map((a) => `memberID:${a.memberID} alarm:${ALARM_NAMES[a.alarm] ?? a.alarm} `);
-  }
-}
+// The alarm list itself is replicated state (server/alarms.ts); re-exported for older imports.
+export { AlarmType } from '../server/alarms';
 
 // --- snapshot framing -----------------------------------------------------------------------------
 
@@ -185,12 +145,8 @@ export function paddingBytes(payloadBytes: number): number {
 
 // --- the service ----------------------------------------------------------------------------------
 
-export interface MaintenanceOptions {
-  alarms?: AlarmList;
-}
-
-export function maintenanceService(server: Server, opts: MaintenanceOptions = {}): Handlers {
-  const alarms = opts.alarms ?? new AlarmList();
+export function maintenanceService(server: Server): Handlers {
+  const alarms = server.alarms;
   const backend = server.durableBackend;
   const spoolDir = backend ? path.dirname(backend.dir) : undefined;
   if (spoolDir) void removeStaleSpoolFiles(spoolDir);
@@ -208,6 +164,7 @@ export function maintenanceService(server: Server, opts: MaintenanceOptions = {}
           version: STATUS_VERSION,
           dbSize,
           dbSizeInUse,
+          dbSizeQuota: Number.isFinite(server.quotaBackendBytes) ? server.quotaBackendBytes : 0,
           leader: raft.leader.toString(),
           // etcd reports the committed index here (and the applied index separately).
           raftIndex: raft.commit,
@@ -222,6 +179,8 @@ export function maintenanceService(server: Server, opts: MaintenanceOptions = {}
   };
 
   const HashKV: Unary<{ revision: string }> = (call, cb) => {
+    const denied = authorizeMaintenance(server, call.metadata); // root only, as etcd 3.4
+    if (denied) return replyError(cb, denied);
     try {
       const h = server.store.hashKV(Number(call.request.revision));
       // etcd's store starts with compactMainRev = -1 and reports it until the first compaction.
@@ -235,7 +194,9 @@ export function maintenanceService(server: Server, opts: MaintenanceOptions = {}
   // etcd's Hash covers the whole backend ("for testing ONLY"). Ours: CRC32-C over the KV hash of
   // everything retained, the current revision and the compaction point, so members with the same
   // MVCC state agree (leases and the applied index are not included).
-  const Hash: Unary<unknown> = (_call, cb) => {
+  const Hash: Unary<unknown> = (call, cb) => {
+    const denied = authorizeMaintenance(server, call.metadata); // root only, as etcd 3.4
+    if (denied) return replyError(cb, denied);
     try {
       const h = server.store.hashKV(0);
       const b = Buffer.alloc(20);
@@ -248,18 +209,27 @@ export function maintenanceService(server: Server, opts: MaintenanceOptions = {}
     }
   };
 
+  // ACTIVATE and DEACTIVATE go through the log, so every member lists the same alarms; GET reads
+  // the replicated list after a ReadIndex (etcd sends GET through the log as well).
   const Alarm: Unary<{ action: number; memberID: string; alarm: number }> = (call, cb) => {
     const r = call.request;
-    const memberId = BigInt(r.memberID || '0');
-    let list: AlarmMember[];
-    if (r.action === AlarmAction.GET) list = alarms.get(memberId, r.alarm);
-    else if (r.action === AlarmAction.ACTIVATE) list = alarms.activate(memberId, r.alarm);
-    else if (r.action === AlarmAction.DEACTIVATE) list = alarms.deactivate(memberId, r.alarm);
-    else return replyError(cb, new EtcdError(GrpcCode.INVALID_ARGUMENT, `quorumkv: unknown alarm action ${r.action}`));
-    cb(null, { header: server.header(), alarms: list });
+    const reply = (list: unknown) => cb(null, { header: server.header(), alarms: list });
+    if (r.action === AlarmAction.GET) {
+      server.linearizableRead().then(() => reply(alarms.get(BigInt(r.memberID || '0'), r.alarm)), (err) => replyError(cb, err));
+      return;
+    }
+    if (r.action !== AlarmAction.ACTIVATE && r.action !== AlarmAction.DEACTIVATE) {
+      return replyError(cb, new EtcdError(GrpcCode.INVALID_ARGUMENT, `quorumkv: unknown alarm action ${r.action}`));
+    }
+    server.propose({ alarm: { action: r.action, memberID: r.memberID || '0', alarm: r.alarm } }).then(
+      (res) => cb(null, { header: server.header(res.revision), ...(res.response as object) }),
+      (err) => replyError(cb, err),
+    );
   };
 
-  const Defragment: Unary<unknown> = (_call, cb) => {
+  const Defragment: Unary<unknown> = (call, cb) => {
+    const denied = authorizeMaintenance(server, call.metadata); // root only, as etcd 3.4
+    if (denied) return replyError(cb, denied);
     (backend ? backend.defragment() : Promise.resolve()).then(
       () => cb(null, { header: server.header() }),
       (err) => replyError(cb, err),
@@ -275,6 +245,8 @@ export function maintenanceService(server: Server, opts: MaintenanceOptions = {}
   };
 
   const Snapshot = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+    const denied = authorizeMaintenance(server, call.metadata); // root only, as etcd 3.4
+    if (denied) return void call.emit('error', toStatus(denied));
     if (!backend || !spoolDir) {
       call.emit('error', toStatus(unimplemented('etcdserverpb.Maintenance/Snapshot', 'unavailable on a member without a durable backend')));
       return;
@@ -294,21 +266,13 @@ export function maintenanceService(server: Server, opts: MaintenanceOptions = {}
   return { Status, HashKV, Hash, Alarm, Defragment, MoveLeader, Snapshot };
 }
 
-/** dbSize = bytes of the backend's files on disk; dbSizeInUse = LevelDB's estimate of the live
- *  data in them (0 for what is still only in its memtable), never more than dbSize. */
+/** etcd's dbSize is bolt's file size, the number its quota is checked against; ours is the
+ *  backend's allocatedBytes (the quota's measure, see storage/backend/backend.ts), and dbSizeInUse
+ *  its live bytes. The LevelDB files themselves are usually smaller (Snappy compression). */
 async function dbSizes(server: Server): Promise<{ dbSize: number; dbSizeInUse: number }> {
   const backend = server.durableBackend;
   if (!backend) return { dbSize: server.store.sizeBytes, dbSizeInUse: server.store.sizeBytes };
-  let dbSize = 0;
-  for (const f of await fs.readdir(backend.dir)) {
-    try {
-      dbSize += (await fs.stat(path.join(backend.dir, f))).size;
-    } catch {
-      // LevelDB removed it (compaction) between readdir and stat.
-    }
-  }
-  const inUse = await backend.sizeBytes();
-  return { dbSize, dbSizeInUse: Math.min(inUse, dbSize) };
+  return { dbSize: backend.allocatedBytes, dbSizeInUse: Math.min(backend.liveBytes, backend.allocatedBytes) };
 }
 
 async function removeStaleSpoolFiles(dir: string): Promise<void> {

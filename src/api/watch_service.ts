@@ -24,6 +24,7 @@ import type { Server } from '../server/server';
 import { kvToPb, toNumber } from '../server/kv_ops';
 import { EventType, WatchFlags, type Event, type Revision, type WatchSink, type WatchableStore, type Watcher } from '../mvcc';
 import type { EventPb, Int64, ResponseHeader } from '../proto/types';
+import { WATCH_PERMISSION_DENIED_REASON, watchPermitted } from './auth_service';
 
 /** Responses buffered in a stream before its watchers are left to catch up from history. */
 export const STREAM_BUFFERED_RESPONSES_MAX = 256;
@@ -189,6 +190,12 @@ export class WatchStream implements WatchSink {
     if (c.range_end.length === 0) end = undefined;
     else if (c.range_end.length === 1 && c.range_end[0] === 0) end = EMPTY;
     else end = Buffer.from(c.range_end);
+    // etcd's isWatchPermitted (READ on the range, with the stream's token), checked once at
+    // create; a denied create is created+canceled under the client's watch_id, as etcd 3.4.
+    if (!watchPermitted(this.hub.server, this.call.metadata, key, c.range_end)) {
+      this.write({ header: this.header(this.hub.watchable.currentRevision), watch_id: c.watch_id, created: true, canceled: true, cancel_reason: WATCH_PERMISSION_DENIED_REASON });
+      return;
+    }
     const startRev = toNumber(c.start_revision);
     if (startRev < 0 || !Number.isSafeInteger(startRev)) return this.reject(Errors.Compacted.message);
     if (end !== undefined && end.length > 0 && Buffer.compare(key, end) >= 0) return this.reject(ERR_EMPTY_RANGE);

@@ -21,6 +21,12 @@ import { leaseService } from '../api/lease_service';
 import { clusterService } from '../api/cluster_service';
 import { LeaderForwarder } from '../api/forward';
 import { maintenanceService } from '../api/maintenance_service';
+import { authService } from '../api/auth_service';
+import { AuthStore } from '../auth';
+import { AlarmType } from '../server/alarms';
+
+/** etcd's suggested maximum for --quota-backend-bytes (it warns above it). */
+const QUOTA_BACKEND_BYTES_MAX_SUGGESTED = 8 * 1024 * 1024 * 1024;
 
 /** Entries kept in the log behind a snapshot, for followers that are slightly behind (etcd's
  *  snapshot catch-up entries). */
@@ -53,6 +59,15 @@ function encodeLease(state: { ttlSec: number; remainingTtlSec: number }): Buffer
   return b;
 }
 
+/** etcd's start-up lines about the quota (and its warning above the suggested maximum). */
+function logQuota(log: Logger, quotaBytes: number): void {
+  if (quotaBytes === Infinity) return log.warn('disabled backend quota (--quota-backend-bytes is negative)');
+  if (quotaBytes > QUOTA_BACKEND_BYTES_MAX_SUGGESTED) {
+    log.warn('quota exceeds the maximum suggested value', { 'quota-size-bytes': quotaBytes, 'quota-maximum-size-bytes': QUOTA_BACKEND_BYTES_MAX_SUGGESTED });
+  }
+  log.info('enabled backend quota', { 'quota-size-bytes': quotaBytes });
+}
+
 /** Brings back the leases saved in the backend and re-attaches every live key that names one. */
 function restoreLeases(lessor: Lessor, saved: Map<bigint, Buffer>, store: MvccStore): void {
   if (saved.size === 0) return;
@@ -75,6 +90,18 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     persist: (id, state) => server.durableBackend?.stageLease(id, state ? encodeLease(state) : undefined),
   });
   restoreLeases(lessor, st.loaded.leases, st.loaded.store);
+  // The auth store is replicated state like the leases: changed only by applied entries, staged
+  // into the backend batch of the entry that changed it.
+  const auth = new AuthStore({
+    now: () => performance.now(),
+    persist: {
+      user: (name, rec) => server.durableBackend?.stageAuthUser(name, rec),
+      role: (name, rec) => server.durableBackend?.stageAuthRole(name, rec),
+      state: (enabled, revision) => server.durableBackend?.stageAuthState(enabled, revision),
+    },
+    leaseKeys: (id) => lessor.timeToLive(id, true)?.keys ?? [],
+  });
+  auth.restore(st.loaded.auth);
 
   // Raft over the WAL, talking to the other members through the cluster node's transport.
   let cluster: ClusterNode | undefined;
@@ -101,6 +128,9 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     appliedIndex: st.loaded.appliedIndex,
     backend: st.backend,
     membership: st.membership,
+    auth,
+    quotaBackendBytes: cfg.quotaBackendBytes,
+    alarms: st.loaded.alarms,
     onApplied: (index, term) => {
       if (snapshotting || index - lastSnapshotIndex < cfg.snapshotCount) return;
       snapshotting = true;
@@ -157,6 +187,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     'etcdserverpb.Lease': leaseService(server, leaseRunner, forwarder),
     'etcdserverpb.Cluster': clusterService(server, { clusterToken: cfg.initialClusterToken, raftLog }),
     'etcdserverpb.Maintenance': maintenanceService(server),
+    'etcdserverpb.Auth': authService(server),
   };
   for (const name of ETCD_SERVICES) addService(g, name, services[name] ?? {});
   let serving = true;
@@ -172,6 +203,8 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     st.lock.release();
     throw err;
   }
+  logQuota(mlog, cfg.quotaBackendBytes);
+  if (server.alarms.has(AlarmType.NOSPACE)) mlog.warn('a NOSPACE alarm is active: writes are refused until an operator disarms it (docs/operations.md)', { alarms: server.alarms.describe() });
   mlog.info('ready to serve client requests', {
     'listen-client-urls': cfg.listenClientUrls,
     'listen-peer-urls': cfg.listenPeerUrls,

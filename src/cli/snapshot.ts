@@ -74,21 +74,29 @@ function fileAndFlags(args: readonly string[], known: readonly string[]): { file
 
 // --- reading snapshot files -----------------------------------------------------------------------
 
-async function* readRange(file: string, start: number, endExclusive: number): AsyncGenerator<Buffer> {
+/** Progress callback: bytes of the file read so far (by this pass). */
+export type OnBytes = (readBytes: number) => void;
+
+async function* readRange(file: string, start: number, endExclusive: number, onBytes?: OnBytes): AsyncGenerator<Buffer> {
   if (endExclusive <= start) return;
   const stream = fs.createReadStream(file, { start, end: endExclusive - 1, highWaterMark: READ_CHUNK_BYTES });
-  for await (const piece of stream) yield piece as Buffer;
+  let read = 0;
+  for await (const piece of stream) {
+    read += (piece as Buffer).length;
+    onBytes?.(read);
+    yield piece as Buffer;
+  }
 }
 
 /** Checks the file's layout and its SHA-256; returns the length of payload + padding. */
-export async function verifySnapshotFile(file: string): Promise<number> {
+export async function verifySnapshotFile(file: string, onBytes?: OnBytes): Promise<number> {
   const size = (await fs.promises.stat(file)).size;
   if (size % SNAPSHOT_ALIGN_BYTES !== SNAPSHOT_SHA256_BYTES) {
     throw new SnapshotFileError(`snapshot file integrity check failed: sha256 checksum not found (${size} bytes is not a multiple of ${SNAPSHOT_ALIGN_BYTES} plus ${SNAPSHOT_SHA256_BYTES})`);
   }
   const body = size - SNAPSHOT_SHA256_BYTES;
   const h = createHash('sha256');
-  for await (const piece of readRange(file, 0, body)) h.update(piece);
+  for await (const piece of readRange(file, 0, body, onBytes)) h.update(piece);
   const expected = Buffer.alloc(SNAPSHOT_SHA256_BYTES);
   const fd = await fs.promises.open(file, 'r');
   try {
@@ -105,9 +113,9 @@ export async function verifySnapshotFile(file: string): Promise<number> {
 
 /** The payload of a verified file (padding cut off after the snapshot's trailer, and checked to be
  *  zeros of the right length); `framing` collects what it saw. */
-async function* payloadOf(file: string, body: number, framing: SnapshotFraming): AsyncGenerator<Buffer> {
+async function* payloadOf(file: string, body: number, framing: SnapshotFraming, onBytes?: OnBytes): AsyncGenerator<Buffer> {
   let trailing = 0;
-  for await (const piece of readRange(file, 0, body)) {
+  for await (const piece of readRange(file, 0, body, onBytes)) {
     const n = framing.done ? 0 : framing.push(piece);
     if (n > 0) yield n === piece.length ? piece : piece.subarray(0, n);
     const rest = piece.subarray(n);
@@ -157,10 +165,19 @@ async function restoreCommand(args: readonly string[]): Promise<number> {
 
 export async function restoreSnapshot(
   file: string,
-  o: { dataDir: string; name: string; initialCluster: Map<string, string[]>; initialClusterToken: string },
+  o: {
+    dataDir: string;
+    name: string;
+    initialCluster: Map<string, string[]>;
+    initialClusterToken: string;
+    /** Progress over both passes (SHA-256 check, then restore): bytes done of 2 × the file body. */
+    onProgress?: (doneBytes: number, totalBytes: number) => void;
+  },
 ): Promise<RestoreResult> {
   if (!isEmptyOrMissing(o.dataDir)) throw new SnapshotFileError(`data-dir ${JSON.stringify(o.dataDir)} exists and is not empty`);
-  const body = await verifySnapshotFile(file);
+  const size = (await fs.promises.stat(file)).size;
+  const progress = o.onProgress;
+  const body = await verifySnapshotFile(file, progress && ((n) => progress(n, 2 * size)));
   const ids = [...o.initialCluster].map(([name, urls]) => ({ name, id: computeMemberId(urls, o.initialClusterToken) }));
   const memberId = ids.find((m) => m.name === o.name)!.id;
   const clusterId = computeClusterId(ids.map((m) => m.id));
@@ -170,7 +187,7 @@ export async function restoreSnapshot(
   try {
     const framing = new SnapshotFraming();
     const backendDir = path.join(memberDir, 'backend');
-    const meta = await restoreSnapshotInto(backendDir, payloadOf(file, body, framing));
+    const meta = await restoreSnapshotInto(backendDir, payloadOf(file, body, framing, progress && ((n) => progress(size + n, 2 * size))));
     await dropMembership(backendDir);
     // The new cluster's membership is --initial-cluster (as etcd's restore rewrites its members
     // bucket); store it, so later membership changes apply on top of it after a restart.

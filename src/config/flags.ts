@@ -4,6 +4,7 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import YAML from 'yaml';
+import { QUOTA_BACKEND_BYTES_DEFAULT } from '../server/quota';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -34,6 +35,13 @@ const positiveInt = (max: number) =>
     .transform((s) => Number(s))
     .pipe(z.number().int().min(1).max(max));
 
+/** etcd's --quota-backend-bytes: 0 = the default (2 GiB), negative = no quota, as etcd. */
+const quotaBytes = z
+  .string()
+  .regex(/^-?[0-9]+$/, 'expected an integer number of bytes (0 = default 2 GiB, negative = no quota)')
+  .transform((s) => Number(s))
+  .pipe(z.number().int().refine(Number.isSafeInteger, 'too large'));
+
 const bool = z
   .string()
   .transform((s) => s.toLowerCase())
@@ -57,6 +65,7 @@ const flagSchemas = {
   'heartbeat-interval': positiveInt(60_000),
   'election-timeout': positiveInt(600_000),
   'snapshot-count': positiveInt(1_000_000_000),
+  'quota-backend-bytes': quotaBytes,
 } as const;
 
 type FlagName = keyof typeof flagSchemas;
@@ -77,6 +86,7 @@ const defaults: Record<FlagName, string | undefined> = {
   'heartbeat-interval': '100',
   'election-timeout': '1000',
   'snapshot-count': '10000',
+  'quota-backend-bytes': '0',
 };
 
 export interface ServerConfig {
@@ -98,6 +108,9 @@ export interface ServerConfig {
   electionTimeoutMs: number;
   /** Applied entries between snapshots (after which older WAL segments are released). */
   snapshotCount: number;
+  /** Backend quota in bytes (0 given = etcd's default 2 GiB; Infinity = no quota, from a negative
+   *  flag value). */
+  quotaBackendBytes: number;
 }
 
 /** Splits argv into flag → raw string. Accepts `--flag value`, `--flag=value`, `-flag` and bare
@@ -179,6 +192,12 @@ export function readConfigFile(file: string): Map<string, string> {
   return out;
 }
 
+/** etcd 3.4's quota choice: 0 → DefaultQuotaBytes, negative → quota disabled. */
+function quotaFromFlag(n: number): number {
+  if (n === 0) return QUOTA_BACKEND_BYTES_DEFAULT;
+  return n < 0 ? Infinity : n;
+}
+
 export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const known = new Set([...Object.keys(flagSchemas), 'config-file']);
   let raw = splitArgv(argv, known, new Set());
@@ -222,6 +241,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     heartbeatIntervalMs: get('heartbeat-interval')!,
     electionTimeoutMs: get('election-timeout')!,
     snapshotCount: get('snapshot-count')!,
+    quotaBackendBytes: quotaFromFlag(get('quota-backend-bytes')!),
   };
   if (cfg.electionTimeoutMs < 5 * cfg.heartbeatIntervalMs) {
     throw new ConfigError(

@@ -2,9 +2,12 @@
 // applies the same entries in the same order and so reaches the same MVCC state and the same
 // results; the member that proposed an entry hands the result back to the waiting client.
 import { assert } from '../util/assert';
-import { EtcdError } from '../util/errors';
+import { EtcdError, Errors } from '../util/errors';
 import type { Event, LeaseId, MvccStore, WriteTxn } from '../mvcc';
 import { decodeRequest, type InternalRequest } from './codec';
+import { AUTH_ENTRY_KINDS, type AuthStore } from '../auth';
+import { AlarmAction, AlarmType, type AlarmMember } from './alarms';
+import { quotaCostBytes } from './quota';
 import { applyCheckedPut, applyDeleteRange, applyRange, applyTxn, toLeaseId, toNumber, type LeaseAttachments } from './kv_ops';
 
 /** The lease state machine's applied operations (src/lease Lessor implements them). */
@@ -35,6 +38,14 @@ export interface ClusterStateMachine {
   setPeerURLs(id: bigint, peerURLs: string[]): void;
 }
 
+/** The alarm half of the state machine (server/alarms.ts AlarmStore implements it). */
+export interface AlarmStateMachine {
+  get(memberId: bigint, type: number): AlarmMember[];
+  activate(memberId: bigint, type: number): AlarmMember[];
+  deactivate(memberId: bigint, type: number): AlarmMember[];
+  has(type: number): boolean;
+}
+
 export type EventSink = (events: Event[], revision: number) => void;
 
 export class Applier {
@@ -47,6 +58,8 @@ export class Applier {
     private readonly onEvents: EventSink = () => undefined,
     private readonly onCompact: (rev: number) => void = () => undefined,
     private readonly cluster?: ClusterStateMachine,
+    private readonly alarms?: AlarmStateMachine,
+    private readonly auth?: AuthStore,
   ) {}
 
   get appliedIndex(): number {
@@ -76,7 +89,7 @@ export class Applier {
     this.appliedIndexValue = index;
     const req = decodeRequest(data);
     try {
-      return this.dispatch(req);
+      return this.dispatch(req, index);
     } catch (err) {
       // Typed store errors (compacted, future revision) are results like any other: every member
       // reaches the same one. Anything else is a bug and must crash the member.
@@ -85,8 +98,28 @@ export class Applier {
     }
   }
 
-  private dispatch(req: InternalRequest): ApplyResult {
+  private dispatch(req: InternalRequest, index: number): ApplyResult {
     const id = req.id;
+    // Auth first, as etcd's authApplierV3 wraps the others: auth entries, then the authoritative
+    // permission check against the auth state at this index (identical on every member). Entries
+    // without a header come from the server itself (lease expiry) and pass.
+    if (this.auth) {
+      const kind = req.request;
+      if (kind !== undefined && AUTH_ENTRY_KINDS.has(kind)) {
+        const r = this.auth.apply(kind, req[kind] as Record<string, unknown>, req.header, index);
+        return { id, ...r, revision: this.store.currentRevision };
+      }
+      if (this.auth.enabled && req.header) {
+        const denied = this.auth.checkEntry(kind, kind ? req[kind] : undefined, req.header);
+        if (denied) return { id, error: denied, revision: this.store.currentRevision };
+      }
+    }
+    // etcd's applierV3Capped: while any member's NOSPACE alarm is active, every member refuses
+    // whatever would consume space, whatever the backend's size; deletes, compaction and reads
+    // pass, so the operator can recover. Decided by replicated state only: deterministic.
+    if (this.alarms?.has(AlarmType.NOSPACE) && quotaCostBytes(req) > 0) {
+      return { id, error: Errors.NoSpace, revision: this.store.currentRevision };
+    }
     switch (req.request) {
       case 'put':
         return this.write(id, (txn) => applyCheckedPut(txn, req.put!, this.leases));
@@ -105,6 +138,9 @@ export class Applier {
       case 'lease_checkpoint':
         if (isLeaseStateMachine(this.leases)) return this.applyLease(req, this.leases);
         return { id, error: new EtcdError(12, `quorumkv: log entry kind ${req.request} needs a lessor`), revision: this.store.currentRevision };
+      case 'alarm':
+        if (!this.alarms) break;
+        return { id, response: { alarms: this.applyAlarm(req.alarm!, this.alarms) }, revision: this.store.currentRevision };
       case 'member_attributes':
       case 'member_update':
         if (!this.cluster) break;
@@ -120,6 +156,13 @@ export class Applier {
         break;
     }
     return { id, error: new EtcdError(12, `quorumkv: log entry kind ${String(req.request)} is not supported by this version`), revision: this.store.currentRevision };
+  }
+
+  private applyAlarm(a: NonNullable<InternalRequest['alarm']>, alarms: AlarmStateMachine): AlarmMember[] {
+    const member = BigInt(a.memberID);
+    if (a.action === AlarmAction.ACTIVATE) return alarms.activate(member, a.alarm);
+    if (a.action === AlarmAction.DEACTIVATE) return alarms.deactivate(member, a.alarm);
+    return alarms.get(member, a.alarm);
   }
 
   private applyLease(req: InternalRequest, leases: LeaseStateMachine): ApplyResult {

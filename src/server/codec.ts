@@ -25,11 +25,37 @@ export interface InternalRequestBody {
   lease_checkpoint?: { checkpoints: { ID: Int64; remaining_TTL: Int64 }[] };
   member_attributes?: { ID: Int64; name: string; clientURLs: string[] };
   member_update?: { ID: Int64; peerURLs: string[] };
+  alarm?: { action: number; memberID: Int64; alarm: number };
+  // Auth store entries (src/auth). Passwords are never here: the proposer sends hashedPassword.
+  auth_enable?: object;
+  auth_disable?: object;
+  auth_status?: object;
+  authenticate?: { name: string; simple_token: string };
+  user_add?: { name: string; password: string; hashedPassword: string; options: { no_password: boolean } | null };
+  user_delete?: { name: string };
+  user_change_password?: { name: string; password: string; hashedPassword: string };
+  user_grant_role?: { user: string; role: string };
+  user_revoke_role?: { name: string; role: string };
+  role_add?: { name: string };
+  role_delete?: { role: string };
+  role_grant_permission?: { name: string; perm: { permType: number; key: Buffer; range_end: Buffer } | null };
+  role_revoke_permission?: { role: string; key: Buffer; range_end: Buffer };
+  user_get?: { name: string };
+  user_list?: object;
+  role_get?: { role: string };
+  role_list?: object;
+}
+
+/** Who proposed an entry, for apply-time permission checks (absent: the server itself). */
+export interface InternalRequestHeader {
+  username: string;
+  auth_revision: Int64;
 }
 
 export interface InternalRequest extends InternalRequestBody {
   /** Proposal id (uint64, decimal string); the proposer awaits the entry carrying it. */
   id: string;
+  header?: InternalRequestHeader | null;
   request?: keyof InternalRequestBody;
 }
 

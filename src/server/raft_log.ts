@@ -85,6 +85,8 @@ export class RaftLog implements ReplicatedLog {
   private readSeq = 0;
   private pendingSnapshots: { index: number; keepEntries: number; confState: ConfState; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private ticks = 0;
+  /** Metrics hooks: every message received from a peer; the leader as each soft state reports it. */
+  observer: { received?(m: Message): void; leader?(lead: NodeId): void } = {};
 
   constructor(opts: RaftLogOptions) {
     this.wal = opts.wal;
@@ -230,6 +232,7 @@ export class RaftLog implements ReplicatedLog {
   /** Feeds a message from a peer. */
   step(m: Message): void {
     if (this.closed || this.failed) return;
+    this.observer.received?.(m);
     this.node.step(m);
     this.schedule();
   }
@@ -380,6 +383,7 @@ export class RaftLog implements ReplicatedLog {
   private async handleReady(rd: Ready): Promise<void> {
     if (rd.messages.length > 0) this.send(rd.messages);
     if (rd.softState) this.onSoftState(rd.softState.role === StateRole.Leader);
+    if (rd.softState) this.observer.leader?.(rd.softState.lead);
     if (rd.hardState) this.currentTerm = rd.hardState.term;
     // Committed entries that are already durable here are applied now, while this Ready's own
     // entries are being fsynced (as etcd's apply loop runs beside its WAL write): a write then

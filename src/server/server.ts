@@ -13,7 +13,10 @@ import type { ConfChange, ConfState } from '../raft';
 import { ConfChangeType } from '../raft';
 import { Membership, memberFromJson, memberToJson, type Member, type MemberJson } from './membership';
 import { Applier, type ApplyResult, type EventSink } from './applier';
-import { encodeRequest, type InternalRequestBody } from './codec';
+import { encodeRequest, type InternalRequestBody, type InternalRequestHeader } from './codec';
+import { AuthStore } from '../auth';
+import { AlarmAction, AlarmStore, AlarmType, type AlarmRecord } from './alarms';
+import { quotaCostBytes } from './quota';
 import { NO_LEASES, type LeaseAttachments } from './kv_ops';
 import type { Backend, LoadedState } from '../storage/backend/backend';
 
@@ -131,11 +134,21 @@ export interface ServerOptions {
   backend?: Backend;
   /** Called after each applied batch of entries (snapshot triggers, metrics). */
   onApplied?: (appliedIndex: number, term: number) => void;
+  /** Metrics hooks: how long applying each entry took; a proposal that timed out. */
+  onApplyDuration?: (data: Uint8Array, durationMs: number) => void;
+  onProposalFailed?: () => void;
   /** Cluster membership as of the applied index (restart) or the bootstrap members. */
   membership?: Membership;
   /** How long a proposal may wait for its entry to apply before the client gets etcd's
    *  "request timed out" (the entry may still apply later, as with etcd). */
   requestTimeoutMs?: number;
+  /** --quota-backend-bytes as a number of bytes (Infinity = no quota). Only a member with a
+   *  durable backend checks it. */
+  quotaBackendBytes?: number;
+  /** Alarms active at the applied index (restart). */
+  alarms?: readonly AlarmRecord[];
+  /** The replicated auth store (users, roles, tokens); a disabled, empty one if not given. */
+  auth?: AuthStore;
 }
 
 interface Waiter {
@@ -148,11 +161,17 @@ export const REQUEST_TIMEOUT_DEFAULT_MS = 7000;
 
 export class Server {
   readonly store: MvccStore;
+  readonly auth: AuthStore;
   readonly membership: Membership;
   private membershipListeners: (() => void)[] = [];
   readonly memberId: bigint;
   readonly clusterId: bigint;
   readonly maxRequestBytes: number;
+  /** The cluster's alarms, as of the applied index (replicated: see alarms.ts). */
+  readonly alarms: AlarmStore;
+  readonly quotaBackendBytes: number;
+  /** The NOSPACE alarm this member is raising, shared by the requests refused meanwhile. */
+  private raisingNoSpace: Promise<void> | undefined;
   private readonly applier: Applier;
   private readonly waiters = new Map<string, Waiter>();
   private readonly idPrefix: bigint;
@@ -183,6 +202,9 @@ export class Server {
       onEvents?.(events, rev);
     };
     this.membership = opts.membership ?? new Membership();
+    this.auth = opts.auth ?? new AuthStore();
+    this.quotaBackendBytes = opts.quotaBackendBytes ?? Infinity;
+    this.alarms = new AlarmStore(opts.alarms ?? [], (a, active) => this.backend?.stageAlarm(a.memberId, a.type, active));
     this.applier = new Applier(this.store, opts.leases ?? NO_LEASES, sink, (rev) => this.onCompacted(rev), {
       setAttributes: (id, name, urls) => {
         this.membership.setAttributes(id, name, urls);
@@ -192,7 +214,7 @@ export class Server {
         this.membership.setPeerURLs(id, urls);
         this.persistMember(id);
       },
-    });
+    }, this.alarms, this.auth);
     if (opts.appliedIndex) this.applier.startFrom(opts.appliedIndex);
     log.onFailure?.((err) => this.fail(err));
     this.sweeper = setInterval(() => this.expireWaiters(), 250);
@@ -202,6 +224,11 @@ export class Server {
     this.idPrefix = (opts.memberId & 0xffffn) << 48n;
     this.nextId = BigInt(Date.now() & 0xffffffffff) << 8n;
     log.onCommit((entries) => this.applyCommitted(entries));
+  }
+
+  /** Proposals of this member waiting for their entry to apply (etcd_server_proposals_pending). */
+  get pendingProposals(): number {
+    return this.waiters.size;
   }
 
   get appliedIndex(): number {
@@ -250,11 +277,14 @@ export class Server {
 
   /** Proposes a mutating request and resolves with its applied result (or rejects with an
    *  EtcdError). A request larger than --max-request-bytes never reaches the log. */
-  propose(body: InternalRequestBody): Promise<ApplyResult> {
+  propose(body: InternalRequestBody, header?: InternalRequestHeader): Promise<ApplyResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.stopped) return Promise.reject(Errors.Stopped);
+    const cost = quotaCostBytes(body);
+    if (cost > 0 && this.overQuota(cost)) return this.raiseNoSpace().then(() => Promise.reject(Errors.NoSpace));
     const id = (this.idPrefix | (this.nextId++ & 0xffffffffffffn)).toString();
-    const data = encodeRequest({ id, ...body });
+    // `header` names the client for apply-time auth checks; server-originated entries have none.
+    const data = encodeRequest(header ? { id, header, ...body } : { id, ...body });
     if (data.length > this.maxRequestBytes) return Promise.reject(Errors.RequestTooLarge);
     return new Promise<ApplyResult>((resolve, reject) => {
       this.waiters.set(id, {
@@ -263,6 +293,35 @@ export class Server {
       });
       this.log.propose(data);
     });
+  }
+
+  // ---- quota -----------------------------------------------------------------------------------
+
+  /** etcd's quota check ("Available" is size + cost < quota): would a request costing `costBytes`
+   *  take the backend to the quota? */
+  private overQuota(costBytes: number): boolean {
+    if (!this.backend) return false;
+    return this.backend.allocatedBytes + costBytes >= this.quotaBackendBytes;
+  }
+
+  /** Raises this member's NOSPACE alarm through the log (so every member caps writes) and
+   *  resolves once it is applied, or failed: the refused client gets NoSpace either way, and by
+   *  then `alarm list` shows the alarm. */
+  private raiseNoSpace(): Promise<void> {
+    if (this.alarms.get(this.memberId, AlarmType.NOSPACE).length > 0) return Promise.resolve();
+    if (!this.raisingNoSpace) {
+      this.opts.log.warn('backend quota exceeded: raising the NOSPACE alarm', {
+        'quota-size-bytes': this.quotaBackendBytes,
+        'current-size-bytes': this.backend?.allocatedBytes,
+      });
+      this.raisingNoSpace = this.propose({ alarm: { action: AlarmAction.ACTIVATE, memberID: this.memberId.toString(), alarm: AlarmType.NOSPACE } })
+        .then(
+          () => undefined,
+          () => undefined,
+        )
+        .finally(() => (this.raisingNoSpace = undefined));
+    }
+    return this.raisingNoSpace;
   }
 
   private applyCommitted(entries: readonly LogEntry[]): void {
@@ -277,7 +336,9 @@ export class Server {
         this.applier.skip(e.index);
         continue;
       }
+      const applyStartMs = performance.now();
       const result = this.applier.apply(e.index, e.data);
+      this.opts.onApplyDuration?.(e.data, performance.now() - applyStartMs);
       const w = this.waiters.get(result.id);
       if (w) {
         this.waiters.delete(result.id);
@@ -301,7 +362,9 @@ export class Server {
   async installState(backend: Backend, loaded: LoadedState, membership: Membership): Promise<void> {
     this.backend = backend;
     this.store.replaceWith(loaded.store);
+    this.auth.restore(loaded.auth);
     this.applier.resetTo(loaded.appliedIndex);
+    this.alarms.replaceWith(loaded.alarms);
     this.membership.members.clear();
     this.membership.removed.clear();
     for (const m of membership.members.values()) this.membership.add(m);
@@ -384,6 +447,7 @@ export class Server {
     for (const [id, w] of this.waiters) {
       if (w.deadlineMs > now) break; // insertion order is age order
       this.waiters.delete(id);
+      this.opts.onProposalFailed?.();
       w.resolve({ id, error: Errors.Timeout, revision: 0 });
     }
   }

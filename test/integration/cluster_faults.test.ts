@@ -31,6 +31,12 @@ async function timeToFirstWrite(members: ClusterMember[], key: string, startMs: 
   return Date.now() - startMs;
 }
 
+/** The last info-or-worse log lines of a member, minus the snapshot-taken chatter. */
+function logTail(m: ClusterMember, lines = 15): string {
+  const keep = m.output().split('\n').filter((l) => l.trim() !== '' && !l.includes('"level":"debug"') && !l.includes('snapshot taken;'));
+  return keep.slice(-lines).map((l) => `  ${m.name}: ${l.slice(0, 400)}`).join('\n');
+}
+
 function others(c: Cluster, m: ClusterMember): ClusterMember[] {
   return c.members.filter((x) => x !== m);
 }
@@ -87,7 +93,8 @@ describe('cluster faults under continuous writes (real processes)', function () 
     console.log(`      ${await checkAgreement(c, c.members, writer.acked)}`);
   });
 
-  it('c) a follower that fell behind log compaction catches up by snapshot (--snapshot-count=100)', async () => {
+  it('c) a follower that fell behind log compaction catches up by snapshot (--snapshot-count=100)', async function () {
+    this.timeout(150_000);
     c = await startCluster({ size: 3, args: ['--snapshot-count=100'] });
     const leader = await c.waitForLeader();
     const follower = others(c, leader)[0]!;
@@ -98,10 +105,14 @@ describe('cluster faults under continuous writes (real processes)', function () 
     // so that the entries the follower needs are gone from its log.
     const writer = new Writer(() => others(c!, follower).map((m) => m.endpoint), 'w/', 32, 3000);
     w = writer.start();
-    await writer.waitForAcks(6_000, 60_000);
+    await writer.waitForAcks(6_000, 100_000);
     await writer.stop();
     await follower.restart();
-    await waitFor(`${follower.name} to install a snapshot`, 30_000, () => (follower.output().includes('installed snapshot from the leader') ? true : undefined));
+    await waitFor(
+      () => `${follower.name} to install a snapshot; its log:\n${logTail(follower)}\nthe others' logs:\n${others(c!, follower).map(logTail).join('\n')}`,
+      30_000,
+      () => (follower.output().includes('installed snapshot from the leader') ? true : undefined),
+    );
     console.log(`      ${await checkAgreement(c, c.members, writer.acked)}`);
     const early = await get(follower.endpoint, 'early/7', { serializable: true });
     assert.equal(early?.value, '7');

@@ -325,14 +325,40 @@ function makeMember(spec: MemberSpec, args: string[], env: NodeJS.ProcessEnv, di
   return m;
 }
 
+/** Ports handed out by this process: freePort() binds and releases, so two calls can return the
+ *  same port; never give one out twice. */
+const portsGiven = new Set<number>();
+async function uniquePort(): Promise<number> {
+  for (;;) {
+    const p = await freePort();
+    if (!portsGiven.has(p)) {
+      portsGiven.add(p);
+      return p;
+    }
+  }
+}
+
+/** Attempts at starting a cluster when a port was taken by someone else in the meantime. */
+const START_ATTEMPTS_MAX = 3;
+
 /** Starts `size` members of a new cluster and waits until they elected a leader. */
 export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startClusterOnce(opts);
+    } catch (err) {
+      if (attempt >= START_ATTEMPTS_MAX || !String((err as Error).message).includes('EADDRINUSE')) throw err;
+    }
+  }
+}
+
+async function startClusterOnce(opts: ClusterOptions): Promise<Cluster> {
   const dir = tempDir('quorumkv-cluster-');
   const args = [...(opts.timings ?? FAST_TIMINGS), ...(opts.args ?? [])];
   const env = opts.env ?? {};
   const specs: MemberSpec[] = [];
   for (let i = 1; i <= opts.size; i++) {
-    specs.push({ name: `n${i}`, clientPort: await freePort(), peerPort: await freePort(), dataDir: path.join(dir, `n${i}.etcd`), initialCluster: '', state: 'new' });
+    specs.push({ name: `n${i}`, clientPort: await uniquePort(), peerPort: await uniquePort(), dataDir: path.join(dir, `n${i}.etcd`), initialCluster: '', state: 'new' });
   }
   const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
   for (const s of specs) s.initialCluster = initialCluster;
@@ -394,7 +420,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
 
     async addMember(o = {}) {
       const name = o.name ?? `n${nextName++}`;
-      const spec: MemberSpec = { name, clientPort: await freePort(), peerPort: await freePort(), dataDir: path.join(dir, `${name}.etcd`), initialCluster: '', state: 'existing' };
+      const spec: MemberSpec = { name, clientPort: await uniquePort(), peerPort: await uniquePort(), dataDir: path.join(dir, `${name}.etcd`), initialCluster: '', state: 'existing' };
       const peerUrl = `http://127.0.0.1:${spec.peerPort}`;
       const leader = await cluster.waitForLeader();
       const r = await etcdctl(leader.endpoint, ['member', 'add', name, `--peer-urls=${peerUrl}`, ...(o.learner ? ['--learner'] : [])]);
@@ -403,7 +429,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       const ic = /ETCD_INITIAL_CLUSTER="([^"]*)"/.exec(r.stdout);
       if (!ic) throw new Error(`etcdctl member add printed no ETCD_INITIAL_CLUSTER:\n${r.stdout}`);
       spec.initialCluster = ic[1]!;
-      const idm = /Member ([0-9a-f]+) added/.exec(r.stdout);
+      // etcdctl prints the ID with %16x: space-padded to 16 characters.
+      const idm = /Member\s+([0-9a-f]+) added/.exec(r.stdout);
       if (!idm) throw new Error(`etcdctl member add printed no member ID:\n${r.stdout}`);
       const m = makeMember(spec, args, env, dir);
       m.id = idm[1]!;
@@ -475,7 +502,10 @@ const RETRYABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDE
  */
 export class Writer {
   readonly acked: AckedPut[] = [];
+  /** Failed puts by gRPC code and message (their outcome is unknown: they may still commit). */
   readonly errors = new Map<string, number>();
+  /** Failures other than unavailable / deadline exceeded / cancelled. */
+  readonly unexpected: string[] = [];
   attempts = 0;
   private stopped = false;
   private loops: Promise<void>[] = [];
@@ -512,7 +542,9 @@ export class Writer {
         const code = (err as grpc.ServiceError).code;
         const name = `${grpc.status[code] ?? code}: ${(err as Error).message.slice(0, 80)}`;
         this.errors.set(name, (this.errors.get(name) ?? 0) + 1);
-        if (!RETRYABLE.has(code)) throw err;
+        // Anything else (a bad request, a bug) is kept for the test to look at; the loop goes on,
+        // so that one odd error does not turn into an unhandled rejection.
+        if (!RETRYABLE.has(code)) this.unexpected.push(name);
         await sleep(20);
       }
     }
@@ -524,9 +556,11 @@ export class Writer {
     await waitFor(() => `${n} acknowledged puts (have ${this.acked.length - (target - n)}; errors ${JSON.stringify([...this.errors])})`, timeoutMs, () => (this.acked.length >= target ? true : undefined), 20);
   }
 
+  /** Stops the clients; fails if any put failed in an unexpected way. */
   async stop(): Promise<void> {
     this.stopped = true;
     await Promise.all(this.loops);
+    if (this.unexpected.length > 0) throw new Error(`unexpected put failures: ${[...new Set(this.unexpected)].join('; ')}`);
   }
 
   maxRevision(): number {

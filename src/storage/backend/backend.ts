@@ -22,16 +22,33 @@ const NS_META = 0x6d; // 'm' + name
 const NS_LEASE = 0x6c; // 'l' + lease ID (u64 BE)
 const NS_MEMBER = 0x63; // 'c' + member ID (u64 BE) → member JSON
 const NS_REMOVED = 0x72; // 'r' + member ID (u64 BE) → empty: a removed member, never to return
+const NS_AUTH = 0x41; // 'A' + 'u' | 'r' + name (utf8) → authpb.User | authpb.Role
+const AUTH_USER = 0x75;
+const AUTH_ROLE = 0x72;
+const NS_ALARM = 0x61; // 'a' + member ID (u64 BE) + alarm type (u32 BE) → empty: an active alarm
 
 const META_APPLIED_INDEX = metaKey('applied_index');
 const META_APPLIED_TERM = metaKey('applied_term');
+/** allocatedBytes as of the last commit (a restart must not forget space not yet defragmented). */
+const META_ALLOCATED_BYTES = metaKey('allocated_bytes');
 const META_COMPACT_REV = metaKey('compact_revision');
 const META_CURRENT_REV = metaKey('current_revision');
+const META_AUTH_ENABLED = metaKey('auth_enabled');
+const META_AUTH_REVISION = metaKey('auth_revision');
 
 /** KV records read per LevelDB iterator call while loading: bounds the time between yields. */
 const LOAD_RECORDS_PER_STEP_MAX = 4096;
 /** Versions examined per physical-compaction step. */
 const COMPACT_RECORDS_PER_STEP_MAX = 4096;
+/** What one record costs beyond its key and value bytes in the size estimate (LevelDB's internal
+ *  key suffix and length varints; about bolt's per-element header too). */
+const RECORD_OVERHEAD_BYTES = 16;
+/** A lease record: key + (TTL, remaining TTL). */
+const LEASE_RECORD_BYTES = 9 + 16 + RECORD_OVERHEAD_BYTES;
+
+function recordBytes(key: Buffer, value: Buffer): number {
+  return key.length + value.length + RECORD_OVERHEAD_BYTES;
+}
 
 function metaKey(name: string): Buffer {
   return Buffer.concat([Buffer.from([NS_META]), Buffer.from(name, 'utf8')]);
@@ -91,6 +108,14 @@ export interface LoadedState {
   /** Cluster members (JSON, see server/membership.ts) and removed member IDs. */
   members: Buffer[];
   removed: bigint[];
+  /** Active alarms (server/alarms.ts). */
+  alarms: { memberId: bigint; type: number }[];
+  /** The auth store: users and roles (authpb encodings), enabled flag, auth revision. */
+  auth: { users: Buffer[]; roles: Buffer[]; enabled: boolean; revision: number };
+}
+
+function authKey(kind: number, name: string): Buffer {
+  return Buffer.concat([Buffer.from([NS_AUTH, kind]), Buffer.from(name, 'utf8')]);
 }
 
 function idKey(ns: number, id: bigint): Buffer {
@@ -100,15 +125,35 @@ function idKey(ns: number, id: bigint): Buffer {
   return key;
 }
 
+/**
+ * The size the backend quota is checked against (etcd's quota compares bolt's file size), kept in
+ * memory and updated as records are staged and deleted, so the check costs nothing per request:
+ *   liveBytes      = key + value + RECORD_OVERHEAD_BYTES of every MVCC version record and every
+ *                    lease record (uncompressed: LevelDB's Snappy compression is not counted, so
+ *                    the same data costs the same quota as in etcd and on every member);
+ *   allocatedBytes = the highest liveBytes since the last defragment (saved with every commit, so
+ *                    a restart does not forget space that was never defragmented).
+ * allocatedBytes behaves like bolt's file: space freed by compaction is reused by later writes
+ * (so a workload that compacts regularly stops growing), but the size only comes down when the
+ * operator defragments. Meta, membership and alarm records are a few hundred bytes and not counted.
+ */
 export class Backend {
+  private liveBytesValue = 0;
+  private allocatedBytesValue = 0;
+  /** Lease IDs with a record, so that rewriting a lease (checkpoints) is not counted twice. */
+  private readonly leaseIds = new Set<bigint>();
   private staged: BatchOp[] = [];
   /** Sub-revision counter within the revision being staged. */
   private stagedRev = 0;
   private stagedSub = 0;
   /** Commits run one after another: LevelDB applies batches in the order they are issued. */
   private tail: Promise<void> = Promise.resolve();
+  /** Metrics hook: the duration of every batch commit (etcd_disk_backend_commit_duration_seconds). */
+  onCommit?: (durationMs: number) => void;
   private failed: Error | undefined;
-  private compacting = false;
+  /** The physical compaction running now, and the newest compaction point asked for meanwhile. */
+  private compaction: Promise<number> | undefined;
+  private compactAgainRev = 0;
 
   private constructor(
     private readonly db: Db,
@@ -123,7 +168,7 @@ export class Backend {
 
   /** Rebuilds the in-memory store from the backend, yielding to the event loop between steps. */
   async load(): Promise<LoadedState> {
-    const meta = await this.db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_COMPACT_REV, META_CURRENT_REV]);
+    const meta = await this.db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_COMPACT_REV, META_CURRENT_REV, META_ALLOCATED_BYTES]);
     const compactRev = readU64(meta[2]);
     const currentRev = Math.max(1, readU64(meta[3]));
     // Every version is imported as history in revision order; compaction is then redone in memory.
@@ -138,6 +183,7 @@ export class Backend {
         const batch = await it.nextv(LOAD_RECORDS_PER_STEP_MAX);
         if (batch.length === 0) break;
         const records = batch.map(([k, v]) => ({ type: 'kv' as const, base: false, kv: decodeKv(k, v) }));
+        for (const [k, v] of batch) this.liveBytesValue += recordBytes(k, v);
         importer.importRecords(records);
         count += records.length;
       }
@@ -150,12 +196,29 @@ export class Backend {
     const leases = new Map<bigint, Buffer>();
     for await (const [k, v] of this.db.iterator({ gte: Buffer.from([NS_LEASE]), lt: Buffer.from([NS_LEASE + 1]) })) {
       leases.set(k.readBigInt64BE(1), v);
+      this.leaseIds.add(k.readBigInt64BE(1));
+      this.liveBytesValue += LEASE_RECORD_BYTES;
     }
+    this.allocatedBytesValue = Math.max(this.liveBytesValue, readU64(meta[4]));
     const members: Buffer[] = [];
     for await (const v of this.db.values({ gte: Buffer.from([NS_MEMBER]), lt: Buffer.from([NS_MEMBER + 1]) })) members.push(v);
     const removed: bigint[] = [];
     for await (const k of this.db.keys({ gte: Buffer.from([NS_REMOVED]), lt: Buffer.from([NS_REMOVED + 1]) })) removed.push(k.readBigUInt64BE(1));
-    return { store, appliedIndex: readU64(meta[0]), appliedTerm: readU64(meta[1]), leases, members, removed };
+    const alarms: { memberId: bigint; type: number }[] = [];
+    for await (const k of this.db.keys({ gte: Buffer.from([NS_ALARM]), lt: Buffer.from([NS_ALARM + 1]) })) {
+      alarms.push({ memberId: k.readBigUInt64BE(1), type: k.readUInt32BE(9) });
+    }
+    const auth = await this.loadAuth();
+    return { store, appliedIndex: readU64(meta[0]), appliedTerm: readU64(meta[1]), leases, members, removed, alarms, auth };
+  }
+
+  private async loadAuth(): Promise<LoadedState['auth']> {
+    const [enabled, revision] = await this.db.getMany([META_AUTH_ENABLED, META_AUTH_REVISION]);
+    const users: Buffer[] = [];
+    for await (const v of this.db.values({ gte: authKey(AUTH_USER, ''), lt: Buffer.from([NS_AUTH, AUTH_USER + 1]) })) users.push(v);
+    const roles: Buffer[] = [];
+    for await (const v of this.db.values({ gte: authKey(AUTH_ROLE, ''), lt: Buffer.from([NS_AUTH, AUTH_ROLE + 1]) })) roles.push(v);
+    return { users, roles, enabled: enabled !== undefined && enabled[0] === 1, revision: readU64(revision) };
   }
 
   /** Stages one revision's events (called from the apply path, synchronously). */
@@ -165,7 +228,9 @@ export class Backend {
       this.stagedSub = 0;
     }
     for (const ev of events) {
-      this.staged.push({ type: 'put', key: kvRecordKey(revision, this.stagedSub++), value: encodeKv(ev.kv) });
+      const op = { type: 'put' as const, key: kvRecordKey(revision, this.stagedSub++), value: encodeKv(ev.kv) };
+      this.staged.push(op);
+      this.grow(recordBytes(op.key, op.value));
     }
     this.staged.push({ type: 'put', key: META_CURRENT_REV, value: u64(revision) });
   }
@@ -179,6 +244,53 @@ export class Backend {
     key[0] = NS_LEASE;
     key.writeBigInt64BE(id, 1);
     this.staged.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
+    if (record && !this.leaseIds.has(id)) {
+      this.leaseIds.add(id);
+      this.grow(LEASE_RECORD_BYTES);
+    } else if (!record && this.leaseIds.delete(id)) {
+      this.liveBytesValue -= LEASE_RECORD_BYTES;
+    }
+  }
+
+  /** An alarm raised (active) or cleared. */
+  stageAlarm(memberId: bigint, type: number, active: boolean): void {
+    const key = Buffer.allocUnsafe(13);
+    key[0] = NS_ALARM;
+    key.writeBigUInt64BE(memberId, 1);
+    key.writeUInt32BE(type, 9);
+    this.staged.push(active ? { type: 'put', key, value: Buffer.alloc(0) } : { type: 'del', key });
+  }
+
+  /** Bytes of live records (what a defragment would bring allocatedBytes down to). */
+  get liveBytes(): number {
+    return this.liveBytesValue;
+  }
+
+  /** The size the quota is checked against (see the class comment). */
+  get allocatedBytes(): number {
+    return this.allocatedBytesValue;
+  }
+
+  private grow(bytes: number): void {
+    this.liveBytesValue += bytes;
+    if (this.liveBytesValue > this.allocatedBytesValue) this.allocatedBytesValue = this.liveBytesValue;
+  }
+
+  /** An auth user's record (authpb.User), or its deletion. */
+  stageAuthUser(name: string, record: Buffer | undefined): void {
+    const key = authKey(AUTH_USER, name);
+    this.staged.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
+  }
+
+  /** An auth role's record (authpb.Role), or its deletion. */
+  stageAuthRole(name: string, record: Buffer | undefined): void {
+    const key = authKey(AUTH_ROLE, name);
+    this.staged.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
+  }
+
+  stageAuthState(enabled: boolean, revision: number): void {
+    this.staged.push({ type: 'put', key: META_AUTH_ENABLED, value: Buffer.from([enabled ? 1 : 0]) });
+    this.staged.push({ type: 'put', key: META_AUTH_REVISION, value: u64(revision) });
   }
 
   /** A member's record (JSON), or its removal. */
@@ -198,9 +310,12 @@ export class Backend {
     this.staged = [];
     ops.push({ type: 'put', key: META_APPLIED_INDEX, value: u64(appliedIndex) });
     ops.push({ type: 'put', key: META_APPLIED_TERM, value: u64(appliedTerm) });
+    ops.push({ type: 'put', key: META_ALLOCATED_BYTES, value: u64(this.allocatedBytesValue) });
     const run = async () => {
       try {
+        const startMs = performance.now();
         await this.db.batch(ops, { sync });
+        this.onCommit?.(performance.now() - startMs);
       } catch (err) {
         this.failed = err as Error;
         throw err;
@@ -212,30 +327,49 @@ export class Backend {
   }
 
   /** Deletes, in bounded steps, every version record the store no longer retains below `rev`.
-   *  Reads never touch the backend, so this only reclaims space. */
-  async compactPhysical(store: MvccStore, rev: Revision): Promise<number> {
-    if (this.compacting) return 0;
-    this.compacting = true;
+   *  Reads never touch the backend, so this only reclaims space. A compaction asked for while one
+   *  runs is done right after it (at the newest point asked for). */
+  compactPhysical(store: MvccStore, rev: Revision): Promise<number> {
+    if (this.compaction) {
+      this.compactAgainRev = Math.max(this.compactAgainRev, rev);
+      return Promise.resolve(0);
+    }
+    const run = async () => {
+      let deleted = await this.compactPhysicalTo(store, rev);
+      while (this.compactAgainRev > 0) {
+        const again = this.compactAgainRev;
+        this.compactAgainRev = 0;
+        deleted += await this.compactPhysicalTo(store, again);
+      }
+      return deleted;
+    };
+    const p = run().finally(() => (this.compaction = undefined));
+    this.compaction = p;
+    return p;
+  }
+
+  private async compactPhysicalTo(store: MvccStore, rev: Revision): Promise<number> {
     let deleted = 0;
+    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: kvRecordKey(rev, 0) });
     try {
-      const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: kvRecordKey(rev, 0) });
-      try {
-        for (;;) {
-          const batch = await it.nextv(COMPACT_RECORDS_PER_STEP_MAX);
-          if (batch.length === 0) break;
-          const ops: BatchOp[] = [];
-          for (const [k, v] of batch) {
-            const kv = decodeKv(k, v);
-            if (!store.retains(kv.key, kv.modRevision)) ops.push({ type: 'del', key: k });
+      for (;;) {
+        const batch = await it.nextv(COMPACT_RECORDS_PER_STEP_MAX);
+        if (batch.length === 0) break;
+        const ops: BatchOp[] = [];
+        let freedBytes = 0;
+        for (const [k, v] of batch) {
+          const kv = decodeKv(k, v);
+          if (!store.retains(kv.key, kv.modRevision)) {
+            ops.push({ type: 'del', key: k });
+            freedBytes += recordBytes(k, v);
           }
-          if (ops.length > 0) await this.db.batch(ops);
-          deleted += ops.length;
         }
-      } finally {
-        await it.close();
+        if (ops.length > 0) await this.db.batch(ops);
+        this.liveBytesValue -= freedBytes;
+        deleted += ops.length;
       }
     } finally {
-      this.compacting = false;
+      await it.close();
     }
     return deleted;
   }
@@ -246,10 +380,18 @@ export class Backend {
     return openSnapshotStream(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
   }
 
-  /** Compacts LevelDB's files (etcd's defragment: reclaims the space of deleted records). */
+  /** Compacts LevelDB's files (etcd's defragment: reclaims the space of deleted records). Waits
+   *  for a physical compaction still deleting records first, so that `compact` then `defrag`
+   *  reclaims what the compaction freed; then allocatedBytes comes down to the live bytes. */
   async defragment(): Promise<void> {
+    await this.compaction?.catch(() => undefined);
     await this.tail;
     await this.db.compactRange(Buffer.from([0x00]), Buffer.from([0xff]));
+    this.allocatedBytesValue = this.liveBytesValue;
+    // In line with the commits, so that an older value can never land after this one.
+    const p = this.tail.then(() => this.db.put(META_ALLOCATED_BYTES, u64(this.allocatedBytesValue)));
+    this.tail = p.catch(() => undefined);
+    await p;
   }
 
   /** Approximate bytes on disk (etcd's dbSize). */

@@ -57,6 +57,8 @@ interface WalInit {
 
 export class Wal {
   readonly stats: WalStats = { batches: 0, bytes: 0, fsyncs: 0, lastFsyncMs: 0 };
+  /** Metrics hook: the duration of every fdatasync (etcd_disk_wal_fsync_duration_seconds). */
+  onFsync?: (durationMs: number) => void;
   private fh: FileHandle;
   /** Live segments, oldest first; the last one is being appended to. */
   private readonly segments: SegmentInfo[];
@@ -302,6 +304,7 @@ export class Wal {
         await this.fh.datasync();
         this.stats.lastFsyncMs = performance.now() - t0;
         this.stats.fsyncs++;
+        this.onFsync?.(this.stats.lastFsyncMs);
       }
     } catch (err) {
       this.failure = err;
