@@ -39,9 +39,11 @@ start_member() {
   [ -f "$run_dir/$name.failpoints.json" ] || echo '{}' >"$run_dir/$name.failpoints.json"
   # setsid: each member in its own session and process group. setsid may fork, so the shell it
   # runs records its own PID, then becomes the member with exec.
-  (cd "$run_dir" && QUORUMKV_FAILPOINTS="$run_dir/$name.failpoints.json" \
-    setsid bash -c 'echo $$ >"$1"; exec node "$2" --config-file="$3"' _ "$run_dir/$name.pid" "$server" "$run_dir/$name.yaml" \
-    >>"$run_dir/$name.log" 2>&1 </dev/null &)
+  # exec all the way down: no shell stays behind holding this script's stdout.
+  (cd "$run_dir" || exit 1
+    QUORUMKV_FAILPOINTS="$run_dir/$name.failpoints.json" exec setsid bash -c 'echo $$ >"$1"; exec node "$2" --config-file="$3"' \
+      _ "$run_dir/$name.pid" "$server" "$run_dir/$name.yaml" >>"$run_dir/$name.log" 2>&1 </dev/null) &
+  disown $! 2>/dev/null || true
   local deadline=$((SECONDS + 5))
   until [ -s "$run_dir/$name.pid" ]; do [ $SECONDS -lt $deadline ] || die "$name did not start"; sleep 0.05; done
   echo "started $name (pid $(pid_of "$name"), client $(client_url "$name"), log $run_dir/$name.log)"

@@ -19,6 +19,8 @@ const LEARNER_READY_FRACTION = 0.9;
 export interface ClusterServiceOptions {
   clusterToken: string;
   raftLog: RaftLog;
+  /** Whether a member is reachable right now (leader's view plus a live peer stream). */
+  isActive: (id: bigint) => boolean;
 }
 
 function memberPb(m: Member): object {
@@ -60,10 +62,13 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
     if (isLearner && server.membership.list().filter((m) => m.isLearner).length >= LEARNERS_MAX) return replyError(cb, Errors.TooManyLearners);
     if (!isLearner) {
       // Adding a voter that is not running yet raises the quorum: refuse it when the members
-      // that are up would no longer be a quorum (etcd's strict reconfiguration check).
+      // that have started would no longer be a quorum (etcd's strict reconfiguration check).
       const n = voters().length + 1;
       if (started().length < Math.floor(n / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
     }
+    // etcd also wants every voter reachable right now; only the leader knows who is.
+    if (!server.isLeader()) return forwardToLeader(server, 'MemberAdd', call.request, cb);
+    if (!voters().every((v) => o.isActive(v.id))) return replyError(cb, Errors.Unhealthy);
     const member: Member = { id: computeMemberId(peerURLs, o.clusterToken, Date.now()), name: '', peerURLs: [...peerURLs].sort(), clientURLs: [], isLearner };
     if (server.membership.get(member.id) || server.membership.removed.has(member.id)) return replyError(cb, Errors.MemberExist);
     server.proposeMemberChange(isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, member).then(
@@ -81,6 +86,13 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
       if (remaining.length === 0) return replyError(cb, Errors.MemberNotEnoughStarted);
       const up = started().filter((v) => v.id !== id).length;
       if (up < Math.floor(remaining.length / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
+      // etcd: removing a member that is down is always safe; removing a live one must leave a
+      // quorum of the live members. Only the leader knows who is live.
+      if (!server.isLeader()) return forwardToLeader(server, 'MemberRemove', call.request, cb);
+      if (id === server.memberId || o.isActive(id)) {
+        const active = voters().filter((v) => o.isActive(v.id)).length;
+        if (active - 1 < Math.floor((voters().length - 1) / 2) + 1) return replyError(cb, Errors.Unhealthy);
+      }
     }
     server.proposeMemberChange(ConfChangeType.RemoveNode, m).then(
       () => cb(null, { header: server.header(), members: members() }),
@@ -129,7 +141,12 @@ function forwardToLeader(server: Server, method: string, request: object, cb: Cb
   const client = new Ctor(`${u.hostname}:${u.port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & { close(): void };
   client[method]!(request, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: unknown) => {
     client.close();
-    if (err) cb(err, null);
-    else cb(null, res);
+    if (err) return cb(err, null);
+    // The leader answered once it applied the change; catch up before answering, so that a
+    // client reading this member next (MemberList is served locally) sees its own change.
+    server.linearizableRead().then(
+      () => cb(null, res),
+      () => cb(null, res),
+    );
   });
 }

@@ -44,8 +44,10 @@ export function addService(server: grpc.Server, service: string, handlers: Handl
   server.addService(def, impl as grpc.UntypedServiceImplementation);
 }
 
-export function newGrpcServer(maxRequestBytes: number): grpc.Server {
+/** `interceptors`: e.g. the metrics' call counters (src/gateway/metrics.ts). */
+export function newGrpcServer(maxRequestBytes: number, interceptors: grpc.ServerInterceptor[] = []): grpc.Server {
   return new grpc.Server({
+    interceptors,
     'grpc.max_receive_message_length': maxRequestBytes + GRPC_OVERHEAD_BYTES,
     'grpc.max_send_message_length': 2 ** 31 - 1,
     'grpc.max_concurrent_streams': 2 ** 31 - 1,
@@ -55,7 +57,8 @@ export function newGrpcServer(maxRequestBytes: number): grpc.Server {
   });
 }
 
-/** Binds every listen URL ("http://host:port"); resolves with the bound ports. */
+/** Binds every listen URL ("http://host:port") for gRPC alone (the peer port); resolves with the
+ *  bound ports. The client port is shared with HTTP: see src/gateway/listener.ts. */
 export async function listen(server: grpc.Server, urls: readonly string[]): Promise<number[]> {
   const ports: number[] = [];
   for (const u of urls) {

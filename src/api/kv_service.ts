@@ -1,7 +1,7 @@
 // etcdserverpb.KV: validates each request with etcd's errors, serves reads from the store and
 // sends writes through the log (Server.propose), and stamps etcd's response header.
 import type * as grpc from '@grpc/grpc-js';
-import { EtcdError } from '../util/errors';
+import { EtcdError, Errors } from '../util/errors';
 import type { Server } from '../server/server';
 import { applyRange, applyReadOnlyTxn, fillTxnHeaders, isTxnReadOnly } from '../server/kv_ops';
 import type {
@@ -40,10 +40,13 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
     // Serializable reads are served from the local store as it is; linearizable ones first wait
     // for ReadIndex (this member's store has applied everything committed before the read).
     if (r.serializable) serve();
+    else if (server.isLearner) replyError(cb, Errors.NotSupportedForLearner);
     else server.linearizableRead().then(serve, (err) => replyError(cb, err));
   };
 
   const Put: Unary<PutRequest> = (call, cb) => {
+    // A learner only replicates (etcd: "rpc not supported for learner").
+    if (server.isLearner) return replyError(cb, Errors.NotSupportedForLearner);
     const bad = checkPut(call.request);
     if (bad) return replyError(cb, bad);
     const who = authorize(server, call.metadata, checks.put, call.request);
@@ -55,6 +58,8 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
   };
 
   const DeleteRange: Unary<DeleteRangeRequest> = (call, cb) => {
+    // A learner only replicates (etcd: "rpc not supported for learner").
+    if (server.isLearner) return replyError(cb, Errors.NotSupportedForLearner);
     const bad = checkDelete(call.request);
     if (bad) return replyError(cb, bad);
     const who = authorize(server, call.metadata, checks.deleteRange, call.request);
@@ -66,6 +71,8 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
   };
 
   const Txn: Unary<TxnRequest> = (call, cb) => {
+    // A learner only replicates (etcd: "rpc not supported for learner").
+    if (server.isLearner) return replyError(cb, Errors.NotSupportedForLearner);
     const t = call.request;
     const bad = checkTxn(t, limits.maxTxnOps);
     if (bad) return replyError(cb, bad);
@@ -97,6 +104,7 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
   };
 
   const Compact: Unary<CompactionRequest> = (call, cb) => {
+    if (server.isLearner) return replyError(cb, Errors.NotSupportedForLearner);
     // etcd 3.4 lets any authenticated (or anonymous) caller compact; only a bad token is refused.
     const who = authorize(server, call.metadata, checks.none, undefined);
     if (who instanceof EtcdError) return replyError(cb, who);

@@ -80,21 +80,31 @@ export function leaseService(server: Server, runner: LeaseRunner, forwarder?: Le
 
   const LeaseKeepAlive = (call: KeepAliveCall): void => {
     let ended = false;
+    let halfClosed = false;
+    /** Keepalives relayed to the leader and not answered yet: the stream ends after them. */
+    let relayed = 0;
     const end = () => {
       if (ended) return;
       ended = true;
       call.end();
+    };
+    const maybeEnd = () => {
+      if (halfClosed && relayed === 0) end();
     };
     call.on('data', (req: { ID: Int64 }) => {
       if (ended) return;
       const id = toLeaseId(req.ID);
       if (!server.isLeader() && forwarder) {
         // Keepalives are served by the leader: relay this one and answer with its TTL.
+        relayed++;
         forwarder.renew(id.toString()).then(
           (ttl) => {
+            relayed--;
             if (!ended) call.write({ header: server.header(), ID: id.toString(), TTL: ttl });
+            maybeEnd();
           },
           (err) => {
+            relayed--;
             if (ended) return;
             ended = true;
             call.emit('error', toStatus(err));
@@ -111,7 +121,10 @@ export function leaseService(server: Server, runner: LeaseRunner, forwarder?: Le
       const ttl = r instanceof EtcdError ? 0 : r;
       call.write({ header: server.header(), ID: id.toString(), TTL: ttl });
     });
-    call.on('end', end);
+    call.on('end', () => {
+      halfClosed = true;
+      maybeEnd();
+    });
     call.on('error', () => (ended = true));
     call.on('cancelled', () => (ended = true));
   };

@@ -11,7 +11,8 @@ import { Server } from '../server/server';
 import { RaftLog } from '../server/raft_log';
 import { openStorage } from './bootstrap';
 import { ClusterNode } from './cluster_node';
-import { ETCD_SERVICES, addService, listen, newGrpcServer, type Handlers } from '../api/grpc_server';
+import { ETCD_SERVICES, addService, newGrpcServer, type Handlers } from '../api/grpc_server';
+import { MemberMetrics, serveClients, type ClientEndpoint } from '../gateway';
 import { kvService } from '../api/kv_service';
 import { healthService } from '../api/health_service';
 import { WatchableStore } from '../mvcc';
@@ -20,7 +21,7 @@ import { PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT, WatchHub, watchService } from '../
 import { leaseService } from '../api/lease_service';
 import { clusterService } from '../api/cluster_service';
 import { LeaderForwarder } from '../api/forward';
-import { maintenanceService } from '../api/maintenance_service';
+import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
 import { AuthStore } from '../auth';
 import { AlarmType } from '../server/alarms';
@@ -36,6 +37,8 @@ export interface RunningMember {
   readonly server: Server;
   readonly grpc: grpc.Server;
   readonly clientPorts: number[];
+  /** Resolves when this member learns it was removed from the cluster (it should then stop). */
+  readonly removed: Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -105,6 +108,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
 
   // Raft over the WAL, talking to the other members through the cluster node's transport.
   let cluster: ClusterNode | undefined;
+  let metrics: MemberMetrics | undefined; // created with the server; hooks below observe into it
   const raftLog = new RaftLog({
     id: st.memberId,
     confState: st.confState,
@@ -113,13 +117,15 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     log: mlog,
     tickMs: cfg.heartbeatIntervalMs,
     electionTicks: Math.max(2, Math.round(cfg.electionTimeoutMs / cfg.heartbeatIntervalMs)),
-    send: (msgs) => cluster?.send(msgs),
+    send: (msgs) => (metrics?.messagesSent(msgs), cluster?.send(msgs)),
   });
 
   let watchable: WatchableStore | undefined;
   const server: Server = new Server(raftLog, {
     leases: lessor,
-    onEvents: (events, rev) => watchable?.notify(events, rev),
+    onEvents: (events, rev) => (metrics?.observeEvents(events), watchable?.notify(events, rev)),
+    onApplyDuration: (data, ms) => metrics?.observeApply(data, ms),
+    onProposalFailed: () => metrics?.proposalFailed(),
     memberId: st.memberId,
     clusterId: st.clusterId,
     maxRequestBytes: cfg.maxRequestBytes,
@@ -180,22 +186,31 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   });
 
   const forwarder = new LeaderForwarder(server);
-  const g = newGrpcServer(cfg.maxRequestBytes);
+  metrics = new MemberMetrics({ server, log: mlog, serverVersion: STATUS_VERSION });
+  const m = metrics;
+  st.wal.onFsync = (ms) => m.observeWalFsync(ms);
+  raftLog.observer = { received: (msg) => m.messageReceived(msg), leader: (lead) => m.leaderSeen(lead) };
+  const g = newGrpcServer(cfg.maxRequestBytes, [m.interceptor()]);
   const services: Record<string, Handlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
     'etcdserverpb.Lease': leaseService(server, leaseRunner, forwarder),
-    'etcdserverpb.Cluster': clusterService(server, { clusterToken: cfg.initialClusterToken, raftLog }),
+    'etcdserverpb.Cluster': clusterService(server, {
+      clusterToken: cfg.initialClusterToken,
+      raftLog,
+      isActive: (id) => raftLog.isActive(id) && (id === st.memberId || cluster!.transport.isConnected(id)),
+    }),
     'etcdserverpb.Maintenance': maintenanceService(server),
     'etcdserverpb.Auth': authService(server),
   };
   for (const name of ETCD_SERVICES) addService(g, name, services[name] ?? {});
   let serving = true;
   addService(g, 'grpc.health.v1.Health', healthService(() => serving && server.healthy));
-  let clientPorts: number[];
+  let clients: ClientEndpoint;
   try {
     await cluster.start();
-    clientPorts = await listen(g, cfg.listenClientUrls);
+    // One port per client URL for gRPC and HTTP (/health, /metrics, /version, the JSON gateway).
+    clients = await serveClients({ grpc: g, server, services, maxRequestBytes: cfg.maxRequestBytes, metrics: m, version: STATUS_VERSION, log: mlog }, cfg.listenClientUrls);
   } catch (err) {
     g.forceShutdown();
     await cluster.close().catch(() => undefined);
@@ -214,15 +229,28 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     revision: server.store.currentRevision,
   });
 
+  const removed = new Promise<void>((resolve) => {
+    const check = () => {
+      if (server.membership.removed.has(st.memberId)) {
+        mlog.warn('the member has been permanently removed from the cluster; shutting down');
+        resolve();
+      }
+    };
+    server.onMembershipChange(check);
+    check();
+  });
+
   return {
     server,
     grpc: g,
-    clientPorts,
+    clientPorts: clients.ports,
+    removed,
     stop: async () => {
       serving = false;
       leaseRunner.stop();
       watchHub.close();
       forwarder.close();
+      await clients.close();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => {
           g.forceShutdown();

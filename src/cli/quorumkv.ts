@@ -42,6 +42,8 @@ async function main(): Promise<void> {
     log.info('received signal, shutting down', { signal });
     member.stop().then(() => process.exit(0));
   };
+  // As etcd: a member removed from the cluster exits on its own.
+  void member.removed.then(() => shutdown('removed from the cluster'));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

@@ -152,7 +152,8 @@ export function parseInitialCluster(raw: string): Map<string, string[]> {
   const out = new Map<string, string[]>();
   for (const part of raw.split(',').map((p) => p.trim()).filter((p) => p.length > 0)) {
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new ConfigError(`invalid --initial-cluster=${JSON.stringify(raw)}: expected name=url pairs, got ${JSON.stringify(part)}`);
+    // An empty name is legal: `etcdctl member add` prints one for a member that has not started yet.
+    if (eq < 0) throw new ConfigError(`invalid --initial-cluster=${JSON.stringify(raw)}: expected name=url pairs, got ${JSON.stringify(part)}`);
     const name = part.slice(0, eq);
     const url = part.slice(eq + 1);
     const checked = urlList.safeParse(url);

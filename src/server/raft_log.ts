@@ -215,6 +215,13 @@ export class RaftLog implements ReplicatedLog {
     return this.node.applyConfChange(cc);
   }
 
+  /** Leader only: whether `id` was heard from within the last election timeout (check-quorum's
+   *  notion of an active member; the leader itself always is). */
+  isActive(id: NodeId): boolean {
+    if (id === this.node.raft.id) return true;
+    return this.node.raft.trk.progress.get(id)?.recentActive ?? false;
+  }
+
   /** The leader's view of how far `id` has replicated (match index), for learner promotion. */
   matchIndex(id: NodeId): number | undefined {
     return this.node.raft.trk.progress.get(id)?.match;

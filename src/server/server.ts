@@ -277,6 +277,11 @@ export class Server {
 
   /** Proposes a mutating request and resolves with its applied result (or rejects with an
    *  EtcdError). A request larger than --max-request-bytes never reaches the log. */
+  /** Learners only replicate: etcd refuses client writes and linearizable reads on them. */
+  get isLearner(): boolean {
+    return this.log.status().isLearner;
+  }
+
   propose(body: InternalRequestBody, header?: InternalRequestHeader): Promise<ApplyResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.stopped) return Promise.reject(Errors.Stopped);

@@ -156,6 +156,11 @@ export class Transport {
     return this.peers.has(id);
   }
 
+  /** Whether the stream to `id` is up right now (etcd's transport "active" notion). */
+  isConnected(id: NodeId): boolean {
+    return this.peers.get(id)?.connected ?? false;
+  }
+
   /**
    * Queues messages. Everything queued for a peer in one event-loop turn goes out as one stream write
    * (split only above maxBatchBytes). MsgSnap goes through its own snapshot stream. Never blocks.
