@@ -19,8 +19,14 @@ cd "$(dirname "$0")/.."
 command -v etcd >/dev/null || { echo "etcd not found (apt-get install -y etcd-server)" >&2; exit 2; }
 
 RUN=$(mktemp -d /tmp/bench-vs-etcd.XXXXXX)
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true; done; rm -rf "$RUN"; }
+# start_cluster runs in a command substitution (a subshell), so members are tracked in pid files.
+cleanup() {
+  for f in "$RUN"/*.pid; do
+    [ -f "$f" ] || continue
+    p=$(cat "$f"); kill -9 -- "-$p" 2>/dev/null || kill -9 "$p" 2>/dev/null || true
+  done
+  rm -rf "$RUN"
+}
 trap cleanup EXIT
 
 # Ports: etcd 23xx1.., quorumkv 33xx1..
@@ -33,16 +39,19 @@ start_cluster() { # kind base_port
       --listen-peer-urls="http://127.0.0.1:$p" --initial-advertise-peer-urls="http://127.0.0.1:$p" --initial-cluster="$ic"
       --initial-cluster-token="bench-$kind" --initial-cluster-state=new)
     if [ "$kind" = etcd ]; then
-      setsid etcd "${args[@]}" >"$RUN/$kind-m$i.log" 2>&1 &
+      setsid etcd "${args[@]}" >"$RUN/$kind-m$i.log" 2>&1 </dev/null &
     else
-      setsid node dist/src/cli/quorumkv.js "${args[@]}" --log-level=warn >"$RUN/$kind-m$i.log" 2>&1 &
+      setsid node dist/src/cli/quorumkv.js "${args[@]}" --log-level=warn >"$RUN/$kind-m$i.log" 2>&1 </dev/null &
     fi
-    PIDS+=($!)
     echo $! >"$RUN/$kind-m$i.pid"
   done
   local eps="127.0.0.1:$((base + 1)),127.0.0.1:$((base + 3)),127.0.0.1:$((base + 5))"
   for _ in $(seq 1 100); do
-    if etcdctl --endpoints="$eps" endpoint health >/dev/null 2>&1 && etcdctl --endpoints="$eps" put bench-ready 1 >/dev/null 2>&1; then echo "$eps"; return 0; fi
+    if etcdctl --endpoints="$eps" endpoint health >/dev/null 2>&1 && etcdctl --endpoints="$eps" put bench-ready 1 >/dev/null 2>&1; then
+      # Healthy endpoints must be ours, not a leftover cluster on the same ports.
+      for i in 1 2 3; do kill -0 "$(cat "$RUN/$kind-m$i.pid")" 2>/dev/null || { echo "$kind m$i exited (port in use?): $(tail -2 "$RUN/$kind-m$i.log")" >&2; exit 1; }; done
+      echo "$eps"; return 0
+    fi
     sleep 0.2
   done
   echo "cluster $kind did not become healthy" >&2; exit 1
