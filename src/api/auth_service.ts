@@ -20,6 +20,7 @@ import type { InternalRequestBody, InternalRequestHeader } from '../server/codec
 import { AuthErrors, hashPassword, isHashedPassword, newTokenPrefix, rawAuthError, verifyPassword, type AuthStore, type TxnLike } from '../auth';
 import { replyError } from './errors';
 import type { Handlers } from './grpc_server';
+import { certCommonNameOf } from '../tls';
 
 type Call<Req> = grpc.ServerUnaryCall<Req, unknown>;
 type Cb = grpc.sendUnaryData<unknown>;
@@ -37,12 +38,15 @@ function tokenOf(md: grpc.Metadata): string | undefined {
 }
 
 /** The caller as the log entry's header: user "" without a token (etcd then answers "user name
- *  is empty" to anything that needs a user), or InvalidAuthToken for unknown/expired tokens. */
+ *  is empty" to anything that needs a user), or InvalidAuthToken for unknown/expired tokens.
+ *  Without a token, the CN of a verified client certificate names the user (etcd's
+ *  AuthInfoFromTLS; only with --client-cert-auth: src/tls/identity.ts sets it). As in etcd the user
+ *  need not exist: the permission check then denies. */
 export function callerOf(server: Server, md: grpc.Metadata): InternalRequestHeader | EtcdError {
   const auth = server.auth;
   if (!auth.enabled) return NO_CALLER;
   const token = tokenOf(md);
-  if (token === undefined) return { username: '', auth_revision: auth.revision };
+  if (token === undefined) return { username: certCommonNameOf(md) ?? '', auth_revision: auth.revision };
   const user = auth.userOfToken(token);
   if (user instanceof EtcdError) return user;
   return { username: user, auth_revision: auth.revision };

@@ -21,6 +21,8 @@ export interface ClusterServiceOptions {
   raftLog: RaftLog;
   /** Whether a member is reachable right now (leader's view plus a live peer stream). */
   isActive: (id: bigint) => boolean;
+  /** Credentials for dialing the leader's client URL (https needs TLS; default insecure). */
+  credentialsFor?: (clientUrl: string) => grpc.ChannelCredentials;
 }
 
 function memberPb(m: Member): object {
@@ -67,7 +69,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
       if (started().length < Math.floor(n / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
     }
     // etcd also wants every voter reachable right now; only the leader knows who is.
-    if (!server.isLeader()) return forwardToLeader(server, 'MemberAdd', call.request, cb);
+    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberAdd', call.request, cb);
     if (!voters().every((v) => o.isActive(v.id))) return replyError(cb, Errors.Unhealthy);
     const member: Member = { id: computeMemberId(peerURLs, o.clusterToken, Date.now()), name: '', peerURLs: [...peerURLs].sort(), clientURLs: [], isLearner };
     if (server.membership.get(member.id) || server.membership.removed.has(member.id)) return replyError(cb, Errors.MemberExist);
@@ -88,7 +90,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
       if (up < Math.floor(remaining.length / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
       // etcd: removing a member that is down is always safe; removing a live one must leave a
       // quorum of the live members. Only the leader knows who is live.
-      if (!server.isLeader()) return forwardToLeader(server, 'MemberRemove', call.request, cb);
+      if (!server.isLeader()) return forwardToLeader(server, o, 'MemberRemove', call.request, cb);
       if (id === server.memberId || o.isActive(id)) {
         const active = voters().filter((v) => o.isActive(v.id)).length;
         if (active - 1 < Math.floor((voters().length - 1) / 2) + 1) return replyError(cb, Errors.Unhealthy);
@@ -117,7 +119,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
     const m = server.membership.get(id);
     if (!m) return replyError(cb, Errors.MemberNotFound);
     if (!m.isLearner) return replyError(cb, Errors.MemberNotLearner);
-    if (!server.isLeader()) return forwardToLeader(server, 'MemberPromote', call.request, cb);
+    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberPromote', call.request, cb);
     // Only the leader knows how far the learner has come.
     const match = o.raftLog.matchIndex(id) ?? 0;
     const last = server.raftStatus().lastIndex;
@@ -132,13 +134,19 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
 }
 
 /** Sends a Cluster request to the leader's client URL (the check needs the leader's view). */
-function forwardToLeader(server: Server, method: string, request: object, cb: Cb): void {
+function forwardToLeader(server: Server, o: ClusterServiceOptions, method: string, request: object, cb: Cb): void {
   const leader = server.membership.get(server.raftStatus().leader);
   const url = leader?.clientURLs[0];
   if (!leader || !url) return replyError(cb, Errors.NoLeader);
   const u = new URL(url);
   const Ctor = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.Cluster'), 'Cluster');
-  const client = new Ctor(`${u.hostname}:${u.port}`, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & { close(): void };
+  let creds: grpc.ChannelCredentials;
+  try {
+    creds = o.credentialsFor?.(url) ?? grpc.credentials.createInsecure();
+  } catch (err) {
+    return cb({ code: grpc.status.UNAVAILABLE, details: (err as Error).message } as grpc.ServiceError, null);
+  }
+  const client = new Ctor(`${u.hostname}:${u.port}`, creds) as unknown as Record<string, Function> & { close(): void };
   client[method]!(request, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: unknown) => {
     client.close();
     if (err) return cb(err, null);

@@ -19,23 +19,28 @@ export class LeaderForwarder {
   private clients = new Map<string, AnyClient>();
   private keepAlive: KeepAliveStream | undefined;
 
-  constructor(private readonly server: Server) {}
+  /** `credentialsFor`: how to dial a client URL (https needs TLS: src/tls credentialsForUrl). */
+  constructor(
+    private readonly server: Server,
+    private readonly credentialsFor: (clientUrl: string) => grpc.ChannelCredentials = () => grpc.credentials.createInsecure(),
+  ) {}
 
-  /** host:port of the leader's first client URL, or NoLeader. */
+  /** The leader's first client URL, or NoLeader. */
   private leaderTarget(): string {
     const leader = this.server.membership.get(this.server.raftStatus().leader);
     const url = leader?.clientURLs[0];
     if (!leader || !url) throw Errors.NoLeader;
-    const u = new URL(url);
-    return `${u.hostname}:${u.port}`;
+    return url;
   }
 
-  private client(service: string, target: string): AnyClient {
-    const key = `${service}@${target}`;
+  /** A client per service and leader URL (the URL's scheme decides TLS). */
+  private client(service: string, url: string): AnyClient {
+    const key = `${service}@${url}`;
     let c = this.clients.get(key);
     if (!c) {
+      const u = new URL(url);
       const Ctor = grpc.makeGenericClientConstructor(serviceDefinition(service), service);
-      c = new Ctor(target, grpc.credentials.createInsecure()) as unknown as AnyClient;
+      c = new Ctor(`${u.hostname}:${u.port}`, this.credentialsFor(url)) as unknown as AnyClient;
       this.clients.set(key, c);
     }
     return c;

@@ -25,6 +25,7 @@ import { emptyHardState } from '../raft/types';
 import type { RecoveredRaftState } from '../server/raft_log';
 import { Membership, initialMembers, memberFromJson, memberToJson, type Member, type MemberJson } from '../server/membership';
 import { serviceDefinition } from '../proto';
+import { credentialsForUrl, type TlsMaterial } from '../tls';
 
 export interface OpenedStorage {
   lock: DataDirLock;
@@ -62,13 +63,21 @@ export function bootstrapEntries(members: readonly Member[]): Entry[] {
   }));
 }
 
-/** Asks the members in --initial-cluster (other than us) for the cluster's member list. */
-export async function fetchClusterMembers(peerUrls: string[], timeoutMs = 5000): Promise<{ clusterId: bigint; members: Member[] }> {
+/** Asks the members in --initial-cluster (other than us) for the cluster's member list (https://
+ *  peer URLs are dialed with the peer TLS files). */
+export async function fetchClusterMembers(peerUrls: string[], timeoutMs = 5000, peerTls?: TlsMaterial): Promise<{ clusterId: bigint; members: Member[] }> {
   const Ctor = grpc.makeGenericClientConstructor(serviceDefinition('quorumkvpb.PeerCluster'), 'PeerCluster');
   const errors: string[] = [];
   for (const url of peerUrls) {
     const u = new URL(url);
-    const client = new Ctor(`${u.hostname}:${u.port}`, grpc.credentials.createInsecure()) as unknown as {
+    let creds: grpc.ChannelCredentials;
+    try {
+      creds = credentialsForUrl(url, peerTls, 'peer URL');
+    } catch (err) {
+      errors.push((err as Error).message);
+      continue;
+    }
+    const client = new Ctor(`${u.hostname}:${u.port}`, creds) as unknown as {
       Members(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: { cluster_id: string; members_json: Buffer }) => void): void;
       close(): void;
     };
@@ -87,7 +96,7 @@ export async function fetchClusterMembers(peerUrls: string[], timeoutMs = 5000):
   throw new Error(`cannot fetch the cluster's members from any of ${peerUrls.join(', ')} (${errors.join('; ')})`);
 }
 
-export async function openStorage(cfg: ServerConfig, log: Logger): Promise<OpenedStorage> {
+export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsMaterial): Promise<OpenedStorage> {
   fs.mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   const lock = lockDataDir(cfg.dataDir);
   try {
@@ -140,7 +149,7 @@ export async function openStorage(cfg: ServerConfig, log: Logger): Promise<Opene
     }
     // Joining an existing cluster.
     const others = [...cfg.initialCluster].filter(([name]) => name !== cfg.name).flatMap(([, urls]) => urls);
-    const fetched = await fetchClusterMembers(others);
+    const fetched = await fetchClusterMembers(others, undefined, peerTls);
     const me = fetched.members.find((m) => m.peerURLs.some((u) => cfg.initialAdvertisePeerUrls.includes(u)));
     if (!me) {
       throw new Error(

@@ -15,7 +15,8 @@ import type { Server } from '../server/server';
 import { Membership, memberFromJson, memberToJson, type MemberJson } from '../server/membership';
 import { Backend, type LoadedState } from '../storage/backend/backend';
 import { restoreSnapshotInto } from '../storage/backend/snapshot';
-import { addService, listen } from '../api/grpc_server';
+import { addService } from '../api/grpc_server';
+import { grpcChannelCredentials, grpcServerCredentials, type TlsMaterial } from '../tls';
 
 export interface ClusterNodeOptions {
   memberId: bigint;
@@ -29,6 +30,9 @@ export interface ClusterNodeOptions {
   log: Logger;
   /** Called after a snapshot from the leader replaced the applied state. */
   onStateInstalled: (loaded: LoadedState) => void;
+  /** Peer TLS (--peer-*): the peer server serves https:// listen URLs with it, and the transport
+   *  dials every peer with it (peer URLs are then expected to be https://). */
+  peerTls?: TlsMaterial;
 }
 
 /** How often a member retries publishing its attributes until they are applied. */
@@ -54,6 +58,7 @@ export class ClusterNode {
       onSnapshotStatus: (id, ok) => o.raftLog().reportSnapshot(id, ok),
       getSnapshotData: (m) => this.snapshotData(m),
       isRemovedMember: (id) => o.server.membership.removed.has(id),
+      credentials: o.peerTls ? grpcChannelCredentials(o.peerTls) : undefined,
     });
     this.peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
     this.transport.register(this.peerServer);
@@ -73,8 +78,20 @@ export class ClusterNode {
   async start(): Promise<void> {
     this.syncPeers();
     this.o.server.onMembershipChange(() => this.syncPeers());
-    await listen(this.peerServer, this.o.listenPeerUrls);
+    await this.listenPeers();
     this.publish();
+  }
+
+  /** Binds every --listen-peer-urls URL; https:// ones with the peer TLS files (checked by the
+   *  flags: an https URL without them never gets here). */
+  private async listenPeers(): Promise<void> {
+    for (const raw of this.o.listenPeerUrls) {
+      const url = new URL(raw);
+      const creds = url.protocol === 'https:' ? grpcServerCredentials(this.o.peerTls!) : grpc.ServerCredentials.createInsecure();
+      await new Promise<number>((resolve, reject) =>
+        this.peerServer.bindAsync(`${url.hostname}:${url.port}`, creds, (err, p) => (err ? reject(err) : resolve(p))),
+      );
+    }
   }
 
   /** The transport's peers = every member but us, at its current peer URLs. */

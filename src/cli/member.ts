@@ -25,6 +25,7 @@ import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
 import { AuthStore } from '../auth';
 import { AlarmType } from '../server/alarms';
+import { ConnectionIdentities, certIdentityInterceptor, credentialsForUrl, loadTls } from '../tls';
 
 /** etcd's suggested maximum for --quota-backend-bytes (it warns above it). */
 const QUOTA_BACKEND_BYTES_MAX_SUGGESTED = 8 * 1024 * 1024 * 1024;
@@ -80,7 +81,12 @@ function restoreLeases(lessor: Lessor, saved: Map<bigint, Buffer>, store: MvccSt
 }
 
 export async function startMember(cfg: ServerConfig, log: Logger): Promise<RunningMember> {
-  const st = await openStorage(cfg, log);
+  // TLS files are read once, before anything else, so that a bad file fails start-up at once.
+  const clientTls = cfg.clientTls ? loadTls(cfg.clientTls, '') : undefined;
+  const peerTls = cfg.peerTls ? loadTls(cfg.peerTls, 'peer-') : undefined;
+  // Leader forwarding dials client URLs: with the client TLS files (client CA + our certificate).
+  const clientUrlCredentials = (url: string) => credentialsForUrl(url, clientTls, 'leader client URL');
+  const st = await openStorage(cfg, log, peerTls);
   const mlog = log.child({ member: idToHex(st.memberId), name: cfg.name });
   let lastSnapshotIndex = st.loaded.appliedIndex;
   let snapshotting = false;
@@ -176,6 +182,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     server,
     raftLog: () => raftLog,
     log: mlog,
+    peerTls,
     onStateInstalled: (loaded) => {
       lessor.reset();
       restoreLeases(lessor, loaded.leases, server.store);
@@ -185,12 +192,15 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     },
   });
 
-  const forwarder = new LeaderForwarder(server);
+  const forwarder = new LeaderForwarder(server, clientUrlCredentials);
   metrics = new MemberMetrics({ server, log: mlog, serverVersion: STATUS_VERSION });
   const m = metrics;
   st.wal.onFsync = (ms) => m.observeWalFsync(ms);
   raftLog.observer = { received: (msg) => m.messageReceived(msg), leader: (lead) => m.leaderSeen(lead) };
-  const g = newGrpcServer(cfg.maxRequestBytes, [m.interceptor()]);
+  // With --client-cert-auth, verified certificate CNs reach the auth check (src/tls/identity.ts);
+  // the interceptor always runs, so that no client can send the CN metadata key itself.
+  const identities = clientTls?.commonNameAuth ? new ConnectionIdentities() : undefined;
+  const g = newGrpcServer(cfg.maxRequestBytes, [certIdentityInterceptor(identities), m.interceptor()]);
   const services: Record<string, Handlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
@@ -198,6 +208,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     'etcdserverpb.Cluster': clusterService(server, {
       clusterToken: cfg.initialClusterToken,
       raftLog,
+      credentialsFor: clientUrlCredentials,
       isActive: (id) => raftLog.isActive(id) && (id === st.memberId || cluster!.transport.isConnected(id)),
     }),
     'etcdserverpb.Maintenance': maintenanceService(server),
@@ -210,7 +221,10 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   try {
     await cluster.start();
     // One port per client URL for gRPC and HTTP (/health, /metrics, /version, the JSON gateway).
-    clients = await serveClients({ grpc: g, server, services, maxRequestBytes: cfg.maxRequestBytes, metrics: m, version: STATUS_VERSION, log: mlog }, cfg.listenClientUrls);
+    clients = await serveClients(
+      { grpc: g, server, services, maxRequestBytes: cfg.maxRequestBytes, metrics: m, version: STATUS_VERSION, log: mlog, tls: clientTls, identities },
+      cfg.listenClientUrls,
+    );
   } catch (err) {
     g.forceShutdown();
     await cluster.close().catch(() => undefined);

@@ -5,6 +5,8 @@
 //
 // Layout: quorumctl/args.ts (flag parsing), client.ts (endpoint choice, gRPC calls, errors),
 // kv.ts, lease.ts, cluster.ts (member, endpoint), snapshot.ts, progress.ts, format.ts (output).
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../config/flags';
 import { flagDurationMs, parseArgs, UsageError, type FlagSpec } from './quorumctl/args';
 import { CommandError, Connection, splitEndpoints, type ConnectionOptions } from './quorumctl/client';
@@ -14,7 +16,8 @@ import { leaseCommand } from './quorumctl/lease';
 import { endpointCommand, memberCommand } from './quorumctl/cluster';
 import { RESTORE_FLAGS, snapshotCommand } from './quorumctl/snapshot';
 
-const USAGE = `Usage: quorumctl [--endpoints=127.0.0.1:2379[,...]] [--dial-timeout=2s] [--command-timeout=5s] [-w simple|json] COMMAND
+const USAGE = `Usage: quorumctl [--endpoints=127.0.0.1:2379[,...]] [--dial-timeout=2s] [--command-timeout=5s] [-w simple|json]
+                 [--cacert=CA] [--cert=CERT --key=KEY] COMMAND
 
 Commands:
   get KEY [--prefix] [--rev N] [--limit N] [--keys-only] [--consistency l|s]
@@ -32,9 +35,26 @@ Lease and member IDs are hex, as printed.
 
 const FLAGS: FlagSpec = {
   booleans: ['prefix', 'keys-only', 'keys', 'learner', 'help'],
-  values: ['endpoints', 'dial-timeout', 'command-timeout', 'write-out', 'rev', 'limit', 'lease', 'peer-urls', 'consistency', ...RESTORE_FLAGS],
+  values: ['endpoints', 'dial-timeout', 'command-timeout', 'write-out', 'cacert', 'cert', 'key', 'rev', 'limit', 'lease', 'peer-urls', 'consistency', ...RESTORE_FLAGS],
   aliases: { w: 'write-out', h: 'help' },
 };
+
+/** etcdctl's TLS flags: TLS when any of them is given or an endpoint is https:// (the system's
+ *  roots verify the server without --cacert); --cert and --key go together. */
+function tlsCredentials(flags: ReadonlyMap<string, string>, httpsEndpoint: boolean): grpc.ChannelCredentials | undefined {
+  const [ca, cert, key] = (['cacert', 'cert', 'key'] as const).map((f) => flags.get(f));
+  if (ca === undefined && cert === undefined && key === undefined && !httpsEndpoint) return undefined;
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError('--cert and --key must be given together');
+  const read = (flag: string, file: string | undefined) => {
+    if (file === undefined) return null;
+    try {
+      return fs.readFileSync(file);
+    } catch (err) {
+      throw new UsageError(`cannot read --${flag}=${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+  };
+  return grpc.credentials.createSsl(read('cacert', ca), read('key', key), read('cert', cert));
+}
 
 export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let conn: Connection | undefined;
@@ -47,10 +67,12 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
     }
     const sub = { ...a, positional: rest };
     const format = outputFormat(a.flags.get('write-out'));
-    const endpoints = splitEndpoints(a.flags.get('endpoints') ?? process.env.ETCDCTL_ENDPOINTS ?? '127.0.0.1:2379');
+    const rawEndpoints = a.flags.get('endpoints') ?? process.env.ETCDCTL_ENDPOINTS ?? '127.0.0.1:2379';
+    const endpoints = splitEndpoints(rawEndpoints);
     const opts: ConnectionOptions = {
       dialTimeoutMs: flagDurationMs(a, 'dial-timeout', 2000),
       commandTimeoutMs: flagDurationMs(a, 'command-timeout', 5000),
+      credentials: tlsCredentials(a.flags, /(^|,)\s*https:\/\//i.test(rawEndpoints)),
     };
     const connect = async () => (conn = await Connection.open(endpoints, opts));
     switch (cmd) {

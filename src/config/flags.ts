@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import YAML from 'yaml';
 import { QUOTA_BACKEND_BYTES_DEFAULT } from '../server/quota';
+import { loadTls, type TlsFiles } from '../tls';
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -48,6 +49,18 @@ const bool = z
   .pipe(z.enum(['true', 'false', '1', '0']))
   .transform((s) => s === 'true' || s === '1');
 
+const readableFile = z
+  .string()
+  .min(1, 'must not be empty')
+  .superRefine((file, ctx) => {
+    try {
+      if (!fs.statSync(file).isFile()) ctx.addIssue({ code: 'custom', message: 'not a regular file' });
+      else fs.accessSync(file, fs.constants.R_OK);
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: `cannot read it (${(err as NodeJS.ErrnoException).code ?? String(err)})` });
+    }
+  });
+
 /** Every flag the server accepts, with its schema and default (as a flag string). */
 const flagSchemas = {
   name: z.string().min(1, 'must not be empty').regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
@@ -66,7 +79,19 @@ const flagSchemas = {
   'election-timeout': positiveInt(600_000),
   'snapshot-count': positiveInt(1_000_000_000),
   'quota-backend-bytes': quotaBytes,
+  // TLS (docs/security.md "TLS"): the files must exist and be readable when the flag is parsed.
+  'cert-file': readableFile,
+  'key-file': readableFile,
+  'trusted-ca-file': readableFile,
+  'client-cert-auth': bool,
+  'peer-cert-file': readableFile,
+  'peer-key-file': readableFile,
+  'peer-trusted-ca-file': readableFile,
+  'peer-client-cert-auth': bool,
 } as const;
+
+/** Flags that may be given bare (`--client-cert-auth` = true), as Go's boolean flags. */
+const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['client-cert-auth', 'peer-client-cert-auth']);
 
 type FlagName = keyof typeof flagSchemas;
 
@@ -87,6 +112,14 @@ const defaults: Record<FlagName, string | undefined> = {
   'election-timeout': '1000',
   'snapshot-count': '10000',
   'quota-backend-bytes': '0',
+  'cert-file': undefined,
+  'key-file': undefined,
+  'trusted-ca-file': undefined,
+  'client-cert-auth': 'false',
+  'peer-cert-file': undefined,
+  'peer-key-file': undefined,
+  'peer-trusted-ca-file': undefined,
+  'peer-client-cert-auth': 'false',
 };
 
 export interface ServerConfig {
@@ -111,6 +144,11 @@ export interface ServerConfig {
   /** Backend quota in bytes (0 given = etcd's default 2 GiB; Infinity = no quota, from a negative
    *  flag value). */
   quotaBackendBytes: number;
+  /** Client-side TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); undefined
+   *  without --cert-file/--key-file. */
+  clientTls: TlsFiles | undefined;
+  /** Peer-side TLS (--peer-*). */
+  peerTls: TlsFiles | undefined;
 }
 
 /** Splits argv into flag → raw string. Accepts `--flag value`, `--flag=value`, `-flag` and bare
@@ -193,6 +231,30 @@ export function readConfigFile(file: string): Map<string, string> {
   return out;
 }
 
+/** One side's TLS files: cert and key come together (etcd: "KeyFile and CertFile must both be
+ *  present"); a CA or client-cert auth without them is refused rather than silently ignored. */
+function tlsFiles(prefix: '' | 'peer-', certFile: string | undefined, keyFile: string | undefined, trustedCaFile: string | undefined, clientCertAuth: boolean): TlsFiles | undefined {
+  if (certFile === undefined && keyFile === undefined) {
+    if (trustedCaFile !== undefined || clientCertAuth) {
+      throw new ConfigError(`--${prefix}${trustedCaFile !== undefined ? 'trusted-ca-file' : 'client-cert-auth'} needs --${prefix}cert-file and --${prefix}key-file`);
+    }
+    return undefined;
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    throw new ConfigError(`--${prefix}cert-file and --${prefix}key-file must both be given (got only --${prefix}${certFile === undefined ? 'key-file' : 'cert-file'})`);
+  }
+  return { certFile, keyFile, trustedCaFile, clientCertAuth };
+}
+
+/** https:// URLs need the matching side's certificate and key. */
+function checkTlsUrls(cfg: ServerConfig): void {
+  const https = (urls: readonly string[]) => urls.find((u) => u.startsWith('https:'));
+  const client = https(cfg.listenClientUrls);
+  if (client !== undefined && !cfg.clientTls) throw new ConfigError(`--listen-client-urls ${client} is https: it needs --cert-file and --key-file`);
+  const peer = https(cfg.listenPeerUrls);
+  if (peer !== undefined && !cfg.peerTls) throw new ConfigError(`--listen-peer-urls ${peer} is https: it needs --peer-cert-file and --peer-key-file`);
+}
+
 /** etcd 3.4's quota choice: 0 → DefaultQuotaBytes, negative → quota disabled. */
 function quotaFromFlag(n: number): number {
   if (n === 0) return QUOTA_BACKEND_BYTES_DEFAULT;
@@ -201,7 +263,7 @@ function quotaFromFlag(n: number): number {
 
 export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const known = new Set([...Object.keys(flagSchemas), 'config-file']);
-  let raw = splitArgv(argv, known, new Set());
+  let raw = splitArgv(argv, known, BOOLEAN_FLAGS);
   const configFile = raw.get('config-file') ?? env.ETCD_CONFIG_FILE;
   // As etcd: with a config file, other flags and environment variables are ignored.
   if (configFile !== undefined) {
@@ -243,7 +305,17 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     electionTimeoutMs: get('election-timeout')!,
     snapshotCount: get('snapshot-count')!,
     quotaBackendBytes: quotaFromFlag(get('quota-backend-bytes')!),
+    clientTls: tlsFiles('', get('cert-file'), get('key-file'), get('trusted-ca-file'), get('client-cert-auth')!),
+    peerTls: tlsFiles('peer-', get('peer-cert-file'), get('peer-key-file'), get('peer-trusted-ca-file'), get('peer-client-cert-auth')!),
   };
+  checkTlsUrls(cfg);
+  // A key that does not match its certificate, or a file that is not PEM, fails here in one line.
+  try {
+    if (cfg.clientTls) loadTls(cfg.clientTls, '');
+    if (cfg.peerTls) loadTls(cfg.peerTls, 'peer-');
+  } catch (err) {
+    throw new ConfigError((err as Error).message);
+  }
   if (cfg.electionTimeoutMs < 5 * cfg.heartbeatIntervalMs) {
     throw new ConfigError(
       `invalid --election-timeout=${cfg.electionTimeoutMs}: must be at least 5 times --heartbeat-interval (${cfg.heartbeatIntervalMs})`,

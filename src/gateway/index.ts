@@ -7,6 +7,7 @@ import { ClientListener } from './listener';
 import { JsonGateway } from './gateway';
 import { createClientHttpServer } from './http_server';
 import type { MemberMetrics } from './metrics';
+import { gatewayCommonNameGuard, tlsServerOptions, type ConnectionIdentities, type TlsMaterial } from '../tls';
 
 export { MemberMetrics, WARNING_APPLY_DURATION_MS_DEFAULT } from './metrics';
 export { ClientListener, HTTP2_PREFACE } from './listener';
@@ -23,6 +24,10 @@ export interface ClientEndpointOptions {
   /** What /version reports (etcd's API version we speak). */
   version: string;
   log: Logger;
+  /** Client TLS (https:// listen URLs), from --cert-file & co. */
+  tls?: TlsMaterial;
+  /** With --client-cert-auth: where the listener records verified certificate CNs. */
+  identities?: ConnectionIdentities;
 }
 
 export interface ClientEndpoint {
@@ -35,7 +40,15 @@ export interface ClientEndpoint {
 export async function serveClients(o: ClientEndpointOptions, urls: readonly string[]): Promise<ClientEndpoint> {
   const gateway = new JsonGateway({ services: o.services, maxRequestBytes: o.maxRequestBytes, log: o.log, calls: o.metrics });
   const http = createClientHttpServer({ server: o.server, gateway, metrics: o.metrics.registry, version: o.version });
-  const listener = new ClientListener({ grpc: o.grpc, http });
+  if (o.tls?.commonNameAuth) gatewayCommonNameGuard(http, () => o.server.auth.enabled);
+  const listener = new ClientListener({
+    grpc: o.grpc,
+    http,
+    tls: o.tls ? tlsServerOptions(o.tls) : undefined,
+    identities: o.identities,
+    // etcd logs these too ("rejected connection from ..."): a client without a valid certificate.
+    onTlsError: (err, remote) => o.log.warn('rejected connection', { remote, error: err.message }),
+  });
   let ports: number[];
   try {
     ports = await listener.listen(urls);

@@ -5,15 +5,17 @@
 // Cost on the gRPC path: one peek per connection (at most 24 bytes, usually the first read), then
 // the socket belongs to grpc-js's HTTP/2 session; no per-request work happens here.
 //
-// TLS (not built yet) slots in front of route(): a tls.Server with ALPNProtocols ['h2', 'http/1.1']
-// whose 'secureConnection' handler calls routeAlpn(tlsSocket): 'h2' goes to gRPC, anything else
-// to HTTP (a client without ALPN falls back to routeByPreface on the decrypted stream). grpc-js
-// accepts any Duplex through the injector, so the gRPC side needs no credentials of its own.
+// TLS (https:// listen URLs) terminates here, in front of the routing: a tls.Server (options from
+// src/tls) whose 'secureConnection' handler calls routeAlpn(tlsSocket) on the decrypted stream.
+// grpc-js accepts any Duplex through the injector, so the gRPC side needs no credentials of its own,
+// and gRPC over TLS goes through the same :authority admission as plain gRPC. A verified client
+// certificate's CN is recorded per connection for the auth check (src/tls/identity.ts).
 import net from 'node:net';
+import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { admitGrpcConnection } from './h2_authority';
 import type http from 'node:http';
-import type tls from 'node:tls';
+import type { ConnectionIdentities } from '../tls';
 import * as grpc from '@grpc/grpc-js';
 import { assert } from '../util/assert';
 
@@ -31,10 +33,18 @@ function dropUnrouted(this: net.Socket): void {
 export interface ClientListenerOptions {
   grpc: grpc.Server;
   http: http.Server;
+  /** For https:// URLs: the tls.Server options (src/tls tlsServerOptions). */
+  tls?: tls.TlsOptions;
+  /** Where verified client certificate CNs are recorded (only with --client-cert-auth). */
+  identities?: ConnectionIdentities;
+  /** A TLS handshake failed (no or untrusted client certificate, wrong protocol...). */
+  onTlsError?: (err: Error, remote: string) => void;
 }
 
 export class ClientListener {
   private readonly servers: net.Server[] = [];
+  /** Raw TCP sockets of TLS connections still in their handshake (closed with the listener). */
+  private readonly handshaking = new Set<net.Socket>();
   /** Sockets accepted but not yet routed (they belong to neither server yet). */
   private readonly unrouted = new Set<net.Socket>();
   /** Sockets handed to the HTTP server (Node does not wait for them in close() without a listen). */
@@ -51,9 +61,8 @@ export class ClientListener {
     const ports: number[] = [];
     for (const u of urls) {
       const url = new URL(u);
-      if (url.protocol !== 'http:') throw new Error(`--listen-client-urls ${u}: only http:// is supported (TLS is not built yet)`);
       const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
-      const s = net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+      const s = url.protocol === 'https:' ? this.tlsServer(u) : net.createServer({ noDelay: true }, (socket) => this.accept(socket));
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject);
         s.listen(Number(url.port), host, () => (s.off('error', reject), resolve()));
@@ -64,13 +73,38 @@ export class ClientListener {
     return ports;
   }
 
+  private tlsServer(u: string): tls.Server {
+    if (!this.o.tls) throw new Error(`--listen-client-urls ${u} is https but no --cert-file/--key-file were given`);
+    const s = tls.createServer(this.o.tls, (socket) => {
+      this.o.identities?.track(socket);
+      this.accept(socket);
+      if (!socket.destroyed) this.routeAlpn(socket);
+    });
+    s.on('connection', (raw: net.Socket) => {
+      raw.setNoDelay(true);
+      this.handshaking.add(raw);
+      raw.once('close', () => this.handshaking.delete(raw));
+    });
+    // The handshake is over: the connection is now tracked as unrouted/grpc/http like a plain one.
+    s.on('secureConnection', (socket: tls.TLSSocket) => {
+      for (const raw of this.handshaking) {
+        if (raw.remotePort === socket.remotePort && raw.remoteAddress === socket.remoteAddress) this.handshaking.delete(raw);
+      }
+    });
+    // (The address is gone when the client hung up itself.)
+    s.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => this.o.onTlsError?.(err, socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown'));
+    return s;
+  }
+
+  /** A new connection (plain, or TLS once its handshake is done): unrouted until its protocol is
+   *  known. Plain ones are routed by their first bytes here; TLS ones by the caller (routeAlpn). */
   private accept(socket: net.Socket): void {
     if (this.closed) return void socket.destroy();
     this.unrouted.add(socket);
     socket.on('error', () => socket.destroy());
     socket.setTimeout(ROUTE_TIMEOUT_MS, dropUnrouted);
     socket.once('close', () => this.unrouted.delete(socket));
-    this.routeByPreface(socket);
+    if (!(socket instanceof tls.TLSSocket)) this.routeByPreface(socket);
   }
 
   /** Reads until the first bytes decide the protocol, puts them back, and hands the socket over. */
@@ -98,10 +132,10 @@ export class ClientListener {
     socket.on('data', onData);
   }
 
-  /** For the TLS listener to come: route by the protocol ALPN agreed on. */
+  /** TLS: HTTP/1.1 by ALPN goes straight to HTTP; h2 (and clients without ALPN) are routed by
+   *  their first decrypted bytes, so that gRPC goes through admitGrpcConnection like plain gRPC. */
   routeAlpn(socket: tls.TLSSocket): void {
-    if (socket.alpnProtocol === 'h2') this.handOver(socket, 'grpc');
-    else if (socket.alpnProtocol === 'http/1.1') this.handOver(socket, 'http');
+    if (socket.alpnProtocol === 'http/1.1') this.handOver(socket, 'http');
     else this.routeByPreface(socket);
   }
 
@@ -126,6 +160,8 @@ export class ClientListener {
     this.closed = true;
     for (const s of this.unrouted) s.destroy();
     this.unrouted.clear();
+    for (const s of this.handshaking) s.destroy();
+    this.handshaking.clear();
     const listening = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     this.injector.drain(graceMs);
     // HTTP: idle keep-alive connections go now; responses in flight get the grace period.

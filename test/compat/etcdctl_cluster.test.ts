@@ -137,7 +137,7 @@ describe('etcdctl against a 3-member quorumkv cluster', function () {
     const victim = added;
     assert.ok(victim, 'needs the member added by the previous test');
     const out = await ok(['member', 'remove', victim.id]);
-    assert.match(out, new RegExp(`Member ${victim.id} removed from cluster`));
+    assert.match(out, new RegExp(`Member\\s+${victim.id} removed from cluster`));
     assert.ok(!(await memberIds()).includes(victim.id));
     // etcd's removed member shuts itself down ("the member has been permanently removed").
     const exitedBySelf = await waitFor('the removed member to exit', 5_000, () => (victim.running() ? undefined : true)).then(
@@ -166,7 +166,7 @@ describe('etcdctl against a 3-member quorumkv cluster', function () {
         last = await ctl(['member', 'promote', learner.id]);
         return last.code === 0 ? true : undefined;
       }, 200);
-      assert.match(last!.stdout, new RegExp(`Member ${learner.id} promoted in cluster`));
+      assert.match(last!.stdout, new RegExp(`Member\\s+${learner.id} promoted in cluster`));
       table = await ok(['member', 'list', '-w', 'table']);
       assert.match(table.split('\n').find((l) => l.includes(learner.id))!, /\|\s+false\s+\|\s*$/);
       assert.equal((await ok(['get', 'hash/1', '--print-value-only'], learner.endpoint)).trim(), 'v1');

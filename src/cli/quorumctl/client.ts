@@ -34,6 +34,8 @@ function ctor(service: EtcdService): grpc.ServiceClientConstructor {
 export interface ConnectionOptions {
   dialTimeoutMs: number;
   commandTimeoutMs: number;
+  /** TLS (--cacert/--cert/--key or https:// endpoints); insecure when absent. */
+  credentials?: grpc.ChannelCredentials;
 }
 
 /** "http://host:port" or "host:port" → "host:port". */
@@ -73,7 +75,7 @@ export class Connection {
 
   /** Connects to exactly this endpoint (endpoint status/health look at each one). */
   static async openOne(endpoint: string, opts: ConnectionOptions): Promise<Connection> {
-    const channel = new grpc.Channel(endpoint, grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
+    const channel = new grpc.Channel(endpoint, opts.credentials ?? grpc.credentials.createInsecure(), CHANNEL_OPTIONS);
     const deadline = Date.now() + opts.dialTimeoutMs;
     for (;;) {
       const state = channel.getConnectivityState(true);
@@ -90,7 +92,7 @@ export class Connection {
     let c = this.clients.get(service);
     if (!c) {
       const Ctor = ctor(service);
-      c = new Ctor(this.endpoint, grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, channelOverride: this.channel }) as unknown as RawClient;
+      c = new Ctor(this.endpoint, this.opts.credentials ?? grpc.credentials.createInsecure(), { ...CHANNEL_OPTIONS, channelOverride: this.channel }) as unknown as RawClient;
       this.clients.set(service, c);
     }
     return c;

@@ -1,0 +1,111 @@
+// Client-certificate identity (etcd's AuthInfoFromTLS): with --client-cert-auth and auth enabled, a
+// request that carries no token is made by the user named by the Common Name of the verified client
+// certificate.
+//
+// How the CN reaches the auth check. The client port terminates TLS itself and hands the decrypted
+// stream to grpc-js through its connection injector (listener.ts), so grpc-js never sees the TLS
+// socket: `call.getAuthContext()` is empty for every call, and for connections that go through the
+// :authority rewriter (h2_authority.ts) grpc-js sees a plain Duplex. What grpc-js does report for
+// every call is the connection's addresses (`call.getConnectionInfo()`: local and remote address and
+// port, read from whatever stream it was given — the rewriter copies them from the socket). A live
+// TCP connection is uniquely named by that 4-tuple, so:
+//   1. when a TLS handshake completes with a verified certificate, the listener records
+//      4-tuple → CN here, and forgets it when the socket closes;
+//   2. a server interceptor on the client gRPC server, on every call, first deletes any
+//      CERT_CN_METADATA_KEY the client sent itself (so it cannot be forged), then sets it from the
+//      registry;
+//   3. the auth gate (api/auth_service.ts callerOf) uses it when the request has no token.
+// The JSON gateway never sets the key: etcd 3.4 refuses /v3/ requests whose certificate has a CN
+// when client-cert auth and auth are on (gatewayCommonNameGuard below), and so do we.
+import type net from 'node:net';
+import type http from 'node:http';
+import type tls from 'node:tls';
+import * as grpc from '@grpc/grpc-js';
+import { assert } from '../util/assert';
+
+/** Metadata key carrying the verified certificate's CN to the handlers. Set only by the server. */
+export const CERT_CN_METADATA_KEY = 'x-quorumkv-verified-cert-cn';
+
+/** Bound on remembered connections (each is removed on close; this only guards against a leak). */
+const IDENTITIES_MAX = 1_000_000;
+
+function connectionKey(localAddress: string | undefined, localPort: number | undefined, remoteAddress: string | undefined, remotePort: number | undefined): string | undefined {
+  if (!localAddress || !localPort || !remoteAddress || !remotePort) return undefined;
+  return `${remoteAddress}|${remotePort}|${localAddress}|${localPort}`;
+}
+
+/** The verified CN of a TLS socket whose handshake succeeded, or undefined. */
+export function verifiedCommonName(socket: tls.TLSSocket): string | undefined {
+  if (!socket.authorized) return undefined;
+  const cn = socket.getPeerCertificate()?.subject?.CN;
+  // A subject may hold several CNs (Node then gives an array); etcd takes the certificate's
+  // CommonName, which Go sets from the last one. Keep that.
+  const name = Array.isArray(cn) ? cn[cn.length - 1] : cn;
+  return typeof name === 'string' && name.length > 0 ? name : undefined;
+}
+
+/** Live client connections with a verified certificate CN, by their TCP 4-tuple. */
+export class ConnectionIdentities {
+  private readonly byConnection = new Map<string, string>();
+
+  /** Records `socket`'s verified CN (if any) until it closes. */
+  track(socket: tls.TLSSocket): void {
+    const cn = verifiedCommonName(socket);
+    const key = connectionKey(socket.localAddress, socket.localPort, socket.remoteAddress, socket.remotePort);
+    if (cn === undefined || key === undefined) return;
+    assert(this.byConnection.size < IDENTITIES_MAX, 'tls identities: more live connections than IDENTITIES_MAX');
+    this.byConnection.set(key, cn);
+    socket.once('close', () => this.byConnection.delete(key));
+  }
+
+  commonNameOf(info: { localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number }): string | undefined {
+    const key = connectionKey(info.localAddress, info.localPort, info.remoteAddress, info.remotePort);
+    return key === undefined ? undefined : this.byConnection.get(key);
+  }
+
+  get size(): number {
+    return this.byConnection.size;
+  }
+}
+
+/** The server interceptor of step 2: strips a client-sent CERT_CN_METADATA_KEY and, when
+ *  `identities` is given (client-cert auth on), sets it from the connection's certificate. */
+export function certIdentityInterceptor(identities: ConnectionIdentities | undefined): grpc.ServerInterceptor {
+  return (_method, call) =>
+    new grpc.ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (md, nextMd) => {
+            md.remove(CERT_CN_METADATA_KEY);
+            const cn = identities?.commonNameOf(call.getConnectionInfo());
+            if (cn !== undefined) md.set(CERT_CN_METADATA_KEY, cn);
+            nextMd(md);
+          },
+        }),
+    });
+}
+
+/** The CN the interceptor attached to a call's metadata, if any. */
+export function certCommonNameOf(md: grpc.Metadata): string | undefined {
+  const v = md.get(CERT_CN_METADATA_KEY)[0];
+  return v === undefined ? undefined : String(v);
+}
+
+/** etcd 3.4's guard (embed/serve.go): with client-cert auth and auth enabled, a /v3/ gateway request
+ *  whose verified certificate has a CN is answered 400, because the gateway cannot carry the CN to
+ *  the auth check and etcd refuses rather than serve it as someone else. Wraps the HTTP server's
+ *  request handlers. */
+export function gatewayCommonNameGuard(server: http.Server, authEnabled: () => boolean): void {
+  const handlers = server.listeners('request') as ((req: http.IncomingMessage, res: http.ServerResponse) => void)[];
+  server.removeAllListeners('request');
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const sock = req.socket as net.Socket & Partial<tls.TLSSocket>;
+    const path = req.url ?? '/';
+    if (sock.encrypted && authEnabled() && /^\/v3(alpha|beta)?\//.test(path) && verifiedCommonName(sock as tls.TLSSocket) !== undefined) {
+      const body = 'CommonName of client sending a request against gateway will be ignored and not used as expected\n';
+      res.writeHead(400, { 'Content-Type': 'text/plain; charset=utf-8', 'X-Content-Type-Options': 'nosniff', 'Content-Length': Buffer.byteLength(body) });
+      return void res.end(body);
+    }
+    for (const h of handlers) h.call(server, req, res);
+  });
+}
