@@ -4,9 +4,16 @@
 
 export type Int64 = string | number;
 
+/** A uint64 the server builds once (protobufjs encodes Long values without parsing). */
+export interface LongValue {
+  low: number;
+  high: number;
+  unsigned: boolean;
+}
+
 export interface ResponseHeader {
-  cluster_id: Int64;
-  member_id: Int64;
+  cluster_id: Int64 | LongValue;
+  member_id: Int64 | LongValue;
   revision: Int64;
   raft_term: Int64;
 }

@@ -66,7 +66,10 @@ function internalType(): protobuf.Type {
 
 export function encodeRequest(req: InternalRequest): Uint8Array {
   const t = internalType();
-  return t.encode(t.fromObject(req)).finish();
+  // The request objects already have the encoder's types (Buffers, numbers or decimal strings for
+  // int64, enum numbers): encoding them directly skips fromObject's conversion copy, a few percent
+  // of a put's CPU.
+  return t.encode(req as unknown as protobuf.Message).finish();
 }
 
 export function decodeRequest(data: Uint8Array): InternalRequest {

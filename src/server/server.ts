@@ -4,6 +4,7 @@
 // The log underneath is an interface (ReplicatedLog). Today it is SingleNodeLog: entries are
 // "committed" as soon as the event loop turns, in memory only. Raft with the WAL (the durability
 // and cluster issues) implements the same interface, and nothing above this file changes.
+import Long from 'long';
 import { assert } from '../util/assert';
 import { EtcdError, Errors, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
@@ -181,8 +182,9 @@ export class Server {
   private readonly sweeper: NodeJS.Timeout;
   private readonly requestTimeoutMs: number;
   private backend: Backend | undefined;
-  private readonly memberIdPb: string;
-  private readonly clusterIdPb: string;
+  /** uint64 IDs as Long values, built once: as decimal strings every response re-parsed them. */
+  private readonly memberIdPb: Long;
+  private readonly clusterIdPb: Long;
 
   constructor(
     private readonly log: ReplicatedLog,
@@ -190,8 +192,8 @@ export class Server {
   ) {
     this.memberId = opts.memberId;
     this.clusterId = opts.clusterId;
-    this.memberIdPb = opts.memberId.toString();
-    this.clusterIdPb = opts.clusterId.toString();
+    this.memberIdPb = Long.fromString(opts.memberId.toString(), true);
+    this.clusterIdPb = Long.fromString(opts.clusterId.toString(), true);
     this.maxRequestBytes = opts.maxRequestBytes;
     this.store = opts.store ?? new MvccStore();
     this.backend = opts.backend;
