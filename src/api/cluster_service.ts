@@ -15,6 +15,8 @@ import type { Handlers } from './grpc_server';
 const LEARNERS_MAX = 1;
 /** A learner is promotable once its log holds this share of the leader's (etcd's 90%). */
 const LEARNER_READY_FRACTION = 0.9;
+/** How long MemberList waits for a ReadIndex round before answering from the local state. */
+const MEMBER_LIST_READ_WAIT_MS = 1000;
 
 export interface ClusterServiceOptions {
   clusterToken: string;
@@ -52,9 +54,20 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
   const started = () => voters().filter((m) => m.name !== '');
 
   const MemberList = (call: Call<{ linearizable?: boolean }>, cb: Cb) => {
-    const reply = () => cb(null, { header: server.header(), members: members() });
-    if (call.request.linearizable) server.linearizableRead().then(reply, (err) => replyError(cb, err));
-    else reply();
+    const reply = () => (server.isStopped ? replyError(cb, Errors.Stopped) : cb(null, { header: server.header(), members: members() }));
+    if (call.request.linearizable) return void server.linearizableRead().then(reply, (err) => replyError(cb, err));
+    // etcd 3.4 serves the list locally. We first try a short ReadIndex round so a client that just
+    // changed the membership through another member sees its change here too; without a quorum
+    // (an operator diagnosing a broken cluster) the local list is served anyway.
+    let done = false;
+    const once = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(t);
+      reply();
+    };
+    const t = setTimeout(once, MEMBER_LIST_READ_WAIT_MS);
+    server.linearizableRead().then(once, once);
   };
 
   const MemberAdd = (call: Call<{ peerURLs: string[]; isLearner: boolean }>, cb: Cb) => {
@@ -150,11 +163,17 @@ function forwardToLeader(server: Server, o: ClusterServiceOptions, method: strin
   client[method]!(request, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: unknown) => {
     client.close();
     if (err) return cb(err, null);
-    // The leader answered once it applied the change; catch up before answering, so that a
-    // client reading this member next (MemberList is served locally) sees its own change.
-    server.linearizableRead().then(
-      () => cb(null, res),
-      () => cb(null, res),
-    );
+    // The leader answered once it applied the change; catch up (briefly) before answering, so
+    // that a client reading this member next sees its own change. Bounded: a member that was just
+    // removed by this very request can no longer complete a ReadIndex round.
+    let done = false;
+    const answer = () => {
+      if (done) return;
+      done = true;
+      clearTimeout(t);
+      cb(null, res);
+    };
+    const t = setTimeout(answer, MEMBER_LIST_READ_WAIT_MS);
+    server.linearizableRead().then(answer, answer);
   });
 }

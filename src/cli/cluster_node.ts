@@ -28,6 +28,8 @@ export interface ClusterNodeOptions {
   server: Server;
   raftLog: () => RaftLog;
   log: Logger;
+  /** Called when a peer refuses this member as removed from the cluster. */
+  onRemoved?: () => void;
   /** Called after a snapshot from the leader replaced the applied state. */
   onStateInstalled: (loaded: LoadedState) => void;
   /** Peer TLS (--peer-*): the peer server serves https:// listen URLs with it, and the transport
@@ -58,6 +60,7 @@ export class ClusterNode {
       onSnapshotStatus: (id, ok) => o.raftLog().reportSnapshot(id, ok),
       getSnapshotData: (m) => this.snapshotData(m),
       isRemovedMember: (id) => o.server.membership.removed.has(id),
+      onRemoved: () => o.onRemoved?.(),
       credentials: o.peerTls ? grpcChannelCredentials(o.peerTls) : undefined,
     });
     this.peerServer = new grpc.Server(PEER_SERVER_OPTIONS);

@@ -172,6 +172,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   if (server.isLeader()) lessor.promote(cfg.electionTimeoutMs);
   leaseRunner.start();
 
+  let removedByPeer: () => void = () => undefined;
   cluster = new ClusterNode({
     memberId: st.memberId,
     clusterId: st.clusterId,
@@ -183,6 +184,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     raftLog: () => raftLog,
     log: mlog,
     peerTls,
+    onRemoved: () => removedByPeer(),
     onStateInstalled: (loaded) => {
       lessor.reset();
       restoreLeases(lessor, loaded.leases, server.store);
@@ -247,10 +249,17 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     const check = () => {
       if (server.membership.removed.has(st.memberId)) {
         mlog.warn('the member has been permanently removed from the cluster; shutting down');
+        server.markRemoved();
         resolve();
       }
     };
     server.onMembershipChange(check);
+    // A member that missed its own removal learns it from a peer refusing it.
+    removedByPeer = () => {
+      mlog.warn('a peer refused this member as removed from the cluster; shutting down');
+      server.markRemoved();
+      resolve();
+    };
     check();
   });
 

@@ -4,6 +4,7 @@ import { ConfigError, parseServerFlags } from '../config/flags';
 import { Logger } from '../util/log';
 import { startMember } from './member';
 
+const REMOVED_STOP_DELAY_MS = 3000;
 const VERSION = '3.4.0-quorumkv.0.1.0';
 
 async function main(): Promise<void> {
@@ -43,7 +44,9 @@ async function main(): Promise<void> {
     member.stop().then(() => process.exit(0));
   };
   // As etcd: a member removed from the cluster exits on its own.
-  void member.removed.then(() => shutdown('removed from the cluster'));
+  // It stops serving at once but closes a few seconds later, so that the answer to the request that
+  // removed it (possibly sent through this very member) still gets out, as etcd delays its stop.
+  void member.removed.then(() => setTimeout(() => shutdown('removed from the cluster'), REMOVED_STOP_DELAY_MS));
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }

@@ -468,6 +468,18 @@ export class Server {
     this.waiters.clear();
   }
 
+  /** This member learned it was removed from the cluster: it stops serving (clients retry
+   *  another member on the Unavailable answer) while it shuts down. */
+  markRemoved(): void {
+    this.stopped = true;
+    for (const [id, w] of this.waiters) w.resolve({ id, error: Errors.Stopped, revision: 0 });
+    this.waiters.clear();
+  }
+
+  get isStopped(): boolean {
+    return this.stopped;
+  }
+
   /** Whether the member can still accept writes (for health reporting). */
   get healthy(): boolean {
     return this.failure === undefined && !this.stopped;

@@ -12,7 +12,7 @@ import { assert } from '../util/assert';
 import type { Logger } from '../util/log';
 import { Backoff, type BackoffOptions } from './backoff';
 import { encodeMessages, encodedMessageSize } from './codec';
-import { STREAM_PATH, deserializeStreamResponse, peerMetadata, peerTarget, serializeBatch, type MessageBatchPb } from './wire';
+import { STREAM_PATH, deserializeStreamResponse, peerMetadata, peerTarget, serializeBatch, type MessageBatchPb, ERR_MEMBER_REMOVED } from './wire';
 
 const BATCH_HEADER_BYTES = 5;
 /** How long close() waits for a stream to end cleanly before it stops waiting. */
@@ -38,6 +38,8 @@ export interface PeerContext {
   readonly credentials: grpc.ChannelCredentials;
   readonly channelOptions: grpc.ChannelOptions;
   reportUnreachable(id: NodeId): void;
+  /** A peer refused us as a member removed from the cluster. */
+  reportRemoved(): void;
 }
 
 export class Peer {
@@ -239,6 +241,7 @@ export class Peer {
     this.failures++;
     const fields = { remote: this.id, url: this.currentUrl(), code: err?.code ?? grpc.status.OK, details: this.dialTimedOut ? `no answer within ${this.ctx.dialTimeoutMs} ms` : (err?.details ?? 'stream ended by the receiver'), wasReady };
     if (err?.code === grpc.status.FAILED_PRECONDITION) this.ctx.log.error('peer rejected raft stream', fields);
+    if (err?.code === grpc.status.FAILED_PRECONDITION && err.details === ERR_MEMBER_REMOVED) this.ctx.reportRemoved();
     else if (this.failures === 1) this.ctx.log.warn('peer stream broken or peer unreachable; reconnecting with backoff', fields);
     else this.ctx.log.debug('peer still unreachable', { ...fields, failures: this.failures });
     this.ctx.reportUnreachable(this.id);

@@ -58,6 +58,8 @@ export interface TransportOptions {
   onSnapshotStatus?(id: NodeId, ok: boolean): void;
   /** Data of an outgoing MsgSnap; without it, m.snapshot.data is sent. */
   getSnapshotData?(m: Message): SnapshotSource | Promise<SnapshotSource>;
+  /** A peer refused this member as removed from the cluster (etcd then stops the member). */
+  onRemoved?(): void;
   /** Incoming calls from a member for which this returns true are refused (etcd's removed-member check). */
   isRemovedMember?(id: NodeId): boolean;
   /** Back-pressure bound; beyond it messages are dropped (Raft tolerates loss) and the peer reported unreachable. */
@@ -121,6 +123,7 @@ export class Transport {
         ...opts.channelOptions,
       },
       reportUnreachable: (id) => this.opts.onUnreachable?.(id),
+      reportRemoved: () => this.opts.onRemoved?.(),
     };
   }
 
