@@ -430,8 +430,8 @@ export class Server {
         this.membership.remove(cc.nodeId);
         break;
     }
-    this.persistMember(cc.nodeId);
-    this.log.applyConfChange?.(cc);
+    // The proposer's answer first: a membership listener may stop this member (when it removed
+    // itself), and the request that removed it must still be answered.
     if (reqId) {
       const w = this.waiters.get(reqId);
       if (w) {
@@ -439,6 +439,8 @@ export class Server {
         w.resolve({ id: reqId, response: {}, revision: this.store.currentRevision });
       }
     }
+    this.log.applyConfChange?.(cc);
+    this.persistMember(cc.nodeId);
   }
 
   private onCompacted(rev: number): void {
