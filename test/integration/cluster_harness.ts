@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions } from '../../src/proto';
-import { SERVER_BIN, etcdctl, freePort, tempDir } from './harness';
+import { SERVER_BIN, etcdctl, freePort, killGroup, tempDir, trackProcess } from './harness';
 
 /** Short Raft timings so that elections (and so fault tests) take well under a second. */
 export const FAST_TIMINGS = ['--heartbeat-interval=50', '--election-timeout=500'];
@@ -23,21 +23,6 @@ const RPC_DEADLINE_MS = 2_000;
 /** Members re-read their failpoints file every 100 ms (src/util/failpoints.ts). */
 const FAILPOINTS_SETTLE_MS = 250;
 
-const live = new Set<ChildProcess>();
-function killGroup(p: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
-  if (p.pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
-  try {
-    process.kill(-p.pid, signal);
-  } catch {
-    /* already gone */
-  }
-}
-process.on('exit', () => {
-  for (const p of live) {
-    killGroup(p, 'SIGCONT');
-    killGroup(p);
-  }
-});
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
@@ -245,8 +230,7 @@ function spawnMember(spec: MemberSpec, args: string[], env: NodeJS.ProcessEnv, f
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env, QUORUMKV_FAILPOINTS: failpointsFile },
   });
-  live.add(proc);
-  proc.on('exit', () => live.delete(proc));
+  trackProcess(proc);
   return proc;
 }
 

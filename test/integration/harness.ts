@@ -10,7 +10,9 @@ export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 export const SERVER_BIN = path.join(REPO_ROOT, 'dist', 'src', 'cli', 'quorumkv.js');
 
 const live = new Set<ChildProcess>();
-function killGroup(p: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
+
+/** Signals a test process's whole process group (processes are spawned detached). */
+export function killGroup(p: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
   if (p.pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
   try {
     process.kill(-p.pid, signal);
@@ -18,8 +20,18 @@ function killGroup(p: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
     /* already gone */
   }
 }
+
+/** Makes sure `p` is killed when the test process exits, however it exits. */
+export function trackProcess(p: ChildProcess): void {
+  live.add(p);
+  p.on('exit', () => live.delete(p));
+}
+
 process.on('exit', () => {
-  for (const p of live) killGroup(p);
+  for (const p of live) {
+    killGroup(p, 'SIGCONT'); // a SIGSTOPped member must be able to die
+    killGroup(p);
+  }
 });
 
 /** A free loopback port (bound then released; good enough on a test machine). */
@@ -67,11 +79,11 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     ...(opts.args ?? []),
   ];
   const proc = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  live.add(proc);
+  trackProcess(proc);
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));
   proc.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<void>((resolve) => proc.on('exit', () => (live.delete(proc), resolve())));
+  const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
   const deadline = Date.now() + (opts.readyTimeoutMs ?? 15_000);
   while (!out.includes('ready to serve client requests')) {
     if (proc.exitCode !== null) throw new Error(`server exited early (${proc.exitCode}):\n${out}`);
