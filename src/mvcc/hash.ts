@@ -7,25 +7,11 @@
 // contributes: key length + key, modRevision, createRevision, version, tombstone flag, lease (int64),
 // value length + value.
 
+import { crc32c } from '../util/crc32c';
 import { KeyIndex, firstRetained, isTombstone, versionAt, versionCount } from './key_index';
 import { KeyValue, Revision } from './types';
 
-const CRC32C_TABLE: Uint32Array = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0x82f63b78 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-/** Incremental CRC32-C (Castagnoli). `crc` is the running value (start with 0). */
-export function crc32c(crc: number, data: Uint8Array): number {
-  let c = ~crc >>> 0;
-  for (let i = 0; i < data.length; i++) c = CRC32C_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
-  return ~c >>> 0;
-}
+export { crc32c };
 
 /** Reused scratch for the fixed-size fields of one version (the hash runs synchronously). */
 const scratch = Buffer.alloc(8 * 5 + 1 + 4);

@@ -6,7 +6,7 @@
 
 import type { Entry, HardState } from '../../raft/types';
 import { EntryType } from '../../raft/types';
-import { crc32c } from './crc32c';
+import { crc32c } from '../../util/crc32c';
 import type { SnapshotMarker } from './encoder';
 import {
   BATCH_BYTES_MAX,

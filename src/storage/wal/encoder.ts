@@ -4,7 +4,7 @@
 import { assert } from '../../util/assert';
 import type { Entry, HardState } from '../../raft/types';
 import { EntryType } from '../../raft/types';
-import { crc32c } from './crc32c';
+import { crc32c } from '../../util/crc32c';
 import {
   BATCH_BYTES_MAX,
   BATCH_HEADER_BYTES,
