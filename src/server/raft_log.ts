@@ -135,6 +135,10 @@ export class RaftLog implements ReplicatedLog {
     return this.leader;
   }
 
+  isLearner(): boolean {
+    return this.node.raft.trk.learners.has(this.node.raft.id);
+  }
+
   status(): RaftStatus {
     const r = this.node.raft;
     return { leader: r.lead, term: r.term, lastIndex: this.lastIndex, commit: r.raftLog.committed, isLearner: r.trk.learners.has(r.id) };

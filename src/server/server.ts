@@ -46,6 +46,8 @@ export interface ReplicatedLog {
   readonly term: number;
   /** Current Raft status of this member. */
   status(): RaftStatus;
+  /** Whether this member is a learner (cheap; asked on every client write). */
+  isLearner?(): boolean;
   /** Asks Raft to hand leadership to `target` (leader only); resolves once `target` leads, or
    *  rejects with etcd's error after a timeout. */
   transferLeadership?(target: bigint, timeoutMs: number): Promise<void>;
@@ -281,7 +283,8 @@ export class Server {
    *  EtcdError). A request larger than --max-request-bytes never reaches the log. */
   /** Learners only replicate: etcd refuses client writes and linearizable reads on them. */
   get isLearner(): boolean {
-    return this.log.status().isLearner;
+    // Asked on every client write: no status object per request.
+    return this.log.isLearner?.() ?? false;
   }
 
   propose(body: InternalRequestBody, header?: InternalRequestHeader): Promise<ApplyResult> {
