@@ -2,7 +2,7 @@
 // enable/disable and denied requests, with the output and errors real etcd 3.4.23 gives for the
 // same commands (recorded against it; see docs/security.md).
 import assert from 'node:assert/strict';
-import { etcdctl, hasEtcdctl, startServer, type ServerProcess } from '../integration/harness';
+import { etcdctl, startServer, type ServerProcess, requireEtcdctl } from '../integration/harness';
 
 describe('etcdctl against quorumkv: auth', function () {
   this.timeout(120_000);
@@ -26,10 +26,7 @@ describe('etcdctl against quorumkv: auth', function () {
   const alice = ['--user', 'alice:alicepw'];
 
   before(async function () {
-    if (!hasEtcdctl()) {
-      if (process.env.CI) throw new Error('etcdctl is required in CI (apt-get install etcd-client)');
-      this.skip();
-    }
+    requireEtcdctl(this);
     srv = await startServer();
   });
   after(async () => srv && (await srv.stop()));

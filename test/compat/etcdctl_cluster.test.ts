@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFile } from 'node:child_process';
-import { SERVER_BIN, etcdctl, hasEtcdctl, tempDir, type CmdResult } from '../integration/harness';
+import { SERVER_BIN, etcdctl, tempDir, type CmdResult, requireEtcdctl } from '../integration/harness';
 import { get, put, sleep, startCluster, status, waitFor, type Cluster, type ClusterMember } from '../integration/cluster_harness';
 
 /** uint64 fields of etcdctl's JSON as decimal strings (JSON.parse would round them). */
@@ -39,10 +39,7 @@ describe('etcdctl against a 3-member quorumkv cluster', function () {
   const memberIds = async () => u64Fields(await ok(['member', 'list', '-w', 'json']), 'ID').map(hex).sort();
 
   before(async function () {
-    if (!hasEtcdctl()) {
-      if (process.env.CI) throw new Error('etcdctl is required in CI (apt-get install etcd-client)');
-      this.skip();
-    }
+    requireEtcdctl(this);
     c = await startCluster({ size: 3 });
   });
   after(async () => c && (await c.stopAll()));

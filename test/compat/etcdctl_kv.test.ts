@@ -1,7 +1,7 @@
 // The real etcdctl (Debian's etcd-client, v3 API) against a real quorumkv process: the KV API as
 // etcd's own CLI uses it, with etcd's output formats and error messages.
 import assert from 'node:assert/strict';
-import { etcdctl, hasEtcdctl, startServer, type ServerProcess } from '../integration/harness';
+import { etcdctl, startServer, type ServerProcess, requireEtcdctl } from '../integration/harness';
 
 describe('etcdctl against quorumkv: KV', function () {
   this.timeout(60_000);
@@ -16,10 +16,7 @@ describe('etcdctl against quorumkv: KV', function () {
   const b64 = (s: string) => Buffer.from(s).toString('base64');
 
   before(async function () {
-    if (!hasEtcdctl()) {
-      if (process.env.CI) throw new Error('etcdctl is required in CI (apt-get install etcd-client)');
-      this.skip();
-    }
+    requireEtcdctl(this);
     srv = await startServer();
   });
   after(async () => srv && (await srv.stop()));

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions } from '../../src/proto';
-import { SERVER_BIN, etcdctl, freePort, hasEtcdctl, startServer, tempDir, type CmdResult, type ServerProcess } from '../integration/harness';
+import { SERVER_BIN, etcdctl, freePort, startServer, tempDir, type CmdResult, type ServerProcess, requireEtcdctl } from '../integration/harness';
 
 type Client = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
 
@@ -54,10 +54,7 @@ describe('etcdctl against quorumkv: Maintenance', function () {
   const memberIdHex = async () => BigInt(u64Field(await ok('endpoint', 'status', '-w', 'json'), 'member_id')).toString(16);
 
   before(async function () {
-    if (!hasEtcdctl()) {
-      if (process.env.CI) throw new Error('etcdctl is required in CI (apt-get install etcd-client)');
-      this.skip();
-    }
+    requireEtcdctl(this);
     srv = await startServer();
   });
   after(async () => srv && (await srv.stop()));

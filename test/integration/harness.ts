@@ -131,6 +131,13 @@ export function etcdctl(endpoint: string, args: string[], input?: string | Buffe
   });
 }
 
+/** For suites that drive the real etcdctl: skip them where it is missing, but never in CI. */
+export function requireEtcdctl(ctx: Mocha.Context): void {
+  if (hasEtcdctl()) return;
+  if (process.env.CI) throw new Error('etcdctl is required in CI (apt-get install etcd-client)');
+  ctx.skip();
+}
+
 export function hasEtcdctl(): boolean {
   return (process.env.PATH ?? '').split(':').some((d) => fs.existsSync(path.join(d, 'etcdctl')));
 }

@@ -5,7 +5,7 @@
 // go on; the alarm survives a restart; compact + defrag + `alarm disarm` bring writes back (and a
 // disarm without a defrag does not: the next write raises the alarm again, as in etcd).
 import assert from 'node:assert/strict';
-import { etcdctl, hasEtcdctl, startServer, type ServerProcess } from './harness';
+import { etcdctl, hasEtcdctl, startServer, type ServerProcess, requireEtcdctl } from './harness';
 import { closeClients, startCluster, unary, waitFor, type Cluster } from './cluster_harness';
 
 const QUOTA_BYTES = 2 * 1024 * 1024;
@@ -56,10 +56,7 @@ describe('backend quota: NOSPACE alarm and recovery (1 member, etcdctl)', functi
   let srv: ServerProcess;
 
   before(async function () {
-    if (!hasEtcdctl()) {
-      if (process.env.CI) throw new Error('etcdctl is required in CI (apt-get install etcd-client)');
-      this.skip();
-    }
+    requireEtcdctl(this);
     srv = await startServer({ args: QUOTA_ARGS });
   });
   after(async () => {
