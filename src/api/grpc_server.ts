@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { unimplemented } from '../util/errors';
 import { serviceDefinition } from '../proto';
 import { toStatus } from './errors';
+import { H2GrpcServer, type H2GrpcServerOptions } from './h2_grpc';
 
 /** gRPC framing headroom above --max-request-bytes, as etcd (grpcOverheadBytes). */
 export const GRPC_OVERHEAD_BYTES = 512 * 1024;
@@ -32,7 +33,7 @@ function unimplementedHandler(def: grpc.MethodDefinition<unknown, unknown>, name
 }
 
 /** Registers `handlers` for `service`, filling every method without one with UNIMPLEMENTED. */
-export function addService(server: grpc.Server, service: string, handlers: Handlers): void {
+export function addService(server: grpc.Server | H2GrpcServer, service: string, handlers: Handlers): void {
   const def = serviceDefinition(service);
   const impl: Handlers = {};
   for (const [method, mdef] of Object.entries(def)) {
@@ -41,22 +42,14 @@ export function addService(server: grpc.Server, service: string, handlers: Handl
   for (const method of Object.keys(handlers)) {
     if (!(method in def)) throw new Error(`handler ${service}/${method} has no method in the proto`);
   }
-  server.addService(def, impl as grpc.UntypedServiceImplementation);
+  if (server instanceof H2GrpcServer) server.addService(def, impl);
+  else server.addService(def, impl as grpc.UntypedServiceImplementation);
 }
 
-/** `interceptors`: e.g. the metrics' call counters (src/gateway/metrics.ts). */
-export function newGrpcServer(maxRequestBytes: number, interceptors: grpc.ServerInterceptor[] = []): grpc.Server {
-  return new grpc.Server({
-    interceptors,
-    'grpc.max_receive_message_length': maxRequestBytes + GRPC_OVERHEAD_BYTES,
-    'grpc.max_send_message_length': 2 ** 31 - 1,
-    'grpc.max_concurrent_streams': 2 ** 31 - 1,
-    // channelz bookkeeping costs several percent of a small request's CPU and nothing reads it.
-    'grpc.enable_channelz': 0,
-    // etcd's keepalive enforcement: clients may ping as often as every 5 s.
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 5000,
-  });
+/** The client port's gRPC server (src/api/h2_grpc.ts). `hooks`: the metrics' call counters and
+ *  the client-certificate CN (src/gateway/metrics.ts, src/tls/identity.ts). */
+export function newGrpcServer(maxRequestBytes: number, hooks: Omit<H2GrpcServerOptions, 'maxReceiveBytes'> = {}): H2GrpcServer {
+  return new H2GrpcServer({ ...hooks, maxReceiveBytes: maxRequestBytes + GRPC_OVERHEAD_BYTES });
 }
 
 /** Binds every listen URL ("http://host:port") for gRPC alone (the peer port); resolves with the

@@ -12,6 +12,7 @@ import { RaftLog } from '../server/raft_log';
 import { openStorage } from './bootstrap';
 import { ClusterNode } from './cluster_node';
 import { ETCD_SERVICES, addService, newGrpcServer, type Handlers } from '../api/grpc_server';
+import type { H2GrpcServer } from '../api/h2_grpc';
 import { MemberMetrics, serveClients, type ClientEndpoint } from '../gateway';
 import { kvService } from '../api/kv_service';
 import { healthService } from '../api/health_service';
@@ -25,7 +26,7 @@ import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
 import { AuthStore } from '../auth';
 import { AlarmType } from '../server/alarms';
-import { ConnectionIdentities, certIdentityInterceptor, credentialsForUrl, loadTls } from '../tls';
+import { ConnectionIdentities, certIdentityHook, credentialsForUrl, loadTls } from '../tls';
 
 /** etcd's suggested maximum for --quota-backend-bytes (it warns above it). */
 const QUOTA_BACKEND_BYTES_MAX_SUGGESTED = 8 * 1024 * 1024 * 1024;
@@ -36,7 +37,7 @@ const SNAPSHOT_CATCH_UP_ENTRIES = 5000;
 
 export interface RunningMember {
   readonly server: Server;
-  readonly grpc: grpc.Server;
+  readonly grpc: H2GrpcServer;
   readonly clientPorts: number[];
   /** Resolves when this member learns it was removed from the cluster (it should then stop). */
   readonly removed: Promise<void>;
@@ -202,7 +203,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   // With --client-cert-auth, verified certificate CNs reach the auth check (src/tls/identity.ts);
   // the interceptor always runs, so that no client can send the CN metadata key itself.
   const identities = clientTls?.commonNameAuth ? new ConnectionIdentities() : undefined;
-  const g = newGrpcServer(cfg.maxRequestBytes, [certIdentityInterceptor(identities), m.interceptor()]);
+  const g = newGrpcServer(cfg.maxRequestBytes, { onMetadata: certIdentityHook(identities), onCallStart: (path) => m.start(path) });
   const services: Record<string, Handlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
@@ -228,7 +229,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       cfg.listenClientUrls,
     );
   } catch (err) {
-    g.forceShutdown();
+    g.destroy();
     await cluster.close().catch(() => undefined);
     await server.stop();
     st.lock.release();
@@ -274,16 +275,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       watchHub.close();
       forwarder.close();
       await clients.close();
-      await new Promise<void>((resolve) => {
-        const t = setTimeout(() => {
-          g.forceShutdown();
-          resolve();
-        }, 2000);
-        g.tryShutdown(() => {
-          clearTimeout(t);
-          resolve();
-        });
-      });
+      await g.close(2000);
       await cluster!.close();
       await server.stop();
       st.lock.release();

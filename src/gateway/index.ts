@@ -1,5 +1,5 @@
 // The HTTP side of the client port and the shared listener: what src/cli/member.ts wires up.
-import type * as grpc from '@grpc/grpc-js';
+import type { H2GrpcServer } from '../api/h2_grpc';
 import type { Server } from '../server/server';
 import type { Handlers } from '../api/grpc_server';
 import type { Logger } from '../util/log';
@@ -15,7 +15,7 @@ export { JsonGateway } from './gateway';
 export { GATEWAY_ROUTES } from './routes';
 
 export interface ClientEndpointOptions {
-  grpc: grpc.Server;
+  grpc: H2GrpcServer;
   server: Server;
   /** The handler objects registered on `grpc`, by service: the gateway calls the same ones. */
   services: Readonly<Record<string, Handlers>>;

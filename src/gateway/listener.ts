@@ -1,13 +1,13 @@
 // One client port for gRPC and HTTP, as etcd's cmux: every accepted connection is routed once, by
-// its first bytes, either to grpc-js (the HTTP/2 client preface) or to a Node http.Server
+// its first bytes, either to the gRPC server (src/api/h2_grpc.ts: the HTTP/2 client preface) or to a Node http.Server
 // (anything else: /health, /version, /metrics and the JSON gateway under /v3/).
 //
 // Cost on the gRPC path: one peek per connection (at most 24 bytes, usually the first read), then
-// the socket belongs to grpc-js's HTTP/2 session; no per-request work happens here.
+// the socket belongs to the gRPC server's HTTP/2 session; no per-request work happens here.
 //
 // TLS (https:// listen URLs) terminates here, in front of the routing: a tls.Server (options from
 // src/tls) whose 'secureConnection' handler calls routeAlpn(tlsSocket) on the decrypted stream.
-// grpc-js accepts any Duplex through the injector, so the gRPC side needs no credentials of its own,
+// The gRPC server accepts any Duplex, so the gRPC side needs no credentials of its own,
 // and gRPC over TLS goes through the same :authority admission as plain gRPC. A verified client
 // certificate's CN is recorded per connection for the auth check (src/tls/identity.ts).
 import net from 'node:net';
@@ -16,8 +16,8 @@ import type { Duplex } from 'node:stream';
 import { admitGrpcConnection } from './h2_authority';
 import type http from 'node:http';
 import type { ConnectionIdentities } from '../tls';
-import * as grpc from '@grpc/grpc-js';
 import { assert } from '../util/assert';
+import type { H2GrpcServer } from '../api/h2_grpc';
 
 /** The HTTP/2 connection preface every gRPC client sends first (RFC 9113 §3.4). */
 export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -31,7 +31,7 @@ function dropUnrouted(this: net.Socket): void {
 }
 
 export interface ClientListenerOptions {
-  grpc: grpc.Server;
+  grpc: H2GrpcServer;
   http: http.Server;
   /** For https:// URLs: the tls.Server options (src/tls tlsServerOptions). */
   tls?: tls.TlsOptions;
@@ -49,12 +49,9 @@ export class ClientListener {
   private readonly unrouted = new Set<net.Socket>();
   /** Sockets handed to the HTTP server (Node does not wait for them in close() without a listen). */
   private readonly httpSockets = new Set<net.Socket>();
-  private readonly injector: grpc.ConnectionInjector;
   private closed = false;
 
-  constructor(private readonly o: ClientListenerOptions) {
-    this.injector = o.grpc.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  }
+  constructor(private readonly o: ClientListenerOptions) {}
 
   /** Binds every listen URL ("http://host:port"); resolves with the bound ports. */
   async listen(urls: readonly string[]): Promise<number[]> {
@@ -144,7 +141,7 @@ export class ClientListener {
     socket.setTimeout(0);
     socket.off('timeout', dropUnrouted);
     if (this.closed) return void socket.destroy();
-    if (to === 'grpc') this.injector.injectConnection(conn);
+    if (to === 'grpc') this.o.grpc.injectConnection(conn);
     else {
       this.httpSockets.add(socket);
       socket.once('close', () => this.httpSockets.delete(socket));
@@ -163,7 +160,7 @@ export class ClientListener {
     for (const s of this.handshaking) s.destroy();
     this.handshaking.clear();
     const listening = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
-    this.injector.drain(graceMs);
+    const grpcClosed = this.o.grpc.close(graceMs);
     // HTTP: idle keep-alive connections go now; responses in flight get the grace period.
     this.o.http.closeIdleConnections();
     const deadline = Date.now() + graceMs;
@@ -173,7 +170,7 @@ export class ClientListener {
     }
     for (const s of this.httpSockets) s.destroy();
     await listening;
-    this.injector.destroy();
+    await grpcClosed;
     assert(this.unrouted.size === 0, 'client listener: unrouted sockets after close');
   }
 }

@@ -144,20 +144,6 @@ export class MemberMetrics implements CallObserver {
     };
   }
 
-  /** A grpc-js server interceptor counting every call into the same series. */
-  interceptor(): grpc.ServerInterceptor {
-    return (method, call) => {
-      const end = this.start(method.path);
-      return new grpc.ServerInterceptingCall(call, {
-        start: (next) => next({ onCancel: () => end(1) }),
-        sendStatus: (status, next) => {
-          end(status.code);
-          next(status);
-        },
-      });
-    };
-  }
-
   // ---- hooks called by the member -------------------------------------------------------------
 
   /** Server option: how long applying one entry took; warns as etcd does above the threshold. */

@@ -3,15 +3,14 @@
 // certificate.
 //
 // How the CN reaches the auth check. The client port terminates TLS itself and hands the decrypted
-// stream to grpc-js through its connection injector (listener.ts), so grpc-js never sees the TLS
-// socket: `call.getAuthContext()` is empty for every call, and for connections that go through the
-// :authority rewriter (h2_authority.ts) grpc-js sees a plain Duplex. What grpc-js does report for
-// every call is the connection's addresses (`call.getConnectionInfo()`: local and remote address and
-// port, read from whatever stream it was given — the rewriter copies them from the socket). A live
-// TCP connection is uniquely named by that 4-tuple, so:
+// stream to the gRPC server (listener.ts, api/h2_grpc.ts), which for connections that go through
+// the :authority rewriter (h2_authority.ts) sees a plain Duplex, not the TLS socket. What it does
+// know for every call is the connection's addresses (local and remote address and port, read from
+// whatever stream it was given — the rewriter copies them from the socket). A live TCP connection
+// is uniquely named by that 4-tuple, so:
 //   1. when a TLS handshake completes with a verified certificate, the listener records
 //      4-tuple → CN here, and forgets it when the socket closes;
-//   2. a server interceptor on the client gRPC server, on every call, first deletes any
+//   2. the client gRPC server's metadata hook, on every call, first deletes any
 //      CERT_CN_METADATA_KEY the client sent itself (so it cannot be forged), then sets it from the
 //      registry;
 //   3. the auth gate (api/auth_service.ts callerOf) uses it when the request has no token.
@@ -68,24 +67,18 @@ export class ConnectionIdentities {
   }
 }
 
-/** The server interceptor of step 2: strips a client-sent CERT_CN_METADATA_KEY and, when
- *  `identities` is given (client-cert auth on), sets it from the connection's certificate. */
-export function certIdentityInterceptor(identities: ConnectionIdentities | undefined): grpc.ServerInterceptor {
-  return (_method, call) =>
-    new grpc.ServerInterceptingCall(call, {
-      start: (next) =>
-        next({
-          onReceiveMetadata: (md, nextMd) => {
-            md.remove(CERT_CN_METADATA_KEY);
-            const cn = identities?.commonNameOf(call.getConnectionInfo());
-            if (cn !== undefined) md.set(CERT_CN_METADATA_KEY, cn);
-            nextMd(md);
-          },
-        }),
-    });
+/** Step 2, run on every call's metadata by the client gRPC server (H2GrpcServer onMetadata):
+ *  strips a client-sent CERT_CN_METADATA_KEY and, when `identities` is given (client-cert auth
+ *  on), sets it from the connection's certificate. */
+export function certIdentityHook(identities: ConnectionIdentities | undefined): (md: grpc.Metadata, socket: { localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number } | undefined) => void {
+  return (md, socket) => {
+    md.remove(CERT_CN_METADATA_KEY);
+    const cn = socket ? identities?.commonNameOf(socket) : undefined;
+    if (cn !== undefined) md.set(CERT_CN_METADATA_KEY, cn);
+  };
 }
 
-/** The CN the interceptor attached to a call's metadata, if any. */
+/** The CN step 2 attached to a call's metadata, if any. */
 export function certCommonNameOf(md: grpc.Metadata): string | undefined {
   const v = md.get(CERT_CN_METADATA_KEY)[0];
   return v === undefined ? undefined : String(v);

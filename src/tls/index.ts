@@ -13,4 +13,4 @@ export {
   TLS_HANDSHAKE_TIMEOUT_MS,
 } from './config';
 export type { TlsFiles, TlsMaterial } from './config';
-export { CERT_CN_METADATA_KEY, ConnectionIdentities, certIdentityInterceptor, certCommonNameOf, gatewayCommonNameGuard, verifiedCommonName } from './identity';
+export { CERT_CN_METADATA_KEY, ConnectionIdentities, certIdentityHook, certCommonNameOf, gatewayCommonNameGuard, verifiedCommonName } from './identity';

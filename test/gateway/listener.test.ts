@@ -7,11 +7,12 @@ import * as grpc from '@grpc/grpc-js';
 import { ClientListener, HTTP2_PREFACE } from '../../src/gateway/listener';
 import { addService, newGrpcServer } from '../../src/api/grpc_server';
 import { grpcDefinitions } from '../../src/proto';
+import type { H2GrpcServer } from '../../src/api/h2_grpc';
 
 type HealthClient = grpc.Client & { Check(req: object, cb: (err: grpc.ServiceError | null, res: { status: number }) => void): void };
 
 describe('client port mux (gRPC and HTTP on one port)', () => {
-  let g: grpc.Server;
+  let g: H2GrpcServer;
   let httpServer: http.Server;
   let listener: ClientListener;
   let port: number;
@@ -25,7 +26,7 @@ describe('client port mux (gRPC and HTTP on one port)', () => {
   });
   afterEach(async () => {
     await listener.close(200);
-    g.forceShutdown();
+    g.destroy();
   });
 
   const healthCheck = (): Promise<number> => {

@@ -1,0 +1,176 @@
+// The client port's gRPC server (src/api/h2_grpc.ts), in process, driven by grpc-js clients: the
+// protocol cases a real server must get right — statuses, trailers-only errors, unknown methods,
+// oversize and compressed requests, metadata, bidi streams with half-close, cancellation, and
+// server streaming under backpressure.
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { H2GrpcServer } from '../../src/api/h2_grpc';
+import { addService } from '../../src/api/grpc_server';
+import { grpcDefinitions } from '../../src/proto';
+import { CERT_CN_METADATA_KEY, certCommonNameOf, certIdentityHook } from '../../src/tls';
+
+type AnyClient = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
+type Ctor = new (address: string, creds: grpc.ChannelCredentials, opts?: object) => AnyClient;
+
+function ctor(name: string): Ctor {
+  return (grpcDefinitions().etcdserverpb as Record<string, unknown>)[name] as Ctor;
+}
+
+function unary<T>(c: AnyClient, method: string, req: object, md = new grpc.Metadata()): Promise<T> {
+  return new Promise((resolve, reject) => c[method]!(req, md, (err: Error | null, res: T) => (err ? reject(err) : resolve(res))));
+}
+
+function until(cond: () => boolean, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const t = setInterval(() => {
+      if (cond()) (clearInterval(t), resolve());
+      else if (Date.now() > deadline) (clearInterval(t), reject(new Error('timed out waiting')));
+    }, 5);
+  });
+}
+
+describe('H2GrpcServer (gRPC on node:http2)', () => {
+  let server: H2GrpcServer;
+  let tcp: net.Server;
+  let endpoint: string;
+  const calls: { path: string; code?: number }[] = [];
+  const cancelled: string[] = [];
+  const clients: AnyClient[] = [];
+  const client = (name: string, opts?: object): AnyClient => {
+    const c = new (ctor(name))(endpoint, grpc.credentials.createInsecure(), opts);
+    clients.push(c);
+    return c;
+  };
+
+  beforeEach(async () => {
+    calls.length = 0;
+    cancelled.length = 0;
+    server = new H2GrpcServer({
+      maxReceiveBytes: 4096,
+      onCallStart: (path) => {
+        const c: { path: string; code?: number } = { path };
+        calls.push(c);
+        return (code) => (c.code = code);
+      },
+      onMetadata: certIdentityHook(undefined),
+    });
+    addService(server, 'etcdserverpb.KV', {
+      Range: (call: grpc.ServerUnaryCall<{ key: Buffer; limit: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        const key = call.request.key.toString();
+        if (key === 'fail') return cb({ code: grpc.status.FAILED_PRECONDITION, details: 'etcdserver: nope' } as grpc.ServiceError, null);
+        if (key === 'hang') return void call.on('cancelled', () => cancelled.push('Range'));
+        const token = call.metadata.get('token')[0];
+        const cn = certCommonNameOf(call.metadata);
+        cb(null, { kvs: [{ key: Buffer.from(`${key}|${String(token ?? '')}|${cn ?? ''}`), value: Buffer.alloc(0) }], count: Number(call.request.limit) });
+      },
+    });
+    addService(server, 'etcdserverpb.Watch', {
+      Watch: (call: grpc.ServerDuplexStream<{ create_request?: { key: Buffer } }, unknown>) => {
+        let n = 0;
+        call.on('data', (req) => call.write({ watch_id: ++n, created: true, cancel_reason: req.create_request?.key.toString() ?? '' }));
+        call.on('end', () => call.end());
+        call.on('cancelled', () => cancelled.push('Watch'));
+      },
+    });
+    addService(server, 'etcdserverpb.Maintenance', {
+      Snapshot: async (call: grpc.ServerWritableStream<unknown, unknown>) => {
+        for (let i = 0; i < 64; i++) {
+          const blob = Buffer.alloc(64 * 1024, i);
+          if (!call.write({ remaining_bytes: 63 - i, blob })) await new Promise((r) => call.once('drain', r));
+        }
+        call.end();
+      },
+    });
+    tcp = net.createServer((s) => server.injectConnection(s));
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+    endpoint = `127.0.0.1:${(tcp.address() as net.AddressInfo).port}`;
+  });
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    await server.close(200);
+    await new Promise((r) => tcp.close(r));
+  });
+
+  it('answers unary calls with the handler result, metadata included, and counts them', async () => {
+    const kv = client('KV');
+    const md = new grpc.Metadata();
+    md.set('token', 'tok1');
+    const r = await unary<{ kvs: { key: Buffer }[]; count: string }>(kv, 'Range', { key: Buffer.from('a'), limit: 7 }, md);
+    assert.equal(r.kvs[0]!.key.toString(), 'a|tok1|');
+    assert.equal(r.count, '7');
+    assert.deepEqual(calls, [{ path: '/etcdserverpb.KV/Range', code: 0 }]);
+  });
+
+  it('drops a certificate CN the client sent itself (only the server may set it)', async () => {
+    const md = new grpc.Metadata();
+    md.set(CERT_CN_METADATA_KEY, 'root');
+    const r = await unary<{ kvs: { key: Buffer }[] }>(client('KV'), 'Range', { key: Buffer.from('b') }, md);
+    assert.equal(r.kvs[0]!.key.toString(), 'b||');
+  });
+
+  it('sends a handler error as the call status, trailers-only, and keeps serving', async () => {
+    const kv = client('KV');
+    await assert.rejects(unary(kv, 'Range', { key: Buffer.from('fail') }), (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION && e.details === 'etcdserver: nope');
+    assert.equal(calls[0]!.code, grpc.status.FAILED_PRECONDITION);
+    assert.equal((await unary<{ kvs: { key: Buffer }[] }>(kv, 'Range', { key: Buffer.from('ok') })).kvs.length, 1);
+  });
+
+  it('answers UNIMPLEMENTED for a method no service registered', async () => {
+    await assert.rejects(unary(client('Lease'), 'LeaseGrant', { TTL: 5 }), (e: grpc.ServiceError) => e.code === grpc.status.UNIMPLEMENTED && /LeaseGrant/.test(e.details));
+  });
+
+  it('refuses a request above the receive limit with RESOURCE_EXHAUSTED, then serves the next', async () => {
+    const kv = client('KV');
+    await assert.rejects(unary(kv, 'Range', { key: Buffer.alloc(5000, 'k') }), (e: grpc.ServiceError) => e.code === grpc.status.RESOURCE_EXHAUSTED && /larger than max/.test(e.details));
+    assert.equal((await unary<{ kvs: unknown[] }>(kv, 'Range', { key: Buffer.from('small') })).kvs.length, 1);
+  });
+
+  it('accepts gzip-compressed requests', async () => {
+    const kv = client('KV', { 'grpc.default_compression_algorithm': grpc.compressionAlgorithms.gzip });
+    const key = 'z'.repeat(3000);
+    const r = await unary<{ kvs: { key: Buffer }[] }>(kv, 'Range', { key: Buffer.from(key) });
+    assert.equal(r.kvs[0]!.key.toString(), `${key}||`);
+  });
+
+  it('carries a bidi stream both ways, and ends it with OK after the client half-closes', async () => {
+    const call = client('Watch').Watch!() as grpc.ClientDuplexStream<object, { watch_id: string; cancel_reason: string }>;
+    const got: string[] = [];
+    call.on('data', (r) => got.push(`${r.watch_id}:${r.cancel_reason}`));
+    const status = new Promise<grpc.StatusObject>((r) => call.on('status', r));
+    for (const k of ['x', 'y', 'z']) call.write({ create_request: { key: Buffer.from(k) } });
+    await until(() => got.length === 3);
+    call.end();
+    assert.equal((await status).code, grpc.status.OK);
+    assert.deepEqual(got, ['1:x', '2:y', '3:z']);
+    assert.deepEqual(calls, [{ path: '/etcdserverpb.Watch/Watch', code: 0 }]);
+  });
+
+  it('tells the handler when the client cancels a stream or a unary call', async () => {
+    const call = client('Watch').Watch!() as grpc.ClientDuplexStream<object, unknown>;
+    call.on('error', () => undefined);
+    call.write({ create_request: { key: Buffer.from('x') } });
+    await new Promise((r) => call.once('data', r));
+    call.cancel();
+    await until(() => cancelled.includes("Watch")).catch(() => assert.fail(`watch not cancelled: ${JSON.stringify(calls)} ${cancelled}`));
+    const kv = client('KV');
+    const u = kv.Range!({ key: Buffer.from('hang') }, (_e: unknown) => undefined) as grpc.ClientUnaryCall;
+    await until(() => calls.length === 2);
+    u.cancel();
+    await until(() => cancelled.includes('Range'));
+    assert.equal(calls[0]!.code, grpc.status.CANCELLED);
+    assert.equal(calls[1]!.code, grpc.status.CANCELLED);
+  });
+
+  it('streams a server-streaming response under backpressure, in order and whole', async () => {
+    const call = client('Maintenance').Snapshot!({}) as grpc.ClientReadableStream<{ blob: Buffer; remaining_bytes: string }>;
+    const blobs: Buffer[] = [];
+    call.on('data', (r) => blobs.push(r.blob));
+    const status = await new Promise<grpc.StatusObject>((r) => call.on('status', r));
+    assert.equal(status.code, grpc.status.OK);
+    assert.equal(blobs.length, 64);
+    blobs.forEach((b, i) => assert.ok(b.length === 64 * 1024 && b[0] === i && b[b.length - 1] === i, `chunk ${i}`));
+  });
+});
