@@ -61,6 +61,8 @@ const GRPC_MESSAGE = 'grpc-message';
 const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = { ':status': 200, 'content-type': 'application/grpc+proto' };
 const OK_TRAILERS: http2.OutgoingHttpHeaders = { [GRPC_STATUS]: '0' };
 const MESSAGE_HEADER_BYTES = 5;
+/** Response bytes a streaming call may have queued in HTTP/2 before its writes wait (backpressure). */
+export const SEND_BUFFER_BYTES = 1024 * 1024;
 /** Headers grpc-js also leaves out of a call's metadata (transport-level, not the client's). */
 const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'content-type', 'te', 'user-agent'];
 
@@ -256,6 +258,8 @@ class UnaryCall extends EventEmitter {
  *  side yields requests and whose writable side sends responses. */
 class StreamCall extends Duplex {
   request: unknown;
+  /** A Uint8Array written is sent as an already encoded message (watch fan-out: watch_encoding.ts). */
+  readonly acceptsEncoded = true;
 
   constructor(
     readonly core: CallCore,
@@ -303,15 +307,26 @@ class StreamCall extends Duplex {
     if (core.finished || core.stream.destroyed || core.stream.closed) return cb();
     let out: Buffer;
     try {
-      if (chunks.length === 1) out = frameMessage(this.serialize(chunks[0]!.chunk));
-      else out = Buffer.concat(chunks.map((c) => frameMessage(this.serialize(c.chunk))));
+      if (chunks.length === 1) out = frameMessage(this.encode(chunks[0]!.chunk));
+      else out = Buffer.concat(chunks.map((c) => frameMessage(this.encode(c.chunk))));
     } catch (err) {
       core.finish({ code: GrpcCode.INTERNAL, details: `quorumkv: could not serialize a response: ${err instanceof Error ? err.message : String(err)}` });
       return cb();
     }
     core.sendHeaders();
-    // The callback waits for HTTP/2 to take the bytes: writableLength is the backpressure signal.
-    core.stream.write(out, () => cb());
+    // Backpressure in bytes: below SEND_BUFFER_BYTES queued in the HTTP/2 stream, the next
+    // responses are taken at once; above it, only once this write has gone out. (Waiting for every
+    // write would hold a burst of small responses — a put seen by 100 watchers of one stream — in
+    // this stream's object queue, and the watch service would take the stream for a slow one.)
+    const h2 = core.stream;
+    if (h2.writableLength + out.length <= SEND_BUFFER_BYTES) {
+      h2.write(out);
+      cb();
+    } else h2.write(out, () => cb());
+  }
+
+  private encode(msg: unknown): Uint8Array {
+    return msg instanceof Uint8Array ? msg : this.serialize(msg);
   }
 
   override _final(cb: (err?: Error | null) => void): void {

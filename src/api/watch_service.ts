@@ -25,6 +25,7 @@ import { kvToPb, toNumber } from '../server/kv_ops';
 import { EventType, WatchFlags, type Event, type Revision, type WatchSink, type WatchableStore, type Watcher } from '../mvcc';
 import type { EventPb, Int64, ResponseHeader } from '../proto/types';
 import { WATCH_PERMISSION_DENIED_REASON, watchPermitted } from './auth_service';
+import { encodeEvent, encodeEventsResponse, encodeHeader } from './watch_encoding';
 
 /** Responses buffered in a stream before its watchers are left to catch up from history. */
 export const STREAM_BUFFERED_RESPONSES_MAX = 256;
@@ -86,6 +87,10 @@ export class WatchHub {
   private readonly ticker: NodeJS.Timeout;
   private closed = false;
 
+  /** Encoded bytes shared by every watcher a revision is delivered to (watch_encoding.ts). */
+  private readonly eventBytes = [new WeakMap<Event, Buffer>(), new WeakMap<Event, Buffer>()];
+  private headerBytes: { rev: Revision; term: number; bytes: Buffer } | undefined;
+
   constructor(
     readonly server: Server,
     readonly watchable: WatchableStore,
@@ -94,6 +99,27 @@ export class WatchHub {
     watchable.onUnsynced = () => this.scheduleSync();
     this.ticker = setInterval(() => this.progressTick(), opts.progressNotifyIntervalMs);
     this.ticker.unref();
+  }
+
+  /** The response header at `rev`, encoded (cached for the revision being fanned out). */
+  encodedHeader(rev: Revision): Buffer {
+    const term = this.server.raftTerm;
+    const h = this.headerBytes;
+    if (h && h.rev === rev && h.term === term) return h.bytes;
+    const bytes = encodeHeader(this.server.header(rev));
+    this.headerBytes = { rev, term, bytes };
+    return bytes;
+  }
+
+  /** An event, encoded (with or without its previous key-value), once for all its watchers. */
+  encodedEvent(e: Event, withPrev: boolean): Buffer {
+    const cache = this.eventBytes[withPrev ? 1 : 0]!;
+    let b = cache.get(e);
+    if (b === undefined) {
+      b = encodeEvent(eventToPb(e, withPrev));
+      cache.set(e, b);
+    }
+    return b;
   }
 
   /** Runs one bounded catch-up step per event-loop turn while there is work. */
@@ -122,11 +148,14 @@ export class WatchStream implements WatchSink {
   private readonly watchers = new Map<string, Watcher>();
   private nextId = 0;
   private closed = false;
+  /** The gRPC server takes responses already encoded (src/api/h2_grpc.ts); the gateway does not. */
+  private readonly preEncoded: boolean;
 
   constructor(
     private readonly hub: WatchHub,
     private readonly call: WatchCall,
   ) {
+    this.preEncoded = (call as unknown as { acceptsEncoded?: boolean }).acceptsEncoded === true;
     hub.streams.add(this);
     call.on('data', (req: WatchRequest) => this.onRequest(req));
     call.on('end', () => {
@@ -253,6 +282,13 @@ export class WatchStream implements WatchSink {
   deliver(w: Watcher, events: Event[], revision: Revision): void {
     w.sinkState &= ~PROGRESS_IDLE;
     const withPrev = (w.flags & WatchFlags.PREV_KV) !== 0;
+    const numericId = this.preEncoded ? Number(w.id) : -1;
+    if (numericId >= 0 && Number.isSafeInteger(numericId) && (events.length < 2 || (w.flags & WatchFlags.FRAGMENT) === 0)) {
+      const bytes: Buffer[] = new Array(events.length);
+      for (let i = 0; i < events.length; i++) bytes[i] = this.hub.encodedEvent(events[i], withPrev);
+      if (!this.closed) this.call.write(encodeEventsResponse(this.hub.encodedHeader(revision), numericId, bytes) as unknown as WatchResponse);
+      return;
+    }
     const pbs: EventPb[] = new Array(events.length);
     for (let i = 0; i < events.length; i++) pbs[i] = eventToPb(events[i], withPrev);
     const header = this.header(revision);

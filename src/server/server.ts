@@ -263,6 +263,11 @@ export class Server {
     this.log.onLeadershipChange(handler);
   }
 
+  /** The Raft term this member is in (what response headers carry). */
+  get raftTerm(): number {
+    return this.log.term;
+  }
+
   /** The response header for a reply at the current revision. */
   header(revision = this.store.currentRevision): ResponseHeader {
     return { cluster_id: this.clusterIdPb, member_id: this.memberIdPb, revision, raft_term: this.log.term };

@@ -1,0 +1,71 @@
+// Watch responses built as bytes for the gRPC path. One put watched by N watchers is N responses
+// that differ only in watch_id: the event and the response header are encoded once (per event, per
+// revision) and each watcher's response is those bytes behind its own watch_id, instead of N object
+// trees each converted and encoded by protobufjs (the fan-out's whole cost before; see
+// docs/performance.md). Only event deliveries take this path; created/canceled/progress responses
+// stay objects. The JSON gateway's calls get objects as before.
+import type protobuf from 'protobufjs';
+import { protoRoot } from '../proto';
+import type { EventPb, ResponseHeader } from '../proto/types';
+
+const TAG_HEADER = (1 << 3) | 2;
+const TAG_WATCH_ID = (2 << 3) | 0;
+const TAG_EVENTS = (11 << 3) | 2;
+
+let types: { event: protobuf.Type; header: protobuf.Type } | undefined;
+function pbTypes(): { event: protobuf.Type; header: protobuf.Type } {
+  if (!types) {
+    const r = protoRoot();
+    types = { event: r.lookupType('mvccpb.Event'), header: r.lookupType('etcdserverpb.ResponseHeader') };
+  }
+  return types;
+}
+
+function varintLength(n: number): number {
+  let len = 1;
+  while (n >= 128) {
+    n = Math.floor(n / 128);
+    len++;
+  }
+  return len;
+}
+
+function writeVarint(buf: Buffer, off: number, n: number): number {
+  while (n >= 128) {
+    buf[off++] = (n % 128) | 128;
+    n = Math.floor(n / 128);
+  }
+  buf[off++] = n;
+  return off;
+}
+
+/** The bytes of one ResponseHeader / Event message (protobuf, no length prefix). */
+export function encodeHeader(h: ResponseHeader): Buffer {
+  return Buffer.from(pbTypes().header.encode(h as unknown as protobuf.Message).finish());
+}
+
+export function encodeEvent(e: EventPb): Buffer {
+  return Buffer.from(pbTypes().event.encode(e as unknown as protobuf.Message).finish());
+}
+
+/** An etcdserverpb.WatchResponse carrying events: header, watch_id (>= 0), events; every other
+ *  field at its default. */
+export function encodeEventsResponse(header: Buffer, watchId: number, events: readonly Buffer[]): Buffer {
+  let size = 1 + varintLength(header.length) + header.length;
+  if (watchId !== 0) size += 1 + varintLength(watchId);
+  for (const e of events) size += 1 + varintLength(e.length) + e.length;
+  const out = Buffer.allocUnsafe(size);
+  out[0] = TAG_HEADER;
+  let off = writeVarint(out, 1, header.length);
+  off += header.copy(out, off);
+  if (watchId !== 0) {
+    out[off++] = TAG_WATCH_ID;
+    off = writeVarint(out, off, watchId);
+  }
+  for (const e of events) {
+    out[off++] = TAG_EVENTS;
+    off = writeVarint(out, off, e.length);
+    off += e.copy(out, off);
+  }
+  return out;
+}
