@@ -31,6 +31,12 @@ const NO_CALLER: InternalRequestHeader = Object.freeze({ username: '', auth_revi
 const AUTHENTICATE_ATTEMPTS_MAX = 3;
 const WATCH_ALL_KEYS = Buffer.from([0]);
 
+/** A call whose request metadata the auth gate reads only when auth is on (building it has a
+ *  cost on every request: src/api/h2_grpc.ts makes it lazily). */
+export interface CallWithMetadata {
+  readonly metadata: grpc.Metadata;
+}
+
 /** The token a client sent: `token` (gRPC clients) or `authorization` (etcd's JSON gateway). */
 function tokenOf(md: grpc.Metadata): string | undefined {
   const v = md.get('token')[0] ?? md.get('authorization')[0];
@@ -42,9 +48,10 @@ function tokenOf(md: grpc.Metadata): string | undefined {
  *  Without a token, the CN of a verified client certificate names the user (etcd's
  *  AuthInfoFromTLS; only with --client-cert-auth: src/tls/identity.ts sets it). As in etcd the user
  *  need not exist: the permission check then denies. */
-export function callerOf(server: Server, md: grpc.Metadata): InternalRequestHeader | EtcdError {
+export function callerOf(server: Server, call: CallWithMetadata): InternalRequestHeader | EtcdError {
   const auth = server.auth;
   if (!auth.enabled) return NO_CALLER;
+  const md = call.metadata;
   const token = tokenOf(md);
   if (token === undefined) return { username: certCommonNameOf(md) ?? '', auth_revision: auth.revision };
   const user = auth.userOfToken(token);
@@ -67,25 +74,25 @@ export const checks = {
 };
 
 /** The gate: the caller's header for the log entry, or the error to answer with. */
-export function authorize<Req>(server: Server, md: grpc.Metadata, check: AuthCheck<Req>, req: Req): InternalRequestHeader | EtcdError {
+export function authorize<Req>(server: Server, call: CallWithMetadata, check: AuthCheck<Req>, req: Req): InternalRequestHeader | EtcdError {
   if (!server.auth.enabled) return NO_CALLER;
-  const who = callerOf(server, md);
+  const who = callerOf(server, call);
   if (who instanceof EtcdError) return who;
   return check(server.auth, who.username, req) ?? who;
 }
 
 /** Maintenance's admin RPCs (Defragment, Snapshot, Hash, HashKV): etcd 3.4 answers them with the
  *  auth package's raw error (code Unknown, "auth: permission denied"). */
-export function authorizeMaintenance(server: Server, md: grpc.Metadata): EtcdError | undefined {
+export function authorizeMaintenance(server: Server, call: CallWithMetadata): EtcdError | undefined {
   if (!server.auth.enabled) return undefined;
-  const r = authorize(server, md, checks.admin, undefined);
+  const r = authorize(server, call, checks.admin, undefined);
   return r instanceof EtcdError ? rawAuthError(r) : undefined;
 }
 
 /** etcd's isWatchPermitted: READ on the watched range (an empty key means "\0"). */
-export function watchPermitted(server: Server, md: grpc.Metadata, key: Buffer, rangeEnd: Buffer | undefined): boolean {
+export function watchPermitted(server: Server, call: CallWithMetadata, key: Buffer, rangeEnd: Buffer | undefined): boolean {
   if (!server.auth.enabled) return true;
-  const r = authorize(server, md, checks.range, { key: key.length === 0 ? WATCH_ALL_KEYS : key, range_end: rangeEnd });
+  const r = authorize(server, call, checks.range, { key: key.length === 0 ? WATCH_ALL_KEYS : key, range_end: rangeEnd });
   return !(r instanceof EtcdError);
 }
 
@@ -106,14 +113,14 @@ export function authService(server: Server): Handlers {
 
   /** A root-only change: checked here, proposed, checked again at apply. */
   const change = (body: (req: never) => InternalRequestBody) => (call: Call<never>, cb: Cb) => {
-    const h = authorize(server, call.metadata, checks.admin, undefined);
+    const h = authorize(server, call, checks.admin, undefined);
     if (h instanceof EtcdError) return replyError(cb, h);
     answer(cb, server.propose(body(call.request), h));
   };
 
   /** A read of the auth store: served locally once linearizable, with the apply path's rules. */
   const read = (kind: 'user_get' | 'user_list' | 'role_get' | 'role_list' | 'auth_status') => (call: Call<Record<string, unknown>>, cb: Cb) => {
-    const who = callerOf(server, call.metadata);
+    const who = callerOf(server, call);
     if (who instanceof EtcdError) return replyError(cb, who);
     server.linearizableRead().then(() => {
       const r = auth.apply(kind, call.request, who, 0);
@@ -125,7 +132,7 @@ export function authService(server: Server): Handlers {
   /** UserAdd / UserChangePassword: the hash is made here; the clear text never leaves. */
   const withHash = (kind: 'user_add' | 'user_change_password') => (call: Call<{ name: string; password: string; hashedPassword?: string; options?: { no_password: boolean } | null }>, cb: Cb) => {
     const req = call.request;
-    const h = authorize(server, call.metadata, checks.admin, undefined);
+    const h = authorize(server, call, checks.admin, undefined);
     if (h instanceof EtcdError) return replyError(cb, h);
     if (kind === 'user_add' && req.name === '') return replyError(cb, AuthErrors.UserEmpty);
     const noPassword = kind === 'user_add' && !!req.options?.no_password;

@@ -28,7 +28,7 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
     const bad = checkRange(r);
     if (bad) return replyError(cb, bad);
     const serve = () => {
-      const who = authorize(server, call.metadata, checks.range, r);
+      const who = authorize(server, call, checks.range, r);
       if (who instanceof EtcdError) return replyError(cb, who);
       try {
         const resp = applyRange(server.store, r);
@@ -49,7 +49,7 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
     if (server.isLearner) return replyError(cb, Errors.NotSupportedForLearner);
     const bad = checkPut(call.request);
     if (bad) return replyError(cb, bad);
-    const who = authorize(server, call.metadata, checks.put, call.request);
+    const who = authorize(server, call, checks.put, call.request);
     if (who instanceof EtcdError) return replyError(cb, who);
     server.propose({ put: call.request }, who).then(
       (r) => cb(null, { header: server.header(r.revision), ...r.response }),
@@ -62,7 +62,7 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
     if (server.isLearner) return replyError(cb, Errors.NotSupportedForLearner);
     const bad = checkDelete(call.request);
     if (bad) return replyError(cb, bad);
-    const who = authorize(server, call.metadata, checks.deleteRange, call.request);
+    const who = authorize(server, call, checks.deleteRange, call.request);
     if (who instanceof EtcdError) return replyError(cb, who);
     server.propose({ delete_range: call.request }, who).then(
       (r) => cb(null, { header: server.header(r.revision), ...r.response }),
@@ -78,7 +78,7 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
     if (bad) return replyError(cb, bad);
     if (isTxnReadOnly(t)) {
       const serve = () => {
-        const who = authorize(server, call.metadata, checks.txn, t);
+        const who = authorize(server, call, checks.txn, t);
         if (who instanceof EtcdError) return replyError(cb, who);
         try {
           const resp = applyReadOnlyTxn(server.store, t);
@@ -91,7 +91,7 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
       // etcd serves a read-only txn as linearizable unless every range in it is serializable.
       return void server.linearizableRead().then(serve, (err) => replyError(cb, err));
     }
-    const who = authorize(server, call.metadata, checks.txn, t);
+    const who = authorize(server, call, checks.txn, t);
     if (who instanceof EtcdError) return replyError(cb, who);
     server.propose({ txn: t }, who).then(
       (r) => {
@@ -106,7 +106,7 @@ export function kvService(server: Server, limits: KvLimits): Record<string, Unar
   const Compact: Unary<CompactionRequest> = (call, cb) => {
     if (server.isLearner) return replyError(cb, Errors.NotSupportedForLearner);
     // etcd 3.4 lets any authenticated (or anonymous) caller compact; only a bad token is refused.
-    const who = authorize(server, call.metadata, checks.none, undefined);
+    const who = authorize(server, call, checks.none, undefined);
     if (who instanceof EtcdError) return replyError(cb, who);
     server.propose({ compaction: call.request }, who).then(
       (r) => cb(null, { header: server.header(r.revision) }),

@@ -40,7 +40,7 @@ export function leaseService(server: Server, runner: LeaseRunner, forwarder?: Le
     let id = toLeaseId(call.request.ID);
     if (id === NO_LEASE) id = randomLeaseId();
     // etcd 3.4 checks no permission for a grant; only a bad token is refused.
-    const who = authorize(server, call.metadata, checks.none, undefined);
+    const who = authorize(server, call, checks.none, undefined);
     if (who instanceof EtcdError) return replyError(cb, who);
     server.propose({ lease_grant: { TTL: ttl, ID: id.toString() } }, who).then(
       (r) => {
@@ -53,7 +53,7 @@ export function leaseService(server: Server, runner: LeaseRunner, forwarder?: Le
 
   const LeaseRevoke: Unary<{ ID: Int64 }> = (call, cb) => {
     // Revoking deletes the attached keys: WRITE on each of them (checked again at apply).
-    const who = authorize(server, call.metadata, checks.leaseRevoke, call.request);
+    const who = authorize(server, call, checks.leaseRevoke, call.request);
     if (who instanceof EtcdError) return replyError(cb, who);
     server.propose({ lease_revoke: { ID: toLeaseId(call.request.ID).toString() } }, who).then(
       (r) => cb(null, { header: server.header(r.revision) }),

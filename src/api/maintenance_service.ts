@@ -179,7 +179,7 @@ export function maintenanceService(server: Server): Handlers {
   };
 
   const HashKV: Unary<{ revision: string }> = (call, cb) => {
-    const denied = authorizeMaintenance(server, call.metadata); // root only, as etcd 3.4
+    const denied = authorizeMaintenance(server, call); // root only, as etcd 3.4
     if (denied) return replyError(cb, denied);
     try {
       const h = server.store.hashKV(Number(call.request.revision));
@@ -195,7 +195,7 @@ export function maintenanceService(server: Server): Handlers {
   // everything retained, the current revision and the compaction point, so members with the same
   // MVCC state agree (leases and the applied index are not included).
   const Hash: Unary<unknown> = (call, cb) => {
-    const denied = authorizeMaintenance(server, call.metadata); // root only, as etcd 3.4
+    const denied = authorizeMaintenance(server, call); // root only, as etcd 3.4
     if (denied) return replyError(cb, denied);
     try {
       const h = server.store.hashKV(0);
@@ -228,7 +228,7 @@ export function maintenanceService(server: Server): Handlers {
   };
 
   const Defragment: Unary<unknown> = (call, cb) => {
-    const denied = authorizeMaintenance(server, call.metadata); // root only, as etcd 3.4
+    const denied = authorizeMaintenance(server, call); // root only, as etcd 3.4
     if (denied) return replyError(cb, denied);
     (backend ? backend.defragment() : Promise.resolve()).then(
       () => cb(null, { header: server.header() }),
@@ -245,7 +245,7 @@ export function maintenanceService(server: Server): Handlers {
   };
 
   const Snapshot = (call: grpc.ServerWritableStream<unknown, unknown>) => {
-    const denied = authorizeMaintenance(server, call.metadata); // root only, as etcd 3.4
+    const denied = authorizeMaintenance(server, call); // root only, as etcd 3.4
     if (denied) return void call.emit('error', toStatus(denied));
     if (!backend || !spoolDir) {
       call.emit('error', toStatus(unimplemented('etcdserverpb.Maintenance/Snapshot', 'unavailable on a member without a durable backend')));

@@ -221,7 +221,7 @@ export class WatchStream implements WatchSink {
     else end = Buffer.from(c.range_end);
     // etcd's isWatchPermitted (READ on the range, with the stream's token), checked once at
     // create; a denied create is created+canceled under the client's watch_id, as etcd 3.4.
-    if (!watchPermitted(this.hub.server, this.call.metadata, key, c.range_end)) {
+    if (!watchPermitted(this.hub.server, this.call, key, c.range_end)) {
       this.write({ header: this.header(this.hub.watchable.currentRevision), watch_id: c.watch_id, created: true, canceled: true, cancel_reason: WATCH_PERMISSION_DENIED_REASON });
       return;
     }
