@@ -85,6 +85,9 @@ export class RaftLog implements ReplicatedLog {
   private readSeq = 0;
   private pendingSnapshots: { index: number; keepEntries: number; confState: ConfState; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private ticks = 0;
+  /** The hard state last written to the WAL, and a newer commit-only one not written yet. */
+  private walHardState: HardState;
+  private unsavedHardState: HardState | undefined;
   /** Metrics hooks: every message received from a peer; the leader as each soft state reports it. */
   observer: { received?(m: Message): void; leader?(lead: NodeId): void } = {};
 
@@ -115,6 +118,7 @@ export class RaftLog implements ReplicatedLog {
     assert(rec.appliedIndex <= last, `backend applied index ${rec.appliedIndex} is beyond the WAL's last index ${last}`);
     this.storage.setHardState({ ...rec.hardState, commit });
     this.currentTerm = rec.hardState.term;
+    this.walHardState = rec.hardState;
     this.lastIndex = last;
     this.appliedIndex = rec.appliedIndex;
     this.node = new RawNode(
@@ -422,9 +426,26 @@ export class RaftLog implements ReplicatedLog {
       this.lastIndex = Math.max(this.lastIndex, rd.snapshot.metadata.index);
       this.appliedIndex = Math.max(this.appliedIndex, rd.snapshot.metadata.index);
     }
-    if (rd.hardState !== undefined || rd.entries.length > 0) {
+    // A hard state that only moves the commit index is not written on its own (etcd's MustSync
+    // skips its fsync): the commit index need not be durable — a restarted member takes the
+    // larger of the saved one and the backend's applied index, and learns the rest from the
+    // leader. It goes to disk with the next batch that has entries or a new term or vote. Writing
+    // it alone cost every member a second fsync per write, and held up the next Ready behind it.
+    let hardState = rd.hardState;
+    if (hardState !== undefined && rd.entries.length === 0 && hardState.term === this.walHardState.term && hardState.vote === this.walHardState.vote) {
+      this.storage.setHardState(hardState);
+      this.unsavedHardState = hardState;
+      hardState = undefined;
+    } else if (hardState === undefined && rd.entries.length > 0) {
+      hardState = this.unsavedHardState;
+    }
+    if (hardState !== undefined || rd.entries.length > 0) {
       try {
-        await this.wal.save(rd.hardState, rd.entries);
+        await this.wal.save(hardState, rd.entries);
+        if (hardState !== undefined) {
+          this.walHardState = hardState;
+          this.unsavedHardState = undefined;
+        }
       } catch (err) {
         // The WAL's state is unknown after a failed write or fsync: never acknowledge anything
         // again. (Any other exception in this loop is a bug and crashes the member.)
