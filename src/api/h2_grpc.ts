@@ -89,33 +89,54 @@ function trailersOf(st: CallStatus): http2.OutgoingHttpHeaders {
 }
 
 /** Splits a request body into gRPC messages as its chunks arrive. */
-class MessageReader {
-  private buf: Buffer | undefined;
+export class MessageReader {
+  /** Bytes received and not yet part of a whole message: chunks, joined only once a message is
+   *  complete (a large message arrives as many 16 KiB frames). */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** Length of the message being received (header already seen), or -1. */
+  private need = -1;
 
   constructor(
     private readonly maxBytes: number,
     private readonly encoding: string | undefined,
   ) {}
 
-  /** The whole messages completed by `chunk` (decompressed); throws a CallStatus on a bad one. */
+  /** Appends to `out` the whole messages completed by `chunk` (decompressed); throws a
+   *  CallStatus for a bad one. */
   push(chunk: Buffer, out: Buffer[]): void {
-    let b = this.buf === undefined ? chunk : Buffer.concat([this.buf, chunk]);
-    this.buf = undefined;
-    let off = 0;
-    while (b.length - off >= MESSAGE_HEADER_BYTES) {
-      const compressed = b[off]!;
-      const len = b.readUInt32BE(off + 1);
-      if (len > this.maxBytes) throw { code: GrpcCode.RESOURCE_EXHAUSTED, details: `grpc: received message larger than max (${len} vs. ${this.maxBytes})` };
-      if (b.length - off - MESSAGE_HEADER_BYTES < len) break;
-      const body = b.subarray(off + MESSAGE_HEADER_BYTES, off + MESSAGE_HEADER_BYTES + len);
-      out.push(compressed === 0 ? body : this.decompress(body));
-      off += MESSAGE_HEADER_BYTES + len;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    for (;;) {
+      if (this.need < 0) {
+        if (this.buffered < MESSAGE_HEADER_BYTES) return;
+        const head = this.peekHeader();
+        const len = head.readUInt32BE(1);
+        if (len > this.maxBytes) throw { code: GrpcCode.RESOURCE_EXHAUSTED, details: `grpc: received message larger than max (${len} vs. ${this.maxBytes})` };
+        this.need = MESSAGE_HEADER_BYTES + len;
+      }
+      if (this.buffered < this.need) return;
+      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks, this.buffered);
+      const msg = all.subarray(0, this.need);
+      const rest = all.subarray(this.need);
+      this.chunks = rest.length > 0 ? [rest] : [];
+      this.buffered = rest.length;
+      this.need = -1;
+      const body = msg.subarray(MESSAGE_HEADER_BYTES);
+      out.push(msg[0] === 0 ? body : this.decompress(body));
     }
-    if (off < b.length) this.buf = off === 0 ? b : b.subarray(off);
   }
 
   get partial(): boolean {
-    return this.buf !== undefined;
+    return this.buffered > 0;
+  }
+
+  private peekHeader(): Buffer {
+    const first = this.chunks[0]!;
+    if (first.length >= MESSAGE_HEADER_BYTES) return first;
+    const joined = Buffer.concat(this.chunks, this.buffered);
+    this.chunks = [joined];
+    return joined;
   }
 
   private decompress(body: Buffer): Buffer {

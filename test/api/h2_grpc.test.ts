@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { H2GrpcServer } from '../../src/api/h2_grpc';
+import { H2GrpcServer, MessageReader, frameMessage } from '../../src/api/h2_grpc';
+import zlib from 'node:zlib';
 import { addService } from '../../src/api/grpc_server';
 import { grpcDefinitions } from '../../src/proto';
 import { CERT_CN_METADATA_KEY, certCommonNameOf, certIdentityHook } from '../../src/tls';
@@ -172,5 +173,34 @@ describe('H2GrpcServer (gRPC on node:http2)', () => {
     assert.equal(status.code, grpc.status.OK);
     assert.equal(blobs.length, 64);
     blobs.forEach((b, i) => assert.ok(b.length === 64 * 1024 && b[0] === i && b[b.length - 1] === i, `chunk ${i}`));
+  });
+});
+
+describe('MessageReader (gRPC message framing)', () => {
+  const msgs = [Buffer.alloc(0), Buffer.from('a'), Buffer.alloc(40_000, 7), Buffer.from('hello world')];
+  const stream = Buffer.concat(msgs.map((m) => frameMessage(m)));
+
+  it('gives the same messages however the bytes are split into chunks', () => {
+    for (const size of [1, 2, 3, 5, 7, 16384, stream.length]) {
+      const r = new MessageReader(1 << 20, undefined);
+      const out: Buffer[] = [];
+      for (let off = 0; off < stream.length; off += size) r.push(stream.subarray(off, off + size), out);
+      assert.deepEqual(out.map((b) => b.toString('hex')), msgs.map((b) => b.toString('hex')), `chunks of ${size}`);
+      assert.equal(r.partial, false);
+    }
+  });
+
+  it('refuses a message above the limit from its header alone, and decompresses gzip', () => {
+    const r = new MessageReader(100, 'gzip');
+    const head = Buffer.from([0, 0, 0, 0, 101]);
+    assert.throws(() => r.push(head, []), (e: { code: number }) => e.code === grpc.status.RESOURCE_EXHAUSTED);
+    const z = zlib.gzipSync(Buffer.from('compressed'));
+    const framed = Buffer.concat([Buffer.from([1, 0, 0, 0, z.length]), z]);
+    const out: Buffer[] = [];
+    new MessageReader(100, 'gzip').push(framed, out);
+    assert.equal(out[0]!.toString(), 'compressed');
+    const bomb = zlib.gzipSync(Buffer.alloc(1000));
+    assert.throws(() => new MessageReader(100, 'gzip').push(Buffer.concat([Buffer.from([1, 0, 0, 0, bomb.length]), bomb]), []), (e: { code: number }) => e.code === grpc.status.RESOURCE_EXHAUSTED);
+    assert.throws(() => new MessageReader(100, 'snappy').push(framed, []), (e: { code: number }) => e.code === grpc.status.UNIMPLEMENTED);
   });
 });
