@@ -4,6 +4,7 @@
 //
 //   npm run bench                                   # starts a local quorumkv, runs put + range
 //   npm run bench -- --endpoints=127.0.0.1:2379 --workloads=put --clients=100 --conns=10 --total=20000
+//   --warmup=N: requests per workload run first, unmeasured (default 10000; 0 for a cold start)
 //
 // Point --endpoints at a real etcd to compare with the same client and load.
 import * as grpc from '@grpc/grpc-js';
@@ -23,6 +24,8 @@ interface Opts {
   keySize: number;
   valSize: number;
   keySpace: number;
+  /** Requests per workload run first and not measured (0: none). */
+  warmup: number;
 }
 
 function parseArgs(argv: string[]): Opts {
@@ -32,9 +35,9 @@ function parseArgs(argv: string[]): Opts {
     if (!r) throw new Error(`bad argument ${a} (use --name=value)`);
     m.set(r[1]!, r[2]!);
   }
-  const num = (k: string, d: number) => {
+  const num = (k: string, d: number, min = 1) => {
     const v = m.has(k) ? Number(m.get(k)) : d;
-    if (!Number.isInteger(v) || v <= 0) throw new Error(`--${k} must be a positive integer`);
+    if (!Number.isInteger(v) || v < min) throw new Error(`--${k} must be an integer >= ${min}`);
     return v;
   };
   return {
@@ -46,6 +49,9 @@ function parseArgs(argv: string[]): Opts {
     keySize: num('key-size', 8),
     valSize: num('val-size', 256),
     keySpace: num('key-space', 10_000),
+    // A fresh member compiles its hot paths during its first requests (V8's JIT): by default each
+    // workload runs once unmeasured first, as bench-vs-etcd.sh does for both systems.
+    warmup: num('warmup', 10_000, 0),
   };
 }
 
@@ -96,7 +102,7 @@ function percentile(sorted: Float64Array, p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function run(o: Opts, endpoint: string, workload: string): Promise<void> {
+async function run(o: Opts, endpoint: string, workload: string, quiet = false): Promise<void> {
   const KV = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.KV'), 'KV');
   const conns = Array.from({ length: o.conns }, (_, i) => new KV(endpoint, grpc.credentials.createInsecure(), { 'grpc.channel_id': i } as grpc.ChannelOptions));
   const value = Buffer.alloc(o.valSize, 'x');
@@ -134,12 +140,13 @@ async function run(o: Opts, endpoint: string, workload: string): Promise<void> {
   await Promise.all(Array.from({ length: o.clients }, (_, c) => client(c)));
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
   lat.sort();
+  for (const c of conns) c.close();
+  if (quiet) return;
   const f = (x: number) => x.toFixed(2).padStart(8);
   console.log(
     `${workload.padEnd(8)} ${String(o.total).padStart(7)} reqs ${(o.total / secs).toFixed(0).padStart(7)} req/s  p50 ${f(percentile(lat, 50))} ms  p99 ${f(percentile(lat, 99))} ms  p99.9 ${f(percentile(lat, 99.9))} ms  errors ${errors}`,
   );
   if (firstError) console.log(`         first error: ${firstError}`);
-  for (const c of conns) c.close();
 }
 
 async function main(): Promise<void> {
@@ -151,7 +158,8 @@ async function main(): Promise<void> {
     endpoint = l.endpoint;
     local = l.proc;
   }
-  console.log(`endpoint ${endpoint}  clients ${o.clients}  conns ${o.conns}  key ${o.keySize} B  value ${o.valSize} B`);
+  console.log(`endpoint ${endpoint}  clients ${o.clients}  conns ${o.conns}  key ${o.keySize} B  value ${o.valSize} B  warm-up ${o.warmup} requests per workload`);
+  if (o.warmup > 0) for (const w of o.workloads) await run({ ...o, total: o.warmup }, endpoint, w, true);
   for (const w of o.workloads) await run(o, endpoint, w);
   if (local) process.kill(-local.pid!, 'SIGKILL');
 }

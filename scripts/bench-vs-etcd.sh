@@ -6,7 +6,8 @@
 # Usage: scripts/bench-vs-etcd.sh BENCHMARK_BINARY [--quick] [--memory]
 #   BENCHMARK_BINARY  built by ../shared/tools/build-etcd-benchmark.sh (etcd 3.4's tools/benchmark)
 #   --quick           smaller totals (for a smoke run)
-#   --memory          also load 1M keys of 256 B into each cluster and report every member's RSS
+#   --memory          also load 1M distinct keys of 256 B into each cluster and report every member's RSS
+#                     (--key-space-size: without it etcd's benchmark writes every put to one key)
 # Needs: etcd (Debian etcd-server), node, a built quorumkv (npm run build).
 # Both systems fsync every commit (etcd's default; quorumkv always does).
 set -euo pipefail
@@ -117,9 +118,9 @@ done
 
 if [ $MEMORY = 1 ]; then
   echo
-  echo "memory: 1,000,000 keys of 256 B in each cluster"
-  "$BENCH" --endpoints="$ETCD_EPS" --conns=10 --clients=100 put --key-size=16 --sequential-keys --total=1000000 --val-size=256 >/dev/null 2>&1
-  "$BENCH" --endpoints="$QKV_EPS" --conns=10 --clients=100 put --key-size=16 --sequential-keys --total=1000000 --val-size=256 >/dev/null 2>&1
+  echo "memory: 1,000,000 distinct keys of 256 B in each cluster"
+  "$BENCH" --endpoints="$ETCD_EPS" --conns=10 --clients=100 put --key-size=16 --sequential-keys --key-space-size=1000000 --total=1000000 --val-size=256 >/dev/null 2>&1
+  "$BENCH" --endpoints="$QKV_EPS" --conns=10 --clients=100 put --key-size=16 --sequential-keys --key-space-size=1000000 --total=1000000 --val-size=256 >/dev/null 2>&1
   for kind in etcd qkv; do
     for m in 1 2 3; do
       pid=$(cat "$RUN/$kind-m$m.pid")
