@@ -145,6 +145,8 @@ export class Backend {
   private staged: BatchOp[] = [];
   /** Sub-revision counter within the revision being staged. */
   private stagedRev = 0;
+  /** Events were staged since the last commit: it records stagedRev as the current revision. */
+  private currentRevStaged = false;
   private stagedSub = 0;
   /** Commits run one after another: LevelDB applies batches in the order they are issued. */
   private tail: Promise<void> = Promise.resolve();
@@ -232,7 +234,8 @@ export class Backend {
       this.staged.push(op);
       this.grow(recordBytes(op.key, op.value));
     }
-    this.staged.push({ type: 'put', key: META_CURRENT_REV, value: u64(revision) });
+    // The current revision is written once per commit (the newest staged), not once per revision.
+    this.currentRevStaged = true;
   }
 
   stageCompaction(rev: Revision): void {
@@ -308,6 +311,10 @@ export class Backend {
     if (this.failed) return Promise.reject(this.failed);
     const ops = this.staged;
     this.staged = [];
+    if (this.currentRevStaged) {
+      ops.push({ type: 'put', key: META_CURRENT_REV, value: u64(this.stagedRev) });
+      this.currentRevStaged = false;
+    }
     ops.push({ type: 'put', key: META_APPLIED_INDEX, value: u64(appliedIndex) });
     ops.push({ type: 'put', key: META_APPLIED_TERM, value: u64(appliedTerm) });
     ops.push({ type: 'put', key: META_ALLOCATED_BYTES, value: u64(this.allocatedBytesValue) });
