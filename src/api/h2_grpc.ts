@@ -242,41 +242,55 @@ class CallCore {
   }
 }
 
+/** What grpc-js's server calls offer besides reading and writing, shared by both call shapes below
+ *  (their base classes differ: EventEmitter and Duplex). */
+interface CallSurface {
+  readonly metadata: grpc.Metadata;
+  readonly cancelled: boolean;
+  getPeer(): string;
+  getDeadline(): number;
+  getPath(): string;
+  sendMetadata(md: grpc.Metadata): void;
+}
+
+const CALL_SURFACE: CallSurface & ThisType<{ core: CallCore }> = {
+  get metadata(): grpc.Metadata {
+    return this.core.metadata;
+  },
+  get cancelled(): boolean {
+    return this.core.cancelled;
+  },
+  getPeer(): string {
+    return this.core.getPeer();
+  },
+  getDeadline(): number {
+    return Infinity;
+  },
+  getPath(): string {
+    return this.core.path;
+  },
+  sendMetadata(md: grpc.Metadata): void {
+    this.core.sendHeaders(md);
+  },
+};
+
 /** A unary (or the request side of a server-streaming) call, shaped like grpc-js's ServerUnaryCall. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+interface UnaryCall extends CallSurface {}
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 class UnaryCall extends EventEmitter {
   request: unknown;
 
   constructor(readonly core: CallCore) {
     super();
   }
-
-  get metadata(): grpc.Metadata {
-    return this.core.metadata;
-  }
-
-  get cancelled(): boolean {
-    return this.core.cancelled;
-  }
-
-  getPeer(): string {
-    return this.core.getPeer();
-  }
-
-  getDeadline(): number {
-    return Infinity;
-  }
-
-  getPath(): string {
-    return this.core.path;
-  }
-
-  sendMetadata(md: grpc.Metadata): void {
-    this.core.sendHeaders(md);
-  }
 }
 
 /** A streaming call, shaped like grpc-js's ServerDuplexStream: an object-mode Duplex whose readable
  *  side yields requests and whose writable side sends responses. */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+interface StreamCall extends CallSurface {}
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
 class StreamCall extends Duplex {
   request: unknown;
   /** A Uint8Array written is sent as an already encoded message (watch fan-out: watch_encoding.ts). */
@@ -289,30 +303,6 @@ class StreamCall extends Duplex {
     super({ objectMode: true, writableHighWaterMark: 16, readableHighWaterMark: 16 });
     // grpc-js's convention, which the services use: emit('error', status) ends the call with it.
     this.on('error', (err) => this.core.finish(statusOf(err)));
-  }
-
-  get metadata(): grpc.Metadata {
-    return this.core.metadata;
-  }
-
-  get cancelled(): boolean {
-    return this.core.cancelled;
-  }
-
-  getPeer(): string {
-    return this.core.getPeer();
-  }
-
-  getDeadline(): number {
-    return Infinity;
-  }
-
-  getPath(): string {
-    return this.core.path;
-  }
-
-  sendMetadata(md: grpc.Metadata): void {
-    this.core.sendHeaders(md);
   }
 
   override _read(): void {
@@ -370,6 +360,8 @@ class StreamCall extends Duplex {
     }
   }
 }
+
+for (const C of [UnaryCall, StreamCall]) Object.defineProperties(C.prototype, Object.getOwnPropertyDescriptors(CALL_SURFACE));
 
 export class H2GrpcServer {
   private readonly routes = new Map<string, Route>();
