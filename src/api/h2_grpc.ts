@@ -28,6 +28,7 @@ import { EventEmitter } from 'node:events';
 import zlib from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { GrpcCode } from '../util/errors';
+import { toStatus } from './errors';
 
 export interface CallStatus {
   code: number;
@@ -75,9 +76,14 @@ export function frameMessage(body: Uint8Array): Buffer {
   return out;
 }
 
+/** A status given as one (services pass toStatus() results), else toStatus's INTERNAL. */
 function statusOf(err: unknown): CallStatus {
   if (err && typeof err === 'object' && typeof (err as CallStatus).code === 'number') return err as CallStatus;
-  return { code: GrpcCode.INTERNAL, details: `quorumkv: internal error: ${err instanceof Error ? err.message : String(err)}` };
+  return toStatus(err);
+}
+
+function unmarshalError(err: unknown): CallStatus {
+  return { code: GrpcCode.INTERNAL, details: `grpc: error unmarshalling request: ${err instanceof Error ? err.message : String(err)}` };
 }
 
 function trailersOf(st: CallStatus): http2.OutgoingHttpHeaders {
@@ -213,10 +219,7 @@ class CallCore {
       this.stream.respond({ ...RESPONSE_HEADERS, ...trailersOf(st) }, { endStream: true });
       return;
     }
-    this.stream.once('wantTrailers', () => {
-      if (this.writable) this.stream.sendTrailers(st.code === 0 && !st.details && !st.metadata ? OK_TRAILERS : trailersOf(st));
-    });
-    this.stream.end();
+    this.endWithTrailers(st.code === 0 && !st.details && !st.metadata ? OK_TRAILERS : trailersOf(st));
   }
 
   /** One unary response: headers, the message, OK trailers. */
@@ -226,10 +229,22 @@ class CallCore {
     this.end?.(0);
     if (!this.writable) return;
     this.sendHeaders();
+    this.endWithTrailers(OK_TRAILERS, body);
+  }
+
+  /** Ends the response (after `body`, if any) with `trailers`, which Node asks for once the data
+   *  is out ('wantTrailers'). */
+  private endWithTrailers(trailers: http2.OutgoingHttpHeaders, body?: Buffer): void {
     this.stream.once('wantTrailers', () => {
-      if (this.writable) this.stream.sendTrailers(OK_TRAILERS);
+      if (this.writable) this.stream.sendTrailers(trailers);
     });
     this.stream.end(body);
+  }
+
+  /** Ends the call with `st` and stops reading the request (a bad or unexpected message). */
+  fail(st: CallStatus): void {
+    this.finish(st);
+    this.stream.close(http2.constants.NGHTTP2_NO_ERROR);
   }
 
   /** The client reset the stream or went away before the call ended. */
@@ -352,9 +367,7 @@ class StreamCall extends Duplex {
       try {
         req = deserialize(m);
       } catch (err) {
-        this.core.finish({ code: GrpcCode.INTERNAL, details: `grpc: error unmarshalling request: ${err instanceof Error ? err.message : String(err)}` });
-        this.core.stream.close(http2.constants.NGHTTP2_NO_ERROR);
-        return;
+        return this.core.fail(unmarshalError(err));
       }
       if (!this.push(req)) this.core.stream.pause();
     }
@@ -438,31 +451,17 @@ export class H2GrpcServer {
 
   /** Unary and server-streaming: one request message, then the handler. */
   private unaryRequest(core: CallCore, route: Route, reader: MessageReader): void {
-    const { stream } = core;
     const def = route.def;
     let call: UnaryCall | StreamCall | undefined;
-    const msgs: Buffer[] = [];
     let got = 0;
-    const fail = (st: CallStatus) => {
-      core.finish(st);
-      stream.close(http2.constants.NGHTTP2_NO_ERROR);
-    };
-    stream.on('data', (chunk: Buffer) => {
-      if (core.finished) return;
-      try {
-        reader.push(chunk, msgs);
-      } catch (err) {
-        return fail(statusOf(err));
-      }
-      if (msgs.length === 0) return;
+    this.readMessages(core, reader, (msgs) => {
       got += msgs.length;
-      if (got > 1) return fail({ code: GrpcCode.UNIMPLEMENTED, details: `grpc: a second request message on unary method ${core.path}` });
-      const m = msgs.pop()!;
+      if (got > 1) return core.fail({ code: GrpcCode.UNIMPLEMENTED, details: `grpc: a second request message on unary method ${core.path}` });
       let req: unknown;
       try {
-        req = def.requestDeserialize(m);
+        req = def.requestDeserialize(msgs[0]!);
       } catch (err) {
-        return fail({ code: GrpcCode.INTERNAL, details: `grpc: error unmarshalling request: ${err instanceof Error ? err.message : String(err)}` });
+        return core.fail(unmarshalError(err));
       }
       if (!def.responseStream) {
         const c = new UnaryCall(core);
@@ -477,16 +476,37 @@ export class H2GrpcServer {
         route.handler(c);
       }
     });
-    stream.on('end', () => {
-      if (got === 0 && !core.finished && !stream.aborted) fail({ code: GrpcCode.INTERNAL, details: reader.partial ? 'grpc: the request ended inside a message' : `grpc: no request message on unary method ${core.path}` });
+    core.stream.on('end', () => {
+      if (got === 0 && !core.finished && !core.stream.aborted) core.fail({ code: GrpcCode.INTERNAL, details: reader.partial ? 'grpc: the request ended inside a message' : `grpc: no request message on unary method ${core.path}` });
     });
-    const onGone = () => {
+    this.onGone(core, () => call);
+  }
+
+  /** Feeds the request body to `reader` and whole messages to `onMessages`; a message the reader
+   *  refuses (too large, bad compression) ends the call. */
+  private readMessages(core: CallCore, reader: MessageReader, onMessages: (msgs: Buffer[]) => void): void {
+    const msgs: Buffer[] = [];
+    core.stream.on('data', (chunk: Buffer) => {
+      if (core.finished) return;
+      try {
+        reader.push(chunk, msgs);
+      } catch (err) {
+        return core.fail(statusOf(err));
+      }
+      if (msgs.length > 0) onMessages(msgs.splice(0));
+    });
+  }
+
+  /** The client reset the stream ('aborted') or the stream closed: a call still running is
+   *  cancelled; a streaming call's Duplex is destroyed either way. */
+  private onGone(core: CallCore, callOf: () => UnaryCall | StreamCall | undefined): void {
+    const gone = () => {
+      const call = callOf();
       if (core.markCancelled() && call) call.emit('cancelled', 'cancelled');
       if (call instanceof StreamCall) call.destroy();
     };
-    // 'aborted': the client reset the stream.
-    stream.on('aborted', onGone);
-    stream.on('close', onGone);
+    core.stream.on('aborted', gone);
+    core.stream.on('close', gone);
   }
 
   private reply(core: CallCore, def: MethodDef, err: unknown, value: unknown): void {
@@ -506,20 +526,7 @@ export class H2GrpcServer {
     const { stream } = core;
     const def = route.def;
     const call = new StreamCall(core, def.responseSerialize as (v: unknown) => Buffer);
-    const msgs: Buffer[] = [];
-    stream.on('data', (chunk: Buffer) => {
-      if (core.finished) return;
-      try {
-        reader.push(chunk, msgs);
-      } catch (err) {
-        core.finish(statusOf(err));
-        stream.close(http2.constants.NGHTTP2_NO_ERROR);
-        return;
-      }
-      if (msgs.length === 0) return;
-      const batch = msgs.splice(0);
-      call.deliver(batch, def.requestDeserialize as (b: Buffer) => unknown);
-    });
+    this.readMessages(core, reader, (msgs) => call.deliver(msgs, def.requestDeserialize as (b: Buffer) => unknown));
     // A client's reset also ends the readable side, and 'aborted' comes after that 'end': the
     // half-close is delivered a turn later, once a reset would have cancelled the call.
     stream.on('end', () =>
@@ -527,13 +534,7 @@ export class H2GrpcServer {
         if (!core.finished && !stream.aborted) call.push(null);
       }),
     );
-    const onGone = () => {
-      if (core.markCancelled()) call.emit('cancelled', 'cancelled');
-      call.destroy();
-    };
-    // 'aborted': the client reset the stream.
-    stream.on('aborted', onGone);
-    stream.on('close', onGone);
+    this.onGone(core, () => call);
     if (!def.responseStream) route.handler(call, (err: unknown, value: unknown) => this.reply(core, def, err, value));
     else route.handler(call);
   }

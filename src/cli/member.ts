@@ -201,7 +201,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   st.wal.onFsync = (ms) => m.observeWalFsync(ms);
   raftLog.observer = { received: (msg) => m.messageReceived(msg), leader: (lead) => m.leaderSeen(lead) };
   // With --client-cert-auth, verified certificate CNs reach the auth check (src/tls/identity.ts);
-  // the interceptor always runs, so that no client can send the CN metadata key itself.
+  // the metadata hook always runs, so that no client can send the CN metadata key itself.
   const identities = clientTls?.commonNameAuth ? new ConnectionIdentities() : undefined;
   const g = newGrpcServer(cfg.maxRequestBytes, { onMetadata: certIdentityHook(identities), onCallStart: (path) => m.start(path) });
   const services: Record<string, Handlers> = {

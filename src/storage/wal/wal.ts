@@ -125,7 +125,7 @@ export class Wal {
     const fh = await fs.open(path.join(tmpDir, file), 'w+');
     try {
       await fh.truncate(o.segmentBytes);
-      await writeAll(fh, buf, 0);
+      writeAllSync(fh.fd, buf, 0);
       if (o.fsync) await fh.sync();
     } finally {
       await fh.close();
@@ -334,7 +334,7 @@ export class Wal {
       fh = await fs.open(tmp, 'w+');
       await fh.truncate(this.opts.segmentBytes);
       this.opts.faults.beforeWrite?.();
-      await writeAll(fh, buf, 0);
+      writeAllSync(fh.fd, buf, 0);
       if (this.opts.fsync) await fh.sync();
       await fs.rename(tmp, path.join(this.dir, info.file));
       if (this.opts.fsync) await syncDir(this.dir);
@@ -364,14 +364,6 @@ function writeAllSync(fd: number, buf: Buffer, position: number): void {
   }
 }
 
-async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    if (bytesWritten <= 0) throw new WalError(`wal: write returned ${bytesWritten} at offset ${position + done}`);
-    done += bytesWritten;
-  }
-}
 
 /** rename() replaces an empty directory but not a non-empty one: say so clearly. */
 async function removeEmptyDir(dir: string): Promise<void> {
