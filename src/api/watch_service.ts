@@ -39,6 +39,7 @@ const EVENT_OVERHEAD_BYTES = 64;
 const ERR_DUPLICATE_ID = 'mvcc: duplicate watch ID provided on the WatchStream';
 const ERR_EMPTY_RANGE = 'mvcc: watcher range is empty';
 const EMPTY = Buffer.alloc(0);
+const ZERO_KEY = Buffer.from([0]);
 /** Watcher.sinkState bit: no events since the last progress tick (etcd's sws.progress[id]). */
 const PROGRESS_IDLE = 1;
 
@@ -212,13 +213,13 @@ export class WatchStream implements WatchSink {
   }
 
   private create(c: WatchCreateRequest): void {
-    // etcd: an empty key means "\x00"; range_end "\x00" means every key >= key. Copies, so a
-    // long-lived watcher does not pin the request's receive buffer.
-    const key = c.key.length > 0 ? Buffer.from(c.key) : Buffer.from([0]);
+    // etcd: an empty key means "\x00"; range_end "\x00" means every key >= key. (The watchable
+    // store copies key and end into strings, so a watcher never pins the request's buffer.)
+    const key = c.key.length > 0 ? c.key : ZERO_KEY;
     let end: Buffer | undefined;
     if (c.range_end.length === 0) end = undefined;
     else if (c.range_end.length === 1 && c.range_end[0] === 0) end = EMPTY;
-    else end = Buffer.from(c.range_end);
+    else end = c.range_end;
     // etcd's isWatchPermitted (READ on the range, with the stream's token), checked once at
     // create; a denied create is created+canceled under the client's watch_id, as etcd 3.4.
     if (!watchPermitted(this.hub.server, this.call, key, c.range_end)) {

@@ -14,8 +14,8 @@
 // Time is injected (`now()` in milliseconds): no clock is read in here, so tests drive it.
 import { assert } from '../util/assert';
 import { EtcdError, Errors } from '../util/errors';
-import type { LeaseId, WriteTxn } from '../mvcc';
-import { NO_LEASE } from '../mvcc';
+import type { Bytes, BytesLike, LeaseId, WriteTxn } from '../mvcc';
+import { bytesOf, NO_LEASE } from '../mvcc';
 import { LeaseHeap } from './heap';
 
 /** Largest TTL a lease may have (etcd MaxLeaseTTL). */
@@ -46,7 +46,7 @@ export function minLeaseTtlSec(electionTimeoutMs: number): number {
 class Lease {
   /** Checkpointed remaining TTL (replicated); 0 = none, the full TTL applies on promotion. */
   remainingTtlSec = 0;
-  readonly keys = new Set<string>(); // latin1 of the key bytes
+  readonly keys = new Set<Bytes>(); // the store's own key strings (shared, not copies)
   /** Leader-local: when the lease expires (Infinity on a non-primary). */
   expiryMs = Infinity;
   /** Leader-local: time of this lease's live entry in the expiry heap (older entries are stale). */
@@ -98,15 +98,15 @@ export class Lessor {
     return this.leases.has(id);
   }
 
-  attach(id: LeaseId, key: Buffer): void {
+  attach(id: LeaseId, key: BytesLike): void {
     const l = this.leases.get(id);
     assert(l !== undefined, `attach to unknown lease ${id}`); // checkPut verified it exists
-    l.keys.add(key.toString('latin1'));
+    l.keys.add(bytesOf(key));
   }
 
-  detach(id: LeaseId, key: Buffer): void {
+  detach(id: LeaseId, key: BytesLike): void {
     // The lease may be gone already (revoked in an earlier entry): nothing to do then.
-    this.leases.get(id)?.keys.delete(key.toString('latin1'));
+    this.leases.get(id)?.keys.delete(bytesOf(key));
   }
 
   // ---- Applied entries (replicated, deterministic) --------------------------------------------
@@ -129,7 +129,7 @@ export class Lessor {
     const l = this.leases.get(id);
     if (!l) return Errors.LeaseNotFound;
     const keys = [...l.keys].sort();
-    for (const k of keys) txn.deleteRange(Buffer.from(k, 'latin1'), undefined);
+    for (const k of keys) txn.deleteRange(k, undefined);
     this.leases.delete(id);
     this.cfg.persist?.(id, undefined);
     return undefined;

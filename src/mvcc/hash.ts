@@ -9,18 +9,27 @@
 
 import { crc32c } from '../util/crc32c';
 import { KeyIndex, firstRetained, isTombstone, versionAt, versionCount } from './key_index';
-import { KeyValue, Revision } from './types';
+import { Bytes, KeyValue, Revision } from './types';
 
 export { crc32c };
 
 /** Reused scratch for the fixed-size fields of one version (the hash runs synchronously). */
 const scratch = Buffer.alloc(8 * 5 + 1 + 4);
 
+/** Reused buffer the key and value bytes are written into for the CRC (grown on demand). */
+let bytesScratch = Buffer.alloc(4096);
+
+function crcBytes(crc: number, s: Bytes): number {
+  if (s.length > bytesScratch.length) bytesScratch = Buffer.alloc(Math.max(s.length, bytesScratch.length * 2));
+  const n = bytesScratch.write(s, 0, 'latin1');
+  return crc32c(crc, bytesScratch, 0, n);
+}
+
 function hashVersion(crc: number, kv: KeyValue): number {
   let o = 0;
   o = scratch.writeUInt32BE(kv.key.length, o);
   crc = crc32c(crc, scratch.subarray(0, o));
-  crc = crc32c(crc, kv.key);
+  crc = crcBytes(crc, kv.key);
   o = 0;
   o = scratch.writeBigInt64BE(BigInt(kv.modRevision), o);
   o = scratch.writeBigInt64BE(BigInt(kv.createRevision), o);
@@ -29,7 +38,7 @@ function hashVersion(crc: number, kv: KeyValue): number {
   o = scratch.writeBigInt64BE(BigInt.asIntN(64, kv.lease), o);
   o = scratch.writeUInt32BE(kv.value.length, o);
   crc = crc32c(crc, scratch.subarray(0, o));
-  return crc32c(crc, kv.value);
+  return crcBytes(crc, kv.value);
 }
 
 /** Hash of every retained version with modRevision <= rev, given the compaction point. */

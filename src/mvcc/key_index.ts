@@ -1,4 +1,5 @@
-// The key index: every key the store retains, in raw byte order, each with its versions.
+// The key index: every key the store retains, in raw byte order, each with its versions. Keys and
+// values are latin1 strings (types.ts, Bytes), so the tree compares them with `<`.
 //
 // A key's versions are its KeyValue objects (tombstones included) ordered by modRevision; the same
 // objects are referenced by the revision history (history.ts), so a version costs one object however
@@ -14,9 +15,7 @@
 
 import BTree from 'sorted-btree';
 import { assert } from '../util/assert';
-import { KeyValue, LeaseId, NO_LEASE, Revision } from './types';
-
-export const EMPTY_BUFFER: Buffer = Buffer.alloc(0);
+import { Bytes, compareBytes, EMPTY_BYTES, KeyValue, LeaseId, NO_LEASE, Revision } from './types';
 
 /** A key's retained versions: one KeyValue, or several ordered by modRevision. */
 export type Versions = KeyValue | KeyValue[];
@@ -24,18 +23,18 @@ export type Versions = KeyValue | KeyValue[];
 /** Builds a KeyValue. Every KeyValue in the store comes from here, so they all share one hidden
  *  class (monomorphic property access on the hot paths). */
 export function makeKv(
-  key: Buffer,
+  key: Bytes,
   createRevision: Revision,
   modRevision: Revision,
   version: number,
-  value: Buffer,
+  value: Bytes,
   lease: LeaseId,
 ): KeyValue {
   return { key, createRevision, modRevision, version, value, lease };
 }
 
-export function makeTombstone(key: Buffer, modRevision: Revision): KeyValue {
-  return makeKv(key, 0, modRevision, 0, EMPTY_BUFFER, NO_LEASE);
+export function makeTombstone(key: Bytes, modRevision: Revision): KeyValue {
+  return makeKv(key, 0, modRevision, 0, EMPTY_BYTES, NO_LEASE);
 }
 
 export function isTombstone(kv: KeyValue): boolean {
@@ -87,24 +86,20 @@ export function firstRetained(v: Versions, compactRev: Revision): number {
   return isTombstone(versionAt(v, i)) ? i + 1 : i;
 }
 
-function compareBuffers(a: Buffer, b: Buffer): number {
-  return Buffer.compare(a, b);
-}
-
 export class KeyIndex {
-  private readonly tree = new BTree<Buffer, Versions>(undefined, compareBuffers);
+  private readonly tree = new BTree<Bytes, Versions>(undefined, compareBytes);
 
   /** Number of keys in the index (live or not). */
   get size(): number {
     return this.tree.size;
   }
 
-  get(key: Buffer): Versions | undefined {
+  get(key: Bytes): Versions | undefined {
     return this.tree.get(key);
   }
 
   /** Appends a version to its key (creating the key). Returns the key's previous newest version.
-   *  `kv.key` should be the index's own key Buffer for an existing key (see MvccStore.put). */
+   *  `kv.key` should be the index's own key string for an existing key (see MvccStore.put). */
   append(kv: KeyValue, existing: Versions | undefined): void {
     if (existing === undefined) {
       this.tree.set(kv.key, kv);
@@ -121,7 +116,7 @@ export class KeyIndex {
   }
 
   /** Calls fn for every indexed key in [lo, hi) (hi undefined = no upper bound), in byte order. */
-  forRange(lo: Buffer, hi: Buffer | undefined, fn: (key: Buffer, v: Versions) => void): void {
+  forRange(lo: Bytes, hi: Bytes | undefined, fn: (key: Bytes, v: Versions) => void): void {
     if (hi === undefined) {
       const max = this.tree.maxKey();
       if (max === undefined) return;
@@ -133,13 +128,13 @@ export class KeyIndex {
 
   /** Iterates [key, versions] pairs from `from` (inclusive) in byte order. The index must not
    *  change while the iterator is in use. */
-  entriesFrom(from: Buffer): IterableIterator<[Buffer, Versions]> {
+  entriesFrom(from: Bytes): IterableIterator<[Bytes, Versions]> {
     return this.tree.entries(from);
   }
 
   /** Calls fn for every key in byte order. */
-  forEach(fn: (key: Buffer, v: Versions) => void): void {
-    this.tree.forRange(EMPTY_BUFFER, this.tree.maxKey() ?? EMPTY_BUFFER, true, fn);
+  forEach(fn: (key: Bytes, v: Versions) => void): void {
+    this.tree.forRange(EMPTY_BYTES, this.tree.maxKey() ?? EMPTY_BYTES, true, fn);
   }
 
   /**
@@ -149,14 +144,14 @@ export class KeyIndex {
    */
   compactSlice(
     compactRev: Revision,
-    fromKey: Buffer,
+    fromKey: Bytes,
     maxKeys: number,
-  ): { nextKey: Buffer | undefined; freedBytes: number } {
+  ): { nextKey: Bytes | undefined; freedBytes: number } {
     assert(maxKeys > 0, 'compactSlice: maxKeys must be positive');
     const max = this.tree.maxKey();
     if (max === undefined) return { nextKey: undefined, freedBytes: 0 };
     let freedBytes = 0;
-    let nextKey: Buffer | undefined;
+    let nextKey: Bytes | undefined;
     this.tree.editRange(fromKey, max, true, (key, v, counter) => {
       if (counter >= maxKeys) {
         nextKey = key;

@@ -5,39 +5,50 @@
 // range is visited because `count` ignores limit and filters, as in etcd.
 
 import { assert } from '../util/assert';
-import { KeyIndex, EMPTY_BUFFER, indexAtOrBelow, isTombstone, makeKv, versionAt, Versions } from './key_index';
-import { KeyValue, RangeOptions, Revision, SortOrder, SortTarget } from './types';
+import { KeyIndex, indexAtOrBelow, isTombstone, makeKv, versionAt, Versions } from './key_index';
+import {
+  Bytes,
+  BytesLike,
+  bytesOf,
+  compareBytes,
+  EMPTY_BYTES,
+  KeyValue,
+  RangeOptions,
+  Revision,
+  SortOrder,
+  SortTarget,
+} from './types';
 
 /** A key range resolved from etcd's (key, range_end) convention. */
 export interface KeyBounds {
   /** Exactly one key (range_end empty). */
   readonly single: boolean;
-  readonly lo: Buffer;
+  readonly lo: Bytes;
   /** Exclusive upper bound; undefined = no upper bound. */
-  readonly hi: Buffer | undefined;
+  readonly hi: Bytes | undefined;
   /** The range is empty by construction (range_end <= key). */
   readonly empty: boolean;
 }
 
-function isZeroByte(b: Buffer): boolean {
-  return b.length === 1 && b[0] === 0;
-}
+const ZERO_BYTE: Bytes = '\0';
 
-export function resolveBounds(key: Buffer, rangeEnd: Buffer | undefined): KeyBounds {
-  if (rangeEnd === undefined || rangeEnd.length === 0) return { single: true, lo: key, hi: undefined, empty: false };
-  if (isZeroByte(rangeEnd)) {
+export function resolveBounds(keyIn: BytesLike, rangeEndIn: BytesLike | undefined): KeyBounds {
+  const key = bytesOf(keyIn);
+  if (rangeEndIn === undefined || rangeEndIn.length === 0) return { single: true, lo: key, hi: undefined, empty: false };
+  const rangeEnd = bytesOf(rangeEndIn);
+  if (rangeEnd === ZERO_BYTE) {
     // "\0" as range_end = every key >= key; key = range_end = "\0" = every key (the empty key too).
-    const lo = isZeroByte(key) ? EMPTY_BUFFER : key;
+    const lo = key === ZERO_BYTE ? EMPTY_BYTES : key;
     return { single: false, lo, hi: undefined, empty: false };
   }
-  if (Buffer.compare(rangeEnd, key) <= 0) return { single: false, lo: key, hi: rangeEnd, empty: true };
+  if (rangeEnd <= key) return { single: false, lo: key, hi: rangeEnd, empty: true };
   return { single: false, lo: key, hi: rangeEnd, empty: false };
 }
 
 /** Calls fn for every key in bounds whose value at `rev` is live. */
 export function forEachLive(index: KeyIndex, bounds: KeyBounds, rev: Revision, fn: (kv: KeyValue) => void): void {
   if (bounds.empty) return;
-  const visit = (_key: Buffer, v: Versions): void => {
+  const visit = (_key: Bytes, v: Versions): void => {
     const i = indexAtOrBelow(v, rev);
     if (i < 0) return;
     const kv = versionAt(v, i);
@@ -66,7 +77,7 @@ function hasFilters(o: RangeOptions): boolean {
 function comparatorFor(target: SortTarget): (a: KeyValue, b: KeyValue) => number {
   switch (target) {
     case SortTarget.KEY:
-      return (a, b) => Buffer.compare(a.key, b.key);
+      return (a, b) => compareBytes(a.key, b.key);
     case SortTarget.VERSION:
       return (a, b) => a.version - b.version;
     case SortTarget.CREATE:
@@ -74,7 +85,7 @@ function comparatorFor(target: SortTarget): (a: KeyValue, b: KeyValue) => number
     case SortTarget.MOD:
       return (a, b) => a.modRevision - b.modRevision;
     case SortTarget.VALUE:
-      return (a, b) => Buffer.compare(a.value, b.value);
+      return (a, b) => compareBytes(a.value, b.value);
     default:
       // Validating sort options is the API layer's job (Errors.InvalidSortOption).
       assert(false, `range: unknown sort target ${String(target)}`);
@@ -92,7 +103,7 @@ function effectiveOrder(o: RangeOptions): SortOrder {
 }
 
 function stripValue(kv: KeyValue): KeyValue {
-  return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, EMPTY_BUFFER, kv.lease);
+  return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, EMPTY_BYTES, kv.lease);
 }
 
 /**

@@ -12,7 +12,7 @@
 import { assert } from '../util/assert';
 import { firstRetained, KeyIndex, makeKv, versionAt, versionCount } from './key_index';
 import { MvccStore } from './store';
-import { KeyValue, MvccSnapshotRecord, Revision } from './types';
+import { Bytes, EMPTY_BYTES, KeyValue, MvccSnapshotRecord, Revision } from './types';
 
 /** Records per yielded chunk. */
 export const SNAPSHOT_CHUNK_RECORDS_MAX = 1024;
@@ -27,10 +27,10 @@ function* baseVersions(index: KeyIndex, compactRev: Revision): Generator<KeyValu
   if (compactRev === 0) return;
   const keyed: KeyValue[] = [];
   // Walk the index in slices of keys, so no tree iterator is held across a yield.
-  let from: Buffer | undefined = Buffer.alloc(0);
+  let from: Bytes | undefined = EMPTY_BYTES;
   while (from !== undefined) {
     keyed.length = 0;
-    let next: Buffer | undefined;
+    let next: Bytes | undefined;
     let seen = 0;
     for (const [key, v] of index.entriesFrom(from)) {
       if (seen === SNAPSHOT_CHUNK_RECORDS_MAX) {

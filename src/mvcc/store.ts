@@ -13,15 +13,15 @@
 // slice of keys at a time, so a large compaction never blocks the event loop. Reads, hashes and
 // snapshots only look at the logical retained set, so they are exact whatever the physical progress.
 //
-// Ownership: put() keeps the key and value Buffers it is given (no copy on the hot path). A caller
-// holding a subarray of a large decode buffer must copy it first, or the whole buffer stays alive.
+// Representation: keys and values are held as latin1 strings (Bytes, see types.ts). Methods accept
+// Buffers or Bytes and copy Buffers into strings, so the store never keeps a caller's buffer (or
+// the decoded Raft entry it is a view of) alive. KeyValues handed out carry Bytes.
 
 import { assert } from '../util/assert';
 import { Errors } from '../util/errors';
 import { hashIndex } from './hash';
 import { History } from './history';
 import {
-  EMPTY_BUFFER,
   KeyIndex,
   firstRetained,
   indexAtOrBelow,
@@ -36,6 +36,10 @@ import { evaluateRange, forEachLive, resolveBounds } from './range';
 // snapshot.ts imports this module too; its functions are only called at run time, never at load.
 import { exportSnapshot, storeFromSnapshot } from './snapshot';
 import {
+  Bytes,
+  BytesLike,
+  bytesOf,
+  EMPTY_BYTES,
   Event,
   EventType,
   HashKVResult,
@@ -60,7 +64,7 @@ export class MvccStore {
   private retainedBytes = 0;
   private openTxn: WriteTxn | undefined;
   /** Where physical compaction resumes; undefined = no physical work pending. */
-  private compactCursor: Buffer | undefined;
+  private compactCursor: Bytes | undefined;
   /** Bumped by every state change; a snapshot export asserts it stays put while it runs. */
   private epoch = 0;
 
@@ -94,12 +98,12 @@ export class MvccStore {
     return this.epoch;
   }
 
-  range(key: Buffer, rangeEnd: Buffer | undefined, opts: RangeOptions = {}): RangeResult {
+  range(key: BytesLike, rangeEnd: BytesLike | undefined, opts: RangeOptions = {}): RangeResult {
     return this.rangeAt(key, rangeEnd, opts, this.currentRev);
   }
 
   /** @internal a range read that treats `headRev` as the current revision (a txn's own writes). */
-  rangeAt(key: Buffer, rangeEnd: Buffer | undefined, opts: RangeOptions, headRev: Revision): RangeResult {
+  rangeAt(key: BytesLike, rangeEnd: BytesLike | undefined, opts: RangeOptions, headRev: Revision): RangeResult {
     const rev = this.checkReadRevision(opts.revision ?? 0, headRev);
     const { kvs, count, more } = evaluateRange(this.index, resolveBounds(key, rangeEnd), rev, opts);
     return { kvs, count, more, revision: headRev };
@@ -124,9 +128,11 @@ export class MvccStore {
   }
 
   /** @internal applies one put at `rev`; returns the PUT event. */
-  applyPut(key: Buffer, value: Buffer, lease: LeaseId, rev: Revision): Event {
-    assert(key.length > 0, 'put: empty key');
+  applyPut(keyIn: BytesLike, valueIn: BytesLike, lease: LeaseId, rev: Revision): Event {
+    assert(keyIn.length > 0, 'put: empty key');
     assert(typeof lease === 'bigint', 'put: lease must be a bigint');
+    const key = bytesOf(keyIn);
+    const value = bytesOf(valueIn);
     const existing = this.index.get(key);
     let prevKv: KeyValue | undefined;
     let storedKey = key;
@@ -134,7 +140,7 @@ export class MvccStore {
     let version = 1;
     if (existing !== undefined) {
       const last = newestVersion(existing);
-      storedKey = last.key; // keep one Buffer per key, not one per version
+      storedKey = last.key; // keep one string per key, not one per version
       if (!isTombstone(last)) {
         prevKv = last;
         createRevision = last.createRevision;
@@ -151,7 +157,7 @@ export class MvccStore {
   }
 
   /** @internal deletes every key live at `rev` in the range; returns the DELETE events in key order. */
-  applyDeleteRange(key: Buffer, rangeEnd: Buffer | undefined, rev: Revision): Event[] {
+  applyDeleteRange(key: BytesLike, rangeEnd: BytesLike | undefined, rev: Revision): Event[] {
     const live: KeyValue[] = [];
     forEachLive(this.index, resolveBounds(key, rangeEnd), rev, (kv) => live.push(kv));
     const events: Event[] = [];
@@ -199,7 +205,7 @@ export class MvccStore {
     this.compactRev = rev;
     this.history.compact(rev);
     // A pending cleanup at an older point restarts: keys it already visited need another pass.
-    this.compactCursor = EMPTY_BUFFER;
+    this.compactCursor = EMPTY_BYTES;
     this.epoch++;
   }
 
@@ -250,8 +256,8 @@ export class MvccStore {
 
   /** Whether the version of `key` written at `modRevision` is still retained (not compacted away).
    *  The backend's physical compaction asks this for each record below the compaction point. */
-  retains(key: Buffer, modRevision: Revision): boolean {
-    const v = this.index.get(key);
+  retains(key: BytesLike, modRevision: Revision): boolean {
+    const v = this.index.get(bytesOf(key));
     if (v === undefined) return false;
     const i = indexAtOrBelow(v, modRevision);
     if (i < 0 || versionAt(v, i).modRevision !== modRevision) return false;
@@ -347,22 +353,23 @@ export class WriteTxn {
   }
 
   /** Reads as of this txn: its own earlier writes are visible (as in etcd's txn). */
-  range(key: Buffer, rangeEnd: Buffer | undefined, opts: RangeOptions = {}): RangeResult {
+  range(key: BytesLike, rangeEnd: BytesLike | undefined, opts: RangeOptions = {}): RangeResult {
     assert(!this.ended, 'range on an ended txn');
     const headRev = this.changes > 0 ? this.revision : this.store.currentRevision;
     return this.store.rangeAt(key, rangeEnd, opts, headRev);
   }
 
-  put(key: Buffer, value: Buffer, lease: LeaseId): { prevKv: KeyValue | undefined } {
+  /** Returns the PUT event: the stored kv (its key is the store's own string) and prevKv. */
+  put(key: BytesLike, value: BytesLike, lease: LeaseId): Event {
     assert(!this.ended, 'put on an ended txn');
     const ev = this.store.applyPut(key, value, lease, this.revision);
     this.changes++;
     this.events.push(ev);
-    return ev; // the Event doubles as the result: { prevKv } without another allocation
+    return ev;
   }
 
   /** Deletes the keys live in the range; returns their previous kvs in key order. */
-  deleteRange(key: Buffer, rangeEnd: Buffer | undefined): { deleted: KeyValue[] } {
+  deleteRange(key: BytesLike, rangeEnd: BytesLike | undefined): { deleted: KeyValue[] } {
     assert(!this.ended, 'deleteRange on an ended txn');
     const evs = this.store.applyDeleteRange(key, rangeEnd, this.revision);
     const deleted: KeyValue[] = new Array(evs.length);

@@ -21,7 +21,7 @@
 // (the API layer runs one step per event-loop turn while there is work).
 import { assert } from '../util/assert';
 import type { MvccStore } from './store';
-import { EventType, type Event, type Revision } from './types';
+import { bytesOf, EventType, type Bytes, type BytesLike, type Event, type Revision } from './types';
 
 /** Most unsynced watchers one syncStep() serves (etcd: maxWatchersPerSync). */
 export const SYNC_WATCHERS_PER_STEP_MAX = 512;
@@ -66,9 +66,9 @@ export class Watcher {
   constructor(
     /** The watch id on its stream (int64 as a decimal string). */
     readonly id: string,
-    readonly key: Buffer,
+    readonly key: Bytes,
     /** undefined: the single key `key`; empty: every key >= key; otherwise [key, end). */
-    readonly end: Buffer | undefined,
+    readonly end: Bytes | undefined,
     readonly flags: number,
     readonly sink: WatchSink,
     startRev: Revision,
@@ -88,10 +88,10 @@ export class Watcher {
     return this.group === Group.SYNCED;
   }
 
-  matches(key: Buffer): boolean {
-    if (this.end === undefined) return this.key.equals(key);
-    if (Buffer.compare(key, this.key) < 0) return false;
-    return this.end.length === 0 || Buffer.compare(key, this.end) < 0;
+  matches(key: Bytes): boolean {
+    if (this.end === undefined) return this.key === key;
+    if (key < this.key) return false;
+    return this.end.length === 0 || key < this.end;
   }
 
   /** Drops the events the watcher's filters exclude (returns the same array when none are). */
@@ -104,13 +104,13 @@ export class Watcher {
   }
 }
 
-/** Watchers by exact key (latin1 is a lossless byte-to-string mapping). One watcher is stored
- *  bare, several in a Set, so 10,000 watchers on different keys cost one map entry each. */
+/** Watchers by exact key. One watcher is stored bare, several in a Set, so 10,000 watchers on
+ *  different keys cost one map entry each. */
 class KeyWatchers {
-  private readonly byKey = new Map<string, Watcher | Set<Watcher>>();
+  private readonly byKey = new Map<Bytes, Watcher | Set<Watcher>>();
 
   add(w: Watcher): void {
-    const k = w.key.toString('latin1');
+    const k = w.key;
     const cur = this.byKey.get(k);
     if (cur === undefined) this.byKey.set(k, w);
     else if (cur instanceof Set) cur.add(w);
@@ -118,7 +118,7 @@ class KeyWatchers {
   }
 
   delete(w: Watcher): void {
-    const k = w.key.toString('latin1');
+    const k = w.key;
     const cur = this.byKey.get(k);
     if (cur === w) this.byKey.delete(k);
     else if (cur instanceof Set) {
@@ -135,8 +135,8 @@ class KeyWatchers {
   }
 
   /** Watchers of `key`: undefined, one, or a Set. */
-  get(key: Buffer): Watcher | Set<Watcher> | undefined {
-    return this.byKey.get(key.toString('latin1'));
+  get(key: Bytes): Watcher | Set<Watcher> | undefined {
+    return this.byKey.get(key);
   }
 }
 
@@ -177,9 +177,11 @@ export class WatchableStore {
    * one waits for it; a past revision replays history (from syncStep), and a compacted one ends in
    * sink.compacted(). Same placement rule as etcd's watchableStore.watch.
    */
-  watch(id: string, key: Buffer, end: Buffer | undefined, startRev: Revision, flags: number, sink: WatchSink): Watcher {
+  watch(id: string, keyIn: BytesLike, endIn: BytesLike | undefined, startRev: Revision, flags: number, sink: WatchSink): Watcher {
     assert(startRev >= 0 && Number.isSafeInteger(startRev), 'watch start revision must be a non-negative integer');
-    assert(end === undefined || end.length === 0 || Buffer.compare(key, end) < 0, 'watch range must not be empty');
+    const key = bytesOf(keyIn);
+    const end = endIn === undefined ? undefined : bytesOf(endIn);
+    assert(end === undefined || end.length === 0 || key < end, 'watch range must not be empty');
     const cur = this.store.currentRevision;
     const synced = startRev === 0 || startRev > cur;
     const w = new Watcher(id, key, end, flags, sink, synced ? Math.max(cur + 1, startRev) : startRev);
@@ -220,7 +222,7 @@ export class WatchableStore {
     for (const [w, evs] of batches.map) this.push(w, evs, rev);
   }
 
-  private forEachMatching(key: Buffer, fn: (w: Watcher) => void): void {
+  private forEachMatching(key: Bytes, fn: (w: Watcher) => void): void {
     const exact = this.syncedKeys.get(key);
     if (exact instanceof Set) for (const w of exact) fn(w);
     else if (exact !== undefined) fn(exact);
@@ -299,12 +301,12 @@ export class WatchableStore {
   }
 
   private matchChosen(chosen: Watcher[], events: Event[]): Batches {
-    const byKey = new Map<string, Watcher[]>();
+    const byKey = new Map<Bytes, Watcher[]>();
     const ranges: Watcher[] = [];
     for (const w of chosen) {
       if (w.isRange) ranges.push(w);
       else {
-        const k = w.key.toString('latin1');
+        const k = w.key;
         const list = byKey.get(k);
         if (list) list.push(w);
         else byKey.set(k, [w]);
@@ -313,7 +315,7 @@ export class WatchableStore {
     const batches = new Batches();
     for (const ev of events) {
       const rev = ev.kv.modRevision;
-      const exact = byKey.size > 0 ? byKey.get(ev.kv.key.toString('latin1')) : undefined;
+      const exact = byKey.size > 0 ? byKey.get(ev.kv.key) : undefined;
       if (exact) for (const w of exact) if (rev >= w.minRev) batches.add(w, ev);
       for (const w of ranges) if (rev >= w.minRev && w.matches(ev.kv.key)) batches.add(w, ev);
     }

@@ -2,8 +2,8 @@
 // Txn as etcd executes them (etcdserver/apply.go), producing etcd's response messages. Pure and
 // synchronous: the same requests against the same state give the same results on every member.
 import { EtcdError, Errors } from '../util/errors';
-import type { KeyValue, LeaseId, RangeOptions, RangeResult, WriteTxn } from '../mvcc';
-import { NO_LEASE } from '../mvcc';
+import type { BytesLike, KeyValue, LeaseId, RangeOptions, RangeResult, WriteTxn } from '../mvcc';
+import { bufferOf, bytesOf, compareBytes, EMPTY_BYTES, NO_LEASE } from '../mvcc';
 import type {
   Compare,
   DeleteRangeRequest,
@@ -33,8 +33,8 @@ export interface KvReader {
  *  with the keys attached to it. The lessor implements it; a store without leases uses NO_LEASES. */
 export interface LeaseAttachments {
   exists(id: LeaseId): boolean;
-  attach(id: LeaseId, key: Buffer): void;
-  detach(id: LeaseId, key: Buffer): void;
+  attach(id: LeaseId, key: BytesLike): void;
+  detach(id: LeaseId, key: BytesLike): void;
 }
 
 export const NO_LEASES: LeaseAttachments = {
@@ -43,7 +43,6 @@ export const NO_LEASES: LeaseAttachments = {
   detach: () => undefined,
 };
 
-const EMPTY = Buffer.alloc(0);
 
 export function toNumber(v: Int64 | null | undefined): number {
   if (v === null || v === undefined) return 0;
@@ -61,11 +60,11 @@ export function leaseToPb(id: LeaseId): Int64 {
 
 export function kvToPb(kv: KeyValue): KeyValuePb {
   return {
-    key: kv.key,
+    key: bufferOf(kv.key),
     create_revision: kv.createRevision,
     mod_revision: kv.modRevision,
     version: kv.version,
-    value: kv.value,
+    value: bufferOf(kv.value),
     lease: leaseToPb(kv.lease),
   };
 }
@@ -110,7 +109,7 @@ function checkRangeRevision(reader: KvReader, r: RangeRequest, pendingWrite: boo
   return undefined;
 }
 
-function currentValue(txn: WriteTxn, key: Buffer): KeyValue | undefined {
+function currentValue(txn: WriteTxn, key: BytesLike): KeyValue | undefined {
   const r = txn.range(key, undefined, {});
   return r.kvs[0];
 }
@@ -130,12 +129,13 @@ export function applyCheckedPut(txn: WriteTxn, p: PutRequest, leases: LeaseAttac
 }
 
 export function applyPut(txn: WriteTxn, p: PutRequest, leases: LeaseAttachments): PutResponse {
-  const prev = currentValue(txn, p.key);
+  const key = bytesOf(p.key); // once: the store, the lease and the lookup share this string
+  const prev = currentValue(txn, key);
   const value = p.ignore_value ? prev!.value : p.value;
   const lease = p.ignore_lease ? prev!.lease : toLeaseId(p.lease);
-  txn.put(p.key, value, lease);
-  if (prev && prev.lease !== NO_LEASE && prev.lease !== lease) leases.detach(prev.lease, p.key);
-  if (lease !== NO_LEASE) leases.attach(lease, p.key);
+  const { kv } = txn.put(key, value, lease);
+  if (prev && prev.lease !== NO_LEASE && prev.lease !== lease) leases.detach(prev.lease, kv.key);
+  if (lease !== NO_LEASE) leases.attach(lease, kv.key);
   return { prev_kv: p.prev_kv && prev ? kvToPb(prev) : null };
 }
 
@@ -157,7 +157,7 @@ function compareOne(c: Compare, kv: KeyValue | undefined): boolean {
     case CompareTarget.VALUE:
       // A missing key has no value to compare: the comparison fails, whatever the operator.
       if (!kv) return false;
-      cmp = Buffer.compare(kv.value, c.value ?? EMPTY);
+      cmp = compareBytes(kv.value, c.value ? bytesOf(c.value) : EMPTY_BYTES);
       break;
     case CompareTarget.VERSION:
       cmp = compareInts(kv?.version ?? 0, toNumber(c.version));

@@ -2,7 +2,7 @@
 import { MvccStore, KeyValue, WriteResult, NO_LEASE } from '../../src/mvcc';
 
 export const b = (s: string): Buffer => Buffer.from(s, 'latin1');
-export const s = (buf: Buffer): string => buf.toString('latin1');
+export const s = (x: Buffer | string): string => (typeof x === 'string' ? x : x.toString('latin1'));
 
 /** One txn with one put. */
 export function put(store: MvccStore, key: string | Buffer, value: string | Buffer, lease = NO_LEASE): WriteResult {

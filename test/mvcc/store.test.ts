@@ -1,6 +1,6 @@
 // MvccStore write semantics: revisions, create/mod/version, deletes, txns, events.
 import { strict as assert } from 'node:assert';
-import { MvccStore, EventType, NO_LEASE } from '../../src/mvcc';
+import { MvccStore, EventType, NO_LEASE, bufferOf } from '../../src/mvcc';
 import { AssertionError } from '../../src/util/assert';
 import { Errors } from '../../src/util/errors';
 import { b, s, put, del, get, keysOf } from './helpers';
@@ -28,6 +28,25 @@ describe('mvcc store: revisions and versions', () => {
     assert.equal(kv.modRevision, 2);
     assert.equal(kv.version, 1);
     assert.equal(kv.lease, 0n);
+  });
+
+  it('holds arbitrary bytes exactly and keeps no reference to the caller\'s buffers', () => {
+    const st = new MvccStore();
+    // Every byte value, including ones that are not valid UTF-8 on their own.
+    const key = Buffer.from([0x00, 0x7f, 0x80, 0xc3, 0xff]);
+    const value = Buffer.alloc(256);
+    for (let i = 0; i < 256; i++) value[i] = 255 - i;
+    const txn = st.write();
+    txn.put(key, value, NO_LEASE);
+    txn.end();
+    const expected = Buffer.from(value);
+    key.fill(1); // the caller reuses its buffers: the store must not see it
+    value.fill(2);
+    const kv = st.range(Buffer.from([0x00, 0x7f, 0x80, 0xc3, 0xff]), undefined).kvs[0];
+    assert.ok(kv, 'the key is found by its original bytes');
+    assert.deepEqual(bufferOf(kv.key), Buffer.from([0x00, 0x7f, 0x80, 0xc3, 0xff]));
+    assert.deepEqual(bufferOf(kv.value), expected);
+    assert.equal(st.range(key, undefined).kvs.length, 0);
   });
 
   it('updates keep createRevision, move modRevision and increment version', () => {

@@ -80,8 +80,8 @@ export function encodeKv(kv: KeyValue): Buffer {
   b.writeBigUInt64BE(BigInt(kv.version), 8);
   b.writeBigInt64BE(kv.lease, 16);
   b.writeUInt32BE(kv.key.length, 24);
-  kv.key.copy(b, 28);
-  kv.value.copy(b, 28 + kv.key.length);
+  b.write(kv.key, 28, 'latin1');
+  b.write(kv.value, 28 + kv.key.length, 'latin1');
   return b;
 }
 
@@ -90,11 +90,11 @@ export function decodeKv(recordKey: Buffer, b: Buffer): KeyValue {
   const keyLen = b.readUInt32BE(24);
   assert(28 + keyLen <= b.length, 'backend: kv record shorter than its key');
   return {
-    key: Buffer.from(b.subarray(28, 28 + keyLen)),
+    key: b.toString('latin1', 28, 28 + keyLen),
     createRevision: Number(b.readBigUInt64BE(0)),
     modRevision: Number(recordKey.readBigUInt64BE(1)),
     version: Number(b.readBigUInt64BE(8)),
-    value: Buffer.from(b.subarray(28 + keyLen)),
+    value: b.toString('latin1', 28 + keyLen),
     lease: b.readBigInt64BE(16),
   };
 }
