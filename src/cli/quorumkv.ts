@@ -3,6 +3,7 @@
 import { ConfigError, parseServerFlags } from '../config/flags';
 import { Logger } from '../util/log';
 import { startMember } from './member';
+import { configureHeap } from '../util/heap';
 
 const REMOVED_STOP_DELAY_MS = 3000;
 const VERSION = '3.4.0-quorumkv.0.1.0';
@@ -31,6 +32,7 @@ async function main(): Promise<void> {
   const log = new Logger(cfg.logLevel);
   let member;
   try {
+    configureHeap();
     member = await startMember(cfg, log);
   } catch (err) {
     log.error('failed to start', { error: err instanceof Error ? err.message : String(err) });
