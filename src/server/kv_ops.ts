@@ -2,7 +2,7 @@
 // Txn as etcd executes them (etcdserver/apply.go), producing etcd's response messages. Pure and
 // synchronous: the same requests against the same state give the same results on every member.
 import { EtcdError, Errors } from '../util/errors';
-import type { BytesLike, KeyValue, LeaseId, RangeOptions, RangeResult, WriteTxn } from '../mvcc';
+import type { Bytes, BytesLike, KeyValue, LeaseId, RangeOptions, RangeResult, WriteTxn } from '../mvcc';
 import { bufferOf, bytesOf, compareBytes, EMPTY_BYTES, NO_LEASE } from '../mvcc';
 import type {
   Compare,
@@ -42,7 +42,6 @@ export const NO_LEASES: LeaseAttachments = {
   attach: () => undefined,
   detach: () => undefined,
 };
-
 
 export function toNumber(v: Int64 | null | undefined): number {
   if (v === null || v === undefined) return 0;
@@ -151,13 +150,14 @@ function compareInts(a: number | bigint, b: number | bigint): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-function compareOne(c: Compare, kv: KeyValue | undefined): boolean {
+/** `value` is c.value in the store's representation (converted once per compare, not per key). */
+function compareOne(c: Compare, value: Bytes, kv: KeyValue | undefined): boolean {
   let cmp: number;
   switch (c.target) {
     case CompareTarget.VALUE:
       // A missing key has no value to compare: the comparison fails, whatever the operator.
       if (!kv) return false;
-      cmp = compareBytes(kv.value, c.value ? bytesOf(c.value) : EMPTY_BYTES);
+      cmp = compareBytes(kv.value, value);
       break;
     case CompareTarget.VERSION:
       cmp = compareInts(kv?.version ?? 0, toNumber(c.version));
@@ -192,8 +192,9 @@ function compareOne(c: Compare, kv: KeyValue | undefined): boolean {
  *  against an absent key (so "version = 0" is true and any VALUE compare is false), as etcd. */
 function evalCompare(reader: KvReader, c: Compare): boolean {
   const res = reader.range(c.key, rangeEndOf(c.range_end), {});
-  if (res.kvs.length === 0) return compareOne(c, undefined);
-  for (const kv of res.kvs) if (!compareOne(c, kv)) return false;
+  const value = c.target === CompareTarget.VALUE && c.value ? bytesOf(c.value) : EMPTY_BYTES;
+  if (res.kvs.length === 0) return compareOne(c, value, undefined);
+  for (const kv of res.kvs) if (!compareOne(c, value, kv)) return false;
   return true;
 }
 
