@@ -1,11 +1,14 @@
-// The client port's gRPC server: gRPC's HTTP/2 mapping served directly on node:http2.
+// The client port's gRPC server: gRPC's HTTP/2 mapping served on our own HTTP/2 framing
+// (h2_conn.ts).
 //
 // Why not grpc-js's Server: on this machine a trivial unary method behind grpc-js's server costs
 // about 47 µs of event-loop time per call against 29 µs on bare node:http2 (etcd's benchmark,
 // 100 clients: 21k vs 34k calls/s); its interceptor chain, per-call metadata objects, deadline
-// timers and message decoder are the difference. A member's loop is its bottleneck (docs/
-// performance.md), so the client port speaks gRPC itself. The peer port and every client we dial
-// (forwarding to the leader, the peer transport) still use grpc-js.
+// timers and message decoder are the difference. And node:http2 itself costs a stream object
+// and nghttp2's C++ per call, and sends trailers a loop turn after the data (h2_conn.ts). A
+// member's loop is its bottleneck (docs/performance.md), so the client port speaks gRPC and
+// HTTP/2 itself. The peer port and every client we dial (forwarding to the leader, the peer
+// transport) still use grpc-js.
 //
 // What it implements (the gRPC-over-HTTP/2 protocol, as grpc-go and grpc-js servers answer it):
 //   - routes by :path to the method tables of the service definitions (the same ones grpc-js
@@ -22,13 +25,13 @@
 // Not implemented: server-side deadlines (grpc-timeout is not enforced: etcd answers or times out
 // requests itself) and response compression (responses are sent uncompressed, which every client
 // accepts).
-import http2 from 'node:http2';
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import zlib from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { GrpcCode } from '../util/errors';
 import { toStatus } from './errors';
+import { H2ServerConnection, encodeHeaderBlock, type H2Headers, type H2ServerStream } from './h2_conn';
 
 export interface CallStatus {
   code: number;
@@ -59,11 +62,14 @@ interface Route {
 
 const GRPC_STATUS = 'grpc-status';
 const GRPC_MESSAGE = 'grpc-message';
-const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = { ':status': 200, 'content-type': 'application/grpc+proto' };
-const OK_TRAILERS: http2.OutgoingHttpHeaders = { [GRPC_STATUS]: '0' };
+const RESPONSE_FIELDS: [string, string][] = [[':status', '200'], ['content-type', 'application/grpc+proto']];
+const RESPONSE_BLOCK = encodeHeaderBlock(RESPONSE_FIELDS);
+const OK_TRAILERS_BLOCK = encodeHeaderBlock([[GRPC_STATUS, '0']]);
 const MESSAGE_HEADER_BYTES = 5;
 /** Response bytes a streaming call may have queued in HTTP/2 before its writes wait (backpressure). */
 export const SEND_BUFFER_BYTES = 1024 * 1024;
+/** Largest request header list we take (as node:http2's maxHeaderListSize before). */
+const MAX_HEADER_LIST_BYTES = 1024 * 1024;
 /** Headers grpc-js also leaves out of a call's metadata (transport-level, not the client's). */
 const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'content-type', 'te', 'user-agent'];
 
@@ -86,11 +92,21 @@ function unmarshalError(err: unknown): CallStatus {
   return { code: GrpcCode.INTERNAL, details: `grpc: error unmarshalling request: ${err instanceof Error ? err.message : String(err)}` };
 }
 
-function trailersOf(st: CallStatus): http2.OutgoingHttpHeaders {
+/** A grpc.Metadata as header fields (binary values base64, as grpc-js sends them). */
+function metadataFields(md: grpc.Metadata): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [name, v] of Object.entries(md.toHttp2Headers())) {
+    if (v === undefined) continue;
+    for (const one of Array.isArray(v) ? v : [v]) out.push([name, String(one)]);
+  }
+  return out;
+}
+
+function trailerFields(st: CallStatus): [string, string][] {
   const details = st.details ?? st.message ?? '';
-  const t: http2.OutgoingHttpHeaders = { [GRPC_STATUS]: String(st.code) };
-  if (details) t[GRPC_MESSAGE] = encodeURI(details);
-  if (st.metadata) Object.assign(t, st.metadata.toHttp2Headers());
+  const t: [string, string][] = [[GRPC_STATUS, String(st.code)]];
+  if (details) t.push([GRPC_MESSAGE, encodeURI(details)]);
+  if (st.metadata) t.push(...metadataFields(st.metadata));
   return t;
 }
 
@@ -171,8 +187,8 @@ class CallCore {
 
   constructor(
     readonly server: H2GrpcServer,
-    readonly stream: http2.ServerHttp2Stream,
-    readonly headers: http2.IncomingHttpHeaders,
+    readonly stream: H2ServerStream,
+    readonly headers: H2Headers,
     readonly path: string,
   ) {
     this.end = server.opts.onCallStart?.(path);
@@ -180,31 +196,31 @@ class CallCore {
 
   get metadata(): grpc.Metadata {
     if (this.md === undefined) {
-      const h: http2.IncomingHttpHeaders = {};
+      const h: H2Headers = {};
       for (const k of Object.keys(this.headers)) {
         if (k.charCodeAt(0) === 58 /* ':' */ || TRANSPORT_HEADERS.includes(k)) continue;
         h[k] = this.headers[k];
       }
       this.md = grpc.Metadata.fromHttp2Headers(h);
-      this.server.opts.onMetadata?.(this.md, this.stream.session?.socket);
+      this.server.opts.onMetadata?.(this.md, this.stream.socket);
     }
     return this.md;
   }
 
   getPeer(): string {
-    const s = this.stream.session?.socket;
-    if (!s?.remoteAddress) return 'unknown';
+    const s = this.stream.socket;
+    if (!s.remoteAddress) return 'unknown';
     return s.remotePort ? `${s.remoteAddress}:${s.remotePort}` : s.remoteAddress;
   }
 
-  private get writable(): boolean {
-    return !this.stream.destroyed && !this.stream.closed;
+  get writable(): boolean {
+    return !this.stream.closed && !this.stream.localEnded;
   }
 
   sendHeaders(md?: grpc.Metadata): void {
     if (this.headersSent || !this.writable) return;
     this.headersSent = true;
-    this.stream.respond(md ? { ...RESPONSE_HEADERS, ...md.toHttp2Headers() } : RESPONSE_HEADERS, { waitForTrailers: true });
+    this.stream.respond(md ? encodeHeaderBlock([...RESPONSE_FIELDS, ...metadataFields(md)]) : RESPONSE_BLOCK, false);
   }
 
   /** Ends the call with `st` (after any messages written); only the first status counts. */
@@ -216,10 +232,10 @@ class CallCore {
     if (!this.headersSent) {
       // Trailers-only: the status goes in the one HEADERS frame.
       this.headersSent = true;
-      this.stream.respond({ ...RESPONSE_HEADERS, ...trailersOf(st) }, { endStream: true });
+      this.stream.respond(encodeHeaderBlock([...RESPONSE_FIELDS, ...trailerFields(st)]), true);
       return;
     }
-    this.endWithTrailers(st.code === 0 && !st.details && !st.metadata ? OK_TRAILERS : trailersOf(st));
+    this.stream.end(st.code === 0 && !st.details && !st.metadata ? OK_TRAILERS_BLOCK : encodeHeaderBlock(trailerFields(st)));
   }
 
   /** One unary response: headers, the message, OK trailers. */
@@ -229,22 +245,14 @@ class CallCore {
     this.end?.(0);
     if (!this.writable) return;
     this.sendHeaders();
-    this.endWithTrailers(OK_TRAILERS, body);
+    this.stream.write(body, SEND_BUFFER_BYTES);
+    this.stream.end(OK_TRAILERS_BLOCK);
   }
 
-  /** Ends the response (after `body`, if any) with `trailers`, which Node asks for once the data
-   *  is out ('wantTrailers'). */
-  private endWithTrailers(trailers: http2.OutgoingHttpHeaders, body?: Buffer): void {
-    this.stream.once('wantTrailers', () => {
-      if (this.writable) this.stream.sendTrailers(trailers);
-    });
-    this.stream.end(body);
-  }
-
-  /** Ends the call with `st` and stops reading the request (a bad or unexpected message). */
+  /** Ends the call with `st` and stops reading the request (a bad or unexpected message): the
+   *  stream is reset with NO_ERROR once the status is out, unless the client had half-closed. */
   fail(st: CallStatus): void {
     this.finish(st);
-    this.stream.close(http2.constants.NGHTTP2_NO_ERROR);
   }
 
   /** The client reset the stream or went away before the call ended. */
@@ -321,7 +329,7 @@ class StreamCall extends Duplex {
   }
 
   override _read(): void {
-    if (this.core.stream.isPaused()) this.core.stream.resume();
+    if (this.core.stream.isPaused) this.core.stream.resume();
   }
 
   override _write(msg: unknown, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
@@ -330,7 +338,7 @@ class StreamCall extends Duplex {
 
   override _writev(chunks: { chunk: unknown }[], cb: (err?: Error | null) => void): void {
     const core = this.core;
-    if (core.finished || core.stream.destroyed || core.stream.closed) return cb();
+    if (core.finished || !core.writable) return cb();
     let out: Buffer;
     try {
       if (chunks.length === 1) out = frameMessage(this.encode(chunks[0]!.chunk));
@@ -340,15 +348,14 @@ class StreamCall extends Duplex {
       return cb();
     }
     core.sendHeaders();
-    // Backpressure in bytes: below SEND_BUFFER_BYTES queued in the HTTP/2 stream, the next
-    // responses are taken at once; above it, only once this write has gone out. (Waiting for every
-    // write would hold a burst of small responses — a put seen by 100 watchers of one stream — in
-    // this stream's object queue, and the watch service would take the stream for a slow one.)
+    // Backpressure in bytes: below SEND_BUFFER_BYTES queued (this stream's data waiting for
+    // flow-control window, plus the connection's unsent bytes), the next responses are taken at
+    // once; above it, only once the queue is back under it. (Waiting for every write would hold a
+    // burst of small responses — a put seen by 100 watchers of one stream — in this stream's
+    // object queue, and the watch service would take the stream for a slow one.)
     const h2 = core.stream;
-    if (h2.writableLength + out.length <= SEND_BUFFER_BYTES) {
-      h2.write(out);
-      cb();
-    } else h2.write(out, () => cb());
+    if (h2.write(out, SEND_BUFFER_BYTES)) cb();
+    else h2.whenDrained(() => cb(), SEND_BUFFER_BYTES);
   }
 
   private encode(msg: unknown): Uint8Array {
@@ -378,25 +385,10 @@ for (const C of [UnaryCall, StreamCall]) Object.defineProperties(C.prototype, Ob
 
 export class H2GrpcServer {
   private readonly routes = new Map<string, Route>();
-  private readonly h2: http2.Http2Server;
-  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly connections = new Set<H2ServerConnection>();
   private closed = false;
 
-  constructor(readonly opts: H2GrpcServerOptions) {
-    this.h2 = http2.createServer({
-      // As grpc-js: Node's per-session memory cap (10 MB) makes nghttp2 refuse streams under load.
-      maxSessionMemory: Number.MAX_SAFE_INTEGER,
-      maxSendHeaderBlockLength: Number.MAX_SAFE_INTEGER,
-      settings: { maxConcurrentStreams: 2 ** 32 - 1, maxHeaderListSize: 1024 * 1024 },
-    });
-    this.h2.on('session', (s: http2.ServerHttp2Session) => {
-      if (this.closed) return void s.destroy();
-      this.sessions.add(s);
-      s.on('error', () => undefined);
-      s.once('close', () => this.sessions.delete(s));
-    });
-    this.h2.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.onStream(stream, headers));
-  }
+  constructor(readonly opts: H2GrpcServerOptions) {}
 
   /** Registers every method of a service (as grpc.Server.addService). */
   addService(def: grpc.ServiceDefinition, impl: Record<string, AnyHandler>): void {
@@ -408,40 +400,47 @@ export class H2GrpcServer {
     }
   }
 
-  /** Takes over one client connection (a routed socket, or the :authority rewriter's Duplex). */
+  /** Takes over one client connection (a socket routed by its HTTP/2 preface; the bytes read so
+   *  far put back). */
   injectConnection(conn: Duplex): void {
     if (this.closed) return void conn.destroy();
-    this.h2.emit('connection', conn);
+    let c: H2ServerConnection;
+    try {
+      c = new H2ServerConnection(conn, (s) => this.onStream(s), { maxHeaderListBytes: MAX_HEADER_LIST_BYTES });
+    } catch {
+      return void conn.destroy();
+    }
+    this.connections.add(c);
+    c.onGone = () => this.connections.delete(c);
   }
 
   /** Asks every connection to finish its calls (GOAWAY), and cuts them all after `graceMs`. */
   async close(graceMs: number): Promise<void> {
     this.closed = true;
-    const all = [...this.sessions];
-    for (const s of all) if (!s.closed && !s.destroyed) s.close();
+    for (const c of [...this.connections]) c.goAway();
     const deadline = Date.now() + graceMs;
-    while (this.sessions.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     this.destroy();
   }
 
   /** Cuts every connection now. */
   destroy(): void {
     this.closed = true;
-    for (const s of this.sessions) s.destroy();
-    this.sessions.clear();
+    for (const c of [...this.connections]) c.destroy();
+    this.connections.clear();
   }
 
-  private onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    stream.on('error', () => undefined);
-    const path = headers[':path'] ?? '';
+  private onStream(stream: H2ServerStream): void {
+    const headers = stream.headers;
+    const path = headers[':path'];
     const ct = headers['content-type'];
     if (typeof ct !== 'string' || !ct.startsWith('application/grpc')) {
-      stream.respond({ ':status': 415, [GRPC_STATUS]: String(GrpcCode.INTERNAL), [GRPC_MESSAGE]: encodeURI(`invalid gRPC request content-type "${String(ct)}"`) }, { endStream: true });
+      stream.respond(encodeHeaderBlock([[':status', '415'], [GRPC_STATUS, String(GrpcCode.INTERNAL)], [GRPC_MESSAGE, encodeURI(`invalid gRPC request content-type "${String(ct)}"`)]]), true);
       return;
     }
-    const route = this.routes.get(path);
-    const core = new CallCore(this, stream, headers, path);
-    if (!route) return void core.finish({ code: GrpcCode.UNIMPLEMENTED, details: `unknown method ${path}` });
+    const core = new CallCore(this, stream, headers, typeof path === 'string' ? path : '');
+    const route = this.routes.get(core.path);
+    if (!route) return void core.finish({ code: GrpcCode.UNIMPLEMENTED, details: `unknown method ${core.path}` });
     const encoding = headers['grpc-encoding'];
     const reader = new MessageReader(this.opts.maxReceiveBytes, typeof encoding === 'string' && encoding !== 'identity' ? encoding : undefined);
     const def = route.def;
@@ -476,9 +475,9 @@ export class H2GrpcServer {
         route.handler(c);
       }
     });
-    core.stream.on('end', () => {
-      if (got === 0 && !core.finished && !core.stream.aborted) core.fail({ code: GrpcCode.INTERNAL, details: reader.partial ? 'grpc: the request ended inside a message' : `grpc: no request message on unary method ${core.path}` });
-    });
+    core.stream.onEnd = () => {
+      if (got === 0 && !core.finished) core.fail({ code: GrpcCode.INTERNAL, details: reader.partial ? 'grpc: the request ended inside a message' : `grpc: no request message on unary method ${core.path}` });
+    };
     this.onGone(core, () => call);
   }
 
@@ -486,7 +485,7 @@ export class H2GrpcServer {
    *  refuses (too large, bad compression) ends the call. */
   private readMessages(core: CallCore, reader: MessageReader, onMessages: (msgs: Buffer[]) => void): void {
     const msgs: Buffer[] = [];
-    core.stream.on('data', (chunk: Buffer) => {
+    core.stream.onData = (chunk: Buffer) => {
       if (core.finished) return;
       try {
         reader.push(chunk, msgs);
@@ -494,19 +493,17 @@ export class H2GrpcServer {
         return core.fail(statusOf(err));
       }
       if (msgs.length > 0) onMessages(msgs.splice(0));
-    });
+    };
   }
 
-  /** The client reset the stream ('aborted') or the stream closed: a call still running is
-   *  cancelled; a streaming call's Duplex is destroyed either way. */
+  /** The client reset the stream, the connection dropped, or the stream closed: a call still
+   *  running is cancelled; a streaming call's Duplex is destroyed either way. */
   private onGone(core: CallCore, callOf: () => UnaryCall | StreamCall | undefined): void {
-    const gone = () => {
+    core.stream.onClose = () => {
       const call = callOf();
       if (core.markCancelled() && call) call.emit('cancelled', 'cancelled');
       if (call instanceof StreamCall) call.destroy();
     };
-    core.stream.on('aborted', gone);
-    core.stream.on('close', gone);
   }
 
   private reply(core: CallCore, def: MethodDef, err: unknown, value: unknown): void {
@@ -523,17 +520,12 @@ export class H2GrpcServer {
 
   /** Client-streaming and bidi: the handler starts at once; requests flow as they arrive. */
   private streamingRequest(core: CallCore, route: Route, reader: MessageReader): void {
-    const { stream } = core;
     const def = route.def;
     const call = new StreamCall(core, def.responseSerialize as (v: unknown) => Buffer);
     this.readMessages(core, reader, (msgs) => call.deliver(msgs, def.requestDeserialize as (b: Buffer) => unknown));
-    // A client's reset also ends the readable side, and 'aborted' comes after that 'end': the
-    // half-close is delivered a turn later, once a reset would have cancelled the call.
-    stream.on('end', () =>
-      setImmediate(() => {
-        if (!core.finished && !stream.aborted) call.push(null);
-      }),
-    );
+    core.stream.onEnd = () => {
+      if (!core.finished) call.push(null);
+    };
     this.onGone(core, () => call);
     if (!def.responseStream) route.handler(call, (err: unknown, value: unknown) => this.reply(core, def, err, value));
     else route.handler(call);

@@ -7,13 +7,12 @@
 //
 // TLS (https:// listen URLs) terminates here, in front of the routing: a tls.Server (options from
 // src/tls) whose 'secureConnection' handler calls routeAlpn(tlsSocket) on the decrypted stream.
-// The gRPC server accepts any Duplex, so the gRPC side needs no credentials of its own,
-// and gRPC over TLS goes through the same :authority admission as plain gRPC. A verified client
+// The gRPC server accepts any Duplex, so the gRPC side needs no credentials of its own. Any
+// :authority is accepted (Go clients dialled with a URL send `http://host:port` there, which Go's
+// server takes and nghttp2 refused: our own HTTP/2 framing, src/api/h2_conn.ts, takes it). A verified client
 // certificate's CN is recorded per connection for the auth check (src/tls/identity.ts).
 import net from 'node:net';
 import tls from 'node:tls';
-import type { Duplex } from 'node:stream';
-import { admitGrpcConnection } from './h2_authority';
 import type http from 'node:http';
 import type { ConnectionIdentities } from '../tls';
 import { assert } from '../util/assert';
@@ -115,13 +114,8 @@ export class ClientListener {
       socket.off('data', onData);
       socket.pause();
       if (isH2Prefix) {
-        // gRPC: first look at the client's :authority (see h2_authority.ts), then hand over the
-        // socket itself or, for clients that put a URL there, a rewriting wrapper.
-        admitGrpcConnection(socket, head).then(
-          (conn) => this.handOver(socket, 'grpc', conn),
-          () => socket.destroy(),
-        );
-        return;
+        socket.unshift(head);
+        return this.handOver(socket, 'grpc');
       }
       socket.unshift(head);
       this.handOver(socket, 'http');
@@ -130,18 +124,18 @@ export class ClientListener {
   }
 
   /** TLS: HTTP/1.1 by ALPN goes straight to HTTP; h2 (and clients without ALPN) are routed by
-   *  their first decrypted bytes, so that gRPC goes through admitGrpcConnection like plain gRPC. */
+   *  their first decrypted bytes, as plain connections are. */
   routeAlpn(socket: tls.TLSSocket): void {
     if (socket.alpnProtocol === 'http/1.1') this.handOver(socket, 'http');
     else this.routeByPreface(socket);
   }
 
-  private handOver(socket: net.Socket, to: 'grpc' | 'http', conn: Duplex = socket): void {
+  private handOver(socket: net.Socket, to: 'grpc' | 'http'): void {
     this.unrouted.delete(socket);
     socket.setTimeout(0);
     socket.off('timeout', dropUnrouted);
     if (this.closed) return void socket.destroy();
-    if (to === 'grpc') this.o.grpc.injectConnection(conn);
+    if (to === 'grpc') this.o.grpc.injectConnection(socket);
     else {
       this.httpSockets.add(socket);
       socket.once('close', () => this.httpSockets.delete(socket));

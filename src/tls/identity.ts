@@ -3,11 +3,9 @@
 // certificate.
 //
 // How the CN reaches the auth check. The client port terminates TLS itself and hands the decrypted
-// stream to the gRPC server (listener.ts, api/h2_grpc.ts), which for connections that go through
-// the :authority rewriter (h2_authority.ts) sees a plain Duplex, not the TLS socket. What it does
-// know for every call is the connection's addresses (local and remote address and port, read from
-// whatever stream it was given — the rewriter copies them from the socket). A live TCP connection
-// is uniquely named by that 4-tuple, so:
+// stream to the gRPC server (listener.ts, api/h2_grpc.ts), which treats it as any Duplex. What it
+// knows for every call is the connection's addresses (local and remote address and port, read from
+// the stream it was given). A live TCP connection is uniquely named by that 4-tuple, so:
 //   1. when a TLS handshake completes with a verified certificate, the listener records
 //      4-tuple → CN here, and forgets it when the socket closes;
 //   2. the client gRPC server's metadata hook, on every call, first deletes any

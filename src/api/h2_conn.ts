@@ -1,0 +1,732 @@
+// The server side of one HTTP/2 connection (RFC 9113), written directly on the socket: what the
+// client port's gRPC server (h2_grpc.ts) needs of HTTP/2, and nothing else.
+//
+// Why not node:http2: a unary gRPC call through it costs a JavaScript stream object, several
+// events and a round through nghttp2's C++ for every frame, and Node sends a response's trailers
+// from a setImmediate, a loop turn after its data. Written here, a unary response is one HEADERS,
+// its DATA and the trailers in one socket write, and the bytes of a turn's responses on one
+// connection go out in one write (scripts/bench-h2-ceiling.ts measured 33-35k calls/s on
+// node:http2 against 77-110k framing directly; docs/performance.md).
+//
+// What it does:
+//   - the client preface, SETTINGS (ours and the client's, with ACKs), PING answers, GOAWAY (sent
+//     on close with the last stream we took; streams already open are finished);
+//   - request header blocks over HEADERS + CONTINUATION, decoded with HPACK (hpack.js, which keeps
+//     the client's dynamic table); a block's raw size and its decoded header-list size are bounded;
+//   - response header blocks encoded as literals that never enter a dynamic table (so the
+//     client's SETTINGS_HEADER_TABLE_SIZE only needs a size update of 0, sent when it changes);
+//   - flow control both ways: received DATA is credited back (WINDOW_UPDATE) as it is handed on,
+//     per stream only while that stream is not paused; sent DATA never exceeds the client's
+//     connection and stream windows (queued per stream until WINDOW_UPDATE), and is cut to its
+//     SETTINGS_MAX_FRAME_SIZE; trailers go only after a stream's last DATA;
+//   - RST_STREAM both ways; a stream the server ends before the client half-closed is reset with
+//     NO_ERROR (as grpc-go's server), so no state outlives a response;
+//   - protocol violations end the connection with GOAWAY and the matching error code; a socket
+//     that errors or closes aborts every open stream.
+// Not implemented: server push, PRIORITY (ignored, as RFC 9113 allows), a limit on concurrent
+// streams (etcd's is effectively unlimited too), and HTTP/1.1 upgrade (the listener routes by
+// preface).
+import type { Duplex } from 'node:stream';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const hpack = require('hpack.js') as { decompressor: { create(o: { table: { maxSize: number } }): HpackInternals } };
+
+/** hpack.js's decompressor, used below its stream interface (a Duplex per connection costs an
+ *  object-mode stream round per header): its bit decoder and its one-field step. */
+interface HpackInternals {
+  _decoder: { push(b: Buffer): void; isEmpty(): boolean };
+  _execute(): void;
+  push(field: unknown): boolean;
+}
+
+export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
+
+const FRAME_HEADER_BYTES = 9;
+const T_DATA = 0;
+const T_HEADERS = 1;
+const T_PRIORITY = 2;
+const T_RST_STREAM = 3;
+const T_SETTINGS = 4;
+const T_PUSH_PROMISE = 5;
+const T_PING = 6;
+const T_GOAWAY = 7;
+const T_WINDOW_UPDATE = 8;
+const T_CONTINUATION = 9;
+const F_END_STREAM = 0x1;
+const F_ACK = 0x1;
+const F_END_HEADERS = 0x4;
+const F_PADDED = 0x8;
+const F_PRIORITY = 0x20;
+
+export const H2_NO_ERROR = 0x0;
+export const H2_PROTOCOL_ERROR = 0x1;
+export const H2_INTERNAL_ERROR = 0x2;
+export const H2_FLOW_CONTROL_ERROR = 0x3;
+export const H2_STREAM_CLOSED = 0x5;
+export const H2_FRAME_SIZE_ERROR = 0x6;
+export const H2_REFUSED_STREAM = 0x7;
+export const H2_CANCEL = 0x8;
+export const H2_COMPRESSION_ERROR = 0x9;
+export const H2_ENHANCE_YOUR_CALM = 0xb;
+
+const S_HEADER_TABLE_SIZE = 0x1;
+const S_INITIAL_WINDOW_SIZE = 0x4;
+const S_MAX_FRAME_SIZE = 0x5;
+const S_MAX_HEADER_LIST_SIZE = 0x6;
+
+const DEFAULT_WINDOW = 65535;
+const DEFAULT_MAX_FRAME = 16384;
+const MAX_WINDOW = 2 ** 31 - 1;
+/** What we let a client send ahead on one stream, and on the whole connection. */
+const STREAM_RECV_WINDOW = 1024 * 1024;
+const CONN_RECV_WINDOW = 16 * 1024 * 1024;
+/** Bytes a connection may have queued in its socket before it stops reading (a client that sends
+ *  but does not read — PINGs, say — is not answered into unbounded memory). */
+const SOCKET_BACKLOG_MAX = 16 * 1024 * 1024;
+
+/** Request headers as node:http2 gives them: names in lower case; a repeated header as an array. */
+export type H2Headers = Record<string, string | string[] | undefined>;
+
+class ConnectionError extends Error {
+  constructor(
+    readonly h2code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function hpackInt(out: number[], value: number, prefixBits: number, firstByte: number): void {
+  const max = (1 << prefixBits) - 1;
+  if (value < max) return void out.push(firstByte | value);
+  out.push(firstByte | max);
+  value -= max;
+  while (value >= 128) {
+    out.push((value & 0x7f) | 0x80);
+    value = Math.floor(value / 128);
+  }
+  out.push(value);
+}
+
+/** One HPACK header block of literal fields without indexing, new names, no Huffman coding.
+ *  Names and values are written as latin1 (gRPC metadata is ASCII; binary values are base64). */
+export function encodeHeaderBlock(fields: [string, string][]): Buffer {
+  const bytes: number[] = [];
+  for (const [name, value] of fields) {
+    bytes.push(0x00);
+    hpackInt(bytes, name.length, 7, 0);
+    for (let i = 0; i < name.length; i++) bytes.push(name.charCodeAt(i) & 0xff);
+    hpackInt(bytes, value.length, 7, 0);
+    for (let i = 0; i < value.length; i++) bytes.push(value.charCodeAt(i) & 0xff);
+  }
+  return Buffer.from(bytes);
+}
+
+/** Frame header + payload as one buffer. */
+function frame(type: number, flags: number, streamId: number, payload: Buffer | undefined): Buffer {
+  const len = payload ? payload.length : 0;
+  const f = Buffer.allocUnsafe(FRAME_HEADER_BYTES + len);
+  f[0] = (len >>> 16) & 0xff;
+  f[1] = (len >>> 8) & 0xff;
+  f[2] = len & 0xff;
+  f[3] = type;
+  f[4] = flags;
+  f.writeUInt32BE(streamId, 5);
+  if (payload) payload.copy(f, FRAME_HEADER_BYTES);
+  return f;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n >>> 0, 0);
+  return b;
+}
+
+/** One request stream, as the gRPC layer sees it. */
+export class H2ServerStream {
+  /** Set by the stream's user (h2_grpc.ts) when the stream is announced. */
+  onData: ((chunk: Buffer) => void) | undefined;
+  /** The client half-closed (END_STREAM): no more data. */
+  onEnd: (() => void) | undefined;
+  /** The stream is gone: `aborted` when it ended without both sides finishing (the client reset it,
+   *  the connection dropped, or we reset it), false when both sides ended normally. */
+  onClose: ((aborted: boolean) => void) | undefined;
+
+  remoteEnded = false;
+  localEnded = false;
+  closed = false;
+  aborted = false;
+  headersSent = false;
+
+  /** Send side: bytes the client's windows let us send now. */
+  sendWindow: number;
+  /** Data waiting for window (in order), then the trailers block if the response is complete. */
+  pending: Buffer[] = [];
+  pendingBytes = 0;
+  trailers: Buffer | undefined;
+  /** Receive side: bytes the client may still send; bytes handed on but not yet credited back. */
+  recvWindow = STREAM_RECV_WINDOW;
+  uncredited = 0;
+  paused = false;
+  drainWaiters: (() => void)[] = [];
+
+  constructor(
+    readonly conn: H2ServerConnection,
+    readonly id: number,
+    readonly headers: H2Headers,
+    sendWindow: number,
+  ) {
+    this.sendWindow = sendWindow;
+  }
+
+  /** The connection's socket (addresses for logging and client-certificate identity). */
+  get socket(): Duplex & { localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number } {
+    return this.conn.socket;
+  }
+
+  /** Response headers (an encoded block); `endStream` for a trailers-only response. */
+  respond(block: Buffer, endStream: boolean): void {
+    if (this.closed || this.headersSent) return;
+    this.headersSent = true;
+    this.conn.sendHeaders(this, block, endStream);
+    if (endStream) this.conn.localEnd(this);
+  }
+
+  /** Queues response data; true while the stream's queue and the socket's backlog are below
+   *  `bufferBytes` (else wait for whenDrained before writing more). */
+  write(data: Buffer, bufferBytes: number): boolean {
+    if (this.closed || this.localEnded || this.trailers) return true;
+    this.pending.push(data);
+    this.pendingBytes += data.length;
+    this.conn.sendPending(this);
+    return this.conn.belowBacklog(this, bufferBytes);
+  }
+
+  /** Calls `cb` once what was written has gone out far enough (or the stream is gone). */
+  whenDrained(cb: () => void, bufferBytes: number): void {
+    if (this.closed || this.conn.belowBacklog(this, bufferBytes)) return cb();
+    this.drainWaiters.push(cb);
+    this.conn.watchDrain(this, bufferBytes);
+  }
+
+  /** Ends the response with `block` as trailers, after the queued data. */
+  end(block: Buffer): void {
+    if (this.closed || this.localEnded || this.trailers) return;
+    this.trailers = block;
+    this.conn.sendPending(this);
+  }
+
+  /** Resets the stream (RST_STREAM with `code`). */
+  reset(code: number): void {
+    this.conn.resetStream(this, code, true);
+  }
+
+  /** Stops (and resumes) crediting received data back to the client, so that a reader that does
+   *  not keep up holds at most one stream window. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.conn.credit(this, 0);
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+}
+
+export interface H2ServerOptions {
+  /** Largest decoded request header list (sum of name + value + 32 per field, as RFC 9113). */
+  maxHeaderListBytes: number;
+}
+
+/** The server side of one HTTP/2 connection. */
+export class H2ServerConnection {
+  private readonly streams = new Map<number, H2ServerStream>();
+  private lastStreamId = 0;
+  private prefaceSeen = false;
+  private recv: Buffer | undefined;
+  private block: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | undefined;
+  private readonly hpack: HpackInternals;
+  private readonly fields: { name: string; value: string }[] = [];
+  private sendTableSizeUpdate = false;
+  // Send side, as the client's SETTINGS and WINDOW_UPDATEs allow.
+  private connSendWindow = DEFAULT_WINDOW;
+  private peerInitialWindow = DEFAULT_WINDOW;
+  private peerMaxFrame = DEFAULT_MAX_FRAME;
+  private readonly blocked = new Set<H2ServerStream>();
+  private readonly draining = new Map<H2ServerStream, number>();
+  // Receive side.
+  private connRecvWindow = CONN_RECV_WINDOW;
+  private connUncredited = 0;
+  private out: Buffer[] = [];
+  private outBytes = 0;
+  private flushScheduled = false;
+  private goingAway = false;
+  private dead = false;
+  private readPaused = false;
+  private readonly maxBlockBytes: number;
+  /** Called once the connection is gone. */
+  onGone: (() => void) | undefined;
+
+  constructor(
+    readonly socket: Duplex & { localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number },
+    private readonly onStream: (s: H2ServerStream) => void,
+    private readonly opts: H2ServerOptions,
+  ) {
+    this.hpack = hpack.decompressor.create({ table: { maxSize: 4096 } });
+    if (typeof this.hpack._execute !== 'function' || typeof this.hpack._decoder?.push !== 'function') throw new Error('hpack.js: unexpected version (no _decoder/_execute)');
+    this.hpack.push = (f: unknown) => (this.fields.push(f as { name: string; value: string }), true);
+    this.maxBlockBytes = opts.maxHeaderListBytes + 64 * 1024;
+    // Our SETTINGS: a larger stream window, the header-list bound; then the connection window.
+    const settings = Buffer.allocUnsafe(12);
+    settings.writeUInt16BE(S_INITIAL_WINDOW_SIZE, 0);
+    settings.writeUInt32BE(STREAM_RECV_WINDOW, 2);
+    settings.writeUInt16BE(S_MAX_HEADER_LIST_SIZE, 6);
+    settings.writeUInt32BE(Math.min(opts.maxHeaderListBytes, 2 ** 32 - 1), 8);
+    this.queue(frame(T_SETTINGS, 0, 0, settings));
+    this.queue(frame(T_WINDOW_UPDATE, 0, 0, u32(CONN_RECV_WINDOW - DEFAULT_WINDOW)));
+    socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
+    socket.on('error', () => this.gone());
+    socket.on('end', () => this.gone());
+    socket.on('close', () => this.gone());
+    socket.on('drain', () => this.onSocketDrain());
+  }
+
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  /** Graceful close: GOAWAY with the last stream taken; the socket ends once those are done. */
+  goAway(): void {
+    if (this.dead || this.goingAway) return;
+    this.goingAway = true;
+    this.queue(frame(T_GOAWAY, 0, 0, Buffer.concat([u32(this.lastStreamId), u32(H2_NO_ERROR)])));
+    if (this.streams.size === 0) this.endSocket();
+  }
+
+  /** Drops the connection now; open streams are aborted. */
+  destroy(): void {
+    this.socket.destroy();
+    this.gone();
+  }
+
+  // ---- receiving ----
+
+  private onBytes(chunk: Buffer): void {
+    if (this.dead) return;
+    let buf = this.recv ? Buffer.concat([this.recv, chunk]) : chunk;
+    this.recv = undefined;
+    try {
+      if (!this.prefaceSeen) {
+        const n = Math.min(buf.length, H2_PREFACE.length);
+        if (!buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) throw new ConnectionError(H2_PROTOCOL_ERROR, 'bad client preface');
+        if (n < H2_PREFACE.length) {
+          this.recv = buf;
+          return;
+        }
+        this.prefaceSeen = true;
+        buf = buf.subarray(H2_PREFACE.length);
+      }
+      let off = 0;
+      while (buf.length - off >= FRAME_HEADER_BYTES && !this.dead) {
+        const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
+        if (len > DEFAULT_MAX_FRAME) throw new ConnectionError(H2_FRAME_SIZE_ERROR, `frame of ${len} bytes above SETTINGS_MAX_FRAME_SIZE`);
+        if (buf.length - off < FRAME_HEADER_BYTES + len) break;
+        const type = buf[off + 3]!;
+        const flags = buf[off + 4]!;
+        const streamId = buf.readUInt32BE(off + 5) & 0x7fffffff;
+        const payload = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
+        off += FRAME_HEADER_BYTES + len;
+        this.onFrame(type, flags, streamId, payload);
+      }
+      if (off < buf.length && !this.dead) this.recv = Buffer.from(buf.subarray(off));
+    } catch (err) {
+      if (err instanceof ConnectionError) return this.fail(err.h2code, err.message);
+      this.fail(H2_INTERNAL_ERROR, err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
+    if (this.block && (type !== T_CONTINUATION || streamId !== this.block.streamId)) throw new ConnectionError(H2_PROTOCOL_ERROR, 'header block interrupted');
+    switch (type) {
+      case T_DATA:
+        return this.onData(flags, streamId, payload);
+      case T_HEADERS:
+        return this.onHeaders(flags, streamId, payload);
+      case T_CONTINUATION:
+        if (!this.block) throw new ConnectionError(H2_PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
+        this.addFragment(payload);
+        if (flags & F_END_HEADERS) this.endBlock();
+        return;
+      case T_PRIORITY:
+        if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'PRIORITY on stream 0');
+        if (payload.length !== 5) this.refuse(streamId, H2_FRAME_SIZE_ERROR);
+        return;
+      case T_RST_STREAM: {
+        if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+        if (payload.length !== 4) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'RST_STREAM of the wrong size');
+        if (streamId > this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
+        const s = this.streams.get(streamId);
+        if (s) this.resetStream(s, H2_CANCEL, false);
+        return;
+      }
+      case T_SETTINGS:
+        return this.onSettings(flags, streamId, payload);
+      case T_PUSH_PROMISE:
+        throw new ConnectionError(H2_PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
+      case T_PING:
+        if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'PING on a stream');
+        if (payload.length !== 8) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'PING of the wrong size');
+        if (!(flags & F_ACK)) this.queue(frame(T_PING, F_ACK, 0, payload));
+        return;
+      case T_GOAWAY:
+        if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'GOAWAY on a stream');
+        return; // the client opens no more streams; those open run to their end
+      case T_WINDOW_UPDATE:
+        return this.onWindowUpdate(streamId, payload);
+      default:
+        return; // unknown frame types are ignored (RFC 9113 §4.1)
+    }
+  }
+
+  private onData(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'DATA on stream 0');
+    const flowBytes = payload.length;
+    let data = payload;
+    if (flags & F_PADDED) {
+      if (payload.length < 1 || payload[0]! >= payload.length) throw new ConnectionError(H2_PROTOCOL_ERROR, 'DATA padding exceeds the frame');
+      data = payload.subarray(1, payload.length - payload[0]!);
+    }
+    this.connRecvWindow -= flowBytes;
+    if (this.connRecvWindow < 0) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+    const s = this.streams.get(streamId);
+    if (!s || s.remoteEnded) {
+      if (streamId > this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'DATA on an idle stream');
+      // A stream we already ended or reset: the bytes still count against the connection window.
+      this.creditConnection(flowBytes);
+      if (s) this.resetStream(s, H2_STREAM_CLOSED, true);
+      return;
+    }
+    s.recvWindow -= flowBytes;
+    if (s.recvWindow < 0) return this.resetStream(s, H2_FLOW_CONTROL_ERROR, true);
+    // Padding is credited at once; the data as it is handed on.
+    if (flowBytes > data.length) this.credit(s, flowBytes - data.length);
+    if (data.length > 0) {
+      s.onData?.(data);
+      this.credit(s, data.length);
+    }
+    if (flags & F_END_STREAM) this.remoteEnd(s);
+  }
+
+  private onHeaders(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId === 0 || streamId % 2 === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
+    let p = payload;
+    let pad = 0;
+    if (flags & F_PADDED) {
+      if (p.length < 1) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
+      pad = p[0]!;
+      p = p.subarray(1);
+    }
+    if (flags & F_PRIORITY) {
+      if (p.length < 5) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS priority exceeds the frame');
+      p = p.subarray(5);
+    }
+    if (pad > p.length) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
+    this.block = { streamId, endStream: (flags & F_END_STREAM) !== 0, parts: [], bytes: 0 };
+    this.addFragment(p.subarray(0, p.length - pad));
+    if (flags & F_END_HEADERS) this.endBlock();
+  }
+
+  private addFragment(b: Buffer): void {
+    const blk = this.block!;
+    blk.bytes += b.length;
+    if (blk.bytes > this.maxBlockBytes) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, `header block above ${this.maxBlockBytes} bytes`);
+    blk.parts.push(b);
+  }
+
+  private endBlock(): void {
+    const blk = this.block!;
+    this.block = undefined;
+    // Every block is decoded, even one for a stream we refuse: it updates the dynamic table.
+    const fields = this.decode(blk.parts.length === 1 ? blk.parts[0]! : Buffer.concat(blk.parts, blk.bytes));
+    const existing = this.streams.get(blk.streamId);
+    if (existing) {
+      // Trailers from the client: gRPC has none; they can only end the request.
+      if (!blk.endStream) return this.resetStream(existing, H2_PROTOCOL_ERROR, true);
+      if (!existing.remoteEnded) this.remoteEnd(existing);
+      return;
+    }
+    if (blk.streamId <= this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, `HEADERS on closed stream ${blk.streamId}`);
+    this.lastStreamId = blk.streamId;
+    if (this.goingAway) return this.refuse(blk.streamId, H2_REFUSED_STREAM);
+    const headers: H2Headers = {};
+    let listBytes = 0;
+    let malformed = false;
+    for (const { name, value } of fields) {
+      listBytes += name.length + value.length + 32;
+      if (name !== name.toLowerCase()) malformed = true;
+      const prev = headers[name];
+      if (prev === undefined) headers[name] = value;
+      else if (Array.isArray(prev)) prev.push(value);
+      else headers[name] = [prev, value];
+    }
+    if (malformed) return this.refuse(blk.streamId, H2_PROTOCOL_ERROR);
+    const s = new H2ServerStream(this, blk.streamId, headers, this.peerInitialWindow);
+    this.streams.set(s.id, s);
+    if (listBytes > this.opts.maxHeaderListBytes) {
+      s.respond(encodeHeaderBlock([[':status', '431']]), true);
+      return;
+    }
+    this.onStream(s);
+    if (blk.endStream && !s.closed) this.remoteEnd(s);
+  }
+
+  private decode(block: Buffer): { name: string; value: string }[] {
+    this.fields.length = 0;
+    try {
+      this.hpack._decoder.push(block);
+      while (!this.hpack._decoder.isEmpty()) this.hpack._execute();
+    } catch (err) {
+      throw new ConnectionError(H2_COMPRESSION_ERROR, `HPACK: ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return this.fields.splice(0);
+  }
+
+  private onSettings(flags: number, streamId: number, payload: Buffer): void {
+    if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if (flags & F_ACK) {
+      if (payload.length !== 0) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      return;
+    }
+    if (payload.length % 6 !== 0) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS of the wrong size');
+    for (let off = 0; off < payload.length; off += 6) {
+      const id = payload.readUInt16BE(off);
+      const value = payload.readUInt32BE(off + 2);
+      if (id === S_HEADER_TABLE_SIZE) this.sendTableSizeUpdate = true;
+      else if (id === S_INITIAL_WINDOW_SIZE) {
+        if (value > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
+        const delta = value - this.peerInitialWindow;
+        this.peerInitialWindow = value;
+        for (const s of this.streams.values()) {
+          s.sendWindow += delta;
+          if (s.sendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'a stream window above 2^31-1');
+        }
+      } else if (id === S_MAX_FRAME_SIZE) {
+        if (value < DEFAULT_MAX_FRAME || value > 16777215) throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
+        this.peerMaxFrame = value;
+      }
+    }
+    this.queue(frame(T_SETTINGS, F_ACK, 0, undefined));
+    for (const s of [...this.blocked]) this.sendPending(s);
+  }
+
+  private onWindowUpdate(streamId: number, payload: Buffer): void {
+    if (payload.length !== 4) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'WINDOW_UPDATE of the wrong size');
+    const inc = payload.readUInt32BE(0) & 0x7fffffff;
+    if (streamId === 0) {
+      if (inc === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
+      this.connSendWindow += inc;
+      if (this.connSendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
+      for (const s of [...this.blocked]) {
+        if (this.connSendWindow <= 0) break;
+        this.sendPending(s);
+      }
+      return;
+    }
+    if (streamId > this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
+    const s = this.streams.get(streamId);
+    if (!s) return;
+    if (inc === 0) return this.resetStream(s, H2_PROTOCOL_ERROR, true);
+    s.sendWindow += inc;
+    if (s.sendWindow > MAX_WINDOW) return this.resetStream(s, H2_FLOW_CONTROL_ERROR, true);
+    this.sendPending(s);
+  }
+
+  private remoteEnd(s: H2ServerStream): void {
+    s.remoteEnded = true;
+    s.onEnd?.();
+    if (s.localEnded) this.close(s, false);
+  }
+
+  /** Credits `n` received bytes of `s` back to the client (with what a pause held back). */
+  credit(s: H2ServerStream, n: number): void {
+    this.creditConnection(n);
+    s.uncredited += n;
+    if (s.paused || s.closed || s.remoteEnded) return;
+    if (s.uncredited >= STREAM_RECV_WINDOW / 4 || (n === 0 && s.uncredited > 0)) {
+      this.queue(frame(T_WINDOW_UPDATE, 0, s.id, u32(s.uncredited)));
+      s.recvWindow += s.uncredited;
+      s.uncredited = 0;
+    }
+  }
+
+  private creditConnection(n: number): void {
+    this.connUncredited += n;
+    if (this.connUncredited >= CONN_RECV_WINDOW / 4) {
+      this.queue(frame(T_WINDOW_UPDATE, 0, 0, u32(this.connUncredited)));
+      this.connRecvWindow += this.connUncredited;
+      this.connUncredited = 0;
+    }
+  }
+
+  // ---- sending ----
+
+  sendHeaders(s: H2ServerStream, block: Buffer, endStream: boolean): void {
+    if (this.sendTableSizeUpdate) {
+      // A dynamic table size update to 0 (we never index), first in the next block after the
+      // client's SETTINGS_HEADER_TABLE_SIZE changed (RFC 7541 §4.2).
+      this.sendTableSizeUpdate = false;
+      block = Buffer.concat([Buffer.from([0x20]), block]);
+    }
+    const flags = endStream ? F_END_STREAM : 0;
+    if (block.length <= this.peerMaxFrame) return this.queue(frame(T_HEADERS, flags | F_END_HEADERS, s.id, block));
+    for (let off = 0; off < block.length; off += this.peerMaxFrame) {
+      const piece = block.subarray(off, off + this.peerMaxFrame);
+      const last = off + this.peerMaxFrame >= block.length;
+      this.queue(frame(off === 0 ? T_HEADERS : T_CONTINUATION, (off === 0 ? flags : 0) | (last ? F_END_HEADERS : 0), s.id, piece));
+    }
+  }
+
+  /** Sends what the windows allow of `s`'s queued data, then its trailers once nothing is left. */
+  sendPending(s: H2ServerStream): void {
+    if (s.closed) return;
+    while (s.pending.length > 0) {
+      const allowed = Math.min(s.sendWindow, this.connSendWindow, this.peerMaxFrame);
+      if (allowed <= 0) {
+        this.blocked.add(s);
+        return;
+      }
+      const head = s.pending[0]!;
+      const n = Math.min(head.length, allowed);
+      const piece = n === head.length ? head : head.subarray(0, n);
+      if (n === head.length) s.pending.shift();
+      else s.pending[0] = head.subarray(n);
+      s.pendingBytes -= n;
+      s.sendWindow -= n;
+      this.connSendWindow -= n;
+      this.queue(frame(T_DATA, 0, s.id, piece));
+    }
+    this.blocked.delete(s);
+    if (s.trailers) {
+      this.sendHeaders(s, s.trailers, true);
+      s.trailers = undefined;
+      this.localEnd(s);
+    }
+    this.checkDrain(s);
+  }
+
+  localEnd(s: H2ServerStream): void {
+    s.localEnded = true;
+    if (s.remoteEnded) return this.close(s, false);
+    // Done before the client half-closed: reset, so that neither side keeps the stream.
+    this.resetStream(s, H2_NO_ERROR, true);
+  }
+
+  /** Ends `s` with RST_STREAM (sent when `send`; else the client reset it). */
+  resetStream(s: H2ServerStream, code: number, send: boolean): void {
+    if (s.closed) return;
+    if (send) this.queue(frame(T_RST_STREAM, 0, s.id, u32(code)));
+    this.close(s, !(s.localEnded && s.remoteEnded) && !(code === H2_NO_ERROR && s.localEnded));
+  }
+
+  /** Refuses a stream we never announced. */
+  private refuse(streamId: number, code: number): void {
+    this.queue(frame(T_RST_STREAM, 0, streamId, u32(code)));
+  }
+
+  private close(s: H2ServerStream, aborted: boolean): void {
+    if (s.closed) return;
+    s.closed = true;
+    s.aborted = aborted;
+    this.streams.delete(s.id);
+    this.blocked.delete(s);
+    this.draining.delete(s);
+    s.pending = [];
+    s.pendingBytes = 0;
+    const waiters = s.drainWaiters.splice(0);
+    s.onClose?.(aborted);
+    for (const w of waiters) w();
+    if (this.goingAway && this.streams.size === 0) this.endSocket();
+  }
+
+  /** Bytes queued for the socket but not yet sent, ours and its own. */
+  private get backlog(): number {
+    return this.outBytes + this.socket.writableLength;
+  }
+
+  belowBacklog(s: H2ServerStream, bufferBytes: number): boolean {
+    return s.pendingBytes + this.backlog <= bufferBytes;
+  }
+
+  watchDrain(s: H2ServerStream, bufferBytes: number): void {
+    this.draining.set(s, bufferBytes);
+  }
+
+  private checkDrain(s: H2ServerStream): void {
+    const limit = this.draining.get(s);
+    if (limit === undefined || !this.belowBacklog(s, limit)) return;
+    this.draining.delete(s);
+    for (const w of s.drainWaiters.splice(0)) w();
+  }
+
+  private onSocketDrain(): void {
+    if (this.readPaused) {
+      this.readPaused = false;
+      this.socket.resume();
+    }
+    for (const s of [...this.draining.keys()]) this.checkDrain(s);
+  }
+
+  private queue(f: Buffer): void {
+    if (this.dead) return;
+    this.out.push(f);
+    this.outBytes += f.length;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  /** Everything queued this turn goes out in one socket write. */
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.dead || this.out.length === 0) return;
+    const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
+    this.out = [];
+    this.outBytes = 0;
+    const ok = this.socket.write(data);
+    if (!ok && this.socket.writableLength > SOCKET_BACKLOG_MAX && !this.readPaused) {
+      this.readPaused = true;
+      this.socket.pause();
+    }
+    if (ok) for (const s of [...this.draining.keys()]) this.checkDrain(s);
+  }
+
+  private endSocket(): void {
+    if (this.dead) return;
+    this.flush();
+    this.socket.end();
+  }
+
+  /** A connection error: GOAWAY with `code`, then the socket is closed. */
+  private fail(code: number, reason: string): void {
+    if (this.dead) return;
+    this.queue(frame(T_GOAWAY, 0, 0, Buffer.concat([u32(this.lastStreamId), u32(code), Buffer.from(reason, 'latin1')])));
+    this.flush();
+    this.socket.end();
+    this.gone();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private gone(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.out = [];
+    this.outBytes = 0;
+    for (const s of [...this.streams.values()]) this.close(s, true);
+    this.onGone?.();
+  }
+}

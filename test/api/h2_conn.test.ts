@@ -1,0 +1,256 @@
+// Our HTTP/2 framing (src/api/h2_conn.ts), driven by node:http2's client (nghttp2: a strict peer
+// that checks every frame, window and header block we send) and by raw sockets for the protocol
+// violations a real client would not commit.
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { H2ServerConnection, H2_PREFACE, encodeHeaderBlock, type H2ServerStream } from '../../src/api/h2_conn';
+
+const RESPONSE = encodeHeaderBlock([[':status', '200'], ['content-type', 'application/octet-stream']]);
+const TRAILERS = encodeHeaderBlock([['x-done', 'yes']]);
+
+type Handler = (s: H2ServerStream) => void;
+
+function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const h = Buffer.alloc(9);
+  h.writeUIntBE(payload.length, 0, 3);
+  h[3] = type;
+  h[4] = flags;
+  h.writeUInt32BE(stream, 5);
+  return Buffer.concat([h, payload]);
+}
+
+/** Reads frames from a raw socket until a GOAWAY arrives (or the socket closes); its error code. */
+function goawayCode(sock: net.Socket): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => resolve(undefined), 3000);
+    sock.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      while (buf.length >= 9) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < 9 + len) break;
+        if (buf[3] === 7) {
+          clearTimeout(timer);
+          return resolve(buf.readUInt32BE(9 + 4));
+        }
+        buf = buf.subarray(9 + len);
+      }
+    });
+    sock.on('close', () => (clearTimeout(timer), resolve(undefined)));
+  });
+}
+
+describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
+  let tcp: net.Server;
+  let port: number;
+  let handler: Handler;
+  const conns: H2ServerConnection[] = [];
+  const sessions: http2.ClientHttp2Session[] = [];
+  const sockets: net.Socket[] = [];
+
+  beforeEach(async () => {
+    handler = () => undefined;
+    tcp = net.createServer((s) => conns.push(new H2ServerConnection(s, (st) => handler(st), { maxHeaderListBytes: 16 * 1024 })));
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+    port = (tcp.address() as net.AddressInfo).port;
+  });
+
+  afterEach(async () => {
+    for (const s of sessions.splice(0)) s.destroy();
+    for (const s of sockets.splice(0)) s.destroy();
+    for (const c of conns.splice(0)) c.destroy();
+    await new Promise((r) => tcp.close(r));
+  });
+
+  const connect = (settings: http2.Settings = {}): http2.ClientHttp2Session => {
+    const s = http2.connect(`http://127.0.0.1:${port}`, { settings });
+    s.on('error', () => undefined);
+    sessions.push(s);
+    return s;
+  };
+
+  const rawSocket = async (): Promise<net.Socket> => {
+    const s = net.connect(port, '127.0.0.1');
+    sockets.push(s);
+    s.on('error', () => undefined);
+    await new Promise((r) => s.once('connect', r));
+    return s;
+  };
+
+  /** One request: its body sent whole; resolves with the response status, body and trailers. */
+  function request(session: http2.ClientHttp2Session, body: Buffer, headers: http2.OutgoingHttpHeaders = {}): Promise<{ status: number; body: Buffer; trailers: http2.IncomingHttpHeaders }> {
+    return new Promise((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/x', ...headers });
+      const chunks: Buffer[] = [];
+      let status = 0;
+      let trailers: http2.IncomingHttpHeaders = {};
+      req.on('response', (h) => (status = Number(h[':status'])));
+      req.on('trailers', (t) => (trailers = t));
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => resolve({ status, body: Buffer.concat(chunks), trailers }));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** Echoes the request body back once the client half-closes, then trailers. */
+  const echo: Handler = (s) => {
+    const got: Buffer[] = [];
+    s.onData = (c) => got.push(Buffer.from(c));
+    s.onEnd = () => {
+      s.respond(RESPONSE, false);
+      s.write(Buffer.concat(got), 1 << 30);
+      s.end(TRAILERS);
+    };
+  };
+
+  it('answers a request with headers, data and trailers', async () => {
+    handler = echo;
+    const r = await request(connect(), Buffer.from('hello'));
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'hello');
+    assert.equal(r.trailers['x-done'], 'yes');
+  });
+
+  it('moves bodies far larger than every window both ways, whole, under small client windows', async () => {
+    handler = echo;
+    const session = connect({ initialWindowSize: 1000, maxFrameSize: 16384 });
+    const body = Buffer.alloc(3 * 1024 * 1024 + 17);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 31) & 0xff;
+    const rs = await Promise.all([request(session, body), request(session, body.subarray(5))]);
+    assert.ok(rs[0]!.body.equals(body));
+    assert.ok(rs[1]!.body.equals(body.subarray(5)));
+  });
+
+  it('answers PINGs and keeps a client that shrinks its header table decoding our headers', async () => {
+    handler = echo;
+    const session = connect({ headerTableSize: 0 });
+    await new Promise((r) => session.once('connect', r));
+    const rtt = await new Promise<number>((resolve, reject) => session.ping((err, ms) => (err ? reject(err) : resolve(ms))));
+    assert.ok(rtt >= 0);
+    for (let i = 0; i < 3; i++) assert.equal((await request(session, Buffer.from(`n${i}`))).body.toString(), `n${i}`);
+  });
+
+  it('tells the stream when the client resets it, and keeps the connection serving', async () => {
+    let closed: boolean | undefined;
+    handler = (s) => {
+      if (s.headers[':path'] === '/hang') s.onClose = (aborted) => (closed = aborted);
+      else echo(s);
+    };
+    const session = connect();
+    const req = session.request({ ':method': 'POST', ':path': '/hang' });
+    req.on('error', () => undefined);
+    req.write('x');
+    await new Promise((r) => setTimeout(r, 50));
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    const deadline = Date.now() + 2000;
+    while (closed === undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(closed, true);
+    assert.equal((await request(session, Buffer.from('after'))).body.toString(), 'after');
+    assert.equal(conns[0]!.openStreams, 0);
+  });
+
+  it('resets a stream answered before the client half-closed, and forgets it', async () => {
+    handler = (s) => {
+      s.respond(RESPONSE, false);
+      s.write(Buffer.from('early'), 1 << 30);
+      s.end(TRAILERS);
+    };
+    const session = connect();
+    const req = session.request({ ':method': 'POST', ':path': '/x' });
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('error', () => undefined);
+    req.write('never ends');
+    await new Promise((r) => req.on('close', r));
+    assert.equal(Buffer.concat(chunks).toString(), 'early');
+    assert.equal(req.rstCode, http2.constants.NGHTTP2_NO_ERROR);
+    assert.equal(conns[0]!.openStreams, 0);
+  });
+
+  it('a paused stream holds the client to one stream window until it resumes', async () => {
+    let stream: H2ServerStream | undefined;
+    let received = 0;
+    handler = (s) => {
+      stream = s;
+      s.pause();
+      s.onData = (c) => (received += c.length);
+      s.onEnd = () => {
+        s.respond(RESPONSE, false);
+        s.end(TRAILERS);
+      };
+    };
+    const session = connect();
+    const done = request(session, Buffer.alloc(3 * 1024 * 1024));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(received <= 1024 * 1024, `received ${received} bytes while paused`);
+    assert.ok(received > 0);
+    stream!.resume();
+    assert.equal((await done).status, 200);
+    assert.equal(received, 3 * 1024 * 1024);
+  });
+
+  it('after GOAWAY finishes the open streams, refuses new ones, then ends the socket', async () => {
+    let held: H2ServerStream | undefined;
+    handler = (s) => {
+      if (s.headers[':path'] === '/held') {
+        held = s;
+        s.onData = () => undefined;
+      } else echo(s);
+    };
+    const session = connect();
+    const first = request(session, Buffer.from('a'), { ':path': '/held' });
+    while (!held) await new Promise((r) => setTimeout(r, 5));
+    conns[0]!.goAway();
+    await new Promise((r) => setTimeout(r, 50));
+    held.respond(RESPONSE, false);
+    held.write(Buffer.from('finished'), 1 << 30);
+    held.end(TRAILERS);
+    const r = await first;
+    assert.equal(r.body.toString(), 'finished');
+    await new Promise((r) => session.once('close', r));
+  });
+
+  it('accepts any :authority, including a URL (Go clients dialled with http://…)', async () => {
+    handler = echo;
+    const r = await request(connect(), Buffer.from('ok'), { ':authority': 'http://127.0.0.1:2379' });
+    assert.equal(r.body.toString(), 'ok');
+  });
+
+  it('ends the connection with the matching GOAWAY code on protocol violations', async () => {
+    const cases: [string, Buffer, number][] = [
+      ['a frame above the maximum size', frame(0, 0, 1, Buffer.alloc(16385)), 0x6],
+      ['HEADERS on an even stream', frame(1, 0x4 | 0x1, 2, Buffer.from([0x83])), 0x1],
+      ['a broken header block', frame(1, 0x4 | 0x1, 1, Buffer.from([0x80])), 0x9],
+      ['DATA on an idle stream', frame(0, 0, 7, Buffer.from('x')), 0x1],
+      ['PING of the wrong size', frame(6, 0, 0, Buffer.alloc(4)), 0x6],
+      ['a header block interrupted', Buffer.concat([frame(1, 0, 1, Buffer.from([0x83])), frame(6, 0, 0, Buffer.alloc(8))]), 0x1],
+      ['a header block above the bound', Buffer.concat([frame(1, 0, 1, Buffer.alloc(16384)), ...Array.from({ length: 8 }, () => frame(9, 0, 1, Buffer.alloc(16384)))]), 0xb],
+      ['a WINDOW_UPDATE overflowing the connection window', frame(8, 0, 0, Buffer.from([0x7f, 0xff, 0xff, 0xff])), 0x3],
+    ];
+    for (const [what, bytes, code] of cases) {
+      const sock = await rawSocket();
+      const got = goawayCode(sock);
+      sock.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0, Buffer.alloc(0)), bytes]));
+      assert.equal(await got, code, what);
+    }
+  });
+
+  it('drops a connection whose preface is not HTTP/2', async () => {
+    const sock = await rawSocket();
+    const closed = new Promise((r) => sock.once('close', r));
+    sock.resume();
+    sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    await closed;
+  });
+
+  it('refuses a header list above the bound with 431, and serves the next request', async () => {
+    handler = echo;
+    const session = connect();
+    const big = await request(session, Buffer.from('x'), { 'x-big': 'v'.repeat(17 * 1024) }).catch((e: Error) => e);
+    if (!(big instanceof Error)) assert.equal(big.status, 431);
+    const r = await request(connect(), Buffer.from('next'));
+    assert.equal(r.body.toString(), 'next');
+  });
+});
