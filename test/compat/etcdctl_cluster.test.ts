@@ -92,9 +92,9 @@ describe('etcdctl against a 3-member quorumkv cluster', function () {
   });
 
   // etcdctl's --cluster dials each member's client URL as a URL (http://host:port). Its
-  // Maintenance calls then send ":authority: http://host:port", which Node's HTTP/2 server refuses
-  // with RST_STREAM PROTOCOL_ERROR before grpc-js sees the call (real etcd accepts it). The same
-  // happens with `etcdctl --endpoints=http://127.0.0.1:2379 endpoint status`.
+  // Maintenance calls then send ":authority: http://host:port", which etcd (Go's HTTP/2 server)
+  // accepts and nghttp2 refused with RST_STREAM PROTOCOL_ERROR; our framing takes any authority.
+  // The same happens with `etcdctl --endpoints=http://127.0.0.1:2379 endpoint status`.
   it('endpoint status --cluster: a row per member, one leader', async () => {
     const out = await ok(['endpoint', 'status', '--cluster', '-w', 'json']);
     assert.deepEqual(u64Fields(out, 'member_id').map(hex).sort(), c.members.map((m) => m.id).sort());
