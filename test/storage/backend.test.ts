@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MvccStore } from '../../src/mvcc';
-import { Backend, decodeKv, encodeKv, kvRecordKey } from '../../src/storage/backend/backend';
+import { BATCH_INTERVAL_MS, Backend, decodeKv, encodeKv, kvRecordKey } from '../../src/storage/backend/backend';
 
 const B = (s: string) => Buffer.from(s);
 
@@ -16,6 +16,7 @@ function tmp(): string {
 
 async function writeSome(store: MvccStore, backend: Backend, n: number, startIndex: number): Promise<number> {
   let index = startIndex;
+  const commits: Promise<void>[] = [];
   for (let i = 0; i < n; i++) {
     const txn = store.write();
     if (i % 9 === 4) txn.deleteRange(B(`k${(i * 7) % 13}`), undefined);
@@ -25,8 +26,10 @@ async function writeSome(store: MvccStore, backend: Backend, n: number, startInd
     }
     const res = txn.end();
     if (res.events.length > 0) backend.stageEvents(res.events, res.revision);
-    await backend.commit(++index, 3);
+    // As the server: a commit per applied batch, not awaited one by one.
+    commits.push(backend.commit(++index, 3));
   }
+  await Promise.all(commits);
   return index;
 }
 
@@ -99,6 +102,50 @@ describe('LevelDB backend', function () {
     assert.equal(loaded.appliedIndex, 100);
     assert.equal(loaded.store.range(B('same'), undefined).kvs[0]!.value.toString(), '100');
     await backend.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
+describe('backend commit groups (etcd batch interval)', function () {
+  this.timeout(30_000);
+  it('commits made within the interval go to LevelDB as one batch; a synced commit and close() write at once', async () => {
+    const dir = tmp();
+    const store = new MvccStore();
+    const backend = await Backend.open(dir);
+    let writes = 0;
+    backend.onCommit = () => writes++;
+    const t0 = Date.now();
+    const pending: Promise<void>[] = [];
+    for (let i = 1; i <= 20; i++) {
+      const txn = store.write();
+      txn.put(B(`k${i}`), B(String(i)), 0n);
+      const r = txn.end();
+      backend.stageEvents(r.events, r.revision);
+      pending.push(backend.commit(i, 1));
+    }
+    assert.equal(writes, 0);
+    await Promise.all(pending);
+    assert.equal(writes, 1, 'twenty commits, one LevelDB write');
+    assert.ok(Date.now() - t0 >= BATCH_INTERVAL_MS - 5, 'written when the interval ended');
+    const txn = store.write();
+    txn.put(B('synced'), B('x'), 0n);
+    const r = txn.end();
+    backend.stageEvents(r.events, r.revision);
+    const t1 = Date.now();
+    await backend.commit(21, 1, true);
+    assert.equal(writes, 2);
+    assert.ok(Date.now() - t1 < BATCH_INTERVAL_MS, 'a synced commit does not wait for the interval');
+    const txn2 = store.write();
+    txn2.put(B('at-close'), B('y'), 0n);
+    const r2 = txn2.end();
+    backend.stageEvents(r2.events, r2.revision);
+    void backend.commit(22, 1);
+    await backend.close();
+    const again = await Backend.open(dir);
+    const loaded = await again.load();
+    assert.equal(loaded.appliedIndex, 22);
+    assert.equal(loaded.store.range(B('at-close'), undefined).kvs[0]!.value.toString(), 'y');
+    await again.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -2,9 +2,14 @@
 // "key" bucket: key = main revision + sub-revision, value = the KeyValue), the applied index and
 // compaction point in a meta namespace, and room for leases and membership.
 //
-// The apply loop stages each revision's events and commits one LevelDB batch per applied batch of
-// log entries, together with the applied index, so that the backend is always exactly "the state
-// after entry N". Batches are not fsynced: the WAL is the source of truth, and a restart replays the
+// The apply loop stages each revision's events and commits them after each applied batch of log
+// entries, together with the applied index, so that the backend is always exactly "the state after
+// entry N". Commits are grouped as etcd groups its bolt transactions (--backend-batch-interval
+// 100 ms, --backend-batch-limit 10000): the ops of the commits made within BATCH_INTERVAL_MS go to
+// LevelDB as one batch (sooner once BATCH_LIMIT_OPS are waiting, and at once for a synced commit or
+// anything that reads the database: snapshots, defragment, close). One LevelDB write per applied
+// batch cost a thread-pool wake-up per request at low load (~40 us of a 0.8 ms single-client put on
+// this machine). Batches are not fsynced: the WAL is the source of truth, and a restart replays the
 // WAL tail after the backend's applied index. Before WAL segments are released (after a snapshot),
 // the backend is synced, so that the entries being dropped are durable here first.
 import { ClassicLevel } from 'classic-level';
@@ -36,6 +41,9 @@ const META_CURRENT_REV = metaKey('current_revision');
 const META_AUTH_ENABLED = metaKey('auth_enabled');
 const META_AUTH_REVISION = metaKey('auth_revision');
 
+/** etcd's backend batch interval and limit: how long, and for how many ops, commits are grouped. */
+export const BATCH_INTERVAL_MS = 100;
+export const BATCH_LIMIT_OPS = 10_000;
 /** KV records read per LevelDB iterator call while loading: bounds the time between yields. */
 const LOAD_RECORDS_PER_STEP_MAX = 4096;
 /** Versions examined per physical-compaction step. */
@@ -150,6 +158,8 @@ export class Backend {
   private stagedSub = 0;
   /** Commits run one after another: LevelDB applies batches in the order they are issued. */
   private tail: Promise<void> = Promise.resolve();
+  /** Commits made since the last LevelDB write, waiting to go as one batch. */
+  private group: { ops: BatchOp[]; done: Promise<void>; resolve: () => void; reject: (e: unknown) => void; timer: NodeJS.Timeout } | undefined;
   /** Metrics hook: the duration of every batch commit (etcd_disk_backend_commit_duration_seconds). */
   onCommit?: (durationMs: number) => void;
   private failed: Error | undefined;
@@ -305,8 +315,10 @@ export class Backend {
     }
   }
 
-  /** Writes everything staged plus the applied index as one atomic batch. With `sync`, the batch
-   *  (and so every batch before it) is on disk when the promise resolves. */
+  /** Writes everything staged plus the applied index, atomically: within BATCH_INTERVAL_MS, in one
+   *  LevelDB batch with the other commits of that interval. The promise resolves once that batch
+   *  is written; with `sync`, the batch is written now and is (with every batch before it) on disk
+   *  when the promise resolves. */
   commit(appliedIndex: number, appliedTerm: number, sync = false): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
     const ops = this.staged;
@@ -318,10 +330,32 @@ export class Backend {
     ops.push({ type: 'put', key: META_APPLIED_INDEX, value: u64(appliedIndex) });
     ops.push({ type: 'put', key: META_APPLIED_TERM, value: u64(appliedTerm) });
     ops.push({ type: 'put', key: META_ALLOCATED_BYTES, value: u64(this.allocatedBytesValue) });
+    let g = this.group;
+    if (!g) {
+      let resolve!: () => void;
+      let reject!: (e: unknown) => void;
+      const done = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+      // The server attaches its own handler to every commit; this one keeps an unobserved group
+      // (a commit nobody awaited) from being an unhandled rejection.
+      done.catch(() => undefined);
+      g = { ops, done, resolve, reject, timer: setTimeout(() => this.writeGroup(false), BATCH_INTERVAL_MS) };
+      this.group = g;
+    } else for (const op of ops) g.ops.push(op);
+    const done = g.done;
+    if (sync || g.ops.length >= BATCH_LIMIT_OPS) this.writeGroup(sync);
+    return done;
+  }
+
+  /** Hands the waiting commits to LevelDB as one batch (after the batches before them). */
+  private writeGroup(sync: boolean): void {
+    const g = this.group;
+    if (!g) return;
+    this.group = undefined;
+    clearTimeout(g.timer);
     const run = async () => {
       try {
         const startMs = performance.now();
-        await this.writeBatch(ops, sync);
+        await this.writeBatch(g.ops, sync);
         this.onCommit?.(performance.now() - startMs);
       } catch (err) {
         this.failed = err as Error;
@@ -330,7 +364,13 @@ export class Backend {
     };
     const p = this.tail.then(run);
     this.tail = p.catch(() => undefined);
-    return p;
+    p.then(g.resolve, g.reject);
+  }
+
+  /** Every commit made so far, written. */
+  private settled(): Promise<void> {
+    this.writeGroup(false);
+    return this.tail;
   }
 
   /** Deletes, in bounded steps, every version record the store no longer retains below `rev`.
@@ -356,6 +396,9 @@ export class Backend {
   }
 
   private async compactPhysicalTo(store: MvccStore, rev: Revision): Promise<number> {
+    // Versions still waiting in a commit group must be in LevelDB before the scan, or one the
+    // store no longer retains would be written after the scan passed it.
+    await this.settled();
     let deleted = 0;
     const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: kvRecordKey(rev, 0) });
     try {
@@ -383,7 +426,7 @@ export class Backend {
 
   /** A consistent snapshot of everything (see snapshot.ts), taken without stopping writes. */
   async openSnapshot(): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer> }> {
-    await this.tail; // what the apply loop already handed over is part of it
+    await this.settled(); // what the apply loop already handed over is part of it
     return openSnapshotStream(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
   }
 
@@ -392,7 +435,7 @@ export class Backend {
    *  reclaims what the compaction freed; then allocatedBytes comes down to the live bytes. */
   async defragment(): Promise<void> {
     await this.compaction?.catch(() => undefined);
-    await this.tail;
+    await this.settled();
     await this.db.compactRange(Buffer.from([0x00]), Buffer.from([0xff]));
     this.allocatedBytesValue = this.liveBytesValue;
     // In line with the commits, so that an older value can never land after this one.
@@ -420,11 +463,11 @@ export class Backend {
   }
 
   async flush(): Promise<void> {
-    await this.tail;
+    await this.settled();
   }
 
   async close(): Promise<void> {
-    await this.tail;
+    await this.settled();
     await this.db.close();
   }
 }
