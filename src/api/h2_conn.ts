@@ -82,6 +82,10 @@ const CONN_RECV_WINDOW = 16 * 1024 * 1024;
 /** Bytes a connection may have queued in its socket before it stops reading (a client that sends
  *  but does not read — PINGs, say — is not answered into unbounded memory). */
 const SOCKET_BACKLOG_MAX = 16 * 1024 * 1024;
+/** Client RST_STREAMs a connection may send in a burst, and per second after it (nghttp2's rapid
+ *  reset guard is of the same kind); beyond, GOAWAY ENHANCE_YOUR_CALM. */
+const RESET_BURST = 1000;
+const RESETS_PER_SECOND = 100;
 
 /** Request headers as node:http2 gives them: names in lower case; a repeated header as an array. */
 export type H2Headers = Record<string, string | string[] | undefined>;
@@ -251,6 +255,11 @@ export class H2ServerConnection {
   private block: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | undefined;
   private readonly hpack: HpackInternals;
   private readonly fields: { name: string; value: string }[] = [];
+  private fieldsBytes = 0;
+  /** Client resets left in the bucket (a client that opens and resets streams in a loop makes the
+   *  member start work it then throws away: refilled at RESETS_PER_SECOND, up to RESET_BURST). */
+  private resetTokens = RESET_BURST;
+  private resetRefillMs = Date.now();
   private sendTableSizeUpdate = false;
   // Send side, as the client's SETTINGS and WINDOW_UPDATEs allow.
   private connSendWindow = DEFAULT_WINDOW;
@@ -278,8 +287,18 @@ export class H2ServerConnection {
   ) {
     this.hpack = hpack.decompressor.create({ table: { maxSize: 4096 } });
     if (typeof this.hpack._execute !== 'function' || typeof this.hpack._decoder?.push !== 'function') throw new Error('hpack.js: unexpected version (no _decoder/_execute)');
-    this.hpack.push = (f: unknown) => (this.fields.push(f as { name: string; value: string }), true);
-    this.maxBlockBytes = opts.maxHeaderListBytes + 64 * 1024;
+    this.hpack.push = (f: unknown) => {
+      const field = f as { name: string; value: string };
+      // The decoded list is bounded while it is decoded: a small block of indexed references can
+      // decode to far more than it weighs. Past the bound the rest of the block cannot be skipped
+      // (the dynamic table would diverge), so the connection ends.
+      this.fieldsBytes += field.name.length + field.value.length + 32;
+      if (this.fieldsBytes > this.opts.maxHeaderListBytes) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, `header list above ${this.opts.maxHeaderListBytes} bytes`);
+      this.fields.push(field);
+      return true;
+    };
+    // An encoded block is never larger than the list it decodes to (plus a few bytes per field).
+    this.maxBlockBytes = opts.maxHeaderListBytes;
     // Our SETTINGS: a larger stream window, the header-list bound; then the connection window.
     const settings = Buffer.allocUnsafe(12);
     settings.writeUInt16BE(S_INITIAL_WINDOW_SIZE, 0);
@@ -345,7 +364,7 @@ export class H2ServerConnection {
       if (off < buf.length && !this.dead) this.recv = Buffer.from(buf.subarray(off));
     } catch (err) {
       if (err instanceof ConnectionError) return this.fail(err.h2code, err.message);
-      this.fail(H2_INTERNAL_ERROR, err instanceof Error ? err.message : String(err));
+      this.fail(H2_INTERNAL_ERROR, 'internal error');
     }
   }
 
@@ -369,6 +388,10 @@ export class H2ServerConnection {
         if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on stream 0');
         if (payload.length !== 4) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'RST_STREAM of the wrong size');
         if (streamId > this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
+        const now = Date.now();
+        this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefillMs) * RESETS_PER_SECOND) / 1000);
+        this.resetRefillMs = now;
+        if (--this.resetTokens < 0) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many stream resets');
         const s = this.streams.get(streamId);
         if (s) this.resetStream(s, H2_CANCEL, false);
         return;
@@ -411,14 +434,24 @@ export class H2ServerConnection {
       return;
     }
     s.recvWindow -= flowBytes;
-    if (s.recvWindow < 0) return this.resetStream(s, H2_FLOW_CONTROL_ERROR, true);
+    if (s.recvWindow < 0) {
+      this.creditConnection(flowBytes);
+      return this.resetStream(s, H2_FLOW_CONTROL_ERROR, true);
+    }
     // Padding is credited at once; the data as it is handed on.
     if (flowBytes > data.length) this.credit(s, flowBytes - data.length);
+    // The end of the request is known before its last bytes are handed on: a handler that answers
+    // at once then ends a stream both sides finished (no RST_STREAM).
+    const end = (flags & F_END_STREAM) !== 0;
+    if (end) s.remoteEnded = true;
     if (data.length > 0) {
       s.onData?.(data);
       this.credit(s, data.length);
     }
-    if (flags & F_END_STREAM) this.remoteEnd(s);
+    if (end && !s.closed) {
+      s.onEnd?.();
+      if (s.localEnded) this.close(s, false);
+    }
   }
 
   private onHeaders(flags: number, streamId: number, payload: Buffer): void {
@@ -442,7 +475,8 @@ export class H2ServerConnection {
 
   private addFragment(b: Buffer): void {
     const blk = this.block!;
-    blk.bytes += b.length;
+    // Frame headers count too: a flood of empty CONTINUATION frames is bounded like a large block.
+    blk.bytes += b.length + FRAME_HEADER_BYTES;
     if (blk.bytes > this.maxBlockBytes) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, `header block above ${this.maxBlockBytes} bytes`);
     blk.parts.push(b);
   }
@@ -459,14 +493,14 @@ export class H2ServerConnection {
       if (!existing.remoteEnded) this.remoteEnd(existing);
       return;
     }
-    if (blk.streamId <= this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, `HEADERS on closed stream ${blk.streamId}`);
+    // A closed stream (ended, or reset by us while the client was still sending): ignored, as RFC
+    // 9113 §5.1 asks after a RST_STREAM; the block was decoded above, so HPACK stays in step.
+    if (blk.streamId <= this.lastStreamId) return;
     this.lastStreamId = blk.streamId;
     if (this.goingAway) return this.refuse(blk.streamId, H2_REFUSED_STREAM);
     const headers: H2Headers = {};
-    let listBytes = 0;
     let malformed = false;
     for (const { name, value } of fields) {
-      listBytes += name.length + value.length + 32;
       if (name !== name.toLowerCase()) malformed = true;
       const prev = headers[name];
       if (prev === undefined) headers[name] = value;
@@ -476,20 +510,18 @@ export class H2ServerConnection {
     if (malformed) return this.refuse(blk.streamId, H2_PROTOCOL_ERROR);
     const s = new H2ServerStream(this, blk.streamId, headers, this.peerInitialWindow);
     this.streams.set(s.id, s);
-    if (listBytes > this.opts.maxHeaderListBytes) {
-      s.respond(encodeHeaderBlock([[':status', '431']]), true);
-      return;
-    }
     this.onStream(s);
     if (blk.endStream && !s.closed) this.remoteEnd(s);
   }
 
   private decode(block: Buffer): { name: string; value: string }[] {
     this.fields.length = 0;
+    this.fieldsBytes = 0;
     try {
       this.hpack._decoder.push(block);
       while (!this.hpack._decoder.isEmpty()) this.hpack._execute();
     } catch (err) {
+      if (err instanceof ConnectionError) throw err;
       throw new ConnectionError(H2_COMPRESSION_ERROR, `HPACK: ${err instanceof Error ? err.message : String(err)}`);
     }
     return this.fields.splice(0);

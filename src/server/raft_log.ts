@@ -5,7 +5,7 @@
 // The Ready loop (one at a time, never overlapping):
 //   1. messages go to peers (they may precede this Ready's fsync: Raft holds back the ones that
 //      depend on it until advance());
-//   2. entries + hard state: one WAL write and one fdatasync (group commit: every proposal that
+//   2. entries + hard state: one durable WAL write, O_DSYNC (group commit: every proposal that
 //      arrived while the previous fsync ran is in this batch);
 //   3. entries are appended to the in-memory Raft storage;
 //   4. committed entries go to the apply path; ReadIndex results are served;

@@ -163,6 +163,7 @@ export class Backend {
   /** Metrics hook: the duration of every batch commit (etcd_disk_backend_commit_duration_seconds). */
   onCommit?: (durationMs: number) => void;
   private failed: Error | undefined;
+  private closing = false;
   /** The physical compaction running now, and the newest compaction point asked for meanwhile. */
   private compaction: Promise<number> | undefined;
   private compactAgainRev = 0;
@@ -321,6 +322,7 @@ export class Backend {
    *  when the promise resolves. */
   commit(appliedIndex: number, appliedTerm: number, sync = false): Promise<void> {
     if (this.failed) return Promise.reject(this.failed);
+    if (this.closing) return Promise.reject(new Error('backend: closed'));
     const ops = this.staged;
     this.staged = [];
     if (this.currentRevStaged) {
@@ -338,7 +340,7 @@ export class Backend {
       // The server attaches its own handler to every commit; this one keeps an unobserved group
       // (a commit nobody awaited) from being an unhandled rejection.
       done.catch(() => undefined);
-      g = { ops, done, resolve, reject, timer: setTimeout(() => this.writeGroup(false), BATCH_INTERVAL_MS) };
+      g = { ops, done, resolve, reject, timer: setTimeout(() => this.writeGroup(false), BATCH_INTERVAL_MS).unref() };
       this.group = g;
     } else for (const op of ops) g.ops.push(op);
     const done = g.done;
@@ -353,6 +355,9 @@ export class Backend {
     this.group = undefined;
     clearTimeout(g.timer);
     const run = async () => {
+      // After a failed write nothing later may land: the backend would claim an applied index
+      // whose earlier revisions are missing, and a restart would not replay them.
+      if (this.failed) throw this.failed;
       try {
         const startMs = performance.now();
         await this.writeBatch(g.ops, sync);
@@ -438,6 +443,8 @@ export class Backend {
     await this.settled();
     await this.db.compactRange(Buffer.from([0x00]), Buffer.from([0xff]));
     this.allocatedBytesValue = this.liveBytesValue;
+    // Commits made during the compaction carry the old size: they go first, the new size after.
+    this.writeGroup(false);
     // In line with the commits, so that an older value can never land after this one.
     const p = this.tail.then(() => this.db.put(META_ALLOCATED_BYTES, u64(this.allocatedBytesValue)));
     this.tail = p.catch(() => undefined);
@@ -468,6 +475,8 @@ export class Backend {
 
   async close(): Promise<void> {
     await this.settled();
+    this.closing = true;
+    await this.settled(); // a group formed while the last one was written
     await this.db.close();
   }
 }

@@ -1,7 +1,7 @@
 // The on-disk format of the WAL: segment file names, record framing, limits.
 //
 // A segment file is a sequence of *batches* followed by zeros (the preallocated, never-written tail).
-// A batch is what one save() writes: one write() and one fdatasync(). Each batch starts with a batch
+// A batch is what one save() writes: one write() to a segment open O_DSYNC (durable on return). Each batch starts with a batch
 // header record, followed by its body records; every record is framed the same way:
 //
 //   offset  size  field
@@ -24,7 +24,7 @@
 // batch that was once synced is now damaged" (refuse to start). A batch is valid only if its header
 // and every body record check out and the body is exactly bodyBytes long with recordCount records;
 // batch seqs make a missing batch (a segment cut short at a batch boundary) detectable. Since a batch
-// is written only after the previous one's fdatasync returned, a bad batch is the torn tail only if
+// is written only after the previous one's durable write returned, a bad batch is the torn tail only if
 // no valid batch with a higher seq exists after it.
 //
 // Segment files are named %016x-%016x.wal: (segment seq, index of the first entry expected in the

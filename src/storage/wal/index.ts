@@ -1,4 +1,4 @@
-// The write-ahead log: segmented, preallocated, checksummed, one write + one fdatasync per Raft
+// The write-ahead log: segmented, preallocated, checksummed, one durable (O_DSYNC) write per Raft
 // Ready. Format: format.ts. Recovery: recovery.ts. Usage contract: wal.ts.
 
 export { Wal } from './wal';
