@@ -163,8 +163,13 @@ export class H2ServerStream {
 
   /** Send side: bytes the client's windows let us send now. */
   sendWindow: number;
-  /** Data waiting for window (in order), then the trailers block if the response is complete. */
-  pending: Buffer[] = [];
+  /** Data waiting for window, in order: pending[pendingHead] from pendingOffset on, then the rest
+   *  (a queue with a moving head: a watch stream held by the client's window can queue thousands
+   *  of small writes, and Array.shift() on those was 14% of a member's time); then the trailers
+   *  block if the response is complete. */
+  pending: (Buffer | undefined)[] = [];
+  pendingHead = 0;
+  pendingOffset = 0;
   pendingBytes = 0;
   trailers: Buffer | undefined;
   /** Receive side: bytes the client may still send; bytes handed on but not yet credited back. */
@@ -199,6 +204,7 @@ export class H2ServerStream {
    *  `bufferBytes` (else wait for whenDrained before writing more). */
   write(data: Buffer, bufferBytes: number): boolean {
     if (this.closed || this.localEnded || this.trailers) return true;
+    if (data.length === 0) return true;
     this.pending.push(data);
     this.pendingBytes += data.length;
     this.conn.sendPending(this);
@@ -622,24 +628,48 @@ export class H2ServerConnection {
     }
   }
 
-  /** Sends what the windows allow of `s`'s queued data, then its trailers once nothing is left. */
+  /** Sends what the windows allow of `s`'s queued data, then its trailers once nothing is left.
+   *  Queued writes are packed into DATA frames as large as the windows and the client's
+   *  SETTINGS_MAX_FRAME_SIZE allow (fewer frames for the client to handle than one per write). */
   sendPending(s: H2ServerStream): void {
     if (s.closed) return;
-    while (s.pending.length > 0) {
+    while (s.pendingBytes > 0) {
       const allowed = Math.min(s.sendWindow, this.connSendWindow, this.peerMaxFrame);
       if (allowed <= 0) {
         this.blocked.add(s);
+        if (s.pendingHead > 1024 && s.pendingHead * 2 > s.pending.length) {
+          s.pending = s.pending.slice(s.pendingHead);
+          s.pendingHead = 0;
+        }
         return;
       }
-      const head = s.pending[0]!;
-      const n = Math.min(head.length, allowed);
-      const piece = n === head.length ? head : head.subarray(0, n);
-      if (n === head.length) s.pending.shift();
-      else s.pending[0] = head.subarray(n);
+      const n = Math.min(allowed, s.pendingBytes);
+      const f = Buffer.allocUnsafe(FRAME_HEADER_BYTES + n);
+      f[0] = (n >>> 16) & 0xff;
+      f[1] = (n >>> 8) & 0xff;
+      f[2] = n & 0xff;
+      f[3] = T_DATA;
+      f[4] = 0;
+      f.writeUInt32BE(s.id, 5);
+      for (let at = FRAME_HEADER_BYTES; at < f.length; ) {
+        const b = s.pending[s.pendingHead]!;
+        const take = Math.min(b.length - s.pendingOffset, f.length - at);
+        b.copy(f, at, s.pendingOffset, s.pendingOffset + take);
+        at += take;
+        s.pendingOffset += take;
+        if (s.pendingOffset === b.length) {
+          s.pending[s.pendingHead++] = undefined;
+          s.pendingOffset = 0;
+        }
+      }
       s.pendingBytes -= n;
       s.sendWindow -= n;
       this.connSendWindow -= n;
-      this.queue(frame(T_DATA, 0, s.id, piece));
+      this.queue(f);
+    }
+    if (s.pendingHead > 0) {
+      s.pending = [];
+      s.pendingHead = 0;
     }
     this.blocked.delete(s);
     if (s.trailers) {
@@ -677,6 +707,8 @@ export class H2ServerConnection {
     this.blocked.delete(s);
     this.draining.delete(s);
     s.pending = [];
+    s.pendingHead = 0;
+    s.pendingOffset = 0;
     s.pendingBytes = 0;
     const waiters = s.drainWaiters.splice(0);
     s.onClose?.(aborted);

@@ -123,6 +123,20 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     assert.ok(rs[1]!.body.equals(body.subarray(5)));
   });
 
+  it('many small writes held by a small client window arrive whole and in order', async () => {
+    const pieces = Array.from({ length: 5000 }, (_, i) => Buffer.from(`<${i}>`));
+    handler = (s) => {
+      s.onEnd = () => {
+        s.respond(RESPONSE, false);
+        for (const p of pieces) s.write(p, 1 << 30);
+        s.end(TRAILERS);
+      };
+    };
+    const r = await request(connect({ initialWindowSize: 1000 }), Buffer.alloc(0));
+    assert.ok(r.body.equals(Buffer.concat(pieces)));
+    assert.equal(r.trailers['x-done'], 'yes');
+  });
+
   it('answers PINGs and keeps a client that shrinks its header table decoding our headers', async () => {
     handler = echo;
     const session = connect({ headerTableSize: 0 });
