@@ -12,7 +12,8 @@
 //   - the client preface, SETTINGS (ours and the client's, with ACKs), PING answers, GOAWAY (sent
 //     on close with the last stream we took; streams already open are finished);
 //   - request header blocks over HEADERS + CONTINUATION, decoded with HPACK (hpack.js, which keeps
-//     the client's dynamic table); a block's raw size and its decoded header-list size are bounded;
+//     the client's dynamic table); a block's raw size (frame headers included) and its decoded
+//     header-list size (checked while decoding) are bounded; client resets are rate-limited;
 //   - response header blocks encoded as literals that never enter a dynamic table (so the
 //     client's SETTINGS_HEADER_TABLE_SIZE only needs a size update of 0, sent when it changes);
 //   - flow control both ways: received DATA is credited back (WINDOW_UPDATE) as it is handed on,

@@ -32,7 +32,7 @@ function until(cond: () => boolean, ms = 3000): Promise<void> {
   });
 }
 
-describe('H2GrpcServer (gRPC on node:http2)', () => {
+describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
   let server: H2GrpcServer;
   let tcp: net.Server;
   let endpoint: string;
