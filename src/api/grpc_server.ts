@@ -51,18 +51,3 @@ export function addService(server: grpc.Server | H2GrpcServer, service: string, 
 export function newGrpcServer(maxRequestBytes: number, hooks: Omit<H2GrpcServerOptions, 'maxReceiveBytes'> = {}): H2GrpcServer {
   return new H2GrpcServer({ ...hooks, maxReceiveBytes: maxRequestBytes + GRPC_OVERHEAD_BYTES });
 }
-
-/** Binds every listen URL ("http://host:port") for gRPC alone (the peer port); resolves with the
- *  bound ports. The client port is shared with HTTP: see src/gateway/listener.ts. */
-export async function listen(server: grpc.Server, urls: readonly string[]): Promise<number[]> {
-  const ports: number[] = [];
-  for (const u of urls) {
-    const url = new URL(u);
-    const host = url.hostname.startsWith('[') ? url.hostname : url.hostname;
-    const port = await new Promise<number>((resolve, reject) =>
-      server.bindAsync(`${host}:${url.port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-    );
-    ports.push(port);
-  }
-  return ports;
-}
