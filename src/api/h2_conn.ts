@@ -58,16 +58,16 @@ const F_END_HEADERS = 0x4;
 const F_PADDED = 0x8;
 const F_PRIORITY = 0x20;
 
-export const H2_NO_ERROR = 0x0;
-export const H2_PROTOCOL_ERROR = 0x1;
-export const H2_INTERNAL_ERROR = 0x2;
-export const H2_FLOW_CONTROL_ERROR = 0x3;
-export const H2_STREAM_CLOSED = 0x5;
-export const H2_FRAME_SIZE_ERROR = 0x6;
-export const H2_REFUSED_STREAM = 0x7;
-export const H2_CANCEL = 0x8;
-export const H2_COMPRESSION_ERROR = 0x9;
-export const H2_ENHANCE_YOUR_CALM = 0xb;
+const H2_NO_ERROR = 0x0;
+const H2_PROTOCOL_ERROR = 0x1;
+const H2_INTERNAL_ERROR = 0x2;
+const H2_FLOW_CONTROL_ERROR = 0x3;
+const H2_STREAM_CLOSED = 0x5;
+const H2_FRAME_SIZE_ERROR = 0x6;
+const H2_REFUSED_STREAM = 0x7;
+const H2_CANCEL = 0x8;
+const H2_COMPRESSION_ERROR = 0x9;
+const H2_ENHANCE_YOUR_CALM = 0xb;
 
 const S_HEADER_TABLE_SIZE = 0x1;
 const S_INITIAL_WINDOW_SIZE = 0x4;
@@ -86,6 +86,8 @@ const SOCKET_BACKLOG_MAX = 16 * 1024 * 1024;
 /** Client RST_STREAMs a connection may send in a burst, and per second after it (nghttp2's rapid
  *  reset guard is of the same kind); beyond, GOAWAY ENHANCE_YOUR_CALM. */
 const RESET_BURST = 1000;
+/** HTTP/2 header names are lower case (RFC 9113 §8.2.1); tested without making a lowered copy. */
+const UPPER_CASE = /[A-Z]/;
 const RESETS_PER_SECOND = 100;
 
 /** Request headers as node:http2 gives them: names in lower case; a repeated header as an array. */
@@ -126,9 +128,8 @@ export function encodeHeaderBlock(fields: [string, string][]): Buffer {
   return Buffer.from(bytes);
 }
 
-/** Frame header + payload as one buffer. */
-function frame(type: number, flags: number, streamId: number, payload: Buffer | undefined): Buffer {
-  const len = payload ? payload.length : 0;
+/** A frame of `len` payload bytes: its header written, its payload left to the caller. */
+function frameWithRoom(type: number, flags: number, streamId: number, len: number): Buffer {
   const f = Buffer.allocUnsafe(FRAME_HEADER_BYTES + len);
   f[0] = (len >>> 16) & 0xff;
   f[1] = (len >>> 8) & 0xff;
@@ -136,6 +137,12 @@ function frame(type: number, flags: number, streamId: number, payload: Buffer | 
   f[3] = type;
   f[4] = flags;
   f.writeUInt32BE(streamId, 5);
+  return f;
+}
+
+/** Frame header + payload as one buffer. */
+function frame(type: number, flags: number, streamId: number, payload: Buffer | undefined): Buffer {
+  const f = frameWithRoom(type, flags, streamId, payload ? payload.length : 0);
   if (payload) payload.copy(f, FRAME_HEADER_BYTES);
   return f;
 }
@@ -159,7 +166,6 @@ export class H2ServerStream {
   remoteEnded = false;
   localEnded = false;
   closed = false;
-  aborted = false;
   headersSent = false;
 
   /** Send side: bytes the client's windows let us send now. */
@@ -224,11 +230,6 @@ export class H2ServerStream {
     if (this.closed || this.localEnded || this.trailers) return;
     this.trailers = block;
     this.conn.sendPending(this);
-  }
-
-  /** Resets the stream (RST_STREAM with `code`). */
-  reset(code: number): void {
-    this.conn.resetStream(this, code, true);
   }
 
   /** Stops (and resumes) crediting received data back to the client, so that a reader that does
@@ -455,10 +456,7 @@ export class H2ServerConnection {
       s.onData?.(data);
       this.credit(s, data.length);
     }
-    if (end && !s.closed) {
-      s.onEnd?.();
-      if (s.localEnded) this.close(s, false);
-    }
+    if (end) this.remoteEnd(s);
   }
 
   private onHeaders(flags: number, streamId: number, payload: Buffer): void {
@@ -508,7 +506,7 @@ export class H2ServerConnection {
     const headers: H2Headers = {};
     let malformed = false;
     for (const { name, value } of fields) {
-      if (name !== name.toLowerCase()) malformed = true;
+      if (UPPER_CASE.test(name)) malformed = true;
       const prev = headers[name];
       if (prev === undefined) headers[name] = value;
       else if (Array.isArray(prev)) prev.push(value);
@@ -518,7 +516,7 @@ export class H2ServerConnection {
     const s = new H2ServerStream(this, blk.streamId, headers, this.peerInitialWindow);
     this.streams.set(s.id, s);
     this.onStream(s);
-    if (blk.endStream && !s.closed) this.remoteEnd(s);
+    if (blk.endStream) this.remoteEnd(s);
   }
 
   private decode(block: Buffer): { name: string; value: string }[] {
@@ -584,8 +582,10 @@ export class H2ServerConnection {
     this.sendPending(s);
   }
 
+  /** The client half-closed `s` (remoteEnded may already be set, see onData). */
   private remoteEnd(s: H2ServerStream): void {
     s.remoteEnded = true;
+    if (s.closed) return;
     s.onEnd?.();
     if (s.localEnded) this.close(s, false);
   }
@@ -645,13 +645,7 @@ export class H2ServerConnection {
         return;
       }
       const n = Math.min(allowed, s.pendingBytes);
-      const f = Buffer.allocUnsafe(FRAME_HEADER_BYTES + n);
-      f[0] = (n >>> 16) & 0xff;
-      f[1] = (n >>> 8) & 0xff;
-      f[2] = n & 0xff;
-      f[3] = T_DATA;
-      f[4] = 0;
-      f.writeUInt32BE(s.id, 5);
+      const f = frameWithRoom(T_DATA, 0, s.id, n);
       for (let at = FRAME_HEADER_BYTES; at < f.length; ) {
         const b = s.pending[s.pendingHead]!;
         const take = Math.min(b.length - s.pendingOffset, f.length - at);
@@ -703,7 +697,6 @@ export class H2ServerConnection {
   private close(s: H2ServerStream, aborted: boolean): void {
     if (s.closed) return;
     s.closed = true;
-    s.aborted = aborted;
     this.streams.delete(s.id);
     this.blocked.delete(s);
     this.draining.delete(s);

@@ -223,7 +223,9 @@ class CallCore {
     this.stream.respond(md ? encodeHeaderBlock([...RESPONSE_FIELDS, ...metadataFields(md)]) : RESPONSE_BLOCK, false);
   }
 
-  /** Ends the call with `st` (after any messages written); only the first status counts. */
+  /** Ends the call with `st` (after any messages written); only the first status counts. A call
+   *  ended before the client half-closed (a bad or unexpected message) also stops reading: the
+   *  HTTP/2 stream is then reset with NO_ERROR once the status is out (h2_conn.ts localEnd). */
   finish(st: CallStatus): void {
     if (this.finished) return;
     this.finished = true;
@@ -247,12 +249,6 @@ class CallCore {
     this.sendHeaders();
     this.stream.write(body, SEND_BUFFER_BYTES);
     this.stream.end(OK_TRAILERS_BLOCK);
-  }
-
-  /** Ends the call with `st` and stops reading the request (a bad or unexpected message): the
-   *  stream is reset with NO_ERROR once the status is out, unless the client had half-closed. */
-  fail(st: CallStatus): void {
-    this.finish(st);
   }
 
   /** The client reset the stream or went away before the call ended. */
@@ -374,7 +370,7 @@ class StreamCall extends Duplex {
       try {
         req = deserialize(m);
       } catch (err) {
-        return this.core.fail(unmarshalError(err));
+        return this.core.finish(unmarshalError(err));
       }
       if (!this.push(req)) this.core.stream.pause();
     }
@@ -455,12 +451,12 @@ export class H2GrpcServer {
     let got = 0;
     this.readMessages(core, reader, (msgs) => {
       got += msgs.length;
-      if (got > 1) return core.fail({ code: GrpcCode.UNIMPLEMENTED, details: `grpc: a second request message on unary method ${core.path}` });
+      if (got > 1) return core.finish({ code: GrpcCode.UNIMPLEMENTED, details: `grpc: a second request message on unary method ${core.path}` });
       let req: unknown;
       try {
         req = def.requestDeserialize(msgs[0]!);
       } catch (err) {
-        return core.fail(unmarshalError(err));
+        return core.finish(unmarshalError(err));
       }
       if (!def.responseStream) {
         const c = new UnaryCall(core);
@@ -476,7 +472,7 @@ export class H2GrpcServer {
       }
     });
     core.stream.onEnd = () => {
-      if (got === 0 && !core.finished) core.fail({ code: GrpcCode.INTERNAL, details: reader.partial ? 'grpc: the request ended inside a message' : `grpc: no request message on unary method ${core.path}` });
+      if (got === 0 && !core.finished) core.finish({ code: GrpcCode.INTERNAL, details: reader.partial ? 'grpc: the request ended inside a message' : `grpc: no request message on unary method ${core.path}` });
     };
     this.onGone(core, () => call);
   }
@@ -490,7 +486,7 @@ export class H2GrpcServer {
       try {
         reader.push(chunk, msgs);
       } catch (err) {
-        return core.fail(statusOf(err));
+        return core.finish(statusOf(err));
       }
       if (msgs.length > 0) onMessages(msgs.splice(0));
     };

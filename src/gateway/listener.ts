@@ -113,12 +113,8 @@ export class ClientListener {
       if (isH2Prefix && n < HTTP2_PREFACE.length) return; // a prefix of the preface: wait for more
       socket.off('data', onData);
       socket.pause();
-      if (isH2Prefix) {
-        socket.unshift(head);
-        return this.handOver(socket, 'grpc');
-      }
       socket.unshift(head);
-      this.handOver(socket, 'http');
+      this.handOver(socket, isH2Prefix ? 'grpc' : 'http');
     };
     socket.on('data', onData);
   }

@@ -16,7 +16,7 @@
 //  - There is no file lock here: one process per data directory is src/storage/lock.ts's job.
 
 import fs from 'node:fs/promises';
-import { constants as fsc, writeSync } from 'node:fs';
+import { constants as fsc } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -126,7 +126,7 @@ export class Wal {
     const fh = await fs.open(path.join(tmpDir, file), 'w+');
     try {
       await fh.truncate(o.segmentBytes);
-      writeAllSync(fh.fd, buf, 0);
+      await writeAll(fh, buf, 0);
       if (o.fsync) await fh.sync();
     } finally {
       await fh.close();
@@ -371,16 +371,6 @@ async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<
     done += bytesWritten;
   }
 }
-
-function writeAllSync(fd: number, buf: Buffer, position: number): void {
-  let done = 0;
-  while (done < buf.length) {
-    const n = writeSync(fd, buf, done, buf.length - done, position + done);
-    if (n <= 0) throw new WalError(`wal: write returned ${n} at offset ${position + done}`);
-    done += n;
-  }
-}
-
 
 /** rename() replaces an empty directory but not a non-empty one: say so clearly. */
 async function removeEmptyDir(dir: string): Promise<void> {
