@@ -372,12 +372,6 @@ export class Backend {
     p.then(g.resolve, g.reject);
   }
 
-  /** Every commit made so far, written. */
-  private settled(): Promise<void> {
-    this.writeGroup(false);
-    return this.tail;
-  }
-
   /** Deletes, in bounded steps, every version record the store no longer retains below `rev`.
    *  Reads never touch the backend, so this only reclaims space. A compaction asked for while one
    *  runs is done right after it (at the newest point asked for). */
@@ -403,7 +397,7 @@ export class Backend {
   private async compactPhysicalTo(store: MvccStore, rev: Revision): Promise<number> {
     // Versions still waiting in a commit group must be in LevelDB before the scan, or one the
     // store no longer retains would be written after the scan passed it.
-    await this.settled();
+    await this.flush();
     let deleted = 0;
     const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: kvRecordKey(rev, 0) });
     try {
@@ -431,7 +425,7 @@ export class Backend {
 
   /** A consistent snapshot of everything (see snapshot.ts), taken without stopping writes. */
   async openSnapshot(): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer> }> {
-    await this.settled(); // what the apply loop already handed over is part of it
+    await this.flush(); // what the apply loop already handed over is part of it
     return openSnapshotStream(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
   }
 
@@ -440,7 +434,7 @@ export class Backend {
    *  reclaims what the compaction freed; then allocatedBytes comes down to the live bytes. */
   async defragment(): Promise<void> {
     await this.compaction?.catch(() => undefined);
-    await this.settled();
+    await this.flush();
     await this.db.compactRange(Buffer.from([0x00]), Buffer.from([0xff]));
     this.allocatedBytesValue = this.liveBytesValue;
     // Commits made during the compaction carry the old size: they go first, the new size after.
@@ -469,14 +463,16 @@ export class Backend {
     return this.db.approximateSize(Buffer.from([0x00]), Buffer.from([0xff]));
   }
 
-  async flush(): Promise<void> {
-    await this.settled();
+  /** Resolves once every commit made so far is written (a waiting group goes now). */
+  flush(): Promise<void> {
+    this.writeGroup(false);
+    return this.tail;
   }
 
   async close(): Promise<void> {
-    await this.settled();
+    await this.flush();
     this.closing = true;
-    await this.settled(); // a group formed while the last one was written
+    await this.flush(); // a group formed while the last one was written
     await this.db.close();
   }
 }
