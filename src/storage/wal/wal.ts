@@ -301,8 +301,9 @@ export class Wal {
       this.opts.faults.beforeWrite?.();
       // One system call on the thread pool does the write and the data sync (the segment is open
       // O_DSYNC): nothing of it runs on the event loop. A synchronous write() here measured 56 µs
-      // median and 1.6 ms at p99 on the loop (ext4 waiting on its journal), ahead of the peer
-      // messages of the same Ready; and write + fdatasync were two thread-pool trips.
+      // median and 1.6 ms at p99 on the loop (strace -T of a leader under load; the slow ones
+      // are likely ext4 waiting on its journal, not traced further), ahead of the peer messages
+      // of the same Ready.
       const t0 = performance.now();
       await writeAll(this.fh, buf, this.offset);
       if (this.opts.fsync) {
