@@ -17,6 +17,7 @@ import type { ServerConfig } from '../config/flags';
 import type { Logger } from '../util/log';
 import { computeClusterId } from '../util/ids';
 import { Backend } from '../storage/backend/backend';
+import { SpillFile } from '../storage/spill_file';
 import { Wal } from '../storage/wal';
 import { lockDataDir, type DataDirLock } from '../storage/lock';
 import { ConfChangeType, EntryType, encodeConfChange } from '../raft';
@@ -105,7 +106,9 @@ export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsM
     fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
     finishInterruptedSnapshotInstall(memberDir);
     const backend = await Backend.open(path.join(memberDir, 'backend'));
-    const loaded = await backend.load();
+    // Values beyond --hot-value-bytes live in the spill file (a cache of the backend's values).
+    const spill = cfg.hotValueBytes === undefined ? undefined : { spill: SpillFile.open(path.join(memberDir, 'spill'), log), hotValueBytes: cfg.hotValueBytes };
+    const loaded = await backend.load(spill);
     const saved = new Membership(loaded.members.map((b) => memberFromJson(JSON.parse(b.toString('utf8')) as MemberJson)), loaded.removed);
     const initial = initialMembers(cfg.initialCluster, cfg.initialClusterToken);
     if (await Wal.exists(walDir)) {

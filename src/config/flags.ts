@@ -7,6 +7,9 @@ import YAML from 'yaml';
 import { QUOTA_BACKEND_BYTES_DEFAULT } from '../server/quota';
 import { loadTls, type TlsFiles } from '../tls';
 
+/** Default --hot-value-bytes: the most recently written 16 MiB of values stay in memory. */
+export const HOT_VALUE_BYTES_DEFAULT = 16 * 1024 * 1024;
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
@@ -40,6 +43,13 @@ const positiveInt = (max: number) =>
 const quotaBytes = z
   .string()
   .regex(/^-?[0-9]+$/, 'expected an integer number of bytes (0 = default 2 GiB, negative = no quota)')
+  .transform((s) => Number(s))
+  .pipe(z.number().int().refine(Number.isSafeInteger, 'too large'));
+
+/** --hot-value-bytes: bytes of values kept in memory; -1 = every value (no spill file). */
+const hotValueBytes = z
+  .string()
+  .regex(/^(-1|[0-9]+)$/, 'expected a number of bytes >= 0, or -1 to keep every value in memory')
   .transform((s) => Number(s))
   .pipe(z.number().int().refine(Number.isSafeInteger, 'too large'));
 
@@ -79,6 +89,7 @@ const flagSchemas = {
   'election-timeout': positiveInt(600_000),
   'snapshot-count': positiveInt(1_000_000_000),
   'quota-backend-bytes': quotaBytes,
+  'hot-value-bytes': hotValueBytes,
   // TLS (docs/security.md "TLS"): the files must exist and be readable when the flag is parsed.
   'cert-file': readableFile,
   'key-file': readableFile,
@@ -112,6 +123,7 @@ const defaults: Record<FlagName, string | undefined> = {
   'election-timeout': '1000',
   'snapshot-count': '10000',
   'quota-backend-bytes': '0',
+  'hot-value-bytes': String(HOT_VALUE_BYTES_DEFAULT),
   'cert-file': undefined,
   'key-file': undefined,
   'trusted-ca-file': undefined,
@@ -144,6 +156,9 @@ export interface ServerConfig {
   /** Backend quota in bytes (0 given = etcd's default 2 GiB; Infinity = no quota, from a negative
    *  flag value). */
   quotaBackendBytes: number;
+  /** Value bytes kept in memory before older values move to the spill file (mvcc/spill.ts);
+   *  undefined = every value stays in memory (--hot-value-bytes=-1). */
+  hotValueBytes: number | undefined;
   /** Client-side TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); undefined
    *  without --cert-file/--key-file. */
   clientTls: TlsFiles | undefined;
@@ -305,6 +320,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     electionTimeoutMs: get('election-timeout')!,
     snapshotCount: get('snapshot-count')!,
     quotaBackendBytes: quotaFromFlag(get('quota-backend-bytes')!),
+    hotValueBytes: get('hot-value-bytes')! < 0 ? undefined : get('hot-value-bytes')!,
     clientTls: tlsFiles('', get('cert-file'), get('key-file'), get('trusted-ca-file'), get('client-cert-auth')!),
     peerTls: tlsFiles('peer-', get('peer-cert-file'), get('peer-key-file'), get('peer-trusted-ca-file'), get('peer-client-cert-auth')!),
   };

@@ -90,6 +90,10 @@ export class MemberMetrics implements CallObserver {
     });
     gauge('etcd_mvcc_db_total_size_in_use_in_bytes', 'Total size of the underlying database logically in use in bytes.', () => s.durableBackend?.liveBytes ?? 0);
     gauge('etcd_debugging_mvcc_keys_total', 'Total number of keys.', () => s.store.keyCount);
+    // quorumkv's own (--hot-value-bytes): values kept in memory, and the spill file behind the rest.
+    gauge('quorumkv_mvcc_heap_value_bytes', 'Bytes of values kept in memory under --hot-value-bytes (0 with -1).', () => s.store.heapValueBytes);
+    gauge('quorumkv_mvcc_spill_file_bytes', 'Size of the value spill files, garbage included.', () => s.store.spillBytes.file);
+    gauge('quorumkv_mvcc_spill_live_bytes', 'Bytes of values in the spill files that versions still reference.', () => s.store.spillBytes.live);
     gauge('etcd_debugging_mvcc_current_revision', 'The current revision of store.', () => s.store.currentRevision);
     gauge('etcd_debugging_mvcc_compact_revision', 'The revision of the last compaction in store.', () => s.store.compactRevision);
     new Gauge({ name: 'etcd_server_version', help: "Which version is running. 1 for 'server_version' label with current version.", labelNames: ['server_version'], registers: [r] }).set({ server_version: o.serverVersion }, 1);

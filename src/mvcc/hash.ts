@@ -9,7 +9,7 @@
 
 import { crc32c } from '../util/crc32c';
 import { KeyIndex, firstRetained, isTombstone, versionAt, versionCount } from './key_index';
-import { Bytes, KeyValue, Revision } from './types';
+import { Bytes, KeyValue, Revision, StoredKv } from './types';
 
 export { crc32c };
 
@@ -25,7 +25,7 @@ function crcBytes(crc: number, s: Bytes): number {
   return crc32c(crc, bytesScratch, 0, n);
 }
 
-function hashVersion(crc: number, kv: KeyValue): number {
+function hashVersion(crc: number, kv: StoredKv, value: Bytes): number {
   let o = 0;
   o = scratch.writeUInt32BE(kv.key.length, o);
   crc = crc32c(crc, scratch.subarray(0, o));
@@ -36,21 +36,32 @@ function hashVersion(crc: number, kv: KeyValue): number {
   o = scratch.writeBigInt64BE(BigInt(kv.version), o);
   o = scratch.writeUInt8(isTombstone(kv) ? 1 : 0, o);
   o = scratch.writeBigInt64BE(BigInt.asIntN(64, kv.lease), o);
-  o = scratch.writeUInt32BE(kv.value.length, o);
+  o = scratch.writeUInt32BE(value.length, o);
   crc = crc32c(crc, scratch.subarray(0, o));
-  return crcBytes(crc, kv.value);
+  return crcBytes(crc, value);
 }
 
-/** Hash of every retained version with modRevision <= rev, given the compaction point. */
-export function hashIndex(index: KeyIndex, compactRev: Revision, rev: Revision): number {
+/** Versions gathered before their values are read (together) and hashed. */
+const HASH_BATCH_VERSIONS = 4096;
+
+/** Hash of every retained version with modRevision <= rev, given the compaction point.
+ *  `hydrateAll` gives versions their value bytes, in place (reading spilled ones together). */
+export function hashIndex(index: KeyIndex, compactRev: Revision, rev: Revision, hydrateAll: (kvs: StoredKv[]) => KeyValue[]): number {
   let crc = 0;
+  let batch: StoredKv[] = [];
+  const flush = (): void => {
+    for (const kv of hydrateAll(batch)) crc = hashVersion(crc, kv, kv.value);
+    batch = [];
+  };
   index.forEach((_key, v) => {
     const n = versionCount(v);
     for (let i = firstRetained(v, compactRev); i < n; i++) {
       const kv = versionAt(v, i);
       if (kv.modRevision > rev) break;
-      crc = hashVersion(crc, kv);
+      batch.push(kv);
     }
+    if (batch.length >= HASH_BATCH_VERSIONS) flush();
   });
+  flush();
   return crc;
 }

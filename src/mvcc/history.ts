@@ -1,7 +1,7 @@
 // The revision history: every change (put or tombstone) in the order it was applied, which is
 // (revision, sub-revision) order. Watchers catch up from here.
 //
-// Memory: the history is one array of references to the KeyValue objects the key index already
+// Memory: the history is one array of references to the StoredKv objects the key index already
 // holds; an entry costs one pointer. There is no revision -> position table: entries are sorted by
 // modRevision, so a revision is found by binary search over the entries themselves. A change's
 // sub-revision is its position within its revision's run of entries.
@@ -10,13 +10,13 @@
 // shortened later (trim), so a compaction never has to copy the array on the caller's stack.
 
 import { assert } from '../util/assert';
-import { KeyValue, Revision } from './types';
+import { Revision, StoredKv } from './types';
 
 /** Trim only when the dead prefix is at least this long, so small compactions do not copy. */
 const TRIM_DEAD_ENTRIES_MIN = 4096;
 
 export class History {
-  private entries: KeyValue[] = [];
+  private entries: StoredKv[] = [];
   /** Index of the first entry still served (entries before it are compacted away). */
   private head = 0;
 
@@ -25,7 +25,7 @@ export class History {
     return this.entries.length - this.head;
   }
 
-  append(kv: KeyValue): void {
+  append(kv: StoredKv): void {
     const n = this.entries.length;
     assert(n === this.head || this.entries[n - 1].modRevision <= kv.modRevision, 'history: revision decreased');
     this.entries.push(kv);
@@ -60,7 +60,18 @@ export class History {
     this.head = 0;
   }
 
-  at(pos: number): KeyValue {
+  /** Puts `next` where `prev` (the same version) is, if `prev` is still served. */
+  replace(prev: StoredKv, next: StoredKv): void {
+    const entries = this.entries;
+    for (let p = this.lowerBound(prev.modRevision); p < entries.length && entries[p].modRevision === prev.modRevision; p++) {
+      if (entries[p] === prev) {
+        entries[p] = next;
+        return;
+      }
+    }
+  }
+
+  at(pos: number): StoredKv {
     assert(pos >= this.head && pos < this.entries.length, 'history: position out of range');
     return this.entries[pos];
   }
@@ -71,7 +82,7 @@ export class History {
   }
 
   /** Served entries in order (for snapshots). */
-  *served(): Generator<KeyValue> {
+  *served(): Generator<StoredKv> {
     for (let i = this.head; i < this.entries.length; i++) yield this.entries[i];
   }
 

@@ -6,3 +6,4 @@ export { SnapshotImporter, SNAPSHOT_CHUNK_RECORDS_MAX } from './snapshot';
 export { crc32c } from './hash';
 export { WatchableStore, Watcher, WatchFlags, SYNC_EVENTS_PER_STEP_MAX, SYNC_WATCHERS_PER_STEP_MAX } from './watchable_store';
 export type { WatchSink } from './watchable_store';
+export * from './spill';

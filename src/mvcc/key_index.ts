@@ -15,21 +15,24 @@
 
 import BTree from 'sorted-btree';
 import { assert } from '../util/assert';
-import { Bytes, compareBytes, EMPTY_BYTES, KeyValue, LeaseId, NO_LEASE, Revision } from './types';
+import { storedValueLength } from './spill';
+import { Bytes, compareBytes, EMPTY_BYTES, KeyValue, LeaseId, NO_LEASE, Revision, SpillRef, StoredKv } from './types';
 
-/** A key's retained versions: one KeyValue, or several ordered by modRevision. */
-export type Versions = KeyValue | KeyValue[];
+/** A key's retained versions: one StoredKv, or several ordered by modRevision. */
+export type Versions = StoredKv | StoredKv[];
 
 /** Builds a KeyValue. Every KeyValue in the store comes from here, so they all share one hidden
  *  class (monomorphic property access on the hot paths). */
+export function makeKv(key: Bytes, createRevision: Revision, modRevision: Revision, version: number, value: Bytes, lease: LeaseId): KeyValue;
+export function makeKv(key: Bytes, createRevision: Revision, modRevision: Revision, version: number, value: Bytes | SpillRef, lease: LeaseId): StoredKv;
 export function makeKv(
   key: Bytes,
   createRevision: Revision,
   modRevision: Revision,
   version: number,
-  value: Bytes,
+  value: Bytes | SpillRef,
   lease: LeaseId,
-): KeyValue {
+): StoredKv {
   return { key, createRevision, modRevision, version, value, lease };
 }
 
@@ -37,7 +40,7 @@ export function makeTombstone(key: Bytes, modRevision: Revision): KeyValue {
   return makeKv(key, 0, modRevision, 0, EMPTY_BYTES, NO_LEASE);
 }
 
-export function isTombstone(kv: KeyValue): boolean {
+export function isTombstone(kv: StoredKv): boolean {
   return kv.version === 0;
 }
 
@@ -45,11 +48,11 @@ export function versionCount(v: Versions): number {
   return Array.isArray(v) ? v.length : 1;
 }
 
-export function versionAt(v: Versions, i: number): KeyValue {
+export function versionAt(v: Versions, i: number): StoredKv {
   return Array.isArray(v) ? v[i] : v;
 }
 
-export function newestVersion(v: Versions): KeyValue {
+export function newestVersion(v: Versions): StoredKv {
   return Array.isArray(v) ? v[v.length - 1] : v;
 }
 
@@ -69,7 +72,7 @@ export function indexAtOrBelow(v: Versions, rev: Revision): number {
 }
 
 /** The key's value at `rev` (undefined if it did not exist or was deleted at `rev`). */
-export function liveAt(v: Versions, rev: Revision): KeyValue | undefined {
+export function liveAt(v: Versions, rev: Revision): StoredKv | undefined {
   const i = indexAtOrBelow(v, rev);
   if (i < 0) return undefined;
   const kv = versionAt(v, i);
@@ -100,7 +103,7 @@ export class KeyIndex {
 
   /** Appends a version to its key (creating the key). Returns the key's previous newest version.
    *  `kv.key` should be the index's own key string for an existing key (see MvccStore.put). */
-  append(kv: KeyValue, existing: Versions | undefined): void {
+  append(kv: StoredKv, existing: Versions | undefined): void {
     if (existing === undefined) {
       this.tree.set(kv.key, kv);
       return;
@@ -113,6 +116,25 @@ export class KeyIndex {
     );
     if (Array.isArray(existing)) existing.push(kv);
     else this.tree.set(kv.key, [existing, kv]);
+  }
+
+  /** Puts `next` where `prev` (the same version: key and revisions) is. Returns false if `prev`
+   *  is no longer in the index (compacted away). */
+  replace(prev: StoredKv, next: StoredKv): boolean {
+    const v = this.tree.get(prev.key);
+    if (v === undefined) return false;
+    if (!Array.isArray(v)) {
+      if (v !== prev) return false;
+      this.tree.set(prev.key, next);
+      return true;
+    }
+    for (let i = indexAtOrBelow(v, prev.modRevision); i >= 0 && v[i].modRevision === prev.modRevision; i--) {
+      if (v[i] === prev) {
+        v[i] = next;
+        return true;
+      }
+    }
+    return false;
   }
 
   /** Calls fn for every indexed key in [lo, hi) (hi undefined = no upper bound), in byte order. */
@@ -140,12 +162,13 @@ export class KeyIndex {
   /**
    * Physically drops the versions compaction at `compactRev` made unreachable, for at most
    * `maxKeys` keys starting at `fromKey`. Returns the key to continue from (undefined = done) and
-   * the key+value bytes freed.
+   * the key+value bytes freed. `released` is called with the SpillRef of every freed spilled value.
    */
   compactSlice(
     compactRev: Revision,
     fromKey: Bytes,
     maxKeys: number,
+    released?: (ref: SpillRef) => void,
   ): { nextKey: Bytes | undefined; freedBytes: number } {
     assert(maxKeys > 0, 'compactSlice: maxKeys must be positive');
     const max = this.tree.maxKey();
@@ -161,12 +184,13 @@ export class KeyIndex {
       if (first === 0) return undefined;
       for (let i = 0; i < first; i++) {
         const kv = versionAt(v, i);
-        freedBytes += kv.key.length + kv.value.length;
+        freedBytes += kv.key.length + storedValueLength(kv.value);
+        if (typeof kv.value === 'number') released?.(kv.value);
       }
       const n = versionCount(v);
       if (first === n) return { delete: true };
       if (first === n - 1) return { value: versionAt(v, n - 1) };
-      return { value: (v as KeyValue[]).slice(first) };
+      return { value: (v as StoredKv[]).slice(first) };
     });
     return { nextKey, freedBytes };
   }

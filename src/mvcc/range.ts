@@ -17,6 +17,7 @@ import {
   Revision,
   SortOrder,
   SortTarget,
+  StoredKv,
 } from './types';
 
 /** A key range resolved from etcd's (key, range_end) convention. */
@@ -46,7 +47,7 @@ export function resolveBounds(keyIn: BytesLike, rangeEndIn: BytesLike | undefine
 }
 
 /** Calls fn for every key in bounds whose value at `rev` is live. */
-export function forEachLive(index: KeyIndex, bounds: KeyBounds, rev: Revision, fn: (kv: KeyValue) => void): void {
+export function forEachLive(index: KeyIndex, bounds: KeyBounds, rev: Revision, fn: (kv: StoredKv) => void): void {
   if (bounds.empty) return;
   const visit = (_key: Bytes, v: Versions): void => {
     const i = indexAtOrBelow(v, rev);
@@ -62,7 +63,7 @@ export function forEachLive(index: KeyIndex, bounds: KeyBounds, rev: Revision, f
   index.forRange(bounds.lo, bounds.hi, visit);
 }
 
-function passesFilters(kv: KeyValue, o: RangeOptions): boolean {
+function passesFilters(kv: StoredKv, o: RangeOptions): boolean {
   if (o.minModRevision && kv.modRevision < o.minModRevision) return false;
   if (o.maxModRevision && kv.modRevision > o.maxModRevision) return false;
   if (o.minCreateRevision && kv.createRevision < o.minCreateRevision) return false;
@@ -74,7 +75,7 @@ function hasFilters(o: RangeOptions): boolean {
   return !!(o.minModRevision || o.maxModRevision || o.minCreateRevision || o.maxCreateRevision);
 }
 
-function comparatorFor(target: SortTarget): (a: KeyValue, b: KeyValue) => number {
+function comparatorFor(target: SortTarget): (a: StoredKv, b: StoredKv) => number {
   switch (target) {
     case SortTarget.KEY:
       return (a, b) => compareBytes(a.key, b.key);
@@ -85,7 +86,8 @@ function comparatorFor(target: SortTarget): (a: KeyValue, b: KeyValue) => number
     case SortTarget.MOD:
       return (a, b) => a.modRevision - b.modRevision;
     case SortTarget.VALUE:
-      return (a, b) => compareBytes(a.value, b.value);
+      // evaluateRange hydrates every match before a VALUE sort.
+      return (a, b) => compareBytes(a.value as Bytes, b.value as Bytes);
     default:
       // Validating sort options is the API layer's job (Errors.InvalidSortOption).
       assert(false, `range: unknown sort target ${String(target)}`);
@@ -102,24 +104,27 @@ function effectiveOrder(o: RangeOptions): SortOrder {
   return order;
 }
 
-function stripValue(kv: KeyValue): KeyValue {
+function stripValue(kv: StoredKv): KeyValue {
   return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, EMPTY_BYTES, kv.lease);
 }
 
 /**
  * Evaluates a range read at `rev` (already validated against the compaction point and the current
- * revision). Returns kvs (in the requested order, cut at limit), count and more.
+ * revision). Returns kvs (in the requested order, cut at limit), count and more. `hydrateAll` turns
+ * stored versions, in place, into ones carrying their value bytes (only the returned versions are
+ * read, and with a VALUE sort every match, before sorting).
  */
 export function evaluateRange(
   index: KeyIndex,
   bounds: KeyBounds,
   rev: Revision,
   o: RangeOptions,
+  hydrateAll: (kvs: StoredKv[]) => KeyValue[],
 ): { kvs: KeyValue[]; count: number; more: boolean } {
   const limit = o.limit && o.limit > 0 ? o.limit : Infinity;
   const order = effectiveOrder(o);
   const filtered = hasFilters(o);
-  const kvs: KeyValue[] = [];
+  const kvs: StoredKv[] = [];
   let count = 0;
   let matched = 0;
   // In key order without a sort, kvs beyond limit+1 are never needed; with a sort, every match is
@@ -134,12 +139,18 @@ export function evaluateRange(
   });
   if (o.countOnly) return { kvs: [], count, more: false };
   if (order !== SortOrder.NONE) {
-    const cmp = comparatorFor(o.sortTarget ?? SortTarget.KEY);
+    const target = o.sortTarget ?? SortTarget.KEY;
+    if (target === SortTarget.VALUE) hydrateAll(kvs);
+    const cmp = comparatorFor(target);
     // Array.prototype.sort is stable: ties keep key-ascending order in both directions.
     kvs.sort(order === SortOrder.DESCEND ? (a, b) => cmp(b, a) : cmp);
   }
   const more = matched > limit;
   if (kvs.length > limit) kvs.length = limit;
-  if (o.keysOnly) for (let i = 0; i < kvs.length; i++) kvs[i] = stripValue(kvs[i]);
-  return { kvs, count, more };
+  if (o.keysOnly) {
+    const out: KeyValue[] = new Array(kvs.length);
+    for (let i = 0; i < kvs.length; i++) out[i] = stripValue(kvs[i]);
+    return { kvs: out, count, more };
+  }
+  return { kvs: hydrateAll(kvs), count, more };
 }

@@ -12,20 +12,20 @@
 import { assert } from '../util/assert';
 import { firstRetained, KeyIndex, makeKv, versionAt, versionCount } from './key_index';
 import { MvccStore } from './store';
-import { Bytes, EMPTY_BYTES, KeyValue, MvccSnapshotRecord, Revision } from './types';
+import { Bytes, EMPTY_BYTES, KeyValue, MvccSnapshotRecord, Revision, StoredKv } from './types';
 
 /** Records per yielded chunk. */
 export const SNAPSHOT_CHUNK_RECORDS_MAX = 1024;
 
-/** Copies a KeyValue so the snapshot never hands out (or takes in) objects the store shares. */
+/** Copies a KeyValue so the snapshot never takes in objects the caller shares. */
 function plainKv(kv: KeyValue): KeyValue {
   return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, kv.value, kv.lease);
 }
 
 /** Base versions: for each key, its retained versions below the compaction point (at most one). */
-function* baseVersions(index: KeyIndex, compactRev: Revision): Generator<KeyValue> {
+function* baseVersions(index: KeyIndex, compactRev: Revision): Generator<StoredKv> {
   if (compactRev === 0) return;
-  const keyed: KeyValue[] = [];
+  const keyed: StoredKv[] = [];
   // Walk the index in slices of keys, so no tree iterator is held across a yield.
   let from: Bytes | undefined = EMPTY_BYTES;
   while (from !== undefined) {
@@ -58,8 +58,8 @@ export function* exportSnapshot(store: MvccStore): Generator<MvccSnapshotRecord[
     { type: 'header', currentRevision: store.currentRevision, compactRevision },
   ];
   let kvCount = 0;
-  const emit = (base: boolean, kv: KeyValue): boolean => {
-    chunk.push({ type: 'kv', base, kv: plainKv(kv) });
+  const emit = (base: boolean, kv: StoredKv): boolean => {
+    chunk.push({ type: 'kv', base, kv: store.copyOut(kv) });
     kvCount++;
     return chunk.length >= SNAPSHOT_CHUNK_RECORDS_MAX;
   };
@@ -83,7 +83,11 @@ export function* exportSnapshot(store: MvccStore): Generator<MvccSnapshotRecord[
 
 /** Rebuilds a store from snapshot records, fed in chunks (e.g. as they arrive from a stream). */
 export class SnapshotImporter {
-  private readonly store = new MvccStore();
+  /** `store`: an empty store to import into (e.g. one with a spill attached); a new one if not given. */
+  constructor(private readonly store: MvccStore = new MvccStore()) {
+    assert(store.currentRevision === 1 && store.keyCount === 0, 'snapshot: import into a used store');
+  }
+
   private header: { currentRevision: Revision; compactRevision: Revision } | undefined;
   private kvCount = 0;
   private lastHistoryRev: Revision = 0;

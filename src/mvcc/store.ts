@@ -16,6 +16,13 @@
 // Representation: keys and values are held as latin1 strings (Bytes, see types.ts). Methods accept
 // Buffers or Bytes and copy Buffers into strings, so the store never keeps a caller's buffer (or
 // the decoded Raft entry it is a view of) alive. KeyValues handed out carry Bytes.
+//
+// Values out of the heap (spill.ts): with a spill attached, the store keeps the most recently
+// written values up to a byte budget in the heap and moves older ones to the spill file. Moving a
+// value replaces the version's object in the index and the history with a new one holding a
+// SpillRef; objects are never mutated, so a KeyValue handed out earlier (an event in a watcher's
+// queue, a range result being encoded) keeps its bytes. Reads hand out the heap object when its
+// value is there and a copy with the bytes read back otherwise.
 
 import { assert } from '../util/assert';
 import { Errors } from '../util/errors';
@@ -30,9 +37,11 @@ import {
   makeTombstone,
   newestVersion,
   versionAt,
+  versionCount,
   Versions,
 } from './key_index';
 import { evaluateRange, forEachLive, resolveBounds } from './range';
+import { SPILL_VALUE_BYTES_MAX, spillRefGeneration, ValueSpill } from './spill';
 // snapshot.ts imports this module too; its functions are only called at run time, never at load.
 import { exportSnapshot, storeFromSnapshot } from './snapshot';
 import {
@@ -49,11 +58,19 @@ import {
   RangeOptions,
   RangeResult,
   Revision,
+  SpillRef,
+  StoredKv,
   WriteResult,
 } from './types';
 
 /** Keys examined per compactStep() by default: a few ms of work on a 1M-key index. */
 export const COMPACT_KEYS_PER_STEP_DEFAULT = 10_000;
+/** Value bytes moved to the spill file per spillStep(): one write of about this size. */
+export const SPILL_BYTES_PER_STEP = 1 << 20;
+/** Keys examined per spillStep() while the spill file is being rewritten. */
+export const RESPILL_KEYS_PER_STEP = 2000;
+/** Shrink the hot queue's array once this many of its leading slots are spent. */
+const HOT_QUEUE_TRIM_MIN = 4096;
 
 export class MvccStore {
   private index = new KeyIndex();
@@ -67,6 +84,18 @@ export class MvccStore {
   private compactCursor: Bytes | undefined;
   /** Bumped by every state change; a snapshot export asserts it stays put while it runs. */
   private epoch = 0;
+  /** Where values leave the heap (none: every value stays in the heap). */
+  private spill: ValueSpill | undefined;
+  /** Heap value bytes the store keeps before it spills the oldest. */
+  private hotBytesMax = Infinity;
+  /** Versions whose values are in the heap, oldest first (spilling takes from hotHead). Spent
+   *  slots are undefined. May hold versions compacted away since; spilling skips them. */
+  private hot: (StoredKv | undefined)[] = [];
+  private hotHead = 0;
+  /** Value bytes of the versions in `hot`. */
+  private hotBytes = 0;
+  /** While the spill file is rewritten: the key to continue copying from. */
+  private respillCursor: Bytes | undefined;
 
   /** The revision of the last committed change (1 on an empty store). */
   get currentRevision(): Revision {
@@ -98,6 +127,16 @@ export class MvccStore {
     return this.epoch;
   }
 
+  /** Value bytes the spill budget counts as held in the heap (0 without a spill). */
+  get heapValueBytes(): number {
+    return this.hotBytes;
+  }
+
+  /** The spill file's size and live bytes (both 0 without a spill). */
+  get spillBytes(): { file: number; live: number } {
+    return { file: this.spill?.fileBytes ?? 0, live: this.spill?.liveBytes ?? 0 };
+  }
+
   range(key: BytesLike, rangeEnd: BytesLike | undefined, opts: RangeOptions = {}): RangeResult {
     return this.rangeAt(key, rangeEnd, opts, this.currentRev);
   }
@@ -105,7 +144,7 @@ export class MvccStore {
   /** @internal a range read that treats `headRev` as the current revision (a txn's own writes). */
   rangeAt(key: BytesLike, rangeEnd: BytesLike | undefined, opts: RangeOptions, headRev: Revision): RangeResult {
     const rev = this.checkReadRevision(opts.revision ?? 0, headRev);
-    const { kvs, count, more } = evaluateRange(this.index, resolveBounds(key, rangeEnd), rev, opts);
+    const { kvs, count, more } = evaluateRange(this.index, resolveBounds(key, rangeEnd), rev, opts, this.hydrateAll);
     return { kvs, count, more, revision: headRev };
   }
 
@@ -134,7 +173,7 @@ export class MvccStore {
     const key = bytesOf(keyIn);
     const value = bytesOf(valueIn);
     const existing = this.index.get(key);
-    let prevKv: KeyValue | undefined;
+    let prevKv: StoredKv | undefined;
     let storedKey = key;
     let createRevision = rev;
     let version = 1;
@@ -150,15 +189,16 @@ export class MvccStore {
     const kv = makeKv(storedKey, createRevision, rev, version, value, lease);
     this.index.append(kv, existing);
     this.history.append(kv);
+    this.trackHot(kv);
     if (prevKv === undefined) this.liveKeys++;
     this.retainedBytes += storedKey.length + value.length;
     this.epoch++;
-    return { type: EventType.PUT, kv, prevKv };
+    return { type: EventType.PUT, kv, prevKv: prevKv === undefined ? undefined : this.hydrate(prevKv) };
   }
 
   /** @internal deletes every key live at `rev` in the range; returns the DELETE events in key order. */
   applyDeleteRange(key: BytesLike, rangeEnd: BytesLike | undefined, rev: Revision): Event[] {
-    const live: KeyValue[] = [];
+    const live: StoredKv[] = [];
     forEachLive(this.index, resolveBounds(key, rangeEnd), rev, (kv) => live.push(kv));
     const events: Event[] = [];
     for (const prevKv of live) {
@@ -167,7 +207,7 @@ export class MvccStore {
       this.history.append(tomb);
       this.liveKeys--;
       this.retainedBytes += tomb.key.length;
-      events.push({ type: EventType.DELETE, kv: tomb, prevKv });
+      events.push({ type: EventType.DELETE, kv: tomb, prevKv: this.hydrate(prevKv) });
     }
     if (events.length > 0) this.epoch++;
     return events;
@@ -212,7 +252,7 @@ export class MvccStore {
   /** Frees unreachable versions of up to `maxKeys` keys. Returns true when no work is left. */
   compactStep(maxKeys: number = COMPACT_KEYS_PER_STEP_DEFAULT): boolean {
     if (this.compactCursor === undefined) return true;
-    const { nextKey, freedBytes } = this.index.compactSlice(this.compactRev, this.compactCursor, maxKeys);
+    const { nextKey, freedBytes } = this.index.compactSlice(this.compactRev, this.compactCursor, maxKeys, this.spill ? this.releaseSpilled : undefined);
     this.retainedBytes -= freedBytes;
     assert(this.retainedBytes >= 0, 'retained bytes went negative');
     this.compactCursor = nextKey;
@@ -231,11 +271,29 @@ export class MvccStore {
     const to = Math.min(toRev, this.currentRev);
     if (fromRev > to) return { events: [], nextRev: fromRev };
     const { start, stop, nextRev } = this.history.window(fromRev, to, maxEvents);
-    const events: Event[] = new Array(stop - start);
+    const n = stop - start;
+    const kvs: StoredKv[] = new Array(n);
+    const prevs: StoredKv[] = [];
+    const prevAt: number[] = [];
     for (let p = start; p < stop; p++) {
       const kv = this.history.at(p);
-      const type = isTombstone(kv) ? EventType.DELETE : EventType.PUT;
-      events[p - start] = { type, kv, prevKv: this.prevLiveVersion(kv) };
+      kvs[p - start] = kv;
+      const prev = this.prevLiveVersion(kv);
+      if (prev !== undefined) {
+        prevs.push(prev);
+        prevAt.push(p - start);
+      }
+    }
+    const live = this.hydrateAll(kvs);
+    const prevLive = this.hydrateAll(prevs);
+    const events: Event[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const kv = live[i];
+      events[i] = { type: isTombstone(kv) ? EventType.DELETE : EventType.PUT, kv, prevKv: undefined };
+    }
+    for (let j = 0; j < prevAt.length; j++) {
+      const e = events[prevAt[j]];
+      events[prevAt[j]] = { type: e.type, kv: e.kv, prevKv: prevLive[j] };
     }
     return { events, nextRev };
   }
@@ -252,6 +310,13 @@ export class MvccStore {
     this.retainedBytes = other.retainedBytes;
     this.compactCursor = other.compactCursor;
     this.epoch++;
+    if (this.spill !== undefined) {
+      // Every version of `other` holds its value in the heap; what the spill file held belonged
+      // to the state just replaced.
+      this.spill.reset();
+      this.respillCursor = undefined;
+      this.trackAllHot();
+    }
   }
 
   /** Whether the version of `key` written at `modRevision` is still retained (not compacted away).
@@ -265,7 +330,7 @@ export class MvccStore {
   }
 
   /** The live version that `kv` replaced, if compaction has not made it unreachable. */
-  private prevLiveVersion(kv: KeyValue): KeyValue | undefined {
+  private prevLiveVersion(kv: StoredKv): StoredKv | undefined {
     // A change at or below the compaction point: its predecessor is compacted away (and the change
     // itself may have been dropped from the index).
     if (kv.modRevision <= this.compactRev) return undefined;
@@ -283,7 +348,7 @@ export class MvccStore {
   hashKV(rev: Revision = 0): HashKVResult {
     const hashRevision = this.checkReadRevision(rev, this.currentRev);
     return {
-      hash: hashIndex(this.index, this.compactRev, hashRevision),
+      hash: hashIndex(this.index, this.compactRev, hashRevision, this.hydrateAll),
       compactRevision: this.compactRev,
       hashRevision,
     };
@@ -315,9 +380,188 @@ export class MvccStore {
       kv.modRevision, kv.version, kv.value, kv.lease);
     this.index.append(stored, existing);
     if (!base) this.history.append(stored);
+    this.trackHot(stored);
     this.liveKeys += (isTombstone(stored) ? 0 : 1) - (wasLive ? 1 : 0);
-    this.retainedBytes += stored.key.length + stored.value.length;
+    this.retainedBytes += stored.key.length + kv.value.length;
     this.epoch++;
+  }
+
+  // ---- values out of the heap (spill.ts) ----------------------------------------------------------
+
+  /** `kv` as a KeyValue: itself when its value is in the heap, else a copy with the bytes read. */
+  private readonly hydrate = (kv: StoredKv): KeyValue =>
+    typeof kv.value === 'string'
+      ? (kv as KeyValue)
+      : makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, this.readSpilled(kv.value), kv.lease);
+
+  private readonly valueOf = (kv: StoredKv): Bytes => (typeof kv.value === 'string' ? kv.value : this.readSpilled(kv.value));
+
+  /** hydrate() for many versions, in place; spilled values are read together (spill.readMany). */
+  private readonly hydrateAll = (kvs: StoredKv[]): KeyValue[] => {
+    let cold: number[] | undefined;
+    for (let i = 0; i < kvs.length; i++) if (typeof kvs[i].value !== 'string') (cold ??= []).push(i);
+    if (cold === undefined) return kvs as KeyValue[];
+    assert(this.spill !== undefined, 'a spilled value in a store without a spill');
+    const values = this.spill.readMany(cold.map((i) => kvs[i].value as SpillRef));
+    for (let j = 0; j < cold.length; j++) {
+      const kv = kvs[cold[j]];
+      kvs[cold[j]] = makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, values[j], kv.lease);
+    }
+    return kvs as KeyValue[];
+  };
+
+  private readonly releaseSpilled = (ref: SpillRef): void => this.spill!.release(ref);
+
+  private readSpilled(ref: SpillRef): Bytes {
+    assert(this.spill !== undefined, 'a spilled value in a store without a spill');
+    return this.spill.read(ref);
+  }
+
+  /** @internal a fresh copy of `kv` with its value bytes (snapshot export). */
+  copyOut(kv: StoredKv): KeyValue {
+    return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, this.valueOf(kv), kv.lease);
+  }
+
+  private trackHot(kv: StoredKv): void {
+    if (this.spill === undefined || typeof kv.value !== 'string') return;
+    const n = kv.value.length;
+    if (n === 0 || n >= SPILL_VALUE_BYTES_MAX) return;
+    this.hot.push(kv);
+    this.hotBytes += n;
+  }
+
+  private trackAllHot(): void {
+    this.hot = [];
+    this.hotHead = 0;
+    this.hotBytes = 0;
+    this.index.forEach((_key, v) => {
+      const n = versionCount(v);
+      for (let i = 0; i < n; i++) this.trackHot(versionAt(v, i));
+    });
+  }
+
+  /**
+   * Moves values out of the heap from now on: beyond `hotBytesMax` bytes of heap values, the
+   * oldest written go to `spill` (by spillStep). The spill file must be empty.
+   */
+  attachSpill(spill: ValueSpill, hotBytesMax: number): void {
+    assert(this.spill === undefined, 'a spill is already attached');
+    assert(hotBytesMax >= 0, 'hotBytesMax must be >= 0');
+    this.spill = spill;
+    this.hotBytesMax = hotBytesMax;
+    this.trackAllHot();
+  }
+
+  /** Closes the spill file (at shutdown: spilled values cannot be read afterwards). */
+  closeSpill(): void {
+    this.spill?.close();
+  }
+
+  /** True while spillStep() has work: heap values over the budget, or the spill file's rewrite. */
+  get spillPending(): boolean {
+    const spill = this.spill;
+    if (spill === undefined) return false;
+    if (this.respillCursor !== undefined || (spill.rewriteDue && spill.rewriting === undefined)) return true;
+    return this.hotBytes > this.hotBytesMax + this.spillSlack && this.hotHead < this.hot.length && spill.writable;
+  }
+
+  /** Spilling starts once the heap values exceed the budget by this much, and then goes down to
+   *  the budget: values leave in writes of ~SPILL_BYTES_PER_STEP, not in one small write (a system
+   *  call, and a file extension for the file system to journal) per applied entry. */
+  private get spillSlack(): number {
+    return Math.min(SPILL_BYTES_PER_STEP, this.hotBytesMax / 4);
+  }
+
+  /**
+   * One bounded step of spill work: moves up to SPILL_BYTES_PER_STEP of the oldest heap values to
+   * the spill file while over the budget, then advances a rewrite of the spill file (which copies
+   * live values out of the generation being emptied). Returns spillPending.
+   */
+  spillStep(): boolean {
+    const spill = this.spill;
+    if (spill === undefined) return false;
+    if (this.hotBytes > this.hotBytesMax + this.spillSlack && spill.writable) this.spillOldest(spill);
+    if (this.respillCursor === undefined && spill.rewriteDue && spill.rewriting === undefined) {
+      spill.beginRewrite();
+      this.respillCursor = EMPTY_BYTES;
+    }
+    if (this.respillCursor !== undefined && spill.writable) this.respillSlice(spill);
+    return this.spillPending;
+  }
+
+  private spillOldest(spill: ValueSpill): void {
+    const kvs: StoredKv[] = [];
+    const values: Bytes[] = [];
+    let bytes = 0;
+    const hot = this.hot;
+    while (this.hotBytes > this.hotBytesMax && this.hotHead < hot.length && bytes < SPILL_BYTES_PER_STEP) {
+      const kv = hot[this.hotHead]!;
+      hot[this.hotHead++] = undefined;
+      const value = kv.value as Bytes;
+      this.hotBytes -= value.length;
+      kvs.push(kv);
+      values.push(value);
+      bytes += value.length;
+    }
+    if (this.hotHead >= HOT_QUEUE_TRIM_MIN && this.hotHead * 2 >= hot.length) {
+      this.hot = hot.slice(this.hotHead);
+      this.hotHead = 0;
+    }
+    if (kvs.length === 0) return;
+    const refs = spill.append(values);
+    if (refs === undefined) {
+      // The spill cannot take them now: they stay in the heap, at the back of the queue.
+      for (const kv of kvs) this.trackHot(kv);
+      return;
+    }
+    for (let i = 0; i < kvs.length; i++) this.moveToSpill(kvs[i], refs[i], spill);
+  }
+
+  /** Replaces `kv` in the index and history by a copy holding `ref`; a version compacted away
+   *  meanwhile is not replaced, and its ref is released at once. */
+  private moveToSpill(kv: StoredKv, ref: SpillRef, spill: ValueSpill): void {
+    const cold = makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, ref, kv.lease);
+    if (this.index.replace(kv, cold)) this.history.replace(kv, cold);
+    else spill.release(ref);
+  }
+
+  /** Copies the live values of the generation being rewritten, for a slice of keys. */
+  private respillSlice(spill: ValueSpill): void {
+    const stale = spill.rewriting;
+    const from = this.respillCursor!;
+    if (stale === undefined) {
+      this.respillCursor = undefined;
+      return;
+    }
+    const kvs: StoredKv[] = [];
+    let next: Bytes | undefined;
+    let seen = 0;
+    for (const [key, v] of this.index.entriesFrom(from)) {
+      if (seen === RESPILL_KEYS_PER_STEP) {
+        next = key;
+        break;
+      }
+      seen++;
+      const n = versionCount(v);
+      for (let i = 0; i < n; i++) {
+        const kv = versionAt(v, i);
+        if (typeof kv.value === 'number' && spillRefGeneration(kv.value) === stale) kvs.push(kv);
+      }
+    }
+    if (kvs.length > 0) {
+      const values = kvs.map((kv) => spill.read(kv.value as SpillRef));
+      const refs = spill.append(values);
+      if (refs === undefined) return; // retried from the same key on the next step
+      for (let i = 0; i < kvs.length; i++) {
+        spill.release(kvs[i].value as SpillRef);
+        this.moveToSpill(kvs[i], refs[i], spill);
+      }
+    }
+    this.respillCursor = next;
+    if (next === undefined) {
+      spill.finishRewrite();
+      this.epoch++; // refs into the emptied file are gone: an export in progress must not go on
+    }
   }
 
   /** @internal snapshot import: sets the revisions and drops what the compaction point hides. */

@@ -47,8 +47,28 @@ export function compareBytes(a: Bytes, b: Bytes): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/**
+ * Where a spilled value sits in the store's spill file (see spill.ts): one integer packing the
+ * file generation, the value's position and its length, so a spilled version costs no object.
+ */
+export type SpillRef = number;
+
+/**
+ * A version as the store holds it: its value is in the heap (Bytes) or, for values the store has
+ * moved out of the heap, a SpillRef. Only the store sees StoredKvs; every KeyValue it hands out
+ * carries its bytes.
+ */
+export interface StoredKv {
+  readonly key: Bytes;
+  readonly createRevision: Revision;
+  readonly modRevision: Revision;
+  readonly version: number;
+  readonly value: Bytes | SpillRef;
+  readonly lease: LeaseId;
+}
+
 /** A key's value at one revision (mvccpb.KeyValue). */
-export interface KeyValue {
+export interface KeyValue extends StoredKv {
   readonly key: Bytes;
   readonly createRevision: Revision;
   readonly modRevision: Revision;

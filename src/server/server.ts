@@ -187,6 +187,8 @@ export class Server {
   /** uint64 IDs as Long values, built once: as decimal strings every response re-parsed them. */
   private readonly memberIdPb: Long;
   private readonly clusterIdPb: Long;
+  /** A spillStep() is scheduled (values over the heap budget, or the spill file's rewrite). */
+  private spillScheduled = false;
 
   constructor(
     private readonly log: ReplicatedLog,
@@ -228,6 +230,18 @@ export class Server {
     this.idPrefix = (opts.memberId & 0xffffn) << 48n;
     this.nextId = BigInt(Date.now() & 0xffffffffff) << 8n;
     log.onCommit((entries) => this.applyCommitted(entries));
+    this.scheduleSpill();
+  }
+
+  /** Runs the store's spill work in bounded steps, one per event-loop turn, until none is left. */
+  private scheduleSpill(): void {
+    if (this.spillScheduled || !this.store.spillPending) return;
+    this.spillScheduled = true;
+    setImmediate(() => {
+      this.spillScheduled = false;
+      if (this.stopped) return;
+      if (this.store.spillStep()) this.scheduleSpill();
+    });
   }
 
   /** Proposals of this member waiting for their entry to apply (etcd_server_proposals_pending). */
@@ -367,6 +381,7 @@ export class Server {
       this.backend.commit(last.index, last.term).catch((err) => this.fail(new EtcdError(GrpcCode.UNAVAILABLE, `quorumkv: backend write failed (${err instanceof Error ? err.message : String(err)}); this member no longer accepts writes`)));
     }
     this.opts.onApplied?.(last.index, last.term);
+    this.scheduleSpill();
   }
 
   // ---- membership ------------------------------------------------------------------------------
@@ -385,6 +400,7 @@ export class Server {
     for (const m of membership.members.values()) this.membership.add(m);
     for (const id of membership.removed) this.membership.removed.add(id);
     for (const fn of this.membershipListeners) fn();
+    this.scheduleSpill();
   }
 
   onMembershipChange(fn: () => void): void {
@@ -502,6 +518,7 @@ export class Server {
     this.waiters.clear();
     await this.log.close();
     await this.backend?.close();
+    this.store.closeSpill();
   }
 }
 

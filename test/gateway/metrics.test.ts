@@ -14,7 +14,7 @@ function fakeServer(): Server {
     appliedIndex: 5,
     pendingProposals: 0,
     durableBackend: undefined,
-    store: { keyCount: 3, currentRevision: 4, compactRevision: 0 },
+    store: { keyCount: 3, currentRevision: 4, compactRevision: 0, heapValueBytes: 300, spillBytes: { file: 4096, live: 1024 } },
   } as unknown as Server;
 }
 
@@ -68,5 +68,8 @@ describe('member metrics', () => {
     assert.equal(await sample(m, 'etcd_server_has_leader'), 1);
     assert.equal(await sample(m, 'etcd_debugging_mvcc_keys_total'), 3);
     assert.equal(await sample(m, 'etcd_server_proposals_committed_total'), 5);
+    assert.equal(await sample(m, 'quorumkv_mvcc_heap_value_bytes'), 300);
+    assert.equal(await sample(m, 'quorumkv_mvcc_spill_file_bytes'), 4096);
+    assert.equal(await sample(m, 'quorumkv_mvcc_spill_live_bytes'), 1024);
   });
 });

@@ -41,6 +41,8 @@ function others(c: Cluster, m: ClusterMember): ClusterMember[] {
   return c.members.filter((x) => x !== m);
 }
 
+const SPILL_ALL = '--hot-value-bytes=0';
+
 describe('cluster faults under continuous writes (real processes)', function () {
   this.timeout(90_000);
   let c: Cluster | undefined;
@@ -53,8 +55,10 @@ describe('cluster faults under continuous writes (real processes)', function () 
   });
   const startWriter = (cl: Cluster, endpoints?: () => string[]) => (w = new Writer(endpoints ?? (() => cl.running().map((m) => m.endpoint))).start());
 
+  // a), c) and d) run with every value moved out of the heap (--hot-value-bytes=0): reads, the
+  // agreement check (hashes) and the snapshot install then go through the spill files.
   it('a) SIGKILL of the leader: a new leader serves writes within a few election timeouts; the killed member restarts and catches up', async () => {
-    c = await startCluster({ size: 3 });
+    c = await startCluster({ size: 3, args: [SPILL_ALL] });
     const writer = startWriter(c);
     await writer.waitForAcks(200);
     const old = await c.waitForLeader();
@@ -95,7 +99,7 @@ describe('cluster faults under continuous writes (real processes)', function () 
 
   it('c) a follower that fell behind log compaction catches up by snapshot (--snapshot-count=100)', async function () {
     this.timeout(150_000);
-    c = await startCluster({ size: 3, args: ['--snapshot-count=100'] });
+    c = await startCluster({ size: 3, args: ['--snapshot-count=100', SPILL_ALL] });
     const leader = await c.waitForLeader();
     const follower = others(c, leader)[0]!;
     for (let i = 0; i < 20; i++) await put(leader.endpoint, `early/${i}`, `${i}`);
@@ -119,7 +123,7 @@ describe('cluster faults under continuous writes (real processes)', function () 
   });
 
   it('d) partition isolating the leader: the majority elects a leader and serves writes; the old leader acknowledges nothing; after healing all data agrees', async () => {
-    c = await startCluster({ size: 3 });
+    c = await startCluster({ size: 3, args: [SPILL_ALL] });
     const old = await c.waitForLeader();
     const majority = others(c, old);
     const writer = startWriter(c, () => majority.map((m) => m.endpoint));

@@ -114,13 +114,14 @@ export interface CmdResult {
   stderr: string;
 }
 
-/** Runs the real etcdctl (v3 API) against `endpoint`, with a hard timeout. */
-export function etcdctl(endpoint: string, args: string[], input?: string | Buffer): Promise<CmdResult> {
+/** Runs the real etcdctl (v3 API) against `endpoint`, with a hard timeout (after which it is
+ *  killed and what it printed so far is returned, e.g. for a watch). */
+export function etcdctl(endpoint: string, args: string[], input?: string | Buffer, timeoutMs = 20_000): Promise<CmdResult> {
   return new Promise((resolve) => {
     const child = execFile(
       'etcdctl',
       [`--endpoints=${endpoint}`, '--dial-timeout=3s', '--command-timeout=10s', ...args],
-      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: 20_000, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, encoding: 'buffer' },
+      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: timeoutMs, killSignal: 'SIGKILL', maxBuffer: 64 * 1024 * 1024, encoding: 'buffer' },
       (err, stdout, stderr) => {
         const code = err ? (typeof (err as NodeJS.ErrnoException).code === 'number' ? ((err as unknown as { code: number }).code) : 1) : 0;
         resolve({ code, stdout: stdout.toString('utf8'), stderr: stderr.toString('utf8') });

@@ -7,10 +7,10 @@ const MB = 1024 * 1024;
 describe('heap growing percent', () => {
   it('leaves small and mid-sized heaps to V8', () => {
     assert.equal(heapGrowingPercent(10 * MB), 0);
-    assert.equal(heapGrowingPercent(256 * MB), 0);
+    assert.equal(heapGrowingPercent(128 * MB), 0);
   });
   it('caps headroom at 20% once the heap is large', () => {
-    assert.equal(heapGrowingPercent(257 * MB), 20);
+    assert.equal(heapGrowingPercent(129 * MB), 20);
     assert.equal(heapGrowingPercent(4000 * MB), 20);
   });
 });

@@ -14,8 +14,8 @@
 // the backend is synced, so that the entries being dropped are durable here first.
 import { ClassicLevel } from 'classic-level';
 import { assert } from '../../util/assert';
-import type { Event, KeyValue, MvccStore, Revision } from '../../mvcc';
-import { SnapshotImporter } from '../../mvcc';
+import type { Event, KeyValue, Revision } from '../../mvcc';
+import { MvccStore, SnapshotImporter, type ValueSpill } from '../../mvcc';
 import { openSnapshotStream, type SnapshotMeta } from './snapshot';
 
 type Db = ClassicLevel<Buffer, Buffer>;
@@ -179,15 +179,19 @@ export class Backend {
     return new Backend(db, dir);
   }
 
-  /** Rebuilds the in-memory store from the backend, yielding to the event loop between steps. */
-  async load(): Promise<LoadedState> {
+  /** Rebuilds the in-memory store from the backend, yielding to the event loop between steps.
+   *  With `spill`, values move out of the heap while they are loaded (so a restart does not first
+   *  hold every value in memory). */
+  async load(spill?: { spill: ValueSpill; hotValueBytes: number }): Promise<LoadedState> {
     const meta = await this.db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_COMPACT_REV, META_CURRENT_REV, META_ALLOCATED_BYTES]);
     const compactRev = readU64(meta[2]);
     const currentRev = Math.max(1, readU64(meta[3]));
     // Every version is imported as history in revision order; compaction is then redone in memory.
     // (Versions below the compaction point that physical compaction had not yet deleted are
     // dropped again by it.)
-    const importer = new SnapshotImporter();
+    const target = new MvccStore();
+    if (spill) target.attachSpill(spill.spill, spill.hotValueBytes);
+    const importer = new SnapshotImporter(target);
     importer.importRecords([{ type: 'header', currentRevision: currentRev, compactRevision: 0 }]);
     let count = 0;
     const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]) });
@@ -199,6 +203,9 @@ export class Backend {
         for (const [k, v] of batch) this.liveBytesValue += recordBytes(k, v);
         importer.importRecords(records);
         count += records.length;
+        while (target.spillStep()) {
+          // a batch of records is ~1 spill step: memory stays near the budget during the load
+        }
       }
     } finally {
       await it.close();
@@ -373,7 +380,7 @@ export class Backend {
   }
 
   /** Deletes, in bounded steps, every version record the store no longer retains below `rev`.
-   *  Reads never touch the backend, so this only reclaims space. A compaction asked for while one
+   *  Reads never touch the backend (spilled values are read from the spill file), so this only reclaims space. A compaction asked for while one
    *  runs is done right after it (at the newest point asked for). */
   compactPhysical(store: MvccStore, rev: Revision): Promise<number> {
     if (this.compaction) {

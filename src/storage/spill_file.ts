@@ -1,0 +1,250 @@
+// The spill file behind the store's out-of-heap values (mvcc/spill.ts): two files, one per
+// generation, in <data-dir>/member/spill. Values are appended 8-byte aligned with one positioned
+// write per batch and read back with one positioned read each; both are synchronous, because the
+// store is synchronous and a read of a recently written file is served from the page cache (a few
+// microseconds), like etcd's reads from bbolt's mmap. Nothing is fsynced: the files are a cache
+// of values the backend and the WAL hold durably, and they are recreated empty at every start.
+//
+// Space: a value released by compaction stays in its file as garbage; once a file's garbage
+// exceeds both its live bytes and REWRITE_GARBAGE_BYTES_MIN, the store copies the live values into
+// the other generation (in bounded steps) and this file is truncated.
+//
+// Failures: a failed write (a full disk, an I/O error) leaves the values in the heap; appends are
+// refused for WRITE_RETRY_MS, then tried again. The failure is logged once per retry period.
+import fs from 'node:fs';
+import path from 'node:path';
+import {
+  SPILL_FILE_BYTES_MAX,
+  spillRef,
+  spillRefGeneration,
+  spillRefLength,
+  spillRefPosition,
+  type Bytes,
+  type SpillRef,
+  type ValueSpill,
+} from '../mvcc';
+
+/** A file is rewritten once its garbage exceeds its live bytes and this much. */
+export const REWRITE_GARBAGE_BYTES_MIN = 64 * 1024 * 1024;
+/** After a failed write, appends are refused for this long. */
+export const WRITE_RETRY_MS = 10_000;
+/** readMany: one read covers at most this span of the file, and skips gaps of at most this. */
+const READ_SPAN_BYTES_MAX = 256 * 1024;
+const READ_GAP_BYTES_MAX = 16 * 1024;
+/** Appends stop this far below the position limit of a SpillRef. */
+const FILE_HEADROOM_BYTES = 64 * 1024 * 1024;
+
+function aligned(n: number): number {
+  return (n + 7) & ~7;
+}
+
+export interface SpillLog {
+  warn(msg: string, fields?: Record<string, unknown>): void;
+}
+
+export interface SpillFileOptions {
+  /** Tests: rewrite at a smaller garbage size than REWRITE_GARBAGE_BYTES_MIN. */
+  rewriteGarbageBytesMin?: number;
+}
+
+export class SpillFile implements ValueSpill {
+  private readonly fds: [number, number];
+  /** Bytes written to each generation's file (its end). */
+  private readonly sizes = [0, 0];
+  /** Bytes (aligned) of each file's values not yet released. */
+  private readonly live = [0, 0];
+  private gen: 0 | 1 = 0;
+  private rewritingGen: 0 | 1 | undefined;
+  private retryAtMs = 0;
+  /** Rewrites finished since open (metrics, tests). */
+  rewrites = 0;
+  private closed = false;
+  private readBuf = Buffer.allocUnsafe(64 * 1024);
+  private writeBuf = Buffer.allocUnsafe(1024 * 1024 + 64 * 1024);
+
+  private readonly rewriteGarbageBytesMin: number;
+
+  private constructor(
+    readonly dir: string,
+    private readonly log: SpillLog | undefined,
+    opts: SpillFileOptions,
+  ) {
+    this.rewriteGarbageBytesMin = opts.rewriteGarbageBytesMin ?? REWRITE_GARBAGE_BYTES_MIN;
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    this.fds = [this.openGen(0), this.openGen(1)];
+  }
+
+  /** Creates (or empties) the spill files in `dir`. */
+  static open(dir: string, log?: SpillLog, opts: SpillFileOptions = {}): SpillFile {
+    return new SpillFile(dir, log, opts);
+  }
+
+  private openGen(gen: 0 | 1): number {
+    return fs.openSync(path.join(this.dir, `values.${gen}`), 'w+', 0o600);
+  }
+
+  get writable(): boolean {
+    return !this.closed && Date.now() >= this.retryAtMs && this.sizes[this.gen]! < SPILL_FILE_BYTES_MAX - FILE_HEADROOM_BYTES;
+  }
+
+  /** Bytes in both files, garbage included. */
+  get fileBytes(): number {
+    return this.sizes[0]! + this.sizes[1]!;
+  }
+
+  /** Bytes of values still referenced. */
+  get liveBytes(): number {
+    return this.live[0]! + this.live[1]!;
+  }
+
+  append(values: readonly Bytes[]): SpillRef[] | undefined {
+    if (!this.writable) return undefined;
+    let total = 0;
+    for (const v of values) total += aligned(v.length);
+    if (total > this.writeBuf.length) this.writeBuf = Buffer.allocUnsafe(total);
+    const buf = this.writeBuf;
+    const gen = this.gen;
+    const start = this.sizes[gen]!;
+    const refs: SpillRef[] = new Array(values.length);
+    let off = 0;
+    for (let i = 0; i < values.length; i++) {
+      const v = values[i]!;
+      buf.write(v, off, 'latin1');
+      refs[i] = spillRef(start + off, v.length, gen);
+      off += aligned(v.length);
+    }
+    try {
+      let done = 0;
+      while (done < total) done += fs.writeSync(this.fds[gen], buf, done, total - done, start + done);
+    } catch (err) {
+      this.retryAtMs = Date.now() + WRITE_RETRY_MS;
+      this.log?.warn('cannot write the value spill file: values stay in memory for now', {
+        file: path.join(this.dir, `values.${gen}`),
+        error: (err as Error).message,
+        'retry-in-ms': WRITE_RETRY_MS,
+      });
+      return undefined;
+    }
+    this.sizes[gen] = start + total;
+    this.live[gen]! += total;
+    return refs;
+  }
+
+  read(ref: SpillRef): Bytes {
+    const len = spillRefLength(ref);
+    if (len === 0) return '';
+    return this.readSpan(spillRefGeneration(ref), spillRefPosition(ref), len).toString('latin1', 0, len);
+  }
+
+  readMany(refs: readonly SpillRef[]): Bytes[] {
+    const n = refs.length;
+    const out: Bytes[] = new Array(n);
+    if (n < 3) {
+      for (let i = 0; i < n; i++) out[i] = this.read(refs[i]!);
+      return out;
+    }
+    // In file order, values whose span stays within READ_SPAN_BYTES_MAX (with gaps below
+    // READ_GAP_BYTES_MAX) come from one read: a range over keys written together reads its values
+    // in a few large reads instead of one system call per value.
+    const order = Array.from({ length: n }, (_, i) => i);
+    // Versions written together are usually asked for together and in order: sort only if not.
+    let sorted = true;
+    for (let i = 1; i < n && sorted; i++) sorted = refs[i]! > refs[i - 1]! && spillRefGeneration(refs[i]!) === spillRefGeneration(refs[i - 1]!);
+    if (!sorted) order.sort((a, b) => spillRefGeneration(refs[a]!) - spillRefGeneration(refs[b]!) || refs[a]! - refs[b]!);
+    let i = 0;
+    while (i < n) {
+      const first = refs[order[i]!]!;
+      const gen = spillRefGeneration(first);
+      const start = spillRefPosition(first);
+      let end = start + spillRefLength(first);
+      let j = i + 1;
+      for (; j < n; j++) {
+        const r = refs[order[j]!]!;
+        const pos = spillRefPosition(r);
+        const rEnd = pos + spillRefLength(r);
+        if (spillRefGeneration(r) !== gen || pos - end > READ_GAP_BYTES_MAX || Math.max(end, rEnd) - start > READ_SPAN_BYTES_MAX) break;
+        end = Math.max(end, rEnd);
+      }
+      if (j === i + 1) {
+        out[order[i]!] = this.read(first);
+      } else {
+        const buf = this.readSpan(gen, start, end - start);
+        for (let k = i; k < j; k++) {
+          const r = refs[order[k]!]!;
+          const off = spillRefPosition(r) - start;
+          out[order[k]!] = buf.toString('latin1', off, off + spillRefLength(r));
+        }
+      }
+      i = j;
+    }
+    return out;
+  }
+
+  private readSpan(gen: 0 | 1, pos: number, len: number): Buffer {
+    // A closed descriptor's number may already belong to another file: never read through it.
+    if (this.closed) throw new Error('value spill file: read after close');
+    if (len > this.readBuf.length) this.readBuf = Buffer.allocUnsafe(Math.max(len, this.readBuf.length * 2));
+    const buf = this.readBuf;
+    let done = 0;
+    while (done < len) {
+      const n = fs.readSync(this.fds[gen], buf, done, len - done, pos + done);
+      if (n === 0) throw new Error(`value spill file: read past its end (position ${pos}, length ${len})`);
+      done += n;
+    }
+    return buf;
+  }
+
+  release(ref: SpillRef): void {
+    this.live[spillRefGeneration(ref)]! -= aligned(spillRefLength(ref));
+  }
+
+  get rewriteDue(): boolean {
+    const g = this.gen;
+    const garbage = this.sizes[g]! - this.live[g]!;
+    return this.rewritingGen === undefined && garbage > this.rewriteGarbageBytesMin && garbage > this.live[g]!;
+  }
+
+  get rewriting(): 0 | 1 | undefined {
+    return this.rewritingGen;
+  }
+
+  beginRewrite(): void {
+    this.rewritingGen = this.gen;
+    this.gen = this.gen === 0 ? 1 : 0;
+    this.empty(this.gen);
+  }
+
+  finishRewrite(): void {
+    if (this.rewritingGen === undefined) return;
+    this.empty(this.rewritingGen);
+    this.rewritingGen = undefined;
+    this.rewrites++;
+  }
+
+  reset(): void {
+    this.rewritingGen = undefined;
+    this.gen = 0;
+    this.empty(0);
+    this.empty(1);
+  }
+
+  private empty(gen: 0 | 1): void {
+    this.sizes[gen] = 0;
+    this.live[gen] = 0;
+    if (this.closed) return;
+    try {
+      fs.ftruncateSync(this.fds[gen], 0);
+    } catch (err) {
+      // The space is not returned, but positions restart at 0: the file stays usable.
+      this.log?.warn('cannot truncate the value spill file', { file: path.join(this.dir, `values.${gen}`), error: (err as Error).message });
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const fd of this.fds) fs.closeSync(fd);
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,127 @@
+// The spill file (storage/spill_file.ts) and its SpillRef encoding (mvcc/spill.ts): values come
+// back byte for byte whatever their length, garbage accounting triggers a rewrite into the other
+// generation, and a failed write leaves the values with the caller (and backs off) instead of
+// throwing or corrupting anything. The store-level behaviour is in test/mvcc/model.test.ts.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import {
+  MvccStore,
+  NO_LEASE,
+  SPILL_FILE_BYTES_MAX,
+  SPILL_VALUE_BYTES_MAX,
+  spillRef,
+  spillRefGeneration,
+  spillRefLength,
+  spillRefPosition,
+} from '../../src/mvcc';
+import { SpillFile, WRITE_RETRY_MS } from '../../src/storage/spill_file';
+
+const tmp = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'qkv-spill-')), 'spill');
+const latin1 = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff)).toString('latin1');
+
+describe('SpillRef encoding', () => {
+  it('round-trips position, length and generation up to the limits, as exact integers', () => {
+    const cases: [number, number, 0 | 1][] = [
+      [0, 0, 0],
+      [8, 1, 1],
+      [4096, 256, 0],
+      [SPILL_FILE_BYTES_MAX - 8, SPILL_VALUE_BYTES_MAX - 1, 1],
+      [2 ** 33 + 64, 12345, 0],
+    ];
+    for (const [pos, len, gen] of cases) {
+      const ref = spillRef(pos, len, gen);
+      assert.ok(Number.isSafeInteger(ref), `${pos}/${len}/${gen} → ${ref}`);
+      assert.deepEqual([spillRefPosition(ref), spillRefLength(ref), spillRefGeneration(ref)], [pos, len, gen]);
+    }
+  });
+});
+
+describe('SpillFile', () => {
+  it('reads back every value byte for byte (empty, one byte, all 256 byte values, beyond the read buffer)', () => {
+    const spill = SpillFile.open(tmp());
+    try {
+      const values = [latin1(0, 0), latin1(1, 1), latin1(256, 2), latin1(5000, 3), latin1(200_000, 4), latin1(7, 5)];
+      const refs = spill.append(values)!;
+      const more = spill.append([latin1(2_000_000 - 1, 6).slice(0, SPILL_VALUE_BYTES_MAX - 1)])!;
+      for (const [i, v] of values.entries()) assert.equal(spill.read(refs[i]!), v, `value ${i}`);
+      assert.equal(spill.read(more[0]!), latin1(2_000_000 - 1, 6).slice(0, SPILL_VALUE_BYTES_MAX - 1));
+      for (const r of [...refs, ...more]) assert.equal(spillRefPosition(r) % 8, 0);
+    } finally {
+      spill.close();
+    }
+  });
+
+  it('starts empty (a stale file from before is dropped) and removes its directory on close', () => {
+    const dir = tmp();
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'values.0'), 'stale');
+    const spill = SpillFile.open(dir);
+    assert.equal(fs.statSync(path.join(dir, 'values.0')).size, 0);
+    assert.equal(spill.fileBytes, 0);
+    spill.close();
+    assert.equal(fs.existsSync(dir), false);
+  });
+
+  it('counts garbage: released values make a rewrite due; the rewrite empties the old generation', () => {
+    const spill = SpillFile.open(tmp(), undefined, { rewriteGarbageBytesMin: 1000 });
+    try {
+      const refs = spill.append(Array.from({ length: 20 }, (_, i) => latin1(100, i)))!;
+      assert.equal(spill.liveBytes, 20 * 104);
+      assert.equal(spill.rewriteDue, false);
+      for (const r of refs.slice(0, 15)) spill.release(r);
+      assert.equal(spill.rewriteDue, true);
+      spill.beginRewrite();
+      assert.equal(spill.rewriting, 0);
+      assert.equal(spill.rewriteDue, false);
+      const moved = spill.append(refs.slice(15).map((r) => spill.read(r)))!;
+      for (const r of refs.slice(15)) spill.release(r);
+      assert.ok(moved.every((r) => spillRefGeneration(r) === 1));
+      spill.finishRewrite();
+      assert.equal(spill.rewriting, undefined);
+      assert.equal(spill.fileBytes, 5 * 104);
+      assert.equal(spill.liveBytes, 5 * 104);
+      for (const [i, r] of moved.entries()) assert.equal(spill.read(r), latin1(100, 15 + i));
+    } finally {
+      spill.close();
+    }
+  });
+
+  it('a failed write returns undefined and backs off; the store keeps those values in the heap and serves them', () => {
+    const warnings: string[] = [];
+    const spill = SpillFile.open(tmp(), { warn: (m) => warnings.push(m) });
+    const st = new MvccStore();
+    st.attachSpill(spill, 0);
+    const realWrite = fs.writeSync;
+    let now = Date.now();
+    const realNow = Date.now;
+    try {
+      const t = st.write();
+      for (let i = 0; i < 10; i++) t.put(`k${i}`, latin1(300, i), NO_LEASE);
+      t.end();
+      (fs as { writeSync: unknown }).writeSync = () => {
+        throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      };
+      Date.now = () => now;
+      assert.equal(st.spillStep(), false); // nothing more to do until the back-off ends
+      assert.equal(warnings.length, 1);
+      assert.equal(spill.writable, false);
+      assert.equal(spill.fileBytes, 0);
+      for (let i = 0; i < 10; i++) assert.equal(st.range(`k${i}`, undefined).kvs[0]!.value, latin1(300, i));
+      (fs as { writeSync: unknown }).writeSync = realWrite;
+      now += WRITE_RETRY_MS;
+      assert.equal(st.spillPending, true);
+      while (st.spillStep()) {
+        // until every value is out
+      }
+      assert.equal(st.heapValueBytes, 0);
+      assert.equal(spill.liveBytes, 10 * 304);
+      for (let i = 0; i < 10; i++) assert.equal(st.range(`k${i}`, undefined).kvs[0]!.value, latin1(300, i));
+    } finally {
+      (fs as { writeSync: unknown }).writeSync = realWrite;
+      Date.now = realNow;
+      spill.close();
+    }
+  });
+});
