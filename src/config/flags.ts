@@ -7,8 +7,8 @@ import YAML from 'yaml';
 import { QUOTA_BACKEND_BYTES_DEFAULT } from '../server/quota';
 import { loadTls, type TlsFiles } from '../tls';
 
-/** Default --hot-value-bytes: the most recently written 16 MiB of values stay in memory. */
-export const HOT_VALUE_BYTES_DEFAULT = 16 * 1024 * 1024;
+/** Default --hot-value-bytes: the most recently written 8 MiB of values stay in memory. */
+export const HOT_VALUE_BYTES_DEFAULT = 8 * 1024 * 1024;
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

@@ -1,7 +1,8 @@
 // MvccStore: the in-memory MVCC state machine (etcd server/storage/mvcc kvstore + index + history).
 //
-// Pure and synchronous: no I/O, no clock, no randomness. Applying the same writes in the same order
-// always yields the same state, revisions and hash — the property Raft replication depends on.
+// Pure and synchronous: no clock, no randomness, and no I/O of its own (spilled values are read
+// through the ValueSpill it is given, see below). Applying the same writes in the same order always
+// yields the same state, revisions and hash — the property Raft replication depends on.
 //
 // Revisions: the store starts at revision 1 (as etcd). A write txn that changes anything gets
 // currentRevision + 1 for all of its changes; each change also has a sub-revision (0, 1, 2, ...),
@@ -460,9 +461,11 @@ export class MvccStore {
   /** True while spillStep() has work: heap values over the budget, or the spill file's rewrite. */
   get spillPending(): boolean {
     const spill = this.spill;
-    if (spill === undefined) return false;
+    // Both kinds of work write: while the spill backs off, none is pending (the next applied
+    // write asks again).
+    if (spill === undefined || !spill.writable) return false;
     if (this.respillCursor !== undefined || (spill.rewriteDue && spill.rewriting === undefined)) return true;
-    return this.hotBytes > this.hotBytesMax + this.spillSlack && this.hotHead < this.hot.length && spill.writable;
+    return this.hotBytes > this.hotBytesMax + this.spillSlack && this.hotHead < this.hot.length;
   }
 
   /** Spilling starts once the heap values exceed the budget by this much, and then goes down to

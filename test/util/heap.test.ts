@@ -9,8 +9,8 @@ describe('heap growing percent', () => {
     assert.equal(heapGrowingPercent(10 * MB), 0);
     assert.equal(heapGrowingPercent(128 * MB), 0);
   });
-  it('caps headroom at 20% once the heap is large', () => {
-    assert.equal(heapGrowingPercent(129 * MB), 20);
-    assert.equal(heapGrowingPercent(4000 * MB), 20);
+  it('caps headroom at 10% once the heap is large', () => {
+    assert.equal(heapGrowingPercent(129 * MB), 10);
+    assert.equal(heapGrowingPercent(4000 * MB), 10);
   });
 });
