@@ -15,7 +15,6 @@
 
 import BTree from 'sorted-btree';
 import { assert } from '../util/assert';
-import { storedValueLength } from './spill';
 import { Bytes, compareBytes, EMPTY_BYTES, KeyValue, LeaseId, NO_LEASE, Revision, SpillRef, StoredKv } from './types';
 
 /** A key's retained versions: one StoredKv, or several ordered by modRevision. */
@@ -162,7 +161,8 @@ export class KeyIndex {
   /**
    * Physically drops the versions compaction at `compactRev` made unreachable, for at most
    * `maxKeys` keys starting at `fromKey`. Returns the key to continue from (undefined = done) and
-   * the key+value bytes freed. `released` is called with the SpillRef of every freed spilled value.
+   * the key+value bytes freed, not counting spilled values: `released` is called with the SpillRef
+   * of each of those.
    */
   compactSlice(
     compactRev: Revision,
@@ -184,8 +184,11 @@ export class KeyIndex {
       if (first === 0) return undefined;
       for (let i = 0; i < first; i++) {
         const kv = versionAt(v, i);
-        freedBytes += kv.key.length + storedValueLength(kv.value);
-        if (typeof kv.value === 'number') released?.(kv.value);
+        if (typeof kv.value === 'string') freedBytes += kv.key.length + kv.value.length;
+        else {
+          freedBytes += kv.key.length;
+          released?.(kv.value);
+        }
       }
       const n = versionCount(v);
       if (first === n) return { delete: true };

@@ -8,35 +8,28 @@
 // value, the file is recreated empty at every start, and nothing is ever fsynced. The store stays
 // free of I/O: it talks to the file through the ValueSpill interface (storage/spill_file.ts).
 //
-// A SpillRef packs, exactly within a double's 53-bit integer range:
-//   ((position / 8) * 2^20 + length) * 2 + generation
-// so values are written 8-byte aligned, are shorter than SPILL_VALUE_BYTES_MAX, and a file stays
-// below SPILL_FILE_BYTES_MAX. The generation (0 or 1) names one of two files: a rewrite copies the
-// live values of one into the other to reclaim the space of values that compaction freed.
+// A SpillRef is (position / 8) * 2 + generation: records are 8-byte aligned, and the generation
+// (0 or 1) names one of two files (a rewrite copies the live values of one into the other to
+// reclaim the space of values that compaction freed). Below 8 GiB of file it is a V8 small integer,
+// so a spilled version costs no extra heap object; it stays exact far beyond. A record is the
+// value's length (u32, little-endian) and its bytes, so the length is not in the ref: a version
+// compacted away is released with releaseMany, which reads the lengths.
 
 import { Bytes, SpillRef } from './types';
 
-/** Values this long or longer stay in the heap (the length must fit in 20 bits). */
-export const SPILL_VALUE_BYTES_MAX = 1 << 20;
-/** Position limit of one spill file (positions / 8 must fit in 32 bits). */
-export const SPILL_FILE_BYTES_MAX = 2 ** 35;
-const LEN_FACTOR = 2 ** 20;
+/** Position limit of one spill file (refs stay exact integers below it). */
+export const SPILL_FILE_BYTES_MAX = 2 ** 52;
 
-export function spillRef(position: number, length: number, generation: 0 | 1): SpillRef {
-  return ((position / 8) * LEN_FACTOR + length) * 2 + generation;
+export function spillRef(position: number, generation: 0 | 1): SpillRef {
+  return (position / 8) * 2 + generation;
 }
 
 export function spillRefGeneration(ref: SpillRef): 0 | 1 {
   return (ref % 2) as 0 | 1;
 }
 
-export function spillRefLength(ref: SpillRef): number {
-  return ((ref - (ref % 2)) / 2) % LEN_FACTOR;
-}
-
 export function spillRefPosition(ref: SpillRef): number {
-  const t = (ref - (ref % 2)) / 2;
-  return ((t - (t % LEN_FACTOR)) / LEN_FACTOR) * 8;
+  return ((ref - (ref % 2)) / 2) * 8;
 }
 
 /** What the store needs from a spill file. */
@@ -53,8 +46,11 @@ export interface ValueSpill {
   read(ref: SpillRef): Bytes;
   /** The bytes of several values (neighbours in the file are read together). */
   readMany(refs: readonly SpillRef[]): Bytes[];
-  /** The version holding `ref` is gone (compacted): its bytes are garbage. */
-  release(ref: SpillRef): void;
+  /** The version holding `ref` (a value of `length` bytes) is gone: its bytes are garbage. */
+  release(ref: SpillRef, length: number): void;
+  /** release() for versions whose lengths the caller does not know (read from the file);
+   *  returns the value bytes released. */
+  releaseMany(refs: readonly SpillRef[]): number;
   /** True when enough of the file is garbage that a rewrite is worth its copying. */
   readonly rewriteDue: boolean;
   /** Starts a rewrite: appends go to the other generation's (emptied) file from now on. */
@@ -66,9 +62,4 @@ export interface ValueSpill {
   /** Drops everything (the store's state was replaced wholesale). */
   reset(): void;
   close(): void;
-}
-
-/** The value bytes of a stored version, without reading them. */
-export function storedValueLength(value: Bytes | SpillRef): number {
-  return typeof value === 'string' ? value.length : spillRefLength(value);
 }

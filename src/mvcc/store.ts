@@ -42,7 +42,7 @@ import {
   Versions,
 } from './key_index';
 import { evaluateRange, forEachLive, resolveBounds } from './range';
-import { SPILL_VALUE_BYTES_MAX, spillRefGeneration, ValueSpill } from './spill';
+import { spillRefGeneration, ValueSpill } from './spill';
 // snapshot.ts imports this module too; its functions are only called at run time, never at load.
 import { exportSnapshot, storeFromSnapshot } from './snapshot';
 import {
@@ -253,8 +253,10 @@ export class MvccStore {
   /** Frees unreachable versions of up to `maxKeys` keys. Returns true when no work is left. */
   compactStep(maxKeys: number = COMPACT_KEYS_PER_STEP_DEFAULT): boolean {
     if (this.compactCursor === undefined) return true;
-    const { nextKey, freedBytes } = this.index.compactSlice(this.compactRev, this.compactCursor, maxKeys, this.spill ? this.releaseSpilled : undefined);
+    const freedRefs: SpillRef[] = [];
+    const { nextKey, freedBytes } = this.index.compactSlice(this.compactRev, this.compactCursor, maxKeys, (ref) => freedRefs.push(ref));
     this.retainedBytes -= freedBytes;
+    if (freedRefs.length > 0) this.retainedBytes -= this.spill!.releaseMany(freedRefs);
     assert(this.retainedBytes >= 0, 'retained bytes went negative');
     this.compactCursor = nextKey;
     if (nextKey !== undefined) return false;
@@ -411,8 +413,6 @@ export class MvccStore {
     return kvs as KeyValue[];
   };
 
-  private readonly releaseSpilled = (ref: SpillRef): void => this.spill!.release(ref);
-
   private readSpilled(ref: SpillRef): Bytes {
     assert(this.spill !== undefined, 'a spilled value in a store without a spill');
     return this.spill.read(ref);
@@ -426,7 +426,7 @@ export class MvccStore {
   private trackHot(kv: StoredKv): void {
     if (this.spill === undefined || typeof kv.value !== 'string') return;
     const n = kv.value.length;
-    if (n === 0 || n >= SPILL_VALUE_BYTES_MAX) return;
+    if (n === 0) return;
     this.hot.push(kv);
     this.hotBytes += n;
   }
@@ -517,15 +517,15 @@ export class MvccStore {
       for (const kv of kvs) this.trackHot(kv);
       return;
     }
-    for (let i = 0; i < kvs.length; i++) this.moveToSpill(kvs[i], refs[i], spill);
+    for (let i = 0; i < kvs.length; i++) this.moveToSpill(kvs[i], refs[i], values[i].length, spill);
   }
 
-  /** Replaces `kv` in the index and history by a copy holding `ref`; a version compacted away
-   *  meanwhile is not replaced, and its ref is released at once. */
-  private moveToSpill(kv: StoredKv, ref: SpillRef, spill: ValueSpill): void {
+  /** Replaces `kv` in the index and history by a copy holding `ref` (a value of `length` bytes);
+   *  a version compacted away meanwhile is not replaced, and its ref is released at once. */
+  private moveToSpill(kv: StoredKv, ref: SpillRef, length: number, spill: ValueSpill): void {
     const cold = makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, ref, kv.lease);
     if (this.index.replace(kv, cold)) this.history.replace(kv, cold);
-    else spill.release(ref);
+    else spill.release(ref, length);
   }
 
   /** Copies the live values of the generation being rewritten, for a slice of keys. */
@@ -556,8 +556,8 @@ export class MvccStore {
       const refs = spill.append(values);
       if (refs === undefined) return; // retried from the same key on the next step
       for (let i = 0; i < kvs.length; i++) {
-        spill.release(kvs[i].value as SpillRef);
-        this.moveToSpill(kvs[i], refs[i], spill);
+        spill.release(kvs[i].value as SpillRef, values[i].length);
+        this.moveToSpill(kvs[i], refs[i], values[i].length, spill);
       }
     }
     this.respillCursor = next;

@@ -17,7 +17,6 @@ import {
   SPILL_FILE_BYTES_MAX,
   spillRef,
   spillRefGeneration,
-  spillRefLength,
   spillRefPosition,
   type Bytes,
   type SpillRef,
@@ -28,14 +27,18 @@ import {
 export const REWRITE_GARBAGE_BYTES_MIN = 64 * 1024 * 1024;
 /** After a failed write, appends are refused for this long. */
 export const WRITE_RETRY_MS = 10_000;
-/** readMany: one read covers at most this span of the file, and skips gaps of at most this. */
+/** One read covers records starting within this span of the file. */
 const READ_SPAN_BYTES_MAX = 256 * 1024;
-const READ_GAP_BYTES_MAX = 16 * 1024;
+/** Bytes read past the last record's start: its header and, for most values, all of it. */
+const READ_GUESS_BYTES = 512;
 /** Appends stop this far below the position limit of a SpillRef. */
 const FILE_HEADROOM_BYTES = 64 * 1024 * 1024;
 
-function aligned(n: number): number {
-  return (n + 7) & ~7;
+/** A record: the value's length (u32 LE), its bytes, padding to 8 bytes. */
+const HEADER_BYTES = 4;
+
+function recordBytes(valueLength: number): number {
+  return Math.ceil((HEADER_BYTES + valueLength) / 8) * 8;
 }
 
 export interface SpillLog {
@@ -101,7 +104,7 @@ export class SpillFile implements ValueSpill {
   append(values: readonly Bytes[]): SpillRef[] | undefined {
     if (!this.writable) return undefined;
     let total = 0;
-    for (const v of values) total += aligned(v.length);
+    for (const v of values) total += recordBytes(v.length);
     if (total > this.writeBuf.length) this.writeBuf = Buffer.allocUnsafe(total);
     const buf = this.writeBuf;
     const gen = this.gen;
@@ -110,9 +113,10 @@ export class SpillFile implements ValueSpill {
     let off = 0;
     for (let i = 0; i < values.length; i++) {
       const v = values[i]!;
-      buf.write(v, off, 'latin1');
-      refs[i] = spillRef(start + off, v.length, gen);
-      off += aligned(v.length);
+      buf.writeUInt32LE(v.length, off);
+      buf.write(v, off + HEADER_BYTES, 'latin1');
+      refs[i] = spillRef(start + off, gen);
+      off += recordBytes(v.length);
     }
     try {
       let done = 0;
@@ -132,21 +136,44 @@ export class SpillFile implements ValueSpill {
   }
 
   read(ref: SpillRef): Bytes {
-    const len = spillRefLength(ref);
-    if (len === 0) return '';
-    return this.readSpan(spillRefGeneration(ref), spillRefPosition(ref), len).toString('latin1', 0, len);
+    const gen = spillRefGeneration(ref);
+    const pos = spillRefPosition(ref);
+    const got = this.readUpTo(gen, pos, READ_GUESS_BYTES);
+    if (got < HEADER_BYTES) throw new Error(`value spill file: record at ${pos} is past the end of the file`);
+    const len = this.readBuf.readUInt32LE(0);
+    if (HEADER_BYTES + len <= got) return this.readBuf.toString('latin1', HEADER_BYTES, HEADER_BYTES + len);
+    return this.readExact(gen, pos + HEADER_BYTES, len).toString('latin1');
   }
 
   readMany(refs: readonly SpillRef[]): Bytes[] {
+    const out: Bytes[] = new Array(refs.length);
+    this.forEachRecord(refs, false, (i, buf, off, len) => (out[i] = buf.toString('latin1', off, off + len)));
+    return out;
+  }
+
+  release(ref: SpillRef, length: number): void {
+    this.live[spillRefGeneration(ref)]! -= recordBytes(length);
+  }
+
+  releaseMany(refs: readonly SpillRef[]): number {
+    let bytes = 0;
+    this.forEachRecord(refs, true, (i, _buf, _off, len) => {
+      this.live[spillRefGeneration(refs[i]!)]! -= recordBytes(len);
+      bytes += len;
+    });
+    return bytes;
+  }
+
+  /**
+   * Calls fn(i, buf, off, len) for each refs[i] with its value at buf[off, off + len) (with
+   * `headersOnly`, only len is meaningful). In file order, records within READ_SPAN_BYTES_MAX come
+   * from one read: a range over keys written together reads its values in a few large reads
+   * instead of one system call per value. A single record is read with a first guess of
+   * READ_GUESS_BYTES, and again if it is longer.
+   */
+  private forEachRecord(refs: readonly SpillRef[], headersOnly: boolean, fn: (i: number, buf: Buffer, off: number, len: number) => void): void {
     const n = refs.length;
-    const out: Bytes[] = new Array(n);
-    if (n < 3) {
-      for (let i = 0; i < n; i++) out[i] = this.read(refs[i]!);
-      return out;
-    }
-    // In file order, values whose span stays within READ_SPAN_BYTES_MAX (with gaps below
-    // READ_GAP_BYTES_MAX) come from one read: a range over keys written together reads its values
-    // in a few large reads instead of one system call per value.
+    if (n === 0) return;
     const order = Array.from({ length: n }, (_, i) => i);
     // Versions written together are usually asked for together and in order: sort only if not.
     let sorted = true;
@@ -157,35 +184,45 @@ export class SpillFile implements ValueSpill {
       const first = refs[order[i]!]!;
       const gen = spillRefGeneration(first);
       const start = spillRefPosition(first);
-      let end = start + spillRefLength(first);
+      let last = start;
       let j = i + 1;
       for (; j < n; j++) {
         const r = refs[order[j]!]!;
         const pos = spillRefPosition(r);
-        const rEnd = pos + spillRefLength(r);
-        if (spillRefGeneration(r) !== gen || pos - end > READ_GAP_BYTES_MAX || Math.max(end, rEnd) - start > READ_SPAN_BYTES_MAX) break;
-        end = Math.max(end, rEnd);
+        if (spillRefGeneration(r) !== gen || pos - start > READ_SPAN_BYTES_MAX) break;
+        last = pos;
       }
-      if (j === i + 1) {
-        out[order[i]!] = this.read(first);
-      } else {
-        const buf = this.readSpan(gen, start, end - start);
-        for (let k = i; k < j; k++) {
-          const r = refs[order[k]!]!;
-          const off = spillRefPosition(r) - start;
-          out[order[k]!] = buf.toString('latin1', off, off + spillRefLength(r));
-        }
+      const got = this.readUpTo(gen, start, last - start + (headersOnly ? HEADER_BYTES : READ_GUESS_BYTES));
+      const buf = this.readBuf;
+      for (let k = i; k < j; k++) {
+        const idx = order[k]!;
+        const off = spillRefPosition(refs[idx]!) - start;
+        if (off + HEADER_BYTES > got) throw new Error(`value spill file: record at ${start + off} is past the end of the file`);
+        const len = buf.readUInt32LE(off);
+        if (headersOnly || off + HEADER_BYTES + len <= got) fn(idx, buf, off + HEADER_BYTES, len);
+        else fn(idx, this.readExact(gen, start + off + HEADER_BYTES, len), 0, len);
       }
       i = j;
     }
-    return out;
   }
 
-  private readSpan(gen: 0 | 1, pos: number, len: number): Buffer {
+  /** Reads up to `len` bytes at `pos` into readBuf (fewer at the end of the file). */
+  private readUpTo(gen: 0 | 1, pos: number, len: number): number {
     // A closed descriptor's number may already belong to another file: never read through it.
     if (this.closed) throw new Error('value spill file: read after close');
     if (len > this.readBuf.length) this.readBuf = Buffer.allocUnsafe(Math.max(len, this.readBuf.length * 2));
-    const buf = this.readBuf;
+    let done = 0;
+    while (done < len) {
+      const n = fs.readSync(this.fds[gen], this.readBuf, done, len - done, pos + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  /** Exactly `len` bytes at `pos`, in a buffer of their own (readBuf may be in use). */
+  private readExact(gen: 0 | 1, pos: number, len: number): Buffer {
+    const buf = Buffer.allocUnsafe(len);
     let done = 0;
     while (done < len) {
       const n = fs.readSync(this.fds[gen], buf, done, len - done, pos + done);
@@ -193,10 +230,6 @@ export class SpillFile implements ValueSpill {
       done += n;
     }
     return buf;
-  }
-
-  release(ref: SpillRef): void {
-    this.live[spillRefGeneration(ref)]! -= aligned(spillRefLength(ref));
   }
 
   get rewriteDue(): boolean {

@@ -10,10 +10,8 @@ import {
   MvccStore,
   NO_LEASE,
   SPILL_FILE_BYTES_MAX,
-  SPILL_VALUE_BYTES_MAX,
   spillRef,
   spillRefGeneration,
-  spillRefLength,
   spillRefPosition,
 } from '../../src/mvcc';
 import { SpillFile, WRITE_RETRY_MS } from '../../src/storage/spill_file';
@@ -22,19 +20,23 @@ const tmp = () => path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'qkv-spill-'))
 const latin1 = (n: number, seed: number) => Buffer.from(Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff)).toString('latin1');
 
 describe('SpillRef encoding', () => {
-  it('round-trips position, length and generation up to the limits, as exact integers', () => {
-    const cases: [number, number, 0 | 1][] = [
-      [0, 0, 0],
-      [8, 1, 1],
-      [4096, 256, 0],
-      [SPILL_FILE_BYTES_MAX - 8, SPILL_VALUE_BYTES_MAX - 1, 1],
-      [2 ** 33 + 64, 12345, 0],
+  it('round-trips position and generation up to the limit, as exact integers', () => {
+    const cases: [number, 0 | 1][] = [
+      [0, 0],
+      [8, 1],
+      [4096, 0],
+      [2 ** 33 + 64, 1],
+      [SPILL_FILE_BYTES_MAX - 8, 1],
     ];
-    for (const [pos, len, gen] of cases) {
-      const ref = spillRef(pos, len, gen);
-      assert.ok(Number.isSafeInteger(ref), `${pos}/${len}/${gen} → ${ref}`);
-      assert.deepEqual([spillRefPosition(ref), spillRefLength(ref), spillRefGeneration(ref)], [pos, len, gen]);
+    for (const [pos, gen] of cases) {
+      const ref = spillRef(pos, gen);
+      assert.ok(Number.isSafeInteger(ref), `${pos}/${gen} → ${ref}`);
+      assert.deepEqual([spillRefPosition(ref), spillRefGeneration(ref)], [pos, gen]);
     }
+  });
+
+  it('is a V8 small integer (no heap object per spilled value) below 8 GiB of file', () => {
+    assert.ok(spillRef(8 * 2 ** 30 - 8, 1) <= 2 ** 31 - 1);
   });
 });
 
@@ -42,12 +44,21 @@ describe('SpillFile', () => {
   it('reads back every value byte for byte (empty, one byte, all 256 byte values, beyond the read buffer)', () => {
     const spill = SpillFile.open(tmp());
     try {
-      const values = [latin1(0, 0), latin1(1, 1), latin1(256, 2), latin1(5000, 3), latin1(200_000, 4), latin1(7, 5)];
+      const values = [latin1(0, 0), latin1(1, 1), latin1(256, 2), latin1(5000, 3), latin1(200_000, 4), latin1(7, 5), latin1(508, 6), latin1(509, 7)];
       const refs = spill.append(values)!;
-      const more = spill.append([latin1(2_000_000 - 1, 6).slice(0, SPILL_VALUE_BYTES_MAX - 1)])!;
+      const more = spill.append([latin1(2_000_000, 8)])!;
       for (const [i, v] of values.entries()) assert.equal(spill.read(refs[i]!), v, `value ${i}`);
-      assert.equal(spill.read(more[0]!), latin1(2_000_000 - 1, 6).slice(0, SPILL_VALUE_BYTES_MAX - 1));
+      assert.equal(spill.read(more[0]!), latin1(2_000_000, 8));
       for (const r of [...refs, ...more]) assert.equal(spillRefPosition(r) % 8, 0);
+      // Together, in any order (grouped reads; values longer than the first read's guess).
+      const all = [...values, latin1(2_000_000, 8)];
+      const allRefs = [...refs, ...more];
+      const shuffled = [5, 0, 8, 2, 7, 1, 6, 4, 3];
+      assert.deepEqual(spill.readMany(shuffled.map((i) => allRefs[i]!)), shuffled.map((i) => all[i]!));
+      assert.deepEqual(spill.readMany(allRefs), all);
+      // releaseMany reads the lengths back.
+      assert.equal(spill.releaseMany(allRefs), all.reduce((n, v) => n + v.length, 0));
+      assert.equal(spill.liveBytes, 0);
     } finally {
       spill.close();
     }
@@ -70,13 +81,13 @@ describe('SpillFile', () => {
       const refs = spill.append(Array.from({ length: 20 }, (_, i) => latin1(100, i)))!;
       assert.equal(spill.liveBytes, 20 * 104);
       assert.equal(spill.rewriteDue, false);
-      for (const r of refs.slice(0, 15)) spill.release(r);
+      for (const r of refs.slice(0, 15)) spill.release(r, 100);
       assert.equal(spill.rewriteDue, true);
       spill.beginRewrite();
       assert.equal(spill.rewriting, 0);
       assert.equal(spill.rewriteDue, false);
       const moved = spill.append(refs.slice(15).map((r) => spill.read(r)))!;
-      for (const r of refs.slice(15)) spill.release(r);
+      for (const r of refs.slice(15)) spill.release(r, 100);
       assert.ok(moved.every((r) => spillRefGeneration(r) === 1));
       spill.finishRewrite();
       assert.equal(spill.rewriting, undefined);
