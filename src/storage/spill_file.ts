@@ -1,6 +1,8 @@
 // The spill file behind the store's out-of-heap values (mvcc/spill.ts): two files, one per
-// generation, in <data-dir>/member/spill. Values are appended 8-byte aligned with one positioned
-// write per batch and read back with one positioned read each; both are synchronous, because the
+// generation, in <data-dir>/member/spill. A record is the value's length (u32 LE) and its bytes,
+// 8-byte aligned; records are appended with one positioned write per batch and read back with one
+// positioned read (two for a value longer than READ_GUESS_BYTES, one per 256 KB for a group of
+// neighbouring records); both are synchronous, because the
 // store is synchronous and a read of a recently written file is served from the page cache (a few
 // microseconds), like etcd's reads from bbolt's mmap. Nothing is fsynced: the files are a cache
 // of values the backend and the WAL hold durably, and they are recreated empty at every start.
