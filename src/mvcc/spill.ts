@@ -51,7 +51,8 @@ export interface ValueSpill {
   /** release() for versions whose lengths the caller does not know (read from the file);
    *  returns the value bytes released. */
   releaseMany(refs: readonly SpillRef[]): number;
-  /** True when enough of the file is garbage that a rewrite is worth its copying. */
+  /** True when enough of the file is garbage that a rewrite is worth its copying (never while a
+   *  rewrite runs). */
   readonly rewriteDue: boolean;
   /** Starts a rewrite: appends go to the other generation's (emptied) file from now on. */
   beginRewrite(): void;

@@ -397,8 +397,6 @@ export class MvccStore {
       ? (kv as KeyValue)
       : makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, this.readSpilled(kv.value), kv.lease);
 
-  private readonly valueOf = (kv: StoredKv): Bytes => (typeof kv.value === 'string' ? kv.value : this.readSpilled(kv.value));
-
   /** hydrate() for many versions, in place; spilled values are read together (spill.readMany). */
   private readonly hydrateAll = (kvs: StoredKv[]): KeyValue[] => {
     let cold: number[] | undefined;
@@ -420,7 +418,8 @@ export class MvccStore {
 
   /** @internal a fresh copy of `kv` with its value bytes (snapshot export). */
   copyOut(kv: StoredKv): KeyValue {
-    return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, this.valueOf(kv), kv.lease);
+    const value = typeof kv.value === 'string' ? kv.value : this.readSpilled(kv.value);
+    return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, value, kv.lease);
   }
 
   private trackHot(kv: StoredKv): void {
@@ -464,7 +463,7 @@ export class MvccStore {
     // Both kinds of work write: while the spill backs off, none is pending (the next applied
     // write asks again).
     if (spill === undefined || !spill.writable) return false;
-    if (this.respillCursor !== undefined || (spill.rewriteDue && spill.rewriting === undefined)) return true;
+    if (this.respillCursor !== undefined || spill.rewriteDue) return true;
     return this.hotBytes > this.hotBytesMax + this.spillSlack && this.hotHead < this.hot.length;
   }
 
@@ -484,7 +483,7 @@ export class MvccStore {
     const spill = this.spill;
     if (spill === undefined) return false;
     if (this.hotBytes > this.hotBytesMax + this.spillSlack && spill.writable) this.spillOldest(spill);
-    if (this.respillCursor === undefined && spill.rewriteDue && spill.rewriting === undefined) {
+    if (this.respillCursor === undefined && spill.rewriteDue) {
       spill.beginRewrite();
       this.respillCursor = EMPTY_BYTES;
     }
