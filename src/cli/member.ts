@@ -26,6 +26,7 @@ import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
 import { AuthStore } from '../auth';
 import { AlarmType } from '../server/alarms';
+import { Compactor } from '../server/compactor';
 import { ConnectionIdentities, certIdentityHook, credentialsForUrl, loadTls } from '../tls';
 
 /** etcd's suggested maximum for --quota-backend-bytes (it warns above it). */
@@ -173,6 +174,24 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   if (server.isLeader()) lessor.promote(cfg.electionTimeoutMs);
   leaseRunner.start();
 
+  // --auto-compaction-*: the leader compacts old history through the log, as a client's Compact.
+  const compactor = cfg.autoCompaction
+    ? new Compactor(
+        cfg.autoCompaction,
+        {
+          currentRevision: () => server.store.currentRevision,
+          isLeader: () => server.isLeader(),
+          compact: (revision) => server.propose({ compaction: { revision: String(revision), physical: false } }),
+        },
+        undefined,
+        {
+          onCompacted: (revision) => mlog.info('auto compaction done', { revision, mode: cfg.autoCompaction!.mode }),
+          onFailed: (revision, err) => mlog.warn('auto compaction failed; retrying later', { revision, error: String(err) }),
+        },
+      )
+    : undefined;
+  compactor?.start();
+
   let removedByPeer: () => void = () => undefined;
   cluster = new ClusterNode({
     memberId: st.memberId,
@@ -272,6 +291,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     stop: async () => {
       serving = false;
       leaseRunner.stop();
+      compactor?.stop();
       watchHub.close();
       forwarder.close();
       await clients.close();

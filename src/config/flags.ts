@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import { z } from 'zod';
 import YAML from 'yaml';
 import { QUOTA_BACKEND_BYTES_DEFAULT } from '../server/quota';
+import { parseRetention, type CompactionPolicy } from '../server/compactor';
 import { loadTls, type TlsFiles } from '../tls';
 
 /** Default --hot-value-bytes: the most recently written 8 MiB of values stay in memory. */
@@ -90,6 +91,9 @@ const flagSchemas = {
   'snapshot-count': positiveInt(1_000_000_000),
   'quota-backend-bytes': quotaBytes,
   'hot-value-bytes': hotValueBytes,
+  'auto-compaction-mode': z.enum(['periodic', 'revision']),
+  // Read with the mode (parseRetention); here only its shape.
+  'auto-compaction-retention': z.string().trim().min(1, 'must not be empty'),
   // TLS (docs/security.md "TLS"): the files must exist and be readable when the flag is parsed.
   'cert-file': readableFile,
   'key-file': readableFile,
@@ -124,6 +128,8 @@ const defaults: Record<FlagName, string | undefined> = {
   'snapshot-count': '10000',
   'quota-backend-bytes': '0',
   'hot-value-bytes': String(HOT_VALUE_BYTES_DEFAULT),
+  'auto-compaction-mode': 'periodic',
+  'auto-compaction-retention': '0', // off, as etcd
   'cert-file': undefined,
   'key-file': undefined,
   'trusted-ca-file': undefined,
@@ -159,6 +165,9 @@ export interface ServerConfig {
   /** Value bytes kept in memory before older values move to the spill file (mvcc/spill.ts);
    *  undefined = every value stays in memory (--hot-value-bytes=-1). */
   hotValueBytes: number | undefined;
+  /** --auto-compaction-mode and --auto-compaction-retention; undefined when the retention is 0
+   *  (etcd's default: no automatic compaction). */
+  autoCompaction: CompactionPolicy | undefined;
   /** Client-side TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); undefined
    *  without --cert-file/--key-file. */
   clientTls: TlsFiles | undefined;
@@ -276,6 +285,12 @@ function quotaFromFlag(n: number): number {
   return n < 0 ? Infinity : n;
 }
 
+function autoCompactionPolicy(mode: 'periodic' | 'revision', raw: string): CompactionPolicy | undefined {
+  const retention = parseRetention(mode, raw);
+  if (typeof retention === 'string') throw new ConfigError(`invalid --auto-compaction-retention=${JSON.stringify(raw)}: ${retention}`);
+  return retention > 0 ? { mode, retention } : undefined;
+}
+
 export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ServerConfig {
   const known = new Set([...Object.keys(flagSchemas), 'config-file']);
   let raw = splitArgv(argv, known, BOOLEAN_FLAGS);
@@ -321,6 +336,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     snapshotCount: get('snapshot-count')!,
     quotaBackendBytes: quotaFromFlag(get('quota-backend-bytes')!),
     hotValueBytes: get('hot-value-bytes')! < 0 ? undefined : get('hot-value-bytes')!,
+    autoCompaction: autoCompactionPolicy(get('auto-compaction-mode')!, get('auto-compaction-retention')!),
     clientTls: tlsFiles('', get('cert-file'), get('key-file'), get('trusted-ca-file'), get('client-cert-auth')!),
     peerTls: tlsFiles('peer-', get('peer-cert-file'), get('peer-key-file'), get('peer-trusted-ca-file'), get('peer-client-cert-auth')!),
   };

@@ -11,6 +11,15 @@ describe('server flags (etcd names, zod-validated)', () => {
     assert.equal(c.maxTxnOps, 128);
     assert.equal(c.logLevel, 'info');
     assert.deepEqual(c.advertiseClientUrls, c.listenClientUrls);
+    assert.equal(c.autoCompaction, undefined, 'no automatic compaction unless asked, as etcd');
+  });
+
+  it('--auto-compaction-retention: hours or a duration in periodic mode, revisions in revision mode', () => {
+    assert.deepEqual(parseServerFlags(['--auto-compaction-retention=1'], {}).autoCompaction, { mode: 'periodic', retention: 3_600_000 });
+    assert.deepEqual(parseServerFlags(['--auto-compaction-retention', '30m'], {}).autoCompaction, { mode: 'periodic', retention: 1_800_000 });
+    assert.deepEqual(parseServerFlags(['--auto-compaction-mode=revision', '--auto-compaction-retention=1000'], {}).autoCompaction, { mode: 'revision', retention: 1000 });
+    assert.equal(parseServerFlags(['--auto-compaction-mode=revision', '--auto-compaction-retention=0'], {}).autoCompaction, undefined);
+    assert.deepEqual(parseServerFlags([], { ETCD_AUTO_COMPACTION_RETENTION: '2h' }).autoCompaction, { mode: 'periodic', retention: 7_200_000 });
   });
 
   it('accepts --flag=value, --flag value and -flag forms, and ETCD_* environment variables', () => {
@@ -33,6 +42,9 @@ describe('server flags (etcd names, zod-validated)', () => {
     [['--log-level=loud'], /invalid --log-level="loud"/],
     [['--name'], /flag --name needs a value/],
     [['stray'], /unexpected argument "stray"/],
+    [['--auto-compaction-mode=daily'], /invalid --auto-compaction-mode="daily"/],
+    [['--auto-compaction-retention=ten'], /invalid --auto-compaction-retention="ten": expected hours/],
+    [['--auto-compaction-mode=revision', '--auto-compaction-retention=1h'], /invalid --auto-compaction-retention="1h": expected a number of revisions/],
   ];
   for (const [argv, msg] of bad) {
     it(`rejects ${argv.join(' ')} with one clear line`, () => {
