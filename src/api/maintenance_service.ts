@@ -4,9 +4,11 @@
 // The snapshot file contract (what etcd clients check, etcd clientv3/snapshot v3_snapshot.go):
 //   [payload][zero padding to a multiple of 512 bytes][SHA-256 of payload+padding, 32 bytes]
 // `etcdctl snapshot save` refuses a file whose size is not n % 512 == 32 ("sha256 checksum not
-// found"). The payload is our own backend snapshot (src/storage/backend/snapshot.ts), which ends in
-// a trailer, so a reader finds where it ends by walking its framing (SnapshotFraming below) and
-// ignores the zero padding after it. `quorumkv snapshot restore|status` read such files.
+// found"). The payload is an etcd (bbolt) database made from the backend snapshot
+// (src/storage/backend/etcd_db.ts), whose size is already a multiple of 4 KiB, so that `etcdctl
+// snapshot status|restore` read it as they read etcd's. Files of earlier quorumkv versions carried
+// the backend snapshot stream itself, which ends in a trailer: SnapshotFraming below walks that
+// framing, so `quorumkv snapshot restore|status` still read those too.
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
@@ -17,7 +19,9 @@ import type { Server } from '../server/server';
 import { AlarmAction } from '../server/alarms';
 import type { ResponseHeader } from '../proto/types';
 import { crc32c } from '../mvcc';
-import { SNAPSHOT_MAGIC } from '../storage/backend/snapshot';
+import { SNAPSHOT_MAGIC, readSnapshotStream } from '../storage/backend/snapshot';
+import { writeEtcdDb, type EtcdDbWritten } from '../storage/backend/etcd_db';
+import { bufferedSink } from '../storage/backend/bolt';
 import { replyError, toStatus } from './errors';
 import type { Handlers } from './grpc_server';
 import { authorizeMaintenance } from './auth_service';
@@ -304,23 +308,28 @@ async function streamSnapshot(server: Server, call: grpc.ServerWritableStream<un
   const spool = path.join(spoolDir, `${SPOOL_PREFIX}${process.pid}.${spoolSeq++}${SPOOL_SUFFIX}`);
   const fh = await fs.open(spool, 'wx+', 0o600);
   try {
-    const framing = new SnapshotFraming({ checksum: false });
+    // The spool file is an etcd (bbolt) database built from the backend snapshot's records: the
+    // file etcdctl's snapshot status and restore read (storage/backend/etcd_db.ts).
     const snap = await backend.openSnapshot();
+    let written: EtcdDbWritten;
     try {
-      for await (const chunk of snap.chunks) {
-        if (cancelled) break; // leaving the loop closes the iterator and the LevelDB snapshot
-        assert(framing.push(chunk) === chunk.length, 'backend snapshot: bytes after its trailer');
-        await writeAll(fh, chunk);
-      }
+      const sink = bufferedSink(async (bytes, position) => {
+        if (cancelled) throw new SnapshotCancelled();
+        await writeAll(fh, bytes, position);
+      });
+      written = await writeEtcdDb(readSnapshotStream(snap.chunks, () => undefined), snap.meta, sink);
+      await sink.flush();
+    } catch (err) {
+      if (err instanceof SnapshotCancelled) return;
+      throw err;
     } finally {
       await snap.chunks.return(undefined);
     }
     if (cancelled) return;
-    assert(framing.done, 'backend snapshot ended before its trailer');
-    const payloadBytes = framing.payloadBytes;
+    const payloadBytes = written.bytes;
     const padded = payloadBytes + paddingBytes(payloadBytes);
     const total = padded + SNAPSHOT_SHA256_BYTES;
-    const header: ResponseHeader = server.header(Math.max(1, framing.currentRevision)) // as Backend.load: an empty store is at 1;
+    const header: ResponseHeader = server.header(Math.max(1, written.revision)); // as Backend.load: an empty store is at 1
     const sha = createHash('sha256');
     let sent = 0;
     while (sent < padded) {
@@ -359,9 +368,11 @@ function send(call: grpc.ServerWritableStream<unknown, unknown>, msg: unknown, i
   });
 }
 
-async function writeAll(fh: fs.FileHandle, buf: Buffer): Promise<void> {
+class SnapshotCancelled extends Error {}
+
+async function writeAll(fh: fs.FileHandle, buf: Buffer, position: number): Promise<void> {
   let off = 0;
-  while (off < buf.length) off += (await fh.write(buf, off, buf.length - off)).bytesWritten;
+  while (off < buf.length) off += (await fh.write(buf, off, buf.length - off, position + off)).bytesWritten;
 }
 
 async function readAll(fh: fs.FileHandle, into: Buffer, position: number): Promise<void> {

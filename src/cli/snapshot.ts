@@ -19,6 +19,8 @@ import { Backend } from '../storage/backend/backend';
 import { initialMembers, memberToJson } from '../server/membership';
 import { encodeMetadata } from './bootstrap';
 import { Wal } from '../storage/wal';
+import { BoltReader, isBoltHeader } from '../storage/backend/bolt';
+import { etcdDbAsSnapshotStream, etcdDbStatus } from '../storage/backend/etcd_db';
 
 /** File read size for hashing and restoring. */
 const READ_CHUNK_BYTES = 1024 * 1024;
@@ -126,6 +128,19 @@ async function* payloadOf(file: string, body: number, framing: SnapshotFraming, 
   if (trailing !== paddingBytes(framing.payloadBytes)) throw new SnapshotFileError(`snapshot file: ${trailing} bytes of padding, expected ${paddingBytes(framing.payloadBytes)}`);
 }
 
+/** Is the file an etcd (bbolt) database: what `etcdctl snapshot save` fetches from etcd, and from
+ *  quorumkv since it writes etcd's format? (Otherwise: an earlier quorumkv backend stream.) */
+export function isEtcdDbFile(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const first = Buffer.alloc(4096);
+    const n = fs.readSync(fd, first, 0, first.length, 0);
+    return isBoltHeader(first.subarray(0, n));
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 // --- restore --------------------------------------------------------------------------------------
 
 const RESTORE_FLAGS = ['data-dir', 'name', 'initial-cluster', 'initial-cluster-token', 'initial-advertise-peer-urls'];
@@ -185,9 +200,24 @@ export async function restoreSnapshot(
   const memberDir = path.join(o.dataDir, 'member');
   fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
   try {
-    const framing = new SnapshotFraming();
     const backendDir = path.join(memberDir, 'backend');
-    const meta = await restoreSnapshotInto(backendDir, payloadOf(file, body, framing, progress && ((n) => progress(size + n, 2 * size))));
+    let meta: SnapshotMeta;
+    let revision: number;
+    if (isEtcdDbFile(file)) {
+      const db = BoltReader.open(file);
+      try {
+        let info: { revision: number } | undefined;
+        meta = await restoreSnapshotInto(backendDir, etcdDbAsSnapshotStream(db, (i) => (info = i)));
+        revision = Math.max(1, info!.revision);
+        progress?.(2 * size, 2 * size);
+      } finally {
+        db.close();
+      }
+    } else {
+      const framing = new SnapshotFraming();
+      meta = await restoreSnapshotInto(backendDir, payloadOf(file, body, framing, progress && ((n) => progress(size + n, 2 * size))));
+      revision = Math.max(1, framing.currentRevision);
+    }
     await dropMembership(backendDir);
     // The new cluster's membership is --initial-cluster (as etcd's restore rewrites its members
     // bucket); store it, so later membership changes apply on top of it after a restart.
@@ -211,7 +241,7 @@ export async function restoreSnapshot(
     } finally {
       await wal.close();
     }
-    return { meta, revision: Math.max(1, framing.currentRevision), memberId, clusterId, dataDir: o.dataDir };
+    return { meta, revision, memberId, clusterId, dataDir: o.dataDir };
   } catch (err) {
     // Leave the data dir as it was (empty or missing), so the restore can simply be rerun.
     fs.rmSync(createdDataDir ? o.dataDir : memberDir, { recursive: true, force: true });
@@ -239,11 +269,20 @@ export interface SnapshotStatus {
   totalSize: number;
 }
 
-/** What `etcdctl snapshot status` shows for an etcd file, for ours: hash = CRC32-C of the payload,
- *  revision = the store's, total keys = records in the backend (versions, leases, meta, as etcd
- *  counts every bolt key), total size = the file's size. */
+/** What `etcdctl snapshot status` shows. For an etcd database (quorumkv's snapshots, and etcd's):
+ *  the same figures etcdctl computes (etcd_db.ts etcdDbStatus). For a file of an earlier quorumkv
+ *  version (a backend stream): hash = CRC32-C of the payload, revision = the store's, total keys =
+ *  records in the backend, total size = the file's size. */
 export async function snapshotStatus(file: string): Promise<SnapshotStatus> {
   const body = await verifySnapshotFile(file);
+  if (isEtcdDbFile(file)) {
+    const db = BoltReader.open(file);
+    try {
+      return etcdDbStatus(db);
+    } finally {
+      db.close();
+    }
+  }
   const framing = new SnapshotFraming();
   for await (const _ of payloadOf(file, body, framing)) {
     // payloadOf walks the framing; nothing else to do with the bytes

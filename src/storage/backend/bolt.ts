@@ -1,0 +1,421 @@
+// The bbolt file format (etcd's backend database), enough to write a database that bbolt opens and
+// checks clean, and to read every bucket of one that etcd wrote. It is the format of etcd's
+// snapshot files: `etcdctl snapshot status` and `etcdctl snapshot restore` open them with bbolt, so
+// quorumkv's Maintenance.Snapshot writes one (etcd_db.ts maps the backend onto etcd's buckets),
+// and `quorumkv snapshot restore` reads snapshots taken from etcd.
+//
+// Layout (little-endian, as bbolt writes on x86 and arm64), pages of PAGE_BYTES:
+//   page header (16 bytes): id u64 | flags u16 | count u16 | overflow u32 (extra pages that follow)
+//   meta page (pages 0 and 1): header, then magic u32 | version u32 | page size u32 | flags u32 |
+//     root bucket (root page u64, sequence u64) | freelist page u64 | high-water page id u64 |
+//     txid u64 | checksum u64 (FNV-1a 64 of the 56 bytes before it)
+//   leaf page: header, `count` elements of (flags u32 | pos u32 | ksize u32 | vsize u32), then the
+//     keys and values; pos counts from the element to its key, the value follows the key
+//   branch page: header, `count` elements of (pos u32 | ksize u32 | child page u64), then the keys
+//     (each child's first key)
+//   freelist page: header with count = free page ids, then the ids as u64
+// A bucket is a leaf element of its parent with flag BUCKET_LEAF_FLAG whose value is the bucket's
+// header (root page u64 | sequence u64); root 0 means an inline bucket, whose one leaf page follows
+// the header inside the value.
+//
+// The writer lays pages out sequentially: meta 0, meta 1 and the (empty) freelist first, then each
+// bucket's leaves as the sorted keys arrive, its branch levels, and last the root bucket's page.
+// Nothing is ever freed, so the freelist is empty and every page below the high-water mark is
+// reachable (bbolt's Tx.Check passes).
+import fs from 'node:fs';
+
+export const PAGE_BYTES = 4096;
+const PAGE_HEADER_BYTES = 16;
+const LEAF_ELEMENT_BYTES = 16;
+const BRANCH_ELEMENT_BYTES = 16;
+const BUCKET_HEADER_BYTES = 16;
+const META_BYTES = 64;
+
+const BRANCH_PAGE = 0x01;
+const LEAF_PAGE = 0x02;
+const META_PAGE = 0x04;
+const FREELIST_PAGE = 0x10;
+const BUCKET_LEAF_FLAG = 0x01;
+
+const MAGIC = 0xed0cdaed;
+const VERSION = 2;
+const FIRST_DATA_PAGE = 3;
+/** Elements per page: bbolt's count field is a u16. */
+const ELEMENTS_PER_PAGE_MAX = 0xffff;
+
+export class BoltFormatError extends Error {
+  override name = 'BoltFormatError';
+}
+
+/** FNV-1a 64 (bbolt's meta checksum). */
+function fnv1a64(b: Buffer): bigint {
+  let h = 0xcbf29ce484222325n;
+  for (const byte of b) h = BigInt.asUintN(64, (h ^ BigInt(byte)) * 0x100000001b3n);
+  return h;
+}
+
+/** The first 4 KiB of a file: is it a bbolt database (a valid meta page)? */
+export function isBoltHeader(first: Buffer): boolean {
+  if (first.length < PAGE_HEADER_BYTES + META_BYTES) return false;
+  return readMeta(first, 0) !== undefined;
+}
+
+interface Meta {
+  pageSize: number;
+  root: bigint;
+  freelist: bigint;
+  highWater: bigint;
+  txid: bigint;
+}
+
+function readMeta(page: Buffer, off: number): Meta | undefined {
+  if (page.length < off + PAGE_HEADER_BYTES + META_BYTES) return undefined;
+  if ((page.readUInt16LE(off + 8) & META_PAGE) === 0) return undefined;
+  const m = off + PAGE_HEADER_BYTES;
+  if (page.readUInt32LE(m) !== MAGIC || page.readUInt32LE(m + 4) !== VERSION) return undefined;
+  if (fnv1a64(page.subarray(m, m + 56)) !== page.readBigUInt64LE(m + 56)) return undefined;
+  return {
+    pageSize: page.readUInt32LE(m + 8),
+    root: page.readBigUInt64LE(m + 16),
+    freelist: page.readBigUInt64LE(m + 32),
+    highWater: page.readBigUInt64LE(m + 40),
+    txid: page.readBigUInt64LE(m + 48),
+  };
+}
+
+// ---- writer ---------------------------------------------------------------------------------------
+
+/** Appends pages at increasing positions; `write` must complete before the next call's bytes
+ *  matter (the spool file handle or a test buffer). */
+export type PageSink = (bytes: Buffer, position: number) => Promise<void>;
+
+interface BranchEntry {
+  key: Buffer;
+  page: number;
+}
+
+/** Bytes a leaf element takes in a page. */
+const leafCost = (k: Buffer, v: Buffer) => LEAF_ELEMENT_BYTES + k.length + v.length;
+
+/** Builds one page image from elements; `overflow` pages follow when it does not fit one page. */
+function pageImage(id: number, flags: number, bodyBytes: number): { buf: Buffer; pages: number } {
+  const pages = Math.max(1, Math.ceil((PAGE_HEADER_BYTES + bodyBytes) / PAGE_BYTES));
+  const buf = Buffer.alloc(pages * PAGE_BYTES);
+  buf.writeBigUInt64LE(BigInt(id), 0);
+  buf.writeUInt16LE(flags, 8);
+  buf.writeUInt32LE(pages - 1, 12);
+  return { buf, pages };
+}
+
+function writeLeafElements(buf: Buffer, base: number, elems: readonly [Buffer, Buffer, number][]): void {
+  buf.writeUInt16LE(elems.length, base + 10);
+  let data = base + PAGE_HEADER_BYTES + elems.length * LEAF_ELEMENT_BYTES;
+  elems.forEach(([k, v, flags], i) => {
+    const el = base + PAGE_HEADER_BYTES + i * LEAF_ELEMENT_BYTES;
+    buf.writeUInt32LE(flags, el);
+    buf.writeUInt32LE(data - el, el + 4);
+    buf.writeUInt32LE(k.length, el + 8);
+    buf.writeUInt32LE(v.length, el + 12);
+    data += k.copy(buf, data);
+    data += v.copy(buf, data);
+  });
+}
+
+/** Writes a bbolt database of top-level buckets, one bucket at a time, keys ascending. */
+export class BoltWriter {
+  private nextPage = FIRST_DATA_PAGE;
+  private readonly buckets: { name: Buffer; root: number }[] = [];
+  private open: BoltBucketWriter | undefined;
+  private written = 0;
+
+  constructor(private readonly sink: PageSink) {}
+
+  /** Pages written so far (the high-water mark once finished). */
+  get pageCount(): number {
+    return this.nextPage;
+  }
+
+  /** @internal */
+  async emit(buf: Buffer, pages: number): Promise<number> {
+    const id = this.nextPage;
+    this.nextPage += pages;
+    await this.sink(buf, id * PAGE_BYTES);
+    this.written += buf.length;
+    return id;
+  }
+
+  /** @internal page id the next page will get */
+  get peekPage(): number {
+    return this.nextPage;
+  }
+
+  bucket(name: string): BoltBucketWriter {
+    if (this.open) throw new Error(`bolt writer: bucket ${this.open.name} is still open`);
+    const nameBuf = Buffer.from(name, 'utf8');
+    if (this.buckets.some((b) => b.name.equals(nameBuf))) throw new Error(`bolt writer: bucket ${name} written twice`);
+    this.open = new BoltBucketWriter(this, name, (root) => {
+      this.buckets.push({ name: nameBuf, root });
+      this.open = undefined;
+    });
+    return this.open;
+  }
+
+  /** Writes the root bucket, the freelist and both meta pages; returns the database's size. */
+  async finish(): Promise<number> {
+    if (this.open) throw new Error(`bolt writer: bucket ${this.open.name} is still open`);
+    const sorted = [...this.buckets].sort((a, b) => Buffer.compare(a.name, b.name));
+    const root = new BoltBucketWriter(this, '(root)', () => undefined);
+    for (const b of sorted) {
+      const header = Buffer.alloc(BUCKET_HEADER_BYTES);
+      header.writeBigUInt64LE(BigInt(b.root), 0);
+      await root.addElement(b.name, header, BUCKET_LEAF_FLAG);
+    }
+    const rootPage = await root.finishTree();
+    const highWater = this.nextPage;
+    // Empty freelist at page 2.
+    const free = pageImage(2, FREELIST_PAGE, 0);
+    await this.sink(free.buf, 2 * PAGE_BYTES);
+    for (const id of [0, 1]) {
+      const meta = pageImage(id, META_PAGE, META_BYTES);
+      const m = PAGE_HEADER_BYTES;
+      meta.buf.writeUInt32LE(MAGIC, m);
+      meta.buf.writeUInt32LE(VERSION, m + 4);
+      meta.buf.writeUInt32LE(PAGE_BYTES, m + 8);
+      meta.buf.writeUInt32LE(0, m + 12);
+      meta.buf.writeBigUInt64LE(BigInt(rootPage), m + 16);
+      meta.buf.writeBigUInt64LE(0n, m + 24);
+      meta.buf.writeBigUInt64LE(2n, m + 32);
+      meta.buf.writeBigUInt64LE(BigInt(highWater), m + 40);
+      meta.buf.writeBigUInt64LE(BigInt(id), m + 48);
+      meta.buf.writeBigUInt64LE(fnv1a64(meta.buf.subarray(m, m + 56)), m + 56);
+      await this.sink(meta.buf, id * PAGE_BYTES);
+    }
+    return highWater * PAGE_BYTES;
+  }
+}
+
+/** One bucket's B+tree, built bottom-up from ascending keys. */
+export class BoltBucketWriter {
+  private leaf: [Buffer, Buffer, number][] = [];
+  private leafBytes = PAGE_HEADER_BYTES;
+  private readonly level: BranchEntry[] = [];
+  private last: Buffer | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly w: BoltWriter,
+    readonly name: string,
+    private readonly onClose: (root: number) => void,
+  ) {}
+
+  /** Adds a key (strictly greater than the previous one) and its value. */
+  add(key: Buffer, value: Buffer): Promise<void> {
+    return this.addElement(key, value, 0);
+  }
+
+  /** @internal */
+  async addElement(key: Buffer, value: Buffer, flags: number): Promise<void> {
+    if (this.closed) throw new Error(`bolt writer: bucket ${this.name} is closed`);
+    if (key.length === 0) throw new Error(`bolt writer: empty key in bucket ${this.name}`);
+    if (this.last !== undefined && Buffer.compare(this.last, key) >= 0) throw new Error(`bolt writer: keys out of order in bucket ${this.name}`);
+    this.last = key;
+    const cost = leafCost(key, value);
+    if (this.leaf.length > 0 && (this.leafBytes + cost > PAGE_BYTES || this.leaf.length === ELEMENTS_PER_PAGE_MAX)) await this.flushLeaf();
+    this.leaf.push([key, value, flags]);
+    this.leafBytes += cost;
+  }
+
+  private async flushLeaf(): Promise<void> {
+    const id = this.w.peekPage;
+    const img = pageImage(id, LEAF_PAGE, this.leafBytes - PAGE_HEADER_BYTES);
+    writeLeafElements(img.buf, 0, this.leaf);
+    await this.w.emit(img.buf, img.pages);
+    this.level.push({ key: this.leaf.length > 0 ? this.leaf[0]![0] : Buffer.alloc(0), page: id });
+    this.leaf = [];
+    this.leafBytes = PAGE_HEADER_BYTES;
+  }
+
+  /** @internal Writes the last leaf and the branch levels; returns the root page. */
+  async finishTree(): Promise<number> {
+    this.closed = true;
+    // An empty bucket still gets a (zero-element) leaf page as its root.
+    if (this.leaf.length > 0 || this.level.length === 0) await this.flushLeaf();
+    let level = this.level;
+    while (level.length > 1) level = await this.branchLevel(level);
+    return level[0]!.page;
+  }
+
+  /** Closes the bucket (its tree goes to the file). */
+  async close(): Promise<void> {
+    this.onClose(await this.finishTree());
+  }
+
+  /** Groups `children` into branch pages (at least two children each); returns the new level. */
+  private async branchLevel(children: BranchEntry[]): Promise<BranchEntry[]> {
+    const groups: BranchEntry[][] = [];
+    let cur: BranchEntry[] = [];
+    let bytes = PAGE_HEADER_BYTES;
+    for (const c of children) {
+      const cost = BRANCH_ELEMENT_BYTES + c.key.length;
+      if (cur.length >= 2 && (bytes + cost > PAGE_BYTES || cur.length === ELEMENTS_PER_PAGE_MAX)) {
+        groups.push(cur);
+        cur = [];
+        bytes = PAGE_HEADER_BYTES;
+      }
+      cur.push(c);
+      bytes += cost;
+    }
+    if (cur.length === 1 && groups.length > 0) groups[groups.length - 1]!.push(cur[0]!);
+    else groups.push(cur);
+    const out: BranchEntry[] = [];
+    for (const g of groups) {
+      const id = this.w.peekPage;
+      const body = g.reduce((n, c) => n + BRANCH_ELEMENT_BYTES + c.key.length, 0);
+      const img = pageImage(id, BRANCH_PAGE, body);
+      img.buf.writeUInt16LE(g.length, 10);
+      let data = PAGE_HEADER_BYTES + g.length * BRANCH_ELEMENT_BYTES;
+      g.forEach((c, i) => {
+        const el = PAGE_HEADER_BYTES + i * BRANCH_ELEMENT_BYTES;
+        img.buf.writeUInt32LE(data - el, el);
+        img.buf.writeUInt32LE(c.key.length, el + 4);
+        img.buf.writeBigUInt64LE(BigInt(c.page), el + 8);
+        data += c.key.copy(img.buf, data);
+      });
+      await this.w.emit(img.buf, img.pages);
+      out.push({ key: g[0]!.key, page: id });
+    }
+    return out;
+  }
+}
+
+// ---- reader ---------------------------------------------------------------------------------------
+
+/** Reads a bbolt database file (read-only, positioned reads; nothing is mapped or cached). */
+export class BoltReader {
+  private constructor(
+    private readonly fd: number,
+    readonly pageSize: number,
+    private readonly meta: Meta,
+    readonly fileBytes: number,
+  ) {}
+
+  static open(file: string): BoltReader {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const first = Buffer.alloc(Math.min(size, PAGE_BYTES));
+      fs.readSync(fd, first, 0, first.length, 0);
+      const m0 = readMeta(first, 0);
+      if (!m0) throw new BoltFormatError('not a bbolt database (no valid meta page)');
+      const second = Buffer.alloc(m0.pageSize);
+      const n = fs.readSync(fd, second, 0, second.length, m0.pageSize);
+      const m1 = n === second.length ? readMeta(second, 0) : undefined;
+      const meta = m1 && m1.txid > m0.txid ? m1 : m0;
+      if (meta.highWater * BigInt(meta.pageSize) > BigInt(size)) {
+        throw new BoltFormatError(`bbolt database truncated: ${size} bytes, its meta page says ${meta.highWater} pages of ${meta.pageSize}`);
+      }
+      return new BoltReader(fd, meta.pageSize, meta, size);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
+  }
+
+  close(): void {
+    fs.closeSync(this.fd);
+  }
+
+  /** The database's size as bbolt reports it (Tx.Size: high-water mark × page size). */
+  get size(): number {
+    return Number(this.meta.highWater) * this.pageSize;
+  }
+
+  private page(id: bigint): Buffer {
+    if (id < 2n || id >= this.meta.highWater) throw new BoltFormatError(`bbolt page ${id} is out of bounds (high-water mark ${this.meta.highWater})`);
+    const pos = Number(id) * this.pageSize;
+    const head = Buffer.alloc(this.pageSize);
+    if (fs.readSync(this.fd, head, 0, head.length, pos) !== head.length) throw new BoltFormatError(`bbolt page ${id}: short read`);
+    if (head.readBigUInt64LE(0) !== id) throw new BoltFormatError(`bbolt page ${id}: its header says page ${head.readBigUInt64LE(0)}`);
+    const overflow = head.readUInt32LE(12);
+    if (overflow === 0) return head;
+    if (id + BigInt(overflow) >= this.meta.highWater) throw new BoltFormatError(`bbolt page ${id}: overflow past the high-water mark`);
+    const all = Buffer.alloc((overflow + 1) * this.pageSize);
+    head.copy(all, 0);
+    const rest = all.length - head.length;
+    if (fs.readSync(this.fd, all, head.length, rest, pos + head.length) !== rest) throw new BoltFormatError(`bbolt page ${id}: short read`);
+    return all;
+  }
+
+  /** Elements of the page at `base` in `buf` (a page, or an inline bucket's page), in order. */
+  private *walk(buf: Buffer, base: number): Generator<[Buffer, Buffer, number]> {
+    const flags = buf.readUInt16LE(base + 8);
+    const count = buf.readUInt16LE(base + 10);
+    if (flags & LEAF_PAGE) {
+      for (let i = 0; i < count; i++) {
+        const el = base + PAGE_HEADER_BYTES + i * LEAF_ELEMENT_BYTES;
+        const k = el + buf.readUInt32LE(el + 4);
+        const ks = buf.readUInt32LE(el + 8);
+        const vs = buf.readUInt32LE(el + 12);
+        if (k + ks + vs > buf.length) throw new BoltFormatError('bbolt leaf element past its page');
+        yield [buf.subarray(k, k + ks), buf.subarray(k + ks, k + ks + vs), buf.readUInt32LE(el)];
+      }
+    } else if (flags & BRANCH_PAGE) {
+      for (let i = 0; i < count; i++) {
+        const el = base + PAGE_HEADER_BYTES + i * BRANCH_ELEMENT_BYTES;
+        yield* this.walk(this.page(buf.readBigUInt64LE(el + 8)), 0);
+      }
+    } else {
+      throw new BoltFormatError(`bbolt page ${buf.readBigUInt64LE(base)}: not a branch or leaf page (flags ${flags})`);
+    }
+  }
+
+  private *bucketElements(header: Buffer): Generator<[Buffer, Buffer, number]> {
+    const root = header.readBigUInt64LE(0);
+    if (root === 0n) {
+      // Inline bucket: its page follows the header inside the value.
+      yield* this.walk(header, BUCKET_HEADER_BYTES);
+    } else {
+      yield* this.walk(this.page(root), 0);
+    }
+  }
+
+  /** Top-level bucket names, in order. */
+  buckets(): string[] {
+    const out: string[] = [];
+    for (const [k, , flags] of this.walk(this.page(this.meta.root), 0)) if (flags & BUCKET_LEAF_FLAG) out.push(k.toString('utf8'));
+    return out;
+  }
+
+  /** Every key and value of a top-level bucket, in key order (nothing if there is no such
+   *  bucket). The buffers are valid until the next step. Nested buckets are skipped. */
+  *entries(bucket: string): Generator<[Buffer, Buffer]> {
+    const name = Buffer.from(bucket, 'utf8');
+    for (const [k, v, flags] of this.walk(this.page(this.meta.root), 0)) {
+      if (!(flags & BUCKET_LEAF_FLAG) || !k.equals(name)) continue;
+      for (const [ck, cv, cflags] of this.bucketElements(Buffer.from(v))) if (!(cflags & BUCKET_LEAF_FLAG)) yield [ck, cv];
+      return;
+    }
+  }
+}
+
+/** A PageSink that gathers consecutive pages into writes of about `bytes` (one write per 4 KiB
+ *  page would be a system call per page); call flush() after the writer finishes. */
+export function bufferedSink(write: (bytes: Buffer, position: number) => Promise<void>, bytes = 1024 * 1024): PageSink & { flush(): Promise<void> } {
+  let parts: Buffer[] = [];
+  let start = 0;
+  let end = 0;
+  const flush = async () => {
+    if (parts.length === 0) return;
+    const buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    parts = [];
+    await write(buf, start);
+  };
+  const sink = async (page: Buffer, position: number) => {
+    if (parts.length > 0 && position !== end) await flush();
+    if (parts.length === 0) start = end = position;
+    parts.push(page);
+    end += page.length;
+    if (end - start >= bytes) await flush();
+  };
+  return Object.assign(sink, { flush });
+}

@@ -1,0 +1,386 @@
+// The backend as etcd's bolt database, and back: what makes quorumkv's snapshot files etcd's
+// snapshot files. `etcdctl snapshot save` from a quorumkv member gives a bbolt file that `etcdctl
+// snapshot status` reads and `etcdctl snapshot restore` turns into an etcd data dir; `quorumkv
+// snapshot restore` reads the files etcd's own members give (a way off etcd, and back).
+//
+// etcd 3.4's buckets, and where each comes from in the backend (backend.ts namespaces):
+//   key       8-byte main revision, '_', 8-byte sub revision (+ 't' for a deletion) → mvccpb.KeyValue
+//             ('k' records; a deletion's KeyValue holds only its key, as etcd writes it)
+//   meta      consistent_index (u64 BE) = the applied index; finishedCompactRev and
+//             scheduledCompactRev = the compaction point as a revision key; and
+//             quorumkv_applied_term (u64 BE), which etcd ignores and a quorumkv restore uses
+//   lease     lease ID (8 bytes BE) → leasepb.Lease {ID, TTL, RemainingTTL}
+//   alarm     etcdserverpb.AlarmMember {MemberID, Alarm} → empty
+//   auth      authEnabled ([1] or [0]), authRevision (u64 BE)
+//   authUsers, authRoles  name → authpb.User / authpb.Role (the backend holds the same encodings)
+//   members   member ID in hex → etcd's member JSON; members_removed: ID in hex → "removed"
+//   cluster   clusterVersion → "3.4.0"
+// Reading an etcd file back: the current revision is the newest in `key` (or the compaction
+// point, if that is newer, as etcd's store restore does); the applied term is 1 when the file is
+// etcd's (a restore starts a new cluster: the term only has to be at least that of the index).
+import { assert } from '../../util/assert';
+import { crc32c } from '../../util/crc32c';
+import { BoltReader, BoltWriter, type PageSink } from './bolt';
+import { SNAPSHOT_MAGIC, type SnapshotMeta } from './snapshot';
+
+const NS_KV = 0x6b;
+const NS_META = 0x6d;
+const NS_LEASE = 0x6c;
+const NS_MEMBER = 0x63;
+const NS_REMOVED = 0x72;
+const NS_AUTH = 0x41;
+const AUTH_USER = 0x75;
+const AUTH_ROLE = 0x72;
+const NS_ALARM = 0x61;
+
+const ETCD_CLUSTER_VERSION = '3.4.0';
+const META_APPLIED_TERM_ETCD = 'quorumkv_applied_term';
+
+// ---- protobuf, the few messages involved (varint fields and bytes) --------------------------------
+
+function varint(out: number[], v: bigint): void {
+  let x = BigInt.asUintN(64, v);
+  while (x >= 0x80n) {
+    out.push(Number(x & 0x7fn) | 0x80);
+    x >>= 7n;
+  }
+  out.push(Number(x));
+}
+
+class PbWriter {
+  private readonly head: number[] = [];
+  private readonly parts: Buffer[] = [];
+  private flushHead(): void {
+    if (this.head.length > 0) this.parts.push(Buffer.from(this.head.splice(0)));
+  }
+  int(field: number, v: bigint | number): this {
+    if (BigInt(v) === 0n) return this; // proto3: zero is not written
+    varint(this.head, BigInt((field << 3) | 0));
+    varint(this.head, BigInt(v));
+    return this;
+  }
+  bytes(field: number, b: Buffer): this {
+    if (b.length === 0) return this;
+    varint(this.head, BigInt((field << 3) | 2));
+    varint(this.head, BigInt(b.length));
+    this.flushHead();
+    this.parts.push(b);
+    return this;
+  }
+  finish(): Buffer {
+    this.flushHead();
+    return Buffer.concat(this.parts);
+  }
+}
+
+/** Field number → last varint (as bigint) or bytes; unknown wire types are skipped. */
+function pbFields(b: Buffer, what: string): Map<number, bigint | Buffer> {
+  const out = new Map<number, bigint | Buffer>();
+  let off = 0;
+  const readVarint = (): bigint => {
+    let result = 0n;
+    for (let shift = 0n; ; shift += 7n) {
+      if (off >= b.length || shift > 63n) throw new Error(`${what}: malformed varint`);
+      const byte = b[off++]!;
+      result |= BigInt(byte & 0x7f) << shift;
+      if ((byte & 0x80) === 0) return result;
+    }
+  };
+  while (off < b.length) {
+    const tag = readVarint();
+    const field = Number(tag >> 3n);
+    switch (Number(tag & 7n)) {
+      case 0:
+        out.set(field, readVarint());
+        break;
+      case 1:
+        off += 8;
+        break;
+      case 2: {
+        const len = Number(readVarint());
+        if (off + len > b.length) throw new Error(`${what}: field ${field} runs past the message`);
+        out.set(field, b.subarray(off, off + len));
+        off += len;
+        break;
+      }
+      case 5:
+        off += 4;
+        break;
+      default:
+        throw new Error(`${what}: unsupported wire type in tag ${tag}`);
+    }
+  }
+  if (off !== b.length) throw new Error(`${what}: truncated`);
+  return out;
+}
+
+const int64 = (v: bigint | Buffer | undefined) => (typeof v === 'bigint' ? BigInt.asIntN(64, v) : 0n);
+const bytesOf = (v: bigint | Buffer | undefined) => (Buffer.isBuffer(v) ? v : Buffer.alloc(0));
+
+// ---- revision keys --------------------------------------------------------------------------------
+
+function etcdRevKey(main: bigint, sub: bigint, tombstone: boolean): Buffer {
+  const k = Buffer.alloc(tombstone ? 18 : 17);
+  k.writeBigInt64BE(main, 0);
+  k[8] = 0x5f; // '_'
+  k.writeBigInt64BE(sub, 9);
+  if (tombstone) k[17] = 0x74; // 't'
+  return k;
+}
+
+function u64be(n: bigint | number): Buffer {
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64BE(BigInt(n));
+  return b;
+}
+
+// ---- backend → etcd database ---------------------------------------------------------------------
+
+/** Stats of a written database. */
+export interface EtcdDbWritten {
+  bytes: number;
+  revision: number;
+}
+
+/**
+ * Writes the backend records (in backend key order, as a backend snapshot stream yields them) as
+ * an etcd database through `sink`. `key` records go to their bucket as they come; the rest (a few
+ * records per lease, member, user and role) are kept until the end, sorted in etcd's key order.
+ */
+export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, meta: SnapshotMeta, sink: PageSink): Promise<EtcdDbWritten> {
+  const w = new BoltWriter(sink);
+  const small = new Map<string, [Buffer, Buffer][]>();
+  const put = (bucket: string, k: Buffer, v: Buffer) => {
+    let list = small.get(bucket);
+    if (!list) small.set(bucket, (list = []));
+    list.push([k, v]);
+  };
+  const keyBucket = w.bucket('key');
+  let revision = 0n;
+  let compactRev = 0n;
+  let authEnabled = false;
+  let authRevision = 0n;
+  for await (const batch of records) {
+    for (const [k, v] of batch) {
+      switch (k[0]) {
+        case NS_KV: {
+          assert(k.length === 13, 'backend kv record key');
+          const main = k.readBigUInt64BE(1);
+          const sub = BigInt(k.readUInt32BE(9));
+          const keyLen = v.readUInt32BE(24);
+          const key = v.subarray(28, 28 + keyLen);
+          const version = v.readBigUInt64BE(8);
+          const pb = new PbWriter().bytes(1, key);
+          if (version !== 0n) {
+            pb.int(2, v.readBigUInt64BE(0)).int(3, main).int(4, version).bytes(5, v.subarray(28 + keyLen)).int(6, v.readBigInt64BE(16));
+          }
+          await keyBucket.add(etcdRevKey(main, sub, version === 0n), pb.finish());
+          if (main > revision) revision = main;
+          break;
+        }
+        case NS_LEASE: {
+          const id = k.readBigInt64BE(1);
+          put('lease', k.subarray(1), new PbWriter().int(1, id).int(2, v.readBigInt64BE(0)).int(3, v.readBigInt64BE(8)).finish());
+          break;
+        }
+        case NS_ALARM:
+          put('alarm', new PbWriter().int(1, k.readBigUInt64BE(1)).int(2, k.readUInt32BE(9)).finish(), Buffer.alloc(0));
+          break;
+        case NS_MEMBER: {
+          const m = JSON.parse(v.toString('utf8')) as { id: string; name?: string; peerURLs?: string[]; clientURLs?: string[]; isLearner?: boolean };
+          // etcd's JSON: the ID as a number (written as digits: it may exceed 2^53).
+          const fields = [`"id":${m.id}`, `"peerURLs":${JSON.stringify(m.peerURLs ?? [])}`];
+          if (m.isLearner) fields.push('"isLearner":true');
+          if (m.name) fields.push(`"name":${JSON.stringify(m.name)}`);
+          if (m.clientURLs && m.clientURLs.length > 0) fields.push(`"clientURLs":${JSON.stringify(m.clientURLs)}`);
+          put('members', Buffer.from(k.readBigUInt64BE(1).toString(16)), Buffer.from(`{${fields.join(',')}}`));
+          break;
+        }
+        case NS_REMOVED:
+          put('members_removed', Buffer.from(k.readBigUInt64BE(1).toString(16)), Buffer.from('removed'));
+          break;
+        case NS_AUTH:
+          if (k[1] === AUTH_USER) put('authUsers', k.subarray(2), v);
+          else if (k[1] === AUTH_ROLE) put('authRoles', k.subarray(2), v);
+          break;
+        case NS_META: {
+          const name = k.subarray(1).toString('utf8');
+          if (name === 'compact_revision') compactRev = v.readBigUInt64BE(0);
+          else if (name === 'auth_enabled') authEnabled = v[0] === 1;
+          else if (name === 'auth_revision') authRevision = v.readBigUInt64BE(0);
+          else if (name === 'current_revision' && v.readBigUInt64BE(0) > revision) revision = v.readBigUInt64BE(0);
+          break;
+        }
+        default:
+          break; // nothing else is state etcd has
+      }
+    }
+  }
+  await keyBucket.close();
+  put('meta', Buffer.from('consistent_index'), u64be(meta.appliedIndex));
+  put('meta', Buffer.from(META_APPLIED_TERM_ETCD), u64be(meta.appliedTerm));
+  if (compactRev > 0n) {
+    put('meta', Buffer.from('finishedCompactRev'), etcdRevKey(compactRev, 0n, false));
+    put('meta', Buffer.from('scheduledCompactRev'), etcdRevKey(compactRev, 0n, false));
+  }
+  put('auth', Buffer.from('authEnabled'), Buffer.from([authEnabled ? 1 : 0]));
+  put('auth', Buffer.from('authRevision'), u64be(authRevision));
+  put('cluster', Buffer.from('clusterVersion'), Buffer.from(ETCD_CLUSTER_VERSION));
+  for (const name of ['alarm', 'auth', 'authRoles', 'authUsers', 'cluster', 'lease', 'members', 'members_removed', 'meta']) {
+    const b = w.bucket(name);
+    const list = (small.get(name) ?? []).sort((x, y) => Buffer.compare(x[0], y[0]));
+    for (const [k, v] of list) await b.add(k, v);
+    await b.close();
+  }
+  return { bytes: await w.finish(), revision: Number(revision) };
+}
+
+// ---- etcd database → backend ---------------------------------------------------------------------
+
+/** What `etcdctl snapshot status` prints for a database (etcd's dbStatus): a CRC32-C over every
+ *  bucket name, key and value in order; the newest main revision in `key`; the number of keys in
+ *  all buckets; bbolt's size. */
+export function etcdDbStatus(db: BoltReader): { hash: number; revision: number; totalKey: number; totalSize: number } {
+  let crc = 0;
+  let revision = 0;
+  let totalKey = 0;
+  for (const name of db.buckets()) {
+    crc = crc32c(crc, Buffer.from(name, 'utf8'));
+    for (const [k, v] of db.entries(name)) {
+      crc = crc32c(crc, k);
+      crc = crc32c(crc, v);
+      if (name === 'key' && k.length >= 17) revision = Number(k.readBigInt64BE(0));
+      totalKey++;
+    }
+  }
+  return { hash: crc >>> 0, revision, totalKey, totalSize: db.size };
+}
+
+export class EtcdDbError extends Error {
+  override name = 'EtcdDbError';
+}
+
+/**
+ * The backend records of an etcd database, as a backend snapshot stream (snapshot.ts format), so
+ * that the one restore path (restoreSnapshotInto) takes either kind of file. Membership is left
+ * out (a restore starts a new cluster from --initial-cluster).
+ */
+export async function* etcdDbAsSnapshotStream(db: BoltReader, onInfo?: (info: { revision: number; meta: SnapshotMeta }) => void): AsyncGenerator<Buffer> {
+  const metaRecords = new Map<string, Buffer>();
+  for (const [k, v] of db.entries('meta')) metaRecords.set(k.toString('latin1'), Buffer.from(v));
+  const consistentIndex = metaRecords.get('consistent_index');
+  const appliedIndex = consistentIndex && consistentIndex.length === 8 ? Number(consistentIndex.readBigUInt64BE(0)) : 0;
+  const termRec = metaRecords.get(META_APPLIED_TERM_ETCD);
+  const appliedTerm = termRec && termRec.length === 8 ? Number(termRec.readBigUInt64BE(0)) : appliedIndex > 0 ? 1 : 0;
+  const compactKey = metaRecords.get('scheduledCompactRev') ?? metaRecords.get('finishedCompactRev');
+  let compactRev = compactKey && compactKey.length >= 8 ? compactKey.readBigInt64BE(0) : 0n;
+  const finished = metaRecords.get('finishedCompactRev');
+  if (finished && finished.length >= 8 && finished.readBigInt64BE(0) > compactRev) compactRev = finished.readBigInt64BE(0);
+
+  const header = Buffer.alloc(24);
+  SNAPSHOT_MAGIC.copy(header, 0);
+  header.writeBigUInt64BE(BigInt(appliedIndex), 8);
+  header.writeBigUInt64BE(BigInt(appliedTerm), 16);
+  yield header;
+
+  let count = 0n;
+  let crc = 0;
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const record = (k: Buffer, v: Buffer): Buffer | undefined => {
+    const r = Buffer.allocUnsafe(8 + k.length + v.length);
+    r.writeUInt32BE(k.length, 0);
+    k.copy(r, 4);
+    r.writeUInt32BE(v.length, 4 + k.length);
+    v.copy(r, 8 + k.length);
+    crc = crc32c(crc, r);
+    count++;
+    pending.push(r);
+    pendingBytes += r.length;
+    if (pendingBytes < 256 * 1024) return undefined;
+    const out = Buffer.concat(pending);
+    pending = [];
+    pendingBytes = 0;
+    return out;
+  };
+  const metaRecord = (name: string, v: Buffer) => record(Buffer.concat([Buffer.from([NS_META]), Buffer.from(name, 'utf8')]), v);
+
+  let revision = 0n;
+  let lastMain = -1n;
+  let sub = 0;
+  for (const [k, v] of db.entries('key')) {
+    if (k.length !== 17 && !(k.length === 18 && k[17] === 0x74)) throw new EtcdDbError(`etcd database: malformed revision key ${k.toString('hex')} in bucket "key"`);
+    const main = k.readBigInt64BE(0);
+    // Sub-revisions are renumbered densely per main revision (the backend keeps them as u32).
+    sub = main === lastMain ? sub + 1 : 0;
+    lastMain = main;
+    const tombstone = k.length === 18;
+    const f = pbFields(v, 'etcd database: mvccpb.KeyValue');
+    const key = bytesOf(f.get(1));
+    const value = tombstone ? Buffer.alloc(0) : bytesOf(f.get(5));
+    const rec = Buffer.allocUnsafe(28 + key.length + value.length);
+    rec.writeBigUInt64BE(tombstone ? 0n : BigInt.asUintN(64, int64(f.get(2))), 0);
+    rec.writeBigUInt64BE(tombstone ? 0n : BigInt.asUintN(64, int64(f.get(4))), 8);
+    rec.writeBigInt64BE(tombstone ? 0n : int64(f.get(6)), 16);
+    rec.writeUInt32BE(key.length, 24);
+    key.copy(rec, 28);
+    value.copy(rec, 28 + key.length);
+    const rk = Buffer.allocUnsafe(13);
+    rk[0] = NS_KV;
+    rk.writeBigUInt64BE(BigInt.asUintN(64, main), 1);
+    rk.writeUInt32BE(sub, 9);
+    const out = record(rk, rec);
+    if (out) yield out;
+    if (main > revision) revision = main;
+  }
+  if (compactRev > revision) revision = compactRev;
+  for (const [, v] of db.entries('lease')) {
+    const f = pbFields(v, 'etcd database: leasepb.Lease');
+    const rk = Buffer.allocUnsafe(9);
+    rk[0] = NS_LEASE;
+    rk.writeBigInt64BE(int64(f.get(1)), 1);
+    const rv = Buffer.allocUnsafe(16);
+    rv.writeBigInt64BE(int64(f.get(2)), 0);
+    rv.writeBigInt64BE(int64(f.get(3)), 8);
+    const out = record(rk, rv);
+    if (out) yield out;
+  }
+  for (const [k] of db.entries('alarm')) {
+    const f = pbFields(k, 'etcd database: AlarmMember');
+    const rk = Buffer.allocUnsafe(13);
+    rk[0] = NS_ALARM;
+    rk.writeBigUInt64BE(BigInt.asUintN(64, int64(f.get(1))), 1);
+    rk.writeUInt32BE(Number(int64(f.get(2))), 9);
+    const out = record(rk, Buffer.alloc(0));
+    if (out) yield out;
+  }
+  for (const [bucket, kind] of [['authUsers', AUTH_USER], ['authRoles', AUTH_ROLE]] as const) {
+    for (const [k, v] of db.entries(bucket)) {
+      const out = record(Buffer.concat([Buffer.from([NS_AUTH, kind]), k]), Buffer.from(v));
+      if (out) yield out;
+    }
+  }
+  let authEnabled = false;
+  let authRevision = 0n;
+  for (const [k, v] of db.entries('auth')) {
+    const name = k.toString('latin1');
+    if (name === 'authEnabled') authEnabled = v.length > 0 && v[0] === 1;
+    else if (name === 'authRevision' && v.length === 8) authRevision = v.readBigUInt64BE(0);
+  }
+  const metaOut = [
+    metaRecord('applied_index', u64be(appliedIndex)),
+    metaRecord('applied_term', u64be(appliedTerm)),
+    metaRecord('current_revision', u64be(revision)),
+    compactRev > 0n ? metaRecord('compact_revision', u64be(compactRev)) : undefined,
+    metaRecord('auth_enabled', Buffer.from([authEnabled ? 1 : 0])),
+    metaRecord('auth_revision', u64be(authRevision)),
+  ];
+  for (const out of metaOut) if (out) yield out;
+  if (pending.length > 0) yield Buffer.concat(pending);
+  const trailer = Buffer.alloc(16);
+  trailer.writeUInt32BE(0xffffffff, 0);
+  trailer.writeBigUInt64BE(count, 4);
+  trailer.writeUInt32BE(crc >>> 0, 12);
+  yield trailer;
+  onInfo?.({ revision: Number(revision), meta: { appliedIndex, appliedTerm } });
+}
