@@ -22,15 +22,15 @@ type Db = ClassicLevel<Buffer, Buffer>;
 type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
 
 /** Namespaces: one leading byte per kind of record. */
-const NS_KV = 0x6b; // 'k' + main revision (u64 BE) + sub-revision (u32 BE)
-const NS_META = 0x6d; // 'm' + name
-const NS_LEASE = 0x6c; // 'l' + lease ID (u64 BE)
-const NS_MEMBER = 0x63; // 'c' + member ID (u64 BE) → member JSON
-const NS_REMOVED = 0x72; // 'r' + member ID (u64 BE) → empty: a removed member, never to return
-const NS_AUTH = 0x41; // 'A' + 'u' | 'r' + name (utf8) → authpb.User | authpb.Role
-const AUTH_USER = 0x75;
-const AUTH_ROLE = 0x72;
-const NS_ALARM = 0x61; // 'a' + member ID (u64 BE) + alarm type (u32 BE) → empty: an active alarm
+export const NS_KV = 0x6b; // 'k' + main revision (u64 BE) + sub-revision (u32 BE)
+export const NS_META = 0x6d; // 'm' + name
+export const NS_LEASE = 0x6c; // 'l' + lease ID (u64 BE)
+export const NS_MEMBER = 0x63; // 'c' + member ID (u64 BE) → member JSON
+export const NS_REMOVED = 0x72; // 'r' + member ID (u64 BE) → empty: a removed member, never to return
+export const NS_AUTH = 0x41; // 'A' + 'u' | 'r' + name (utf8) → authpb.User | authpb.Role
+export const AUTH_USER = 0x75;
+export const AUTH_ROLE = 0x72;
+export const NS_ALARM = 0x61; // 'a' + member ID (u64 BE) + alarm type (u32 BE) → empty: an active alarm
 
 const META_APPLIED_INDEX = metaKey('applied_index');
 const META_APPLIED_TERM = metaKey('applied_term');
@@ -58,7 +58,7 @@ function recordBytes(key: Buffer, value: Buffer): number {
   return key.length + value.length + RECORD_OVERHEAD_BYTES;
 }
 
-function metaKey(name: string): Buffer {
+export function metaKey(name: string): Buffer {
   return Buffer.concat([Buffer.from([NS_META]), Buffer.from(name, 'utf8')]);
 }
 

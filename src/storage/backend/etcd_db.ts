@@ -22,16 +22,7 @@ import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
 import { BoltReader, BoltWriter, type PageSink } from './bolt';
 import { SNAPSHOT_MAGIC, type SnapshotMeta } from './snapshot';
-
-const NS_KV = 0x6b;
-const NS_META = 0x6d;
-const NS_LEASE = 0x6c;
-const NS_MEMBER = 0x63;
-const NS_REMOVED = 0x72;
-const NS_AUTH = 0x41;
-const AUTH_USER = 0x75;
-const AUTH_ROLE = 0x72;
-const NS_ALARM = 0x61;
+import { AUTH_ROLE, AUTH_USER, NS_ALARM, NS_AUTH, NS_KV, NS_LEASE, NS_MEMBER, NS_META, NS_REMOVED, encodeKv, kvRecordKey, metaKey } from './backend';
 
 const ETCD_CLUSTER_VERSION = '3.4.0';
 const META_APPLIED_TERM_ETCD = 'quorumkv_applied_term';
@@ -303,7 +294,7 @@ export async function* etcdDbAsSnapshotStream(db: BoltReader, onInfo?: (info: { 
     pendingBytes = 0;
     return out;
   };
-  const metaRecord = (name: string, v: Buffer) => record(Buffer.concat([Buffer.from([NS_META]), Buffer.from(name, 'utf8')]), v);
+  const metaRecord = (name: string, v: Buffer) => record(metaKey(name), v);
 
   let revision = 0n;
   let lastMain = -1n;
@@ -316,20 +307,16 @@ export async function* etcdDbAsSnapshotStream(db: BoltReader, onInfo?: (info: { 
     lastMain = main;
     const tombstone = k.length === 18;
     const f = pbFields(v, 'etcd database: mvccpb.KeyValue');
-    const key = bytesOf(f.get(1));
-    const value = tombstone ? Buffer.alloc(0) : bytesOf(f.get(5));
-    const rec = Buffer.allocUnsafe(28 + key.length + value.length);
-    rec.writeBigUInt64BE(tombstone ? 0n : BigInt.asUintN(64, int64(f.get(2))), 0);
-    rec.writeBigUInt64BE(tombstone ? 0n : BigInt.asUintN(64, int64(f.get(4))), 8);
-    rec.writeBigInt64BE(tombstone ? 0n : int64(f.get(6)), 16);
-    rec.writeUInt32BE(key.length, 24);
-    key.copy(rec, 28);
-    value.copy(rec, 28 + key.length);
-    const rk = Buffer.allocUnsafe(13);
-    rk[0] = NS_KV;
-    rk.writeBigUInt64BE(BigInt.asUintN(64, main), 1);
-    rk.writeUInt32BE(sub, 9);
-    const out = record(rk, rec);
+    // A deletion is version 0 with no value (the backend's tombstone, as MvccStore makes it).
+    const rec = encodeKv({
+      key: bytesOf(f.get(1)).toString('latin1'),
+      value: tombstone ? '' : bytesOf(f.get(5)).toString('latin1'),
+      createRevision: tombstone ? 0 : Number(int64(f.get(2))),
+      modRevision: Number(main),
+      version: tombstone ? 0 : Number(int64(f.get(4))),
+      lease: tombstone ? 0n : int64(f.get(6)),
+    });
+    const out = record(kvRecordKey(Number(main), sub), rec);
     if (out) yield out;
     if (main > revision) revision = main;
   }
