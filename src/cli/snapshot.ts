@@ -36,6 +36,7 @@ export class SnapshotFileError extends Error {
 const USAGE = `Usage:
   quorumkv snapshot restore <file> [--data-dir=<dir>] [--name=default] [--initial-cluster=<name>=<peer-url>,...]
                                    [--initial-cluster-token=etcd-cluster] [--initial-advertise-peer-urls=<peer-url>,...]
+                                   [--skip-hash-check]
   quorumkv snapshot status <file> [-w simple|table|json]
 `;
 
@@ -58,7 +59,7 @@ export async function snapshotMain(argv: readonly string[]): Promise<number> {
 }
 
 /** Splits `<file> --flag ...` (the file may come anywhere, as with etcdctl). */
-function fileAndFlags(args: readonly string[], known: readonly string[]): { file: string; flags: Map<string, string> } {
+function fileAndFlags(args: readonly string[], known: readonly string[], booleans: readonly string[] = []): { file: string; flags: Map<string, string> } {
   const positional: string[] = [];
   const flagArgs: string[] = [];
   for (let i = 0; i < args.length; i++) {
@@ -68,10 +69,11 @@ function fileAndFlags(args: readonly string[], known: readonly string[]): { file
       continue;
     }
     flagArgs.push(a);
-    if (!a.includes('=') && args[i + 1] !== undefined && !args[i + 1]!.startsWith('-')) flagArgs.push(args[++i]!);
+    const bare = !a.includes('=') && !booleans.includes(a.replace(/^--?/, ''));
+    if (bare && args[i + 1] !== undefined && !args[i + 1]!.startsWith('-')) flagArgs.push(args[++i]!);
   }
   if (positional.length !== 1) throw new ConfigError(`expected exactly one snapshot file, got ${positional.length}`);
-  return { file: positional[0]!, flags: splitArgv(flagArgs, new Set(known), new Set()) };
+  return { file: positional[0]!, flags: splitArgv(flagArgs, new Set([...known, ...booleans]), new Set(booleans)) };
 }
 
 // --- reading snapshot files -----------------------------------------------------------------------
@@ -163,10 +165,14 @@ export interface RestoreResult {
 }
 
 async function restoreCommand(args: readonly string[]): Promise<number> {
-  const { file, flags } = fileAndFlags(args, RESTORE_FLAGS);
+  const { file, flags } = fileAndFlags(args, RESTORE_FLAGS, ['skip-hash-check']);
+  const skip = flags.get('skip-hash-check');
+  flags.delete('skip-hash-check');
+  if (skip !== undefined && !['true', 'false'].includes(skip)) throw new ConfigError(`invalid --skip-hash-check=${JSON.stringify(skip)}: expected true or false`);
   // The server's own flag parsing gives the same defaults (and IDs) as `quorumkv` with these flags.
   const cfg = parseServerFlags([...flags].map(([k, v]) => `--${k}=${v}`), {});
   const r = await restoreSnapshot(file, {
+    skipHashCheck: skip === 'true',
     dataDir: cfg.dataDir,
     name: cfg.name,
     initialCluster: cfg.initialCluster,
@@ -185,6 +191,9 @@ export async function restoreSnapshot(
     name: string;
     initialCluster: Map<string, string[]>;
     initialClusterToken: string;
+    /** etcdctl's --skip-hash-check: an etcd database without the SHA-256 (a `member/snap/db`
+     *  copied from an etcd data dir) is restored as it is. */
+    skipHashCheck?: boolean;
     /** Progress over both passes (SHA-256 check, then restore): bytes done of 2 × the file body. */
     onProgress?: (doneBytes: number, totalBytes: number) => void;
   },
@@ -192,7 +201,11 @@ export async function restoreSnapshot(
   if (!isEmptyOrMissing(o.dataDir)) throw new SnapshotFileError(`data-dir ${JSON.stringify(o.dataDir)} exists and is not empty`);
   const size = (await fs.promises.stat(file)).size;
   const progress = o.onProgress;
-  const body = await verifySnapshotFile(file, progress && ((n) => progress(n, 2 * size)));
+  const etcdDb = isEtcdDbFile(file);
+  if (etcdDb && size % SNAPSHOT_ALIGN_BYTES !== SNAPSHOT_SHA256_BYTES && !o.skipHashCheck) {
+    throw new SnapshotFileError('snapshot missing hash but --skip-hash-check=false');
+  }
+  const body = etcdDb && o.skipHashCheck ? size : await verifySnapshotFile(file, progress && ((n) => progress(n, 2 * size)));
   const ids = [...o.initialCluster].map(([name, urls]) => ({ name, id: computeMemberId(urls, o.initialClusterToken) }));
   const memberId = ids.find((m) => m.name === o.name)!.id;
   const clusterId = computeClusterId(ids.map((m) => m.id));
@@ -203,7 +216,7 @@ export async function restoreSnapshot(
     const backendDir = path.join(memberDir, 'backend');
     let meta: SnapshotMeta;
     let revision: number;
-    if (isEtcdDbFile(file)) {
+    if (etcdDb) {
       const db = BoltReader.open(file);
       try {
         let info: { revision: number } | undefined;

@@ -138,6 +138,16 @@ describe('snapshot files between quorumkv and a real etcd 3.4', function () {
     assert.deepEqual((await getAll(restoredQkv.endpoint, historyRev)).kvs, etcdHistory.kvs, 'history survives');
     assert.match((await etcdctl(restoredQkv.endpoint, ['get', 'io/00', `--rev=${compactAt - 1}`])).stderr, /required revision has been compacted/);
     assert.match(await ok(restoredQkv.endpoint, 'lease', 'timetolive', leaseId, '--keys'), /attached keys\(\[io\/leased\]\)/);
+    // A bare database (as `member/snap/db` in an etcd data dir: no SHA-256 after it) needs
+    // --skip-hash-check, as with etcdctl.
+    const raw = path.join(dir, 'raw.db');
+    fs.writeFileSync(raw, fs.readFileSync(file2).subarray(0, fs.statSync(file2).size - 32));
+    const refused = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', raw, `--data-dir=${path.join(dir, 'raw-1')}`]);
+    assert.notEqual(refused.code, 0);
+    assert.match(refused.stderr, /snapshot missing hash but --skip-hash-check=false/);
+    const rawOk = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', raw, '--skip-hash-check', `--data-dir=${path.join(dir, 'raw-2')}`]);
+    assert.equal(rawOk.code, 0, rawOk.stderr);
+    assert.match(rawOk.stdout, new RegExp(`revision ${fromEtcd.revision},`));
     // and it takes writes at the next revision
     const put = JSON.parse(await ok(restoredQkv.endpoint, 'put', 'after', 'x', '-w', 'json'));
     assert.equal(put.header.revision, fromEtcd.revision + 1);
