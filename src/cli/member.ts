@@ -26,7 +26,7 @@ import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
 import { AuthStore } from '../auth';
 import { AlarmType } from '../server/alarms';
-import { Compactor } from '../server/compactor';
+import { Compactor, parseGoDuration } from '../server/compactor';
 import { ConnectionIdentities, certIdentityHook, credentialsForUrl, loadTls } from '../tls';
 
 /** etcd's suggested maximum for --quota-backend-bytes (it warns above it). */
@@ -50,10 +50,8 @@ export interface RunningMember {
 function envDurationMs(name: string): number | undefined {
   const raw = process.env[name];
   if (raw === undefined || raw === '') return undefined;
-  const m = /^([0-9]+)(ms|s|m|h)$/.exec(raw.trim());
-  if (!m) throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a duration like 500ms, 10s or 10m`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[m[2] as 'ms' | 's' | 'm' | 'h'];
-  const ms = Number(m[1]) * unit;
+  const ms = parseGoDuration(raw.trim());
+  if (ms === undefined) throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a duration like 500ms, 10s or 10m`);
   if (ms <= 0) throw new Error(`invalid ${name}=${JSON.stringify(raw)}: must be positive`);
   return ms;
 }

@@ -70,7 +70,7 @@ export function kvRecordKey(rev: Revision, sub: number): Buffer {
   return k;
 }
 
-function u64(n: number | bigint): Buffer {
+export function u64(n: number | bigint): Buffer {
   const b = Buffer.allocUnsafe(8);
   b.writeBigUInt64BE(BigInt(n));
   return b;

@@ -126,22 +126,14 @@ export class BoltWriter {
   private nextPage = FIRST_DATA_PAGE;
   private readonly buckets: { name: Buffer; root: number }[] = [];
   private open: BoltBucketWriter | undefined;
-  private written = 0;
 
   constructor(private readonly sink: PageSink) {}
 
-  /** Pages written so far (the high-water mark once finished). */
-  get pageCount(): number {
-    return this.nextPage;
-  }
-
-  /** @internal */
-  async emit(buf: Buffer, pages: number): Promise<number> {
+  /** @internal writes a page image (of `pages` pages) whose id is peekPage. */
+  async emit(buf: Buffer, pages: number): Promise<void> {
     const id = this.nextPage;
     this.nextPage += pages;
     await this.sink(buf, id * PAGE_BYTES);
-    this.written += buf.length;
-    return id;
   }
 
   /** @internal page id the next page will get */

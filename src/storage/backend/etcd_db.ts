@@ -21,8 +21,8 @@
 import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
 import { BoltReader, BoltWriter, type PageSink } from './bolt';
-import { SNAPSHOT_MAGIC, type SnapshotMeta } from './snapshot';
-import { AUTH_ROLE, AUTH_USER, NS_ALARM, NS_AUTH, NS_KV, NS_LEASE, NS_MEMBER, NS_META, NS_REMOVED, encodeKv, kvRecordKey, metaKey } from './backend';
+import { encodeSnapshotRecords, snapshotHeader, snapshotTrailer, type SnapshotMeta } from './snapshot';
+import { AUTH_ROLE, AUTH_USER, NS_ALARM, NS_AUTH, NS_KV, NS_LEASE, NS_MEMBER, NS_META, NS_REMOVED, encodeKv, kvRecordKey, metaKey, u64 } from './backend';
 
 const ETCD_CLUSTER_VERSION = '3.4.0';
 const META_APPLIED_TERM_ETCD = 'quorumkv_applied_term';
@@ -119,12 +119,6 @@ function etcdRevKey(main: bigint, sub: bigint, tombstone: boolean): Buffer {
   return k;
 }
 
-function u64be(n: bigint | number): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n));
-  return b;
-}
-
 // ---- backend → etcd database ---------------------------------------------------------------------
 
 /** Stats of a written database. */
@@ -208,14 +202,14 @@ export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, me
     }
   }
   await keyBucket.close();
-  put('meta', Buffer.from('consistent_index'), u64be(meta.appliedIndex));
-  put('meta', Buffer.from(META_APPLIED_TERM_ETCD), u64be(meta.appliedTerm));
+  put('meta', Buffer.from('consistent_index'), u64(meta.appliedIndex));
+  put('meta', Buffer.from(META_APPLIED_TERM_ETCD), u64(meta.appliedTerm));
   if (compactRev > 0n) {
     put('meta', Buffer.from('finishedCompactRev'), etcdRevKey(compactRev, 0n, false));
     put('meta', Buffer.from('scheduledCompactRev'), etcdRevKey(compactRev, 0n, false));
   }
   put('auth', Buffer.from('authEnabled'), Buffer.from([authEnabled ? 1 : 0]));
-  put('auth', Buffer.from('authRevision'), u64be(authRevision));
+  put('auth', Buffer.from('authRevision'), u64(authRevision));
   put('cluster', Buffer.from('clusterVersion'), Buffer.from(ETCD_CLUSTER_VERSION));
   for (const name of ['alarm', 'auth', 'authRoles', 'authUsers', 'cluster', 'lease', 'members', 'members_removed', 'meta']) {
     const b = w.bucket(name);
@@ -268,28 +262,17 @@ export async function* etcdDbAsSnapshotStream(db: BoltReader, onInfo?: (info: { 
   const finished = metaRecords.get('finishedCompactRev');
   if (finished && finished.length >= 8 && finished.readBigInt64BE(0) > compactRev) compactRev = finished.readBigInt64BE(0);
 
-  const header = Buffer.alloc(24);
-  SNAPSHOT_MAGIC.copy(header, 0);
-  header.writeBigUInt64BE(BigInt(appliedIndex), 8);
-  header.writeBigUInt64BE(BigInt(appliedTerm), 16);
-  yield header;
+  yield snapshotHeader({ appliedIndex, appliedTerm });
 
-  let count = 0n;
-  let crc = 0;
-  let pending: Buffer[] = [];
+  // Records are gathered and encoded a batch at a time (snapshot.ts framing).
+  const sum = { count: 0n, crc: 0 };
+  let pending: [Buffer, Buffer][] = [];
   let pendingBytes = 0;
   const record = (k: Buffer, v: Buffer): Buffer | undefined => {
-    const r = Buffer.allocUnsafe(8 + k.length + v.length);
-    r.writeUInt32BE(k.length, 0);
-    k.copy(r, 4);
-    r.writeUInt32BE(v.length, 4 + k.length);
-    v.copy(r, 8 + k.length);
-    crc = crc32c(crc, r);
-    count++;
-    pending.push(r);
-    pendingBytes += r.length;
+    pending.push([k, v]);
+    pendingBytes += 8 + k.length + v.length;
     if (pendingBytes < 256 * 1024) return undefined;
-    const out = Buffer.concat(pending);
+    const out = encodeSnapshotRecords(pending, sum);
     pending = [];
     pendingBytes = 0;
     return out;
@@ -355,19 +338,15 @@ export async function* etcdDbAsSnapshotStream(db: BoltReader, onInfo?: (info: { 
     else if (name === 'authRevision' && v.length === 8) authRevision = v.readBigUInt64BE(0);
   }
   const metaOut = [
-    metaRecord('applied_index', u64be(appliedIndex)),
-    metaRecord('applied_term', u64be(appliedTerm)),
-    metaRecord('current_revision', u64be(revision)),
-    compactRev > 0n ? metaRecord('compact_revision', u64be(compactRev)) : undefined,
+    metaRecord('applied_index', u64(appliedIndex)),
+    metaRecord('applied_term', u64(appliedTerm)),
+    metaRecord('current_revision', u64(revision)),
+    compactRev > 0n ? metaRecord('compact_revision', u64(compactRev)) : undefined,
     metaRecord('auth_enabled', Buffer.from([authEnabled ? 1 : 0])),
-    metaRecord('auth_revision', u64be(authRevision)),
+    metaRecord('auth_revision', u64(authRevision)),
   ];
   for (const out of metaOut) if (out) yield out;
-  if (pending.length > 0) yield Buffer.concat(pending);
-  const trailer = Buffer.alloc(16);
-  trailer.writeUInt32BE(0xffffffff, 0);
-  trailer.writeBigUInt64BE(count, 4);
-  trailer.writeUInt32BE(crc >>> 0, 12);
-  yield trailer;
+  if (pending.length > 0) yield encodeSnapshotRecords(pending, sum);
+  yield snapshotTrailer(sum);
   onInfo?.({ revision: Number(revision), meta: { appliedIndex, appliedTerm } });
 }

@@ -33,6 +33,42 @@ export interface SnapshotMeta {
 
 type Db = ClassicLevel<Buffer, Buffer>;
 
+/** The stream's header for `meta`. */
+export function snapshotHeader(meta: SnapshotMeta): Buffer {
+  const header = Buffer.alloc(HEADER_BYTES);
+  SNAPSHOT_MAGIC.copy(header, 0);
+  header.writeBigUInt64BE(BigInt(meta.appliedIndex), 8);
+  header.writeBigUInt64BE(BigInt(meta.appliedTerm), 16);
+  return header;
+}
+
+/** Encodes records as stream bytes, counting them and their CRC into `sum` (for the trailer). */
+export function encodeSnapshotRecords(records: readonly (readonly [Buffer, Buffer])[], sum: { count: bigint; crc: number }): Buffer {
+  let size = 0;
+  for (const [k, v] of records) size += 8 + k.length + v.length;
+  const out = Buffer.allocUnsafe(size);
+  let off = 0;
+  for (const [k, v] of records) {
+    off = out.writeUInt32BE(k.length, off);
+    off += k.copy(out, off);
+    off = out.writeUInt32BE(v.length, off);
+    off += v.copy(out, off);
+  }
+  assert(off === size, 'snapshot chunk size');
+  sum.crc = crc32c(sum.crc, out);
+  sum.count += BigInt(records.length);
+  return out;
+}
+
+/** The stream's trailer: record count and CRC of every record byte. */
+export function snapshotTrailer(sum: { count: bigint; crc: number }): Buffer {
+  const trailer = Buffer.alloc(TRAILER_BYTES);
+  trailer.writeUInt32BE(TRAILER_MARK, 0);
+  trailer.writeBigUInt64BE(sum.count, 4);
+  trailer.writeUInt32BE(sum.crc >>> 0, 12);
+  return trailer;
+}
+
 /** Streams a consistent view of `db`. `meta` is read inside the same LevelDB snapshot. */
 export async function openSnapshotStream(
   db: Db,
@@ -46,41 +82,19 @@ export async function openSnapshotStream(
   };
   async function* chunks(): AsyncGenerator<Buffer> {
     try {
-      const header = Buffer.alloc(HEADER_BYTES);
-      SNAPSHOT_MAGIC.copy(header, 0);
-      header.writeBigUInt64BE(BigInt(meta.appliedIndex), 8);
-      header.writeBigUInt64BE(BigInt(meta.appliedTerm), 16);
-      yield header;
-      let count = 0n;
-      let crc = 0;
+      yield snapshotHeader(meta);
+      const sum = { count: 0n, crc: 0 };
       const it = db.iterator({ snapshot });
       try {
         for (;;) {
           const batch = await it.nextv(RECORDS_PER_CHUNK_MAX);
           if (batch.length === 0) break;
-          let size = 0;
-          for (const [k, v] of batch) size += 8 + k.length + v.length;
-          const out = Buffer.allocUnsafe(size);
-          let off = 0;
-          for (const [k, v] of batch) {
-            off = out.writeUInt32BE(k.length, off);
-            off += k.copy(out, off);
-            off = out.writeUInt32BE(v.length, off);
-            off += v.copy(out, off);
-          }
-          assert(off === size, 'snapshot chunk size');
-          crc = crc32c(crc, out);
-          count += BigInt(batch.length);
-          yield out;
+          yield encodeSnapshotRecords(batch, sum);
         }
       } finally {
         await it.close();
       }
-      const trailer = Buffer.alloc(TRAILER_BYTES);
-      trailer.writeUInt32BE(TRAILER_MARK, 0);
-      trailer.writeBigUInt64BE(count, 4);
-      trailer.writeUInt32BE(crc >>> 0, 12);
-      yield trailer;
+      yield snapshotTrailer(sum);
     } finally {
       await snapshot.close();
     }
