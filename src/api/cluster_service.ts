@@ -10,6 +10,8 @@ import type { RaftLog } from '../server/raft_log';
 import { serviceDefinition } from '../proto';
 import { replyError } from './errors';
 import type { Handlers } from './grpc_server';
+import { authorize, checks } from './auth_service';
+import { EtcdError } from '../util/errors';
 
 /** etcd allows one learner at a time (cluster_opts.go). */
 const LEARNERS_MAX = 1;
@@ -47,6 +49,15 @@ function validUrls(urls: readonly string[]): boolean {
 type Cb = grpc.sendUnaryData<unknown>;
 type Call<T> = grpc.ServerUnaryCall<T, unknown>;
 
+/** etcd's checkMembershipOperationPermission: membership changes need root when auth is on. Answers
+ *  the call and returns true when the caller may not. */
+function deniedMembershipChange(server: Server, call: Call<unknown>, cb: Cb): boolean {
+  const who = authorize(server, call, checks.admin, undefined);
+  if (!(who instanceof EtcdError)) return false;
+  replyError(cb, who);
+  return true;
+}
+
 export function clusterService(server: Server, o: ClusterServiceOptions): Handlers {
   const members = () => server.membership.list().map(memberPb);
   const voters = () => server.membership.list().filter((m) => !m.isLearner);
@@ -72,7 +83,9 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
 
   const MemberAdd = (call: Call<{ peerURLs: string[]; isLearner: boolean }>, cb: Cb) => {
     const { peerURLs, isLearner } = call.request;
+    // As etcd: the URLs are parsed (v3rpc) before the permission check (EtcdServer.AddMember).
     if (!validUrls(peerURLs)) return replyError(cb, Errors.MemberBadURLs);
+    if (deniedMembershipChange(server, call, cb)) return;
     if (server.membership.byPeerURL(peerURLs)) return replyError(cb, Errors.PeerURLExist);
     if (isLearner && server.membership.list().filter((m) => m.isLearner).length >= LEARNERS_MAX) return replyError(cb, Errors.TooManyLearners);
     if (!isLearner) {
@@ -82,7 +95,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
       if (started().length < Math.floor(n / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
     }
     // etcd also wants every voter reachable right now; only the leader knows who is.
-    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberAdd', call.request, cb);
+    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberAdd', call, cb);
     if (!voters().every((v) => o.isActive(v.id))) return replyError(cb, Errors.Unhealthy);
     const member: Member = { id: computeMemberId(peerURLs, o.clusterToken, Date.now()), name: '', peerURLs: [...peerURLs].sort(), clientURLs: [], isLearner };
     if (server.membership.get(member.id) || server.membership.removed.has(member.id)) return replyError(cb, Errors.MemberExist);
@@ -93,6 +106,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
   };
 
   const MemberRemove = (call: Call<{ ID: string }>, cb: Cb) => {
+    if (deniedMembershipChange(server, call, cb)) return;
     const id = BigInt(call.request.ID);
     const m = server.membership.get(id);
     if (!m) return replyError(cb, server.membership.removed.has(id) ? Errors.MemberNotFound : Errors.MemberNotFound);
@@ -103,7 +117,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
       if (up < Math.floor(remaining.length / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
       // etcd: removing a member that is down is always safe; removing a live one must leave a
       // quorum of the live members. Only the leader knows who is live.
-      if (!server.isLeader()) return forwardToLeader(server, o, 'MemberRemove', call.request, cb);
+      if (!server.isLeader()) return forwardToLeader(server, o, 'MemberRemove', call, cb);
       if (id === server.memberId || o.isActive(id)) {
         const active = voters().filter((v) => o.isActive(v.id)).length;
         if (active - 1 < Math.floor((voters().length - 1) / 2) + 1) return replyError(cb, Errors.Unhealthy);
@@ -117,8 +131,9 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
 
   const MemberUpdate = (call: Call<{ ID: string; peerURLs: string[] }>, cb: Cb) => {
     const id = BigInt(call.request.ID);
-    if (!server.membership.get(id)) return replyError(cb, Errors.MemberNotFound);
     if (!validUrls(call.request.peerURLs)) return replyError(cb, Errors.MemberBadURLs);
+    if (deniedMembershipChange(server, call, cb)) return;
+    if (!server.membership.get(id)) return replyError(cb, Errors.MemberNotFound);
     const other = server.membership.byPeerURL(call.request.peerURLs);
     if (other && other.id !== id) return replyError(cb, Errors.PeerURLExist);
     server.propose({ member_update: { ID: id.toString(), peerURLs: [...call.request.peerURLs].sort() } }).then(
@@ -128,11 +143,12 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
   };
 
   const MemberPromote = (call: Call<{ ID: string }>, cb: Cb) => {
+    if (deniedMembershipChange(server, call, cb)) return;
     const id = BigInt(call.request.ID);
     const m = server.membership.get(id);
     if (!m) return replyError(cb, Errors.MemberNotFound);
     if (!m.isLearner) return replyError(cb, Errors.MemberNotLearner);
-    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberPromote', call.request, cb);
+    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberPromote', call, cb);
     // Only the leader knows how far the learner has come.
     const match = o.raftLog.matchIndex(id) ?? 0;
     const last = server.raftStatus().lastIndex;
@@ -147,7 +163,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
 }
 
 /** Sends a Cluster request to the leader's client URL (the check needs the leader's view). */
-function forwardToLeader(server: Server, o: ClusterServiceOptions, method: string, request: object, cb: Cb): void {
+function forwardToLeader(server: Server, o: ClusterServiceOptions, method: string, call: Call<object>, cb: Cb): void {
   const leader = server.membership.get(server.raftStatus().leader);
   const url = leader?.clientURLs[0];
   if (!leader || !url) return replyError(cb, Errors.NoLeader);
@@ -160,7 +176,13 @@ function forwardToLeader(server: Server, o: ClusterServiceOptions, method: strin
     return cb({ code: grpc.status.UNAVAILABLE, details: (err as Error).message } as grpc.ServiceError, null);
   }
   const client = new Ctor(`${u.hostname}:${u.port}`, creds) as unknown as Record<string, Function> & { close(): void };
-  client[method]!(request, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: unknown) => {
+  // The caller's token goes along: the leader checks the caller's permission again.
+  const md = new grpc.Metadata();
+  for (const k of ['token', 'authorization']) {
+    const v = call.metadata.get(k)[0];
+    if (v !== undefined) md.set(k, v);
+  }
+  client[method]!(call.request, md, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: unknown) => {
     client.close();
     if (err) return cb(err, null);
     // The leader answered once it applied the change; catch up (briefly) before answering, so

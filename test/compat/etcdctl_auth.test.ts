@@ -123,6 +123,21 @@ describe('etcdctl against quorumkv: auth', function () {
     await ok([...alice, 'alarm', 'list']);
   });
 
+  it('membership changes need root, as etcd 3.4 (checkMembershipOperationPermission)', async () => {
+    const peer = ['--peer-urls=http://127.0.0.1:40000'];
+    for (const args of [['member', 'add', 'x', ...peer, '--learner'], ['member', 'remove', '1234'], ['member', 'promote', '1234'], ['member', 'update', '1234', ...peer]]) {
+      assert.equal(await fails(args), 'Error: etcdserver: user name is empty', args.join(' '));
+      assert.equal(await fails([...alice, ...args]), 'Error: etcdserver: permission denied', args.join(' '));
+    }
+    assert.equal(await fails([...root, 'member', 'remove', '1234']), 'Error: etcdserver: member not found');
+    assert.match(await ok([...root, 'member', 'add', 'x', ...peer, '--learner']), /^Member [0-9a-f]+ added to cluster/);
+    const learner = (await ok([...alice, 'member', 'list'])).split('\n').find((l) => l.endsWith(', true'));
+    assert.ok(learner, 'the learner root added is listed');
+    const id = learner.split(',')[0]!;
+    assert.equal(await fails([...alice, 'member', 'remove', id]), 'Error: etcdserver: permission denied');
+    assert.match(await ok([...root, 'member', 'remove', id]), /^Member [0-9a-f]+ removed from cluster/);
+  });
+
   it('lease revoke needs WRITE on every attached key', async () => {
     const lease = (await ok([...alice, 'lease', 'grant', '100'])).split(' ')[1]!;
     await ok([...root, 'put', 'zebra', 'v', `--lease=${lease}`]);
