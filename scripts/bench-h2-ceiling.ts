@@ -19,7 +19,7 @@ import * as grpc from '@grpc/grpc-js';
 import Long from 'long';
 import type protobuf from 'protobufjs';
 import { grpcDefinitions, protoRoot } from '../src/proto';
-import { frameMessage } from '../src/api/h2_grpc';
+import { frameMessage } from '../src/grpcserver/server';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const hpack = require('hpack.js') as { decompressor: { create(o: { table: { size: number } }): { write(b: Buffer): void; execute(): void; read(): { name: string; value: string } | null } } };
 

@@ -10,7 +10,7 @@
 // real etcd for comparison.
 import fs from 'node:fs';
 import { startServer, type ServerProcess } from '../test/integration/harness';
-import { RawWatchStream, kvClient, unary } from '../test/watch/grpc_client';
+import { RawWatchStream, kvClient, unary } from '../test/compat/grpc_client';
 
 const WATCHERS_PER_STREAM = 1000;
 const IDLE_WATCHERS = 10_000;

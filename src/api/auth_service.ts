@@ -19,7 +19,7 @@ import type { ApplyResult } from '../server/applier';
 import type { InternalRequestBody, InternalRequestHeader } from '../server/codec';
 import { AuthErrors, hashPassword, isHashedPassword, newTokenPrefix, rawAuthError, verifyPassword, type AuthStore, type TxnLike } from '../auth';
 import { replyError } from './errors';
-import type { Handlers } from './grpc_server';
+import type { Handlers } from './services';
 import { certCommonNameOf } from '../tls';
 
 type Call<Req> = grpc.ServerUnaryCall<Req, unknown>;

@@ -6,10 +6,10 @@ import { computeMemberId } from '../util/ids';
 import { ConfChangeType } from '../raft';
 import type { Server } from '../server/server';
 import type { Member } from '../server/membership';
-import type { RaftLog } from '../server/raft_log';
+import type { RaftNode } from '../server/raft_node';
 import { serviceDefinition } from '../proto';
 import { replyError } from './errors';
-import type { Handlers } from './grpc_server';
+import type { Handlers } from './services';
 import { authorize, checks } from './auth_service';
 import { EtcdError } from '../util/errors';
 
@@ -22,7 +22,7 @@ const MEMBER_LIST_READ_WAIT_MS = 1000;
 
 export interface ClusterServiceOptions {
   clusterToken: string;
-  raftLog: RaftLog;
+  raftNode: RaftNode;
   /** Whether a member is reachable right now (leader's view plus a live peer stream). */
   isActive: (id: bigint) => boolean;
   /** Credentials for dialing the leader's client URL (https needs TLS; default insecure). */
@@ -150,7 +150,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
     if (!m.isLearner) return replyError(cb, Errors.MemberNotLearner);
     if (!server.isLeader()) return forwardToLeader(server, o, 'MemberPromote', call, cb);
     // Only the leader knows how far the learner has come.
-    const match = o.raftLog.matchIndex(id) ?? 0;
+    const match = o.raftNode.matchIndex(id) ?? 0;
     const last = server.raftStatus().lastIndex;
     if (match < last * LEARNER_READY_FRACTION) return replyError(cb, Errors.LearnerNotReady);
     server.proposeMemberChange(ConfChangeType.AddNode, { ...m, isLearner: false }).then(

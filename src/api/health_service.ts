@@ -1,6 +1,6 @@
 // grpc.health.v1.Health, as etcd registers it: SERVING while the member can serve requests.
 import type * as grpc from '@grpc/grpc-js';
-import type { Handlers } from './grpc_server';
+import type { Handlers } from './services';
 
 const SERVING = 1;
 const NOT_SERVING = 2;

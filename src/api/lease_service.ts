@@ -16,7 +16,7 @@ import { NO_LEASE, type LeaseId } from '../mvcc';
 import { LEASE_TTL_SEC_MAX, type LeaseRunner } from '../lease';
 import type { Int64 } from '../proto/types';
 import { replyError, toStatus } from './errors';
-import type { Handlers } from './grpc_server';
+import type { Handlers } from './services';
 import type { LeaderForwarder } from './forward';
 import { authorize, checks } from './auth_service';
 

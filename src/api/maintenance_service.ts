@@ -20,10 +20,10 @@ import { AlarmAction } from '../server/alarms';
 import type { ResponseHeader } from '../proto/types';
 import { crc32c } from '../mvcc';
 import { SNAPSHOT_MAGIC, readSnapshotStream } from '../storage/backend/snapshot';
-import { writeEtcdDb, type EtcdDbWritten } from '../storage/backend/etcd_db';
-import { bufferedSink } from '../storage/backend/bolt';
+import { writeEtcdDb, type EtcdDbWritten } from '../storage/etcddb/etcd_db';
+import { bufferedSink } from '../storage/etcddb/bolt';
 import { replyError, toStatus } from './errors';
-import type { Handlers } from './grpc_server';
+import type { Handlers } from './services';
 import { authorizeMaintenance } from './auth_service';
 
 /** The server version Status reports: etcd 3.4's API, so that version-gated clients go ahead. */

@@ -31,8 +31,6 @@ import { encodeEvent, encodeEventsResponse, encodeHeader } from './watch_encodin
 export const STREAM_BUFFERED_RESPONSES_MAX = 256;
 /** Watchers one stream may hold (a bound on per-stream memory; etcd has none). */
 export const STREAM_WATCHERS_MAX = 1_000_000;
-/** etcd's default progress notification interval. */
-export const PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT = 10 * 60 * 1000;
 /** Rough per-event protobuf overhead when estimating a response's size for fragmenting. */
 const EVENT_OVERHEAD_BYTES = 64;
 

@@ -2,8 +2,8 @@
 // The quorumkv server. Flags follow etcd's names (see docs/operations.md).
 import { ConfigError, parseServerFlags } from '../config/flags';
 import { Logger } from '../util/log';
-import { startMember } from './member';
-import { configureHeap } from '../util/heap';
+import { startMember } from '../embed/member';
+import { configureHeap } from '../util/v8_heap';
 
 const REMOVED_STOP_DELAY_MS = 3000;
 const VERSION = '3.4.0-quorumkv.0.1.0';

@@ -17,10 +17,10 @@ import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_SHA256_BYTES, SnapshotFraming, paddingBy
 import { restoreSnapshotInto, type SnapshotMeta } from '../storage/backend/snapshot';
 import { Backend } from '../storage/backend/backend';
 import { initialMembers, memberToJson } from '../server/membership';
-import { encodeMetadata } from './bootstrap';
+import { encodeMetadata } from '../server/bootstrap';
 import { Wal } from '../storage/wal';
-import { BoltReader, isBoltHeader } from '../storage/backend/bolt';
-import { etcdDbAsSnapshotStream, etcdDbStatus } from '../storage/backend/etcd_db';
+import { BoltReader, isBoltHeader } from '../storage/etcddb/bolt';
+import { etcdDbAsSnapshotStream, etcdDbStatus } from '../storage/etcddb/etcd_db';
 
 /** File read size for hashing and restoring. */
 const READ_CHUNK_BYTES = 1024 * 1024;

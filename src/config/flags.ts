@@ -4,15 +4,50 @@
 import fs from 'node:fs';
 import { z } from 'zod';
 import YAML from 'yaml';
-import { QUOTA_BACKEND_BYTES_DEFAULT } from '../server/quota';
-import { parseRetention, type CompactionPolicy } from '../server/compactor';
+import { parseGoDuration } from '../util/duration';
 import { loadTls, type TlsFiles } from '../tls';
 
 /** Default --hot-value-bytes: the most recently written 8 MiB of values stay in memory. */
 export const HOT_VALUE_BYTES_DEFAULT = 8 * 1024 * 1024;
 
+/** etcd's default quota: 2 GiB (8 GiB is the suggested maximum). */
+export const QUOTA_BACKEND_BYTES_DEFAULT = 2 * 1024 * 1024 * 1024;
+/** etcd's --experimental-watch-progress-notify-interval default: 10 minutes. */
+export const WATCH_PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT = 10 * 60 * 1000;
+/** etcd's --experimental-lease-checkpoint-interval default: 5 minutes. */
+export const LEASE_CHECKPOINT_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
+const HOUR_MS = 3_600_000;
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+export type CompactionMode = 'periodic' | 'revision';
+
+/** --auto-compaction-mode and --auto-compaction-retention, as read (server/compactor.ts acts). */
+export interface CompactionPolicy {
+  mode: CompactionMode;
+  /** periodic: milliseconds of history to keep; revision: revisions to keep. 0 = off. */
+  retention: number;
+}
+
+/** etcd's reading of --auto-compaction-retention for a mode: in periodic mode a bare integer is
+ *  hours, anything else a Go duration; in revision mode an integer number of revisions. Returns
+ *  the retention, or why it is not one. */
+export function parseRetention(mode: CompactionMode, raw: string): number | string {
+  const s = raw.trim();
+  if (mode === 'revision') {
+    if (!/^[0-9]+$/.test(s)) return 'expected a number of revisions (an integer >= 0) in revision mode';
+    const n = Number(s);
+    return Number.isSafeInteger(n) ? n : 'too large';
+  }
+  if (/^[0-9]+$/.test(s)) {
+    const hours = Number(s);
+    return Number.isSafeInteger(hours * HOUR_MS) ? hours * HOUR_MS : 'too large';
+  }
+  const ms = parseGoDuration(s);
+  if (ms === undefined) return 'expected hours (an integer) or a duration such as 30m, 1h30m, 90s';
+  return ms;
 }
 
 const urlList = z
@@ -54,6 +89,19 @@ const hotValueBytes = z
   .transform((s) => Number(s))
   .pipe(z.number().int().refine(Number.isSafeInteger, 'too large'));
 
+/** A positive Go duration ("500ms", "10s", "5m"), in milliseconds. */
+const positiveDuration = z
+  .string()
+  .trim()
+  .transform((s, ctx) => {
+    const ms = parseGoDuration(s);
+    if (ms === undefined || !(ms > 0)) {
+      ctx.addIssue({ code: 'custom', message: ms === undefined ? 'expected a duration like 500ms, 10s or 10m' : 'must be positive' });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
 const bool = z
   .string()
   .transform((s) => s.toLowerCase())
@@ -94,6 +142,8 @@ const flagSchemas = {
   'auto-compaction-mode': z.enum(['periodic', 'revision']),
   // Read with the mode (parseRetention); here only its shape.
   'auto-compaction-retention': z.string().trim().min(1, 'must not be empty'),
+  'experimental-watch-progress-notify-interval': positiveDuration,
+  'experimental-lease-checkpoint-interval': positiveDuration,
   // TLS (docs/security.md "TLS"): the files must exist and be readable when the flag is parsed.
   'cert-file': readableFile,
   'key-file': readableFile,
@@ -130,6 +180,8 @@ const defaults: Record<FlagName, string | undefined> = {
   'hot-value-bytes': String(HOT_VALUE_BYTES_DEFAULT),
   'auto-compaction-mode': 'periodic',
   'auto-compaction-retention': '0', // off, as etcd
+  'experimental-watch-progress-notify-interval': `${WATCH_PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT}ms`,
+  'experimental-lease-checkpoint-interval': `${LEASE_CHECKPOINT_INTERVAL_MS_DEFAULT}ms`,
   'cert-file': undefined,
   'key-file': undefined,
   'trusted-ca-file': undefined,
@@ -168,6 +220,10 @@ export interface ServerConfig {
   /** --auto-compaction-mode and --auto-compaction-retention; undefined when the retention is 0
    *  (etcd's default: no automatic compaction). */
   autoCompaction: CompactionPolicy | undefined;
+  /** How often idle synced watchers that asked for it get a progress notification. */
+  watchProgressNotifyIntervalMs: number;
+  /** How often the leader checkpoints the remaining TTL of long leases through the log. */
+  leaseCheckpointIntervalMs: number;
   /** Client-side TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); undefined
    *  without --cert-file/--key-file. */
   clientTls: TlsFiles | undefined;
@@ -337,6 +393,8 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     quotaBackendBytes: quotaFromFlag(get('quota-backend-bytes')!),
     hotValueBytes: get('hot-value-bytes')! < 0 ? undefined : get('hot-value-bytes')!,
     autoCompaction: autoCompactionPolicy(get('auto-compaction-mode')!, get('auto-compaction-retention')!),
+    watchProgressNotifyIntervalMs: get('experimental-watch-progress-notify-interval')!,
+    leaseCheckpointIntervalMs: get('experimental-lease-checkpoint-interval')!,
     clientTls: tlsFiles('', get('cert-file'), get('key-file'), get('trusted-ca-file'), get('client-cert-auth')!),
     peerTls: tlsFiles('peer-', get('peer-cert-file'), get('peer-key-file'), get('peer-trusted-ca-file'), get('peer-client-cert-auth')!),
   };

@@ -4,7 +4,6 @@ export {
   Lessor,
   LEASE_TTL_SEC_MAX,
   EXPIRED_RETRY_MS,
-  CHECKPOINT_INTERVAL_MS_DEFAULT,
   minLeaseTtlSec,
 } from './lessor';
 export type { LessorConfig, LeaseCheckpoint, TimeToLive } from './lessor';

@@ -16,15 +16,13 @@ import { assert } from '../util/assert';
 import { EtcdError, Errors } from '../util/errors';
 import type { Bytes, BytesLike, LeaseId, WriteTxn } from '../mvcc';
 import { bytesOf, NO_LEASE } from '../mvcc';
-import { LeaseHeap } from './heap';
+import { LeaseHeap } from './lease_queue';
 
 /** Largest TTL a lease may have (etcd MaxLeaseTTL). */
 export const LEASE_TTL_SEC_MAX = 9_000_000_000;
 /** After the primary hands out an expired lease for revocation, it hands it out again after this
  *  long if the revoke has not been applied (etcd expiredLeaseRetryInterval). */
 export const EXPIRED_RETRY_MS = 3_000;
-/** Default checkpoint interval (etcd defaultLeaseCheckpointInterval). */
-export const CHECKPOINT_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 
 export interface LessorConfig {
   /** Smaller TTLs are raised to this (etcd: ceil(1.5 × election timeout)). */

@@ -75,8 +75,8 @@ export const MAX_SIZE_PER_MSG_DEFAULT_BYTES = 1024 * 1024;
 export const MAX_INFLIGHT_MSGS_DEFAULT = 256;
 export const MAX_COMMITTED_SIZE_PER_READY_DEFAULT_BYTES = 64 * 1024 * 1024;
 
-export class ConfigError extends Error {
-  override name = 'ConfigError';
+export class RaftConfigError extends Error {
+  override name = 'RaftConfigError';
 }
 
 export function resolveConfig(c: Config): ResolvedConfig {
@@ -96,17 +96,17 @@ export function resolveConfig(c: Config): ResolvedConfig {
     seed: c.seed ?? Number(BigInt.asUintN(32, c.id)),
     bugs: { ...(c.bugs ?? {}) },
   };
-  if (r.id === None) throw new ConfigError('cannot use none (0) as id');
-  if (r.heartbeatTick <= 0) throw new ConfigError('heartbeat tick must be greater than 0');
-  if (r.electionTick <= r.heartbeatTick) throw new ConfigError('election tick must be greater than heartbeat tick');
-  if (r.maxInflightMsgs <= 0) throw new ConfigError('max inflight messages must be greater than 0');
-  if (r.maxSizePerMsg <= 0) throw new ConfigError('max size per msg must be greater than 0');
+  if (r.id === None) throw new RaftConfigError('cannot use none (0) as id');
+  if (r.heartbeatTick <= 0) throw new RaftConfigError('heartbeat tick must be greater than 0');
+  if (r.electionTick <= r.heartbeatTick) throw new RaftConfigError('election tick must be greater than heartbeat tick');
+  if (r.maxInflightMsgs <= 0) throw new RaftConfigError('max inflight messages must be greater than 0');
+  if (r.maxSizePerMsg <= 0) throw new RaftConfigError('max size per msg must be greater than 0');
   if (r.maxInflightBytes !== 0 && r.maxInflightBytes < r.maxSizePerMsg) {
-    throw new ConfigError('max inflight bytes must be >= max message size');
+    throw new RaftConfigError('max inflight bytes must be >= max message size');
   }
   if (r.readOnlyOption === 'lease-based' && !r.checkQuorum) {
     // A lease is only sound if the leader steps down when it loses its quorum.
-    throw new ConfigError('checkQuorum must be enabled when readOnlyOption is lease-based');
+    throw new RaftConfigError('checkQuorum must be enabled when readOnlyOption is lease-based');
   }
   return r;
 }

@@ -3,7 +3,7 @@
 export { RawNode } from './rawnode';
 export type { Ready, Status } from './rawnode';
 export type { Config, RaftBugs, ReadOnlyOption } from './config';
-export { ConfigError } from './config';
+export { RaftConfigError } from './config';
 export { MemoryStorage } from './storage';
 export type { Storage, InitialState } from './storage';
 export { RaftError, ErrProposalDropped, ErrStepLocalMsg, ErrStepPeerNotFound } from './errors';

@@ -213,6 +213,41 @@ export class RawNode {
     }
   }
 
+  // ---- a read-only view for the application (so that no caller reaches into raft's fields) ----
+
+  get id(): NodeId {
+    return this.raft.id;
+  }
+
+  /** The leader this node knows of (0n: none). */
+  get lead(): NodeId {
+    return this.raft.lead;
+  }
+
+  get term(): number {
+    return this.raft.term;
+  }
+
+  /** The highest log index known to be committed. */
+  get committed(): number {
+    return this.raft.raftLog.committed;
+  }
+
+  isLearner(): boolean {
+    return this.raft.trk.learners.has(this.raft.id);
+  }
+
+  /** Whether `id` is in the current configuration (voter or learner). */
+  hasMember(id: NodeId): boolean {
+    return this.raft.trk.progress.has(id);
+  }
+
+  /** What the leader tracks of `id` (match index, heard from within an election timeout);
+   *  undefined for an unknown id. Meaningful on the leader only. */
+  progressOf(id: NodeId): { readonly match: number; readonly recentActive: boolean } | undefined {
+    return this.raft.trk.progress.get(id);
+  }
+
   status(): Status {
     const r = this.raft;
     const st: Status = {

@@ -18,14 +18,9 @@
 // member compacts at the same index. A compaction that finds the revision already compacted (an
 // operator compacted further meanwhile) counts as done.
 import { EtcdError, Errors } from '../util/errors';
+import type { CompactionPolicy } from '../config/flags';
 
-export type CompactionMode = 'periodic' | 'revision';
-
-export interface CompactionPolicy {
-  mode: CompactionMode;
-  /** periodic: milliseconds of history to keep; revision: revisions to keep. 0 = off. */
-  retention: number;
-}
+export type { CompactionPolicy } from '../config/flags';
 
 /** What the compactor drives: the store's revision, leadership, and a Compact through the log. */
 export interface Compactable {
@@ -161,38 +156,4 @@ export class Compactor {
       return false;
     }
   }
-}
-
-/** Go's time.ParseDuration subset etcd's flag accepts: "90s", "1h30m", "1.5h", "500ms". */
-export function parseGoDuration(s: string): number | undefined {
-  const units: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: HOUR_MS };
-  if (s === '0') return 0;
-  const re = /([0-9]*\.?[0-9]+)(ns|us|µs|ms|s|m|h)/gy;
-  let total = 0;
-  let pos = 0;
-  let m: RegExpExecArray | null;
-  while ((m = re.exec(s)) !== null) {
-    total += Number(m[1]) * units[m[2]!]!;
-    pos = re.lastIndex;
-  }
-  if (pos !== s.length || s.length === 0) return undefined;
-  return total;
-}
-
-/** etcd's reading of --auto-compaction-retention for a mode: in periodic mode a bare integer is
- *  hours, anything else a Go duration; in revision mode an integer number of revisions. */
-export function parseRetention(mode: CompactionMode, raw: string): number | string {
-  const s = raw.trim();
-  if (mode === 'revision') {
-    if (!/^[0-9]+$/.test(s)) return 'expected a number of revisions (an integer >= 0) in revision mode';
-    const n = Number(s);
-    return Number.isSafeInteger(n) ? n : 'too large';
-  }
-  if (/^[0-9]+$/.test(s)) {
-    const hours = Number(s);
-    return Number.isSafeInteger(hours * HOUR_MS) ? hours * HOUR_MS : 'too large';
-  }
-  const ms = parseGoDuration(s);
-  if (ms === undefined) return 'expected hours (an integer) or a duration such as 30m, 1h30m, 90s';
-  return ms;
 }

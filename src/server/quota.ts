@@ -13,8 +13,6 @@
 import type { InternalRequestBody } from './codec';
 import type { PutRequest, RequestOp, TxnRequest } from '../proto/types';
 
-/** etcd's default quota: 2 GiB (8 GiB is the suggested maximum). */
-export const QUOTA_BACKEND_BYTES_DEFAULT = 2 * 1024 * 1024 * 1024;
 /** What etcd charges a put beyond its key and value (quota.go kvOverhead). */
 export const KV_OVERHEAD_BYTES = 256;
 /** What etcd charges a lease grant (quota.go leaseOverhead). */

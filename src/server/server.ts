@@ -1,11 +1,8 @@
-// One quorumkv member at run time: owns the MVCC store and the apply path, turns mutating requests
-// into log entries, and resolves each waiting client once its entry has been applied.
-//
-// The log underneath is an interface (ReplicatedLog). Today it is SingleNodeLog: entries are
-// "committed" as soon as the event loop turns, in memory only. Raft with the WAL (the durability
-// and cluster issues) implements the same interface, and nothing above this file changes.
+// One quorumkv member at run time (etcd's EtcdServer): owns the MVCC store and the apply path, turns
+// mutating requests into log entries, and resolves each waiting client once its entry has been
+// applied. Consensus underneath is the ReplicatedLog seam (replicated_log.ts), which RaftNode
+// implements.
 import Long from 'long';
-import { assert } from '../util/assert';
 import { EtcdError, Errors, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
 import { MvccStore } from '../mvcc';
@@ -20,108 +17,9 @@ import { AlarmAction, AlarmStore, AlarmType, type AlarmRecord } from './alarms';
 import { quotaCostBytes } from './quota';
 import { NO_LEASES, type LeaseAttachments } from './kv_ops';
 import type { Backend, LoadedState } from '../storage/backend/backend';
+import type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 
-export interface LogEntry {
-  readonly index: number;
-  readonly term: number;
-  readonly data: Uint8Array;
-  /** Set for Raft membership changes (data is then empty). */
-  readonly confChange?: ConfChange;
-}
-
-/** What the server needs from consensus: order proposals into a log and hand back the committed
- *  entries, in index order, exactly once each. */
-/** Raft's view, as Maintenance.Status reports it. */
-export interface RaftStatus {
-  /** The leader this member knows of (0n = none). */
-  leader: bigint;
-  term: number;
-  /** Index of the last entry in this member's log. */
-  lastIndex: number;
-  commit: number;
-  isLearner: boolean;
-}
-
-export interface ReplicatedLog {
-  readonly term: number;
-  /** Current Raft status of this member. */
-  status(): RaftStatus;
-  /** Whether this member is a learner (cheap; asked on every client write). */
-  isLearner?(): boolean;
-  /** Asks Raft to hand leadership to `target` (leader only); resolves once `target` leads, or
-   *  rejects with etcd's error after a timeout. */
-  transferLeadership?(target: bigint, timeoutMs: number): Promise<void>;
-  /** True while this member is the leader: the one member allowed to decide lease expiry. */
-  isLeader(): boolean;
-  /** Called whenever this member gains or loses leadership. */
-  onLeadershipChange(handler: (isLeader: boolean) => void): void;
-  propose(data: Uint8Array): void;
-  /** Resolves when reading the local store is linearizable (ReadIndex). */
-  linearizableRead(): Promise<void>;
-  onCommit(handler: (entries: readonly LogEntry[]) => void): void;
-  /** Raft membership changes (absent in single-node stand-ins). */
-  proposeConfChange?(cc: ConfChange): void;
-  applyConfChange?(cc: ConfChange): ConfState;
-  /** Optional: called once if the log fails for good (e.g. a WAL write error). */
-  onFailure?(handler: (err: EtcdError) => void): void;
-  close(): void | Promise<void>;
-}
-
-/** The stand-in log of a single in-memory member: commits every proposal at the next turn of the
- *  event loop, batching all proposals of one turn (the shape Raft's Ready loop will have). */
-export class SingleNodeLog implements ReplicatedLog {
-  readonly term = 1;
-  private lastIndex = 0;
-
-  status(): RaftStatus {
-    return { leader: 1n, term: this.term, lastIndex: this.lastIndex, commit: this.lastIndex, isLearner: false };
-  }
-
-  isLeader(): boolean {
-    return !this.closed;
-  }
-
-  onLeadershipChange(_handler: (isLeader: boolean) => void): void {
-    // A single member is the leader from its first moment to its last; nothing ever changes.
-  }
-
-  private pending: Uint8Array[] = [];
-  private scheduled = false;
-  private handler: ((entries: readonly LogEntry[]) => void) | undefined;
-  private closed = false;
-
-  propose(data: Uint8Array): void {
-    assert(!this.closed, 'propose on a closed log');
-    this.pending.push(data);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
-    }
-  }
-
-  onCommit(handler: (entries: readonly LogEntry[]) => void): void {
-    this.handler = handler;
-  }
-
-  linearizableRead(): Promise<void> {
-    // Every proposal of this member is applied before its client hears back, and there is no
-    // other member: the local store is always the latest committed state.
-    return Promise.resolve();
-  }
-
-  close(): void {
-    this.closed = true;
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    if (this.closed) return;
-    const batch = this.pending;
-    this.pending = [];
-    const entries = batch.map((data) => ({ index: ++this.lastIndex, term: this.term, data }));
-    this.handler?.(entries);
-  }
-}
+export type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 
 export interface ServerOptions {
   memberId: bigint;
@@ -222,11 +120,9 @@ export class Server {
       },
     }, this.alarms, this.auth);
     if (opts.appliedIndex) this.applier.startFrom(opts.appliedIndex);
-    log.onFailure?.((err) => this.fail(err));
+    log.onFailure((err) => this.fail(err));
     this.sweeper = setInterval(() => this.expireWaiters(), 250);
     this.sweeper.unref();
-    // Proposal ids as etcd's idutil: the member's low 16 bits, then a time-based counter, so that
-    // ids from different members (and from this member before a restart) never collide.
     this.idPrefix = (opts.memberId & 0xffffn) << 48n;
     this.nextId = BigInt(Date.now() & 0xffffffffff) << 8n;
     log.onCommit((entries) => this.applyCommitted(entries));
@@ -264,7 +160,6 @@ export class Server {
 
   /** Hands leadership to `target` (etcd's MoveLeader). */
   transferLeadership(target: bigint, timeoutMs = this.requestTimeoutMs): Promise<void> {
-    if (!this.log.transferLeadership) return Promise.reject(Errors.NotCapable);
     return this.log.transferLeadership(target, timeoutMs);
   }
 
@@ -303,7 +198,7 @@ export class Server {
   /** Learners only replicate: etcd refuses client writes and linearizable reads on them. */
   get isLearner(): boolean {
     // Asked on every client write: no status object per request.
-    return this.log.isLearner?.() ?? false;
+    return this.log.isLearner();
   }
 
   propose(body: InternalRequestBody, header?: InternalRequestHeader): Promise<ApplyResult> {
@@ -311,16 +206,24 @@ export class Server {
     if (this.stopped) return Promise.reject(Errors.Stopped);
     const cost = quotaCostBytes(body);
     if (cost > 0 && this.overQuota(cost)) return this.raiseNoSpace().then(() => Promise.reject(Errors.NoSpace));
-    const id = (this.idPrefix | (this.nextId++ & 0xffffffffffffn)).toString();
+    const id = this.nextProposalId();
     // `header` names the client for apply-time auth checks; server-originated entries have none.
     const data = encodeRequest(header ? { id, header, ...body } : { id, ...body });
     if (data.length > this.maxRequestBytes) return Promise.reject(Errors.RequestTooLarge);
+    return this.waitApplied(id, () => this.log.propose(data));
+  }
+
+  /** A fresh proposal id, as etcd's idutil: the member's low 16 bits, then a time-seeded counter,
+   *  so that ids from different members (and from this member before a restart) never collide. */
+  private nextProposalId(): string {
+    return (this.idPrefix | (this.nextId++ & 0xffffffffffffn)).toString();
+  }
+
+  /** Registers a waiter for proposal `id`, then proposes; resolves with its applied result. */
+  private waitApplied(id: string, propose: () => void): Promise<ApplyResult> {
     return new Promise<ApplyResult>((resolve, reject) => {
-      this.waiters.set(id, {
-        resolve: (r) => (r.error ? reject(r.error) : resolve(r)),
-        deadlineMs: Date.now() + this.requestTimeoutMs,
-      });
-      this.log.propose(data);
+      this.waiters.set(id, { resolve: (r) => (r.error ? reject(r.error) : resolve(r)), deadlineMs: Date.now() + this.requestTimeoutMs });
+      propose();
     });
   }
 
@@ -418,14 +321,9 @@ export class Server {
   proposeMemberChange(type: ConfChangeType, member: Member): Promise<ApplyResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.stopped) return Promise.reject(Errors.Stopped);
-    const propose = this.log.proposeConfChange?.bind(this.log);
-    if (!propose) return Promise.reject(Errors.NotCapable);
-    const id = (this.idPrefix | (this.nextId++ & 0xffffffffffffn)).toString();
+    const id = this.nextProposalId();
     const context = Buffer.from(JSON.stringify({ reqId: id, member: memberToJson(member) }));
-    return new Promise<ApplyResult>((resolve, reject) => {
-      this.waiters.set(id, { resolve: (r) => (r.error ? reject(r.error) : resolve(r)), deadlineMs: Date.now() + this.requestTimeoutMs });
-      propose({ type, nodeId: member.id, context });
-    });
+    return this.waitApplied(id, () => this.log.proposeConfChange({ type, nodeId: member.id, context }));
   }
 
   /** Applies a committed membership change: the member list (and its durable copy) first, then
@@ -463,7 +361,7 @@ export class Server {
         w.resolve({ id: reqId, response: {}, revision: this.store.currentRevision });
       }
     }
-    this.log.applyConfChange?.(cc);
+    this.log.applyConfChange(cc);
     this.persistMember(cc.nodeId);
   }
 

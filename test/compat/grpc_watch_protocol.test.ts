@@ -3,7 +3,7 @@
 // periodic progress notification, fragments, and a slow (non-reading) client not blocking writers.
 import assert from 'node:assert/strict';
 import { startServer, type ServerProcess } from '../integration/harness';
-import { RawWatchStream, kvClient, unary } from '../watch/grpc_client';
+import { RawWatchStream, kvClient, unary } from './grpc_client';
 
 const b = (s: string) => Buffer.from(s);
 

@@ -1,6 +1,8 @@
 // Automatic compaction on a fake clock: which revision each policy compacts to, and when.
 import assert from 'node:assert/strict';
-import { Compactor, REVISION_CHECK_INTERVAL_MS, parseGoDuration, parseRetention, type CompactorClock } from '../../src/server/compactor';
+import { Compactor, REVISION_CHECK_INTERVAL_MS, type CompactorClock } from '../../src/server/compactor';
+import { parseRetention } from '../../src/config/flags';
+import { parseGoDuration } from '../../src/util/duration';
 import { Errors } from '../../src/util/errors';
 
 class FakeClock implements CompactorClock {

@@ -1,7 +1,7 @@
 // Wal: the write-ahead log of one member. See format.ts for the file format and recovery.ts for how
 // a log is read back.
 //
-// Contract (the Ready loop in src/server/raft_log.ts):
+// Contract (the Ready loop in src/server/raft_node.ts):
 //  - save() persists one Ready's entries and hard state with one write to a file opened O_DSYNC
 //    (the write returns once the data is on disk: write + fdatasync in one system call, group
 //    commit), through libuv's thread pool so the event loop keeps running. The caller awaits each

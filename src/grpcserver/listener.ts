@@ -16,7 +16,7 @@ import tls from 'node:tls';
 import type http from 'node:http';
 import type { ConnectionIdentities } from '../tls';
 import { assert } from '../util/assert';
-import type { H2GrpcServer } from '../api/h2_grpc';
+import type { H2GrpcServer } from './server';
 
 /** The HTTP/2 connection preface every gRPC client sends first (RFC 9113 §3.4). */
 export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');

@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { H2ServerConnection, H2_PREFACE, encodeHeaderBlock, type H2ServerStream } from '../../src/api/h2_conn';
+import { H2ServerConnection, H2_PREFACE, encodeHeaderBlock, type H2ServerStream } from '../../src/grpcserver/h2_conn';
 
 const RESPONSE = encodeHeaderBlock([[':status', '200'], ['content-type', 'application/octet-stream']]);
 const TRAILERS = encodeHeaderBlock([['x-done', 'yes']]);

@@ -23,8 +23,8 @@ import { lockDataDir, type DataDirLock } from '../storage/lock';
 import { ConfChangeType, EntryType, encodeConfChange } from '../raft';
 import type { ConfState, Entry } from '../raft';
 import { emptyHardState } from '../raft/types';
-import type { RecoveredRaftState } from '../server/raft_log';
-import { Membership, initialMembers, memberFromJson, memberToJson, type Member, type MemberJson } from '../server/membership';
+import type { RecoveredRaftState } from './raft_node';
+import { Membership, initialMembers, memberFromJson, memberToJson, type Member, type MemberJson } from './membership';
 import { serviceDefinition } from '../proto';
 import { credentialsForUrl, type TlsMaterial } from '../tls';
 

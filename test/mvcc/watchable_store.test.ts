@@ -3,7 +3,7 @@
 // now or in the future, and however often its stream is congested while writes go on.
 import { strict as assert } from 'node:assert';
 import { EventType, MvccStore, WatchableStore, WatchFlags, type Event, type WatchSink, type Watcher } from '../../src/mvcc';
-import { b, s, put, del, rng } from '../mvcc/helpers';
+import { b, s, put, del, rng } from './helpers';
 
 /** A sink that records deliveries and can be congested at will. */
 class FakeSink implements WatchSink {

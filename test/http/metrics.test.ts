@@ -1,6 +1,6 @@
 // MemberMetrics without a process: the slow-apply warning, leader changes, heartbeat round trips.
 import assert from 'node:assert/strict';
-import { MemberMetrics } from '../../src/gateway/metrics';
+import { MemberMetrics } from '../../src/http/metrics';
 import { encodeRequest } from '../../src/server/codec';
 import { MessageType, type Message } from '../../src/raft';
 import { Logger } from '../../src/util/log';

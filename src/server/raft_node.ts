@@ -1,4 +1,4 @@
-// RaftLog: the ReplicatedLog of a real member — the Raft core (src/raft) driven by timers and the
+// RaftNode (etcd's raftNode): the ReplicatedLog of a member — the Raft core (src/raft) driven by timers and the
 // Ready loop, with every Ready's entries and hard state made durable in the WAL before anything
 // that depends on them (acknowledgements, applying) happens.
 //
@@ -17,10 +17,10 @@ import { EtcdError, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
 import { RawNode, MemoryStorage, EntryType, StateRole, decodeConfChange, MessageType } from '../raft';
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, Snapshot } from '../raft';
-import type { LogEntry, RaftStatus, ReplicatedLog } from './server';
+import type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 import { Errors } from '../util/errors';
 
-/** What RaftLog needs from the WAL (src/storage/wal). */
+/** What RaftNode needs from the WAL (src/storage/wal). */
 export interface WalLike {
   save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void>;
   saveSnapshot(snap: { index: number; term: number }): Promise<void>;
@@ -39,7 +39,7 @@ export interface RecoveredRaftState {
   appliedTerm?: number;
 }
 
-export interface RaftLogOptions {
+export interface RaftNodeOptions {
   id: NodeId;
   confState: ConfState;
   wal: WalLike;
@@ -54,7 +54,7 @@ export interface RaftLogOptions {
   seed?: number;
 }
 
-export class RaftLog implements ReplicatedLog {
+export class RaftNode implements ReplicatedLog {
   readonly node: RawNode;
   readonly storage: MemoryStorage;
   private readonly wal: WalLike;
@@ -91,7 +91,7 @@ export class RaftLog implements ReplicatedLog {
   /** Metrics hooks: every message received from a peer; the leader as each soft state reports it. */
   observer: { received?(m: Message): void; leader?(lead: NodeId): void } = {};
 
-  constructor(opts: RaftLogOptions) {
+  constructor(opts: RaftNodeOptions) {
     this.wal = opts.wal;
     this.log = opts.log;
     this.send = opts.send ?? (() => undefined);
@@ -140,25 +140,25 @@ export class RaftLog implements ReplicatedLog {
   }
 
   isLearner(): boolean {
-    return this.node.raft.trk.learners.has(this.node.raft.id);
+    return this.node.isLearner();
   }
 
   status(): RaftStatus {
-    const r = this.node.raft;
-    return { leader: r.lead, term: r.term, lastIndex: this.lastIndex, commit: r.raftLog.committed, isLearner: r.trk.learners.has(r.id) };
+    const n = this.node;
+    return { leader: n.lead, term: n.term, lastIndex: this.lastIndex, commit: n.committed, isLearner: n.isLearner() };
   }
 
   /** etcd's MoveLeader: only the leader may start it; resolves once `target` is the leader. */
   async transferLeadership(target: NodeId, timeoutMs: number): Promise<void> {
     if (!this.leader) throw Errors.NotLeader;
-    if (target === this.node.raft.id) return;
-    if (!this.node.raft.trk.progress.has(target)) throw Errors.BadLeaderTransferee;
+    if (target === this.node.id) return;
+    if (!this.node.hasMember(target)) throw Errors.BadLeaderTransferee;
     this.node.transferLeader(target);
     this.schedule();
     const deadline = Date.now() + timeoutMs;
     while (Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
-      if (this.node.raft.lead === target) return;
+      if (this.node.lead === target) return;
     }
     throw Errors.Timeout;
   }
@@ -208,7 +208,7 @@ export class RaftLog implements ReplicatedLog {
 
   /** Highest index known committed (for deciding whether a received snapshot is stale). */
   get committedIndex(): number {
-    return this.node.raft.raftLog.committed;
+    return this.node.committed;
   }
 
   /** Proposes a membership change (one at a time: Raft drops a second one while one is pending). */
@@ -226,20 +226,20 @@ export class RaftLog implements ReplicatedLog {
   /** Leader only: whether `id` was heard from within the last election timeout (check-quorum's
    *  notion of an active member; the leader itself always is). */
   isActive(id: NodeId): boolean {
-    if (id === this.node.raft.id) return true;
-    return this.node.raft.trk.progress.get(id)?.recentActive ?? false;
+    if (id === this.node.id) return true;
+    return this.node.progressOf(id)?.recentActive ?? false;
   }
 
   /** The leader's view of how far `id` has replicated (match index), for learner promotion. */
   matchIndex(id: NodeId): number | undefined {
-    return this.node.raft.trk.progress.get(id)?.match;
+    return this.node.progressOf(id)?.match;
   }
 
   /** Installs a snapshot received from the leader (its state is already in place: the caller
    *  restored the backend and the store at `snap.metadata.index`). Returns false if it is stale. */
   installSnapshot(from: NodeId, term: number, snap: Snapshot): boolean {
-    if (snap.metadata.index <= this.node.raft.raftLog.committed) return false;
-    this.node.step({ type: MessageType.MsgSnap, from, to: this.node.raft.id, term, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, snapshot: snap });
+    if (snap.metadata.index <= this.node.committed) return false;
+    this.node.step({ type: MessageType.MsgSnap, from, to: this.node.id, term, logTerm: 0, index: 0, entries: [], commit: 0, reject: false, rejectHint: 0, snapshot: snap });
     this.schedule();
     return true;
   }
@@ -372,7 +372,7 @@ export class RaftLog implements ReplicatedLog {
   }
 
   private hasLeader(): boolean {
-    return this.node.raft.lead !== 0n;
+    return this.node.lead !== 0n;
   }
 
   private async runReadyLoop(): Promise<void> {
@@ -481,7 +481,7 @@ export class RaftLog implements ReplicatedLog {
   private onSoftState(isLeader: boolean): void {
     if (isLeader === this.leader) return;
     this.leader = isLeader;
-    this.log.info(isLeader ? 'became leader' : 'lost leadership', { term: this.node.raft.term });
+    this.log.info(isLeader ? 'became leader' : 'lost leadership', { term: this.node.term });
     for (const h of this.leadershipHandlers) h(isLeader);
   }
 

@@ -4,10 +4,10 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { ClientListener, HTTP2_PREFACE } from '../../src/gateway/listener';
-import { addService, newGrpcServer } from '../../src/api/grpc_server';
+import { ClientListener, HTTP2_PREFACE } from '../../src/grpcserver/listener';
+import { addService, newGrpcServer } from '../../src/api/services';
 import { grpcDefinitions } from '../../src/proto';
-import type { H2GrpcServer } from '../../src/api/h2_grpc';
+import type { H2GrpcServer } from '../../src/grpcserver/server';
 
 type HealthClient = grpc.Client & { Check(req: object, cb: (err: grpc.ServiceError | null, res: { status: number }) => void): void };
 

@@ -8,17 +8,17 @@ import type { MvccStore } from '../mvcc';
 import type { Logger } from '../util/log';
 import { idToHex } from '../util/ids';
 import { Server } from '../server/server';
-import { RaftLog } from '../server/raft_log';
-import { openStorage } from './bootstrap';
-import { ClusterNode } from './cluster_node';
-import { ETCD_SERVICES, addService, newGrpcServer, type Handlers } from '../api/grpc_server';
-import type { H2GrpcServer } from '../api/h2_grpc';
-import { MemberMetrics, serveClients, type ClientEndpoint } from '../gateway';
+import { RaftNode } from '../server/raft_node';
+import { openStorage } from '../server/bootstrap';
+import { ClusterNode } from '../server/peer';
+import { ETCD_SERVICES, addService, newGrpcServer, type Handlers } from '../api/services';
+import type { H2GrpcServer } from '../grpcserver/server';
+import { MemberMetrics, serveClients, type ClientEndpoint } from './client_port';
 import { kvService } from '../api/kv_service';
 import { healthService } from '../api/health_service';
 import { WatchableStore } from '../mvcc';
-import { CHECKPOINT_INTERVAL_MS_DEFAULT, LeaseRunner, Lessor, minLeaseTtlSec } from '../lease';
-import { PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT, WatchHub, watchService } from '../api/watch_service';
+import { LeaseRunner, Lessor, minLeaseTtlSec } from '../lease';
+import { WatchHub, watchService } from '../api/watch_service';
 import { leaseService } from '../api/lease_service';
 import { clusterService } from '../api/cluster_service';
 import { LeaderForwarder } from '../api/forward';
@@ -26,7 +26,7 @@ import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
 import { AuthStore } from '../auth';
 import { AlarmType } from '../server/alarms';
-import { Compactor, parseGoDuration } from '../server/compactor';
+import { Compactor } from '../server/compactor';
 import { ConnectionIdentities, certIdentityHook, credentialsForUrl, loadTls } from '../tls';
 
 /** etcd's suggested maximum for --quota-backend-bytes (it warns above it). */
@@ -43,17 +43,6 @@ export interface RunningMember {
   /** Resolves when this member learns it was removed from the cluster (it should then stop). */
   readonly removed: Promise<void>;
   stop(): Promise<void>;
-}
-
-/** A duration from the environment in etcd's (Go) syntax, e.g. "500ms", "10s", "10m". etcd reads
- *  its --experimental-* flags from these ETCD_* variables too. */
-function envDurationMs(name: string): number | undefined {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return undefined;
-  const ms = parseGoDuration(raw.trim());
-  if (ms === undefined) throw new Error(`invalid ${name}=${JSON.stringify(raw)}: expected a duration like 500ms, 10s or 10m`);
-  if (ms <= 0) throw new Error(`invalid ${name}=${JSON.stringify(raw)}: must be positive`);
-  return ms;
 }
 
 function encodeLease(state: { ttlSec: number; remainingTtlSec: number }): Buffer {
@@ -94,7 +83,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   // every applied revision's events go to the watchable store (created once the store exists).
   const lessor = new Lessor({
     minTtlSec: minLeaseTtlSec(cfg.electionTimeoutMs),
-    checkpointIntervalMs: envDurationMs('ETCD_EXPERIMENTAL_LEASE_CHECKPOINT_INTERVAL') ?? CHECKPOINT_INTERVAL_MS_DEFAULT,
+    checkpointIntervalMs: cfg.leaseCheckpointIntervalMs,
     now: () => performance.now(),
     persist: (id, state) => server.durableBackend?.stageLease(id, state ? encodeLease(state) : undefined),
   });
@@ -115,7 +104,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   // Raft over the WAL, talking to the other members through the cluster node's transport.
   let cluster: ClusterNode | undefined;
   let metrics: MemberMetrics | undefined; // created with the server; hooks below observe into it
-  const raftLog = new RaftLog({
+  const raftNode = new RaftNode({
     id: st.memberId,
     confState: st.confState,
     wal: st.wal,
@@ -127,7 +116,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   });
 
   let watchable: WatchableStore | undefined;
-  const server: Server = new Server(raftLog, {
+  const server: Server = new Server(raftNode, {
     leases: lessor,
     onEvents: (events, rev) => (metrics?.observeEvents(events), watchable?.notify(events, rev)),
     onApplyDuration: (data, ms) => metrics?.observeApply(data, ms),
@@ -150,7 +139,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       // The backend must hold the state at `index` durably before the WAL may forget the entries.
       backend
         .commit(index, term, true)
-        .then(() => raftLog.snapshot(index, SNAPSHOT_CATCH_UP_ENTRIES, server.membership.confState()))
+        .then(() => raftNode.snapshot(index, SNAPSHOT_CATCH_UP_ENTRIES, server.membership.confState()))
         .then(() => {
           lastSnapshotIndex = index;
           mlog.info('snapshot taken; older WAL segments released', { index, term });
@@ -162,7 +151,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
 
   watchable = new WatchableStore(server.store);
   const watchHub = new WatchHub(server, watchable, {
-    progressNotifyIntervalMs: envDurationMs('ETCD_EXPERIMENTAL_WATCH_PROGRESS_NOTIFY_INTERVAL') ?? PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT,
+    progressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs,
     maxRequestBytes: cfg.maxRequestBytes,
   });
   const leaseRunner = new LeaseRunner(lessor, server, (what, err) => mlog.debug(`${what} not applied`, { error: String(err) }));
@@ -199,7 +188,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     listenPeerUrls: cfg.listenPeerUrls,
     memberDir: path.join(cfg.dataDir, 'member'),
     server,
-    raftLog: () => raftLog,
+    raftNode: () => raftNode,
     log: mlog,
     peerTls,
     onRemoved: () => removedByPeer(),
@@ -216,7 +205,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   metrics = new MemberMetrics({ server, log: mlog, serverVersion: STATUS_VERSION });
   const m = metrics;
   st.wal.onFsync = (ms) => m.observeWalFsync(ms);
-  raftLog.observer = { received: (msg) => m.messageReceived(msg), leader: (lead) => m.leaderSeen(lead) };
+  raftNode.observer = { received: (msg) => m.messageReceived(msg), leader: (lead) => m.leaderSeen(lead) };
   // With --client-cert-auth, verified certificate CNs reach the auth check (src/tls/identity.ts);
   // the metadata hook always runs, so that no client can send the CN metadata key itself.
   const identities = clientTls?.commonNameAuth ? new ConnectionIdentities() : undefined;
@@ -227,9 +216,9 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     'etcdserverpb.Lease': leaseService(server, leaseRunner, forwarder),
     'etcdserverpb.Cluster': clusterService(server, {
       clusterToken: cfg.initialClusterToken,
-      raftLog,
+      raftNode,
       credentialsFor: clientUrlCredentials,
-      isActive: (id) => raftLog.isActive(id) && (id === st.memberId || cluster!.transport.isConnected(id)),
+      isActive: (id) => raftNode.isActive(id) && (id === st.memberId || cluster!.transport.isConnected(id)),
     }),
     'etcdserverpb.Maintenance': maintenanceService(server),
     'etcdserverpb.Auth': authService(server),

@@ -1,18 +1,18 @@
 // The HTTP side of the client port and the shared listener: what src/cli/member.ts wires up.
-import type { H2GrpcServer } from '../api/h2_grpc';
+import type { H2GrpcServer } from '../grpcserver/server';
 import type { Server } from '../server/server';
-import type { Handlers } from '../api/grpc_server';
+import type { Handlers } from '../api/services';
 import type { Logger } from '../util/log';
-import { ClientListener } from './listener';
-import { JsonGateway } from './gateway';
-import { createClientHttpServer } from './http_server';
-import type { MemberMetrics } from './metrics';
+import { ClientListener } from '../grpcserver/listener';
+import { JsonGateway } from '../http/gateway';
+import { createClientHttpServer } from '../http/http_server';
+import type { MemberMetrics } from '../http/metrics';
 import { gatewayCommonNameGuard, tlsServerOptions, type ConnectionIdentities, type TlsMaterial } from '../tls';
 
-export { MemberMetrics, WARNING_APPLY_DURATION_MS_DEFAULT } from './metrics';
-export { ClientListener, HTTP2_PREFACE } from './listener';
-export { JsonGateway } from './gateway';
-export { GATEWAY_ROUTES } from './routes';
+export { MemberMetrics, WARNING_APPLY_DURATION_MS_DEFAULT } from '../http/metrics';
+export { ClientListener, HTTP2_PREFACE } from '../grpcserver/listener';
+export { JsonGateway } from '../http/gateway';
+export { GATEWAY_ROUTES } from '../http/routes';
 
 export interface ClientEndpointOptions {
   grpc: H2GrpcServer;

@@ -10,12 +10,12 @@ import { dropPeerTraffic } from '../util/failpoints';
 import type { Message } from '../raft';
 import { MessageType } from '../raft';
 import { Transport, PEER_SERVER_OPTIONS } from '../transport';
-import type { RaftLog } from '../server/raft_log';
-import type { Server } from '../server/server';
-import { Membership, memberFromJson, memberToJson, type MemberJson } from '../server/membership';
+import type { RaftNode } from './raft_node';
+import type { Server } from './server';
+import { Membership, memberFromJson, memberToJson, type MemberJson } from './membership';
 import { Backend, type LoadedState } from '../storage/backend/backend';
 import { restoreSnapshotInto } from '../storage/backend/snapshot';
-import { addService } from '../api/grpc_server';
+import { addService } from '../api/services';
 import { grpcChannelCredentials, grpcServerCredentials, type TlsMaterial } from '../tls';
 
 export interface ClusterNodeOptions {
@@ -26,7 +26,7 @@ export interface ClusterNodeOptions {
   listenPeerUrls: string[];
   memberDir: string;
   server: Server;
-  raftLog: () => RaftLog;
+  raftNode: () => RaftNode;
   log: Logger;
   /** Called when a peer refuses this member as removed from the cluster. */
   onRemoved?: () => void;
@@ -53,11 +53,11 @@ export class ClusterNode {
       clusterId: o.clusterId,
       log: o.log,
       onMessage: (m) => {
-        if (!dropPeerTraffic(m.from)) o.raftLog().step(m);
+        if (!dropPeerTraffic(m.from)) o.raftNode().step(m);
       },
       onSnapshot: (m, data) => (dropPeerTraffic(m.from) ? Promise.reject(new Error('failpoint: peer traffic dropped')) : this.installSnapshot(m, data)),
-      onUnreachable: (id) => o.raftLog().reportUnreachable(id),
-      onSnapshotStatus: (id, ok) => o.raftLog().reportSnapshot(id, ok),
+      onUnreachable: (id) => o.raftNode().reportUnreachable(id),
+      onSnapshotStatus: (id, ok) => o.raftNode().reportSnapshot(id, ok),
       getSnapshotData: (m) => this.snapshotData(m),
       isRemovedMember: (id) => o.server.membership.removed.has(id),
       onRemoved: () => o.onRemoved?.(),
@@ -141,7 +141,7 @@ export class ClusterNode {
   /** A snapshot from the leader: write it as a new backend, swap it in, then let Raft take it. */
   private async installSnapshot(m: Message, data: Buffer): Promise<void> {
     if (this.installing) throw new Error('a snapshot install is already in progress');
-    const raft = this.o.raftLog();
+    const raft = this.o.raftNode();
     const index = m.snapshot?.metadata.index ?? 0;
     if (index <= raft.committedIndex) return; // stale: we already have more than it holds
     this.installing = true;

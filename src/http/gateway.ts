@@ -22,7 +22,7 @@ import type http from 'node:http';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { PROTO_DIR, serviceDefinition } from '../proto';
-import { GRPC_OVERHEAD_BYTES, type Handlers } from '../api/grpc_server';
+import { GRPC_OVERHEAD_BYTES, type Handlers } from '../api/services';
 import { toStatus } from '../api/errors';
 import { Errors, GrpcCode, unimplemented } from '../util/errors';
 import type { Logger } from '../util/log';

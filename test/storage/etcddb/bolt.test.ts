@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BoltFormatError, BoltReader, BoltWriter, PAGE_BYTES, bufferedSink, isBoltHeader } from '../../src/storage/backend/bolt';
-import { Rng } from '../../src/util/rng';
+import { BoltFormatError, BoltReader, BoltWriter, PAGE_BYTES, bufferedSink, isBoltHeader } from '../../../src/storage/etcddb/bolt';
+import { Rng } from '../../../src/util/rng';
 
 async function writeDb(file: string, buckets: Map<string, [Buffer, Buffer][]>): Promise<number> {
   const fd = fs.openSync(file, 'w');

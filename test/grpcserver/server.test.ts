@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
-import { H2GrpcServer, MessageReader, frameMessage } from '../../src/api/h2_grpc';
+import { H2GrpcServer, MessageReader, frameMessage } from '../../src/grpcserver/server';
 import zlib from 'node:zlib';
-import { addService } from '../../src/api/grpc_server';
+import { addService } from '../../src/api/services';
 import { grpcDefinitions } from '../../src/proto';
 import { CERT_CN_METADATA_KEY, certCommonNameOf, certIdentityHook } from '../../src/tls';
 

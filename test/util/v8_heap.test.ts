@@ -1,6 +1,6 @@
 // The adaptive V8 heap growing factor (src/util/heap.ts).
 import { strict as assert } from 'node:assert';
-import { heapGrowingPercent } from '../../src/util/heap';
+import { heapGrowingPercent } from '../../src/util/v8_heap';
 
 const MB = 1024 * 1024;
 

@@ -3,10 +3,10 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { JsonIncomplete, JsonNumber, JsonSyntaxError, parseJson, parseNext } from '../../src/gateway/json_parse';
-import { JsonMappingError, decodeBase64Strict, messageIn, messageOut } from '../../src/gateway/json_pb';
+import { JsonIncomplete, JsonNumber, JsonSyntaxError, parseJson, parseNext } from '../../src/http/json_parse';
+import { JsonMappingError, decodeBase64Strict, messageIn, messageOut } from '../../src/http/json_pb';
 import { PROTO_DIR } from '../../src/proto';
-import { GATEWAY_ROUTES, httpStatusOf } from '../../src/gateway/routes';
+import { GATEWAY_ROUTES, httpStatusOf } from '../../src/http/routes';
 
 function rootOf(): protobuf.Root {
   const r = new protobuf.Root();

@@ -21,8 +21,8 @@
 import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
 import { BoltReader, BoltWriter, type PageSink } from './bolt';
-import { encodeSnapshotRecords, snapshotHeader, snapshotTrailer, type SnapshotMeta } from './snapshot';
-import { AUTH_ROLE, AUTH_USER, NS_ALARM, NS_AUTH, NS_KV, NS_LEASE, NS_MEMBER, NS_META, NS_REMOVED, encodeKv, kvRecordKey, metaKey, u64 } from './backend';
+import { encodeSnapshotRecords, snapshotHeader, snapshotTrailer, type SnapshotMeta } from '../backend/snapshot';
+import { AUTH_ROLE, AUTH_USER, NS_ALARM, NS_AUTH, NS_KV, NS_LEASE, NS_MEMBER, NS_META, NS_REMOVED, encodeKv, kvRecordKey, metaKey, u64 } from '../backend/backend';
 
 const ETCD_CLUSTER_VERSION = '3.4.0';
 const META_APPLIED_TERM_ETCD = 'quorumkv_applied_term';

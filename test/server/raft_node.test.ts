@@ -1,6 +1,6 @@
-// RaftLog over a recording WAL: what a single voter writes to disk as it commits proposals.
+// RaftNode over a recording WAL: what a single voter writes to disk as it commits proposals.
 import assert from 'node:assert/strict';
-import { RaftLog, type WalLike } from '../../src/server/raft_log';
+import { RaftNode, type WalLike } from '../../src/server/raft_node';
 import type { LogEntry } from '../../src/server/server';
 import type { Entry, HardState } from '../../src/raft';
 import { emptyHardState } from '../../src/raft/types';
@@ -22,10 +22,10 @@ class RecordingWal implements WalLike {
   async close(): Promise<void> {}
 }
 
-describe('RaftLog and the WAL', () => {
+describe('RaftNode and the WAL', () => {
   it('writes a commit-only hard state with the next entries, never in a batch of its own', async () => {
     const wal = new RecordingWal();
-    const log = new RaftLog({
+    const log = new RaftNode({
       id: 1n,
       confState: { voters: [1n], learners: [] },
       wal,

@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import { unimplemented } from '../util/errors';
 import { serviceDefinition } from '../proto';
 import { toStatus } from './errors';
-import { H2GrpcServer, type H2GrpcServerOptions } from './h2_grpc';
+import { H2GrpcServer, type H2GrpcServerOptions } from '../grpcserver/server';
 
 /** gRPC framing headroom above --max-request-bytes, as etcd (grpcOverheadBytes). */
 export const GRPC_OVERHEAD_BYTES = 512 * 1024;

@@ -30,7 +30,7 @@ import { EventEmitter } from 'node:events';
 import zlib from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { GrpcCode } from '../util/errors';
-import { toStatus } from './errors';
+import { toStatus } from '../api/errors';
 import { H2ServerConnection, encodeHeaderBlock, type H2Headers, type H2ServerStream } from './h2_conn';
 
 export interface CallStatus {
