@@ -438,7 +438,10 @@ export class Raft implements RaftCore {
 
   /** Applies a committed conf change (called by the application when it applies the entry). */
   applyConfChange(cc: ConfChange): ConfState {
-    const err = applyConfChangeToTracker(this.trk, cc, this.raftLog.lastIndex() + 1);
+    // A new member starts probing at our last entry (etcd: Next = lastIndex), not past it: then
+    // the probe below has an entry to carry and goes out now. With lastIndex + 1 it had nothing
+    // to send, and a new member waited for the next heartbeat or proposal to be contacted.
+    const err = applyConfChangeToTracker(this.trk, cc, Math.max(this.raftLog.lastIndex(), 1));
     assert(err === null, `invalid conf change reached apply: ${err}`);
     const cs = this.trk.confState();
     if (this.state !== StateRole.Leader) return cs;
@@ -453,8 +456,10 @@ export class Raft implements RaftCore {
       return cs;
     }
     if (maybeCommit(this)) {
+      // The quorum changed and more is committed: tell everyone.
       bcastAppend(this);
     } else {
+      // Probe new members at once; send pending entries to anyone who can take them.
       for (const id of this.trk.ids()) if (id !== this.id) maybeSendAppend(this, id, false);
     }
     if (this.leadTransferee !== None && !this.trk.voters.has(this.leadTransferee)) this.abortLeaderTransfer();
