@@ -5,8 +5,8 @@
 // deliver-msgs / stabilize, so every interleaving in a trace is spelled out.
 //
 // The core has no logger; the INFO/DEBUG lines of a trace are derived here by comparing a node's
-// state before and after each call into it (role and term, configuration, the leader's view of
-// each follower's progress state).
+// state before and after each call into it (a new campaign round, role and term, configuration,
+// the leader's view of each follower's progress state).
 
 import { assert } from '../../../src/util/assert';
 import { decodeConfChange, EntryType, MemoryStorage, MessageType, ProgressState, RawNode, StateRole } from '../../../src/raft';
@@ -137,7 +137,7 @@ export class InteractionEnv {
     return { role: r.state, term: r.term, conf: configString(r.trk.confState()), progress, ownVotes };
   }
 
-  /** Runs f against node n and logs what changed: role and term, configuration, progress states. */
+  /** Runs f against node n and logs what changed: campaign rounds, role and term, configuration, progress states. */
   call<T>(n: Node, f: () => T): T {
     const before = this.observe(n);
     const res = f();
