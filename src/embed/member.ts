@@ -4,7 +4,6 @@
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { ServerConfig } from '../config/flags';
-import type { MvccStore } from '../mvcc';
 import type { Logger } from '../util/log';
 import { idToHex } from '../util/ids';
 import { Server } from '../server/server';
@@ -17,7 +16,7 @@ import { MemberMetrics, serveClients, type ClientEndpoint } from './client_port'
 import { kvService } from '../api/kv_service';
 import { healthService } from '../api/health_service';
 import { WatchableStore } from '../mvcc';
-import { LeaseRunner, Lessor, minLeaseTtlSec } from '../lease';
+import { LeaseRunner, Lessor, minLeaseTtlSec, restoreLeases } from '../lease';
 import { WatchHub, watchService } from '../api/watch_service';
 import { leaseService } from '../api/lease_service';
 import { clusterService } from '../api/cluster_service';
@@ -45,13 +44,6 @@ export interface RunningMember {
   stop(): Promise<void>;
 }
 
-function encodeLease(state: { ttlSec: number; remainingTtlSec: number }): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeBigInt64BE(BigInt(state.ttlSec), 0);
-  b.writeBigInt64BE(BigInt(state.remainingTtlSec), 8);
-  return b;
-}
-
 /** etcd's start-up lines about the quota (and its warning above the suggested maximum). */
 function logQuota(log: Logger, quotaBytes: number): void {
   if (quotaBytes === Infinity) return log.warn('disabled backend quota (--quota-backend-bytes is negative)');
@@ -59,14 +51,6 @@ function logQuota(log: Logger, quotaBytes: number): void {
     log.warn('quota exceeds the maximum suggested value', { 'quota-size-bytes': quotaBytes, 'quota-maximum-size-bytes': QUOTA_BACKEND_BYTES_MAX_SUGGESTED });
   }
   log.info('enabled backend quota', { 'quota-size-bytes': quotaBytes });
-}
-
-/** Brings back the leases saved in the backend and re-attaches every live key that names one. */
-function restoreLeases(lessor: Lessor, saved: Map<bigint, Buffer>, store: MvccStore): void {
-  if (saved.size === 0) return;
-  for (const [id, rec] of saved) lessor.restore(id, Number(rec.readBigInt64BE(0)), Number(rec.readBigInt64BE(8)));
-  const all = store.range(Buffer.from([0]), Buffer.from([0]), {});
-  for (const kv of all.kvs) if (kv.lease !== 0n && lessor.exists(kv.lease)) lessor.attach(kv.lease, kv.key);
 }
 
 export async function startMember(cfg: ServerConfig, log: Logger): Promise<RunningMember> {
@@ -85,7 +69,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     minTtlSec: minLeaseTtlSec(cfg.electionTimeoutMs),
     checkpointIntervalMs: cfg.leaseCheckpointIntervalMs,
     now: () => performance.now(),
-    persist: (id, state) => server.durableBackend?.stageLease(id, state ? encodeLease(state) : undefined),
+    persist: (id, state) => server.durableBackend?.stageLease(id, state),
   });
   restoreLeases(lessor, st.loaded.leases, st.loaded.store);
   // The auth store is replicated state like the leases: changed only by applied entries, staged
