@@ -1,37 +1,34 @@
 // `quorumkv snapshot restore|status`: offline tools for the snapshot files `etcdctl snapshot save`
-// fetches from a quorumkv member (Maintenance.Snapshot; file layout in api/maintenance_service.ts:
-// backend snapshot, zero padding to 512 bytes, SHA-256).
+// fetches from a quorumkv member (Maintenance.Snapshot; file layout in storage/snapshot_file.ts:
+// payload, zero padding to 512 bytes, SHA-256).
 //
 // restore: checks the SHA-256, refuses a data dir that is not empty, writes the backend from the
 // snapshot into <data-dir>/member/backend, and creates a WAL whose snapshot marker and hard state
 // sit at the snapshot's applied index, so the member starts from the restored state (Raft's log
 // begins at the snapshot; nothing is replayed). Member and cluster IDs are derived from the flags,
 // as a new cluster's are, so the restored member is a new one-member (or --initial-cluster) cluster.
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { ConfigError, parseServerFlags, splitArgv } from '../config/flags';
 import { computeClusterId, computeMemberId, idToHex } from '../util/ids';
-import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_SHA256_BYTES, SnapshotFraming, paddingBytes } from '../api/maintenance_service';
-import { restoreSnapshotInto, type SnapshotMeta } from '../storage/backend/snapshot';
+import {
+  SNAPSHOT_ALIGN_BYTES,
+  SNAPSHOT_SHA256_BYTES,
+  SnapshotFileError,
+  emptyBackendStreamFileStats,
+  isEtcdDbFile,
+  readBackendStreamFile,
+  verifySnapshotFile,
+} from '../storage/snapshot_file';
+import { restoreSnapshotInto, writeRecordsInto, type SnapshotMeta } from '../storage/backend/snapshot';
+import { MEMBERSHIP_NAMESPACES } from '../storage/backend/records';
 import { Backend } from '../storage/backend/backend';
 import { initialMembers, memberToJson } from '../server/membership';
 import { encodeMetadata } from '../server/bootstrap';
 import { Wal } from '../storage/wal';
-import { BoltReader, isBoltHeader } from '../storage/etcddb/bolt';
+import { BoltReader } from '../storage/etcddb/bolt';
 import { etcdDbAsSnapshotStream, etcdDbStatus } from '../storage/etcddb/etcd_db';
-
-/** File read size for hashing and restoring. */
-const READ_CHUNK_BYTES = 1024 * 1024;
-/** Backend namespaces holding cluster membership ('c' members, 'r' removed members; see
- *  storage/backend/backend.ts). A restore starts a new cluster, so they are dropped and the
- *  membership comes from --initial-cluster, as etcd's restore rewrites its members bucket. */
-const MEMBERSHIP_NAMESPACES = [0x63, 0x72];
-
-export class SnapshotFileError extends Error {
-  override name = 'SnapshotFileError';
-}
 
 const USAGE = `Usage:
   quorumkv snapshot restore <file> [--data-dir=<dir>] [--name=default] [--initial-cluster=<name>=<peer-url>,...]
@@ -74,73 +71,6 @@ function fileAndFlags(args: readonly string[], known: readonly string[], boolean
   }
   if (positional.length !== 1) throw new ConfigError(`expected exactly one snapshot file, got ${positional.length}`);
   return { file: positional[0]!, flags: splitArgv(flagArgs, new Set([...known, ...booleans]), new Set(booleans)) };
-}
-
-// --- reading snapshot files -----------------------------------------------------------------------
-
-/** Progress callback: bytes of the file read so far (by this pass). */
-export type OnBytes = (readBytes: number) => void;
-
-async function* readRange(file: string, start: number, endExclusive: number, onBytes?: OnBytes): AsyncGenerator<Buffer> {
-  if (endExclusive <= start) return;
-  const stream = fs.createReadStream(file, { start, end: endExclusive - 1, highWaterMark: READ_CHUNK_BYTES });
-  let read = 0;
-  for await (const piece of stream) {
-    read += (piece as Buffer).length;
-    onBytes?.(read);
-    yield piece as Buffer;
-  }
-}
-
-/** Checks the file's layout and its SHA-256; returns the length of payload + padding. */
-export async function verifySnapshotFile(file: string, onBytes?: OnBytes): Promise<number> {
-  const size = (await fs.promises.stat(file)).size;
-  if (size % SNAPSHOT_ALIGN_BYTES !== SNAPSHOT_SHA256_BYTES) {
-    throw new SnapshotFileError(`snapshot file integrity check failed: sha256 checksum not found (${size} bytes is not a multiple of ${SNAPSHOT_ALIGN_BYTES} plus ${SNAPSHOT_SHA256_BYTES})`);
-  }
-  const body = size - SNAPSHOT_SHA256_BYTES;
-  const h = createHash('sha256');
-  for await (const piece of readRange(file, 0, body, onBytes)) h.update(piece);
-  const expected = Buffer.alloc(SNAPSHOT_SHA256_BYTES);
-  const fd = await fs.promises.open(file, 'r');
-  try {
-    await fd.read(expected, 0, SNAPSHOT_SHA256_BYTES, body);
-  } finally {
-    await fd.close();
-  }
-  const actual = h.digest();
-  if (!actual.equals(expected)) {
-    throw new SnapshotFileError(`snapshot file integrity check failed: expected sha256 ${expected.toString('hex')}, got ${actual.toString('hex')}`);
-  }
-  return body;
-}
-
-/** The payload of a verified file (padding cut off after the snapshot's trailer, and checked to be
- *  zeros of the right length); `framing` collects what it saw. */
-async function* payloadOf(file: string, body: number, framing: SnapshotFraming, onBytes?: OnBytes): AsyncGenerator<Buffer> {
-  let trailing = 0;
-  for await (const piece of readRange(file, 0, body, onBytes)) {
-    const n = framing.done ? 0 : framing.push(piece);
-    if (n > 0) yield n === piece.length ? piece : piece.subarray(0, n);
-    const rest = piece.subarray(n);
-    if (rest.some((b) => b !== 0)) throw new SnapshotFileError('snapshot file: unexpected data after the snapshot payload');
-    trailing += rest.length;
-  }
-  if (!framing.done) throw new SnapshotFileError('snapshot file: truncated (the payload has no trailer)');
-  if (trailing !== paddingBytes(framing.payloadBytes)) throw new SnapshotFileError(`snapshot file: ${trailing} bytes of padding, expected ${paddingBytes(framing.payloadBytes)}`);
-}
-
-/** Is the file an etcd (bbolt) database: what `etcdctl snapshot save` fetches from etcd, and from
- *  quorumkv since it writes etcd's format? (Otherwise: an earlier quorumkv backend stream.) */
-export function isEtcdDbFile(file: string): boolean {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const first = Buffer.alloc(4096);
-    const n = fs.readSync(fd, first, 0, first.length, 0);
-    return isBoltHeader(first.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 // --- restore --------------------------------------------------------------------------------------
@@ -201,7 +131,7 @@ export async function restoreSnapshot(
   if (!isEmptyOrMissing(o.dataDir)) throw new SnapshotFileError(`data-dir ${JSON.stringify(o.dataDir)} exists and is not empty`);
   const size = (await fs.promises.stat(file)).size;
   const progress = o.onProgress;
-  const etcdDb = isEtcdDbFile(file);
+  const etcdDb = await isEtcdDbFile(file);
   if (etcdDb && size % SNAPSHOT_ALIGN_BYTES !== SNAPSHOT_SHA256_BYTES && !o.skipHashCheck) {
     throw new SnapshotFileError('snapshot missing hash but --skip-hash-check=false');
   }
@@ -227,9 +157,10 @@ export async function restoreSnapshot(
         db.close();
       }
     } else {
-      const framing = new SnapshotFraming();
-      meta = await restoreSnapshotInto(backendDir, payloadOf(file, body, framing, progress && ((n) => progress(size + n, 2 * size))));
-      revision = Math.max(1, framing.currentRevision);
+      const stats = emptyBackendStreamFileStats();
+      await writeRecordsInto(backendDir, readBackendStreamFile(file, body, stats, progress && ((n) => progress(size + n, 2 * size))));
+      meta = stats.meta!;
+      revision = Math.max(1, stats.currentRevision);
     }
     await dropMembership(backendDir);
     // The new cluster's membership is --initial-cluster (as etcd's restore rewrites its members
@@ -263,6 +194,8 @@ export async function restoreSnapshot(
 }
 
 
+/** A restore starts a new cluster: the membership comes from --initial-cluster, as etcd's restore
+ *  rewrites its members bucket. */
 async function dropMembership(backendDir: string): Promise<void> {
   const db = new ClassicLevel<Buffer, Buffer>(backendDir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
   await db.open();
@@ -288,7 +221,7 @@ export interface SnapshotStatus {
  *  records in the backend, total size = the file's size. */
 export async function snapshotStatus(file: string): Promise<SnapshotStatus> {
   const body = await verifySnapshotFile(file);
-  if (isEtcdDbFile(file)) {
+  if (await isEtcdDbFile(file)) {
     const db = BoltReader.open(file);
     try {
       return etcdDbStatus(db);
@@ -296,11 +229,11 @@ export async function snapshotStatus(file: string): Promise<SnapshotStatus> {
       db.close();
     }
   }
-  const framing = new SnapshotFraming();
-  for await (const _ of payloadOf(file, body, framing)) {
-    // payloadOf walks the framing; nothing else to do with the bytes
+  const stats = emptyBackendStreamFileStats();
+  for await (const _ of readBackendStreamFile(file, body, stats)) {
+    // the reader parses and checks the payload, filling in stats; the records are not needed
   }
-  return { hash: framing.crc >>> 0, revision: Math.max(1, framing.currentRevision), totalKey: framing.records, totalSize: (await fs.promises.stat(file)).size };
+  return { hash: stats.payloadCrc >>> 0, revision: Math.max(1, stats.currentRevision), totalKey: stats.records, totalSize: (await fs.promises.stat(file)).size };
 }
 
 async function statusCommand(args: readonly string[]): Promise<number> {

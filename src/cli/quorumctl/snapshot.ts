@@ -5,11 +5,10 @@
 // renames it to FILE and fsyncs the directory: FILE is either absent or a complete, verified
 // snapshot, never a torn one.
 // restore: `quorumkv snapshot restore` (src/cli/snapshot.ts) with a progress bar.
-import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
-import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_SHA256_BYTES } from '../../api/maintenance_service';
+import { SnapshotFileVerifier } from '../../storage/snapshot_file';
 import { parseServerFlags } from '../../config/flags';
 import { idToHex } from '../../util/ids';
 import { restoreSnapshot } from '../snapshot';
@@ -42,30 +41,6 @@ interface SnapshotResponsePb {
   blob: Buffer;
 }
 
-/** Keeps the last SHA256 bytes seen (the trailer) while hashing everything before them. */
-class TrailerHasher {
-  private readonly hash = createHash('sha256');
-  private tail = Buffer.alloc(0);
-
-  push(chunk: Buffer): void {
-    const all = this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]);
-    const keep = Math.min(SNAPSHOT_SHA256_BYTES, all.length);
-    this.hash.update(all.subarray(0, all.length - keep));
-    this.tail = Buffer.from(all.subarray(all.length - keep));
-  }
-
-  /** Throws etcd's messages if the stream did not end in the SHA-256 of what came before it. */
-  check(totalBytes: number): void {
-    if (totalBytes % SNAPSHOT_ALIGN_BYTES !== SNAPSHOT_SHA256_BYTES || this.tail.length !== SNAPSHOT_SHA256_BYTES) {
-      throw new CommandError('snapshot file integrity check failed: sha256 checksum not found');
-    }
-    const actual = this.hash.digest();
-    if (!actual.equals(this.tail)) {
-      throw new CommandError(`snapshot file integrity check failed: expected sha256 ${this.tail.toString('hex')}, got ${actual.toString('hex')}`);
-    }
-  }
-}
-
 export async function saveSnapshot(c: Connection, file: string): Promise<number> {
   const part = `${file}.part`;
   const fh = await fs.promises.open(part, 'w', 0o600);
@@ -74,14 +49,14 @@ export async function saveSnapshot(c: Connection, file: string): Promise<number>
   try {
     // No deadline: a large backend takes as long as it takes; the server ends the stream.
     const call = c.client('Maintenance')['Snapshot']!({}) as grpc.ClientReadableStream<SnapshotResponsePb>;
-    const hasher = new TrailerHasher();
+    const verifier = new SnapshotFileVerifier();
     let done = 0;
     let total = 0;
     try {
       for await (const r of call as AsyncIterable<SnapshotResponsePb>) {
         const blob = r.blob;
         if (total === 0) total = blob.length + Number(r.remaining_bytes);
-        hasher.push(blob);
+        verifier.push(blob);
         let off = 0;
         while (off < blob.length) off += (await fh.write(blob, off, blob.length - off)).bytesWritten;
         done += blob.length;
@@ -91,7 +66,7 @@ export async function saveSnapshot(c: Connection, file: string): Promise<number>
       throw toCommandError(err);
     }
     if (done === 0) throw new CommandError('snapshot: the server sent no data');
-    hasher.check(done);
+    verifier.finish(); // etcd's checks: size n % 512 == 32, and the SHA-256 of what came before it
     await fh.sync();
     bar.update(done, done);
     bar.finish();
