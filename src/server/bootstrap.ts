@@ -24,7 +24,7 @@ import { ConfChangeType, EntryType, encodeConfChange } from '../raft';
 import type { ConfState, Entry } from '../raft';
 import { emptyHardState } from '../raft/types';
 import type { RecoveredRaftState } from './raft_node';
-import { Membership, initialMembers, memberFromJson, memberToJson, type Member, type MemberJson } from './membership';
+import { Membership, initialMembers, memberFromJson, memberToJson, membershipFromRecords, type Member, type MemberJson } from './membership';
 import { serviceDefinition } from '../proto';
 import { credentialsForUrl, type TlsMaterial } from '../tls';
 
@@ -109,7 +109,7 @@ export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsM
     // Values beyond --hot-value-bytes live in the spill file (a cache of the backend's values).
     const spill = cfg.hotValueBytes === undefined ? undefined : { spill: SpillFile.open(path.join(memberDir, 'spill'), log), hotValueBytes: cfg.hotValueBytes };
     const loaded = await backend.load(spill);
-    const saved = new Membership(loaded.members.map((b) => memberFromJson(JSON.parse(b.toString('utf8')) as MemberJson)), loaded.removed);
+    const saved = membershipFromRecords(loaded.members, loaded.removed);
     const initial = initialMembers(cfg.initialCluster, cfg.initialClusterToken);
     if (await Wal.exists(walDir)) {
       const opened = await Wal.open(walDir);

@@ -1,54 +1,44 @@
-// `quorumkv snapshot restore|status` on snapshot files (layout: storage/snapshot_file.ts): the
-// integrity checks made before a data dir is touched, status of an earlier quorumkv file, and
-// sizes printed as etcdctl prints them.
+// `quorumkv snapshot restore|status` (src/cli/snapshot.ts): argv and output. The work behind them
+// is tested in test/server/restore.test.ts and test/storage/snapshot_file.test.ts; the commands
+// against real files from etcdctl in test/compat/etcdctl_maintenance.test.ts.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { paddingBytes } from '../../src/storage/snapshot_file';
-import { humanizeBytes, restoreSnapshot, snapshotStatus } from '../../src/cli/snapshot';
-import { tempDir } from '../integration/harness';
+import { humanizeBytes } from '../../src/cli/snapshot';
+import { SERVER_BIN, tempDir } from '../integration/harness';
 import { RECORDS, backendStream, fileBytes } from '../storage/snapshot_helpers';
 
-describe('quorumkv snapshot restore|status', () => {
-  describe('file checks', () => {
-    let dir: string;
-    beforeEach(() => (dir = tempDir('quorumkv-snapfile-')));
-    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+function quorumkv(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [SERVER_BIN, ...args], { timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
 
-    it('status of an earlier quorumkv file: revision, record count and size; non-zero padding is refused', async () => {
+describe('quorumkv snapshot restore|status', function () {
+  this.timeout(30_000);
+
+  it('status prints etcdctl\'s formats; bad usage exits 2, a bad file 1', async () => {
+    const dir = tempDir('quorumkv-snapcli-');
+    try {
       const f = path.join(dir, 's.db');
       fs.writeFileSync(f, fileBytes(backendStream(RECORDS)));
-      const s = await snapshotStatus(f);
-      assert.deepEqual({ revision: s.revision, totalKey: s.totalKey, totalSize: s.totalSize }, { revision: 42, totalKey: 4, totalSize: fs.statSync(f).size });
-      const p = backendStream(RECORDS);
-      const bad = Buffer.concat([p, Buffer.alloc(paddingBytes(p.length), 7)]);
-      fs.writeFileSync(f, Buffer.concat([bad, createHash('sha256').update(bad).digest()]));
-      await assert.rejects(snapshotStatus(f), /unexpected data after the snapshot payload/);
-    });
-
-    it('restore refuses a non-empty data dir before reading the file', async () => {
-      const dataDir = path.join(dir, 'data');
-      fs.mkdirSync(dataDir);
-      fs.writeFileSync(path.join(dataDir, 'something'), 'x');
-      const f = path.join(dir, 's.db');
-      fs.writeFileSync(f, fileBytes(backendStream(RECORDS)));
-      const opts = { dataDir, name: 'default', initialCluster: new Map([['default', ['http://127.0.0.1:2380']]]), initialClusterToken: 'etcd-cluster' };
-      await assert.rejects(restoreSnapshot(f, opts), /exists and is not empty/);
-      assert.deepEqual(fs.readdirSync(dataDir), ['something']);
-    });
-
-    it('a failed restore leaves no data dir behind', async () => {
-      const dataDir = path.join(dir, 'data');
-      const f = path.join(dir, 's.db');
-      // Valid hash and framing, but the record count in the trailer is wrong.
-      const p = backendStream(RECORDS);
-      p.writeBigUInt64BE(99n, p.length - 12);
-      fs.writeFileSync(f, fileBytes(p));
-      const opts = { dataDir, name: 'default', initialCluster: new Map([['default', ['http://127.0.0.1:2380']]]), initialClusterToken: 'etcd-cluster' };
-      await assert.rejects(restoreSnapshot(f, opts), /record count/);
-      assert.equal(fs.existsSync(dataDir), false);
-    });
+      const simple = await quorumkv(['snapshot', 'status', f]);
+      assert.equal(simple.code, 0, simple.stderr);
+      assert.match(simple.stdout, /^[0-9a-f]+, 42, 4, \d+ B\n$/);
+      const json = JSON.parse((await quorumkv(['snapshot', 'status', f, '-w', 'json'])).stdout);
+      assert.deepEqual({ revision: json.revision, totalKey: json.totalKey }, { revision: 42, totalKey: 4 });
+      assert.equal((await quorumkv(['snapshot', 'status'])).code, 2);
+      assert.equal((await quorumkv(['snapshot', 'restore', f, '--no-such-flag=1'])).code, 2);
+      fs.writeFileSync(f, backendStream(RECORDS));
+      const bad = await quorumkv(['snapshot', 'status', f]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /^Error: snapshot file integrity check failed: sha256 checksum not found/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('sizes print as etcdctl prints them (go-humanize, SI units)', () => {
