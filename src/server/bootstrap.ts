@@ -25,6 +25,7 @@ import type { ConfState, Entry } from '../raft';
 import { emptyHardState } from '../raft/types';
 import type { RecoveredRaftState } from './raft_node';
 import { Membership, initialMembers, memberFromJson, memberToJson, membershipFromRecords, type Member, type MemberJson } from './membership';
+import { finishInterruptedSnapshotInstall } from './snapshot';
 import { serviceDefinition } from '../proto';
 import { credentialsForUrl, type TlsMaterial } from '../tls';
 
@@ -177,16 +178,4 @@ export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsM
     lock.release();
     throw err;
   }
-}
-
-/** A snapshot install replaces member/backend by renaming member/backend.incoming over it; if a
- *  crash hit between the two renames, finish the job (the WAL's snapshot marker already points at
- *  the new state only after both renames, see installSnapshot). */
-function finishInterruptedSnapshotInstall(memberDir: string): void {
-  const backendDir = path.join(memberDir, 'backend');
-  const incoming = path.join(memberDir, 'backend.incoming');
-  const old = path.join(memberDir, 'backend.old');
-  if (!fs.existsSync(backendDir) && fs.existsSync(incoming)) fs.renameSync(incoming, backendDir);
-  fs.rmSync(incoming, { recursive: true, force: true });
-  fs.rmSync(old, { recursive: true, force: true });
 }
