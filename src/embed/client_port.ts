@@ -1,4 +1,4 @@
-// The HTTP side of the client port and the shared listener: what src/cli/member.ts wires up.
+// The HTTP side of the client port and the shared listener: what src/embed/member.ts wires up.
 import type { H2GrpcServer } from '../grpcserver/server';
 import type { Server } from '../server/server';
 import type { Handlers } from '../api/services';

@@ -288,7 +288,7 @@ export class RaftNode implements ReplicatedLog {
     if (typeof term !== 'number' || (typeof prev === 'object' && index <= prev.metadata.index)) return;
     await this.wal.saveSnapshot({ index, term });
     // The snapshot's data stays empty: a follower that needs it gets the backend itself, taken
-    // when it is sent (see the transport's getSnapshotData in cli/cluster_node.ts).
+    // when it is sent (see Snapshotter.sendData in server/snapshot.ts).
     this.storage.createSnapshot(index, confState, new Uint8Array(0));
     const compactTo = index - keepEntries;
     if (compactTo > this.storage.firstIndex()) {
