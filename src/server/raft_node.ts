@@ -512,8 +512,10 @@ export class RaftNode implements ReplicatedLog {
       for (const h of this.failureHandlers) h(this.failed);
       return;
     }
-    // stderr is synchronous for files and pipes on Linux: the line is out before the exit.
-    this.log.error(`WAL failed: I/O error; exiting with status ${WAL_IO_ERROR_EXIT_CODE} (a member that cannot persist must not keep running; a restart recovers the WAL)`, fields);
+    // stderr is synchronous for files and pipes on Linux: the line is out before the exit. (An
+    // error without an errno code is a short write or a broken assertion: exiting is right too.)
+    const what = fields.code !== undefined ? 'I/O error' : 'unexpected error';
+    this.log.error(`WAL failed: ${what}; exiting with status ${WAL_IO_ERROR_EXIT_CODE} (a member that cannot persist must not keep running; a restart recovers the WAL)`, fields);
     for (const h of this.failureHandlers) h(this.failed);
     this.onWalIoError(err);
   }
