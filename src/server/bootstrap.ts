@@ -100,7 +100,7 @@ export async function fetchClusterMembers(peerUrls: string[], timeoutMs = 5000, 
 
 export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsMaterial): Promise<OpenedStorage> {
   fs.mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-  const lock = lockDataDir(cfg.dataDir);
+  const lock = await lockDataDir(cfg.dataDir, log);
   try {
     const memberDir = path.join(cfg.dataDir, 'member');
     const walDir = path.join(memberDir, 'wal');
