@@ -31,6 +31,7 @@ import { Backend } from '../storage/backend/backend';
 import { BoltReader } from '../storage/etcddb/bolt';
 import { etcdDbAsSnapshotStream, etcdDbStatus } from '../storage/etcddb/etcd_db';
 import { Wal } from '../storage/wal';
+import { LOCK_DB_NAME, lockDataDir, type DataDirLock } from '../storage/lock';
 import { initialMembers, memberRecord } from './membership';
 import { encodeMetadata } from './bootstrap';
 
@@ -56,7 +57,8 @@ export interface RestoreResult {
 
 function isEmptyOrMissing(dir: string): boolean {
   try {
-    return fs.readdirSync(dir).length === 0;
+    // A lock database alone is no data (a member that never got further, or a rerun restore).
+    return fs.readdirSync(dir).every((n) => n === LOCK_DB_NAME);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
     throw err;
@@ -77,9 +79,21 @@ export async function restoreSnapshot(file: string, o: RestoreOptions): Promise<
   assert(me !== undefined, 'restore: --name is in --initial-cluster (checked by the flag parser)');
   const clusterId = computeClusterId(ids.map((m) => m.id));
   const createdDataDir = !fs.existsSync(o.dataDir);
-  const memberDir = path.join(o.dataDir, 'member');
-  fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
+  fs.mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  // The data-dir lock, as a member takes it: a member starting on this dir at the same moment is
+  // refused (or refuses us), and the emptiness check is repeated under the lock.
+  let lock: DataDirLock;
   try {
+    lock = await lockDataDir(o.dataDir);
+  } catch (err) {
+    if (createdDataDir) fs.rmSync(o.dataDir, { recursive: true, force: true });
+    throw err;
+  }
+  const memberDir = path.join(o.dataDir, 'member');
+  try {
+    const others = fs.readdirSync(o.dataDir).filter((n) => n !== LOCK_DB_NAME);
+    if (others.length > 0) throw new SnapshotFileError(`data-dir ${JSON.stringify(o.dataDir)} exists and is not empty`);
+    fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
     const backendDir = path.join(memberDir, 'backend');
     const second: OnBytes | undefined = progress && ((n) => progress(size + n, 2 * size));
     const { meta, revision } = etcdDb ? await restoreEtcdDb(file, backendDir) : await restoreBackendStream(file, body, backendDir, second);
@@ -99,7 +113,10 @@ export async function restoreSnapshot(file: string, o: RestoreOptions): Promise<
   } catch (err) {
     // Leave the data dir as it was (empty or missing), so the restore can simply be rerun.
     fs.rmSync(createdDataDir ? o.dataDir : memberDir, { recursive: true, force: true });
+    if (!createdDataDir) fs.rmSync(path.join(o.dataDir, LOCK_DB_NAME), { recursive: true, force: true });
     throw err;
+  } finally {
+    lock.release();
   }
 }
 

@@ -11,6 +11,7 @@ import { Backend, encodeKv, kvRecordKey } from '../../src/storage/backend/backen
 import { META_APPLIED_INDEX, META_APPLIED_TERM, META_CURRENT_REV, NS_MEMBER, idKey, u64 } from '../../src/storage/backend/records';
 import { Wal } from '../../src/storage/wal';
 import { restoreSnapshot, snapshotStatus } from '../../src/server/restore';
+import { lockDataDir } from '../../src/storage/lock';
 import { tempDir } from '../integration/harness';
 import { RECORDS, backendStream, fileBytes } from '../storage/snapshot_helpers';
 
@@ -86,5 +87,31 @@ describe('snapshot restore and status', function () {
     fs.writeFileSync(f, fileBytes(p));
     await assert.rejects(restoreSnapshot(f, { ...INITIAL, dataDir }), /record count/);
     assert.equal(fs.existsSync(dataDir), false);
+  });
+
+  it('a failed restore into an existing empty dir leaves it empty (its lock too), so it can be rerun', async () => {
+    const dataDir = path.join(dir, 'data');
+    fs.mkdirSync(dataDir);
+    const f = path.join(dir, 's.db');
+    const p = backendStream(RECORDS);
+    p.writeBigUInt64BE(99n, p.length - 12);
+    fs.writeFileSync(f, fileBytes(p));
+    await assert.rejects(restoreSnapshot(f, { ...INITIAL, dataDir }), /record count/);
+    assert.deepEqual(fs.readdirSync(dataDir), []);
+  });
+
+  it('restore takes the data-dir lock: with the dir locked (a member starting on it) it is refused', async () => {
+    const dataDir = path.join(dir, 'data');
+    fs.mkdirSync(dataDir);
+    const lock = await lockDataDir(dataDir);
+    try {
+      const f = path.join(dir, 's.db');
+      fs.writeFileSync(f, fileBytes(backendStream(RECORDS)));
+      // The lock database itself is the only thing in the dir: the refusal is the lock's.
+      await assert.rejects(restoreSnapshot(f, { ...INITIAL, dataDir }), /in use/);
+      assert.equal(fs.existsSync(path.join(dataDir, 'member')), false);
+    } finally {
+      lock.release();
+    }
   });
 });
