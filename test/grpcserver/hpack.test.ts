@@ -1,7 +1,11 @@
 // Our HPACK decoder (src/grpcserver/hpack.ts) and Huffman code (huffman.ts), held to RFC 7541:
 // Appendix C's examples byte for byte (fields and dynamic table after each block), every decoding
-// error the RFC names, and the header-list bound against a decompression bomb.
+// error the RFC names, the header-list bound against a decompression bomb, and blocks written by
+// nghttp2 (node:http2's client) over many requests on one connection.
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import net from 'node:net';
+import { H2ServerConnection, type H2ServerStream } from '../../src/grpcserver/h2_conn';
 import { HpackDecoder, HpackError, encodeHeaderBlock } from '../../src/grpcserver/hpack';
 import { HUFFMAN_BAD_PADDING, HUFFMAN_CODES, HUFFMAN_CODE_BITS, HUFFMAN_EOS, huffmanDecode, huffmanDecodedBytesMax, huffmanEncode } from '../../src/grpcserver/huffman';
 import { Rng } from '../../src/util/rng';
@@ -278,3 +282,88 @@ function integerBytes(value: number, prefixBits: number, flags: number): number[
   out.push(rest);
   return out;
 }
+
+describe('HpackDecoder against nghttp2 (node:http2 client) on one connection', () => {
+  let tcp: net.Server;
+  let port: number;
+  const conns: H2ServerConnection[] = [];
+
+  before(async () => {
+    const answer = (s: H2ServerStream): void => {
+      seen.push(s.headers);
+      s.onEnd = () => {
+        s.respond(encodeHeaderBlock([[':status', '200']]), true);
+      };
+    };
+    tcp = net.createServer((sock) => {
+      sock.on('data', (b: Buffer) => (receivedBytes += b.length));
+      conns.push(new H2ServerConnection(sock, answer, { maxHeaderListBytes: 64 * 1024 }));
+    });
+    await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
+    port = (tcp.address() as net.AddressInfo).port;
+  });
+
+  after(async () => {
+    for (const c of conns.splice(0)) c.destroy();
+    await new Promise((r) => tcp.close(r));
+  });
+
+  const seen: http2.IncomingHttpHeaders[] = [];
+  let receivedBytes = 0;
+
+  it('decodes 400 requests whose headers repeat, vary and overflow the dynamic table', async () => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', () => undefined);
+    const rng = new Rng(9113);
+    const printable = (n: number): string => Array.from({ length: n }, () => String.fromCharCode(rng.range(0x20, 0x7e))).join('');
+    const sent: Record<string, string | string[]>[] = [];
+    try {
+      for (let i = 0; i < 400; i++) {
+        // A gRPC-like request: fixed fields that nghttp2 indexes once and refers to after, a
+        // token that changes now and then, and large random values that push entries out.
+        const h: Record<string, string | string[]> = {
+          ':method': 'POST',
+          ':path': `/etcdserverpb.KV/${rng.pick(['Range', 'Put', 'Txn', 'DeleteRange'])}`,
+          'content-type': 'application/grpc',
+          te: 'trailers',
+          'user-agent': 'grpc-node-js/1.14.7',
+          'grpc-accept-encoding': 'identity,deflate,gzip',
+          token: `token-${Math.floor(i / 50)}`,
+        };
+        if (rng.chance(0.3)) h[`x-big-${rng.int(5)}`] = printable(rng.range(500, 2500));
+        if (rng.chance(0.2)) h['x-multi'] = [printable(5), printable(9)];
+        if (rng.chance(0.1)) h['x-bin-bin'] = Buffer.from(printable(30)).toString('base64');
+        sent.push(h);
+        await new Promise<void>((resolve, reject) => {
+          const req = session.request(h, { endStream: true });
+          req.on('response', () => undefined);
+          req.on('error', reject);
+          req.on('close', () => resolve());
+          req.resume();
+        });
+      }
+    } finally {
+      session.destroy();
+    }
+    assert.equal(seen.length, sent.length);
+    // The client referred to its dynamic table (and ours followed): besides the random values,
+    // which cannot be compressed, the connection carried a fraction of the header lists' size.
+    let listBytes = 0;
+    let randomBytes = 0;
+    for (const h of seen) {
+      for (const [name, v] of Object.entries(h)) {
+        for (const one of Array.isArray(v) ? v : [v ?? '']) {
+          listBytes += name.length + one.length + 32;
+          if (name.startsWith('x-')) randomBytes += one.length;
+        }
+      }
+    }
+    assert.ok((receivedBytes - randomBytes) * 5 < listBytes - randomBytes, `${receivedBytes} bytes received for ${listBytes} bytes of header lists (${randomBytes} random)`);
+    for (let i = 0; i < sent.length; i++) {
+      const got = seen[i]!;
+      for (const [name, value] of Object.entries(sent[i]!)) assert.deepEqual(got[name], value, `request ${i}: ${name}`);
+      assert.equal(got[':scheme'], 'http');
+      assert.equal(got[':authority'], `127.0.0.1:${port}`);
+    }
+  });
+});
