@@ -24,11 +24,16 @@
 //   - RST_STREAM both ways; a stream the server ends before the client half-closed is reset with
 //     NO_ERROR (as grpc-go's server), so no state outlives a response;
 //   - protocol violations end the connection with GOAWAY and the matching error code; a socket
-//     that errors or closes aborts every open stream.
+//     that errors or closes aborts every open stream;
+//   - a stream's callback that throws fails that stream alone (RST_STREAM INTERNAL_ERROR, logged),
+//     except for an AssertionError, which is a bug in quorumkv: it propagates and the member
+//     crashes (src/util/assert.ts).
 // Not implemented: server push, PRIORITY (ignored, as RFC 9113 allows), a limit on concurrent
 // streams (etcd's is effectively unlimited too), and HTTP/1.1 upgrade (the listener routes by
 // preface).
 import type { Duplex } from 'node:stream';
+import { AssertionError } from '../util/assert';
+import { Logger } from '../util/log';
 import { HpackDecoder, HpackError, encodeHeaderBlock } from './hpack';
 
 export { encodeHeaderBlock } from './hpack';
@@ -223,7 +228,13 @@ export class H2ServerStream {
 export interface H2ServerOptions {
   /** Largest decoded request header list (sum of name + value + 32 per field, as RFC 9113). */
   maxHeaderListBytes: number;
+  /** Where a stream whose callback threw is reported (the member's logger; by default a JSON
+   *  line on stderr like the member's own). */
+  log?: Logger;
 }
+
+/** For connections made without a logger (tests, tools). */
+const FALLBACK_LOG = new Logger('info', { component: 'grpcserver' });
 
 /** The server side of one HTTP/2 connection. */
 export class H2ServerConnection {
@@ -233,6 +244,7 @@ export class H2ServerConnection {
   private recv: Buffer | undefined;
   private block: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | undefined;
   private readonly hpack: HpackDecoder;
+  private readonly log: Logger;
   /** Client resets left in the bucket (a client that opens and resets streams in a loop makes the
    *  member start work it then throws away: refilled at RESETS_PER_SECOND, up to RESET_BURST). */
   private resetTokens = RESET_BURST;
@@ -265,6 +277,7 @@ export class H2ServerConnection {
     // The decoded list is bounded while it is decoded: a small block of indexed references can
     // decode to far more than it weighs (hpack.ts stops keeping fields past the bound).
     this.hpack = new HpackDecoder(opts.maxHeaderListBytes);
+    this.log = opts.log ?? FALLBACK_LOG;
     // An encoded block is never larger than the list it decodes to (plus a few bytes per field).
     this.maxBlockBytes = opts.maxHeaderListBytes;
     // Our SETTINGS: a larger stream window, the header-list bound; then the connection window.
@@ -332,6 +345,10 @@ export class H2ServerConnection {
       if (off < buf.length && !this.dead) this.recv = Buffer.from(buf.subarray(off));
     } catch (err) {
       if (err instanceof ConnectionError) return this.fail(err.h2code, err.message);
+      // Streams' callbacks are caught where they are called (streamFailed): what reaches here is a
+      // fault of this file. An assertion crashes the member; anything else ends this connection.
+      if (err instanceof AssertionError) throw err;
+      this.log.error('HTTP/2 connection failed', { remote: this.socket.remoteAddress, error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined });
       this.fail(H2_INTERNAL_ERROR, 'internal error');
     }
   }
@@ -413,7 +430,12 @@ export class H2ServerConnection {
     const end = (flags & F_END_STREAM) !== 0;
     if (end) s.remoteEnded = true;
     if (data.length > 0) {
-      s.onData?.(data);
+      try {
+        s.onData?.(data);
+      } catch (err) {
+        this.creditConnection(data.length);
+        return this.streamFailed(s, 'onData', err);
+      }
       this.credit(s, data.length);
     }
     if (end) this.remoteEnd(s);
@@ -469,7 +491,11 @@ export class H2ServerConnection {
     if (headers === undefined) return this.refuse(blk.streamId, H2_PROTOCOL_ERROR);
     const s = new H2ServerStream(this, blk.streamId, headers, this.peerInitialWindow);
     this.streams.set(s.id, s);
-    this.onStream(s);
+    try {
+      this.onStream(s);
+    } catch (err) {
+      this.streamFailed(s, 'onStream', err);
+    }
     if (blk.endStream) this.remoteEnd(s);
   }
 
@@ -505,6 +531,23 @@ export class H2ServerConnection {
   private refuseHeaderList(streamId: number, endStream: boolean): void {
     this.sendHeaderBlock(streamId, HEADER_LIST_TOO_LARGE_BLOCK, true);
     if (!endStream) this.refuse(streamId, H2_NO_ERROR);
+  }
+
+  /** A stream's callback threw. An AssertionError is a bug in quorumkv: it propagates, so that the
+   *  member crashes with its stack (src/util/assert.ts; the WAL makes a restart safe). Anything
+   *  else is that stream's failure alone: it is reset and logged, the connection goes on. */
+  private streamFailed(s: H2ServerStream, callback: string, err: unknown): void {
+    if (err instanceof AssertionError) throw err;
+    this.log.error('a stream callback threw: that stream is reset (INTERNAL_ERROR), the connection goes on', {
+      stream: s.id,
+      reset: !s.closed,
+      path: s.headers[':path'],
+      remote: this.socket.remoteAddress === undefined ? undefined : `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      callback,
+      error: err instanceof Error ? err.message : String(err),
+      stack: err instanceof Error ? err.stack : undefined,
+    });
+    this.resetStream(s, H2_INTERNAL_ERROR, true);
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
@@ -561,7 +604,11 @@ export class H2ServerConnection {
   private remoteEnd(s: H2ServerStream): void {
     s.remoteEnded = true;
     if (s.closed) return;
-    s.onEnd?.();
+    try {
+      s.onEnd?.();
+    } catch (err) {
+      return this.streamFailed(s, 'onEnd', err);
+    }
     if (s.localEnded) this.close(s, false);
   }
 
@@ -684,8 +731,13 @@ export class H2ServerConnection {
     s.pendingOffset = 0;
     s.pendingBytes = 0;
     const waiters = s.drainWaiters.splice(0);
-    s.onClose?.(aborted);
-    for (const w of waiters) w();
+    // The stream is gone already: a callback that throws here has nothing left to reset.
+    try {
+      s.onClose?.(aborted);
+    } catch (err) {
+      this.streamFailed(s, 'onClose', err);
+    }
+    this.runDrainWaiters(s, waiters);
     if (this.goingAway && this.streams.size === 0) this.endSocket();
   }
 
@@ -706,7 +758,17 @@ export class H2ServerConnection {
     const limit = this.draining.get(s);
     if (limit === undefined || !this.belowBacklog(s, limit)) return;
     this.draining.delete(s);
-    for (const w of s.drainWaiters.splice(0)) w();
+    this.runDrainWaiters(s, s.drainWaiters.splice(0));
+  }
+
+  private runDrainWaiters(s: H2ServerStream, waiters: (() => void)[]): void {
+    for (const w of waiters) {
+      try {
+        w();
+      } catch (err) {
+        this.streamFailed(s, 'whenDrained', err);
+      }
+    }
   }
 
   private onSocketDrain(): void {

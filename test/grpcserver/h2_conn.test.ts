@@ -4,8 +4,11 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { H2ServerConnection, H2_PREFACE, encodeHeaderBlock, type H2ServerStream } from '../../src/grpcserver/h2_conn';
 import { HpackDecoder } from '../../src/grpcserver/hpack';
+import { AssertionError, assert as invariant } from '../../src/util/assert';
+import { Logger } from '../../src/util/log';
 
 const RESPONSE = encodeHeaderBlock([[':status', '200'], ['content-type', 'application/octet-stream']]);
 const TRAILERS = encodeHeaderBlock([['x-done', 'yes']]);
@@ -77,10 +80,13 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
   const conns: H2ServerConnection[] = [];
   const sessions: http2.ClientHttp2Session[] = [];
   const sockets: net.Socket[] = [];
+  let logged: Record<string, unknown>[] = [];
+  const log = new Logger('info', {}, (line) => logged.push(JSON.parse(line) as Record<string, unknown>));
 
   beforeEach(async () => {
     handler = () => undefined;
-    tcp = net.createServer((s) => conns.push(new H2ServerConnection(s, (st) => handler(st), { maxHeaderListBytes: 16 * 1024 })));
+    logged = [];
+    tcp = net.createServer((s) => conns.push(new H2ServerConnection(s, (st) => handler(st), { maxHeaderListBytes: 16 * 1024, log })));
     await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
     port = (tcp.address() as net.AddressInfo).port;
   });
@@ -350,5 +356,61 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     }
     const r = await request(connect(), Buffer.from('next'));
     assert.equal(r.body.toString(), 'next');
+  });
+
+  it('a handler that throws resets its stream alone, logs it, and the connection serves on', async () => {
+    let held: H2ServerStream | undefined;
+    handler = (s) => {
+      const path = s.headers[':path'];
+      if (path === '/held') {
+        held = s;
+        s.onData = () => undefined;
+      } else if (path === '/boom') throw new Error('planted: handler');
+      else if (path === '/boom-data')
+        s.onData = () => {
+          throw new TypeError('planted: onData');
+        };
+      else if (path === '/boom-end') {
+        s.onEnd = () => {
+          throw new RangeError('planted: onEnd');
+        };
+      } else echo(s);
+    };
+    const session = connect();
+    const first = request(session, Buffer.from('a'), { ':path': '/held' });
+    while (!held) await new Promise((r) => setTimeout(r, 5));
+    for (const path of ['/boom', '/boom-data', '/boom-end']) {
+      const req = session.request({ ':method': 'POST', ':path': path });
+      req.on('error', () => undefined);
+      req.resume();
+      req.end('payload');
+      await new Promise((r) => req.on('close', r));
+      assert.equal(req.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR, path);
+    }
+    // The held stream is still open, and finishes; new streams are served.
+    held.respond(RESPONSE, false);
+    held.write(Buffer.from('finished'), 1 << 30);
+    held.end(TRAILERS);
+    assert.equal((await first).body.toString(), 'finished');
+    assert.equal((await request(session, Buffer.from('after'))).body.toString(), 'after');
+    assert.deepEqual(
+      logged.map((l) => [l.level, l.path, l.callback, l.error]),
+      [
+        ['error', '/boom', 'onStream', 'planted: handler'],
+        ['error', '/boom-data', 'onData', 'planted: onData'],
+        ['error', '/boom-end', 'onEnd', 'planted: onEnd'],
+      ],
+    );
+    assert.ok(logged.every((l) => typeof l.stream === 'number' && typeof l.stack === 'string' && typeof l.remote === 'string'));
+  });
+
+  it('an AssertionError in a handler is not caught: it reaches the top and crashes the member', () => {
+    const sock = new Duplex({ read: () => undefined, write: (_c, _e, cb) => cb() });
+    const c = new H2ServerConnection(sock, () => invariant(false, 'planted invariant'), { maxHeaderListBytes: 16 * 1024, log });
+    const bytes = Buffer.concat([H2_PREFACE, frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x4 | 0x1, 1, Buffer.from([0x83, 0x86, 0x84, 0x41, 0x01, 0x61]))]);
+    assert.throws(() => sock.emit('data', bytes), (err: unknown) => err instanceof AssertionError && /planted invariant/.test(err.message));
+    // Nothing caught it on the way, so nothing answered or logged it as a stream's failure.
+    assert.equal(logged.length, 0);
+    c.destroy();
   });
 });
