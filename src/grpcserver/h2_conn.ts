@@ -101,6 +101,12 @@ class ConnectionError extends Error {
   }
 }
 
+/** Sets an own property even where an assignment would not: a client's header named __proto__
+ *  would otherwise replace the object's prototype. */
+function defineHeader(headers: H2Headers, name: string, value: string | string[]): void {
+  Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /** The answer to a request whose header list is above the bound (RFC 6585 §5, as Go's server). */
 const HEADER_LIST_TOO_LARGE_BLOCK = encodeHeaderBlock([[':status', '431']]);
 
@@ -512,6 +518,8 @@ export class H2ServerConnection {
   /** The decoded fields as one object (a repeated name as an array), or undefined for a name
    *  with upper case letters (malformed: RFC 9113 §8.2.1). */
   private headersOf(d: HpackDecoder): H2Headers | undefined {
+    // A plain object: its property stores are the cheapest (a null-prototype object cost twice as
+    // much); names it inherits (constructor, __proto__) take the slower path below.
     const headers: H2Headers = {};
     for (let i = 0; i < d.count; i++) {
       const name = d.names[i]!;
@@ -519,8 +527,9 @@ export class H2ServerConnection {
       if (UPPER_CASE.test(name)) return undefined;
       const prev = headers[name];
       if (prev === undefined) headers[name] = value;
+      else if (!Object.hasOwn(headers, name)) defineHeader(headers, name, value);
       else if (Array.isArray(prev)) prev.push(value);
-      else headers[name] = [prev, value];
+      else defineHeader(headers, name, [prev, value]);
     }
     return headers;
   }

@@ -358,6 +358,25 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     assert.equal(r.body.toString(), 'next');
   });
 
+  it('header names an object inherits (__proto__, constructor) become plain own headers', async () => {
+    let got: H2ServerStream | undefined;
+    handler = (s) => {
+      got = s;
+      echo(s);
+    };
+    const fields: [string, string][] = [['__proto__', 'p'], ['constructor', 'c'], ['x-dup', '1'], ['x-dup', '2'], ['__proto__', 'q'], ['tostring', 't']];
+    const sock = await rawSocket();
+    const answered = readFrames(sock, (fs) => fs.some((f) => f.type === 1 && f.stream === 1));
+    sock.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x4 | 0x1, 1, Buffer.concat([Buffer.from([0x83, 0x86, 0x84]), encodeHeaderBlock(fields)]))]));
+    await answered;
+    const h = got!.headers;
+    assert.equal(Object.getPrototypeOf(h), Object.prototype);
+    assert.deepEqual(Object.getOwnPropertyDescriptor(h, '__proto__')?.value, ['p', 'q']);
+    assert.equal(h.constructor, 'c');
+    assert.deepEqual(h['x-dup'], ['1', '2']);
+    assert.deepEqual(Object.keys(h), [':method', ':scheme', ':path', '__proto__', 'constructor', 'x-dup', 'tostring']);
+  });
+
   it('a handler that throws resets its stream alone, logs it, and the connection serves on', async () => {
     let held: H2ServerStream | undefined;
     handler = (s) => {
