@@ -3,8 +3,9 @@
 // levers"):
 //   grpcjs   grpc-js's Server (what the client port used before src/api/h2_grpc.ts)
 //   http2    node:http2 streams (the way src/api/h2_grpc.ts serves today)
-//   frames   HTTP/2 framing written directly on the TCP socket: HPACK decoding with hpack.js,
-//            responses (HEADERS + DATA + trailers) as one socket write, no object per stream.
+//   frames   HTTP/2 framing written directly on the TCP socket: HPACK decoding with our decoder
+//            (src/grpcserver/hpack.ts; hpack.js when the figures below were taken), responses
+//            (HEADERS + DATA + trailers) as one socket write, no object per stream.
 //            A measurement only: no flow control beyond replenishing the client's windows, no
 //            CONTINUATION, padding or priority handling, one fixed answer — not a server.
 //
@@ -20,8 +21,7 @@ import Long from 'long';
 import type protobuf from 'protobufjs';
 import { grpcDefinitions, protoRoot } from '../src/proto';
 import { frameMessage } from '../src/grpcserver/server';
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const hpack = require('hpack.js') as { decompressor: { create(o: { table: { size: number } }): { write(b: Buffer): void; execute(): void; read(): { name: string; value: string } | null } } };
+import { HpackDecoder } from '../src/grpcserver/hpack';
 
 const header = { cluster_id: Long.fromString('1234', true), member_id: Long.fromString('5678', true), revision: 5, raft_term: 2 };
 const root = protoRoot();
@@ -79,7 +79,7 @@ function serveFrames(port: number): void {
     .createServer({ noDelay: true }, (sock) => {
       let buf: Buffer = Buffer.alloc(0);
       let preface = false;
-      const hpackIn = hpack.decompressor.create({ table: { size: 4096 } });
+      const hpackIn = new HpackDecoder(1024 * 1024);
       const bodies = new Map<number, Buffer[]>();
       sock.write(frame(TYPE_SETTINGS, 0, 0, Buffer.alloc(0)));
       sock.on('error', () => undefined);
@@ -106,9 +106,7 @@ function serveFrames(port: number): void {
           else if (type === TYPE_HEADERS) {
             if (flags & FLAG_PADDED) p = p.subarray(1, p.length - p[0]!);
             if (flags & FLAG_PRIORITY) p = p.subarray(5);
-            hpackIn.write(p);
-            hpackIn.execute();
-            while (hpackIn.read() !== null);
+            hpackIn.decode(p);
             bodies.set(sid, []);
           } else if (type === TYPE_DATA) {
             received += len;

@@ -11,9 +11,10 @@
 // What it does:
 //   - the client preface, SETTINGS (ours and the client's, with ACKs), PING answers, GOAWAY (sent
 //     on close with the last stream we took; streams already open are finished);
-//   - request header blocks over HEADERS + CONTINUATION, decoded with HPACK (hpack.js, which keeps
-//     the client's dynamic table); a block's raw size (frame headers included) and its decoded
-//     header-list size (checked while decoding) are bounded; client resets are rate-limited;
+//   - request header blocks over HEADERS + CONTINUATION, decoded with HPACK (hpack.ts, which keeps
+//     the client's dynamic table); a block's raw size (frame headers included) is bounded (past
+//     it, GOAWAY), and so is its decoded header-list size, checked while decoding (past it, that
+//     request alone is answered 431, as Go's server does); client resets are rate-limited;
 //   - response header blocks encoded as literals that never enter a dynamic table (so the
 //     client's SETTINGS_HEADER_TABLE_SIZE only needs a size update of 0, sent when it changes);
 //   - flow control both ways: received DATA is credited back (WINDOW_UPDATE) as it is handed on,
@@ -23,21 +24,19 @@
 //   - RST_STREAM both ways; a stream the server ends before the client half-closed is reset with
 //     NO_ERROR (as grpc-go's server), so no state outlives a response;
 //   - protocol violations end the connection with GOAWAY and the matching error code; a socket
-//     that errors or closes aborts every open stream.
+//     that errors or closes aborts every open stream;
+//   - a stream's callback that throws fails that stream alone (RST_STREAM INTERNAL_ERROR, logged),
+//     except for an AssertionError, which is a bug in quorumkv: it propagates and the member
+//     crashes (src/util/assert.ts).
 // Not implemented: server push, PRIORITY (ignored, as RFC 9113 allows), a limit on concurrent
 // streams (etcd's is effectively unlimited too), and HTTP/1.1 upgrade (the listener routes by
 // preface).
 import type { Duplex } from 'node:stream';
-// eslint-disable-next-line @typescript-eslint/no-require-imports
-const hpack = require('hpack.js') as { decompressor: { create(o: { table: { maxSize: number } }): HpackInternals } };
+import { AssertionError } from '../util/assert';
+import { Logger } from '../util/log';
+import { HpackDecoder, HpackError, encodeHeaderBlock } from './hpack';
 
-/** hpack.js's decompressor, used below its stream interface (a Duplex per connection costs an
- *  object-mode stream round per header): its bit decoder and its one-field step. */
-interface HpackInternals {
-  _decoder: { push(b: Buffer): void; isEmpty(): boolean };
-  _execute(): void;
-  push(field: unknown): boolean;
-}
+export { encodeHeaderBlock } from './hpack';
 
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 
@@ -102,31 +101,14 @@ class ConnectionError extends Error {
   }
 }
 
-function hpackInt(out: number[], value: number, prefixBits: number, firstByte: number): void {
-  const max = (1 << prefixBits) - 1;
-  if (value < max) return void out.push(firstByte | value);
-  out.push(firstByte | max);
-  value -= max;
-  while (value >= 128) {
-    out.push((value & 0x7f) | 0x80);
-    value = Math.floor(value / 128);
-  }
-  out.push(value);
+/** Sets an own property even where an assignment would not: a client's header named __proto__
+ *  would otherwise replace the object's prototype. */
+function defineHeader(headers: H2Headers, name: string, value: string | string[]): void {
+  Object.defineProperty(headers, name, { value, enumerable: true, writable: true, configurable: true });
 }
 
-/** One HPACK header block of literal fields without indexing, new names, no Huffman coding.
- *  Names and values are written as latin1 (gRPC metadata is ASCII; binary values are base64). */
-export function encodeHeaderBlock(fields: [string, string][]): Buffer {
-  const bytes: number[] = [];
-  for (const [name, value] of fields) {
-    bytes.push(0x00);
-    hpackInt(bytes, name.length, 7, 0);
-    for (let i = 0; i < name.length; i++) bytes.push(name.charCodeAt(i) & 0xff);
-    hpackInt(bytes, value.length, 7, 0);
-    for (let i = 0; i < value.length; i++) bytes.push(value.charCodeAt(i) & 0xff);
-  }
-  return Buffer.from(bytes);
-}
+/** The answer to a request whose header list is above the bound (RFC 6585 §5, as Go's server). */
+const HEADER_LIST_TOO_LARGE_BLOCK = encodeHeaderBlock([[':status', '431']]);
 
 /** A frame of `len` payload bytes: its header written, its payload left to the caller. */
 function frameWithRoom(type: number, flags: number, streamId: number, len: number): Buffer {
@@ -252,7 +234,13 @@ export class H2ServerStream {
 export interface H2ServerOptions {
   /** Largest decoded request header list (sum of name + value + 32 per field, as RFC 9113). */
   maxHeaderListBytes: number;
+  /** Where a stream whose callback threw is reported (the member's logger; by default a JSON
+   *  line on stderr like the member's own). */
+  log?: Logger;
 }
+
+/** For connections made without a logger (tests, tools). */
+const FALLBACK_LOG = new Logger('info', { component: 'grpcserver' });
 
 /** The server side of one HTTP/2 connection. */
 export class H2ServerConnection {
@@ -261,9 +249,8 @@ export class H2ServerConnection {
   private prefaceSeen = false;
   private recv: Buffer | undefined;
   private block: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | undefined;
-  private readonly hpack: HpackInternals;
-  private readonly fields: { name: string; value: string }[] = [];
-  private fieldsBytes = 0;
+  private readonly hpack: HpackDecoder;
+  private readonly log: Logger;
   /** Client resets left in the bucket (a client that opens and resets streams in a loop makes the
    *  member start work it then throws away: refilled at RESETS_PER_SECOND, up to RESET_BURST). */
   private resetTokens = RESET_BURST;
@@ -293,18 +280,10 @@ export class H2ServerConnection {
     private readonly onStream: (s: H2ServerStream) => void,
     private readonly opts: H2ServerOptions,
   ) {
-    this.hpack = hpack.decompressor.create({ table: { maxSize: 4096 } });
-    if (typeof this.hpack._execute !== 'function' || typeof this.hpack._decoder?.push !== 'function') throw new Error('hpack.js: unexpected version (no _decoder/_execute)');
-    this.hpack.push = (f: unknown) => {
-      const field = f as { name: string; value: string };
-      // The decoded list is bounded while it is decoded: a small block of indexed references can
-      // decode to far more than it weighs. Past the bound the rest of the block cannot be skipped
-      // (the dynamic table would diverge), so the connection ends.
-      this.fieldsBytes += field.name.length + field.value.length + 32;
-      if (this.fieldsBytes > this.opts.maxHeaderListBytes) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, `header list above ${this.opts.maxHeaderListBytes} bytes`);
-      this.fields.push(field);
-      return true;
-    };
+    // The decoded list is bounded while it is decoded: a small block of indexed references can
+    // decode to far more than it weighs (hpack.ts stops keeping fields past the bound).
+    this.hpack = new HpackDecoder(opts.maxHeaderListBytes);
+    this.log = opts.log ?? FALLBACK_LOG;
     // An encoded block is never larger than the list it decodes to (plus a few bytes per field).
     this.maxBlockBytes = opts.maxHeaderListBytes;
     // Our SETTINGS: a larger stream window, the header-list bound; then the connection window.
@@ -372,6 +351,10 @@ export class H2ServerConnection {
       if (off < buf.length && !this.dead) this.recv = Buffer.from(buf.subarray(off));
     } catch (err) {
       if (err instanceof ConnectionError) return this.fail(err.h2code, err.message);
+      // Streams' callbacks are caught where they are called (streamFailed): what reaches here is a
+      // fault of this file. An assertion crashes the member; anything else ends this connection.
+      if (err instanceof AssertionError) throw err;
+      this.log.error('HTTP/2 connection failed', { remote: this.socket.remoteAddress, error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined });
       this.fail(H2_INTERNAL_ERROR, 'internal error');
     }
   }
@@ -453,7 +436,12 @@ export class H2ServerConnection {
     const end = (flags & F_END_STREAM) !== 0;
     if (end) s.remoteEnded = true;
     if (data.length > 0) {
-      s.onData?.(data);
+      try {
+        s.onData?.(data);
+      } catch (err) {
+        this.creditConnection(data.length);
+        return this.streamFailed(s, 'onData', err);
+      }
       this.credit(s, data.length);
     }
     if (end) this.remoteEnd(s);
@@ -490,10 +478,11 @@ export class H2ServerConnection {
     const blk = this.block!;
     this.block = undefined;
     // Every block is decoded, even one for a stream we refuse: it updates the dynamic table.
-    const fields = this.decode(blk.parts.length === 1 ? blk.parts[0]! : Buffer.concat(blk.parts, blk.bytes));
+    this.decode(blk.parts.length === 1 ? blk.parts[0]! : Buffer.concat(blk.parts, blk.bytes));
     const existing = this.streams.get(blk.streamId);
     if (existing) {
-      // Trailers from the client: gRPC has none; they can only end the request.
+      // Trailers from the client: gRPC has none; they can only end the request (their fields are
+      // not looked at, so a list above the bound does not matter here).
       if (!blk.endStream) return this.resetStream(existing, H2_PROTOCOL_ERROR, true);
       if (!existing.remoteEnded) this.remoteEnd(existing);
       return;
@@ -503,33 +492,71 @@ export class H2ServerConnection {
     if (blk.streamId <= this.lastStreamId) return;
     this.lastStreamId = blk.streamId;
     if (this.goingAway) return this.refuse(blk.streamId, H2_REFUSED_STREAM);
-    const headers: H2Headers = {};
-    let malformed = false;
-    for (const { name, value } of fields) {
-      if (UPPER_CASE.test(name)) malformed = true;
-      const prev = headers[name];
-      if (prev === undefined) headers[name] = value;
-      else if (Array.isArray(prev)) prev.push(value);
-      else headers[name] = [prev, value];
-    }
-    if (malformed) return this.refuse(blk.streamId, H2_PROTOCOL_ERROR);
+    if (this.hpack.listTooLarge) return this.refuseHeaderList(blk.streamId, blk.endStream);
+    const headers = this.headersOf(this.hpack);
+    if (headers === undefined) return this.refuse(blk.streamId, H2_PROTOCOL_ERROR);
     const s = new H2ServerStream(this, blk.streamId, headers, this.peerInitialWindow);
     this.streams.set(s.id, s);
-    this.onStream(s);
+    try {
+      this.onStream(s);
+    } catch (err) {
+      this.streamFailed(s, 'onStream', err);
+    }
     if (blk.endStream) this.remoteEnd(s);
   }
 
-  private decode(block: Buffer): { name: string; value: string }[] {
-    this.fields.length = 0;
-    this.fieldsBytes = 0;
+  private decode(block: Buffer): void {
     try {
-      this.hpack._decoder.push(block);
-      while (!this.hpack._decoder.isEmpty()) this.hpack._execute();
+      this.hpack.decode(block);
     } catch (err) {
-      if (err instanceof ConnectionError) throw err;
-      throw new ConnectionError(H2_COMPRESSION_ERROR, `HPACK: ${err instanceof Error ? err.message : String(err)}`);
+      if (!(err instanceof HpackError)) throw err;
+      // RFC 9113 §4.3: the decoding context is lost with the block, so the connection is too.
+      throw new ConnectionError(H2_COMPRESSION_ERROR, `HPACK: ${err.message}`);
     }
-    return this.fields.splice(0);
+  }
+
+  /** The decoded fields as one object (a repeated name as an array), or undefined for a name
+   *  with upper case letters (malformed: RFC 9113 §8.2.1). */
+  private headersOf(d: HpackDecoder): H2Headers | undefined {
+    // A plain object: its property stores are the cheapest (a null-prototype object cost twice as
+    // much); names it inherits (constructor, __proto__) take the slower path below.
+    const headers: H2Headers = {};
+    for (let i = 0; i < d.count; i++) {
+      const name = d.names[i]!;
+      const value = d.values[i]!;
+      if (UPPER_CASE.test(name)) return undefined;
+      const prev = headers[name];
+      if (prev === undefined) headers[name] = value;
+      else if (!Object.hasOwn(headers, name)) defineHeader(headers, name, value);
+      else if (Array.isArray(prev)) prev.push(value);
+      else defineHeader(headers, name, [prev, value]);
+    }
+    return headers;
+  }
+
+  /** A request whose header list is above the bound we advertised (SETTINGS_MAX_HEADER_LIST_SIZE)
+   *  gets 431 (RFC 9113 §10.5.1, as Go's server answers), and the rest of its body is refused
+   *  with RST_STREAM NO_ERROR (§8.1); the connection and its other streams go on. */
+  private refuseHeaderList(streamId: number, endStream: boolean): void {
+    this.sendHeaderBlock(streamId, HEADER_LIST_TOO_LARGE_BLOCK, true);
+    if (!endStream) this.refuse(streamId, H2_NO_ERROR);
+  }
+
+  /** A stream's callback threw. An AssertionError is a bug in quorumkv: it propagates, so that the
+   *  member crashes with its stack (src/util/assert.ts; the WAL makes a restart safe). Anything
+   *  else is that stream's failure alone: it is reset and logged, the connection goes on. */
+  private streamFailed(s: H2ServerStream, callback: string, err: unknown): void {
+    if (err instanceof AssertionError) throw err;
+    this.log.error('a stream callback threw: that stream is reset (INTERNAL_ERROR), the connection goes on', {
+      stream: s.id,
+      reset: !s.closed,
+      path: s.headers[':path'],
+      remote: this.socket.remoteAddress === undefined ? undefined : `${this.socket.remoteAddress}:${this.socket.remotePort}`,
+      callback,
+      error: err instanceof Error ? err.message : String(err),
+      stack: err instanceof Error ? err.stack : undefined,
+    });
+    this.resetStream(s, H2_INTERNAL_ERROR, true);
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
@@ -586,7 +613,11 @@ export class H2ServerConnection {
   private remoteEnd(s: H2ServerStream): void {
     s.remoteEnded = true;
     if (s.closed) return;
-    s.onEnd?.();
+    try {
+      s.onEnd?.();
+    } catch (err) {
+      return this.streamFailed(s, 'onEnd', err);
+    }
     if (s.localEnded) this.close(s, false);
   }
 
@@ -614,6 +645,10 @@ export class H2ServerConnection {
   // ---- sending ----
 
   sendHeaders(s: H2ServerStream, block: Buffer, endStream: boolean): void {
+    this.sendHeaderBlock(s.id, block, endStream);
+  }
+
+  private sendHeaderBlock(streamId: number, block: Buffer, endStream: boolean): void {
     if (this.sendTableSizeUpdate) {
       // A dynamic table size update to 0 (we never index), first in the next block after the
       // client's SETTINGS_HEADER_TABLE_SIZE changed (RFC 7541 §4.2).
@@ -621,11 +656,11 @@ export class H2ServerConnection {
       block = Buffer.concat([Buffer.from([0x20]), block]);
     }
     const flags = endStream ? F_END_STREAM : 0;
-    if (block.length <= this.peerMaxFrame) return this.queue(frame(T_HEADERS, flags | F_END_HEADERS, s.id, block));
+    if (block.length <= this.peerMaxFrame) return this.queue(frame(T_HEADERS, flags | F_END_HEADERS, streamId, block));
     for (let off = 0; off < block.length; off += this.peerMaxFrame) {
       const piece = block.subarray(off, off + this.peerMaxFrame);
       const last = off + this.peerMaxFrame >= block.length;
-      this.queue(frame(off === 0 ? T_HEADERS : T_CONTINUATION, (off === 0 ? flags : 0) | (last ? F_END_HEADERS : 0), s.id, piece));
+      this.queue(frame(off === 0 ? T_HEADERS : T_CONTINUATION, (off === 0 ? flags : 0) | (last ? F_END_HEADERS : 0), streamId, piece));
     }
   }
 
@@ -705,8 +740,13 @@ export class H2ServerConnection {
     s.pendingOffset = 0;
     s.pendingBytes = 0;
     const waiters = s.drainWaiters.splice(0);
-    s.onClose?.(aborted);
-    for (const w of waiters) w();
+    // The stream is gone already: a callback that throws here has nothing left to reset.
+    try {
+      s.onClose?.(aborted);
+    } catch (err) {
+      this.streamFailed(s, 'onClose', err);
+    }
+    this.runDrainWaiters(s, waiters);
     if (this.goingAway && this.streams.size === 0) this.endSocket();
   }
 
@@ -727,7 +767,17 @@ export class H2ServerConnection {
     const limit = this.draining.get(s);
     if (limit === undefined || !this.belowBacklog(s, limit)) return;
     this.draining.delete(s);
-    for (const w of s.drainWaiters.splice(0)) w();
+    this.runDrainWaiters(s, s.drainWaiters.splice(0));
+  }
+
+  private runDrainWaiters(s: H2ServerStream, waiters: (() => void)[]): void {
+    for (const w of waiters) {
+      try {
+        w();
+      } catch (err) {
+        this.streamFailed(s, 'whenDrained', err);
+      }
+    }
   }
 
   private onSocketDrain(): void {

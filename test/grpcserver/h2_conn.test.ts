@@ -4,7 +4,11 @@
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
+import { Duplex } from 'node:stream';
 import { H2ServerConnection, H2_PREFACE, encodeHeaderBlock, type H2ServerStream } from '../../src/grpcserver/h2_conn';
+import { HpackDecoder } from '../../src/grpcserver/hpack';
+import { AssertionError, assert as invariant } from '../../src/util/assert';
+import { Logger } from '../../src/util/log';
 
 const RESPONSE = encodeHeaderBlock([[':status', '200'], ['content-type', 'application/octet-stream']]);
 const TRAILERS = encodeHeaderBlock([['x-done', 'yes']]);
@@ -18,6 +22,34 @@ function frame(type: number, flags: number, stream: number, payload: Buffer): Bu
   h[4] = flags;
   h.writeUInt32BE(stream, 5);
   return Buffer.concat([h, payload]);
+}
+
+interface Frame {
+  type: number;
+  flags: number;
+  stream: number;
+  payload: Buffer;
+}
+
+/** Reads frames from a raw socket until `done` says so (or 3 s pass); the frames read. */
+function readFrames(sock: net.Socket, done: (frames: Frame[]) => boolean): Promise<Frame[]> {
+  return new Promise((resolve) => {
+    const frames: Frame[] = [];
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => resolve(frames), 3000);
+    sock.on('data', (c: Buffer) => {
+      buf = Buffer.concat([buf, c]);
+      while (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+        const len = buf.readUIntBE(0, 3);
+        frames.push({ type: buf[3]!, flags: buf[4]!, stream: buf.readUInt32BE(5) & 0x7fffffff, payload: buf.subarray(9, 9 + len) });
+        buf = buf.subarray(9 + len);
+      }
+      if (done(frames)) {
+        clearTimeout(timer);
+        resolve(frames);
+      }
+    });
+  });
 }
 
 /** Reads frames from a raw socket until a GOAWAY arrives (or the socket closes); its error code. */
@@ -48,10 +80,13 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
   const conns: H2ServerConnection[] = [];
   const sessions: http2.ClientHttp2Session[] = [];
   const sockets: net.Socket[] = [];
+  let logged: Record<string, unknown>[] = [];
+  const log = new Logger('info', {}, (line) => logged.push(JSON.parse(line) as Record<string, unknown>));
 
   beforeEach(async () => {
     handler = () => undefined;
-    tcp = net.createServer((s) => conns.push(new H2ServerConnection(s, (st) => handler(st), { maxHeaderListBytes: 16 * 1024 })));
+    logged = [];
+    tcp = net.createServer((s) => conns.push(new H2ServerConnection(s, (st) => handler(st), { maxHeaderListBytes: 16 * 1024, log })));
     await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
     port = (tcp.address() as net.AddressInfo).port;
   });
@@ -259,19 +294,55 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     await closed;
   });
 
-  it('bounds header blocks and lists while decoding, and serves other connections meanwhile', async () => {
-    handler = echo;
-    // 1. A block whose indexed references decode to far more than it weighs: a 3,000-byte literal
-    //    entered into the dynamic table (it fits the default 4,096), then one-byte references to it.
+  it('answers a header list above the bound with 431 for that stream alone, its HPACK context kept', async () => {
+    const seen: H2ServerStream[] = [];
+    handler = (s) => {
+      seen.push(s);
+      echo(s);
+    };
+    // A block whose indexed references decode to far more than it weighs: a 3,000-byte literal
+    // entered into the dynamic table (it fits the default 4,096), then 8,000 one-byte references
+    // to it (24 MB of header list from 11 KB).
     const literal = Buffer.concat([Buffer.from([0x40, 0x05]), Buffer.from('x-big'), Buffer.from([0x7f, 0xb9, 0x16]), Buffer.alloc(3000, 0x61)]);
     const bomb = Buffer.concat([Buffer.from([0x83, 0x86, 0x84]), literal, Buffer.alloc(8000, 0xbe)]);
+    // Then, on the same connection, a request that refers to the entry the refused block made:
+    // decoded right only if the refused block was decoded to its end.
+    const next = Buffer.from([0x83, 0x86, 0x84, 0xbe]);
+    const sock = await rawSocket();
+    const t0 = Date.now();
+    const got = readFrames(sock, (fs) => fs.some((f) => f.type === 1 && f.stream === 3 && f.flags & 0x1) || fs.some((f) => f.type === 7));
+    sock.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x4, 1, bomb), frame(1, 0x4 | 0x1, 3, next)]));
+    const frames = await got;
+    assert.ok(Date.now() - t0 < 1000, `answered in ${Date.now() - t0} ms`);
+    assert.equal(frames.filter((f) => f.type === 7).length, 0, 'no GOAWAY');
+    // Stream 1: 431 and END_STREAM, then RST_STREAM NO_ERROR (the client had not half-closed).
+    const responses = new HpackDecoder(64 * 1024);
+    const h1 = frames.find((f) => f.type === 1 && f.stream === 1)!;
+    assert.ok(h1.flags & 0x1);
+    responses.decode(h1.payload);
+    assert.deepEqual([responses.names[0], responses.values[0]], [':status', '431']);
+    const rst1 = frames.find((f) => f.type === 3 && f.stream === 1)!;
+    assert.equal(rst1.payload.readUInt32BE(0), 0);
+    // Stream 3 was served, with the header the refused block entered.
+    assert.deepEqual(
+      seen.map((s) => s.id),
+      [3],
+    );
+    assert.equal(seen[0]!.headers['x-big'], 'a'.repeat(3000));
+    assert.ok(frames.some((f) => f.type === 1 && f.stream === 3));
+  });
+
+  it('bounds header blocks while decoding, and serves other connections meanwhile', async () => {
+    handler = echo;
+    // 1. A block above the bound in raw bytes: GOAWAY, the connection cannot decode past it.
+    const huge = Buffer.concat([frame(1, 0, 1, Buffer.alloc(16384, 0x82)), frame(9, 0x4, 1, Buffer.alloc(1000, 0x82))]);
     // 2. A block that never ends: empty CONTINUATION frames.
     const endless = Buffer.concat([frame(1, 0, 1, Buffer.from([0x83])), ...Array.from({ length: 2000 }, () => frame(9, 0, 1, Buffer.alloc(0)))]);
     // 3. Streams opened and reset in a loop (rapid reset).
     const resets: Buffer[] = [];
     for (let id = 1; id < 2 * 1200; id += 2) resets.push(frame(1, 0x4, id, Buffer.from([0x83, 0x86, 0x84, 0x41, 0x01, 0x61])), frame(3, 0, id, Buffer.from([0, 0, 0, 8])));
     const cases: [string, Buffer, number][] = [
-      ['indexed references decoding past the list bound', frame(1, 0x4 | 0x1, 1, bomb), 0xb],
+      ['a block above the bound', huge, 0xb],
       ['empty CONTINUATION frames without end', endless, 0xb],
       ['a stream reset flood', Buffer.concat(resets), 0xb],
     ];
@@ -285,5 +356,80 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     }
     const r = await request(connect(), Buffer.from('next'));
     assert.equal(r.body.toString(), 'next');
+  });
+
+  it('header names an object inherits (__proto__, constructor) become plain own headers', async () => {
+    let got: H2ServerStream | undefined;
+    handler = (s) => {
+      got = s;
+      echo(s);
+    };
+    const fields: [string, string][] = [['__proto__', 'p'], ['constructor', 'c'], ['x-dup', '1'], ['x-dup', '2'], ['__proto__', 'q'], ['tostring', 't']];
+    const sock = await rawSocket();
+    const answered = readFrames(sock, (fs) => fs.some((f) => f.type === 1 && f.stream === 1));
+    sock.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x4 | 0x1, 1, Buffer.concat([Buffer.from([0x83, 0x86, 0x84]), encodeHeaderBlock(fields)]))]));
+    await answered;
+    const h = got!.headers;
+    assert.equal(Object.getPrototypeOf(h), Object.prototype);
+    assert.deepEqual(Object.getOwnPropertyDescriptor(h, '__proto__')?.value, ['p', 'q']);
+    assert.equal(h.constructor, 'c');
+    assert.deepEqual(h['x-dup'], ['1', '2']);
+    assert.deepEqual(Object.keys(h), [':method', ':scheme', ':path', '__proto__', 'constructor', 'x-dup', 'tostring']);
+  });
+
+  it('a handler that throws resets its stream alone, logs it, and the connection serves on', async () => {
+    let held: H2ServerStream | undefined;
+    handler = (s) => {
+      const path = s.headers[':path'];
+      if (path === '/held') {
+        held = s;
+        s.onData = () => undefined;
+      } else if (path === '/boom') throw new Error('planted: handler');
+      else if (path === '/boom-data')
+        s.onData = () => {
+          throw new TypeError('planted: onData');
+        };
+      else if (path === '/boom-end') {
+        s.onEnd = () => {
+          throw new RangeError('planted: onEnd');
+        };
+      } else echo(s);
+    };
+    const session = connect();
+    const first = request(session, Buffer.from('a'), { ':path': '/held' });
+    while (!held) await new Promise((r) => setTimeout(r, 5));
+    for (const path of ['/boom', '/boom-data', '/boom-end']) {
+      const req = session.request({ ':method': 'POST', ':path': path });
+      req.on('error', () => undefined);
+      req.resume();
+      req.end('payload');
+      await new Promise((r) => req.on('close', r));
+      assert.equal(req.rstCode, http2.constants.NGHTTP2_INTERNAL_ERROR, path);
+    }
+    // The held stream is still open, and finishes; new streams are served.
+    held.respond(RESPONSE, false);
+    held.write(Buffer.from('finished'), 1 << 30);
+    held.end(TRAILERS);
+    assert.equal((await first).body.toString(), 'finished');
+    assert.equal((await request(session, Buffer.from('after'))).body.toString(), 'after');
+    assert.deepEqual(
+      logged.map((l) => [l.level, l.path, l.callback, l.error]),
+      [
+        ['error', '/boom', 'onStream', 'planted: handler'],
+        ['error', '/boom-data', 'onData', 'planted: onData'],
+        ['error', '/boom-end', 'onEnd', 'planted: onEnd'],
+      ],
+    );
+    assert.ok(logged.every((l) => typeof l.stream === 'number' && typeof l.stack === 'string' && typeof l.remote === 'string'));
+  });
+
+  it('an AssertionError in a handler is not caught: it reaches the top and crashes the member', () => {
+    const sock = new Duplex({ read: () => undefined, write: (_c, _e, cb) => cb() });
+    const c = new H2ServerConnection(sock, () => invariant(false, 'planted invariant'), { maxHeaderListBytes: 16 * 1024, log });
+    const bytes = Buffer.concat([H2_PREFACE, frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x4 | 0x1, 1, Buffer.from([0x83, 0x86, 0x84, 0x41, 0x01, 0x61]))]);
+    assert.throws(() => sock.emit('data', bytes), (err: unknown) => err instanceof AssertionError && /planted invariant/.test(err.message));
+    // Nothing caught it on the way, so nothing answered or logged it as a stream's failure.
+    assert.equal(logged.length, 0);
+    c.destroy();
   });
 });
