@@ -15,7 +15,7 @@ import type { Server } from './server';
 import { Membership, memberFromJson, memberToJson, type MemberJson } from './membership';
 import { Backend, type LoadedState } from '../storage/backend/backend';
 import { restoreSnapshotInto } from '../storage/backend/snapshot';
-import { addService } from '../api/services';
+import { serviceDefinition } from '../proto';
 import { grpcChannelCredentials, grpcServerCredentials, type TlsMaterial } from '../tls';
 
 export interface ClusterNodeOptions {
@@ -65,7 +65,8 @@ export class ClusterNode {
     });
     this.peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
     this.transport.register(this.peerServer);
-    addService(this.peerServer, 'quorumkvpb.PeerCluster', {
+    // The peer port is grpc-js's server; PeerCluster's one method is registered on it directly.
+    this.peerServer.addService(serviceDefinition('quorumkvpb.PeerCluster'), {
       Members: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
         cb(null, {
           cluster_id: o.clusterId.toString(),
