@@ -1,18 +1,12 @@
 // etcdserverpb.Maintenance: member status, hashes for consistency checks, alarms, defragmentation,
 // leadership transfer, and the backend snapshot stream that `etcdctl snapshot save` stores.
 //
-// The snapshot file contract (what etcd clients check, etcd clientv3/snapshot v3_snapshot.go):
-//   [payload][zero padding to a multiple of 512 bytes][SHA-256 of payload+padding, 32 bytes]
-// `etcdctl snapshot save` refuses a file whose size is not n % 512 == 32 ("sha256 checksum not
-// found"). The payload is an etcd (bbolt) database made from the backend snapshot
-// (src/storage/backend/etcd_db.ts), whose size is already a multiple of 4 KiB, so that `etcdctl
-// snapshot status|restore` read it as they read etcd's. Files of earlier quorumkv versions carried
-// the backend snapshot stream itself, which ends in a trailer: SnapshotFraming below walks that
-// framing, so `quorumkv snapshot restore|status` still read those too.
-import { createHash } from 'node:crypto';
+// The snapshot stream is etcd's snapshot file (layout in storage/snapshot_file.ts: payload, zero
+// padding to 512 bytes, SHA-256): the payload is an etcd (bbolt) database made from the backend
+// snapshot (storage/etcddb/etcd_db.ts), so that `etcdctl snapshot status|restore` read it as
+// they read etcd's.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import { assert } from '../util/assert';
 import { EtcdError, Errors, GrpcCode, unimplemented } from '../util/errors';
 import type { Server } from '../server/server';
 import { AlarmAction } from '../server/alarms';
@@ -29,7 +23,8 @@ import type {
   StatusResponse,
 } from '../proto/types';
 import { crc32c } from '../mvcc';
-import { SNAPSHOT_MAGIC, readSnapshotStream } from '../storage/backend/snapshot';
+import { readSnapshotStream } from '../storage/backend/snapshot';
+import { snapshotFileBytes, snapshotFileChunks } from '../storage/snapshot_file';
 import { writeEtcdDb, type EtcdDbWritten } from '../storage/etcddb/etcd_db';
 import { bufferedSink } from '../storage/etcddb/bolt';
 import { internalStatus, replyError } from './errors';
@@ -39,9 +34,6 @@ import { authorizeMaintenance } from './auth_service';
 /** The server version Status reports: etcd 3.4's API, so that version-gated clients go ahead. */
 export const STATUS_VERSION = '3.4.0';
 
-/** The snapshot file's alignment and trailing checksum (etcd: bolt pages, then sha256). */
-export const SNAPSHOT_ALIGN_BYTES = 512;
-export const SNAPSHOT_SHA256_BYTES = 32;
 /** Blob bytes per SnapshotResponse. etcd sends 32 KiB; clients only concatenate blobs (and accept
  *  messages of any size up to their receive limit, ≥ 4 MiB everywhere), so fewer, larger ones. */
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
@@ -55,105 +47,6 @@ const SPOOL_SUFFIX = '.tmp';
 
 // The alarm list itself is replicated state (server/alarms.ts); re-exported for older imports.
 export { AlarmType } from '../server/alarms';
-
-// --- snapshot framing -----------------------------------------------------------------------------
-
-/** storage/backend/snapshot.ts framing constants and backend.ts's current-revision meta key. */
-const FRAME_HEADER_BYTES = 24;
-const FRAME_TRAILER_MARK = 0xffffffff;
-const FRAME_TRAILER_REST_BYTES = 12;
-const META_CURRENT_REV_KEY = Buffer.concat([Buffer.from([0x6d]), Buffer.from('current_revision', 'utf8')]);
-
-type FrameStep = 'header' | 'klen' | 'key' | 'vlen' | 'value' | 'trailer' | 'done';
-
-/**
- * Walks the framing of a backend snapshot stream, fed in pieces of any size, without copying
- * records: tells where the payload ends (so the padding after it can be cut off), and picks out
- * what `snapshot status` prints. Full verification (record count, CRC) is readSnapshotStream's job.
- */
-export class SnapshotFraming {
-  payloadBytes = 0;
-  records = 0;
-  appliedIndex = 0;
-  appliedTerm = 0;
-  /** The backend's current revision (0 if the snapshot has none: an empty store). */
-  currentRevision = 0;
-  /** CRC32-C of every payload byte: the "hash" `snapshot status` prints (if asked for). */
-  crc = 0;
-  private step: FrameStep = 'header';
-  private need = FRAME_HEADER_BYTES;
-  private capture: Buffer | undefined = Buffer.alloc(FRAME_HEADER_BYTES);
-  private captured = 0;
-  private keyIsCurrentRev = false;
-
-  constructor(private readonly opts: { checksum: boolean } = { checksum: true }) {}
-
-  get done(): boolean {
-    return this.step === 'done';
-  }
-
-  /** Feeds the next piece; returns how many of its bytes belong to the payload (fewer than
-   *  piece.length only once the trailer has ended). */
-  push(piece: Buffer): number {
-    let off = 0;
-    while (off < piece.length && this.step !== 'done') {
-      const n = Math.min(this.need, piece.length - off);
-      if (this.capture) piece.copy(this.capture, this.captured, off, off + n);
-      this.captured += n;
-      this.need -= n;
-      off += n;
-      if (this.need === 0) this.finishStep();
-    }
-    this.payloadBytes += off;
-    if (this.opts.checksum) this.crc = crc32c(this.crc, piece.subarray(0, off));
-    return off;
-  }
-
-  private expect(step: FrameStep, bytes: number, capture: boolean): void {
-    this.step = step;
-    this.need = bytes;
-    this.capture = capture ? Buffer.alloc(bytes) : undefined;
-    this.captured = 0;
-    if (bytes === 0 && step !== 'done') this.finishStep();
-  }
-
-  private finishStep(): void {
-    const c = this.capture;
-    switch (this.step) {
-      case 'header':
-        if (!c!.subarray(0, 8).equals(SNAPSHOT_MAGIC)) throw new Error('not a quorumkv snapshot (bad magic)');
-        this.appliedIndex = Number(c!.readBigUInt64BE(8));
-        this.appliedTerm = Number(c!.readBigUInt64BE(16));
-        return this.expect('klen', 4, true);
-      case 'klen': {
-        const len = c!.readUInt32BE(0);
-        if (len === FRAME_TRAILER_MARK) return this.expect('trailer', FRAME_TRAILER_REST_BYTES, true);
-        return this.expect('key', len, len === META_CURRENT_REV_KEY.length);
-      }
-      case 'key':
-        this.keyIsCurrentRev = c !== undefined && c.equals(META_CURRENT_REV_KEY);
-        return this.expect('vlen', 4, true);
-      case 'vlen': {
-        const len = c!.readUInt32BE(0);
-        return this.expect('value', len, this.keyIsCurrentRev && len === 8);
-      }
-      case 'value':
-        if (c) this.currentRevision = Number(c.readBigUInt64BE(0));
-        this.records++;
-        return this.expect('klen', 4, true);
-      case 'trailer':
-        if (BigInt(this.records) !== c!.readBigUInt64BE(0)) throw new Error('snapshot record count does not match its trailer');
-        return this.expect('done', 0, false);
-      default:
-        assert(false, `snapshot framing: step ${this.step} has no successor`);
-    }
-  }
-}
-
-/** Zero bytes that bring `payloadBytes` to the snapshot file alignment. */
-export function paddingBytes(payloadBytes: number): number {
-  return (SNAPSHOT_ALIGN_BYTES - (payloadBytes % SNAPSHOT_ALIGN_BYTES)) % SNAPSHOT_ALIGN_BYTES;
-}
 
 // --- the service ----------------------------------------------------------------------------------
 
@@ -308,7 +201,7 @@ let spoolSeq = 0;
  * backend: that gives the exact size (remaining_bytes counts down to 0 as etcd's does), lets the
  * LevelDB snapshot and iterator go as soon as the copy is made instead of living as long as the
  * slowest client, and checks the framing before a byte is sent. Then the file goes out in chunks,
- * honouring gRPC flow control, followed by the padding and the SHA-256.
+ * honouring gRPC flow control, with the padding and the SHA-256 (storage/snapshot_file.ts).
  */
 async function streamSnapshot(server: Server, out: SnapshotSender, spoolDir: string): Promise<void> {
   const backend = server.durableBackend!;
@@ -333,21 +226,14 @@ async function streamSnapshot(server: Server, out: SnapshotSender, spoolDir: str
       await snap.chunks.return(undefined);
     }
     if (out.gone) return;
-    const payloadBytes = written.bytes;
-    const padded = payloadBytes + paddingBytes(payloadBytes);
-    const total = padded + SNAPSHOT_SHA256_BYTES;
+    const total = snapshotFileBytes(written.bytes);
     const header: ResponseHeader = server.header(Math.max(1, written.revision)); // as Backend.load: an empty store is at 1
-    const sha = createHash('sha256');
     let sent = 0;
-    while (sent < padded) {
-      const n = Math.min(SNAPSHOT_CHUNK_BYTES, padded - sent);
-      const blob = Buffer.alloc(n); // zero-filled: past the payload, the padding
-      if (sent < payloadBytes) await readAll(fh, blob.subarray(0, Math.min(n, payloadBytes - sent)), sent);
-      sha.update(blob);
-      sent += n;
+    for await (const blob of snapshotFileChunks(readSpool(fh, written.bytes), SNAPSHOT_CHUNK_BYTES)) {
+      sent += blob.length;
       if (!(await out.send({ header, remaining_bytes: total - sent, blob, version: STATUS_VERSION }))) return;
     }
-    if (await out.send({ header, remaining_bytes: 0, blob: sha.digest(), version: STATUS_VERSION })) out.end();
+    out.end();
   } finally {
     await fh.close();
     await fs.rm(spool, { force: true });
@@ -396,6 +282,15 @@ class SnapshotCancelled extends Error {}
 async function writeAll(fh: fs.FileHandle, buf: Buffer, position: number): Promise<void> {
   let off = 0;
   while (off < buf.length) off += (await fh.write(buf, off, buf.length - off, position + off)).bytesWritten;
+}
+
+/** The spool file's first `bytes` bytes, in pieces of SNAPSHOT_CHUNK_BYTES. */
+async function* readSpool(fh: fs.FileHandle, bytes: number): AsyncGenerator<Buffer> {
+  for (let position = 0; position < bytes; position += SNAPSHOT_CHUNK_BYTES) {
+    const piece = Buffer.allocUnsafe(Math.min(SNAPSHOT_CHUNK_BYTES, bytes - position));
+    await readAll(fh, piece, position);
+    yield piece;
+  }
 }
 
 async function readAll(fh: fs.FileHandle, into: Buffer, position: number): Promise<void> {

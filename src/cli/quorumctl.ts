@@ -4,7 +4,7 @@
 // code 0 on success and 1 on any error (printed as `Error: <etcd's message>`), 2 on bad usage.
 //
 // Layout: quorumctl/args.ts (flag parsing), client.ts (endpoint choice, gRPC calls, errors),
-// kv.ts, lease.ts, cluster.ts (member, endpoint), snapshot.ts, progress.ts, format.ts (output).
+// kv.ts, lease.ts, cluster.ts (member, endpoint), snapshot.ts, format.ts (output); ../progress.ts.
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../config/flags';
@@ -98,8 +98,7 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
         await endpointCommand(endpoints, opts, sub, format, out, err);
         break;
       case 'snapshot':
-        await snapshotCommand(connect, sub, out);
-        break;
+        return await snapshotCommand(connect, sub, out);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
     }

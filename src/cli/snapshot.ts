@@ -1,37 +1,12 @@
-// `quorumkv snapshot restore|status`: offline tools for the snapshot files `etcdctl snapshot save`
-// fetches from a quorumkv member (Maintenance.Snapshot; file layout in api/maintenance_service.ts:
-// backend snapshot, zero padding to 512 bytes, SHA-256).
-//
-// restore: checks the SHA-256, refuses a data dir that is not empty, writes the backend from the
-// snapshot into <data-dir>/member/backend, and creates a WAL whose snapshot marker and hard state
-// sit at the snapshot's applied index, so the member starts from the restored state (Raft's log
-// begins at the snapshot; nothing is replayed). Member and cluster IDs are derived from the flags,
-// as a new cluster's are, so the restored member is a new one-member (or --initial-cluster) cluster.
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
-import { ClassicLevel } from 'classic-level';
-import { ConfigError, parseServerFlags, splitArgv } from '../config/flags';
-import { computeClusterId, computeMemberId, idToHex } from '../util/ids';
-import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_SHA256_BYTES, SnapshotFraming, paddingBytes } from '../api/maintenance_service';
-import { restoreSnapshotInto, type SnapshotMeta } from '../storage/backend/snapshot';
-import { Backend } from '../storage/backend/backend';
-import { initialMembers, memberToJson } from '../server/membership';
-import { encodeMetadata } from '../server/bootstrap';
-import { Wal } from '../storage/wal';
-import { BoltReader, isBoltHeader } from '../storage/etcddb/bolt';
-import { etcdDbAsSnapshotStream, etcdDbStatus } from '../storage/etcddb/etcd_db';
-
-/** File read size for hashing and restoring. */
-const READ_CHUNK_BYTES = 1024 * 1024;
-/** Backend namespaces holding cluster membership ('c' members, 'r' removed members; see
- *  storage/backend/backend.ts). A restore starts a new cluster, so they are dropped and the
- *  membership comes from --initial-cluster, as etcd's restore rewrites its members bucket. */
-const MEMBERSHIP_NAMESPACES = [0x63, 0x72];
-
-export class SnapshotFileError extends Error {
-  override name = 'SnapshotFileError';
-}
+// `quorumkv snapshot restore|status`: argv and output of the offline tools for the snapshot files
+// `etcdctl snapshot save` fetches (layout: storage/snapshot_file.ts). The work itself is
+// server/restore.ts: restore writes a data dir a member starts from; status prints what `etcdctl
+// snapshot status` prints. restore draws a progress bar on stderr (src/cli/progress.ts: redrawn on
+// a terminal, a plain line every 5 s otherwise); quorumctl's `snapshot restore` runs this command.
+import { ConfigError, SNAPSHOT_RESTORE_FLAGS, parseServerFlags, splitArgv } from '../config/flags';
+import { idToHex } from '../util/ids';
+import { restoreSnapshot, snapshotStatus } from '../server/restore';
+import { ProgressBar } from './progress';
 
 const USAGE = `Usage:
   quorumkv snapshot restore <file> [--data-dir=<dir>] [--name=default] [--initial-cluster=<name>=<peer-url>,...]
@@ -76,232 +51,38 @@ function fileAndFlags(args: readonly string[], known: readonly string[], boolean
   return { file: positional[0]!, flags: splitArgv(flagArgs, new Set([...known, ...booleans]), new Set(booleans)) };
 }
 
-// --- reading snapshot files -----------------------------------------------------------------------
-
-/** Progress callback: bytes of the file read so far (by this pass). */
-export type OnBytes = (readBytes: number) => void;
-
-async function* readRange(file: string, start: number, endExclusive: number, onBytes?: OnBytes): AsyncGenerator<Buffer> {
-  if (endExclusive <= start) return;
-  const stream = fs.createReadStream(file, { start, end: endExclusive - 1, highWaterMark: READ_CHUNK_BYTES });
-  let read = 0;
-  for await (const piece of stream) {
-    read += (piece as Buffer).length;
-    onBytes?.(read);
-    yield piece as Buffer;
-  }
-}
-
-/** Checks the file's layout and its SHA-256; returns the length of payload + padding. */
-export async function verifySnapshotFile(file: string, onBytes?: OnBytes): Promise<number> {
-  const size = (await fs.promises.stat(file)).size;
-  if (size % SNAPSHOT_ALIGN_BYTES !== SNAPSHOT_SHA256_BYTES) {
-    throw new SnapshotFileError(`snapshot file integrity check failed: sha256 checksum not found (${size} bytes is not a multiple of ${SNAPSHOT_ALIGN_BYTES} plus ${SNAPSHOT_SHA256_BYTES})`);
-  }
-  const body = size - SNAPSHOT_SHA256_BYTES;
-  const h = createHash('sha256');
-  for await (const piece of readRange(file, 0, body, onBytes)) h.update(piece);
-  const expected = Buffer.alloc(SNAPSHOT_SHA256_BYTES);
-  const fd = await fs.promises.open(file, 'r');
-  try {
-    await fd.read(expected, 0, SNAPSHOT_SHA256_BYTES, body);
-  } finally {
-    await fd.close();
-  }
-  const actual = h.digest();
-  if (!actual.equals(expected)) {
-    throw new SnapshotFileError(`snapshot file integrity check failed: expected sha256 ${expected.toString('hex')}, got ${actual.toString('hex')}`);
-  }
-  return body;
-}
-
-/** The payload of a verified file (padding cut off after the snapshot's trailer, and checked to be
- *  zeros of the right length); `framing` collects what it saw. */
-async function* payloadOf(file: string, body: number, framing: SnapshotFraming, onBytes?: OnBytes): AsyncGenerator<Buffer> {
-  let trailing = 0;
-  for await (const piece of readRange(file, 0, body, onBytes)) {
-    const n = framing.done ? 0 : framing.push(piece);
-    if (n > 0) yield n === piece.length ? piece : piece.subarray(0, n);
-    const rest = piece.subarray(n);
-    if (rest.some((b) => b !== 0)) throw new SnapshotFileError('snapshot file: unexpected data after the snapshot payload');
-    trailing += rest.length;
-  }
-  if (!framing.done) throw new SnapshotFileError('snapshot file: truncated (the payload has no trailer)');
-  if (trailing !== paddingBytes(framing.payloadBytes)) throw new SnapshotFileError(`snapshot file: ${trailing} bytes of padding, expected ${paddingBytes(framing.payloadBytes)}`);
-}
-
-/** Is the file an etcd (bbolt) database: what `etcdctl snapshot save` fetches from etcd, and from
- *  quorumkv since it writes etcd's format? (Otherwise: an earlier quorumkv backend stream.) */
-export function isEtcdDbFile(file: string): boolean {
-  const fd = fs.openSync(file, 'r');
-  try {
-    const first = Buffer.alloc(4096);
-    const n = fs.readSync(fd, first, 0, first.length, 0);
-    return isBoltHeader(first.subarray(0, n));
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 // --- restore --------------------------------------------------------------------------------------
 
-const RESTORE_FLAGS = ['data-dir', 'name', 'initial-cluster', 'initial-cluster-token', 'initial-advertise-peer-urls'];
-
-function isEmptyOrMissing(dir: string): boolean {
-  try {
-    return fs.readdirSync(dir).length === 0;
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
-    throw err;
-  }
-}
-
-export interface RestoreResult {
-  meta: SnapshotMeta;
-  revision: number;
-  memberId: bigint;
-  clusterId: bigint;
-  dataDir: string;
-}
-
 async function restoreCommand(args: readonly string[]): Promise<number> {
-  const { file, flags } = fileAndFlags(args, RESTORE_FLAGS, ['skip-hash-check']);
+  const { file, flags } = fileAndFlags(args, SNAPSHOT_RESTORE_FLAGS, ['skip-hash-check']);
   const skip = flags.get('skip-hash-check');
   flags.delete('skip-hash-check');
   if (skip !== undefined && !['true', 'false'].includes(skip)) throw new ConfigError(`invalid --skip-hash-check=${JSON.stringify(skip)}: expected true or false`);
   // The server's own flag parsing gives the same defaults (and IDs) as `quorumkv` with these flags.
   const cfg = parseServerFlags([...flags].map(([k, v]) => `--${k}=${v}`), {});
-  const r = await restoreSnapshot(file, {
-    skipHashCheck: skip === 'true',
-    dataDir: cfg.dataDir,
-    name: cfg.name,
-    initialCluster: cfg.initialCluster,
-    initialClusterToken: cfg.initialClusterToken,
-  });
+  const bar = new ProgressBar({ label: 'snapshot restore' });
+  let r;
+  try {
+    r = await restoreSnapshot(file, {
+      skipHashCheck: skip === 'true',
+      dataDir: cfg.dataDir,
+      name: cfg.name,
+      initialCluster: cfg.initialCluster,
+      initialClusterToken: cfg.initialClusterToken,
+      onProgress: (doneBytes, totalBytes) => bar.update(doneBytes, totalBytes),
+    });
+  } catch (err) {
+    bar.abort();
+    throw err;
+  }
+  bar.finish();
   process.stdout.write(
     `Restored snapshot ${file} into ${r.dataDir}: applied index ${r.meta.appliedIndex}, term ${r.meta.appliedTerm}, revision ${r.revision}, member ${idToHex(r.memberId)}, cluster ${idToHex(r.clusterId)}\n`,
   );
   return 0;
 }
 
-export async function restoreSnapshot(
-  file: string,
-  o: {
-    dataDir: string;
-    name: string;
-    initialCluster: Map<string, string[]>;
-    initialClusterToken: string;
-    /** etcdctl's --skip-hash-check: an etcd database without the SHA-256 (a `member/snap/db`
-     *  copied from an etcd data dir) is restored as it is. */
-    skipHashCheck?: boolean;
-    /** Progress over both passes (SHA-256 check, then restore): bytes done of 2 × the file body. */
-    onProgress?: (doneBytes: number, totalBytes: number) => void;
-  },
-): Promise<RestoreResult> {
-  if (!isEmptyOrMissing(o.dataDir)) throw new SnapshotFileError(`data-dir ${JSON.stringify(o.dataDir)} exists and is not empty`);
-  const size = (await fs.promises.stat(file)).size;
-  const progress = o.onProgress;
-  const etcdDb = isEtcdDbFile(file);
-  if (etcdDb && size % SNAPSHOT_ALIGN_BYTES !== SNAPSHOT_SHA256_BYTES && !o.skipHashCheck) {
-    throw new SnapshotFileError('snapshot missing hash but --skip-hash-check=false');
-  }
-  const body = etcdDb && o.skipHashCheck ? size : await verifySnapshotFile(file, progress && ((n) => progress(n, 2 * size)));
-  const ids = [...o.initialCluster].map(([name, urls]) => ({ name, id: computeMemberId(urls, o.initialClusterToken) }));
-  const memberId = ids.find((m) => m.name === o.name)!.id;
-  const clusterId = computeClusterId(ids.map((m) => m.id));
-  const createdDataDir = !fs.existsSync(o.dataDir);
-  const memberDir = path.join(o.dataDir, 'member');
-  fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
-  try {
-    const backendDir = path.join(memberDir, 'backend');
-    let meta: SnapshotMeta;
-    let revision: number;
-    if (etcdDb) {
-      const db = BoltReader.open(file);
-      try {
-        let info: { revision: number } | undefined;
-        meta = await restoreSnapshotInto(backendDir, etcdDbAsSnapshotStream(db, (i) => (info = i)));
-        revision = Math.max(1, info!.revision);
-        progress?.(2 * size, 2 * size);
-      } finally {
-        db.close();
-      }
-    } else {
-      const framing = new SnapshotFraming();
-      meta = await restoreSnapshotInto(backendDir, payloadOf(file, body, framing, progress && ((n) => progress(size + n, 2 * size))));
-      revision = Math.max(1, framing.currentRevision);
-    }
-    await dropMembership(backendDir);
-    // The new cluster's membership is --initial-cluster (as etcd's restore rewrites its members
-    // bucket); store it, so later membership changes apply on top of it after a restart.
-    const backend = await Backend.open(backendDir);
-    try {
-      for (const m of initialMembers(o.initialCluster, o.initialClusterToken)) {
-        backend.stageMember(m.id, Buffer.from(JSON.stringify(memberToJson(m))));
-      }
-      await backend.commit(meta.appliedIndex, meta.appliedTerm, true);
-    } finally {
-      await backend.close();
-    }
-    const wal = await Wal.create(path.join(memberDir, 'wal'), encodeMetadata(memberId, clusterId));
-    try {
-      // Raft's log starts at the snapshot: index and term of the last entry in the backend, which
-      // is also the commit index (everything applied was committed). No vote yet in this term.
-      if (meta.appliedIndex > 0) {
-        await wal.saveSnapshot({ index: meta.appliedIndex, term: meta.appliedTerm });
-        await wal.save({ term: meta.appliedTerm, vote: 0n, commit: meta.appliedIndex }, []);
-      }
-    } finally {
-      await wal.close();
-    }
-    return { meta, revision, memberId, clusterId, dataDir: o.dataDir };
-  } catch (err) {
-    // Leave the data dir as it was (empty or missing), so the restore can simply be rerun.
-    fs.rmSync(createdDataDir ? o.dataDir : memberDir, { recursive: true, force: true });
-    throw err;
-  }
-}
-
-
-async function dropMembership(backendDir: string): Promise<void> {
-  const db = new ClassicLevel<Buffer, Buffer>(backendDir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-  await db.open();
-  try {
-    for (const ns of MEMBERSHIP_NAMESPACES) await db.clear({ gte: Buffer.from([ns]), lt: Buffer.from([ns + 1]) });
-  } finally {
-    await db.close();
-  }
-}
-
 // --- status ---------------------------------------------------------------------------------------
-
-export interface SnapshotStatus {
-  hash: number;
-  revision: number;
-  totalKey: number;
-  totalSize: number;
-}
-
-/** What `etcdctl snapshot status` shows. For an etcd database (quorumkv's snapshots, and etcd's):
- *  the same figures etcdctl computes (etcd_db.ts etcdDbStatus). For a file of an earlier quorumkv
- *  version (a backend stream): hash = CRC32-C of the payload, revision = the store's, total keys =
- *  records in the backend, total size = the file's size. */
-export async function snapshotStatus(file: string): Promise<SnapshotStatus> {
-  const body = await verifySnapshotFile(file);
-  if (isEtcdDbFile(file)) {
-    const db = BoltReader.open(file);
-    try {
-      return etcdDbStatus(db);
-    } finally {
-      db.close();
-    }
-  }
-  const framing = new SnapshotFraming();
-  for await (const _ of payloadOf(file, body, framing)) {
-    // payloadOf walks the framing; nothing else to do with the bytes
-  }
-  return { hash: framing.crc >>> 0, revision: Math.max(1, framing.currentRevision), totalKey: framing.records, totalSize: (await fs.promises.stat(file)).size };
-}
 
 async function statusCommand(args: readonly string[]): Promise<number> {
   const { file, flags } = fileAndFlags(args, ['w', 'write-out']);

@@ -231,6 +231,10 @@ export interface ServerConfig {
   peerTls: TlsFiles | undefined;
 }
 
+/** The server flags `quorumkv snapshot restore` takes (they decide the restored member's identity
+ *  as they would a new member's), and quorumctl's `snapshot restore` passes on to it. */
+export const SNAPSHOT_RESTORE_FLAGS: readonly string[] = ['data-dir', 'name', 'initial-cluster', 'initial-cluster-token', 'initial-advertise-peer-urls'];
+
 /** Splits argv into flag → raw string. Accepts `--flag value`, `--flag=value`, `-flag` and bare
  *  boolean flags. Unknown flags are an error: a typo must not silently fall back to a default. */
 export function splitArgv(argv: readonly string[], known: ReadonlySet<string>, booleans: ReadonlySet<string>): Map<string, string> {

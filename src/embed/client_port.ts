@@ -1,4 +1,5 @@
-// The client port: the gRPC server, the HTTP side and the shared listener, as member.ts wires them.
+// The client port: the gRPC server, the HTTP side and the shared listener, as src/embed/member.ts
+// wires them.
 import { H2GrpcServer, type H2GrpcServerOptions } from '../grpcserver/server';
 import type { Server } from '../server/server';
 import { GRPC_OVERHEAD_BYTES, type ServiceHandlers } from '../api/services';

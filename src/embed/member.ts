@@ -4,20 +4,20 @@
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import type { ServerConfig } from '../config/flags';
-import type { MvccStore } from '../mvcc';
 import type { Logger } from '../util/log';
 import { idToHex } from '../util/ids';
 import { Server } from '../server/server';
 import { RaftNode } from '../server/raft_node';
 import { openStorage } from '../server/bootstrap';
 import { ClusterNode } from '../server/peer';
+import { Snapshotter } from '../server/snapshot';
 import { ETCD_SERVICES, addService, type ServiceHandlers } from '../api/services';
 import type { H2GrpcServer } from '../grpcserver/server';
 import { MemberMetrics, newGrpcServer, serveClients, type ClientEndpoint } from './client_port';
 import { kvService } from '../api/kv_service';
 import { healthService } from '../api/health_service';
 import { WatchableStore } from '../mvcc';
-import { LeaseRunner, Lessor, minLeaseTtlSec } from '../lease';
+import { LeaseRunner, Lessor, minLeaseTtlSec, restoreLeases } from '../lease';
 import { WatchHub, watchService } from '../api/watch_service';
 import { leaseService } from '../api/lease_service';
 import { clusterService } from '../api/cluster_service';
@@ -32,10 +32,6 @@ import { ConnectionIdentities, certIdentityHook, credentialsForUrl, loadTls } fr
 /** etcd's suggested maximum for --quota-backend-bytes (it warns above it). */
 const QUOTA_BACKEND_BYTES_MAX_SUGGESTED = 8 * 1024 * 1024 * 1024;
 
-/** Entries kept in the log behind a snapshot, for followers that are slightly behind (etcd's
- *  snapshot catch-up entries). */
-const SNAPSHOT_CATCH_UP_ENTRIES = 5000;
-
 export interface RunningMember {
   readonly server: Server;
   readonly grpc: H2GrpcServer;
@@ -43,13 +39,6 @@ export interface RunningMember {
   /** Resolves when this member learns it was removed from the cluster (it should then stop). */
   readonly removed: Promise<void>;
   stop(): Promise<void>;
-}
-
-function encodeLease(state: { ttlSec: number; remainingTtlSec: number }): Buffer {
-  const b = Buffer.alloc(16);
-  b.writeBigInt64BE(BigInt(state.ttlSec), 0);
-  b.writeBigInt64BE(BigInt(state.remainingTtlSec), 8);
-  return b;
 }
 
 /** etcd's start-up lines about the quota (and its warning above the suggested maximum). */
@@ -61,14 +50,6 @@ function logQuota(log: Logger, quotaBytes: number): void {
   log.info('enabled backend quota', { 'quota-size-bytes': quotaBytes });
 }
 
-/** Brings back the leases saved in the backend and re-attaches every live key that names one. */
-function restoreLeases(lessor: Lessor, saved: Map<bigint, Buffer>, store: MvccStore): void {
-  if (saved.size === 0) return;
-  for (const [id, rec] of saved) lessor.restore(id, Number(rec.readBigInt64BE(0)), Number(rec.readBigInt64BE(8)));
-  const all = store.range(Buffer.from([0]), Buffer.from([0]), {});
-  for (const kv of all.kvs) if (kv.lease !== 0n && lessor.exists(kv.lease)) lessor.attach(kv.lease, kv.key);
-}
-
 export async function startMember(cfg: ServerConfig, log: Logger): Promise<RunningMember> {
   // TLS files are read once, before anything else, so that a bad file fails start-up at once.
   const clientTls = cfg.clientTls ? loadTls(cfg.clientTls, '') : undefined;
@@ -77,15 +58,13 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   const clientUrlCredentials = (url: string) => credentialsForUrl(url, clientTls, 'leader client URL');
   const st = await openStorage(cfg, log, peerTls);
   const mlog = log.child({ member: idToHex(st.memberId), name: cfg.name });
-  let lastSnapshotIndex = st.loaded.appliedIndex;
-  let snapshotting = false;
   // Leases and watchers hang off the apply path: the lessor is the state machine's lease half, and
   // every applied revision's events go to the watchable store (created once the store exists).
   const lessor = new Lessor({
     minTtlSec: minLeaseTtlSec(cfg.electionTimeoutMs),
     checkpointIntervalMs: cfg.leaseCheckpointIntervalMs,
     now: () => performance.now(),
-    persist: (id, state) => server.durableBackend?.stageLease(id, state ? encodeLease(state) : undefined),
+    persist: (id, state) => server.durableBackend?.stageLease(id, state),
   });
   restoreLeases(lessor, st.loaded.leases, st.loaded.store);
   // The auth store is replicated state like the leases: changed only by applied entries, staged
@@ -115,7 +94,23 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     send: (msgs) => (metrics?.messagesSent(msgs), cluster?.send(msgs)),
   });
 
+  // Raft snapshots: taken every --snapshot-count applied entries, sent to followers behind the
+  // compaction point, installed from the leader (then leases and watchers follow the new state).
   let watchable: WatchableStore | undefined;
+  const snapshotter = new Snapshotter({
+    server: () => server,
+    raftNode: () => raftNode,
+    memberDir: path.join(cfg.dataDir, 'member'),
+    log: mlog,
+    snapshotCount: cfg.snapshotCount,
+    appliedIndex: st.loaded.appliedIndex,
+    onStateInstalled: (loaded) => {
+      lessor.reset();
+      restoreLeases(lessor, loaded.leases, server.store);
+      if (server.isLeader()) lessor.promote(cfg.electionTimeoutMs);
+      watchable!.resyncAll();
+    },
+  });
   const server: Server = new Server(raftNode, {
     leases: lessor,
     onEvents: (events, rev) => (metrics?.observeEvents(events), watchable?.notify(events, rev)),
@@ -132,21 +127,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     auth,
     quotaBackendBytes: cfg.quotaBackendBytes,
     alarms: st.loaded.alarms,
-    onApplied: (index, term) => {
-      if (snapshotting || index - lastSnapshotIndex < cfg.snapshotCount) return;
-      snapshotting = true;
-      const backend = server.durableBackend!;
-      // The backend must hold the state at `index` durably before the WAL may forget the entries.
-      backend
-        .commit(index, term, true)
-        .then(() => raftNode.snapshot(index, SNAPSHOT_CATCH_UP_ENTRIES, server.membership.confState()))
-        .then(() => {
-          lastSnapshotIndex = index;
-          mlog.info('snapshot taken; older WAL segments released', { index, term });
-        })
-        .catch((err) => mlog.error('snapshot failed', { error: String(err) }))
-        .finally(() => (snapshotting = false));
-    },
+    onApplied: (index, term) => snapshotter.onApplied(index, term),
   });
 
   watchable = new WatchableStore(server.store);
@@ -186,19 +167,12 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     name: cfg.name,
     clientUrls: cfg.advertiseClientUrls,
     listenPeerUrls: cfg.listenPeerUrls,
-    memberDir: path.join(cfg.dataDir, 'member'),
     server,
     raftNode: () => raftNode,
     log: mlog,
     peerTls,
     onRemoved: () => removedByPeer(),
-    onStateInstalled: (loaded) => {
-      lessor.reset();
-      restoreLeases(lessor, loaded.leases, server.store);
-      if (server.isLeader()) lessor.promote(cfg.electionTimeoutMs);
-      watchable!.resyncAll();
-      lastSnapshotIndex = loaded.appliedIndex;
-    },
+    snapshotter,
   });
 
   const forwarder = new LeaderForwarder(server, clientUrlCredentials);
@@ -240,7 +214,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     );
   } catch (err) {
     g.destroy();
-    await cluster.close().catch(() => undefined);
+    await cluster.close().catch((closeErr) => mlog.warn('closing the peer service after a failed start failed', { error: String(closeErr) }));
     await server.stop();
     st.lock.release();
     throw err;

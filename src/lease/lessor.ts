@@ -14,7 +14,7 @@
 // Time is injected (`now()` in milliseconds): no clock is read in here, so tests drive it.
 import { assert } from '../util/assert';
 import { EtcdError, Errors } from '../util/errors';
-import type { Bytes, BytesLike, LeaseId, WriteTxn } from '../mvcc';
+import type { Bytes, BytesLike, LeaseId, MvccStore, WriteTxn } from '../mvcc';
 import { bytesOf, NO_LEASE } from '../mvcc';
 import { LeaseHeap } from './lease_queue';
 
@@ -33,7 +33,13 @@ export interface LessorConfig {
   readonly now: () => number;
   /** Called whenever a lease's replicated state changes (grant, checkpoint) or it is gone
    *  (revoke), so the backend can store it with the applied batch. */
-  readonly persist?: (id: LeaseId, state: { ttlSec: number; remainingTtlSec: number } | undefined) => void;
+  readonly persist?: (id: LeaseId, state: SavedLease | undefined) => void;
+}
+
+/** A lease's replicated state as it is saved (the backend's lease record) and restored. */
+export interface SavedLease {
+  readonly ttlSec: number;
+  readonly remainingTtlSec: number;
 }
 
 /** Minimum lease TTL for an election timeout, as etcd computes it. */
@@ -277,4 +283,13 @@ export class Lessor {
     l.checkpointAtMs = this.cfg.now() + interval;
     this.checkpointHeap.push({ atMs: l.checkpointAtMs, id: l.id });
   }
+}
+
+/** Brings back the leases saved in the backend (restart, snapshot install) and re-attaches every
+ *  live key that names one: keys are not saved with their lease, each key-value records it. */
+export function restoreLeases(lessor: Lessor, saved: ReadonlyMap<LeaseId, SavedLease>, store: MvccStore): void {
+  if (saved.size === 0) return;
+  for (const [id, lease] of saved) lessor.restore(id, lease.ttlSec, lease.remainingTtlSec);
+  const all = store.range(Buffer.from([0]), Buffer.from([0]), {});
+  for (const kv of all.kvs) if (kv.lease !== NO_LEASE && lessor.exists(kv.lease)) lessor.attach(kv.lease, kv.key);
 }

@@ -3,7 +3,9 @@
 // RawNode hands to the application in a Ready.
 //
 // Step() handles terms first (the same for every role), then votes, then dispatches to the role's
-// step function (step_leader.ts, step_follower.ts). become*() switch roles.
+// step function (step_leader.ts, step_follower.ts). become*() switch roles. The step functions and
+// the leader's replication (replicate.ts) see this class only as a RaftCore (raft_core.ts), so
+// they never import this file.
 
 import { assert } from '../util/assert';
 import { Rng } from '../util/rng';
@@ -11,12 +13,13 @@ import type { Config, ResolvedConfig } from './config';
 import { resolveConfig } from './config';
 import { applyConfChangeToTracker, restoreTracker } from './confchange';
 import type { RaftError } from './errors';
-import { ErrProposalDropped } from './errors';
 import { RaftLog } from './log';
+import type { CampaignType, RaftCore, StepFn } from './raft_core';
 import { ReadOnly } from './read_only';
+import { bcastAppend, maybeCommit, maybeSendAppend, sendTimeoutNow } from './replicate';
 import type { Storage } from './storage';
 import { stepCandidate, stepFollower } from './step_follower';
-import { bcastAppend, maybeSendAppend, sendTimeoutNow, stepLeader } from './step_leader';
+import { stepLeader } from './step_leader';
 import { ProgressTracker } from './tracker';
 import { VoteResult } from './quorum';
 import type { ConfChange, ConfState, Entry, HardState, Index, Message, NodeId, ReadState, Snapshot, SoftState, Term } from './types';
@@ -25,11 +28,7 @@ import { EntryType, MessageType, newMessage, None, payloadSize, StateRole } from
 /** Context of a MsgVote sent because of MsgTimeoutNow: it bypasses the voters' leader lease. */
 export const CAMPAIGN_TRANSFER = new Uint8Array(Buffer.from('CampaignTransfer'));
 
-export type CampaignType = 'prevote' | 'election' | 'transfer';
-
-type StepFn = (r: Raft, m: Message) => RaftError | null;
-
-export class Raft {
+export class Raft implements RaftCore {
   readonly id: NodeId;
   readonly cfg: ResolvedConfig;
   /** Persistent: the latest term this node has seen. Never decreases. */
@@ -387,12 +386,6 @@ export class Raft {
     return true;
   }
 
-  /** Advances commit from the quorum's match indexes. Only entries of the current term count (figure 8). */
-  maybeCommit(): boolean {
-    const mci = this.trk.committed();
-    return this.raftLog.maybeCommit(mci, this.term, this.cfg.bugs.commitPreviousTermByCounting === true);
-  }
-
   committedEntryInCurrentTerm(): boolean {
     return this.raftLog.term(this.raftLog.committed) === this.term;
   }
@@ -445,7 +438,10 @@ export class Raft {
 
   /** Applies a committed conf change (called by the application when it applies the entry). */
   applyConfChange(cc: ConfChange): ConfState {
-    const err = applyConfChangeToTracker(this.trk, cc, this.raftLog.lastIndex() + 1);
+    // A new member starts probing at our last entry (etcd: Next = lastIndex), not past it: then
+    // the probe below has an entry to carry and goes out now. With lastIndex + 1 it had nothing
+    // to send, and a new member waited for the next heartbeat or proposal to be contacted.
+    const err = applyConfChangeToTracker(this.trk, cc, Math.max(this.raftLog.lastIndex(), 1));
     assert(err === null, `invalid conf change reached apply: ${err}`);
     const cs = this.trk.confState();
     if (this.state !== StateRole.Leader) return cs;
@@ -459,9 +455,11 @@ export class Raft {
       this.handOverAfterRemoval();
       return cs;
     }
-    if (this.maybeCommit()) {
+    if (maybeCommit(this)) {
+      // The quorum changed and more is committed: tell everyone.
       bcastAppend(this);
     } else {
+      // Probe new members at once; send pending entries to anyone who can take them.
       for (const id of this.trk.ids()) if (id !== this.id) maybeSendAppend(this, id, false);
     }
     if (this.leadTransferee !== None && !this.trk.voters.has(this.leadTransferee)) this.abortLeaderTransfer();
@@ -490,12 +488,4 @@ export class Raft {
     else maybeSendAppend(this, best, true);
   }
 
-  /** The entry data of a proposal that was refused (a pending conf change): an empty normal entry. */
-  static emptyEntry(): Entry {
-    return { term: 0, index: 0, type: EntryType.Normal, data: new Uint8Array(0) };
-  }
-
-  static proposalDropped(): RaftError {
-    return ErrProposalDropped;
-  }
 }

@@ -4,12 +4,12 @@
 import type { RaftError } from './errors';
 import { ErrProposalDropped } from './errors';
 import { VoteResult } from './quorum';
-import type { Raft } from './raft';
-import { bcastAppend } from './step_leader';
+import type { RaftCore } from './raft_core';
+import { bcastAppend } from './replicate';
 import type { Message } from './types';
 import { MessageType, newMessage, None, StateRole } from './types';
 
-export function stepFollower(r: Raft, m: Message): RaftError | null {
+export function stepFollower(r: RaftCore, m: Message): RaftError | null {
   switch (m.type) {
     case MessageType.MsgProp:
       if (r.lead === None) return ErrProposalDropped;
@@ -51,7 +51,7 @@ export function stepFollower(r: Raft, m: Message): RaftError | null {
   return null;
 }
 
-export function stepCandidate(r: Raft, m: Message): RaftError | null {
+export function stepCandidate(r: RaftCore, m: Message): RaftError | null {
   // Only count responses of the kind this campaign sent: a late MsgVoteResp must not count in a pre-vote.
   const myVoteRespType = r.state === StateRole.PreCandidate ? MessageType.MsgPreVoteResp : MessageType.MsgVoteResp;
   switch (m.type) {
@@ -88,7 +88,7 @@ export function stepCandidate(r: Raft, m: Message): RaftError | null {
   return null;
 }
 
-function handleAppendEntries(r: Raft, m: Message): void {
+function handleAppendEntries(r: RaftCore, m: Message): void {
   if (m.index < r.raftLog.committed) {
     // Everything up to our commit index already matches: tell the leader where we are.
     r.send(newMessage({ type: MessageType.MsgAppResp, to: m.from, index: r.raftLog.committed }));
@@ -115,12 +115,12 @@ function handleAppendEntries(r: Raft, m: Message): void {
   );
 }
 
-function handleHeartbeat(r: Raft, m: Message): void {
+function handleHeartbeat(r: RaftCore, m: Message): void {
   r.raftLog.commitTo(m.commit);
   r.send(newMessage({ type: MessageType.MsgHeartbeatResp, to: m.from, ...(m.context !== undefined ? { context: m.context } : {}) }));
 }
 
-function handleSnapshot(r: Raft, m: Message): void {
+function handleSnapshot(r: RaftCore, m: Message): void {
   const s = m.snapshot;
   if (s === undefined) return;
   if (r.restore(s)) {

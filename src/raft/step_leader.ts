@@ -1,18 +1,19 @@
-// The leader's step function and replication (etcd stepLeader, sendAppend, bcastHeartbeat).
+// The leader's step function (etcd stepLeader): proposals, ReadIndex, and the responses that
+// drive replication. What to send whom is in replicate.ts.
 
 import { assert } from '../util/assert';
 import type { RaftError } from './errors';
 import { ErrProposalDropped } from './errors';
-import { RaftLog } from './log';
 import { ProgressState } from './progress';
 import type { Progress } from './progress';
 import { isQuorum } from './quorum';
-import type { Raft } from './raft';
+import type { RaftCore } from './raft_core';
 import { requestCtx } from './read_only';
-import type { Index, Message, NodeId } from './types';
-import { ConfChangeType, decodeConfChange, EntryType, MessageType, newMessage, None, StateRole } from './types';
+import { bcastAppend, bcastHeartbeat, maybeCommit, maybeSendAppend, sendTimeoutNow } from './replicate';
+import type { Index, Message } from './types';
+import { ConfChangeType, decodeConfChange, EntryType, MessageType, newMessage, None } from './types';
 
-export function stepLeader(r: Raft, m: Message): RaftError | null {
+export function stepLeader(r: RaftCore, m: Message): RaftError | null {
   switch (m.type) {
     case MessageType.MsgBeat:
       bcastHeartbeat(r);
@@ -59,7 +60,7 @@ export function stepLeader(r: Raft, m: Message): RaftError | null {
   return null;
 }
 
-function handleProposal(r: Raft, m: Message): RaftError | null {
+function handleProposal(r: RaftCore, m: Message): RaftError | null {
   assert(m.entries.length > 0, `${r.id} stepped empty MsgProp`);
   const self = r.trk.progress.get(r.id);
   // A leader removed from the configuration, or handing over leadership, takes no proposals.
@@ -88,7 +89,7 @@ function handleProposal(r: Raft, m: Message): RaftError | null {
   return null;
 }
 
-function handleReadIndex(r: Raft, m: Message): void {
+function handleReadIndex(r: RaftCore, m: Message): void {
   // A leader that removed itself (and is handing over) no longer speaks for any quorum: with the
   // configuration {X} it could otherwise mistake X's quorum for its own. Dropped; the client retries.
   if (!r.trk.voters.has(r.id)) return;
@@ -109,7 +110,7 @@ function handleReadIndex(r: Raft, m: Message): void {
   sendMsgReadIndexResponse(r, m);
 }
 
-export function sendMsgReadIndexResponse(r: Raft, m: Message): void {
+function sendMsgReadIndexResponse(r: RaftCore, m: Message): void {
   if (r.cfg.readOnlyOption === 'lease-based' || r.cfg.bugs.readIndexWithoutQuorum === true) {
     // Lease: trust check-quorum's lease instead of a round trip (clock-dependent, opt-in only).
     responseToReadIndexReq(r, m, r.raftLog.committed);
@@ -121,14 +122,14 @@ export function sendMsgReadIndexResponse(r: Raft, m: Message): void {
   bcastHeartbeat(r, ctx);
 }
 
-export function releasePendingReadIndexMessages(r: Raft): void {
+function releasePendingReadIndexMessages(r: RaftCore): void {
   if (r.pendingReadIndexMessages.length === 0 || !r.committedEntryInCurrentTerm()) return;
   const msgs = r.pendingReadIndexMessages;
   r.pendingReadIndexMessages = [];
   for (const m of msgs) sendMsgReadIndexResponse(r, m);
 }
 
-function responseToReadIndexReq(r: Raft, req: Message, readIndex: Index): void {
+function responseToReadIndexReq(r: RaftCore, req: Message, readIndex: Index): void {
   if (req.from === None || req.from === r.id) {
     r.readStates.push({ index: readIndex, ctx: requestCtx(req) });
     return;
@@ -136,7 +137,7 @@ function responseToReadIndexReq(r: Raft, req: Message, readIndex: Index): void {
   r.send(newMessage({ type: MessageType.MsgReadIndexResp, to: req.from, index: readIndex, entries: req.entries }));
 }
 
-function handleAppendResponse(r: Raft, m: Message, pr: Progress): void {
+function handleAppendResponse(r: RaftCore, m: Message, pr: Progress): void {
   pr.recentActive = true;
   if (m.reject) {
     // Fast backtracking: the follower told us where its log may match (rejectHint) and the term
@@ -160,7 +161,7 @@ function handleAppendResponse(r: Raft, m: Message, pr: Progress): void {
   } else if (pr.state === ProgressState.Replicate) {
     pr.inflights.freeLE(m.index);
   }
-  if (r.maybeCommit()) {
+  if (maybeCommit(r)) {
     releasePendingReadIndexMessages(r);
     bcastAppend(r);
   } else if (oldPaused && m.from !== r.id) {
@@ -174,7 +175,7 @@ function handleAppendResponse(r: Raft, m: Message, pr: Progress): void {
   if (m.from === r.leadTransferee && pr.match === r.raftLog.lastIndex()) sendTimeoutNow(r, m.from);
 }
 
-function handleHeartbeatResponse(r: Raft, m: Message, pr: Progress): void {
+function handleHeartbeatResponse(r: RaftCore, m: Message, pr: Progress): void {
   pr.recentActive = true;
   pr.msgAppFlowPaused = false;
   // The follower is alive but the window is still full: some MsgApps were probably lost. Free one
@@ -187,7 +188,7 @@ function handleHeartbeatResponse(r: Raft, m: Message, pr: Progress): void {
   for (const rs of r.readOnly.advance(m.context)) responseToReadIndexReq(r, rs.req, rs.index);
 }
 
-function handleTransferLeader(r: Raft, m: Message, pr: Progress): void {
+function handleTransferLeader(r: RaftCore, m: Message, pr: Progress): void {
   if (pr.isLearner) return; // a learner cannot lead
   const transferee = m.from;
   if (r.leadTransferee !== None) {
@@ -200,66 +201,4 @@ function handleTransferLeader(r: Raft, m: Message, pr: Progress): void {
   r.leadTransferee = transferee;
   if (pr.match === r.raftLog.lastIndex()) sendTimeoutNow(r, transferee);
   else maybeSendAppend(r, transferee, true);
-}
-
-export function sendTimeoutNow(r: Raft, to: NodeId): void {
-  r.send(newMessage({ type: MessageType.MsgTimeoutNow, to }));
-}
-
-/** Sends MsgApp (with commit) to every peer, even if there are no new entries. */
-export function bcastAppend(r: Raft): void {
-  for (const id of r.trk.ids()) if (id !== r.id) maybeSendAppend(r, id, true);
-}
-
-function bcastHeartbeat(r: Raft, ctx?: Uint8Array): void {
-  const c = ctx ?? r.readOnly.lastPendingRequestCtx();
-  for (const [id, pr] of r.trk.progress) {
-    if (id === r.id) continue;
-    // Never tell a follower to commit past what it is known to have.
-    const commit = Math.min(pr.match, r.raftLog.committed);
-    r.send(newMessage({ type: MessageType.MsgHeartbeat, to: id, commit, ...(c !== undefined ? { context: c } : {}) }));
-  }
-}
-
-/**
- * Sends one MsgApp to `to` if flow control allows, or a snapshot if the entries it needs are
- * compacted. With sendIfEmpty, sends even without new entries (to carry commit / probe).
- * Returns whether a message was sent.
- */
-export function maybeSendAppend(r: Raft, to: NodeId, sendIfEmpty: boolean): boolean {
-  assert(r.state === StateRole.Leader, 'only a leader sends appends');
-  if (to === r.id) return false;
-  const pr = r.trk.progress.get(to);
-  if (pr === undefined || pr.isPaused()) return false;
-  const prevIndex = pr.next - 1;
-  const prevTerm = r.raftLog.term(prevIndex);
-  if (prevTerm === undefined) return maybeSendSnapshot(r, to, pr);
-  let ents = r.raftLog.entries(pr.next, r.cfg.maxSizePerMsg);
-  if (ents === undefined) return maybeSendSnapshot(r, to, pr);
-  if (pr.state === ProgressState.Replicate && pr.inflights.full()) ents = [];
-  if (ents.length === 0 && !sendIfEmpty) return false;
-  const bytes = RaftLog.sizeOf(ents);
-  r.send(
-    newMessage({
-      type: MessageType.MsgApp,
-      to,
-      index: prevIndex,
-      logTerm: prevTerm,
-      entries: ents,
-      commit: r.raftLog.committed,
-    }),
-  );
-  const last = ents.length > 0 ? ents[ents.length - 1]!.index : prevIndex;
-  pr.sentEntries(ents.length, last, bytes);
-  return true;
-}
-
-function maybeSendSnapshot(r: Raft, to: NodeId, pr: Progress): boolean {
-  // Only send a (large) snapshot to a peer we heard from recently.
-  if (!pr.recentActive) return false;
-  const snap = r.raftLog.snapshot();
-  if (snap === undefined || snap.metadata.index === 0) return false;
-  pr.becomeSnapshot(snap.metadata.index);
-  r.send(newMessage({ type: MessageType.MsgSnap, to, snapshot: snap }));
-  return true;
 }

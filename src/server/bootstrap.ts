@@ -24,7 +24,8 @@ import { ConfChangeType, EntryType, encodeConfChange } from '../raft';
 import type { ConfState, Entry } from '../raft';
 import { emptyHardState } from '../raft/types';
 import type { RecoveredRaftState } from './raft_node';
-import { Membership, initialMembers, memberFromJson, memberToJson, type Member, type MemberJson } from './membership';
+import { Membership, initialMembers, memberFromJson, memberToJson, membershipFromRecords, type Member, type MemberJson } from './membership';
+import { finishInterruptedSnapshotInstall } from './snapshot';
 import { serviceDefinition } from '../proto';
 import { credentialsForUrl, type TlsMaterial } from '../tls';
 
@@ -99,7 +100,7 @@ export async function fetchClusterMembers(peerUrls: string[], timeoutMs = 5000, 
 
 export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsMaterial): Promise<OpenedStorage> {
   fs.mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
-  const lock = lockDataDir(cfg.dataDir);
+  const lock = await lockDataDir(cfg.dataDir, log);
   try {
     const memberDir = path.join(cfg.dataDir, 'member');
     const walDir = path.join(memberDir, 'wal');
@@ -109,7 +110,7 @@ export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsM
     // Values beyond --hot-value-bytes live in the spill file (a cache of the backend's values).
     const spill = cfg.hotValueBytes === undefined ? undefined : { spill: SpillFile.open(path.join(memberDir, 'spill'), log), hotValueBytes: cfg.hotValueBytes };
     const loaded = await backend.load(spill);
-    const saved = new Membership(loaded.members.map((b) => memberFromJson(JSON.parse(b.toString('utf8')) as MemberJson)), loaded.removed);
+    const saved = membershipFromRecords(loaded.members, loaded.removed);
     const initial = initialMembers(cfg.initialCluster, cfg.initialClusterToken);
     if (await Wal.exists(walDir)) {
       const opened = await Wal.open(walDir);
@@ -177,16 +178,4 @@ export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsM
     lock.release();
     throw err;
   }
-}
-
-/** A snapshot install replaces member/backend by renaming member/backend.incoming over it; if a
- *  crash hit between the two renames, finish the job (the WAL's snapshot marker already points at
- *  the new state only after both renames, see installSnapshot). */
-function finishInterruptedSnapshotInstall(memberDir: string): void {
-  const backendDir = path.join(memberDir, 'backend');
-  const incoming = path.join(memberDir, 'backend.incoming');
-  const old = path.join(memberDir, 'backend.old');
-  if (!fs.existsSync(backendDir) && fs.existsSync(incoming)) fs.renameSync(incoming, backendDir);
-  fs.rmSync(incoming, { recursive: true, force: true });
-  fs.rmSync(old, { recursive: true, force: true });
 }

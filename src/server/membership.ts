@@ -32,6 +32,16 @@ export function memberFromJson(j: MemberJson): Member {
   return { id: BigInt(j.id), name: j.name ?? '', peerURLs: j.peerURLs ?? [], clientURLs: j.clientURLs ?? [], isLearner: !!j.isLearner };
 }
 
+/** A member's backend record (NS_MEMBER, storage/backend/records.ts): its JSON. */
+export function memberRecord(m: Member): Buffer {
+  return Buffer.from(JSON.stringify(memberToJson(m)));
+}
+
+/** The membership the backend holds: member records (memberRecord) and removed member IDs. */
+export function membershipFromRecords(members: readonly Buffer[], removed: Iterable<bigint>): Membership {
+  return new Membership(members.map((b) => memberFromJson(JSON.parse(b.toString('utf8')) as MemberJson)), removed);
+}
+
 /** Members of a new cluster from --initial-cluster (name → peer URLs), with etcd-style IDs. */
 export function initialMembers(initialCluster: Map<string, string[]>, token: string): Member[] {
   const out: Member[] = [];

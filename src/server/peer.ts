@@ -1,20 +1,16 @@
 // The member's side of the cluster: the peer gRPC server (Raft transport + PeerCluster), keeping
-// the transport's peer list equal to the membership, sending snapshots to followers behind the
-// compaction point and installing the ones received, and publishing this member's name and client
-// URLs through the log (etcd's "publish") so MemberList shows them.
-import fs from 'node:fs';
-import path from 'node:path';
+// the transport's peer list equal to the membership, and publishing this member's name and client
+// URLs through the log (etcd's "publish") so MemberList shows them. Snapshots the transport sends
+// and receives are the Snapshotter's (snapshot.ts).
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../util/log';
 import { dropPeerTraffic } from '../util/failpoints';
 import type { Message } from '../raft';
-import { MessageType } from '../raft';
 import { Transport, PEER_SERVER_OPTIONS } from '../transport';
 import type { RaftNode } from './raft_node';
 import type { Server } from './server';
-import { Membership, memberFromJson, memberToJson, type MemberJson } from './membership';
-import { Backend, type LoadedState } from '../storage/backend/backend';
-import { restoreSnapshotInto } from '../storage/backend/snapshot';
+import { memberToJson } from './membership';
+import type { Snapshotter } from './snapshot';
 import { serviceDefinition } from '../proto';
 import { grpcChannelCredentials, grpcServerCredentials, type TlsMaterial } from '../tls';
 
@@ -24,14 +20,13 @@ export interface ClusterNodeOptions {
   name: string;
   clientUrls: string[];
   listenPeerUrls: string[];
-  memberDir: string;
   server: Server;
   raftNode: () => RaftNode;
   log: Logger;
   /** Called when a peer refuses this member as removed from the cluster. */
   onRemoved?: () => void;
-  /** Called after a snapshot from the leader replaced the applied state. */
-  onStateInstalled: (loaded: LoadedState) => void;
+  /** Sends the backend to followers behind the compaction point, installs the leader's. */
+  snapshotter: Snapshotter;
   /** Peer TLS (--peer-*): the peer server serves https:// listen URLs with it, and the transport
    *  dials every peer with it (peer URLs are then expected to be https://). */
   peerTls?: TlsMaterial;
@@ -44,7 +39,6 @@ export class ClusterNode {
   readonly transport: Transport;
   readonly peerServer: grpc.Server;
   private publishTimer: NodeJS.Timeout | undefined;
-  private installing = false;
   private closed = false;
 
   constructor(private readonly o: ClusterNodeOptions) {
@@ -55,10 +49,10 @@ export class ClusterNode {
       onMessage: (m) => {
         if (!dropPeerTraffic(m.from)) o.raftNode().step(m);
       },
-      onSnapshot: (m, data) => (dropPeerTraffic(m.from) ? Promise.reject(new Error('failpoint: peer traffic dropped')) : this.installSnapshot(m, data)),
+      onSnapshot: (m, data) => (dropPeerTraffic(m.from) ? Promise.reject(new Error('failpoint: peer traffic dropped')) : o.snapshotter.install(m, oneChunk(data))),
       onUnreachable: (id) => o.raftNode().reportUnreachable(id),
       onSnapshotStatus: (id, ok) => o.raftNode().reportSnapshot(id, ok),
-      getSnapshotData: (m) => this.snapshotData(m),
+      getSnapshotData: (m) => o.snapshotter.sendData(m),
       isRemovedMember: (id) => o.server.membership.removed.has(id),
       onRemoved: () => o.onRemoved?.(),
       credentials: o.peerTls ? grpcChannelCredentials(o.peerTls) : undefined,
@@ -118,71 +112,9 @@ export class ClusterNode {
     if (me !== undefined && this.o.server.raftStatus().leader !== 0n) {
       this.o.server
         .propose({ member_attributes: { ID: this.o.memberId.toString(), name: this.o.name, clientURLs: this.o.clientUrls } })
-        .catch(() => undefined);
+        .catch((err) => this.o.log.warn('publishing the member\'s name and client URLs failed; retrying', { 'retry-ms': PUBLISH_RETRY_MS, error: String(err) }));
     }
     this.publishTimer = setTimeout(() => this.publish(), PUBLISH_RETRY_MS);
-  }
-
-  /** A follower needs a snapshot: send the backend as it is now (a consistent LevelDB view), with
-   *  the metadata rewritten to the index and term that view is at (etcd's merged snapshot). */
-  private async snapshotData(m: Message): Promise<Uint8Array> {
-    const backend = this.o.server.durableBackend;
-    if (!backend) throw new Error('no backend to snapshot');
-    const { meta, chunks } = await backend.openSnapshot();
-    const parts: Buffer[] = [];
-    for await (const c of chunks) parts.push(c);
-    m.snapshot = {
-      data: new Uint8Array(0),
-      metadata: { index: meta.appliedIndex, term: meta.appliedTerm, confState: this.o.server.membership.confState() },
-    };
-    this.o.log.info('prepared snapshot for a follower', { to: m.to.toString(16), index: meta.appliedIndex, bytes: parts.reduce((n, p) => n + p.length, 0) });
-    return Buffer.concat(parts);
-  }
-
-  /** A snapshot from the leader: write it as a new backend, swap it in, then let Raft take it. */
-  private async installSnapshot(m: Message, data: Buffer): Promise<void> {
-    if (this.installing) throw new Error('a snapshot install is already in progress');
-    const raft = this.o.raftNode();
-    const index = m.snapshot?.metadata.index ?? 0;
-    if (index <= raft.committedIndex) return; // stale: we already have more than it holds
-    this.installing = true;
-    try {
-      const dir = this.o.memberDir;
-      const incoming = path.join(dir, 'backend.incoming');
-      fs.rmSync(incoming, { recursive: true, force: true });
-      const meta = await restoreSnapshotInto(incoming, (async function* () {
-        yield data;
-      })());
-      if (meta.appliedIndex <= raft.committedIndex) {
-        fs.rmSync(incoming, { recursive: true, force: true });
-        return;
-      }
-      // Swap directories: close the old backend first (LevelDB holds a lock on its directory).
-      const old = this.o.server.durableBackend;
-      await old?.close();
-      const backendDir = path.join(dir, 'backend');
-      const oldDir = path.join(dir, 'backend.old');
-      fs.rmSync(oldDir, { recursive: true, force: true });
-      fs.renameSync(backendDir, oldDir);
-      fs.renameSync(incoming, backendDir);
-      fs.rmSync(oldDir, { recursive: true, force: true });
-      const backend = await Backend.open(backendDir);
-      const loaded = await backend.load();
-      const membership = new Membership(
-        loaded.members.map((b) => memberFromJson(JSON.parse(b.toString('utf8')) as MemberJson)),
-        loaded.removed,
-      );
-      await this.o.server.installState(backend, loaded, membership);
-      this.o.onStateInstalled(loaded);
-      const accepted = raft.installSnapshot(m.from, m.term, {
-        data: new Uint8Array(0),
-        metadata: { index: loaded.appliedIndex, term: loaded.appliedTerm, confState: membership.confState() },
-      });
-      this.o.log.info('installed snapshot from the leader', { from: m.from.toString(16), index: loaded.appliedIndex, term: loaded.appliedTerm, accepted });
-    } finally {
-      this.installing = false;
-    }
-    void MessageType;
   }
 
   async close(): Promise<void> {
@@ -198,4 +130,10 @@ export class ClusterNode {
 
 function sameUrls(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
+}
+
+/** ONE BUFFER (receiver): the transport delivers a snapshot whole (its SnapshotAssembler); the
+ *  Snapshotter takes chunks. */
+async function* oneChunk(data: Buffer): AsyncGenerator<Buffer> {
+  yield data;
 }

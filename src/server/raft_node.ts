@@ -10,8 +10,13 @@
 //   3. entries are appended to the in-memory Raft storage;
 //   4. committed entries go to the apply path; ReadIndex results are served;
 //   5. advance().
-// A WAL failure (EIO, ENOSPC, ...) stops the loop for good: nothing after it is acknowledged, and
-// waiting clients get an error. A restart recovers the WAL (truncating a torn tail).
+// A WAL failure stops the loop for good: nothing after it is acknowledged, and waiting clients get
+// an error. An I/O error (EIO, or anything but lack of space) then exits the process, as etcd's
+// raftNode panics when it cannot save a Ready: the file's state is unknown (the kernel may have
+// dropped the pages it failed to write), so the only safe way on is a restart that recovers the WAL
+// from what is really on disk (truncating a torn tail), and a supervisor can only restart a member
+// that exited. Out of space (ENOSPC, EDQUOT) the member stays up, refusing writes and serving
+// reads, until an operator frees space and restarts it: what is on disk is intact.
 import { assert } from '../util/assert';
 import { EtcdError, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
@@ -19,6 +24,10 @@ import { RawNode, MemoryStorage, EntryType, StateRole, decodeConfChange, Message
 import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, Snapshot } from '../raft';
 import type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 import { Errors } from '../util/errors';
+import { isWalOutOfSpace, walErrnoCode } from '../storage/wal';
+
+/** Exit status of a member whose WAL failed with an I/O error (sysexits' EX_IOERR). */
+export const WAL_IO_ERROR_EXIT_CODE = 74;
 
 /** What RaftNode needs from the WAL (src/storage/wal). */
 export interface WalLike {
@@ -52,6 +61,9 @@ export interface RaftNodeOptions {
   /** Sends messages to peers (none for a single member). */
   send?: (msgs: Message[]) => void;
   seed?: number;
+  /** Called (after the failure is logged and reported) when the WAL failed with an I/O error;
+   *  default: exit the process with WAL_IO_ERROR_EXIT_CODE. Tests in one process replace it. */
+  onWalIoError?: (err: unknown) => void;
 }
 
 export class RaftNode implements ReplicatedLog {
@@ -75,6 +87,7 @@ export class RaftNode implements ReplicatedLog {
   private currentTerm = 0;
   private lastIndex = 0;
   private readonly send: (msgs: Message[]) => void;
+  private readonly onWalIoError: (err: unknown) => void;
   private appliedIndex = 0;
   /** Linearizable reads waiting for the next ReadIndex round (all share it). */
   private readsForNextRound: (() => void)[] = [];
@@ -95,6 +108,7 @@ export class RaftNode implements ReplicatedLog {
     this.wal = opts.wal;
     this.log = opts.log;
     this.send = opts.send ?? (() => undefined);
+    this.onWalIoError = opts.onWalIoError ?? (() => process.exit(WAL_IO_ERROR_EXIT_CODE));
     const rec = opts.recovered;
     this.storage = new MemoryStorage(opts.confState);
     if (rec.snapshot) {
@@ -288,7 +302,7 @@ export class RaftNode implements ReplicatedLog {
     if (typeof term !== 'number' || (typeof prev === 'object' && index <= prev.metadata.index)) return;
     await this.wal.saveSnapshot({ index, term });
     // The snapshot's data stays empty: a follower that needs it gets the backend itself, taken
-    // when it is sent (see the transport's getSnapshotData in cli/cluster_node.ts).
+    // when it is sent (see Snapshotter.sendData in server/snapshot.ts).
     this.storage.createSnapshot(index, confState, new Uint8Array(0));
     const compactTo = index - keepEntries;
     if (compactTo > this.storage.firstIndex()) {
@@ -492,7 +506,17 @@ export class RaftNode implements ReplicatedLog {
       `quorumkv: write-ahead log failed (${cause}); this member no longer accepts writes: fix the disk and restart it`,
     );
     clearInterval(this.ticker);
-    this.log.error('WAL failed: refusing all further writes', { error: cause });
+    const fields = { error: cause, code: walErrnoCode(err), term: this.currentTerm, 'last-index': this.lastIndex, 'applied-index': this.appliedIndex };
+    if (isWalOutOfSpace(err)) {
+      this.log.error('WAL failed: out of space; refusing all further writes (free space, then restart the member)', fields);
+      for (const h of this.failureHandlers) h(this.failed);
+      return;
+    }
+    // stderr is synchronous for files and pipes on Linux: the line is out before the exit. (An
+    // error without an errno code is a short write or a broken assertion: exiting is right too.)
+    const what = fields.code !== undefined ? 'I/O error' : 'unexpected error';
+    this.log.error(`WAL failed: ${what}; exiting with status ${WAL_IO_ERROR_EXIT_CODE} (a member that cannot persist must not keep running; a restart recovers the WAL)`, fields);
     for (const h of this.failureHandlers) h(this.failed);
+    this.onWalIoError(err);
   }
 }

@@ -9,7 +9,7 @@ import { MvccStore } from '../mvcc';
 import type { ResponseHeader } from '../proto/types';
 import type { ConfChange, ConfState } from '../raft';
 import { ConfChangeType } from '../raft';
-import { Membership, memberFromJson, memberToJson, type Member, type MemberJson } from './membership';
+import { Membership, memberFromJson, memberRecord, memberToJson, type Member, type MemberJson } from './membership';
 import { Applier, type ApplyResult, type EventSink } from './applier';
 import { encodeRequest, type InternalRequestBody, type InternalRequestHeader } from './codec';
 import { AuthStore } from '../auth';
@@ -312,7 +312,7 @@ export class Server {
 
   private persistMember(id: bigint): void {
     const m = this.membership.get(id);
-    this.backend?.stageMember(id, m ? Buffer.from(JSON.stringify(memberToJson(m))) : undefined);
+    this.backend?.stageMember(id, m ? memberRecord(m) : undefined);
     for (const fn of this.membershipListeners) fn();
   }
 

@@ -1,6 +1,6 @@
 // TLS with etcd's flags: loading the files (config.ts) and client-certificate identity (identity.ts).
 // Where TLS terminates: the client port in src/gateway/listener.ts (a tls.Server in front of the
-// protocol routing), the peer port in src/cli/cluster_node.ts (grpc-js server credentials). See
+// protocol routing), the peer port in src/server/peer.ts (grpc-js server credentials). See
 // docs/security.md "TLS".
 export {
   TlsConfigError,

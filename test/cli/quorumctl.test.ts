@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { REPO_ROOT, freePort, startServer, tempDir, type ServerProcess } from '../integration/harness';
-import { ProgressBar, formatBytes } from '../../src/cli/quorumctl/progress';
+import { ProgressBar, formatBytes } from '../../src/cli/progress';
 import { prefixEnd } from '../../src/cli/quorumctl/kv';
 import { closeClients, put } from '../integration/cluster_harness';
 
@@ -168,6 +168,8 @@ describe('quorumctl against a real member', function () {
     const again = await ctl(ep, ['snapshot', 'restore', file, '--data-dir', restored]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /exists and is not empty/);
+    const badFlags = await ctl(ep, ['snapshot', 'restore', file, '--data-dir', path.join(dir, 'never'), '--initial-cluster', 'nobody=http://127.0.0.1:1']);
+    assert.equal(badFlags.code, 2, `quorumkv's exit code for bad usage passes through: ${badFlags.stderr}`);
 
     const copy = await startServer({ dataDir: restored });
     try {

@@ -1,129 +1,44 @@
-// Snapshot files as `etcdctl snapshot save` stores them (payload, zero padding to 512 bytes,
-// SHA-256): the framing walk that finds the end of the payload, and the integrity checks that
-// `quorumkv snapshot restore|status` make before touching a data dir.
+// `quorumkv snapshot restore|status` (src/cli/snapshot.ts): argv and output. The work behind them
+// is tested in test/server/restore.test.ts and test/storage/snapshot_file.test.ts; the commands
+// against real files from etcdctl in test/compat/etcdctl_maintenance.test.ts.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_SHA256_BYTES, SnapshotFraming, paddingBytes } from '../../src/api/maintenance_service';
-import { SNAPSHOT_MAGIC } from '../../src/storage/backend/snapshot';
-import { humanizeBytes, restoreSnapshot, snapshotStatus, verifySnapshotFile } from '../../src/cli/snapshot';
-import { tempDir } from '../integration/harness';
+import { humanizeBytes } from '../../src/cli/snapshot';
+import { SERVER_BIN, tempDir } from '../integration/harness';
+import { RECORDS, backendStream, fileBytes } from '../storage/snapshot_helpers';
 
-function u32(n: number): Buffer {
-  const b = Buffer.alloc(4);
-  b.writeUInt32BE(n);
-  return b;
-}
-function u64(n: number | bigint): Buffer {
-  const b = Buffer.alloc(8);
-  b.writeBigUInt64BE(BigInt(n));
-  return b;
+function quorumkv(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [SERVER_BIN, ...args], { timeout: 20_000 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
 }
 
-/** A backend snapshot stream in storage/backend/snapshot.ts's format. */
-function payload(records: [Buffer, Buffer][], appliedIndex = 7, appliedTerm = 2): Buffer {
-  const parts = [SNAPSHOT_MAGIC, u64(appliedIndex), u64(appliedTerm)];
-  for (const [k, v] of records) parts.push(u32(k.length), k, u32(v.length), v);
-  parts.push(u32(0xffffffff), u64(records.length), u32(0)); // CRC unchecked by the framing walk
-  return Buffer.concat(parts);
-}
+describe('quorumkv snapshot restore|status', function () {
+  this.timeout(30_000);
 
-function fileBytes(p: Buffer): Buffer {
-  const padded = Buffer.concat([p, Buffer.alloc(paddingBytes(p.length))]);
-  return Buffer.concat([padded, createHash('sha256').update(padded).digest()]);
-}
-
-const currentRevKey = Buffer.concat([Buffer.from([0x6d]), Buffer.from('current_revision')]);
-const RECORDS: [Buffer, Buffer][] = [
-  [Buffer.from('k0000000000001'), Buffer.from('value one')],
-  [Buffer.from('k0000000000002'), Buffer.alloc(0)],
-  [currentRevKey, u64(42)],
-  [Buffer.from('m_applied_index'), u64(7)],
-];
-
-describe('snapshot files (etcdctl snapshot save layout)', () => {
-  it('padding brings the payload to a multiple of 512 bytes, so size % 512 == 32 with the hash', () => {
-    for (const n of [1, 24, 511, 512, 513, 100_000]) {
-      const total = n + paddingBytes(n) + SNAPSHOT_SHA256_BYTES;
-      assert.equal(total % SNAPSHOT_ALIGN_BYTES, SNAPSHOT_SHA256_BYTES, `payload of ${n} bytes`);
-      assert.ok(paddingBytes(n) < SNAPSHOT_ALIGN_BYTES);
+  it('status prints etcdctl\'s formats; bad usage exits 2, a bad file 1', async () => {
+    const dir = tempDir('quorumkv-snapcli-');
+    try {
+      const f = path.join(dir, 's.db');
+      fs.writeFileSync(f, fileBytes(backendStream(RECORDS)));
+      const simple = await quorumkv(['snapshot', 'status', f]);
+      assert.equal(simple.code, 0, simple.stderr);
+      assert.match(simple.stdout, /^[0-9a-f]+, 42, 4, \d+ B\n$/);
+      const json = JSON.parse((await quorumkv(['snapshot', 'status', f, '-w', 'json'])).stdout);
+      assert.deepEqual({ revision: json.revision, totalKey: json.totalKey }, { revision: 42, totalKey: 4 });
+      assert.equal((await quorumkv(['snapshot', 'status'])).code, 2);
+      assert.equal((await quorumkv(['snapshot', 'restore', f, '--no-such-flag=1'])).code, 2);
+      fs.writeFileSync(f, backendStream(RECORDS));
+      const bad = await quorumkv(['snapshot', 'status', f]);
+      assert.equal(bad.code, 1);
+      assert.match(bad.stderr, /^Error: snapshot file integrity check failed: sha256 checksum not found/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
-  });
-
-  it('the framing walk finds the end of the payload whatever the piece sizes, and reads its meta', () => {
-    const p = payload(RECORDS);
-    const withPadding = Buffer.concat([p, Buffer.alloc(paddingBytes(p.length))]);
-    for (const pieceBytes of [1, 3, 17, 4096]) {
-      const f = new SnapshotFraming();
-      let taken = 0;
-      for (let off = 0; off < withPadding.length; off += pieceBytes) taken += f.push(withPadding.subarray(off, off + pieceBytes));
-      assert.ok(f.done);
-      assert.equal(taken, p.length, `pieces of ${pieceBytes}`);
-      assert.equal(f.payloadBytes, p.length);
-      assert.equal(f.records, RECORDS.length);
-      assert.equal(f.currentRevision, 42);
-      assert.equal(f.appliedIndex, 7);
-      assert.equal(f.appliedTerm, 2);
-    }
-  });
-
-  it('the framing walk rejects a stream that is not a quorumkv snapshot', () => {
-    assert.throws(() => new SnapshotFraming().push(Buffer.alloc(64, 1)), /bad magic/);
-  });
-
-  describe('file checks', () => {
-    let dir: string;
-    beforeEach(() => (dir = tempDir('quorumkv-snapfile-')));
-    afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
-
-    it('a file whose size is not n % 512 == 32 has no checksum (etcdctl: "sha256 checksum not found")', async () => {
-      const f = path.join(dir, 's.db');
-      fs.writeFileSync(f, payload(RECORDS));
-      await assert.rejects(verifySnapshotFile(f), /sha256 checksum not found/);
-    });
-
-    it('a flipped byte fails the SHA-256 check', async () => {
-      const f = path.join(dir, 's.db');
-      const bytes = fileBytes(payload(RECORDS));
-      bytes[30] = bytes[30]! ^ 0x01;
-      fs.writeFileSync(f, bytes);
-      await assert.rejects(verifySnapshotFile(f), /integrity check failed: expected sha256/);
-    });
-
-    it('status reads revision, record count and size; non-zero padding is refused', async () => {
-      const f = path.join(dir, 's.db');
-      fs.writeFileSync(f, fileBytes(payload(RECORDS)));
-      const s = await snapshotStatus(f);
-      assert.deepEqual({ revision: s.revision, totalKey: s.totalKey, totalSize: s.totalSize }, { revision: 42, totalKey: 4, totalSize: fs.statSync(f).size });
-      const p = payload(RECORDS);
-      const bad = Buffer.concat([p, Buffer.alloc(paddingBytes(p.length), 7)]);
-      fs.writeFileSync(f, Buffer.concat([bad, createHash('sha256').update(bad).digest()]));
-      await assert.rejects(snapshotStatus(f), /unexpected data after the snapshot payload/);
-    });
-
-    it('restore refuses a non-empty data dir before reading the file', async () => {
-      const dataDir = path.join(dir, 'data');
-      fs.mkdirSync(dataDir);
-      fs.writeFileSync(path.join(dataDir, 'something'), 'x');
-      const f = path.join(dir, 's.db');
-      fs.writeFileSync(f, fileBytes(payload(RECORDS)));
-      const opts = { dataDir, name: 'default', initialCluster: new Map([['default', ['http://127.0.0.1:2380']]]), initialClusterToken: 'etcd-cluster' };
-      await assert.rejects(restoreSnapshot(f, opts), /exists and is not empty/);
-      assert.deepEqual(fs.readdirSync(dataDir), ['something']);
-    });
-
-    it('a failed restore leaves no data dir behind', async () => {
-      const dataDir = path.join(dir, 'data');
-      const f = path.join(dir, 's.db');
-      // Valid hash and framing, but the record count in the trailer is wrong.
-      const p = payload(RECORDS);
-      p.writeBigUInt64BE(99n, p.length - 12);
-      fs.writeFileSync(f, fileBytes(p));
-      const opts = { dataDir, name: 'default', initialCluster: new Map([['default', ['http://127.0.0.1:2380']]]), initialClusterToken: 'etcd-cluster' };
-      await assert.rejects(restoreSnapshot(f, opts), /record count/);
-      assert.equal(fs.existsSync(dataDir), false);
-    });
   });
 
   it('sizes print as etcdctl prints them (go-humanize, SI units)', () => {

@@ -168,8 +168,18 @@ export interface ClusterMember {
   heal(): Promise<void>;
 }
 
+/** Where member `index` (1-based) runs, when not on loopback with free ports (e.g. netns.ts). */
+export interface MemberPlacement {
+  host: string;
+  clientPort: number;
+  peerPort: number;
+  /** Command prefix the member runs under (e.g. `ip netns exec <ns>`); it must exec the member. */
+  command?: string[];
+}
+
 export interface ClusterOptions {
   size: number;
+  placement?: (index: number) => MemberPlacement;
   /** Extra server flags for every member (after the defaults, so they win). */
   args?: string[];
   env?: NodeJS.ProcessEnv;
@@ -203,6 +213,8 @@ export interface Cluster {
 
 interface MemberSpec {
   name: string;
+  host: string;
+  command: string[];
   clientPort: number;
   peerPort: number;
   dataDir: string;
@@ -211,9 +223,11 @@ interface MemberSpec {
 }
 
 function spawnMember(spec: MemberSpec, args: string[], env: NodeJS.ProcessEnv, failpointsFile: string): ChildProcess {
-  const url = `http://127.0.0.1:${spec.clientPort}`;
-  const peer = `http://127.0.0.1:${spec.peerPort}`;
+  const url = `http://${spec.host}:${spec.clientPort}`;
+  const peer = `http://${spec.host}:${spec.peerPort}`;
   const argv = [
+    ...spec.command,
+    process.execPath,
     SERVER_BIN,
     `--name=${spec.name}`,
     `--data-dir=${spec.dataDir}`,
@@ -225,7 +239,7 @@ function spawnMember(spec: MemberSpec, args: string[], env: NodeJS.ProcessEnv, f
     `--initial-cluster-state=${spec.state}`,
     ...args,
   ];
-  const proc = spawn(process.execPath, argv, {
+  const proc = spawn(argv[0]!, argv.slice(1), {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, ...env, QUORUMKV_FAILPOINTS: failpointsFile },
@@ -258,9 +272,9 @@ function makeMember(spec: MemberSpec, args: string[], env: NodeJS.ProcessEnv, di
   const m: ClusterMember = {
     name: spec.name,
     id: '',
-    clientUrl: `http://127.0.0.1:${spec.clientPort}`,
-    endpoint: `127.0.0.1:${spec.clientPort}`,
-    peerUrl: `http://127.0.0.1:${spec.peerPort}`,
+    clientUrl: `http://${spec.host}:${spec.clientPort}`,
+    endpoint: `${spec.host}:${spec.clientPort}`,
+    peerUrl: `http://${spec.host}:${spec.peerPort}`,
     dataDir: spec.dataDir,
     failpointsFile,
     proc: spawnMember(spec, args, env, failpointsFile),
@@ -341,10 +355,14 @@ async function startClusterOnce(opts: ClusterOptions): Promise<Cluster> {
   const args = [...(opts.timings ?? FAST_TIMINGS), ...(opts.args ?? [])];
   const env = opts.env ?? {};
   const specs: MemberSpec[] = [];
+  const place = async (i: number): Promise<Required<MemberPlacement>> => {
+    if (opts.placement) return { command: [], ...opts.placement(i) };
+    return { host: '127.0.0.1', clientPort: await uniquePort(), peerPort: await uniquePort(), command: [] };
+  };
   for (let i = 1; i <= opts.size; i++) {
-    specs.push({ name: `n${i}`, clientPort: await uniquePort(), peerPort: await uniquePort(), dataDir: path.join(dir, `n${i}.etcd`), initialCluster: '', state: 'new' });
+    specs.push({ name: `n${i}`, ...(await place(i)), dataDir: path.join(dir, `n${i}.etcd`), initialCluster: '', state: 'new' });
   }
-  const initialCluster = specs.map((s) => `${s.name}=http://127.0.0.1:${s.peerPort}`).join(',');
+  const initialCluster = specs.map((s) => `${s.name}=http://${s.host}:${s.peerPort}`).join(',');
   for (const s of specs) s.initialCluster = initialCluster;
   const members: ClusterMember[] = specs.map((s) => makeMember(s, args, env, dir));
   let nextName = opts.size + 1;
@@ -403,9 +421,10 @@ async function startClusterOnce(opts: ClusterOptions): Promise<Cluster> {
     },
 
     async addMember(o = {}) {
-      const name = o.name ?? `n${nextName++}`;
-      const spec: MemberSpec = { name, clientPort: await uniquePort(), peerPort: await uniquePort(), dataDir: path.join(dir, `${name}.etcd`), initialCluster: '', state: 'existing' };
-      const peerUrl = `http://127.0.0.1:${spec.peerPort}`;
+      const index = nextName++;
+      const name = o.name ?? `n${index}`;
+      const spec: MemberSpec = { name, ...(await place(index)), dataDir: path.join(dir, `${name}.etcd`), initialCluster: '', state: 'existing' };
+      const peerUrl = `http://${spec.host}:${spec.peerPort}`;
       const leader = await cluster.waitForLeader();
       const r = await etcdctl(leader.endpoint, ['member', 'add', name, `--peer-urls=${peerUrl}`, ...(o.learner ? ['--learner'] : [])]);
       if (r.code !== 0) throw new Error(`etcdctl member add failed: ${r.stderr}${r.stdout}`);

@@ -64,6 +64,8 @@ export interface StartOptions {
   args?: string[];
   dataDir?: string;
   readyTimeoutMs?: number;
+  /** Extra environment variables (e.g. QUORUMKV_FAILPOINTS). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startServer(opts: StartOptions = {}): Promise<ServerProcess> {
@@ -78,7 +80,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
     `--data-dir=${dataDir}`,
     ...(opts.args ?? []),
   ];
-  const proc = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   trackProcess(proc);
   let out = '';
   proc.stdout!.on('data', (d) => (out += d));

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MvccStore } from '../../src/mvcc';
 import { BATCH_INTERVAL_MS, Backend, decodeKv, encodeKv, kvRecordKey } from '../../src/storage/backend/backend';
+import { decodeLease, encodeLease, leaseIdOfKey, leaseKey } from '../../src/storage/backend/records';
 
 const B = (s: string) => Buffer.from(s);
 
@@ -40,6 +41,24 @@ describe('LevelDB backend', function () {
     assert.deepEqual(decodeKv(kvRecordKey(9, 2), encodeKv(kv)), kv);
     const tomb = { key: 't', createRevision: 0, modRevision: 10, version: 0, value: '', lease: 0n };
     assert.deepEqual(decodeKv(kvRecordKey(10, 0), encodeKv(tomb)), tomb);
+  });
+
+  it('lease records round-trip (negative IDs included); a restart gives back what was staged', async () => {
+    for (const id of [1n, -5n, 0x7fffffffffffffffn]) assert.equal(leaseIdOfKey(leaseKey(id)), id);
+    const rec = { ttlSec: 60, remainingTtlSec: 17 };
+    assert.deepEqual(decodeLease(encodeLease(rec)), rec);
+    const dir = tmp();
+    let backend = await Backend.open(dir);
+    backend.stageLease(7n, rec);
+    backend.stageLease(8n, { ttlSec: 5, remainingTtlSec: 0 });
+    await backend.commit(1, 1);
+    backend.stageLease(8n, undefined);
+    await backend.commit(2, 1);
+    await backend.close();
+    backend = await Backend.open(dir);
+    assert.deepEqual([...(await backend.load()).leases], [[7n, rec]]);
+    await backend.close();
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   it('reload gives the same store, history and applied index', async () => {

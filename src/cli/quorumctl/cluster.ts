@@ -2,7 +2,7 @@
 // endpoint, as etcdctl: these look at every --endpoints entry, not just the first reachable one).
 import { flagBool, parseHexId, UsageError, type ParsedArgs } from './args';
 import { CommandError, Connection, type ConnectionOptions } from './client';
-import { formatBytes } from './progress';
+import { formatBytes } from '../progress';
 import { headerJson, int, memberHex, toJson, type HeaderPb, type OutputFormat } from './format';
 
 interface MemberPb {

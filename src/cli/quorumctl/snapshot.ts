@@ -4,23 +4,29 @@
 // n % 512 == 32, and the SHA-256 the server appends over everything before it), fsyncs it, then
 // renames it to FILE and fsyncs the directory: FILE is either absent or a complete, verified
 // snapshot, never a torn one.
-// restore: `quorumkv snapshot restore` (src/cli/snapshot.ts) with a progress bar.
-import { createHash } from 'node:crypto';
+// restore: runs `quorumkv snapshot restore` (src/cli/snapshot.ts: same flags, checks, output and
+// progress bar) as a child process with this process's stdio, and exits with its exit code.
+// quorumctl is a client: restoring is server work (src/server/restore.ts), which it does not
+// import (test/cli/quorumctl_imports.test.ts checks that).
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
-import { SNAPSHOT_ALIGN_BYTES, SNAPSHOT_SHA256_BYTES } from '../../api/maintenance_service';
-import { parseServerFlags } from '../../config/flags';
-import { idToHex } from '../../util/ids';
-import { restoreSnapshot } from '../snapshot';
+import { SnapshotFileVerifier } from '../../storage/snapshot_file';
+import { SNAPSHOT_RESTORE_FLAGS } from '../../config/flags';
 import { UsageError, type ParsedArgs } from './args';
 import { CommandError, toCommandError, type Connection } from './client';
-import { ProgressBar } from './progress';
+import { ProgressBar } from '../progress';
 
-/** Flags `snapshot restore` passes on to the server's flag parser (the same ones as quorumkv's). */
-export const RESTORE_FLAGS = ['data-dir', 'name', 'initial-cluster', 'initial-cluster-token', 'initial-advertise-peer-urls'];
+/** Flags `snapshot restore` passes on to `quorumkv snapshot restore`. */
+export const RESTORE_FLAGS = SNAPSHOT_RESTORE_FLAGS;
 
-export async function snapshotCommand(conn: () => Promise<Connection>, a: ParsedArgs, out: NodeJS.WritableStream): Promise<void> {
+/** quorumkv's entry point: next to quorumctl.js in dist/src/cli. */
+const QUORUMKV_BIN = path.join(__dirname, '..', 'quorumkv.js');
+
+/** Runs `snapshot save|restore`; resolves with the exit code. */
+export async function snapshotCommand(conn: () => Promise<Connection>, a: ParsedArgs, out: NodeJS.WritableStream): Promise<number> {
   const [sub, file, ...rest] = a.positional;
   if (file === undefined || rest.length > 0) throw new UsageError('usage: quorumctl snapshot save FILE | snapshot restore FILE --data-dir DIR [--name N] [--initial-cluster ...]');
   if (sub === 'save') {
@@ -31,39 +37,15 @@ export async function snapshotCommand(conn: () => Promise<Connection>, a: Parsed
       c.close();
     }
     out.write(`Snapshot saved at ${file}\n`);
-    return;
+    return 0;
   }
-  if (sub === 'restore') return restoreCommand(file, a, out);
+  if (sub === 'restore') return restoreCommand(file, a);
   throw new UsageError('usage: quorumctl snapshot save FILE | snapshot restore FILE --data-dir DIR');
 }
 
 interface SnapshotResponsePb {
   remaining_bytes: string;
   blob: Buffer;
-}
-
-/** Keeps the last SHA256 bytes seen (the trailer) while hashing everything before them. */
-class TrailerHasher {
-  private readonly hash = createHash('sha256');
-  private tail = Buffer.alloc(0);
-
-  push(chunk: Buffer): void {
-    const all = this.tail.length === 0 ? chunk : Buffer.concat([this.tail, chunk]);
-    const keep = Math.min(SNAPSHOT_SHA256_BYTES, all.length);
-    this.hash.update(all.subarray(0, all.length - keep));
-    this.tail = Buffer.from(all.subarray(all.length - keep));
-  }
-
-  /** Throws etcd's messages if the stream did not end in the SHA-256 of what came before it. */
-  check(totalBytes: number): void {
-    if (totalBytes % SNAPSHOT_ALIGN_BYTES !== SNAPSHOT_SHA256_BYTES || this.tail.length !== SNAPSHOT_SHA256_BYTES) {
-      throw new CommandError('snapshot file integrity check failed: sha256 checksum not found');
-    }
-    const actual = this.hash.digest();
-    if (!actual.equals(this.tail)) {
-      throw new CommandError(`snapshot file integrity check failed: expected sha256 ${this.tail.toString('hex')}, got ${actual.toString('hex')}`);
-    }
-  }
 }
 
 export async function saveSnapshot(c: Connection, file: string): Promise<number> {
@@ -74,14 +56,14 @@ export async function saveSnapshot(c: Connection, file: string): Promise<number>
   try {
     // No deadline: a large backend takes as long as it takes; the server ends the stream.
     const call = c.client('Maintenance')['Snapshot']!({}) as grpc.ClientReadableStream<SnapshotResponsePb>;
-    const hasher = new TrailerHasher();
+    const verifier = new SnapshotFileVerifier();
     let done = 0;
     let total = 0;
     try {
       for await (const r of call as AsyncIterable<SnapshotResponsePb>) {
         const blob = r.blob;
         if (total === 0) total = blob.length + Number(r.remaining_bytes);
-        hasher.push(blob);
+        verifier.push(blob);
         let off = 0;
         while (off < blob.length) off += (await fh.write(blob, off, blob.length - off)).bytesWritten;
         done += blob.length;
@@ -91,7 +73,7 @@ export async function saveSnapshot(c: Connection, file: string): Promise<number>
       throw toCommandError(err);
     }
     if (done === 0) throw new CommandError('snapshot: the server sent no data');
-    hasher.check(done);
+    verifier.finish(); // etcd's checks: size n % 512 == 32, and the SHA-256 of what came before it
     await fh.sync();
     bar.update(done, done);
     bar.finish();
@@ -118,26 +100,19 @@ async function fsyncDir(dir: string): Promise<void> {
   }
 }
 
-async function restoreCommand(file: string, a: ParsedArgs, out: NodeJS.WritableStream): Promise<void> {
-  const flags = RESTORE_FLAGS.filter((f) => a.flags.has(f)).map((f) => `--${f}=${a.flags.get(f)}`);
+function restoreCommand(file: string, a: ParsedArgs): Promise<number> {
   if (!a.flags.has('data-dir')) throw new UsageError('usage: quorumctl snapshot restore FILE --data-dir DIR [--name N] [--initial-cluster ...] [--initial-cluster-token T] [--initial-advertise-peer-urls U]');
-  // The server's own flag parsing gives the same defaults (and so the same IDs) as quorumkv's.
-  const cfg = parseServerFlags(flags, {});
-  const bar = new ProgressBar({ label: 'snapshot restore' });
-  try {
-    const r = await restoreSnapshot(file, {
-      dataDir: cfg.dataDir,
-      name: cfg.name,
-      initialCluster: cfg.initialCluster,
-      initialClusterToken: cfg.initialClusterToken,
-      onProgress: (doneBytes, totalBytes) => bar.update(doneBytes, totalBytes),
-    });
-    bar.finish();
-    out.write(
-      `Restored snapshot ${file} into ${r.dataDir}: applied index ${r.meta.appliedIndex}, term ${r.meta.appliedTerm}, revision ${r.revision}, member ${idToHex(r.memberId)}, cluster ${idToHex(r.clusterId)}\n`,
-    );
-  } catch (err) {
-    bar.abort();
-    throw new CommandError(err instanceof Error ? err.message : String(err));
-  }
+  const flags = RESTORE_FLAGS.filter((f) => a.flags.has(f)).map((f) => `--${f}=${a.flags.get(f)}`);
+  return runQuorumkv(['snapshot', 'restore', file, ...flags]);
+}
+
+/** Runs quorumkv with this process's stdin, stdout and stderr; resolves with its exit code (for a
+ *  child killed by a signal, 128 + the signal's number, as a shell reports it). */
+function runQuorumkv(args: string[]): Promise<number> {
+  if (!fs.existsSync(QUORUMKV_BIN)) throw new CommandError(`snapshot restore runs quorumkv, which is not at ${QUORUMKV_BIN}`);
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [QUORUMKV_BIN, ...args], { stdio: 'inherit' });
+    child.on('error', (err) => reject(new CommandError(`cannot run ${QUORUMKV_BIN}: ${err.message}`)));
+    child.on('exit', (code, signal) => resolve(code ?? 128 + (signal ? os.constants.signals[signal] : 0)));
+  });
 }

@@ -1,6 +1,7 @@
 // The durable applied state, in LevelDB (`level`): every MVCC version under its revision (etcd's
 // "key" bucket: key = main revision + sub-revision, value = the KeyValue), the applied index and
-// compaction point in a meta namespace, and room for leases and membership.
+// compaction point in a meta namespace, and room for leases and membership (the namespaces and
+// record keys are in records.ts).
 //
 // The apply loop stages each revision's events and commits them after each applied batch of log
 // entries, together with the applied index, so that the backend is always exactly "the state after
@@ -17,29 +18,37 @@ import { assert } from '../../util/assert';
 import type { Event, KeyValue, Revision } from '../../mvcc';
 import { MvccStore, SnapshotImporter, type ValueSpill } from '../../mvcc';
 import { openSnapshotStream, type SnapshotMeta } from './snapshot';
+import {
+  AUTH_ROLE,
+  AUTH_USER,
+  LEASE_VALUE_BYTES,
+  META_ALLOCATED_BYTES,
+  META_APPLIED_INDEX,
+  META_APPLIED_TERM,
+  META_AUTH_ENABLED,
+  META_AUTH_REVISION,
+  META_COMPACT_REV,
+  META_CURRENT_REV,
+  NS_ALARM,
+  NS_AUTH,
+  NS_KV,
+  NS_LEASE,
+  NS_MEMBER,
+  NS_REMOVED,
+  alarmKey,
+  authKey,
+  decodeLease,
+  encodeLease,
+  idKey,
+  leaseIdOfKey,
+  leaseKey,
+  readU64,
+  u64,
+  type LeaseRecord,
+} from './records';
 
 type Db = ClassicLevel<Buffer, Buffer>;
 type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
-
-/** Namespaces: one leading byte per kind of record. */
-export const NS_KV = 0x6b; // 'k' + main revision (u64 BE) + sub-revision (u32 BE)
-export const NS_META = 0x6d; // 'm' + name
-export const NS_LEASE = 0x6c; // 'l' + lease ID (u64 BE)
-export const NS_MEMBER = 0x63; // 'c' + member ID (u64 BE) → member JSON
-export const NS_REMOVED = 0x72; // 'r' + member ID (u64 BE) → empty: a removed member, never to return
-export const NS_AUTH = 0x41; // 'A' + 'u' | 'r' + name (utf8) → authpb.User | authpb.Role
-export const AUTH_USER = 0x75;
-export const AUTH_ROLE = 0x72;
-export const NS_ALARM = 0x61; // 'a' + member ID (u64 BE) + alarm type (u32 BE) → empty: an active alarm
-
-const META_APPLIED_INDEX = metaKey('applied_index');
-const META_APPLIED_TERM = metaKey('applied_term');
-/** allocatedBytes as of the last commit (a restart must not forget space not yet defragmented). */
-const META_ALLOCATED_BYTES = metaKey('allocated_bytes');
-const META_COMPACT_REV = metaKey('compact_revision');
-const META_CURRENT_REV = metaKey('current_revision');
-const META_AUTH_ENABLED = metaKey('auth_enabled');
-const META_AUTH_REVISION = metaKey('auth_revision');
 
 /** etcd's backend batch interval and limit: how long, and for how many ops, commits are grouped. */
 export const BATCH_INTERVAL_MS = 100;
@@ -51,15 +60,11 @@ const COMPACT_RECORDS_PER_STEP_MAX = 4096;
 /** What one record costs beyond its key and value bytes in the size estimate (LevelDB's internal
  *  key suffix and length varints; about bolt's per-element header too). */
 const RECORD_OVERHEAD_BYTES = 16;
-/** A lease record: key + (TTL, remaining TTL). */
-const LEASE_RECORD_BYTES = 9 + 16 + RECORD_OVERHEAD_BYTES;
+/** A lease record's size: key + (TTL, remaining TTL). */
+const LEASE_RECORD_BYTES = 9 + LEASE_VALUE_BYTES + RECORD_OVERHEAD_BYTES;
 
 function recordBytes(key: Buffer, value: Buffer): number {
   return key.length + value.length + RECORD_OVERHEAD_BYTES;
-}
-
-export function metaKey(name: string): Buffer {
-  return Buffer.concat([Buffer.from([NS_META]), Buffer.from(name, 'utf8')]);
 }
 
 export function kvRecordKey(rev: Revision, sub: number): Buffer {
@@ -68,16 +73,6 @@ export function kvRecordKey(rev: Revision, sub: number): Buffer {
   k.writeBigUInt64BE(BigInt(rev), 1);
   k.writeUInt32BE(sub, 9);
   return k;
-}
-
-export function u64(n: number | bigint): Buffer {
-  const b = Buffer.allocUnsafe(8);
-  b.writeBigUInt64BE(BigInt(n));
-  return b;
-}
-
-function readU64(b: Buffer | undefined): number {
-  return b === undefined ? 0 : Number(b.readBigUInt64BE(0));
 }
 
 /** KeyValue encoding: createRev u64 | version u64 | lease i64 | keyLen u32 | key | value.
@@ -111,8 +106,8 @@ export interface LoadedState {
   store: MvccStore;
   appliedIndex: number;
   appliedTerm: number;
-  /** Leases saved by the lessor, ID → its own encoding. */
-  leases: Map<bigint, Buffer>;
+  /** Leases saved by the lessor (records.ts LeaseRecord). */
+  leases: Map<bigint, LeaseRecord>;
   /** Cluster members (JSON, see server/membership.ts) and removed member IDs. */
   members: Buffer[];
   removed: bigint[];
@@ -120,17 +115,6 @@ export interface LoadedState {
   alarms: { memberId: bigint; type: number }[];
   /** The auth store: users and roles (authpb encodings), enabled flag, auth revision. */
   auth: { users: Buffer[]; roles: Buffer[]; enabled: boolean; revision: number };
-}
-
-function authKey(kind: number, name: string): Buffer {
-  return Buffer.concat([Buffer.from([NS_AUTH, kind]), Buffer.from(name, 'utf8')]);
-}
-
-function idKey(ns: number, id: bigint): Buffer {
-  const key = Buffer.allocUnsafe(9);
-  key[0] = ns;
-  key.writeBigUInt64BE(id, 1);
-  return key;
 }
 
 /**
@@ -213,10 +197,10 @@ export class Backend {
     importer.importRecords([{ type: 'end', kvCount: count }]);
     const store = importer.finish();
     if (compactRev > 0) store.compact(compactRev);
-    const leases = new Map<bigint, Buffer>();
+    const leases = new Map<bigint, LeaseRecord>();
     for await (const [k, v] of this.db.iterator({ gte: Buffer.from([NS_LEASE]), lt: Buffer.from([NS_LEASE + 1]) })) {
-      leases.set(k.readBigInt64BE(1), v);
-      this.leaseIds.add(k.readBigInt64BE(1));
+      leases.set(leaseIdOfKey(k), decodeLease(v));
+      this.leaseIds.add(leaseIdOfKey(k));
       this.liveBytesValue += LEASE_RECORD_BYTES;
     }
     this.allocatedBytesValue = Math.max(this.liveBytesValue, readU64(meta[4]));
@@ -260,11 +244,10 @@ export class Backend {
     this.staged.push({ type: 'put', key: META_COMPACT_REV, value: u64(rev) });
   }
 
-  stageLease(id: bigint, record: Buffer | undefined): void {
-    const key = Buffer.allocUnsafe(9);
-    key[0] = NS_LEASE;
-    key.writeBigInt64BE(id, 1);
-    this.staged.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
+  /** A lease's record (granted, checkpointed), or its deletion (revoked, expired). */
+  stageLease(id: bigint, record: LeaseRecord | undefined): void {
+    const key = leaseKey(id);
+    this.staged.push(record ? { type: 'put', key, value: encodeLease(record) } : { type: 'del', key });
     if (record && !this.leaseIds.has(id)) {
       this.leaseIds.add(id);
       this.grow(LEASE_RECORD_BYTES);
@@ -275,10 +258,7 @@ export class Backend {
 
   /** An alarm raised (active) or cleared. */
   stageAlarm(memberId: bigint, type: number, active: boolean): void {
-    const key = Buffer.allocUnsafe(13);
-    key[0] = NS_ALARM;
-    key.writeBigUInt64BE(memberId, 1);
-    key.writeUInt32BE(type, 9);
+    const key = alarmKey(memberId, type);
     this.staged.push(active ? { type: 'put', key, value: Buffer.alloc(0) } : { type: 'del', key });
   }
 

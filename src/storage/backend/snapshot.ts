@@ -11,7 +11,7 @@
 // memory and the event loop is never blocked for long.
 import { ClassicLevel } from 'classic-level';
 import { assert } from '../../util/assert';
-import { crc32c } from '../../mvcc';
+import { crc32c } from '../../util/crc32c';
 
 export const SNAPSHOT_MAGIC = Buffer.from('QKVSNAP1');
 const HEADER_BYTES = 24;
@@ -102,38 +102,48 @@ export async function openSnapshotStream(
   return { meta, chunks: chunks() };
 }
 
-/** Parses a snapshot stream into records, in batches; verifies the header, count and checksum. */
-export async function* readSnapshotStream(
-  input: AsyncIterable<Buffer | Uint8Array>,
-  onMeta: (meta: SnapshotMeta) => void,
-): AsyncGenerator<[Buffer, Buffer][]> {
-  let pending = Buffer.alloc(0);
-  let headerDone = false;
-  let trailer: Buffer | undefined;
-  let count = 0n;
-  let crc = 0;
-  for await (const piece of input) {
-    if (trailer) throw new SnapshotFormatError('snapshot: data after the trailer');
-    pending = pending.length === 0 ? Buffer.from(piece) : Buffer.concat([pending, piece]);
-    if (!headerDone) {
-      if (pending.length < HEADER_BYTES) continue;
+/**
+ * The one parser of the stream: fed pieces of any size, it returns the records each piece
+ * completes (copies: they may outlive the piece) and verifies the header, the record count and
+ * the CRC when the trailer arrives. It tells how many bytes of a piece belong to the stream, so
+ * that a caller can decide what may follow the trailer (nothing on the wire; zero padding in a
+ * snapshot file, ../snapshot_file.ts).
+ */
+export class SnapshotStreamParser {
+  /** The header's fields, once it has been read. */
+  meta: SnapshotMeta | undefined;
+  /** Records parsed so far. */
+  records = 0;
+  private pending: Buffer = Buffer.alloc(0);
+  private crc = 0;
+  private trailerSeen = false;
+
+  /** The trailer has been read and verified: the stream is complete. */
+  get done(): boolean {
+    return this.trailerSeen;
+  }
+
+  push(piece: Buffer | Uint8Array): { records: [Buffer, Buffer][]; usedBytes: number } {
+    if (this.trailerSeen) return { records: [], usedBytes: 0 };
+    let pending = this.pending.length === 0 ? Buffer.from(piece) : Buffer.concat([this.pending, piece]);
+    if (this.meta === undefined) {
+      if (pending.length < HEADER_BYTES) {
+        this.pending = pending;
+        return { records: [], usedBytes: piece.length };
+      }
       if (!pending.subarray(0, 8).equals(SNAPSHOT_MAGIC)) throw new SnapshotFormatError('snapshot: not a quorumkv snapshot (bad magic)');
-      onMeta({ appliedIndex: Number(pending.readBigUInt64BE(8)), appliedTerm: Number(pending.readBigUInt64BE(16)) });
+      this.meta = { appliedIndex: Number(pending.readBigUInt64BE(8)), appliedTerm: Number(pending.readBigUInt64BE(16)) };
       pending = pending.subarray(HEADER_BYTES);
-      headerDone = true;
     }
     const records: [Buffer, Buffer][] = [];
     let off = 0;
-    const start = 0;
+    let trailer: Buffer | undefined;
     for (;;) {
       if (pending.length - off < 4) break;
       const klen = pending.readUInt32BE(off);
       if (klen === TRAILER_MARK) {
         if (pending.length - off < TRAILER_BYTES) break;
         trailer = pending.subarray(off, off + TRAILER_BYTES);
-        crc = crc32c(crc, pending.subarray(start, off));
-        off += TRAILER_BYTES;
-        if (off !== pending.length) throw new SnapshotFormatError('snapshot: data after the trailer');
         break;
       }
       if (klen > RECORD_PART_BYTES_MAX) throw new SnapshotFormatError(`snapshot: record key length ${klen} is corrupt`);
@@ -146,29 +156,62 @@ export async function* readSnapshotStream(
       records.push([key, value]);
       off += 8 + klen + vlen;
     }
-    if (!trailer) crc = crc32c(crc, pending.subarray(start, off));
-    count += BigInt(records.length);
-    pending = trailer ? Buffer.alloc(0) : pending.subarray(off);
-    if (records.length > 0) yield records;
+    this.crc = crc32c(this.crc, pending.subarray(0, off));
+    this.records += records.length;
+    if (trailer === undefined) {
+      this.pending = pending.subarray(off);
+      return { records, usedBytes: piece.length };
+    }
+    this.pending = Buffer.alloc(0);
+    this.trailerSeen = true;
+    const count = trailer.readBigUInt64BE(4);
+    if (count !== BigInt(this.records)) throw new SnapshotFormatError(`snapshot: record count mismatch (trailer says ${count}, read ${this.records})`);
+    if (trailer.readUInt32BE(12) !== this.crc >>> 0) throw new SnapshotFormatError('snapshot: checksum mismatch');
+    // Bytes after the trailer are all in this piece (earlier pieces were consumed whole).
+    return { records, usedBytes: piece.length - (pending.length - off - TRAILER_BYTES) };
   }
-  if (!headerDone) throw new SnapshotFormatError('snapshot: truncated before its header');
-  if (!trailer) throw new SnapshotFormatError('snapshot: truncated (no trailer)');
-  if (trailer.readBigUInt64BE(4) !== count) throw new SnapshotFormatError(`snapshot: record count mismatch (trailer says ${trailer.readBigUInt64BE(4)}, read ${count})`);
-  if (trailer.readUInt32BE(12) !== crc >>> 0) throw new SnapshotFormatError('snapshot: checksum mismatch');
+
+  /** Throws unless the stream ended with its trailer. */
+  finish(): void {
+    if (this.meta === undefined) throw new SnapshotFormatError('snapshot: truncated before its header');
+    if (!this.trailerSeen) throw new SnapshotFormatError('snapshot: truncated (no trailer)');
+  }
 }
 
-/** Writes a snapshot stream into a fresh LevelDB at `dir` (which must not hold a database). */
-export async function restoreSnapshotInto(dir: string, input: AsyncIterable<Buffer | Uint8Array>): Promise<SnapshotMeta> {
+/** Parses a snapshot stream into records, in batches; verifies the header, count and checksum. */
+export async function* readSnapshotStream(
+  input: AsyncIterable<Buffer | Uint8Array>,
+  onMeta: (meta: SnapshotMeta) => void,
+): AsyncGenerator<[Buffer, Buffer][]> {
+  const parser = new SnapshotStreamParser();
+  for await (const piece of input) {
+    if (parser.done && piece.length > 0) throw new SnapshotFormatError('snapshot: data after the trailer');
+    const hadMeta = parser.meta !== undefined;
+    const { records, usedBytes } = parser.push(piece);
+    if (!hadMeta && parser.meta !== undefined) onMeta(parser.meta);
+    if (usedBytes !== piece.length) throw new SnapshotFormatError('snapshot: data after the trailer');
+    if (records.length > 0) yield records;
+  }
+  parser.finish();
+}
+
+/** Writes record batches into a fresh LevelDB at `dir` (which must not hold a database). */
+export async function writeRecordsInto(dir: string, records: AsyncIterable<[Buffer, Buffer][]>): Promise<void> {
   const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer', errorIfExists: true });
   await db.open();
-  let meta: SnapshotMeta | undefined;
   try {
-    for await (const records of readSnapshotStream(input, (m) => (meta = m))) {
-      await db.batch(records.map(([key, value]) => ({ type: 'put' as const, key, value })));
+    for await (const batch of records) {
+      await db.batch(batch.map(([key, value]) => ({ type: 'put' as const, key, value })));
     }
   } finally {
     await db.close();
   }
+}
+
+/** Writes a snapshot stream into a fresh LevelDB at `dir` (which must not hold a database). */
+export async function restoreSnapshotInto(dir: string, input: AsyncIterable<Buffer | Uint8Array>): Promise<SnapshotMeta> {
+  let meta: SnapshotMeta | undefined;
+  await writeRecordsInto(dir, readSnapshotStream(input, (m) => (meta = m)));
   assert(meta !== undefined, 'snapshot meta read');
   return meta;
 }

@@ -3,7 +3,7 @@
 // snapshot status` reads and `etcdctl snapshot restore` turns into an etcd data dir; `quorumkv
 // snapshot restore` reads the files etcd's own members give (a way off etcd, and back).
 //
-// etcd 3.4's buckets, and where each comes from in the backend (backend.ts namespaces):
+// etcd 3.4's buckets, and where each comes from in the backend (namespaces of backend/records.ts):
 //   key       8-byte main revision, '_', 8-byte sub revision (+ 't' for a deletion) → mvccpb.KeyValue
 //             ('k' records; a deletion's KeyValue holds only its key, as etcd writes it)
 //   meta      consistent_index (u64 BE) = the applied index; finishedCompactRev and
@@ -22,7 +22,8 @@ import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
 import { BoltReader, BoltWriter, type PageSink } from './bolt';
 import { encodeSnapshotRecords, snapshotHeader, snapshotTrailer, type SnapshotMeta } from '../backend/snapshot';
-import { AUTH_ROLE, AUTH_USER, NS_ALARM, NS_AUTH, NS_KV, NS_LEASE, NS_MEMBER, NS_META, NS_REMOVED, encodeKv, kvRecordKey, metaKey, u64 } from '../backend/backend';
+import { encodeKv, kvRecordKey } from '../backend/backend';
+import { AUTH_ROLE, AUTH_USER, NS_ALARM, NS_AUTH, NS_KV, NS_LEASE, NS_MEMBER, NS_META, NS_REMOVED, alarmKey, decodeLease, encodeLease, leaseIdOfKey, leaseKey, metaKey, u64 } from '../backend/records';
 
 const ETCD_CLUSTER_VERSION = '3.4.0';
 const META_APPLIED_TERM_ETCD = 'quorumkv_applied_term';
@@ -164,8 +165,8 @@ export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, me
           break;
         }
         case NS_LEASE: {
-          const id = k.readBigInt64BE(1);
-          put('lease', k.subarray(1), new PbWriter().int(1, id).int(2, v.readBigInt64BE(0)).int(3, v.readBigInt64BE(8)).finish());
+          const lease = decodeLease(v);
+          put('lease', k.subarray(1), new PbWriter().int(1, leaseIdOfKey(k)).int(2, lease.ttlSec).int(3, lease.remainingTtlSec).finish());
           break;
         }
         case NS_ALARM:
@@ -306,22 +307,12 @@ export async function* etcdDbAsSnapshotStream(db: BoltReader, onInfo?: (info: { 
   if (compactRev > revision) revision = compactRev;
   for (const [, v] of db.entries('lease')) {
     const f = pbFields(v, 'etcd database: leasepb.Lease');
-    const rk = Buffer.allocUnsafe(9);
-    rk[0] = NS_LEASE;
-    rk.writeBigInt64BE(int64(f.get(1)), 1);
-    const rv = Buffer.allocUnsafe(16);
-    rv.writeBigInt64BE(int64(f.get(2)), 0);
-    rv.writeBigInt64BE(int64(f.get(3)), 8);
-    const out = record(rk, rv);
+    const out = record(leaseKey(int64(f.get(1))), encodeLease({ ttlSec: Number(int64(f.get(2))), remainingTtlSec: Number(int64(f.get(3))) }));
     if (out) yield out;
   }
   for (const [k] of db.entries('alarm')) {
     const f = pbFields(k, 'etcd database: AlarmMember');
-    const rk = Buffer.allocUnsafe(13);
-    rk[0] = NS_ALARM;
-    rk.writeBigUInt64BE(BigInt.asUintN(64, int64(f.get(1))), 1);
-    rk.writeUInt32BE(Number(int64(f.get(2))), 9);
-    const out = record(rk, Buffer.alloc(0));
+    const out = record(alarmKey(BigInt.asUintN(64, int64(f.get(1))), Number(int64(f.get(2)))), Buffer.alloc(0));
     if (out) yield out;
   }
   for (const [bucket, kind] of [['authUsers', AUTH_USER], ['authRoles', AUTH_ROLE]] as const) {

@@ -41,3 +41,21 @@ export class WalFailedError extends WalError {
     );
   }
 }
+
+/** The errno code (EIO, ENOSPC, ...) behind a WAL error, following `cause` links; undefined if
+ *  there is none (e.g. a short write). */
+export function walErrnoCode(err: unknown): string | undefined {
+  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (typeof code === 'string') return code;
+  }
+  return undefined;
+}
+
+/** True if the WAL failed only for lack of space (ENOSPC, EDQUOT): what is on disk is intact, and
+ *  the member may keep serving reads until an operator frees space and restarts it. Every other
+ *  failure (EIO above all) leaves the file's state unknown. */
+export function isWalOutOfSpace(err: unknown): boolean {
+  const code = walErrnoCode(err);
+  return code === 'ENOSPC' || code === 'EDQUOT';
+}

@@ -28,6 +28,7 @@ import { SNAPSHOT_BATCH_BYTES, encodeSaveBatch, encodeSnapshotBatch, encodeStart
 import { WalError, WalFailedError } from './errors';
 import { BATCH_ENTRIES_MAX, METADATA_BYTES_MAX, SEGMENT_BYTES_DEFAULT, SEGMENT_BYTES_MAX, SEGMENT_BYTES_MIN, SEGMENT_SUFFIX, TMP_SUFFIX, segmentName } from './format';
 import { recover } from './recovery';
+import { walWriteError } from '../../util/failpoints';
 import type { SegmentInfo, WalFaults, WalOptions, WalState, WalStats } from './types';
 
 interface ResolvedOptions {
@@ -367,6 +368,14 @@ function appendFlags(fsync: boolean): number {
 async function writeAll(fh: FileHandle, buf: Buffer, position: number): Promise<void> {
   let done = 0;
   while (done < buf.length) {
+    const injected = walWriteError();
+    if (injected !== undefined) {
+      // Failpoint (tests): the device fails this write after taking half of it, as a dying disk
+      // may. From the throw on, the error takes the path a real one takes.
+      const half = (buf.length - done) >>> 1;
+      if (half > 0) await fh.write(buf, done, half, position + done);
+      throw injected;
+    }
     const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
     if (bytesWritten <= 0) throw new WalError(`wal: write returned ${bytesWritten} at offset ${position + done}`);
     done += bytesWritten;

@@ -1,6 +1,7 @@
 // A tiny progress bar for snapshot save/restore: bytes done of total and the rate. Written here
-// rather than taken from npm: it is ~60 lines, quorumctl draws one bar at a time, and a CLI that
-// operators run against production data should not pull in a dependency tree for that.
+// rather than taken from npm: it is ~60 lines, the CLIs draw one bar at a time (quorumctl's save,
+// quorumkv's restore), and a CLI that operators run against production data should not pull in a
+// dependency tree for that.
 //
 // On a terminal (stderr is a TTY) it redraws one line in place, at most every REDRAW_MS; otherwise
 // (logs, CI, pipes) it prints a plain line every PLAIN_LINE_MS, and nothing for short transfers.

@@ -1,0 +1,178 @@
+// Raft snapshots of one member, all three halves of them:
+//
+//   take     every --snapshot-count applied entries: commit the backend durably at that index,
+//            then let Raft record a snapshot marker there and release the WAL segments before it
+//            (minus SNAPSHOT_CATCH_UP_ENTRIES for followers slightly behind). The snapshot's data
+//            stays empty: the backend is the snapshot.
+//   send     a follower behind the leader's compaction point gets the backend as it is when sent
+//            (a consistent LevelDB view), with the metadata rewritten to the index and term that
+//            view is at (etcd's "merged snapshot").
+//   install  a snapshot from the leader is restored into member/backend.incoming, swapped in for
+//            member/backend, loaded into the server (Server.installState), and only then handed
+//            to Raft; finishInterruptedSnapshotInstall completes a swap a crash cut short.
+//
+// The data path is an async iterable of chunks wherever that costs nothing (the backend's snapshot
+// stream, the restore into LevelDB). Two seams still hold a whole snapshot in one Buffer, both
+// because the peer transport's snapshot stream (src/transport/snapshot.ts) is framed by a size
+// announced up front and delivered whole: sendData joins the backend stream (the sender does not
+// know the size without a first pass), and the transport's SnapshotAssembler hands install() one
+// Buffer. Streaming both ways in bounded memory changes those two points, not the rest.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../util/log';
+import type { Message } from '../raft';
+import type { SnapshotSource } from '../transport';
+import { Backend, type LoadedState } from '../storage/backend/backend';
+import { restoreSnapshotInto } from '../storage/backend/snapshot';
+import { membershipFromRecords } from './membership';
+import type { RaftNode } from './raft_node';
+import type { Server } from './server';
+
+/** Entries kept in the log behind a snapshot, for followers that are slightly behind (etcd's
+ *  snapshot catch-up entries). */
+export const SNAPSHOT_CATCH_UP_ENTRIES = 5000;
+
+/** member/backend is replaced by renaming these over it (see installData). */
+const BACKEND_DIR = 'backend';
+const INCOMING_DIR = 'backend.incoming';
+const OLD_DIR = 'backend.old';
+
+export interface SnapshotterOptions {
+  server: () => Server;
+  raftNode: () => RaftNode;
+  /** <data-dir>/member: holds backend/ and, during an install, backend.incoming/ and backend.old/. */
+  memberDir: string;
+  log: Logger;
+  /** --snapshot-count: applied entries between two snapshots. */
+  snapshotCount: number;
+  /** The index the backend was at when the member started: entries before it are in the backend. */
+  appliedIndex: number;
+  /** Called after a snapshot from the leader replaced the applied state (leases, watchers). */
+  onStateInstalled: (loaded: LoadedState) => void;
+}
+
+export class Snapshotter {
+  /** The last snapshot taken or installed; the next is due snapshotCount entries after it. */
+  private lastSnapshotIndex: number;
+  private taking = false;
+  private installing = false;
+
+  constructor(private readonly o: SnapshotterOptions) {
+    this.lastSnapshotIndex = o.appliedIndex;
+  }
+
+  // ---- take -------------------------------------------------------------------------------------
+
+  /** The apply loop applied entries up to `index` (term `term`): take a snapshot if one is due. */
+  onApplied(index: number, term: number): void {
+    if (this.taking || index - this.lastSnapshotIndex < this.o.snapshotCount) return;
+    const server = this.o.server();
+    const backend = server.durableBackend;
+    if (!backend) return; // nothing durable to release WAL segments into
+    this.taking = true;
+    // The backend must hold the state at `index` durably before the WAL may forget the entries.
+    backend
+      .commit(index, term, true)
+      .then(() => this.o.raftNode().snapshot(index, SNAPSHOT_CATCH_UP_ENTRIES, server.membership.confState()))
+      .then(() => {
+        this.lastSnapshotIndex = index;
+        this.o.log.info('snapshot taken; older WAL segments released', { index, term });
+      })
+      .catch((err) => this.o.log.error('snapshot failed', { index, term, error: String(err) }))
+      .finally(() => (this.taking = false));
+  }
+
+  // ---- send -------------------------------------------------------------------------------------
+
+  /** The data of an outgoing MsgSnap (the transport's getSnapshotData): the backend as it is now;
+   *  `m.snapshot`'s metadata is set to the index and term of that view. */
+  async sendData(m: Message): Promise<SnapshotSource> {
+    const server = this.o.server();
+    const backend = server.durableBackend;
+    if (!backend) throw new Error('no backend to snapshot');
+    const { meta, chunks } = await backend.openSnapshot();
+    m.snapshot = {
+      data: new Uint8Array(0),
+      metadata: { index: meta.appliedIndex, term: meta.appliedTerm, confState: server.membership.confState() },
+    };
+    // ONE BUFFER (sender): the transport announces the size before the first byte, so the whole
+    // stream is gathered here. A size-free stream (or a spool file) removes this join.
+    const data = await joinChunks(chunks);
+    this.o.log.info('prepared snapshot for a follower', { to: m.to.toString(16), index: meta.appliedIndex, bytes: data.length });
+    return data;
+  }
+
+  // ---- install ----------------------------------------------------------------------------------
+
+  /** A snapshot from the leader (the transport's onSnapshot): write it as a new backend, swap it
+   *  in, load it, then let Raft take it. A snapshot no newer than what is committed is ignored. */
+  async install(m: Message, data: AsyncIterable<Buffer>): Promise<void> {
+    if (this.installing) throw new Error('a snapshot install is already in progress');
+    const raft = this.o.raftNode();
+    const index = m.snapshot?.metadata.index ?? 0;
+    if (index <= raft.committedIndex) return; // stale: we already have more than it holds
+    this.installing = true;
+    try {
+      const installed = await this.installData(data, raft.committedIndex);
+      if (installed === undefined) return;
+      const { backend, loaded } = installed;
+      const membership = membershipFromRecords(loaded.members, loaded.removed);
+      await this.o.server().installState(backend, loaded, membership);
+      this.lastSnapshotIndex = loaded.appliedIndex;
+      this.o.onStateInstalled(loaded);
+      const accepted = raft.installSnapshot(m.from, m.term, {
+        data: new Uint8Array(0),
+        metadata: { index: loaded.appliedIndex, term: loaded.appliedTerm, confState: membership.confState() },
+      });
+      this.o.log.info('installed snapshot from the leader', { from: m.from.toString(16), index: loaded.appliedIndex, term: loaded.appliedTerm, accepted });
+    } finally {
+      this.installing = false;
+    }
+  }
+
+  /**
+   * Restores the stream into backend.incoming and swaps it in for backend (the old one closed
+   * first: LevelDB locks its directory); returns the new backend, loaded, or undefined if the
+   * stream turned out to be no newer than `committedIndex`. A crash between the two renames is
+   * completed at the next start (finishInterruptedSnapshotInstall); the WAL learns of the new
+   * state only after both.
+   */
+  private async installData(data: AsyncIterable<Buffer>, committedIndex: number): Promise<{ backend: Backend; loaded: LoadedState } | undefined> {
+    const dir = this.o.memberDir;
+    const incoming = path.join(dir, INCOMING_DIR);
+    fs.rmSync(incoming, { recursive: true, force: true });
+    const meta = await restoreSnapshotInto(incoming, data);
+    if (meta.appliedIndex <= committedIndex) {
+      fs.rmSync(incoming, { recursive: true, force: true });
+      return undefined;
+    }
+    await this.o.server().durableBackend?.close();
+    const backendDir = path.join(dir, BACKEND_DIR);
+    const oldDir = path.join(dir, OLD_DIR);
+    fs.rmSync(oldDir, { recursive: true, force: true });
+    fs.renameSync(backendDir, oldDir);
+    fs.renameSync(incoming, backendDir);
+    fs.rmSync(oldDir, { recursive: true, force: true });
+    const backend = await Backend.open(backendDir);
+    return { backend, loaded: await backend.load() };
+  }
+}
+
+/** ONE BUFFER: the whole stream in memory (see sendData). */
+async function joinChunks(chunks: AsyncIterable<Buffer>): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of chunks) parts.push(c);
+  return Buffer.concat(parts);
+}
+
+/** A snapshot install replaces member/backend by renaming member/backend.incoming over it; if a
+ *  crash hit between the two renames, finish the job (the WAL's snapshot marker points at the new
+ *  state only after both renames, see Snapshotter.installData). Called before the backend opens. */
+export function finishInterruptedSnapshotInstall(memberDir: string): void {
+  const backendDir = path.join(memberDir, BACKEND_DIR);
+  const incoming = path.join(memberDir, INCOMING_DIR);
+  const old = path.join(memberDir, OLD_DIR);
+  if (!fs.existsSync(backendDir) && fs.existsSync(incoming)) fs.renameSync(incoming, backendDir);
+  fs.rmSync(incoming, { recursive: true, force: true });
+  fs.rmSync(old, { recursive: true, force: true });
+}
