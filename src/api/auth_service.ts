@@ -12,18 +12,15 @@
 //
 // Passwords: verified (Authenticate) and hashed (UserAdd, UserChangePassword) on this member,
 // before anything is proposed; the log only ever carries the hash or the resulting token.
-import type * as grpc from '@grpc/grpc-js';
 import { EtcdError, GrpcCode } from '../util/errors';
 import type { Server } from '../server/server';
 import type { ApplyResult } from '../server/applier';
 import type { InternalRequestBody, InternalRequestHeader } from '../server/codec';
 import { AuthErrors, hashPassword, isHashedPassword, newTokenPrefix, rawAuthError, verifyPassword, type AuthStore, type TxnLike } from '../auth';
+import type { ResponseHeader } from '../proto/types';
 import { replyError } from './errors';
-import type { Handlers } from './services';
+import type { CallBase, UnaryCall, UnaryHandler } from './call';
 import { certCommonNameOf } from '../tls';
-
-type Call<Req> = grpc.ServerUnaryCall<Req, unknown>;
-type Cb = grpc.sendUnaryData<unknown>;
 
 /** The header of a request when auth is disabled (shared: no allocation per request). */
 const NO_CALLER: InternalRequestHeader = Object.freeze({ username: '', auth_revision: 0 });
@@ -31,16 +28,15 @@ const NO_CALLER: InternalRequestHeader = Object.freeze({ username: '', auth_revi
 const AUTHENTICATE_ATTEMPTS_MAX = 3;
 const WATCH_ALL_KEYS = Buffer.from([0]);
 
-/** A call whose request metadata the auth gate reads only when auth is on (building it has a
- *  cost on every request: src/api/h2_grpc.ts makes it lazily). */
-export interface CallWithMetadata {
-  readonly metadata: grpc.Metadata;
+/** Every Auth response: the header, and the fields the auth store's apply gave (src/auth/store.ts). */
+interface AuthResponse {
+  header: ResponseHeader;
 }
 
-/** The token a client sent: `token` (gRPC clients) or `authorization` (etcd's JSON gateway). */
-function tokenOf(md: grpc.Metadata): string | undefined {
-  const v = md.get('token')[0] ?? md.get('authorization')[0];
-  return v === undefined ? undefined : String(v);
+/** The token a client sent: `token` (gRPC clients) or `authorization` (etcd's JSON gateway). The
+ *  gate reads metadata only when auth is on: building it has a cost the transports pay lazily. */
+function tokenOf(call: CallBase): string | undefined {
+  return call.metadata('token') ?? call.metadata('authorization');
 }
 
 /** The caller as the log entry's header: user "" without a token (etcd then answers "user name
@@ -48,12 +44,11 @@ function tokenOf(md: grpc.Metadata): string | undefined {
  *  Without a token, the CN of a verified client certificate names the user (etcd's
  *  AuthInfoFromTLS; only with --client-cert-auth: src/tls/identity.ts sets it). As in etcd the user
  *  need not exist: the permission check then denies. */
-export function callerOf(server: Server, call: CallWithMetadata): InternalRequestHeader | EtcdError {
+export function callerOf(server: Server, call: CallBase): InternalRequestHeader | EtcdError {
   const auth = server.auth;
   if (!auth.enabled) return NO_CALLER;
-  const md = call.metadata;
-  const token = tokenOf(md);
-  if (token === undefined) return { username: certCommonNameOf(md) ?? '', auth_revision: auth.revision };
+  const token = tokenOf(call);
+  if (token === undefined) return { username: certCommonNameOf(call) ?? '', auth_revision: auth.revision };
   const user = auth.userOfToken(token);
   if (user instanceof EtcdError) return user;
   return { username: user, auth_revision: auth.revision };
@@ -74,7 +69,7 @@ export const checks = {
 };
 
 /** The gate: the caller's header for the log entry, or the error to answer with. */
-export function authorize<Req>(server: Server, call: CallWithMetadata, check: AuthCheck<Req>, req: Req): InternalRequestHeader | EtcdError {
+export function authorize<Req>(server: Server, call: CallBase, check: AuthCheck<Req>, req: Req): InternalRequestHeader | EtcdError {
   if (!server.auth.enabled) return NO_CALLER;
   const who = callerOf(server, call);
   if (who instanceof EtcdError) return who;
@@ -83,14 +78,14 @@ export function authorize<Req>(server: Server, call: CallWithMetadata, check: Au
 
 /** Maintenance's admin RPCs (Defragment, Snapshot, Hash, HashKV): etcd 3.4 answers them with the
  *  auth package's raw error (code Unknown, "auth: permission denied"). */
-export function authorizeMaintenance(server: Server, call: CallWithMetadata): EtcdError | undefined {
+export function authorizeMaintenance(server: Server, call: CallBase): EtcdError | undefined {
   if (!server.auth.enabled) return undefined;
   const r = authorize(server, call, checks.admin, undefined);
   return r instanceof EtcdError ? rawAuthError(r) : undefined;
 }
 
 /** etcd's isWatchPermitted: READ on the watched range (an empty key means "\0"). */
-export function watchPermitted(server: Server, call: CallWithMetadata, key: Buffer, rangeEnd: Buffer | undefined): boolean {
+export function watchPermitted(server: Server, call: CallBase, key: Buffer, rangeEnd: Buffer | undefined): boolean {
   if (!server.auth.enabled) return true;
   const r = authorize(server, call, checks.range, { key: key.length === 0 ? WATCH_ALL_KEYS : key, range_end: rangeEnd });
   return !(r instanceof EtcdError);
@@ -99,61 +94,78 @@ export function watchPermitted(server: Server, call: CallWithMetadata, key: Buff
 /** The cancel reason of a denied watch create, as etcd's (the gRPC status's string form). */
 export const WATCH_PERMISSION_DENIED_REASON = `rpc error: code = PermissionDenied desc = ${AuthErrors.PermissionDenied.message}`;
 
+/** UserAdd and UserChangePassword requests. */
+interface UserPasswordRequest {
+  name: string;
+  password: string;
+  hashedPassword?: string;
+  options?: { no_password: boolean } | null;
+}
+
 function bad(message: string): EtcdError {
   return new EtcdError(GrpcCode.INVALID_ARGUMENT, message);
 }
 
-export function authService(server: Server): Handlers {
+/** A request that names a user or role (the auth store validates the rest at apply). */
+type AuthRequest = Record<string, unknown>;
+
+export function authService(server: Server) {
   const auth = server.auth;
-  const answer = (cb: Cb, p: Promise<ApplyResult>) =>
+  const answer = (call: UnaryCall<unknown, AuthResponse>, p: Promise<ApplyResult>) =>
     p.then(
-      (r) => cb(null, { header: server.header(r.revision), ...r.response }),
-      (err) => replyError(cb, err),
+      (r) => call.respond({ header: server.header(r.revision), ...r.response }),
+      (err) => replyError(call, err),
     );
 
   /** A root-only change: checked here, proposed, checked again at apply. */
-  const change = (body: (req: never) => InternalRequestBody) => (call: Call<never>, cb: Cb) => {
-    const h = authorize(server, call, checks.admin, undefined);
-    if (h instanceof EtcdError) return replyError(cb, h);
-    answer(cb, server.propose(body(call.request), h));
-  };
+  const change =
+    <Req>(body: (req: Req) => InternalRequestBody): UnaryHandler<Req, AuthResponse> =>
+    (call) => {
+      const h = authorize(server, call, checks.admin, undefined);
+      if (h instanceof EtcdError) return replyError(call, h);
+      answer(call, server.propose(body(call.request), h));
+    };
 
   /** A read of the auth store: served locally once linearizable, with the apply path's rules. */
-  const read = (kind: 'user_get' | 'user_list' | 'role_get' | 'role_list' | 'auth_status') => (call: Call<Record<string, unknown>>, cb: Cb) => {
-    const who = callerOf(server, call);
-    if (who instanceof EtcdError) return replyError(cb, who);
-    server.linearizableRead().then(() => {
-      const r = auth.apply(kind, call.request, who, 0);
-      if ('error' in r) return replyError(cb, r.error);
-      cb(null, { header: server.header(), ...r.response });
-    }, (err) => replyError(cb, err));
-  };
+  const read =
+    (kind: 'user_get' | 'user_list' | 'role_get' | 'role_list' | 'auth_status'): UnaryHandler<AuthRequest, AuthResponse> =>
+    (call) => {
+      const who = callerOf(server, call);
+      if (who instanceof EtcdError) return replyError(call, who);
+      server.linearizableRead().then(() => {
+        const r = auth.apply(kind, call.request, who, 0);
+        if ('error' in r) return replyError(call, r.error);
+        call.respond({ header: server.header(), ...r.response });
+      }, (err) => replyError(call, err));
+    };
 
   /** UserAdd / UserChangePassword: the hash is made here; the clear text never leaves. */
-  const withHash = (kind: 'user_add' | 'user_change_password') => (call: Call<{ name: string; password: string; hashedPassword?: string; options?: { no_password: boolean } | null }>, cb: Cb) => {
-    const req = call.request;
-    const h = authorize(server, call, checks.admin, undefined);
-    if (h instanceof EtcdError) return replyError(cb, h);
-    if (kind === 'user_add' && req.name === '') return replyError(cb, AuthErrors.UserEmpty);
-    const noPassword = kind === 'user_add' && !!req.options?.no_password;
-    const given = req.hashedPassword ?? '';
-    if (!noPassword && req.password === '' && given !== '' && !isHashedPassword(given)) {
-      return replyError(cb, bad('quorumkv: hashedPassword must come from quorumkv (scrypt); send the password instead'));
-    }
-    const hashing = noPassword ? Promise.resolve('') : req.password === '' && given !== '' ? Promise.resolve(given) : hashPassword(req.password);
-    hashing.then((hashedPassword) => {
-      const body =
-        kind === 'user_add'
-          ? { user_add: { name: req.name, password: '', hashedPassword, options: { no_password: noPassword } } }
-          : { user_change_password: { name: req.name, password: '', hashedPassword } };
-      answer(cb, server.propose(body, h));
-    }, (err) => replyError(cb, err));
-  };
+  const withHash =
+    (kind: 'user_add' | 'user_change_password'): UnaryHandler<UserPasswordRequest, AuthResponse> =>
+    (call) => {
+      const req = call.request;
+      const h = authorize(server, call, checks.admin, undefined);
+      if (h instanceof EtcdError) return replyError(call, h);
+      if (kind === 'user_add' && req.name === '') return replyError(call, AuthErrors.UserEmpty);
+      const noPassword = kind === 'user_add' && !!req.options?.no_password;
+      const given = req.hashedPassword ?? '';
+      if (!noPassword && req.password === '' && given !== '' && !isHashedPassword(given)) {
+        return replyError(call, bad('quorumkv: hashedPassword must come from quorumkv (scrypt); send the password instead'));
+      }
+      const hashing = noPassword ? Promise.resolve('') : req.password === '' && given !== '' ? Promise.resolve(given) : hashPassword(req.password);
+      hashing.then((hashedPassword) => {
+        const body =
+          kind === 'user_add'
+            ? { user_add: { name: req.name, password: '', hashedPassword, options: { no_password: noPassword } } }
+            : { user_change_password: { name: req.name, password: '', hashedPassword } };
+        answer(call, server.propose(body, h));
+      }, (err) => replyError(call, err));
+    };
 
-  const Authenticate = (call: Call<{ name: string; password: string }>, cb: Cb) => {
+  const Authenticate: UnaryHandler<{ name: string; password: string }, AuthResponse> = (call) => {
     const { name, password } = call.request;
-    if (!auth.enabled) return replyError(cb, AuthErrors.AuthNotEnabled);
-    const attempt = async (): Promise<object> => {
+    if (!auth.enabled) return replyError(call, AuthErrors.AuthNotEnabled);
+    const attempt = async (): Promise<AuthResponse> => {
       for (let i = 0; ; i++) {
         await server.linearizableRead();
         const checkedRevision = auth.revision;
@@ -169,7 +181,7 @@ export function authService(server: Server): Handlers {
         if (auth.revision === checkedRevision || i + 1 >= AUTHENTICATE_ATTEMPTS_MAX) return { header: server.header(r.revision), ...r.response };
       }
     };
-    attempt().then((res) => cb(null, res), (err) => replyError(cb, err));
+    attempt().then((res) => call.respond(res), (err) => replyError(call, err));
   };
 
   return {
@@ -194,5 +206,5 @@ export function authService(server: Server): Handlers {
     RoleRevokePermission: change((r: { role: string; key: Buffer; range_end: Buffer }) => ({
       role_revoke_permission: { role: r.role, key: r.key, range_end: r.range_end },
     })),
-  } as Handlers;
+  };
 }

@@ -8,8 +8,9 @@ import type { Server } from '../server/server';
 import type { Member } from '../server/membership';
 import type { RaftNode } from '../server/raft_node';
 import { serviceDefinition } from '../proto';
+import type { MemberAddRequest, MemberIdRequest, MemberListRequest, MemberPb, MemberUpdateRequest, MembersResponse } from '../proto/types';
 import { replyError } from './errors';
-import type { Handlers } from './services';
+import type { CallBase, UnaryCall, UnaryHandler } from './call';
 import { authorize, checks } from './auth_service';
 import { EtcdError } from '../util/errors';
 
@@ -29,7 +30,7 @@ export interface ClusterServiceOptions {
   credentialsFor?: (clientUrl: string) => grpc.ChannelCredentials;
 }
 
-function memberPb(m: Member): object {
+function memberPb(m: Member): MemberPb {
   return { ID: m.id.toString(), name: m.name, peerURLs: m.peerURLs, clientURLs: m.clientURLs, isLearner: m.isLearner };
 }
 
@@ -46,27 +47,24 @@ function validUrls(urls: readonly string[]): boolean {
   return true;
 }
 
-type Cb = grpc.sendUnaryData<unknown>;
-type Call<T> = grpc.ServerUnaryCall<T, unknown>;
-
 /** etcd's checkMembershipOperationPermission: membership changes need root when auth is on. Answers
  *  the call and returns true when the caller may not. */
-function deniedMembershipChange(server: Server, call: Call<unknown>, cb: Cb): boolean {
+function deniedMembershipChange(server: Server, call: CallBase): boolean {
   const who = authorize(server, call, checks.admin, undefined);
   if (!(who instanceof EtcdError)) return false;
-  replyError(cb, who);
+  replyError(call, who);
   return true;
 }
 
-export function clusterService(server: Server, o: ClusterServiceOptions): Handlers {
+export function clusterService(server: Server, o: ClusterServiceOptions) {
   const members = () => server.membership.list().map(memberPb);
   const voters = () => server.membership.list().filter((m) => !m.isLearner);
   /** Voters known to have started: they published their name (etcd counts connected peers). */
   const started = () => voters().filter((m) => m.name !== '');
 
-  const MemberList = (call: Call<{ linearizable?: boolean }>, cb: Cb) => {
-    const reply = () => (server.isStopped ? replyError(cb, Errors.Stopped) : cb(null, { header: server.header(), members: members() }));
-    if (call.request.linearizable) return void server.linearizableRead().then(reply, (err) => replyError(cb, err));
+  const MemberList: UnaryHandler<MemberListRequest, MembersResponse> = (call) => {
+    const reply = () => (server.isStopped ? replyError(call, Errors.Stopped) : call.respond({ header: server.header(), members: members() }));
+    if (call.request.linearizable) return void server.linearizableRead().then(reply, (err) => replyError(call, err));
     // etcd 3.4 serves the list locally. We first try a short ReadIndex round so a client that just
     // changed the membership through another member sees its change here too; without a quorum
     // (an operator diagnosing a broken cluster) the local list is served anyway.
@@ -81,81 +79,81 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
     server.linearizableRead().then(once, once);
   };
 
-  const MemberAdd = (call: Call<{ peerURLs: string[]; isLearner: boolean }>, cb: Cb) => {
+  const MemberAdd: UnaryHandler<MemberAddRequest, MembersResponse> = (call) => {
     const { peerURLs, isLearner } = call.request;
     // As etcd: the URLs are parsed (v3rpc) before the permission check (EtcdServer.AddMember).
-    if (!validUrls(peerURLs)) return replyError(cb, Errors.MemberBadURLs);
-    if (deniedMembershipChange(server, call, cb)) return;
-    if (server.membership.byPeerURL(peerURLs)) return replyError(cb, Errors.PeerURLExist);
-    if (isLearner && server.membership.list().filter((m) => m.isLearner).length >= LEARNERS_MAX) return replyError(cb, Errors.TooManyLearners);
+    if (!validUrls(peerURLs)) return replyError(call, Errors.MemberBadURLs);
+    if (deniedMembershipChange(server, call)) return;
+    if (server.membership.byPeerURL(peerURLs)) return replyError(call, Errors.PeerURLExist);
+    if (isLearner && server.membership.list().filter((m) => m.isLearner).length >= LEARNERS_MAX) return replyError(call, Errors.TooManyLearners);
     if (!isLearner) {
       // Adding a voter that is not running yet raises the quorum: refuse it when the members
       // that have started would no longer be a quorum (etcd's strict reconfiguration check).
       const n = voters().length + 1;
-      if (started().length < Math.floor(n / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
+      if (started().length < Math.floor(n / 2) + 1) return replyError(call, Errors.MemberNotEnoughStarted);
     }
     // etcd also wants every voter reachable right now; only the leader knows who is.
-    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberAdd', call, cb);
-    if (!voters().every((v) => o.isActive(v.id))) return replyError(cb, Errors.Unhealthy);
+    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberAdd', call);
+    if (!voters().every((v) => o.isActive(v.id))) return replyError(call, Errors.Unhealthy);
     const member: Member = { id: computeMemberId(peerURLs, o.clusterToken, Date.now()), name: '', peerURLs: [...peerURLs].sort(), clientURLs: [], isLearner };
-    if (server.membership.get(member.id) || server.membership.removed.has(member.id)) return replyError(cb, Errors.MemberExist);
+    if (server.membership.get(member.id) || server.membership.removed.has(member.id)) return replyError(call, Errors.MemberExist);
     server.proposeMemberChange(isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, member).then(
-      () => cb(null, { header: server.header(), member: memberPb(member), members: members() }),
-      (err) => replyError(cb, err),
+      () => call.respond({ header: server.header(), member: memberPb(member), members: members() }),
+      (err) => replyError(call, err),
     );
   };
 
-  const MemberRemove = (call: Call<{ ID: string }>, cb: Cb) => {
-    if (deniedMembershipChange(server, call, cb)) return;
+  const MemberRemove: UnaryHandler<MemberIdRequest, MembersResponse> = (call) => {
+    if (deniedMembershipChange(server, call)) return;
     const id = BigInt(call.request.ID);
     const m = server.membership.get(id);
-    if (!m) return replyError(cb, server.membership.removed.has(id) ? Errors.MemberNotFound : Errors.MemberNotFound);
+    if (!m) return replyError(call, server.membership.removed.has(id) ? Errors.MemberNotFound : Errors.MemberNotFound);
     if (!m.isLearner) {
       const remaining = voters().filter((v) => v.id !== id);
-      if (remaining.length === 0) return replyError(cb, Errors.MemberNotEnoughStarted);
+      if (remaining.length === 0) return replyError(call, Errors.MemberNotEnoughStarted);
       const up = started().filter((v) => v.id !== id).length;
-      if (up < Math.floor(remaining.length / 2) + 1) return replyError(cb, Errors.MemberNotEnoughStarted);
+      if (up < Math.floor(remaining.length / 2) + 1) return replyError(call, Errors.MemberNotEnoughStarted);
       // etcd: removing a member that is down is always safe; removing a live one must leave a
       // quorum of the live members. Only the leader knows who is live.
-      if (!server.isLeader()) return forwardToLeader(server, o, 'MemberRemove', call, cb);
+      if (!server.isLeader()) return forwardToLeader(server, o, 'MemberRemove', call);
       if (id === server.memberId || o.isActive(id)) {
         const active = voters().filter((v) => o.isActive(v.id)).length;
-        if (active - 1 < Math.floor((voters().length - 1) / 2) + 1) return replyError(cb, Errors.Unhealthy);
+        if (active - 1 < Math.floor((voters().length - 1) / 2) + 1) return replyError(call, Errors.Unhealthy);
       }
     }
     server.proposeMemberChange(ConfChangeType.RemoveNode, m).then(
-      () => cb(null, { header: server.header(), members: members() }),
-      (err) => replyError(cb, err),
+      () => call.respond({ header: server.header(), members: members() }),
+      (err) => replyError(call, err),
     );
   };
 
-  const MemberUpdate = (call: Call<{ ID: string; peerURLs: string[] }>, cb: Cb) => {
+  const MemberUpdate: UnaryHandler<MemberUpdateRequest, MembersResponse> = (call) => {
     const id = BigInt(call.request.ID);
-    if (!validUrls(call.request.peerURLs)) return replyError(cb, Errors.MemberBadURLs);
-    if (deniedMembershipChange(server, call, cb)) return;
-    if (!server.membership.get(id)) return replyError(cb, Errors.MemberNotFound);
+    if (!validUrls(call.request.peerURLs)) return replyError(call, Errors.MemberBadURLs);
+    if (deniedMembershipChange(server, call)) return;
+    if (!server.membership.get(id)) return replyError(call, Errors.MemberNotFound);
     const other = server.membership.byPeerURL(call.request.peerURLs);
-    if (other && other.id !== id) return replyError(cb, Errors.PeerURLExist);
+    if (other && other.id !== id) return replyError(call, Errors.PeerURLExist);
     server.propose({ member_update: { ID: id.toString(), peerURLs: [...call.request.peerURLs].sort() } }).then(
-      () => cb(null, { header: server.header(), members: members() }),
-      (err) => replyError(cb, err),
+      () => call.respond({ header: server.header(), members: members() }),
+      (err) => replyError(call, err),
     );
   };
 
-  const MemberPromote = (call: Call<{ ID: string }>, cb: Cb) => {
-    if (deniedMembershipChange(server, call, cb)) return;
+  const MemberPromote: UnaryHandler<MemberIdRequest, MembersResponse> = (call) => {
+    if (deniedMembershipChange(server, call)) return;
     const id = BigInt(call.request.ID);
     const m = server.membership.get(id);
-    if (!m) return replyError(cb, Errors.MemberNotFound);
-    if (!m.isLearner) return replyError(cb, Errors.MemberNotLearner);
-    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberPromote', call, cb);
+    if (!m) return replyError(call, Errors.MemberNotFound);
+    if (!m.isLearner) return replyError(call, Errors.MemberNotLearner);
+    if (!server.isLeader()) return forwardToLeader(server, o, 'MemberPromote', call);
     // Only the leader knows how far the learner has come.
     const match = o.raftNode.matchIndex(id) ?? 0;
     const last = server.raftStatus().lastIndex;
-    if (match < last * LEARNER_READY_FRACTION) return replyError(cb, Errors.LearnerNotReady);
+    if (match < last * LEARNER_READY_FRACTION) return replyError(call, Errors.LearnerNotReady);
     server.proposeMemberChange(ConfChangeType.AddNode, { ...m, isLearner: false }).then(
-      () => cb(null, { header: server.header(), members: members() }),
-      (err) => replyError(cb, err),
+      () => call.respond({ header: server.header(), members: members() }),
+      (err) => replyError(call, err),
     );
   };
 
@@ -163,28 +161,29 @@ export function clusterService(server: Server, o: ClusterServiceOptions): Handle
 }
 
 /** Sends a Cluster request to the leader's client URL (the check needs the leader's view). */
-function forwardToLeader(server: Server, o: ClusterServiceOptions, method: string, call: Call<object>, cb: Cb): void {
+function forwardToLeader(server: Server, o: ClusterServiceOptions, method: string, call: UnaryCall<object, MembersResponse>): void {
   const leader = server.membership.get(server.raftStatus().leader);
   const url = leader?.clientURLs[0];
-  if (!leader || !url) return replyError(cb, Errors.NoLeader);
+  if (!leader || !url) return replyError(call, Errors.NoLeader);
   const u = new URL(url);
   const Ctor = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.Cluster'), 'Cluster');
   let creds: grpc.ChannelCredentials;
   try {
     creds = o.credentialsFor?.(url) ?? grpc.credentials.createInsecure();
   } catch (err) {
-    return cb({ code: grpc.status.UNAVAILABLE, details: (err as Error).message } as grpc.ServiceError, null);
+    return call.fail({ code: grpc.status.UNAVAILABLE, message: (err as Error).message });
   }
   const client = new Ctor(`${u.hostname}:${u.port}`, creds) as unknown as Record<string, Function> & { close(): void };
   // The caller's token goes along: the leader checks the caller's permission again.
   const md = new grpc.Metadata();
   for (const k of ['token', 'authorization']) {
-    const v = call.metadata.get(k)[0];
+    const v = call.metadata(k);
     if (v !== undefined) md.set(k, v);
   }
-  client[method]!(call.request, md, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: unknown) => {
+  client[method]!(call.request, md, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError | null, res: MembersResponse) => {
     client.close();
-    if (err) return cb(err, null);
+    // The leader's status, as it sent it.
+    if (err) return call.fail({ code: err.code, message: err.details });
     // The leader answered once it applied the change; catch up (briefly) before answering, so
     // that a client reading this member next sees its own change. Bounded: a member that was just
     // removed by this very request can no longer complete a ReadIndex round.
@@ -193,7 +192,7 @@ function forwardToLeader(server: Server, o: ClusterServiceOptions, method: strin
       if (done) return;
       done = true;
       clearTimeout(t);
-      cb(null, res);
+      call.respond(res);
     };
     const t = setTimeout(answer, MEMBER_LIST_READ_WAIT_MS);
     server.linearizableRead().then(answer, answer);

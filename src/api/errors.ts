@@ -1,15 +1,27 @@
-// Turning errors into gRPC statuses. EtcdErrors carry etcd's code and message; anything else is a
-// bug, reported as INTERNAL (and logged by the caller) rather than leaking a stack to clients.
-import type * as grpc from '@grpc/grpc-js';
+// Turning errors into the statuses calls end with (call.ts). An EtcdError carries etcd's code and
+// message and is a Status as it is. An AssertionError is a broken invariant: it is thrown on, never
+// answered (util/assert.ts), so the member crashes and restarts from its WAL. Anything else is a
+// bug short of that: the client gets INTERNAL, and the status carries the exception as its cause,
+// which the transport serving the call logs with the method (src/grpcserver/server.ts
+// onInternalError, src/http/gateway.ts): never silently, never a stack sent to a client.
+import { rethrowIfAssertion } from '../util/assert';
 import { EtcdError, GrpcCode } from '../util/errors';
+import type { CallBase, Status } from './call';
 
-export function toStatus(err: unknown): { code: number; details: string; message: string } {
-  if (err instanceof EtcdError) return err.toGrpc();
-  const msg = err instanceof Error ? err.message : String(err);
-  return { code: GrpcCode.INTERNAL, details: `quorumkv: internal error: ${msg}`, message: msg };
+/** An unexpected failure: INTERNAL with `what` and the exception's message; the exception is kept
+ *  as the cause, for the log. */
+export function internalStatus(what: string, err: unknown): Status {
+  rethrowIfAssertion(err);
+  return { code: GrpcCode.INTERNAL, message: `${what}: ${err instanceof Error ? err.message : String(err)}`, cause: err };
 }
 
-export function replyError(cb: grpc.sendUnaryData<unknown>, err: unknown): void {
-  if (!(err instanceof EtcdError)) process.emitWarning(`internal error serving a request: ${String(err)}`);
-  cb(toStatus(err) as grpc.ServiceError, null);
+/** The status to answer `err` with (throws an AssertionError on). */
+export function toStatus(err: unknown): Status {
+  if (err instanceof EtcdError) return err;
+  return internalStatus('quorumkv: internal error', err);
+}
+
+/** Ends `call` with the status of `err` (throws an AssertionError on). */
+export function replyError(call: CallBase, err: unknown): void {
+  call.fail(toStatus(err));
 }

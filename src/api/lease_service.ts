@@ -8,20 +8,25 @@
 //   * keepalive for an unknown or expired lease: a response with TTL 0, not an error;
 //   * TimeToLive of an unknown lease: TTL -1, not an error.
 import { randomBytes } from 'node:crypto';
-import type * as grpc from '@grpc/grpc-js';
 import { EtcdError, Errors } from '../util/errors';
 import type { Server } from '../server/server';
 import { toLeaseId, toNumber } from '../server/kv_ops';
 import { NO_LEASE, type LeaseId } from '../mvcc';
 import { LEASE_TTL_SEC_MAX, type LeaseRunner } from '../lease';
-import type { Int64 } from '../proto/types';
+import type {
+  HeaderResponse,
+  LeaseGrantRequest,
+  LeaseGrantResponse,
+  LeaseIdRequest,
+  LeaseKeepAliveResponse,
+  LeaseLeasesResponse,
+  LeaseTimeToLiveRequest,
+  LeaseTimeToLiveResponse,
+} from '../proto/types';
 import { replyError, toStatus } from './errors';
-import type { Handlers } from './services';
+import type { BidiHandler, UnaryHandler } from './call';
 import type { LeaderForwarder } from './forward';
 import { authorize, checks } from './auth_service';
-
-type Unary<Req> = (call: grpc.ServerUnaryCall<Req, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
-type KeepAliveCall = grpc.ServerDuplexStream<{ ID: Int64 }, unknown>;
 
 /** A random positive int64 (etcd's lease IDs are never 0 or negative when server-chosen). */
 export function randomLeaseId(): LeaseId {
@@ -31,103 +36,104 @@ export function randomLeaseId(): LeaseId {
   }
 }
 
-export function leaseService(server: Server, runner: LeaseRunner, forwarder?: LeaderForwarder): Handlers {
+export function leaseService(server: Server, runner: LeaseRunner, forwarder?: LeaderForwarder) {
   const lessor = runner.lessor;
 
-  const LeaseGrant: Unary<{ TTL: Int64; ID: Int64 }> = (call, cb) => {
+  const LeaseGrant: UnaryHandler<LeaseGrantRequest, LeaseGrantResponse> = (call) => {
     const ttl = toNumber(call.request.TTL);
-    if (ttl > LEASE_TTL_SEC_MAX) return replyError(cb, Errors.LeaseTTLTooLarge);
+    if (ttl > LEASE_TTL_SEC_MAX) return replyError(call, Errors.LeaseTTLTooLarge);
     let id = toLeaseId(call.request.ID);
     if (id === NO_LEASE) id = randomLeaseId();
     // etcd 3.4 checks no permission for a grant; only a bad token is refused.
     const who = authorize(server, call, checks.none, undefined);
-    if (who instanceof EtcdError) return replyError(cb, who);
+    if (who instanceof EtcdError) return replyError(call, who);
     server.propose({ lease_grant: { TTL: ttl, ID: id.toString() } }, who).then(
       (r) => {
         const g = r.response as { ID: string; TTL: number };
-        cb(null, { header: server.header(r.revision), ID: g.ID, TTL: g.TTL, error: '' });
+        call.respond({ header: server.header(r.revision), ID: g.ID, TTL: g.TTL, error: '' });
       },
-      (err) => replyError(cb, err),
+      (err) => replyError(call, err),
     );
   };
 
-  const LeaseRevoke: Unary<{ ID: Int64 }> = (call, cb) => {
+  const LeaseRevoke: UnaryHandler<LeaseIdRequest, HeaderResponse> = (call) => {
     // Revoking deletes the attached keys: WRITE on each of them (checked again at apply).
     const who = authorize(server, call, checks.leaseRevoke, call.request);
-    if (who instanceof EtcdError) return replyError(cb, who);
+    if (who instanceof EtcdError) return replyError(call, who);
     server.propose({ lease_revoke: { ID: toLeaseId(call.request.ID).toString() } }, who).then(
-      (r) => cb(null, { header: server.header(r.revision) }),
-      (err) => replyError(cb, err),
+      (r) => call.respond({ header: server.header(r.revision) }),
+      (err) => replyError(call, err),
     );
   };
 
-  const LeaseTimeToLive: Unary<{ ID: Int64; keys: boolean }> = (call, cb) => {
+  const LeaseTimeToLive: UnaryHandler<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse> = (call) => {
     const id = toLeaseId(call.request.ID);
     if (!server.isLeader()) {
       // Remaining TTLs live on the leader's clock: ask it, as etcd followers do.
-      if (!forwarder) return replyError(cb, Errors.NotLeader);
-      forwarder.unary('etcdserverpb.Lease', 'LeaseTimeToLive', call.request).then((res) => cb(null, res), (err) => replyError(cb, err));
+      if (!forwarder) return replyError(call, Errors.NotLeader);
+      forwarder.unary<LeaseTimeToLiveResponse>('etcdserverpb.Lease', 'LeaseTimeToLive', call.request).then((res) => call.respond(res), (err) => replyError(call, err));
       return;
     }
     const t = lessor.timeToLive(id, call.request.keys);
-    if (!t) return cb(null, { header: server.header(), ID: id.toString(), TTL: -1, grantedTTL: 0, keys: [] });
-    cb(null, { header: server.header(), ID: id.toString(), TTL: t.ttlSec, grantedTTL: t.grantedTtlSec, keys: t.keys });
+    if (!t) return call.respond({ header: server.header(), ID: id.toString(), TTL: -1, grantedTTL: 0, keys: [] });
+    call.respond({ header: server.header(), ID: id.toString(), TTL: t.ttlSec, grantedTTL: t.grantedTtlSec, keys: t.keys });
   };
 
-  const LeaseLeases: Unary<object> = (_call, cb) => {
-    cb(null, { header: server.header(), leases: lessor.leaseIds().map((id) => ({ ID: id.toString() })) });
+  const LeaseLeases: UnaryHandler<object, LeaseLeasesResponse> = (call) => {
+    call.respond({ header: server.header(), leases: lessor.leaseIds().map((id) => ({ ID: id.toString() })) });
   };
 
-  const LeaseKeepAlive = (call: KeepAliveCall): void => {
+  /** One keepalive stream: each request is answered with the lease's TTL, in order. */
+  const LeaseKeepAlive: BidiHandler<LeaseIdRequest, LeaseKeepAliveResponse> = (call) => {
     let ended = false;
     let halfClosed = false;
     /** Keepalives relayed to the leader and not answered yet: the stream ends after them. */
     let relayed = 0;
-    const end = () => {
-      if (ended) return;
+    const maybeEnd = () => {
+      if (!halfClosed || relayed > 0 || ended) return;
       ended = true;
       call.end();
     };
-    const maybeEnd = () => {
-      if (halfClosed && relayed === 0) end();
-    };
-    call.on('data', (req: { ID: Int64 }) => {
-      if (ended) return;
-      const id = toLeaseId(req.ID);
-      if (!server.isLeader() && forwarder) {
-        // Keepalives are served by the leader: relay this one and answer with its TTL.
-        relayed++;
-        forwarder.renew(id.toString()).then(
-          (ttl) => {
-            relayed--;
-            if (!ended) call.write({ header: server.header(), ID: id.toString(), TTL: ttl });
-            maybeEnd();
-          },
-          (err) => {
-            relayed--;
-            if (ended) return;
-            ended = true;
-            call.emit('error', toStatus(err));
-          },
-        );
-        return;
-      }
-      const r = runner.renew(id);
-      if (r instanceof EtcdError && r !== Errors.LeaseNotFound) {
+    return {
+      message: (req) => {
+        if (ended) return;
+        const id = toLeaseId(req.ID);
+        if (!server.isLeader() && forwarder) {
+          // Keepalives are served by the leader: relay this one and answer with its TTL.
+          relayed++;
+          forwarder.renew(id.toString()).then(
+            (ttl) => {
+              relayed--;
+              if (!ended) call.write({ header: server.header(), ID: id.toString(), TTL: ttl });
+              maybeEnd();
+            },
+            (err) => {
+              relayed--;
+              if (ended) return;
+              ended = true;
+              call.fail(toStatus(err));
+            },
+          );
+          return;
+        }
+        const r = runner.renew(id);
+        if (r instanceof EtcdError && r !== Errors.LeaseNotFound) {
+          ended = true;
+          call.fail(r);
+          return;
+        }
+        const ttl = r instanceof EtcdError ? 0 : r;
+        call.write({ header: server.header(), ID: id.toString(), TTL: ttl });
+      },
+      halfClosed: () => {
+        halfClosed = true;
+        maybeEnd();
+      },
+      closed: () => {
         ended = true;
-        call.emit('error', toStatus(r));
-        return;
-      }
-      const ttl = r instanceof EtcdError ? 0 : r;
-      call.write({ header: server.header(), ID: id.toString(), TTL: ttl });
-    });
-    call.on('end', () => {
-      halfClosed = true;
-      maybeEnd();
-    });
-    call.on('error', () => (ended = true));
-    call.on('cancelled', () => (ended = true));
+      },
+    };
   };
 
-  return { LeaseGrant, LeaseRevoke, LeaseTimeToLive, LeaseLeases, LeaseKeepAlive } as Handlers;
+  return { LeaseGrant, LeaseRevoke, LeaseTimeToLive, LeaseLeases, LeaseKeepAlive };
 }

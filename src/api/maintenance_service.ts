@@ -7,18 +7,28 @@
 // they read etcd's.
 import fs from 'node:fs/promises';
 import path from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
 import { EtcdError, Errors, GrpcCode, unimplemented } from '../util/errors';
 import type { Server } from '../server/server';
 import { AlarmAction } from '../server/alarms';
-import type { ResponseHeader } from '../proto/types';
+import type {
+  AlarmRequest,
+  AlarmResponse,
+  HashKVRequest,
+  HashKVResponse,
+  HashResponse,
+  HeaderResponse,
+  MoveLeaderRequest,
+  ResponseHeader,
+  SnapshotResponse,
+  StatusResponse,
+} from '../proto/types';
 import { crc32c } from '../mvcc';
 import { readSnapshotStream } from '../storage/backend/snapshot';
 import { snapshotFileBytes, snapshotFileChunks } from '../storage/snapshot_file';
 import { writeEtcdDb, type EtcdDbWritten } from '../storage/etcddb/etcd_db';
 import { bufferedSink } from '../storage/etcddb/bolt';
-import { replyError, toStatus } from './errors';
-import type { Handlers } from './services';
+import { internalStatus, replyError } from './errors';
+import type { ServerStreamCall, ServerStreamHandler, StreamListener, UnaryHandler } from './call';
 import { authorizeMaintenance } from './auth_service';
 
 /** The server version Status reports: etcd 3.4's API, so that version-gated clients go ahead. */
@@ -33,8 +43,6 @@ const SNAPSHOT_STREAMS_MAX = 2;
 const SPOOL_PREFIX = 'snapshot-stream.';
 const SPOOL_SUFFIX = '.tmp';
 
-type Unary<Req> = (call: grpc.ServerUnaryCall<Req, unknown>, callback: grpc.sendUnaryData<unknown>) => void;
-
 // --- alarms ---------------------------------------------------------------------------------------
 
 // The alarm list itself is replicated state (server/alarms.ts); re-exported for older imports.
@@ -42,21 +50,21 @@ export { AlarmType } from '../server/alarms';
 
 // --- the service ----------------------------------------------------------------------------------
 
-export function maintenanceService(server: Server): Handlers {
+export function maintenanceService(server: Server) {
   const alarms = server.alarms;
   const backend = server.durableBackend;
   const spoolDir = backend ? path.dirname(backend.dir) : undefined;
   if (spoolDir) void removeStaleSpoolFiles(spoolDir);
   let snapshotStreams = 0;
 
-  const Status: Unary<unknown> = (_call, cb) => {
+  const Status: UnaryHandler<object, StatusResponse> = (call) => {
     dbSizes(server).then(
       ({ dbSize, dbSizeInUse }) => {
         const raft = server.raftStatus();
         const errors = alarms.describe();
         if (raft.leader === 0n) errors.push(Errors.NoLeader.message);
         if (!server.healthy) errors.push('quorumkv: member failed (see its log); it no longer accepts writes');
-        cb(null, {
+        call.respond({
           header: server.header(),
           version: STATUS_VERSION,
           dbSize,
@@ -71,93 +79,94 @@ export function maintenanceService(server: Server): Handlers {
           isLearner: raft.isLearner,
         });
       },
-      (err) => replyError(cb, err),
+      (err) => replyError(call, err),
     );
   };
 
-  const HashKV: Unary<{ revision: string }> = (call, cb) => {
+  const HashKV: UnaryHandler<HashKVRequest, HashKVResponse> = (call) => {
     const denied = authorizeMaintenance(server, call); // root only, as etcd 3.4
-    if (denied) return replyError(cb, denied);
+    if (denied) return replyError(call, denied);
+    let h: ReturnType<typeof server.store.hashKV>;
     try {
-      const h = server.store.hashKV(Number(call.request.revision));
-      // etcd's store starts with compactMainRev = -1 and reports it until the first compaction.
-      const compactRevision = h.compactRevision === 0 ? -1 : h.compactRevision;
-      cb(null, { header: server.header(), hash: h.hash, compact_revision: compactRevision, hash_revision: h.hashRevision });
+      h = server.store.hashKV(Number(call.request.revision));
     } catch (err) {
-      replyError(cb, err);
+      return replyError(call, err);
     }
+    // etcd's store starts with compactMainRev = -1 and reports it until the first compaction.
+    const compactRevision = h.compactRevision === 0 ? -1 : h.compactRevision;
+    call.respond({ header: server.header(), hash: h.hash, compact_revision: compactRevision, hash_revision: h.hashRevision });
   };
 
   // etcd's Hash covers the whole backend ("for testing ONLY"). Ours: CRC32-C over the KV hash of
   // everything retained, the current revision and the compaction point, so members with the same
   // MVCC state agree (leases and the applied index are not included).
-  const Hash: Unary<unknown> = (call, cb) => {
+  const Hash: UnaryHandler<object, HashResponse> = (call) => {
     const denied = authorizeMaintenance(server, call); // root only, as etcd 3.4
-    if (denied) return replyError(cb, denied);
+    if (denied) return replyError(call, denied);
+    let h: ReturnType<typeof server.store.hashKV>;
     try {
-      const h = server.store.hashKV(0);
-      const b = Buffer.alloc(20);
-      b.writeUInt32BE(h.hash >>> 0, 0);
-      b.writeBigInt64BE(BigInt(server.store.currentRevision), 4);
-      b.writeBigInt64BE(BigInt(server.store.compactRevision), 12);
-      cb(null, { header: server.header(), hash: crc32c(0, b) >>> 0 });
+      h = server.store.hashKV(0);
     } catch (err) {
-      replyError(cb, err);
+      return replyError(call, err);
     }
+    const b = Buffer.alloc(20);
+    b.writeUInt32BE(h.hash >>> 0, 0);
+    b.writeBigInt64BE(BigInt(server.store.currentRevision), 4);
+    b.writeBigInt64BE(BigInt(server.store.compactRevision), 12);
+    call.respond({ header: server.header(), hash: crc32c(0, b) >>> 0 });
   };
 
   // ACTIVATE and DEACTIVATE go through the log, so every member lists the same alarms; GET reads
   // the replicated list after a ReadIndex (etcd sends GET through the log as well).
-  const Alarm: Unary<{ action: number; memberID: string; alarm: number }> = (call, cb) => {
+  const Alarm: UnaryHandler<AlarmRequest, AlarmResponse> = (call) => {
     const r = call.request;
-    const reply = (list: unknown) => cb(null, { header: server.header(), alarms: list });
     if (r.action === AlarmAction.GET) {
-      server.linearizableRead().then(() => reply(alarms.get(BigInt(r.memberID || '0'), r.alarm)), (err) => replyError(cb, err));
+      server.linearizableRead().then(
+        () => call.respond({ header: server.header(), alarms: alarms.get(BigInt(r.memberID || '0'), r.alarm) }),
+        (err) => replyError(call, err),
+      );
       return;
     }
     if (r.action !== AlarmAction.ACTIVATE && r.action !== AlarmAction.DEACTIVATE) {
-      return replyError(cb, new EtcdError(GrpcCode.INVALID_ARGUMENT, `quorumkv: unknown alarm action ${r.action}`));
+      return replyError(call, new EtcdError(GrpcCode.INVALID_ARGUMENT, `quorumkv: unknown alarm action ${r.action}`));
     }
-    server.propose({ alarm: { action: r.action, memberID: r.memberID || '0', alarm: r.alarm } }).then(
-      (res) => cb(null, { header: server.header(res.revision), ...(res.response as object) }),
-      (err) => replyError(cb, err),
+    server.propose({ alarm: { action: r.action, memberID: String(r.memberID || '0'), alarm: r.alarm } }).then(
+      // The applied alarm change answers with the alarm list (server/applier.ts).
+      (res) => call.respond({ header: server.header(res.revision), ...(res.response as Omit<AlarmResponse, 'header'>) }),
+      (err) => replyError(call, err),
     );
   };
 
-  const Defragment: Unary<unknown> = (call, cb) => {
+  const Defragment: UnaryHandler<object, HeaderResponse> = (call) => {
     const denied = authorizeMaintenance(server, call); // root only, as etcd 3.4
-    if (denied) return replyError(cb, denied);
+    if (denied) return replyError(call, denied);
     (backend ? backend.defragment() : Promise.resolve()).then(
-      () => cb(null, { header: server.header() }),
-      (err) => replyError(cb, err),
+      () => call.respond({ header: server.header() }),
+      (err) => replyError(call, err),
     );
   };
 
-  const MoveLeader: Unary<{ targetID: string }> = (call, cb) => {
+  const MoveLeader: UnaryHandler<MoveLeaderRequest, HeaderResponse> = (call) => {
     const target = BigInt(call.request.targetID || '0');
     server.transferLeadership(target).then(
-      () => cb(null, { header: server.header() }),
-      (err) => replyError(cb, err),
+      () => call.respond({ header: server.header() }),
+      (err) => replyError(call, err),
     );
   };
 
-  const Snapshot = (call: grpc.ServerWritableStream<unknown, unknown>) => {
+  const Snapshot: ServerStreamHandler<object, SnapshotResponse> = (call) => {
     const denied = authorizeMaintenance(server, call); // root only, as etcd 3.4
-    if (denied) return void call.emit('error', toStatus(denied));
-    if (!backend || !spoolDir) {
-      call.emit('error', toStatus(unimplemented('etcdserverpb.Maintenance/Snapshot', 'unavailable on a member without a durable backend')));
-      return;
-    }
-    if (snapshotStreams >= SNAPSHOT_STREAMS_MAX) {
-      call.emit('error', toStatus(Errors.TooManyRequests));
-      return;
-    }
+    if (denied) return call.fail(denied);
+    if (!backend || !spoolDir) return call.fail(unimplemented('etcdserverpb.Maintenance/Snapshot', 'unavailable on a member without a durable backend'));
+    if (snapshotStreams >= SNAPSHOT_STREAMS_MAX) return call.fail(Errors.TooManyRequests);
     snapshotStreams++;
-    streamSnapshot(server, call, spoolDir)
+    const out = new SnapshotSender(call);
+    streamSnapshot(server, out, spoolDir)
       .catch((err) => {
-        if (!call.cancelled) call.emit('error', toStatus(err instanceof EtcdError ? err : new EtcdError(GrpcCode.INTERNAL, `quorumkv: snapshot failed: ${err instanceof Error ? err.message : String(err)}`)));
+        if (!call.cancelled) call.fail(err instanceof EtcdError ? err : internalStatus('quorumkv: snapshot failed', err));
       })
       .finally(() => snapshotStreams--);
+    return out;
   };
 
   return { Status, HashKV, Hash, Alarm, Defragment, MoveLeader, Snapshot };
@@ -194,10 +203,8 @@ let spoolSeq = 0;
  * slowest client, and checks the framing before a byte is sent. Then the file goes out in chunks,
  * honouring gRPC flow control, with the padding and the SHA-256 (storage/snapshot_file.ts).
  */
-async function streamSnapshot(server: Server, call: grpc.ServerWritableStream<unknown, unknown>, spoolDir: string): Promise<void> {
+async function streamSnapshot(server: Server, out: SnapshotSender, spoolDir: string): Promise<void> {
   const backend = server.durableBackend!;
-  let cancelled = false;
-  call.on('cancelled', () => (cancelled = true));
   const spool = path.join(spoolDir, `${SPOOL_PREFIX}${process.pid}.${spoolSeq++}${SPOOL_SUFFIX}`);
   const fh = await fs.open(spool, 'wx+', 0o600);
   try {
@@ -207,7 +214,7 @@ async function streamSnapshot(server: Server, call: grpc.ServerWritableStream<un
     let written: EtcdDbWritten;
     try {
       const sink = bufferedSink(async (bytes, position) => {
-        if (cancelled) throw new SnapshotCancelled();
+        if (out.gone) throw new SnapshotCancelled();
         await writeAll(fh, bytes, position);
       });
       written = await writeEtcdDb(readSnapshotStream(snap.chunks, () => undefined), snap.meta, sink);
@@ -218,39 +225,56 @@ async function streamSnapshot(server: Server, call: grpc.ServerWritableStream<un
     } finally {
       await snap.chunks.return(undefined);
     }
-    if (cancelled) return;
+    if (out.gone) return;
     const total = snapshotFileBytes(written.bytes);
     const header: ResponseHeader = server.header(Math.max(1, written.revision)); // as Backend.load: an empty store is at 1
     let sent = 0;
     for await (const blob of snapshotFileChunks(readSpool(fh, written.bytes), SNAPSHOT_CHUNK_BYTES)) {
       sent += blob.length;
-      if (!(await send(call, { header, remaining_bytes: total - sent, blob, version: STATUS_VERSION }, () => cancelled))) return;
+      if (!(await out.send({ header, remaining_bytes: total - sent, blob, version: STATUS_VERSION }))) return;
     }
-    if (!cancelled) call.end();
+    out.end();
   } finally {
     await fh.close();
     await fs.rm(spool, { force: true });
   }
 }
 
-/** Writes one response, waiting for the transport to drain when its buffer is full. Resolves
- *  false if the client went away. */
-function send(call: grpc.ServerWritableStream<unknown, unknown>, msg: unknown, isCancelled: () => boolean): Promise<boolean> {
-  if (isCancelled()) return Promise.resolve(false);
-  if (call.write(msg)) return Promise.resolve(true);
-  return new Promise((resolve) => {
-    const done = (ok: boolean) => {
-      call.off('drain', onDrain);
-      call.off('cancelled', onCancel);
-      call.off('close', onCancel);
-      resolve(ok);
-    };
-    const onDrain = () => done(true);
-    const onCancel = () => done(false);
-    call.on('drain', onDrain);
-    call.on('cancelled', onCancel);
-    call.on('close', onCancel);
-  });
+/** The sending side of one Snapshot call, and its listener: a write that finds the transport's
+ *  buffer full waits for drain(); closed() (the call is over: the client went away) stops the
+ *  stream. */
+class SnapshotSender implements StreamListener {
+  gone = false;
+  private waiting: ((ok: boolean) => void) | undefined;
+
+  constructor(private readonly call: ServerStreamCall<object, SnapshotResponse>) {}
+
+  /** Writes one response; resolves once another may follow (true), or false if the client went
+   *  away. */
+  send(msg: SnapshotResponse): Promise<boolean> {
+    if (this.gone) return Promise.resolve(false);
+    if (this.call.write(msg)) return Promise.resolve(true);
+    return new Promise((resolve) => (this.waiting = resolve));
+  }
+
+  end(): void {
+    if (!this.gone) this.call.end();
+  }
+
+  drain(): void {
+    this.wake(true);
+  }
+
+  closed(): void {
+    this.gone = true;
+    this.wake(false);
+  }
+
+  private wake(ok: boolean): void {
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.(ok);
+  }
 }
 
 class SnapshotCancelled extends Error {}

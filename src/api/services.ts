@@ -1,11 +1,11 @@
-// The client-facing gRPC server: registers every etcd v3 service under its etcd name. Methods we
-// have not built yet answer UNIMPLEMENTED with a message naming the method, so a client learns
-// exactly what is missing instead of hanging or misbehaving.
-import * as grpc from '@grpc/grpc-js';
+// The etcd v3 services of the client port, and how they are registered. Every service is written
+// once against call.ts; the gRPC server and the JSON gateway serve the same handler tables.
+// Methods we have not built answer UNIMPLEMENTED with a message naming the method, so a client
+// learns exactly what is missing instead of hanging or misbehaving.
+import type * as grpc from '@grpc/grpc-js';
 import { unimplemented } from '../util/errors';
 import { serviceDefinition } from '../proto';
-import { toStatus } from './errors';
-import { H2GrpcServer, type H2GrpcServerOptions } from '../grpcserver/server';
+import type { BidiCall, BidiListener, Handler, ServerStreamCall, UnaryCall } from './call';
 
 /** gRPC framing headroom above --max-request-bytes, as etcd (grpcOverheadBytes). */
 export const GRPC_OVERHEAD_BYTES = 512 * 1024;
@@ -21,33 +21,46 @@ export const ETCD_SERVICES = [
   'v3lockpb.Lock',
 ] as const;
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-export type Handlers = Record<string, (...args: any[]) => void>;
+/** A service's handlers by method name (as in the .proto), message types erased. */
+export type ServiceHandlers = Readonly<Record<string, Handler>>;
 
-function unimplementedHandler(def: grpc.MethodDefinition<unknown, unknown>, name: string): Handlers[string] {
-  const status = toStatus(unimplemented(name));
-  if (!def.requestStream && !def.responseStream) {
-    return (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb(status as grpc.ServiceError, null);
-  }
-  return (call: grpc.ServerWritableStream<unknown, unknown>) => call.emit('error', status);
+/** Where services are served: the client port's gRPC server (src/grpcserver/server.ts) is one, by
+ *  its shape (api does not import it). A function-typed property rather than a method, so that the
+ *  compiler compares the server's calls with call.ts strictly where src/embed registers services
+ *  (method parameters would be compared both ways, which lets a missing member through). */
+export interface ServiceRegistry {
+  readonly addService: (def: grpc.ServiceDefinition, handlers: ServiceHandlers) => void;
 }
 
-/** Registers `handlers` for `service`, filling every method without one with UNIMPLEMENTED. */
-export function addService(server: grpc.Server | H2GrpcServer, service: string, handlers: Handlers): void {
-  const def = serviceDefinition(service);
-  const impl: Handlers = {};
-  for (const [method, mdef] of Object.entries(def)) {
-    impl[method] = handlers[method] ?? unimplementedHandler(mdef as grpc.MethodDefinition<unknown, unknown>, `${service}/${method}`);
+/** The requests of a bidi method we do not serve: ignored (the call has already failed). */
+const IGNORED_REQUESTS: BidiListener<unknown> = { message: () => undefined, halfClosed: () => undefined };
+
+function unimplementedHandler(m: { requestStream: boolean; responseStream: boolean }, name: string): Handler {
+  const status = unimplemented(name);
+  if (m.requestStream) {
+    return (call: BidiCall<unknown>) => {
+      call.fail(status);
+      return IGNORED_REQUESTS;
+    };
   }
+  if (m.responseStream) return (call: ServerStreamCall<never, unknown>) => call.fail(status);
+  return (call: UnaryCall<never, unknown>) => call.fail(status);
+}
+
+/** `handlers` for every method of `service`: those without one answer UNIMPLEMENTED. A handler for
+ *  a method the .proto does not have is a wiring bug, refused at start. */
+export function completeService(service: string, handlers: ServiceHandlers): ServiceHandlers {
+  const def = serviceDefinition(service);
+  const out: Record<string, Handler> = {};
+  for (const [method, m] of Object.entries(def)) out[method] = handlers[method] ?? unimplementedHandler(m, `${service}/${method}`);
   for (const method of Object.keys(handlers)) {
     if (!(method in def)) throw new Error(`handler ${service}/${method} has no method in the proto`);
   }
-  if (server instanceof H2GrpcServer) server.addService(def, impl);
-  else server.addService(def, impl as grpc.UntypedServiceImplementation);
+  return out;
 }
 
-/** The client port's gRPC server (src/api/h2_grpc.ts). `hooks`: the metrics' call counters and
- *  the client-certificate CN (src/gateway/metrics.ts, src/tls/identity.ts). */
-export function newGrpcServer(maxRequestBytes: number, hooks: Omit<H2GrpcServerOptions, 'maxReceiveBytes'> = {}): H2GrpcServer {
-  return new H2GrpcServer({ ...hooks, maxReceiveBytes: maxRequestBytes + GRPC_OVERHEAD_BYTES });
+/** Registers `handlers` for `service` on `registry`, filling every method without one with
+ *  UNIMPLEMENTED. */
+export function addService(registry: ServiceRegistry, service: string, handlers: ServiceHandlers): void {
+  registry.addService(serviceDefinition(service), completeService(service, handlers));
 }

@@ -3,10 +3,12 @@
 // revision) and each watcher's response is those bytes behind its own watch_id, instead of N object
 // trees each converted and encoded by protobufjs (the fan-out's whole cost before; see
 // docs/performance.md). Only event deliveries take this path; created/canceled/progress responses
-// stay objects. The JSON gateway's calls get objects as before.
+// stay objects. Every transport takes the bytes (call.ts writeEncoded; the JSON gateway decodes
+// them to print JSON).
 import type protobuf from 'protobufjs';
 import { protoRoot } from '../proto';
-import type { EventPb, ResponseHeader } from '../proto/types';
+import type { EventPb, ResponseHeader, WatchResponse } from '../proto/types';
+import type { Encoded } from './call';
 
 const TAG_HEADER = (1 << 3) | 2;
 const TAG_WATCH_ID = (2 << 3) | 0;
@@ -50,7 +52,7 @@ export function encodeEvent(e: EventPb): Buffer {
 
 /** An etcdserverpb.WatchResponse carrying events: header, watch_id (>= 0), events; every other
  *  field at its default. */
-export function encodeEventsResponse(header: Buffer, watchId: number, events: readonly Buffer[]): Buffer {
+export function encodeEventsResponse(header: Buffer, watchId: number, events: readonly Buffer[]): Encoded<WatchResponse> & Buffer {
   let size = 1 + varintLength(header.length) + header.length;
   if (watchId !== 0) size += 1 + varintLength(watchId);
   for (const e of events) size += 1 + varintLength(e.length) + e.length;
@@ -67,5 +69,5 @@ export function encodeEventsResponse(header: Buffer, watchId: number, events: re
     off = writeVarint(out, off, e.length);
     off += e.copy(out, off);
   }
-  return out;
+  return out as Encoded<WatchResponse> & Buffer;
 }

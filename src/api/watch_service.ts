@@ -15,20 +15,22 @@
 //   * with fragment=true, a response larger than --max-request-bytes is split into several, all but
 //     the last marked fragment=true.
 //
-// Back-pressure: a stream whose gRPC send buffer holds STREAM_BUFFERED_RESPONSES_MAX responses is
-// "not ready"; the watchable store then stops pushing to its watchers and catches them up from the
-// history once the stream drains. Catch-up runs one bounded syncStep per event-loop turn.
-import type * as grpc from '@grpc/grpc-js';
+// Back-pressure: a stream whose transport reported its send buffer full (a write returned false) is
+// "not ready" until the call's drain(); the watchable store then stops pushing to its watchers and
+// catches them up from the history once the stream drains. Catch-up runs one bounded syncStep per
+// event-loop turn.
+//
+// Events go out as bytes encoded once per event and revision (watch_encoding.ts), behind each
+// watcher's id: every transport takes encoded responses (call.ts writeEncoded).
 import { Errors } from '../util/errors';
 import type { Server } from '../server/server';
 import { kvToPb, toNumber } from '../server/kv_ops';
 import { EventType, WatchFlags, type Event, type Revision, type WatchSink, type WatchableStore, type Watcher } from '../mvcc';
-import type { EventPb, Int64, ResponseHeader } from '../proto/types';
+import type { EventPb, ResponseHeader, WatchCreateRequest, WatchRequest, WatchResponse } from '../proto/types';
+import type { BidiCall, BidiHandler, BidiListener } from './call';
 import { WATCH_PERMISSION_DENIED_REASON, watchPermitted } from './auth_service';
 import { encodeEvent, encodeEventsResponse, encodeHeader } from './watch_encoding';
 
-/** Responses buffered in a stream before its watchers are left to catch up from history. */
-export const STREAM_BUFFERED_RESPONSES_MAX = 256;
 /** Watchers one stream may hold (a bound on per-stream memory; etcd has none). */
 export const STREAM_WATCHERS_MAX = 1_000_000;
 /** Rough per-event protobuf overhead when estimating a response's size for fragmenting. */
@@ -40,37 +42,6 @@ const EMPTY = Buffer.alloc(0);
 const ZERO_KEY = Buffer.from([0]);
 /** Watcher.sinkState bit: no events since the last progress tick (etcd's sws.progress[id]). */
 const PROGRESS_IDLE = 1;
-
-interface WatchCreateRequest {
-  key: Buffer;
-  range_end: Buffer;
-  start_revision: Int64;
-  progress_notify: boolean;
-  filters: number[];
-  prev_kv: boolean;
-  watch_id: Int64;
-  fragment: boolean;
-}
-
-interface WatchRequest {
-  request_union?: 'create_request' | 'cancel_request' | 'progress_request';
-  create_request?: WatchCreateRequest | null;
-  cancel_request?: { watch_id: Int64 } | null;
-  progress_request?: object | null;
-}
-
-interface WatchResponse {
-  header: ResponseHeader;
-  watch_id: Int64;
-  created?: boolean;
-  canceled?: boolean;
-  compact_revision?: Int64;
-  cancel_reason?: string;
-  fragment?: boolean;
-  events?: EventPb[];
-}
-
-type WatchCall = grpc.ServerDuplexStream<WatchRequest, WatchResponse>;
 
 export interface WatchServiceOptions {
   progressNotifyIntervalMs: number;
@@ -143,32 +114,44 @@ export class WatchHub {
   }
 }
 
-export class WatchStream implements WatchSink {
+/** One Watch call: its watchers, and the listener of its requests. */
+export class WatchStream implements WatchSink, BidiListener<WatchRequest> {
   private readonly watchers = new Map<string, Watcher>();
   private nextId = 0;
-  private closed = false;
-  /** The gRPC server takes responses already encoded (src/api/h2_grpc.ts); the gateway does not. */
-  private readonly preEncoded: boolean;
+  private done = false;
+  /** A write found the transport's send buffer full; cleared by drain(). */
+  private blocked = false;
 
   constructor(
     private readonly hub: WatchHub,
-    private readonly call: WatchCall,
+    private readonly call: BidiCall<WatchResponse>,
   ) {
-    this.preEncoded = (call as unknown as { acceptsEncoded?: boolean }).acceptsEncoded === true;
     hub.streams.add(this);
-    call.on('data', (req: WatchRequest) => this.onRequest(req));
-    call.on('end', () => {
-      this.close();
-      call.end();
-    });
-    call.on('error', () => this.close());
-    call.on('cancelled', () => this.close());
-    call.on('close', () => this.close());
-    call.on('drain', () => hub.scheduleSync());
   }
 
   get ready(): boolean {
-    return !this.closed && this.call.writableLength < STREAM_BUFFERED_RESPONSES_MAX;
+    return !this.done && !this.blocked;
+  }
+
+  // ---- BidiListener -----------------------------------------------------------------------
+
+  message(req: WatchRequest): void {
+    this.onRequest(req);
+  }
+
+  /** The client closed its side: the stream ends (OK) with its watchers. */
+  halfClosed(): void {
+    this.close();
+    this.call.end();
+  }
+
+  drain(): void {
+    this.blocked = false;
+    this.hub.scheduleSync();
+  }
+
+  closed(): void {
+    this.close();
   }
 
   get watcherCount(): number {
@@ -176,8 +159,8 @@ export class WatchStream implements WatchSink {
   }
 
   close(): void {
-    if (this.closed) return;
-    this.closed = true;
+    if (this.done) return;
+    this.done = true;
     for (const w of this.watchers.values()) this.hub.watchable.cancel(w);
     this.watchers.clear();
     this.hub.streams.delete(this);
@@ -188,12 +171,12 @@ export class WatchStream implements WatchSink {
   }
 
   private write(resp: WatchResponse): void {
-    if (this.closed) return;
-    this.call.write(resp);
+    if (this.done) return;
+    if (!this.call.write(resp)) this.blocked = true;
   }
 
   private onRequest(req: WatchRequest): void {
-    if (this.closed) return;
+    if (this.done) return;
     switch (req.request_union) {
       case 'create_request':
         return this.create(req.create_request!);
@@ -281,11 +264,11 @@ export class WatchStream implements WatchSink {
   deliver(w: Watcher, events: Event[], revision: Revision): void {
     w.sinkState &= ~PROGRESS_IDLE;
     const withPrev = (w.flags & WatchFlags.PREV_KV) !== 0;
-    const numericId = this.preEncoded ? Number(w.id) : -1;
+    const numericId = Number(w.id);
     if (numericId >= 0 && Number.isSafeInteger(numericId) && (events.length < 2 || (w.flags & WatchFlags.FRAGMENT) === 0)) {
       const bytes: Buffer[] = new Array(events.length);
       for (let i = 0; i < events.length; i++) bytes[i] = this.hub.encodedEvent(events[i], withPrev);
-      if (!this.closed) this.call.write(encodeEventsResponse(this.hub.encodedHeader(revision), numericId, bytes) as unknown as WatchResponse);
+      if (!this.done && !this.call.writeEncoded(encodeEventsResponse(this.hub.encodedHeader(revision), numericId, bytes))) this.blocked = true;
       return;
     }
     const pbs: EventPb[] = new Array(events.length);
@@ -339,10 +322,7 @@ function eventToPb(e: Event, withPrev: boolean): EventPb {
   };
 }
 
-export function watchService(hub: WatchHub): Record<string, (call: WatchCall) => void> {
-  return {
-    Watch: (call) => {
-      new WatchStream(hub, call);
-    },
-  };
+export function watchService(hub: WatchHub) {
+  const Watch: BidiHandler<WatchRequest, WatchResponse> = (call) => new WatchStream(hub, call);
+  return { Watch };
 }

@@ -1,7 +1,8 @@
-// The HTTP side of the client port and the shared listener: what src/embed/member.ts wires up.
-import type { H2GrpcServer } from '../grpcserver/server';
+// The client port: the gRPC server, the HTTP side and the shared listener, as src/embed/member.ts
+// wires them.
+import { H2GrpcServer, type H2GrpcServerOptions } from '../grpcserver/server';
 import type { Server } from '../server/server';
-import type { Handlers } from '../api/services';
+import { GRPC_OVERHEAD_BYTES, type ServiceHandlers } from '../api/services';
 import type { Logger } from '../util/log';
 import { ClientListener } from '../grpcserver/listener';
 import { JsonGateway } from '../http/gateway';
@@ -17,8 +18,8 @@ export { GATEWAY_ROUTES } from '../http/routes';
 export interface ClientEndpointOptions {
   grpc: H2GrpcServer;
   server: Server;
-  /** The handler objects registered on `grpc`, by service: the gateway calls the same ones. */
-  services: Readonly<Record<string, Handlers>>;
+  /** The handler tables registered on `grpc`, by service: the gateway calls the same ones. */
+  services: Readonly<Record<string, ServiceHandlers>>;
   maxRequestBytes: number;
   metrics: MemberMetrics;
   /** What /version reports (etcd's API version we speak). */
@@ -34,6 +35,14 @@ export interface ClientEndpoint {
   readonly ports: number[];
   /** Ends gateway streams, stops accepting, and closes connections after a grace period. */
   close(): Promise<void>;
+}
+
+/** The client port's gRPC server (src/grpcserver/server.ts), its receive limit etcd's:
+ *  --max-request-bytes plus gRPC's framing headroom. `hooks`: the metrics' call counters, the
+ *  client-certificate CN (src/http/metrics.ts, src/tls/identity.ts) and the log of internal
+ *  errors. The etcd services are registered on it with api/services.ts addService. */
+export function newGrpcServer(maxRequestBytes: number, hooks: Omit<H2GrpcServerOptions, 'maxReceiveBytes'> = {}): H2GrpcServer {
+  return new H2GrpcServer({ ...hooks, maxReceiveBytes: maxRequestBytes + GRPC_OVERHEAD_BYTES });
 }
 
 /** Serves gRPC and HTTP (health, version, metrics, JSON gateway) on every client URL. */

@@ -11,9 +11,9 @@ import { RaftNode } from '../server/raft_node';
 import { openStorage } from '../server/bootstrap';
 import { ClusterNode } from '../server/peer';
 import { Snapshotter } from '../server/snapshot';
-import { ETCD_SERVICES, addService, newGrpcServer, type Handlers } from '../api/services';
+import { ETCD_SERVICES, addService, type ServiceHandlers } from '../api/services';
 import type { H2GrpcServer } from '../grpcserver/server';
-import { MemberMetrics, serveClients, type ClientEndpoint } from './client_port';
+import { MemberMetrics, newGrpcServer, serveClients, type ClientEndpoint } from './client_port';
 import { kvService } from '../api/kv_service';
 import { healthService } from '../api/health_service';
 import { WatchableStore } from '../mvcc';
@@ -183,8 +183,12 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   // With --client-cert-auth, verified certificate CNs reach the auth check (src/tls/identity.ts);
   // the metadata hook always runs, so that no client can send the CN metadata key itself.
   const identities = clientTls?.commonNameAuth ? new ConnectionIdentities() : undefined;
-  const g = newGrpcServer(cfg.maxRequestBytes, { onMetadata: certIdentityHook(identities), onCallStart: (path) => m.start(path) });
-  const services: Record<string, Handlers> = {
+  const g = newGrpcServer(cfg.maxRequestBytes, {
+    onMetadata: certIdentityHook(identities),
+    onCallStart: (path) => m.start(path),
+    onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
+  });
+  const services: Record<string, ServiceHandlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
     'etcdserverpb.Lease': leaseService(server, leaseRunner, forwarder),

@@ -1,5 +1,5 @@
 // One client port for gRPC and HTTP, as etcd's cmux: every accepted connection is routed once, by
-// its first bytes, either to the gRPC server (src/api/h2_grpc.ts: the HTTP/2 client preface) or to a Node http.Server
+// its first bytes, either to the gRPC server (server.ts: the HTTP/2 client preface) or to a Node http.Server
 // (anything else: /health, /version, /metrics and the JSON gateway under /v3/).
 //
 // Cost on the gRPC path: one peek per connection (at most 24 bytes, usually the first read), then

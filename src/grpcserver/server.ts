@@ -11,33 +11,40 @@
 // transport) still use grpc-js.
 //
 // What it implements (the gRPC-over-HTTP/2 protocol, as grpc-go and grpc-js servers answer it):
-//   - routes by :path to the method tables of the service definitions (the same ones grpc-js
-//     used: @grpc/proto-loader's serializers), UNIMPLEMENTED for unknown methods;
+//   - routes by :path to the method tables of the service definitions (@grpc/proto-loader's
+//     serializers), UNIMPLEMENTED for unknown methods;
 //   - length-prefixed messages, with gzip/deflate-compressed ones accepted (grpc-encoding);
 //     messages above the receive limit are refused with RESOURCE_EXHAUSTED;
-//   - unary, server-streaming, client-streaming and bidi calls. Unary handlers get grpc-js's
-//     (call, callback) shape; streaming calls are object-mode Duplex streams as in grpc-js
-//     (write/end/'data'/'end'/'drain'/'cancelled', emit('error', status) ends the call with that
-//     status), so the service code is the same for both servers;
+//   - unary, server-streaming and bidi calls, handed to handlers as the calls of call.ts: one
+//     object per call (GrpcCall), no event emitter, no closure per message; a bidi handler returns
+//     the listener its requests go to. Responses may be given already encoded (writeEncoded);
 //   - statuses as trailers (grpc-status, grpc-message), trailers-only when no message was sent;
-//   - request metadata as a grpc.Metadata, built only when a handler asks for it;
-//   - a client that resets its stream or drops the connection cancels the call ('cancelled').
-// Not implemented: server-side deadlines (grpc-timeout is not enforced: etcd answers or times out
-// requests itself) and response compression (responses are sent uncompressed, which every client
-// accepts).
-import { Duplex } from 'node:stream';
-import { EventEmitter } from 'node:events';
+//   - request metadata, built only when a handler asks for it;
+//   - a client that resets its stream or drops the connection cancels the call (cancelled, and a
+//     streaming handler's listener hears closed()).
+// Not implemented: client-streaming methods (etcd has none), server-side deadlines (grpc-timeout is
+// not enforced: etcd answers or times out requests itself), response metadata, and response
+// compression (responses are sent uncompressed, which every client accepts).
+//
+// Failures: a handler that throws, or a response that does not serialize, ends its call with
+// INTERNAL and is reported (onInternalError) with the method, as is every status given with a
+// cause; an AssertionError is never caught here (util/assert.ts): it crashes the member.
+import type { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { GrpcCode } from '../util/errors';
-import { toStatus } from '../api/errors';
-import { H2ServerConnection, encodeHeaderBlock, type H2Headers, type H2ServerStream } from './h2_conn';
+import { rethrowIfAssertion } from '../util/assert';
+import { H2ServerConnection, encodeHeaderBlock, type H2ServerStream } from './h2_conn';
+import type { BidiHandler, BidiListener, CallStatus, Handler, ServerStreamCall, ServerStreamHandler, StreamListener, UnaryCall, UnaryHandler } from './call';
 
-export interface CallStatus {
-  code: number;
-  details?: string;
-  message?: string;
-  metadata?: grpc.Metadata | null;
+export type { CallStatus, Handler } from './call';
+
+/** The connection a call came on (client-certificate identity: src/tls/identity.ts). */
+export interface SocketInfo {
+  localAddress?: string;
+  localPort?: number;
+  remoteAddress?: string;
+  remotePort?: number;
 }
 
 export interface H2GrpcServerOptions {
@@ -46,18 +53,25 @@ export interface H2GrpcServerOptions {
   /** Every call as it starts (by its :path); the function returned is called once with its final
    *  status code (CANCELLED if the client went away). The member's gRPC metrics. */
   onCallStart?(path: string): ((code: number) => void) | undefined;
-  /** Every call's metadata once built (client-certificate CN: src/tls/identity.ts), with the
-   *  connection's socket. */
-  onMetadata?(md: grpc.Metadata, socket: { localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number } | undefined): void;
+  /** Every call's metadata (first text value by key) once built, with the connection's socket: it
+   *  may add and remove entries (the client-certificate CN: src/tls/identity.ts). */
+  onMetadata?(md: Map<string, string>, socket: SocketInfo | undefined): void;
+  /** An unexpected failure while serving `path` (a handler threw, a response did not serialize, a
+   *  status given with its cause). Default: printed on stderr with its stack. */
+  onInternalError?(path: string, err: unknown): void;
 }
 
 type MethodDef = grpc.MethodDefinition<unknown, unknown>;
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
-type AnyHandler = (...args: any[]) => void;
+
+/** The shape of a method, from its definition (requestStream, responseStream). */
+const UNARY = 0;
+const SERVER_STREAM = 1;
+const BIDI = 2;
 
 interface Route {
-  def: MethodDef;
-  handler: AnyHandler;
+  readonly def: MethodDef;
+  readonly shape: typeof UNARY | typeof SERVER_STREAM | typeof BIDI;
+  readonly handler: Handler;
 }
 
 const GRPC_STATUS = 'grpc-status';
@@ -65,13 +79,17 @@ const GRPC_MESSAGE = 'grpc-message';
 const RESPONSE_FIELDS: [string, string][] = [[':status', '200'], ['content-type', 'application/grpc+proto']];
 const RESPONSE_BLOCK = encodeHeaderBlock(RESPONSE_FIELDS);
 const OK_TRAILERS_BLOCK = encodeHeaderBlock([[GRPC_STATUS, '0']]);
+const OK: CallStatus = { code: GrpcCode.OK, message: '' };
 const MESSAGE_HEADER_BYTES = 5;
-/** Response bytes a streaming call may have queued in HTTP/2 before its writes wait (backpressure). */
+/** Response bytes a streaming call may have queued in HTTP/2 before its writes return false. */
 export const SEND_BUFFER_BYTES = 1024 * 1024;
 /** Largest request header list we take (as node:http2's maxHeaderListSize before). */
 const MAX_HEADER_LIST_BYTES = 1024 * 1024;
 /** Headers grpc-js also leaves out of a call's metadata (transport-level, not the client's). */
 const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'content-type', 'te', 'user-agent'];
+/** What grpc-js accepts as a metadata key and as a text value (others it drops). */
+const METADATA_KEY = /^[0-9a-z_.-]+$/;
+const METADATA_TEXT_VALUE = /^[ -~]*$/;
 
 /** Prefixes a serialized message with gRPC's 5-byte header (uncompressed). */
 export function frameMessage(body: Uint8Array): Buffer {
@@ -82,32 +100,43 @@ export function frameMessage(body: Uint8Array): Buffer {
   return out;
 }
 
-/** A status given as one (services pass toStatus() results), else toStatus's INTERNAL. */
-function statusOf(err: unknown): CallStatus {
-  if (err && typeof err === 'object' && typeof (err as CallStatus).code === 'number') return err as CallStatus;
-  return toStatus(err);
+function status(code: number, message: string): CallStatus {
+  return { code, message };
+}
+
+function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/** An unexpected failure: INTERNAL, with the exception kept as the cause (reported, not sent). */
+function internal(what: string, err: unknown): CallStatus {
+  return { code: GrpcCode.INTERNAL, message: `${what}: ${messageOf(err)}`, cause: err };
+}
+
+function isStatus(err: unknown): err is CallStatus {
+  return typeof err === 'object' && err !== null && typeof (err as CallStatus).code === 'number' && typeof (err as CallStatus).message === 'string';
+}
+
+/** What MessageReader threw: its status, or (a bug) INTERNAL. */
+function readFailure(err: unknown): CallStatus {
+  if (isStatus(err)) return err;
+  rethrowIfAssertion(err);
+  return internal('quorumkv: could not read the request', err);
 }
 
 function unmarshalError(err: unknown): CallStatus {
-  return { code: GrpcCode.INTERNAL, details: `grpc: error unmarshalling request: ${err instanceof Error ? err.message : String(err)}` };
-}
-
-/** A grpc.Metadata as header fields (binary values base64, as grpc-js sends them). */
-function metadataFields(md: grpc.Metadata): [string, string][] {
-  const out: [string, string][] = [];
-  for (const [name, v] of Object.entries(md.toHttp2Headers())) {
-    if (v === undefined) continue;
-    for (const one of Array.isArray(v) ? v : [v]) out.push([name, String(one)]);
-  }
-  return out;
+  rethrowIfAssertion(err);
+  return status(GrpcCode.INTERNAL, `grpc: error unmarshalling request: ${messageOf(err)}`);
 }
 
 function trailerFields(st: CallStatus): [string, string][] {
-  const details = st.details ?? st.message ?? '';
   const t: [string, string][] = [[GRPC_STATUS, String(st.code)]];
-  if (details) t.push([GRPC_MESSAGE, encodeURI(details)]);
-  if (st.metadata) t.push(...metadataFields(st.metadata));
+  if (st.message) t.push([GRPC_MESSAGE, encodeURI(st.message)]);
   return t;
+}
+
+function reportToStderr(path: string, err: unknown): void {
+  console.error(`quorumkv: internal error serving ${path}:`, err);
 }
 
 /** Splits a request body into gRPC messages as its chunks arrive. */
@@ -134,7 +163,7 @@ export class MessageReader {
         if (this.buffered < MESSAGE_HEADER_BYTES) return;
         const head = this.peekHeader();
         const len = head.readUInt32BE(1);
-        if (len > this.maxBytes) throw { code: GrpcCode.RESOURCE_EXHAUSTED, details: `grpc: received message larger than max (${len} vs. ${this.maxBytes})` };
+        if (len > this.maxBytes) throw status(GrpcCode.RESOURCE_EXHAUSTED, `grpc: received message larger than max (${len} vs. ${this.maxBytes})`);
         this.need = MESSAGE_HEADER_BYTES + len;
       }
       if (this.buffered < this.need) return;
@@ -166,70 +195,150 @@ export class MessageReader {
     try {
       if (this.encoding === 'gzip') out = zlib.gunzipSync(body, { maxOutputLength: this.maxBytes + 1 });
       else if (this.encoding === 'deflate') out = zlib.inflateSync(body, { maxOutputLength: this.maxBytes + 1 });
-      else throw { code: GrpcCode.UNIMPLEMENTED, details: `grpc: Decompressor is not installed for grpc-encoding "${this.encoding ?? 'identity'}"` };
+      else throw status(GrpcCode.UNIMPLEMENTED, `grpc: Decompressor is not installed for grpc-encoding "${this.encoding ?? 'identity'}"`);
     } catch (err) {
-      if (err && typeof err === 'object' && 'code' in err && typeof (err as CallStatus).code === 'number') throw err;
-      if (err instanceof RangeError) throw { code: GrpcCode.RESOURCE_EXHAUSTED, details: `grpc: received message after decompression larger than max (${this.maxBytes})` };
-      throw { code: GrpcCode.INTERNAL, details: `grpc: failed to decompress the received message: ${err instanceof Error ? err.message : String(err)}` };
+      if (isStatus(err)) throw err;
+      rethrowIfAssertion(err);
+      if (err instanceof RangeError) throw status(GrpcCode.RESOURCE_EXHAUSTED, `grpc: received message after decompression larger than max (${this.maxBytes})`);
+      throw status(GrpcCode.INTERNAL, `grpc: failed to decompress the received message: ${messageOf(err)}`);
     }
-    if (out.length > this.maxBytes) throw { code: GrpcCode.RESOURCE_EXHAUSTED, details: `grpc: received message after decompression larger than max (${out.length} vs. ${this.maxBytes})` };
+    if (out.length > this.maxBytes) throw status(GrpcCode.RESOURCE_EXHAUSTED, `grpc: received message after decompression larger than max (${out.length} vs. ${this.maxBytes})`);
     return out;
   }
 }
 
-/** What every call shares: the stream, its request headers, the final status (sent once). */
-class CallCore {
-  finished = false;
-  headersSent = false;
+/**
+ * One call, whatever its method's shape: the handlers see it through the narrower interfaces of
+ * call.ts (one class, so that their property accesses stay monomorphic). It holds the stream, the
+ * request, the listener of a streaming handler, and sends the final status once.
+ */
+class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown, unknown> {
+  request: unknown = undefined;
   cancelled = false;
-  private md: grpc.Metadata | undefined;
-  private readonly end: ((code: number) => void) | undefined;
+  finished = false;
+  private headersSent = false;
+  /** The stream is gone (gone() ran). */
+  private closed = false;
+  private listener: StreamListener | undefined = undefined;
+  private md: Map<string, string> | undefined = undefined;
+  private drainAwaited = false;
+  private readonly onFinish: ((code: number) => void) | undefined;
 
   constructor(
-    readonly server: H2GrpcServer,
+    private readonly server: H2GrpcServer,
     readonly stream: H2ServerStream,
-    readonly headers: H2Headers,
     readonly path: string,
+    private readonly serialize: (value: unknown) => Buffer,
   ) {
-    this.end = server.opts.onCallStart?.(path);
+    this.onFinish = server.opts.onCallStart?.(path);
   }
 
-  get metadata(): grpc.Metadata {
-    if (this.md === undefined) {
-      const h: H2Headers = {};
-      for (const k of Object.keys(this.headers)) {
-        if (k.charCodeAt(0) === 58 /* ':' */ || TRANSPORT_HEADERS.includes(k)) continue;
-        h[k] = this.headers[k];
+  metadata(key: string): string | undefined {
+    let md = this.md;
+    if (md === undefined) {
+      md = new Map();
+      const headers = this.stream.headers;
+      for (const k of Object.keys(headers)) {
+        if (k.charCodeAt(0) === 58 /* ':' */ || k.endsWith('-bin') || TRANSPORT_HEADERS.includes(k) || !METADATA_KEY.test(k)) continue;
+        const v = headers[k];
+        const first = Array.isArray(v) ? v[0] : v;
+        if (first !== undefined && METADATA_TEXT_VALUE.test(first)) md.set(k, first);
       }
-      this.md = grpc.Metadata.fromHttp2Headers(h);
-      this.server.opts.onMetadata?.(this.md, this.stream.socket);
+      this.server.opts.onMetadata?.(md, this.stream.socket);
+      this.md = md;
     }
-    return this.md;
+    return md.get(key);
   }
 
-  getPeer(): string {
-    const s = this.stream.socket;
-    if (!s.remoteAddress) return 'unknown';
-    return s.remotePort ? `${s.remoteAddress}:${s.remotePort}` : s.remoteAddress;
-  }
-
-  get writable(): boolean {
+  private get writable(): boolean {
     return !this.stream.closed && !this.stream.localEnded;
   }
 
-  sendHeaders(md?: grpc.Metadata): void {
+  private sendHeaders(): void {
     if (this.headersSent || !this.writable) return;
     this.headersSent = true;
-    this.stream.respond(md ? encodeHeaderBlock([...RESPONSE_FIELDS, ...metadataFields(md)]) : RESPONSE_BLOCK, false);
+    this.stream.respond(RESPONSE_BLOCK, false);
+  }
+
+  /** A unary call's answer: headers, the message and OK trailers, queued together. */
+  respond(message: unknown): void {
+    if (this.finished) return;
+    let body: Buffer;
+    try {
+      body = frameMessage(this.serialize(message));
+    } catch (err) {
+      rethrowIfAssertion(err);
+      return this.fail(internal('quorumkv: could not serialize the response', err));
+    }
+    this.finished = true;
+    this.onFinish?.(GrpcCode.OK);
+    if (!this.writable) return;
+    this.sendHeaders();
+    this.stream.write(body, SEND_BUFFER_BYTES);
+    this.stream.end(OK_TRAILERS_BLOCK);
+  }
+
+  write(message: unknown): boolean {
+    if (this.finished) return true;
+    let body: Buffer;
+    try {
+      body = this.serialize(message);
+    } catch (err) {
+      rethrowIfAssertion(err);
+      this.fail(internal('quorumkv: could not serialize a response', err));
+      return true;
+    }
+    return this.send(frameMessage(body));
+  }
+
+  writeEncoded(message: Uint8Array): boolean {
+    if (this.finished) return true;
+    return this.send(frameMessage(message));
+  }
+
+  /** Backpressure in bytes: below SEND_BUFFER_BYTES queued (this stream's data waiting for
+   *  flow-control window, plus the connection's unsent bytes) writes return true; above it, false
+   *  until the listener's drain(). Every response is queued either way: a burst of small ones (a
+   *  put seen by 100 watchers of one stream) must not make the stream look slow. */
+  private send(framed: Buffer): boolean {
+    if (!this.writable) return true;
+    this.sendHeaders();
+    if (this.stream.write(framed, SEND_BUFFER_BYTES)) return true;
+    if (!this.drainAwaited) {
+      this.drainAwaited = true;
+      this.stream.whenDrained(() => this.drained(), SEND_BUFFER_BYTES);
+    }
+    return false;
+  }
+
+  private drained(): void {
+    this.drainAwaited = false;
+    const l = this.listener;
+    if (this.finished || !l?.drain) return;
+    try {
+      l.drain();
+    } catch (err) {
+      this.threw(err);
+    }
+  }
+
+  end(): void {
+    this.finish(OK);
+  }
+
+  fail(st: CallStatus): void {
+    this.finish(st);
   }
 
   /** Ends the call with `st` (after any messages written); only the first status counts. A call
    *  ended before the client half-closed (a bad or unexpected message) also stops reading: the
    *  HTTP/2 stream is then reset with NO_ERROR once the status is out (h2_conn.ts localEnd). */
-  finish(st: CallStatus): void {
+  private finish(st: CallStatus): void {
+    // A cause is reported even when the call is already over (the client went away): it is a bug.
+    if (st.cause !== undefined) this.server.reportInternal(this.path, st.cause);
     if (this.finished) return;
     this.finished = true;
-    this.end?.(st.code);
+    this.onFinish?.(st.code);
     if (!this.writable) return;
     if (!this.headersSent) {
       // Trailers-only: the status goes in the one HEADERS frame.
@@ -237,147 +346,68 @@ class CallCore {
       this.stream.respond(encodeHeaderBlock([...RESPONSE_FIELDS, ...trailerFields(st)]), true);
       return;
     }
-    this.stream.end(st.code === 0 && !st.details && !st.metadata ? OK_TRAILERS_BLOCK : encodeHeaderBlock(trailerFields(st)));
+    this.stream.end(st.code === GrpcCode.OK && !st.message ? OK_TRAILERS_BLOCK : encodeHeaderBlock(trailerFields(st)));
   }
 
-  /** One unary response: headers, the message, OK trailers. */
-  finishWith(body: Buffer): void {
-    if (this.finished) return;
-    this.finished = true;
-    this.end?.(0);
-    if (!this.writable) return;
-    this.sendHeaders();
-    this.stream.write(body, SEND_BUFFER_BYTES);
-    this.stream.end(OK_TRAILERS_BLOCK);
+  /** A handler or listener threw (not an assertion: those crash the member). */
+  threw(err: unknown): void {
+    rethrowIfAssertion(err);
+    this.fail(internal('quorumkv: internal error', err));
   }
 
-  /** The client reset the stream or went away before the call ended. */
-  markCancelled(): boolean {
-    if (this.finished) return false;
-    this.finished = true;
-    this.cancelled = true;
-    this.end?.(GrpcCode.CANCELLED);
-    return true;
-  }
-}
-
-/** What grpc-js's server calls offer besides reading and writing, shared by both call shapes below
- *  (their base classes differ: EventEmitter and Duplex). */
-interface CallSurface {
-  readonly metadata: grpc.Metadata;
-  readonly cancelled: boolean;
-  getPeer(): string;
-  getDeadline(): number;
-  getPath(): string;
-  sendMetadata(md: grpc.Metadata): void;
-}
-
-const CALL_SURFACE: CallSurface & ThisType<{ core: CallCore }> = {
-  get metadata(): grpc.Metadata {
-    return this.core.metadata;
-  },
-  get cancelled(): boolean {
-    return this.core.cancelled;
-  },
-  getPeer(): string {
-    return this.core.getPeer();
-  },
-  getDeadline(): number {
-    return Infinity;
-  },
-  getPath(): string {
-    return this.core.path;
-  },
-  sendMetadata(md: grpc.Metadata): void {
-    this.core.sendHeaders(md);
-  },
-};
-
-/** A unary (or the request side of a server-streaming) call, shaped like grpc-js's ServerUnaryCall. */
-// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-interface UnaryCall extends CallSurface {}
-// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-class UnaryCall extends EventEmitter {
-  request: unknown;
-
-  constructor(readonly core: CallCore) {
-    super();
-  }
-}
-
-/** A streaming call, shaped like grpc-js's ServerDuplexStream: an object-mode Duplex whose readable
- *  side yields requests and whose writable side sends responses. */
-// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-interface StreamCall extends CallSurface {}
-// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
-class StreamCall extends Duplex {
-  request: unknown;
-  /** A Uint8Array written is sent as an already encoded message (watch fan-out: watch_encoding.ts). */
-  readonly acceptsEncoded = true;
-
-  constructor(
-    readonly core: CallCore,
-    private readonly serialize: (v: unknown) => Buffer,
-  ) {
-    super({ objectMode: true, writableHighWaterMark: 16, readableHighWaterMark: 16 });
-    // grpc-js's convention, which the services use: emit('error', status) ends the call with it.
-    this.on('error', (err) => this.core.finish(statusOf(err)));
+  /** A streaming handler's listener; hears closed() at once if the stream is already gone (the
+   *  handler ended the call itself and the client had half-closed). */
+  listen(l: StreamListener | void): void {
+    if (!l) return;
+    if (!this.closed) this.listener = l;
+    else if (l.closed) l.closed();
   }
 
-  override _read(): void {
-    if (this.core.stream.isPaused) this.core.stream.resume();
-  }
-
-  override _write(msg: unknown, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this._writev([{ chunk: msg }], cb);
-  }
-
-  override _writev(chunks: { chunk: unknown }[], cb: (err?: Error | null) => void): void {
-    const core = this.core;
-    if (core.finished || !core.writable) return cb();
-    let out: Buffer;
-    try {
-      if (chunks.length === 1) out = frameMessage(this.encode(chunks[0]!.chunk));
-      else out = Buffer.concat(chunks.map((c) => frameMessage(this.encode(c.chunk))));
-    } catch (err) {
-      core.finish({ code: GrpcCode.INTERNAL, details: `quorumkv: could not serialize a response: ${err instanceof Error ? err.message : String(err)}` });
-      return cb();
-    }
-    core.sendHeaders();
-    // Backpressure in bytes: below SEND_BUFFER_BYTES queued (this stream's data waiting for
-    // flow-control window, plus the connection's unsent bytes), the next responses are taken at
-    // once; above it, only once the queue is back under it. (Waiting for every write would hold a
-    // burst of small responses — a put seen by 100 watchers of one stream — in this stream's
-    // object queue, and the watch service would take the stream for a slow one.)
-    const h2 = core.stream;
-    if (h2.write(out, SEND_BUFFER_BYTES)) cb();
-    else h2.whenDrained(() => cb(), SEND_BUFFER_BYTES);
-  }
-
-  private encode(msg: unknown): Uint8Array {
-    return msg instanceof Uint8Array ? msg : this.serialize(msg);
-  }
-
-  override _final(cb: (err?: Error | null) => void): void {
-    this.core.finish({ code: 0 });
-    cb();
-  }
-
-  /** Requests from the client, in order; pauses the HTTP/2 stream when nobody is reading. */
+  /** Request messages of a bidi call, in order, while the call lasts. */
   deliver(msgs: Buffer[], deserialize: (b: Buffer) => unknown): void {
-    for (const m of msgs) {
+    for (let i = 0; i < msgs.length && !this.finished; i++) {
       let req: unknown;
       try {
-        req = deserialize(m);
+        req = deserialize(msgs[i]!);
       } catch (err) {
-        return this.core.finish(unmarshalError(err));
+        return this.fail(unmarshalError(err));
       }
-      if (!this.push(req)) this.core.stream.pause();
+      try {
+        (this.listener as BidiListener<unknown>).message(req);
+      } catch (err) {
+        return this.threw(err);
+      }
+    }
+  }
+
+  halfClosed(): void {
+    if (this.finished) return;
+    try {
+      (this.listener as BidiListener<unknown>).halfClosed();
+    } catch (err) {
+      this.threw(err);
+    }
+  }
+
+  /** The stream is gone: a call still running was cancelled by the client; a streaming
+   *  handler's listener hears closed() either way. */
+  gone(): void {
+    this.closed = true;
+    if (!this.finished) {
+      this.finished = true;
+      this.cancelled = true;
+      this.onFinish?.(GrpcCode.CANCELLED);
+    }
+    const l = this.listener;
+    this.listener = undefined;
+    if (!l?.closed) return;
+    try {
+      l.closed();
+    } catch (err) {
+      this.threw(err);
     }
   }
 }
-
-for (const C of [UnaryCall, StreamCall]) Object.defineProperties(C.prototype, Object.getOwnPropertyDescriptors(CALL_SURFACE));
 
 export class H2GrpcServer {
   private readonly routes = new Map<string, Route>();
@@ -386,14 +416,22 @@ export class H2GrpcServer {
 
   constructor(readonly opts: H2GrpcServerOptions) {}
 
-  /** Registers every method of a service (as grpc.Server.addService). */
-  addService(def: grpc.ServiceDefinition, impl: Record<string, AnyHandler>): void {
+  /** Registers a handler for every method of a service definition (@grpc/proto-loader's), found by
+   *  its name; the definition says each method's shape. */
+  addService(def: grpc.ServiceDefinition, handlers: Readonly<Record<string, Handler>>): void {
     for (const [name, m] of Object.entries(def)) {
-      const handler = impl[name] ?? impl[(m as { originalName?: string }).originalName ?? ''];
+      const handler = handlers[name] ?? handlers[(m as { originalName?: string }).originalName ?? ''];
       if (!handler) throw new Error(`no handler for ${m.path}`);
       if (this.routes.has(m.path)) throw new Error(`method ${m.path} registered twice`);
-      this.routes.set(m.path, { def: m as MethodDef, handler });
+      if (m.requestStream && !m.responseStream) throw new Error(`method ${m.path}: client-streaming methods are not supported`);
+      const shape = m.requestStream ? BIDI : m.responseStream ? SERVER_STREAM : UNARY;
+      this.routes.set(m.path, { def: m as MethodDef, shape, handler });
     }
+  }
+
+  /** An unexpected failure while serving `path` (never an AssertionError: those are not caught). */
+  reportInternal(path: string, err: unknown): void {
+    (this.opts.onInternalError ?? reportToStderr)(path, err);
   }
 
   /** Takes over one client connection (a socket routed by its HTTP/2 preface; the bytes read so
@@ -403,7 +441,9 @@ export class H2GrpcServer {
     let c: H2ServerConnection;
     try {
       c = new H2ServerConnection(conn, (s) => this.onStream(s), { maxHeaderListBytes: MAX_HEADER_LIST_BYTES });
-    } catch {
+    } catch (err) {
+      rethrowIfAssertion(err);
+      this.reportInternal('(connection)', err);
       return void conn.destroy();
     }
     this.connections.add(c);
@@ -434,96 +474,82 @@ export class H2GrpcServer {
       stream.respond(encodeHeaderBlock([[':status', '415'], [GRPC_STATUS, String(GrpcCode.INTERNAL)], [GRPC_MESSAGE, encodeURI(`invalid gRPC request content-type "${String(ct)}"`)]]), true);
       return;
     }
-    const core = new CallCore(this, stream, headers, typeof path === 'string' ? path : '');
-    const route = this.routes.get(core.path);
-    if (!route) return void core.finish({ code: GrpcCode.UNIMPLEMENTED, details: `unknown method ${core.path}` });
+    const p = typeof path === 'string' ? path : '';
+    const route = this.routes.get(p);
+    const call = new GrpcCall(this, stream, p, route ? (route.def.responseSerialize as (v: unknown) => Buffer) : unroutable);
+    if (!route) return call.fail(status(GrpcCode.UNIMPLEMENTED, `unknown method ${p}`));
     const encoding = headers['grpc-encoding'];
     const reader = new MessageReader(this.opts.maxReceiveBytes, typeof encoding === 'string' && encoding !== 'identity' ? encoding : undefined);
-    const def = route.def;
-    if (!def.requestStream) this.unaryRequest(core, route, reader);
-    else this.streamingRequest(core, route, reader);
+    stream.onClose = () => call.gone();
+    if (route.shape === BIDI) this.bidiRequest(call, route, reader);
+    else this.oneRequest(call, route, reader);
   }
 
   /** Unary and server-streaming: one request message, then the handler. */
-  private unaryRequest(core: CallCore, route: Route, reader: MessageReader): void {
-    const def = route.def;
-    let call: UnaryCall | StreamCall | undefined;
-    let got = 0;
-    this.readMessages(core, reader, (msgs) => {
-      got += msgs.length;
-      if (got > 1) return core.finish({ code: GrpcCode.UNIMPLEMENTED, details: `grpc: a second request message on unary method ${core.path}` });
-      let req: unknown;
-      try {
-        req = def.requestDeserialize(msgs[0]!);
-      } catch (err) {
-        return core.finish(unmarshalError(err));
-      }
-      if (!def.responseStream) {
-        const c = new UnaryCall(core);
-        call = c;
-        c.request = req;
-        route.handler(c, (err: unknown, value: unknown) => this.reply(core, def, err, value));
-      } else {
-        const c = new StreamCall(core, def.responseSerialize as (v: unknown) => Buffer);
-        call = c;
-        c.request = req;
-        c.push(null);
-        route.handler(c);
-      }
-    });
-    core.stream.onEnd = () => {
-      if (got === 0 && !core.finished) core.finish({ code: GrpcCode.INTERNAL, details: reader.partial ? 'grpc: the request ended inside a message' : `grpc: no request message on unary method ${core.path}` });
-    };
-    this.onGone(core, () => call);
-  }
-
-  /** Feeds the request body to `reader` and whole messages to `onMessages`; a message the reader
-   *  refuses (too large, bad compression) ends the call. */
-  private readMessages(core: CallCore, reader: MessageReader, onMessages: (msgs: Buffer[]) => void): void {
+  private oneRequest(call: GrpcCall, route: Route, reader: MessageReader): void {
+    const deserialize = route.def.requestDeserialize;
     const msgs: Buffer[] = [];
-    core.stream.onData = (chunk: Buffer) => {
-      if (core.finished) return;
+    let got = 0;
+    call.stream.onData = (chunk: Buffer) => {
+      if (call.finished) return;
       try {
         reader.push(chunk, msgs);
       } catch (err) {
-        return core.finish(statusOf(err));
+        return call.fail(readFailure(err));
       }
-      if (msgs.length > 0) onMessages(msgs.splice(0));
+      if (msgs.length === 0) return;
+      got += msgs.length;
+      if (got > 1) return call.fail(status(GrpcCode.UNIMPLEMENTED, `grpc: a second request message on unary method ${call.path}`));
+      const m = msgs[0]!;
+      msgs.length = 0;
+      try {
+        call.request = deserialize(m);
+      } catch (err) {
+        return call.fail(unmarshalError(err));
+      }
+      this.invoke(call, route);
+    };
+    call.stream.onEnd = () => {
+      if (got === 0 && !call.finished) call.fail(status(GrpcCode.INTERNAL, reader.partial ? 'grpc: the request ended inside a message' : `grpc: no request message on unary method ${call.path}`));
     };
   }
 
-  /** The client reset the stream, the connection dropped, or the stream closed: a call still
-   *  running is cancelled; a streaming call's Duplex is destroyed either way. */
-  private onGone(core: CallCore, callOf: () => UnaryCall | StreamCall | undefined): void {
-    core.stream.onClose = () => {
-      const call = callOf();
-      if (core.markCancelled() && call) call.emit('cancelled', 'cancelled');
-      if (call instanceof StreamCall) call.destroy();
+  /** Bidi: the handler starts at once; requests go to its listener as they arrive. */
+  private bidiRequest(call: GrpcCall, route: Route, reader: MessageReader): void {
+    const deserialize = route.def.requestDeserialize as (b: Buffer) => unknown;
+    const msgs: Buffer[] = [];
+    call.stream.onData = (chunk: Buffer) => {
+      if (call.finished) return;
+      try {
+        reader.push(chunk, msgs);
+      } catch (err) {
+        return call.fail(readFailure(err));
+      }
+      if (msgs.length === 0) return;
+      call.deliver(msgs, deserialize);
+      msgs.length = 0;
     };
+    // The half-close is delivered after the frames read with it: grpc-js cancels a stream with an
+    // empty END_STREAM then RST_STREAM, which must reach the handler as a cancellation, not as
+    // the end of its requests (which a handler answers by ending the call OK).
+    call.stream.onEnd = () => process.nextTick(() => call.halfClosed());
+    this.invoke(call, route);
   }
 
-  private reply(core: CallCore, def: MethodDef, err: unknown, value: unknown): void {
-    if (core.finished) return;
-    if (err) return core.finish(statusOf(err));
-    let body: Buffer;
+  /** Runs the method's handler. The handler table erased message types (call.ts Handler); the
+   *  request is what the method's own deserializer made, as its definition promises. */
+  private invoke(call: GrpcCall, route: Route): void {
     try {
-      body = frameMessage(def.responseSerialize(value));
-    } catch (e) {
-      return core.finish({ code: GrpcCode.INTERNAL, details: `quorumkv: could not serialize the response: ${e instanceof Error ? e.message : String(e)}` });
+      if (route.shape === UNARY) (route.handler as UnaryHandler<unknown, unknown>)(call);
+      else if (route.shape === SERVER_STREAM) call.listen((route.handler as ServerStreamHandler<unknown, unknown>)(call));
+      else call.listen((route.handler as BidiHandler<unknown, unknown>)(call));
+    } catch (err) {
+      call.threw(err);
     }
-    core.finishWith(body);
   }
+}
 
-  /** Client-streaming and bidi: the handler starts at once; requests flow as they arrive. */
-  private streamingRequest(core: CallCore, route: Route, reader: MessageReader): void {
-    const def = route.def;
-    const call = new StreamCall(core, def.responseSerialize as (v: unknown) => Buffer);
-    this.readMessages(core, reader, (msgs) => call.deliver(msgs, def.requestDeserialize as (b: Buffer) => unknown));
-    core.stream.onEnd = () => {
-      if (!core.finished) call.push(null);
-    };
-    this.onGone(core, () => call);
-    if (!def.responseStream) route.handler(call, (err: unknown, value: unknown) => this.reply(core, def, err, value));
-    else route.handler(call);
-  }
+/** The serializer of a call to no method (it is answered UNIMPLEMENTED and never responds). */
+function unroutable(): Buffer {
+  throw new Error('no method to serialize for');
 }

@@ -133,3 +133,189 @@ export interface CompactionRequest {
 export interface CompactionResponse {
   header?: ResponseHeader;
 }
+
+/** A response that carries only the header (etcd's empty responses). */
+export interface HeaderResponse {
+  header: ResponseHeader;
+}
+
+// --- Watch -------------------------------------------------------------------------------------
+
+export interface WatchCreateRequest {
+  key: Buffer;
+  range_end: Buffer;
+  start_revision: Int64;
+  progress_notify: boolean;
+  filters: number[];
+  prev_kv: boolean;
+  watch_id: Int64;
+  fragment: boolean;
+}
+
+export interface WatchRequest {
+  request_union?: 'create_request' | 'cancel_request' | 'progress_request';
+  create_request?: WatchCreateRequest | null;
+  cancel_request?: { watch_id: Int64 } | null;
+  progress_request?: object | null;
+}
+
+export interface WatchResponse {
+  header: ResponseHeader;
+  watch_id: Int64;
+  created?: boolean;
+  canceled?: boolean;
+  compact_revision?: Int64;
+  cancel_reason?: string;
+  fragment?: boolean;
+  events?: EventPb[];
+}
+
+// --- Lease -------------------------------------------------------------------------------------
+
+export interface LeaseGrantRequest {
+  TTL: Int64;
+  ID: Int64;
+}
+
+export interface LeaseGrantResponse {
+  header: ResponseHeader;
+  ID: Int64;
+  TTL: Int64;
+  error: string;
+}
+
+/** LeaseRevokeRequest and LeaseKeepAliveRequest. */
+export interface LeaseIdRequest {
+  ID: Int64;
+}
+
+export interface LeaseTimeToLiveRequest {
+  ID: Int64;
+  keys: boolean;
+}
+
+export interface LeaseTimeToLiveResponse {
+  header: ResponseHeader;
+  ID: Int64;
+  TTL: Int64;
+  grantedTTL: Int64;
+  keys: Buffer[];
+}
+
+export interface LeaseLeasesResponse {
+  header: ResponseHeader;
+  leases: { ID: Int64 }[];
+}
+
+export interface LeaseKeepAliveResponse {
+  header: ResponseHeader;
+  ID: Int64;
+  TTL: Int64;
+}
+
+// --- Cluster -----------------------------------------------------------------------------------
+
+export interface MemberPb {
+  ID: Int64;
+  name: string;
+  peerURLs: string[];
+  clientURLs: string[];
+  isLearner: boolean;
+}
+
+export interface MemberListRequest {
+  linearizable: boolean;
+}
+
+export interface MemberAddRequest {
+  peerURLs: string[];
+  isLearner: boolean;
+}
+
+/** MemberRemoveRequest and MemberPromoteRequest. */
+export interface MemberIdRequest {
+  ID: Int64;
+}
+
+export interface MemberUpdateRequest {
+  ID: Int64;
+  peerURLs: string[];
+}
+
+/** The responses of MemberList, MemberRemove, MemberUpdate, MemberPromote (and MemberAdd, which
+ *  also names the new member). */
+export interface MembersResponse {
+  header: ResponseHeader;
+  member?: MemberPb;
+  members: MemberPb[];
+}
+
+// --- Maintenance -------------------------------------------------------------------------------
+
+export interface StatusResponse {
+  header: ResponseHeader;
+  version: string;
+  dbSize: Int64;
+  dbSizeInUse: Int64;
+  dbSizeQuota: Int64;
+  leader: Int64;
+  raftIndex: Int64;
+  raftTerm: Int64;
+  raftAppliedIndex: Int64;
+  errors: string[];
+  isLearner: boolean;
+}
+
+export interface HashKVRequest {
+  revision: Int64;
+}
+
+export interface HashKVResponse {
+  header: ResponseHeader;
+  hash: number;
+  compact_revision: Int64;
+  hash_revision: Int64;
+}
+
+export interface HashResponse {
+  header: ResponseHeader;
+  hash: number;
+}
+
+export interface AlarmMemberPb {
+  memberID: Int64;
+  alarm: number;
+}
+
+export interface AlarmRequest {
+  action: number;
+  memberID: Int64;
+  alarm: number;
+}
+
+export interface AlarmResponse {
+  header: ResponseHeader;
+  alarms: AlarmMemberPb[];
+}
+
+export interface MoveLeaderRequest {
+  targetID: Int64;
+}
+
+export interface SnapshotResponse {
+  header: ResponseHeader;
+  remaining_bytes: Int64;
+  blob: Buffer;
+  version: string;
+}
+
+// --- grpc.health.v1 ----------------------------------------------------------------------------
+
+export interface HealthCheckRequest {
+  service: string;
+}
+
+export interface HealthCheckResponse {
+  /** 1 SERVING, 2 NOT_SERVING. */
+  status: number;
+}

@@ -11,7 +11,7 @@ import type { RaftNode } from './raft_node';
 import type { Server } from './server';
 import { memberToJson } from './membership';
 import type { Snapshotter } from './snapshot';
-import { addService } from '../api/services';
+import { serviceDefinition } from '../proto';
 import { grpcChannelCredentials, grpcServerCredentials, type TlsMaterial } from '../tls';
 
 export interface ClusterNodeOptions {
@@ -59,7 +59,8 @@ export class ClusterNode {
     });
     this.peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
     this.transport.register(this.peerServer);
-    addService(this.peerServer, 'quorumkvpb.PeerCluster', {
+    // The peer port is grpc-js's server; PeerCluster's one method is registered on it directly.
+    this.peerServer.addService(serviceDefinition('quorumkvpb.PeerCluster'), {
       Members: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
         cb(null, {
           cluster_id: o.clusterId.toString(),

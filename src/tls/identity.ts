@@ -3,21 +3,21 @@
 // certificate.
 //
 // How the CN reaches the auth check. The client port terminates TLS itself and hands the decrypted
-// stream to the gRPC server (listener.ts, api/h2_grpc.ts), which treats it as any Duplex. What it
-// knows for every call is the connection's addresses (local and remote address and port, read from
-// the stream it was given). A live TCP connection is uniquely named by that 4-tuple, so:
+// stream to the gRPC server (grpcserver/listener.ts, grpcserver/server.ts), which treats it as any
+// Duplex. What it knows for every call is the connection's addresses (local and remote address and
+// port, read from the stream it was given). A live TCP connection is uniquely named by that 4-tuple, so:
 //   1. when a TLS handshake completes with a verified certificate, the listener records
 //      4-tuple → CN here, and forgets it when the socket closes;
 //   2. the client gRPC server's metadata hook, on every call, first deletes any
 //      CERT_CN_METADATA_KEY the client sent itself (so it cannot be forged), then sets it from the
 //      registry;
-//   3. the auth gate (api/auth_service.ts callerOf) uses it when the request has no token.
-// The JSON gateway never sets the key: etcd 3.4 refuses /v3/ requests whose certificate has a CN
+//   3. the auth gate (api/auth_service.ts callerOf) reads it (certCommonNameOf) when the request
+//      has no token.
+// The JSON gateway never sets the key (its calls' metadata is the token alone): etcd 3.4 refuses /v3/ requests whose certificate has a CN
 // when client-cert auth and auth are on (gatewayCommonNameGuard below), and so do we.
 import type net from 'node:net';
 import type http from 'node:http';
 import type tls from 'node:tls';
-import * as grpc from '@grpc/grpc-js';
 import { assert } from '../util/assert';
 
 /** Metadata key carrying the verified certificate's CN to the handlers. Set only by the server. */
@@ -65,21 +65,20 @@ export class ConnectionIdentities {
   }
 }
 
-/** Step 2, run on every call's metadata by the client gRPC server (H2GrpcServer onMetadata):
- *  strips a client-sent CERT_CN_METADATA_KEY and, when `identities` is given (client-cert auth
- *  on), sets it from the connection's certificate. */
-export function certIdentityHook(identities: ConnectionIdentities | undefined): (md: grpc.Metadata, socket: { localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number } | undefined) => void {
+/** Step 2, run on every call's metadata (first text value by key) once the client gRPC server
+ *  builds it (H2GrpcServer onMetadata): strips a client-sent CERT_CN_METADATA_KEY and, when
+ *  `identities` is given (client-cert auth on), sets it from the connection's certificate. */
+export function certIdentityHook(identities: ConnectionIdentities | undefined): (md: Map<string, string>, socket: { localAddress?: string; localPort?: number; remoteAddress?: string; remotePort?: number } | undefined) => void {
   return (md, socket) => {
-    md.remove(CERT_CN_METADATA_KEY);
+    md.delete(CERT_CN_METADATA_KEY);
     const cn = socket ? identities?.commonNameOf(socket) : undefined;
     if (cn !== undefined) md.set(CERT_CN_METADATA_KEY, cn);
   };
 }
 
 /** The CN step 2 attached to a call's metadata, if any. */
-export function certCommonNameOf(md: grpc.Metadata): string | undefined {
-  const v = md.get(CERT_CN_METADATA_KEY)[0];
-  return v === undefined ? undefined : String(v);
+export function certCommonNameOf(call: { metadata(key: string): string | undefined }): string | undefined {
+  return call.metadata(CERT_CN_METADATA_KEY);
 }
 
 /** etcd 3.4's guard (embed/serve.go): with client-cert auth and auth enabled, a /v3/ gateway request

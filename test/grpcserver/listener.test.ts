@@ -5,9 +5,9 @@ import http from 'node:http';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { ClientListener, HTTP2_PREFACE } from '../../src/grpcserver/listener';
-import { addService, newGrpcServer } from '../../src/api/services';
-import { grpcDefinitions } from '../../src/proto';
-import type { H2GrpcServer } from '../../src/grpcserver/server';
+import { grpcDefinitions, serviceDefinition } from '../../src/proto';
+import { H2GrpcServer } from '../../src/grpcserver/server';
+import type { ServerStreamCall, UnaryCall } from '../../src/grpcserver/call';
 
 type HealthClient = grpc.Client & { Check(req: object, cb: (err: grpc.ServiceError | null, res: { status: number }) => void): void };
 
@@ -18,8 +18,11 @@ describe('client port mux (gRPC and HTTP on one port)', () => {
   let port: number;
 
   beforeEach(async () => {
-    g = newGrpcServer(1024 * 1024);
-    addService(g, 'grpc.health.v1.Health', { Check: (_c: unknown, cb: grpc.sendUnaryData<unknown>) => cb(null, { status: 1 }) });
+    g = new H2GrpcServer({ maxReceiveBytes: 1024 * 1024 });
+    g.addService(serviceDefinition('grpc.health.v1.Health'), {
+      Check: (c: UnaryCall<object, object>) => c.respond({ status: 1 }),
+      Watch: (c: ServerStreamCall<object, object>) => c.fail({ code: grpc.status.UNIMPLEMENTED, message: 'no' }),
+    });
     httpServer = http.createServer((req, res) => res.end(`hello ${req.url}`));
     listener = new ClientListener({ grpc: g, http: httpServer });
     [port] = await listener.listen(['http://127.0.0.1:0']);

@@ -1,14 +1,16 @@
-// The client port's gRPC server (src/api/h2_grpc.ts), in process, driven by grpc-js clients: the
-// protocol cases a real server must get right — statuses, trailers-only errors, unknown methods,
-// oversize and compressed requests, metadata, bidi streams with half-close, cancellation, and
-// server streaming under backpressure.
+// The client port's gRPC server (src/grpcserver/server.ts), in process, driven by grpc-js clients:
+// the protocol cases a real server must get right — statuses, trailers-only errors, unknown
+// methods, oversize and compressed requests, metadata, bidi streams with half-close, cancellation,
+// server streaming under backpressure, pre-encoded responses, and handlers that fail unexpectedly.
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import type protobuf from 'protobufjs';
 import { H2GrpcServer, MessageReader, frameMessage } from '../../src/grpcserver/server';
 import zlib from 'node:zlib';
 import { addService } from '../../src/api/services';
-import { grpcDefinitions } from '../../src/proto';
+import type { BidiCall, Encoded, ServerStreamCall, UnaryCall } from '../../src/api/call';
+import { grpcDefinitions, protoRoot } from '../../src/proto';
 import { CERT_CN_METADATA_KEY, certCommonNameOf, certIdentityHook } from '../../src/tls';
 
 type AnyClient = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
@@ -38,6 +40,8 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
   let endpoint: string;
   const calls: { path: string; code?: number }[] = [];
   const cancelled: string[] = [];
+  const hanging: UnaryCall<unknown, unknown>[] = [];
+  const internalErrors: { path: string; err: unknown }[] = [];
   const clients: AnyClient[] = [];
   const client = (name: string, opts?: object): AnyClient => {
     const c = new (ctor(name))(endpoint, grpc.credentials.createInsecure(), opts);
@@ -48,6 +52,8 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
   beforeEach(async () => {
     calls.length = 0;
     cancelled.length = 0;
+    hanging.length = 0;
+    internalErrors.length = 0;
     server = new H2GrpcServer({
       maxReceiveBytes: 4096,
       onCallStart: (path) => {
@@ -56,32 +62,48 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
         return (code) => (c.code = code);
       },
       onMetadata: certIdentityHook(undefined),
+      onInternalError: (path, err) => internalErrors.push({ path, err }),
     });
     addService(server, 'etcdserverpb.KV', {
-      Range: (call: grpc.ServerUnaryCall<{ key: Buffer; limit: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      Range: (call: UnaryCall<{ key: Buffer; limit: string }, object>) => {
         const key = call.request.key.toString();
-        if (key === 'fail') return cb({ code: grpc.status.FAILED_PRECONDITION, details: 'etcdserver: nope' } as grpc.ServiceError, null);
-        if (key === 'hang') return void call.on('cancelled', () => cancelled.push('Range'));
-        const token = call.metadata.get('token')[0];
-        const cn = certCommonNameOf(call.metadata);
-        cb(null, { kvs: [{ key: Buffer.from(`${key}|${String(token ?? '')}|${cn ?? ''}`), value: Buffer.alloc(0) }], count: Number(call.request.limit) });
+        if (key === 'fail') return call.fail({ code: grpc.status.FAILED_PRECONDITION, message: 'etcdserver: nope' });
+        if (key === 'hang') return void hanging.push(call);
+        if (key === 'throw') throw new Error('handler bug');
+        if (key === 'cause') return call.fail({ code: grpc.status.INTERNAL, message: 'quorumkv: internal error: disk gone', cause: new Error('disk gone') });
+        const token = call.metadata('token');
+        const cn = certCommonNameOf(call);
+        call.respond({ kvs: [{ key: Buffer.from(`${key}|${String(token ?? '')}|${cn ?? ''}`), value: Buffer.alloc(0) }], count: Number(call.request.limit) });
       },
     });
     addService(server, 'etcdserverpb.Watch', {
-      Watch: (call: grpc.ServerDuplexStream<{ create_request?: { key: Buffer } }, unknown>) => {
+      Watch: (call: BidiCall<object>) => {
         let n = 0;
-        call.on('data', (req) => call.write({ watch_id: ++n, created: true, cancel_reason: req.create_request?.key.toString() ?? '' }));
-        call.on('end', () => call.end());
-        call.on('cancelled', () => cancelled.push('Watch'));
+        return {
+          message: (req: { create_request?: { key: Buffer } }) => {
+            const key = req.create_request?.key.toString() ?? '';
+            // A pre-encoded response: the bytes of a WatchResponse, framed by the server.
+            if (key === 'encoded') return void call.writeEncoded(encodedWatchResponse({ watch_id: 77, created: true, cancel_reason: 'pre-encoded' }));
+            call.write({ watch_id: ++n, created: true, cancel_reason: key });
+          },
+          halfClosed: () => call.end(),
+          closed: () => {
+            if (call.cancelled) cancelled.push('Watch');
+          },
+        };
       },
     });
     addService(server, 'etcdserverpb.Maintenance', {
-      Snapshot: async (call: grpc.ServerWritableStream<unknown, unknown>) => {
-        for (let i = 0; i < 64; i++) {
-          const blob = Buffer.alloc(64 * 1024, i);
-          if (!call.write({ remaining_bytes: 63 - i, blob })) await new Promise((r) => call.once('drain', r));
-        }
-        call.end();
+      Snapshot: (call: ServerStreamCall<object, object>) => {
+        let wake: (() => void) | undefined;
+        void (async () => {
+          for (let i = 0; i < 64; i++) {
+            const blob = Buffer.alloc(64 * 1024, i);
+            if (!call.write({ remaining_bytes: 63 - i, blob })) await new Promise<void>((r) => (wake = r));
+          }
+          call.end();
+        })();
+        return { drain: () => wake?.() };
       },
     });
     tcp = net.createServer((s) => server.injectConnection(s));
@@ -158,9 +180,10 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     await until(() => cancelled.includes("Watch")).catch(() => assert.fail(`watch not cancelled: ${JSON.stringify(calls)} ${cancelled}`));
     const kv = client('KV');
     const u = kv.Range!({ key: Buffer.from('hang') }, (_e: unknown) => undefined) as grpc.ClientUnaryCall;
-    await until(() => calls.length === 2);
+    await until(() => hanging.length === 1);
+    assert.equal(hanging[0]!.cancelled, false);
     u.cancel();
-    await until(() => cancelled.includes('Range'));
+    await until(() => hanging[0]!.cancelled);
     assert.equal(calls[0]!.code, grpc.status.CANCELLED);
     assert.equal(calls[1]!.code, grpc.status.CANCELLED);
   });
@@ -174,7 +197,32 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     assert.equal(blobs.length, 64);
     blobs.forEach((b, i) => assert.ok(b.length === 64 * 1024 && b[0] === i && b[b.length - 1] === i, `chunk ${i}`));
   });
+
+  it('sends a response given already encoded as the same message', async () => {
+    const call = client('Watch').Watch!() as grpc.ClientDuplexStream<object, { watch_id: string; created: boolean; cancel_reason: string }>;
+    const got = new Promise<{ watch_id: string; created: boolean; cancel_reason: string }>((r) => call.once('data', r));
+    call.write({ create_request: { key: Buffer.from('encoded') } });
+    const r = await got;
+    call.end();
+    assert.deepEqual([r.watch_id, r.created, r.cancel_reason], ['77', true, 'pre-encoded']);
+  });
+
+  it('answers INTERNAL for a handler that throws, reports it with the method, and keeps serving', async () => {
+    const kv = client('KV');
+    await assert.rejects(unary(kv, 'Range', { key: Buffer.from('throw') }), (e: grpc.ServiceError) => e.code === grpc.status.INTERNAL && e.details === 'quorumkv: internal error: handler bug');
+    assert.deepEqual(internalErrors.map((e) => [e.path, (e.err as Error).message]), [['/etcdserverpb.KV/Range', 'handler bug']]);
+    await assert.rejects(unary(kv, 'Range', { key: Buffer.from('cause') }), (e: grpc.ServiceError) => e.code === grpc.status.INTERNAL && e.details === 'quorumkv: internal error: disk gone');
+    assert.equal(internalErrors.length, 2, 'a status given with its cause is reported');
+    assert.equal((await unary<{ kvs: unknown[] }>(kv, 'Range', { key: Buffer.from('ok') })).kvs.length, 1);
+    assert.deepEqual(calls.map((c) => c.code), [grpc.status.INTERNAL, grpc.status.INTERNAL, grpc.status.OK]);
+  });
 });
+
+let watchResponseType: protobuf.Type | undefined;
+function encodedWatchResponse(msg: object): Encoded<object> {
+  watchResponseType ??= protoRoot().lookupType('etcdserverpb.WatchResponse');
+  return watchResponseType.encode(watchResponseType.fromObject(msg)).finish() as Encoded<object>;
+}
 
 describe('MessageReader (gRPC message framing)', () => {
   const msgs = [Buffer.alloc(0), Buffer.from('a'), Buffer.alloc(40_000, 7), Buffer.from('hello world')];

@@ -1,0 +1,63 @@
+// The calls this gRPC server hands to method handlers: the request (or, for a bidi stream, a
+// listener the requests go to), request metadata, cancellation, and the way to answer. Generic
+// gRPC, nothing of any service. The etcd services are written against src/api/call.ts, which has
+// this same shape; src/embed registers them here and the compiler checks the two agree, so no
+// adapter object stands between a call and its handler.
+
+/** A call's final status: gRPC code and message (grpc-message). `cause`: the exception behind an
+ *  unexpected failure; the server reports it (H2GrpcServerOptions.onInternalError) and sends only
+ *  the message. */
+export interface CallStatus {
+  readonly code: number;
+  readonly message: string;
+  readonly cause?: unknown;
+}
+
+export interface CallBase {
+  /** The first value of text metadata `key` (lowercase), or undefined. Built on first use. */
+  metadata(key: string): string | undefined;
+  /** The client went away before the call ended. */
+  readonly cancelled: boolean;
+  /** Ends the call with `status` (the first ending counts). */
+  fail(status: CallStatus): void;
+}
+
+export interface UnaryCall<Req, Res> extends CallBase {
+  readonly request: Req;
+  respond(message: Res): void;
+}
+
+export interface ResponseStream<Res> extends CallBase {
+  /** Sends one response; false once SEND_BUFFER_BYTES are queued (then wait for drain()). */
+  write(message: Res): boolean;
+  /** Sends one response already serialized (protobuf bytes, no gRPC framing). */
+  writeEncoded(message: Uint8Array): boolean;
+  /** Ends the call with OK after the responses written. */
+  end(): void;
+}
+
+export interface ServerStreamCall<Req, Res> extends ResponseStream<Res> {
+  readonly request: Req;
+}
+
+export type BidiCall<Res> = ResponseStream<Res>;
+
+export interface StreamListener {
+  /** After a write returned false: the send buffer is below the mark again. */
+  drain?(): void;
+  /** The call is over and its stream gone; called once, last. */
+  closed?(): void;
+}
+
+export interface BidiListener<Req> extends StreamListener {
+  message(request: Req): void;
+  /** The client half-closed. */
+  halfClosed(): void;
+}
+
+export type UnaryHandler<Req, Res> = (call: UnaryCall<Req, Res>) => void;
+export type ServerStreamHandler<Req, Res> = (call: ServerStreamCall<Req, Res>) => StreamListener | void;
+export type BidiHandler<Req, Res> = (call: BidiCall<Res>) => BidiListener<Req>;
+
+/** A handler of any method, message types erased (the service definition says which shape). */
+export type Handler = UnaryHandler<never, unknown> | ServerStreamHandler<never, unknown> | BidiHandler<never, unknown>;
