@@ -186,6 +186,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   const g = newGrpcServer(cfg.maxRequestBytes, {
     onMetadata: certIdentityHook(identities),
     onCallStart: (path) => m.start(path),
+    log: mlog.child({ component: 'grpcserver' }),
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
   const services: Record<string, ServiceHandlers> = {

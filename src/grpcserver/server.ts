@@ -34,6 +34,7 @@ import zlib from 'node:zlib';
 import type * as grpc from '@grpc/grpc-js';
 import { GrpcCode } from '../util/errors';
 import { rethrowIfAssertion } from '../util/assert';
+import type { Logger } from '../util/log';
 import { H2ServerConnection, encodeHeaderBlock, type H2ServerStream } from './h2_conn';
 import type { BidiHandler, BidiListener, CallStatus, Handler, ServerStreamCall, ServerStreamHandler, StreamListener, UnaryCall, UnaryHandler } from './call';
 
@@ -59,6 +60,8 @@ export interface H2GrpcServerOptions {
   /** An unexpected failure while serving `path` (a handler threw, a response did not serialize, a
    *  status given with its cause). Default: printed on stderr with its stack. */
   onInternalError?(path: string, err: unknown): void;
+  /** Where each connection reports a stream whose callback threw (the member's logger). */
+  log?: Logger;
 }
 
 type MethodDef = grpc.MethodDefinition<unknown, unknown>;
@@ -440,7 +443,7 @@ export class H2GrpcServer {
     if (this.closed) return void conn.destroy();
     let c: H2ServerConnection;
     try {
-      c = new H2ServerConnection(conn, (s) => this.onStream(s), { maxHeaderListBytes: MAX_HEADER_LIST_BYTES });
+      c = new H2ServerConnection(conn, (s) => this.onStream(s), { maxHeaderListBytes: MAX_HEADER_LIST_BYTES, log: this.opts.log });
     } catch (err) {
       rethrowIfAssertion(err);
       this.reportInternal('(connection)', err);
