@@ -108,7 +108,7 @@ async function run(o: Opts, endpoint: string, workload: string, quiet = false): 
   const value = Buffer.alloc(o.valSize, 'x');
   if (workload.startsWith('range')) {
     // Preload the key read by the range workloads.
-    await new Promise<void>((res, rej) => (conns[0] as unknown as Record<string, Function>).Put({ key: keyOf(0, o.keySize), value }, (e: Error | null) => (e ? rej(e) : res())));
+    await new Promise<void>((res, rej) => (conns[0] as unknown as Record<string, (...args: unknown[]) => unknown>).Put({ key: keyOf(0, o.keySize), value }, (e: Error | null) => (e ? rej(e) : res())));
   }
   const lat = new Float64Array(o.total);
   let next = 0;
@@ -116,7 +116,7 @@ async function run(o: Opts, endpoint: string, workload: string, quiet = false): 
   let firstError = '';
   const t0 = process.hrtime.bigint();
   const client = async (c: number) => {
-    const conn = conns[c % conns.length] as unknown as Record<string, Function>;
+    const conn = conns[c % conns.length] as unknown as Record<string, (...args: unknown[]) => unknown>;
     for (;;) {
       const i = next++;
       if (i >= o.total) return;

@@ -123,7 +123,7 @@ export function authService(server: Server) {
     (call) => {
       const h = authorize(server, call, checks.admin, undefined);
       if (h instanceof EtcdError) return replyError(call, h);
-      answer(call, server.propose(body(call.request), h));
+      void answer(call, server.propose(body(call.request), h));
     };
 
   /** A read of the auth store: served locally once linearizable, with the apply path's rules. */
@@ -158,7 +158,7 @@ export function authService(server: Server) {
           kind === 'user_add'
             ? { user_add: { name: req.name, password: '', hashedPassword, options: { no_password: noPassword } } }
             : { user_change_password: { name: req.name, password: '', hashedPassword } };
-        answer(call, server.propose(body, h));
+        void answer(call, server.propose(body, h));
       }, (err) => replyError(call, err));
     };
 

@@ -173,7 +173,7 @@ function forwardToLeader(server: Server, o: ClusterServiceOptions, method: strin
   } catch (err) {
     return call.fail({ code: grpc.status.UNAVAILABLE, message: (err as Error).message });
   }
-  const client = new Ctor(`${u.hostname}:${u.port}`, creds) as unknown as Record<string, Function> & { close(): void };
+  const client = new Ctor(`${u.hostname}:${u.port}`, creds) as unknown as Record<string, (...args: unknown[]) => unknown> & { close(): void };
   // The caller's token goes along: the leader checks the caller's permission again.
   const md = new grpc.Metadata();
   for (const k of ['token', 'authorization']) {

@@ -7,7 +7,8 @@ import { serviceDefinition } from '../proto';
 
 const FORWARD_TIMEOUT_MS = 5000;
 
-type AnyClient = grpc.Client & Record<string, Function>;
+/** A generic client (makeGenericClientConstructor): one method per RPC of the service. */
+type AnyClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
 interface KeepAliveStream {
   url: string;
@@ -52,7 +53,7 @@ export class LeaderForwarder {
       try {
         target = this.leaderTarget();
       } catch (err) {
-        return reject(err);
+        return reject(err as Error);
       }
       this.client(service, target)[method]!(request, { deadline: Date.now() + FORWARD_TIMEOUT_MS }, (err: grpc.ServiceError | null, res: T) =>
         err ? reject(new EtcdError(err.code as EtcdError['code'], err.details)) : resolve(res),
@@ -68,7 +69,7 @@ export class LeaderForwarder {
       try {
         target = this.leaderTarget();
       } catch (err) {
-        return reject(err);
+        return reject(err as Error);
       }
       let s = this.keepAlive;
       if (!s || s.url !== target) {

@@ -266,12 +266,12 @@ export class WatchStream implements WatchSink, BidiListener<WatchRequest> {
     const withPrev = (w.flags & WatchFlags.PREV_KV) !== 0;
     const numericId = Number(w.id);
     if (numericId >= 0 && Number.isSafeInteger(numericId) && (events.length < 2 || (w.flags & WatchFlags.FRAGMENT) === 0)) {
-      const bytes: Buffer[] = new Array(events.length);
+      const bytes: Buffer[] = new Array<Buffer>(events.length);
       for (let i = 0; i < events.length; i++) bytes[i] = this.hub.encodedEvent(events[i], withPrev);
       if (!this.done && !this.call.writeEncoded(encodeEventsResponse(this.hub.encodedHeader(revision), numericId, bytes))) this.blocked = true;
       return;
     }
-    const pbs: EventPb[] = new Array(events.length);
+    const pbs: EventPb[] = new Array<EventPb>(events.length);
     for (let i = 0; i < events.length; i++) pbs[i] = eventToPb(events[i], withPrev);
     const header = this.header(revision);
     if ((w.flags & WatchFlags.FRAGMENT) === 0 || pbs.length < 2) {

@@ -355,7 +355,7 @@ export class AuthStore {
       case 'user_delete':
         return this.userDelete(String(body.name));
       case 'user_change_password':
-        return this.userChangePassword(String(body.name), String(body.hashedPassword ?? ''));
+        return this.userChangePassword(String(body.name), typeof body.hashedPassword === 'string' ? body.hashedPassword : '');
       case 'user_grant_role':
         return this.userGrantRole(String(body.user), String(body.role));
       case 'user_revoke_role':

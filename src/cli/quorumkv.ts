@@ -43,7 +43,13 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('received signal, shutting down', { signal });
-    member.stop().then(() => process.exit(0));
+    member.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error('shutdown failed', { error: String(err) });
+        process.exit(1);
+      },
+    );
   };
   // As etcd: a member removed from the cluster exits on its own.
   // It stops serving at once but closes a few seconds later, so that the answer to the request that

@@ -2,7 +2,6 @@
 // WAL recovered from it, Raft over the WAL, the store and apply path, and the client gRPC server
 // with every etcd service.
 import path from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
 import type { ServerConfig } from '../config/flags';
 import type { Logger } from '../util/log';
 import { idToHex } from '../util/ids';

@@ -56,7 +56,7 @@ export function createClientHttpServer(o: ClientHttpOptions): http.Server {
     if (req.method === 'OPTIONS') return text(res, 200, ''); // CORS preflight, as etcd
     if (p === '/health') {
       if (req.method !== 'GET') return methodNotAllowed(res, 'GET');
-      isHealthy(o.server).then((ok) => (ok ? text(res, 200, '{"health":"true"}') : text(res, 503, '{"health":"false"}\n', { 'X-Content-Type-Options': 'nosniff' })));
+      void isHealthy(o.server).then((ok) => (ok ? text(res, 200, '{"health":"true"}') : text(res, 503, '{"health":"false"}\n', { 'X-Content-Type-Options': 'nosniff' })));
       return;
     }
     if (p === '/version') {

@@ -148,7 +148,7 @@ export function evaluateRange(
   const more = matched > limit;
   if (kvs.length > limit) kvs.length = limit;
   if (o.keysOnly) {
-    const out: KeyValue[] = new Array(kvs.length);
+    const out: KeyValue[] = new Array<KeyValue>(kvs.length);
     for (let i = 0; i < kvs.length; i++) out[i] = stripValue(kvs[i]);
     return { kvs: out, count, more };
   }

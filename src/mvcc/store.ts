@@ -275,7 +275,7 @@ export class MvccStore {
     if (fromRev > to) return { events: [], nextRev: fromRev };
     const { start, stop, nextRev } = this.history.window(fromRev, to, maxEvents);
     const n = stop - start;
-    const kvs: StoredKv[] = new Array(n);
+    const kvs: StoredKv[] = new Array<StoredKv>(n);
     const prevs: StoredKv[] = [];
     const prevAt: number[] = [];
     for (let p = start; p < stop; p++) {
@@ -289,7 +289,7 @@ export class MvccStore {
     }
     const live = this.hydrateAll(kvs);
     const prevLive = this.hydrateAll(prevs);
-    const events: Event[] = new Array(n);
+    const events: Event[] = new Array<Event>(n);
     for (let i = 0; i < n; i++) {
       const kv = live[i];
       events[i] = { type: isTombstone(kv) ? EventType.DELETE : EventType.PUT, kv, prevKv: undefined };
@@ -618,7 +618,7 @@ export class WriteTxn {
   deleteRange(key: BytesLike, rangeEnd: BytesLike | undefined): { deleted: KeyValue[] } {
     assert(!this.ended, 'deleteRange on an ended txn');
     const evs = this.store.applyDeleteRange(key, rangeEnd, this.revision);
-    const deleted: KeyValue[] = new Array(evs.length);
+    const deleted: KeyValue[] = new Array<KeyValue>(evs.length);
     for (let i = 0; i < evs.length; i++) {
       deleted[i] = evs[i].prevKv as KeyValue;
       this.events.push(evs[i]);

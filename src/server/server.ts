@@ -7,7 +7,7 @@ import { EtcdError, Errors, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
 import { MvccStore } from '../mvcc';
 import type { ResponseHeader } from '../proto/types';
-import type { ConfChange, ConfState } from '../raft';
+import type { ConfChange } from '../raft';
 import { ConfChangeType } from '../raft';
 import { Membership, memberFromJson, memberRecord, memberToJson, type Member, type MemberJson } from './membership';
 import { Applier, type ApplyResult, type EventSink } from './applier';
@@ -189,7 +189,10 @@ export class Server {
     if (this.stopped) return Promise.reject(Errors.Stopped);
     return new Promise<void>((resolve, reject) => {
       const t = setTimeout(() => reject(Errors.Timeout), this.requestTimeoutMs);
-      this.log.linearizableRead().then(() => (clearTimeout(t), resolve()));
+      this.log.linearizableRead().then(
+        () => (clearTimeout(t), resolve()),
+        (err: unknown) => (clearTimeout(t), reject(err instanceof Error ? err : new Error(String(err)))),
+      );
     });
   }
 

@@ -111,7 +111,7 @@ export class SpillFile implements ValueSpill {
     const buf = this.writeBuf;
     const gen = this.gen;
     const start = this.sizes[gen]!;
-    const refs: SpillRef[] = new Array(values.length);
+    const refs: SpillRef[] = new Array<SpillRef>(values.length);
     let off = 0;
     for (let i = 0; i < values.length; i++) {
       const v = values[i]!;
@@ -148,7 +148,7 @@ export class SpillFile implements ValueSpill {
   }
 
   readMany(refs: readonly SpillRef[]): Bytes[] {
-    const out: Bytes[] = new Array(refs.length);
+    const out: Bytes[] = new Array<Bytes>(refs.length);
     this.forEachRecord(refs, false, (i, buf, off, len) => (out[i] = buf.toString('latin1', off, off + len)));
     return out;
   }

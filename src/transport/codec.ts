@@ -95,7 +95,7 @@ export function decodeMessages(buf: Buffer): Message[] {
   if (version !== CODEC_VERSION) throw new CodecError(`unsupported raft message codec version ${version}`);
   const count = r.u32();
   r.need(count * MESSAGE_FIXED_BYTES);
-  const out: Message[] = new Array(count);
+  const out: Message[] = new Array<Message>(count);
   for (let i = 0; i < count; i++) out[i] = readMessage(r);
   if (r.off !== buf.length) throw new CodecError(`${buf.length - r.off} trailing bytes after ${count} messages`);
   return out;
@@ -199,7 +199,7 @@ function readMessage(r: Reader): Message {
   const rejectHint = r.u53();
   const entryCount = r.u32();
   r.need(entryCount * ENTRY_FIXED_BYTES);
-  const entries: Entry[] = new Array(entryCount);
+  const entries: Entry[] = new Array<Entry>(entryCount);
   for (let i = 0; i < entryCount; i++) entries[i] = readEntry(r);
   const m: Message = { type, to, from, term, logTerm, index, entries, commit, reject: (flags & FLAG_REJECT) !== 0, rejectHint };
   if ((flags & FLAG_SNAPSHOT) !== 0) m.snapshot = readSnapshot(r);
@@ -267,7 +267,7 @@ class Reader {
   ids(): bigint[] {
     const n = this.u32();
     this.need(n * 8);
-    const out: bigint[] = new Array(n);
+    const out: bigint[] = new Array<bigint>(n);
     for (let i = 0; i < n; i++) out[i] = this.u64();
     return out;
   }

@@ -40,6 +40,6 @@ export class Logger {
   private write(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     if (rank[level] < this.minRank) return;
     const rec = { level, ts: new Date().toISOString(), msg, ...this.fields, ...fields };
-    this.out(JSON.stringify(rec, (_k, v) => (typeof v === 'bigint' ? v.toString() : v)));
+    this.out(JSON.stringify(rec, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v)));
   }
 }

@@ -110,7 +110,7 @@ describe('auth in a 3-member cluster', function () {
     const KV = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.KV'), 'KV');
     const call = <T>(ctor: typeof Auth, endpoint: string, method: string, req: object, md = new grpc.Metadata()) =>
       new Promise<T>((resolve, reject) => {
-        const cl = new ctor(endpoint, grpc.credentials.createInsecure()) as unknown as Record<string, Function> & grpc.Client;
+        const cl = new ctor(endpoint, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & grpc.Client;
         cl[method]!(req, md, { deadline: Date.now() + 5000 }, (err: Error | null, res: T) => (cl.close(), err ? reject(err) : resolve(res)));
       });
     const { token } = await call<{ token: string }>(Auth, b.endpoint, 'Authenticate', { name: 'alice', password: 'alicepw' });

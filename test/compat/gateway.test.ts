@@ -14,7 +14,7 @@ interface Reply {
   status: number;
   type: string;
   body: string;
-  json: any; // eslint-disable-line @typescript-eslint/no-explicit-any
+  json: any;  
 }
 
 async function post(url: string, p: string, body: unknown, headers: Record<string, string> = {}): Promise<Reply> {

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { ConfigError, parseServerFlags } from '../../src/config/flags';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 describe('server flags (etcd names, zod-validated)', () => {
   it('defaults: single node on 127.0.0.1:2379, data dir <name>.etcd', () => {
@@ -59,9 +62,6 @@ describe('server flags (etcd names, zod-validated)', () => {
 });
 
 describe('cluster flags and --config-file', () => {
-  const fs = require('node:fs') as typeof import('node:fs');
-  const os = require('node:os') as typeof import('node:os');
-  const path = require('node:path') as typeof import('node:path');
 
   it('--initial-cluster names every member; this member must be in it', () => {
     const c = parseServerFlags(['--name=n2', '--initial-advertise-peer-urls=http://127.0.0.1:2382', '--initial-cluster=n1=http://127.0.0.1:2380,n2=http://127.0.0.1:2382,n3=http://127.0.0.1:2384', '--initial-cluster-state=new'], {});

@@ -33,7 +33,7 @@ describe('client port mux (gRPC and HTTP on one port)', () => {
   });
 
   const healthCheck = (): Promise<number> => {
-    const Ctor = (grpcDefinitions().grpc as any).health.v1.Health as new (a: string, c: grpc.ChannelCredentials) => HealthClient; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const Ctor = (grpcDefinitions().grpc as any).health.v1.Health as new (a: string, c: grpc.ChannelCredentials) => HealthClient;  
     const c = new Ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
     return new Promise((resolve, reject) => c.Check({}, (err, res) => (c.close(), err ? reject(err) : resolve(res.status))));
   };
@@ -46,24 +46,28 @@ describe('client port mux (gRPC and HTTP on one port)', () => {
 
   it('routes by the preface even when it arrives a byte at a time; HTTP split into tiny writes works', async () => {
     const h2 = await new Promise<Buffer>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', async () => {
-        for (const b of HTTP2_PREFACE) {
-          s.write(Buffer.from([b]));
-          await new Promise((r) => setTimeout(r, 1));
-        }
-        // An empty SETTINGS frame: the server answers with its own SETTINGS (type 4).
-        s.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]));
+      const s = net.connect(port, '127.0.0.1', () => {
+        void (async () => {
+          for (const b of HTTP2_PREFACE) {
+            s.write(Buffer.from([b]));
+            await new Promise((r) => setTimeout(r, 1));
+          }
+          // An empty SETTINGS frame: the server answers with its own SETTINGS (type 4).
+          s.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]));
+        })();
       });
       s.once('data', (d) => (s.destroy(), resolve(d)));
     });
     assert.equal(h2[3], 4, 'an HTTP/2 SETTINGS frame came back');
     const reply = await new Promise<string>((resolve) => {
       let out = '';
-      const s = net.connect(port, '127.0.0.1', async () => {
-        for (const ch of 'GET /tiny HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n') {
-          s.write(ch);
-          await new Promise((r) => setTimeout(r, 1));
-        }
+      const s = net.connect(port, '127.0.0.1', () => {
+        void (async () => {
+          for (const ch of 'GET /tiny HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n') {
+            s.write(ch);
+            await new Promise((r) => setTimeout(r, 1));
+          }
+        })();
       });
       s.on('data', (d) => (out += d));
       s.on('close', () => resolve(out));

@@ -17,7 +17,7 @@ function kvClient(endpoint: string): KvClient {
   return new Ctor(endpoint, grpc.credentials.createInsecure()) as unknown as KvClient;
 }
 
-function call<T>(fn: (cb: Cb) => void): Promise<Parameters<Cb>[1]> {
+function call(fn: (cb: Cb) => void): Promise<Parameters<Cb>[1]> {
   return new Promise((resolve, reject) => fn((err, res) => (err ? reject(err) : resolve(res))));
 }
 

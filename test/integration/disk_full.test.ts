@@ -28,7 +28,7 @@ describe('disk full (ENOSPC) on a single member', function () {
       execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=6m', 'tmpfs', dir], { stdio: 'ignore' });
       mnt = dir;
     } catch {
-      // eslint-disable-next-line no-console
+       
       console.log('      (skipped: cannot mount a tmpfs here; needs root and CAP_SYS_ADMIN)');
       this.skip();
     }

@@ -219,7 +219,7 @@ const ETCDSERVERPB_MESSAGES = `ResponseHeader RangeRequest RangeResponse PutRequ
   .filter(Boolean);
 
 // Decoded messages are plain objects whose shape the test asserts field by field.
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+ 
 type Loose = Record<string, any>;
 
 interface LoaderField {

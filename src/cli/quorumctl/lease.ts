@@ -70,7 +70,7 @@ async function keepAlive(c: Connection, id: bigint, out: NodeJS.WritableStream):
     };
     process.once('SIGINT', finish);
     process.once('SIGTERM', finish);
-    call.on('data', (r) => {
+    call.on('data', (r: { TTL?: string | number }) => {
       const ttl = Number(r.TTL);
       if (ttl <= 0) {
         out.write(`lease ${leaseHex(id)} expired or revoked.\n`);
