@@ -130,7 +130,7 @@ describe('etcdctl against quorumkv: auth', function () {
       assert.equal(await fails([...alice, ...args]), 'Error: etcdserver: permission denied', args.join(' '));
     }
     assert.equal(await fails([...root, 'member', 'remove', '1234']), 'Error: etcdserver: member not found');
-    assert.match(await ok([...root, 'member', 'add', 'x', ...peer, '--learner']), /^Member [0-9a-f]+ added to cluster/);
+    assert.match(await ok([...root, 'member', 'add', 'x', ...peer, '--learner']), /^Member +[0-9a-f]+ added to cluster/);
     const learner = (await ok([...alice, 'member', 'list'])).split('\n').find((l) => l.endsWith(', true'));
     assert.ok(learner, 'the learner root added is listed');
     const id = learner.split(',')[0]!;
