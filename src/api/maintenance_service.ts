@@ -54,7 +54,11 @@ export function maintenanceService(server: Server) {
   const alarms = server.alarms;
   const backend = server.durableBackend;
   const spoolDir = backend ? path.dirname(backend.dir) : undefined;
-  if (spoolDir) void removeStaleSpoolFiles(spoolDir);
+  if (spoolDir) {
+    removeStaleSpoolFiles(spoolDir).catch((err: unknown) =>
+      server.logger.warn('could not remove stale snapshot spool files', { dir: spoolDir, error: String(err) }),
+    );
+  }
   let snapshotStreams = 0;
 
   const Status: UnaryHandler<object, StatusResponse> = (call) => {
@@ -183,14 +187,10 @@ async function dbSizes(server: Server): Promise<{ dbSize: number; dbSizeInUse: n
 
 async function removeStaleSpoolFiles(dir: string): Promise<void> {
   // The data dir is locked by this process: a spool file from an earlier process is garbage.
-  try {
-    for (const f of await fs.readdir(dir)) {
-      if (f.startsWith(SPOOL_PREFIX) && f.endsWith(SPOOL_SUFFIX) && !f.startsWith(`${SPOOL_PREFIX}${process.pid}.`)) {
-        await fs.rm(path.join(dir, f), { force: true });
-      }
+  for (const f of await fs.readdir(dir)) {
+    if (f.startsWith(SPOOL_PREFIX) && f.endsWith(SPOOL_SUFFIX) && !f.startsWith(`${SPOOL_PREFIX}${process.pid}.`)) {
+      await fs.rm(path.join(dir, f), { force: true });
     }
-  } catch {
-    // Best effort only.
   }
 }
 

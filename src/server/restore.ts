@@ -12,7 +12,7 @@
 // snapshot save`) or, for files of earlier quorumkv versions, a backend snapshot stream.
 import fs from 'node:fs';
 import path from 'node:path';
-import { ClassicLevel } from 'classic-level';
+import { levelDb } from '../storage/leveldb';
 import { assert } from '../util/assert';
 import { computeClusterId, computeMemberId } from '../util/ids';
 import {
@@ -157,7 +157,7 @@ async function createWal(walDir: string, meta: SnapshotMeta, memberId: bigint, c
 
 /** A restore starts a new cluster: the snapshot's membership records go. */
 async function dropMembership(backendDir: string): Promise<void> {
-  const db = new ClassicLevel<Buffer, Buffer>(backendDir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
+  const db = levelDb(backendDir);
   await db.open();
   try {
     for (const ns of MEMBERSHIP_NAMESPACES) await db.clear({ gte: Buffer.from([ns]), lt: Buffer.from([ns + 1]) });

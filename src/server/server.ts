@@ -88,6 +88,11 @@ export class Server {
   /** A spillStep() is scheduled (values over the heap budget, or the spill file's rewrite). */
   private spillScheduled = false;
 
+  /** The member's logger (component loggers for the services above). */
+  get logger(): Logger {
+    return this.opts.log;
+  }
+
   constructor(
     private readonly log: ReplicatedLog,
     private readonly opts: ServerOptions,
@@ -373,7 +378,13 @@ export class Server {
     this.backend.stageCompaction(rev);
     const backend = this.backend;
     // Physical deletion of compacted versions runs in bounded steps after this batch is written.
-    setImmediate(() => void backend.compactPhysical(this.store, rev).catch(() => undefined));
+    // A failure here is a failed backend write: the backend refuses later commits (and the member
+    // reports itself failed); the log line says which compaction it was.
+    setImmediate(() =>
+      void backend.compactPhysical(this.store, rev).catch((err: unknown) =>
+        this.opts.log.error('physical compaction failed', { revision: rev, error: String(err) }),
+      ),
+    );
   }
 
   private expireWaiters(): void {

@@ -21,7 +21,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ClassicLevel } from 'classic-level';
+import { levelDb } from './leveldb';
 import type { Logger } from '../util/log';
 
 /** The lock database, under the data dir. */
@@ -62,7 +62,7 @@ export async function lockDataDir(dataDir: string, log?: Logger): Promise<DataDi
   const st = fs.statSync(dbDir);
   const identity = `${st.dev}:${st.ino}`;
   if (held.has(identity)) throw new DataDirLockedError(`data dir ${dataDir} is in use by another member of this process; refusing to start a second member on it`);
-  const db = new ClassicLevel<Buffer, Buffer>(dbDir, { keyEncoding: 'buffer', valueEncoding: 'buffer', createIfMissing: true });
+  const db = levelDb(dbDir, { createIfMissing: true });
   try {
     await db.open();
   } catch (err) {

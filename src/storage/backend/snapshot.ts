@@ -9,7 +9,7 @@
 //   trailer u32 0xffffffff | record count u64 | CRC32-C of every record byte u32
 // Chunks are produced a few thousand records at a time, so neither side holds the whole database in
 // memory and the event loop is never blocked for long.
-import { ClassicLevel } from 'classic-level';
+import { levelDb, type LevelDb } from '../leveldb';
 import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
 
@@ -31,7 +31,7 @@ export interface SnapshotMeta {
   appliedTerm: number;
 }
 
-type Db = ClassicLevel<Buffer, Buffer>;
+type Db = LevelDb;
 
 /** The stream's header for `meta`. */
 export function snapshotHeader(meta: SnapshotMeta): Buffer {
@@ -197,7 +197,7 @@ export async function* readSnapshotStream(
 
 /** Writes record batches into a fresh LevelDB at `dir` (which must not hold a database). */
 export async function writeRecordsInto(dir: string, records: AsyncIterable<[Buffer, Buffer][]>): Promise<void> {
-  const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer', errorIfExists: true });
+  const db = levelDb(dir, { errorIfExists: true });
   await db.open();
   try {
     for await (const batch of records) {

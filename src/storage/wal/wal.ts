@@ -343,7 +343,11 @@ export class Wal {
       if (this.opts.fsync) await syncDir(this.dir);
       await this.fh.close(); // fully synced by the batches written to it
     } catch (err) {
-      await fh?.close().catch(() => undefined);
+      // The segment write failed; closing the half-written file may fail too (same disk). The
+      // first error is the one reported: attach the second to it rather than lose it.
+      await fh?.close().catch((closeErr: unknown) => {
+        if (err instanceof Error) (err as Error & { closeError?: unknown }).closeError = closeErr;
+      });
       this.failure = err;
       throw new WalFailedError(err);
     }
