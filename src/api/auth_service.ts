@@ -46,8 +46,10 @@ function tokenOf(call: CallBase): string | undefined {
  *  need not exist: the permission check then denies. */
 export function callerOf(server: Server, call: CallBase): InternalRequestHeader | EtcdError {
   const auth = server.auth;
-  if (!auth.enabled) return NO_CALLER;
   const token = tokenOf(call);
+  // AuthDisable drops every token, as etcd's does: one sent afterwards is invalid, and the
+  // client (etcdctl, clientv3, etcd3) then authenticates again and learns auth is off.
+  if (!auth.enabled) return token === undefined ? NO_CALLER : AuthErrors.InvalidAuthToken;
   if (token === undefined) return { username: certCommonNameOf(call) ?? '', auth_revision: auth.revision };
   const user = auth.userOfToken(token);
   if (user instanceof EtcdError) return user;
@@ -70,23 +72,20 @@ export const checks = {
 
 /** The gate: the caller's header for the log entry, or the error to answer with. */
 export function authorize<Req>(server: Server, call: CallBase, check: AuthCheck<Req>, req: Req): InternalRequestHeader | EtcdError {
-  if (!server.auth.enabled) return NO_CALLER;
   const who = callerOf(server, call);
-  if (who instanceof EtcdError) return who;
+  if (who instanceof EtcdError || !server.auth.enabled) return who;
   return check(server.auth, who.username, req) ?? who;
 }
 
 /** Maintenance's admin RPCs (Defragment, Snapshot, Hash, HashKV): etcd 3.4 answers them with the
  *  auth package's raw error (code Unknown, "auth: permission denied"). */
 export function authorizeMaintenance(server: Server, call: CallBase): EtcdError | undefined {
-  if (!server.auth.enabled) return undefined;
   const r = authorize(server, call, checks.admin, undefined);
   return r instanceof EtcdError ? rawAuthError(r) : undefined;
 }
 
 /** etcd's isWatchPermitted: READ on the watched range (an empty key means "\0"). */
 export function watchPermitted(server: Server, call: CallBase, key: Buffer, rangeEnd: Buffer | undefined): boolean {
-  if (!server.auth.enabled) return true;
   const r = authorize(server, call, checks.range, { key: key.length === 0 ? WATCH_ALL_KEYS : key, range_end: rangeEnd });
   return !(r instanceof EtcdError);
 }
