@@ -57,13 +57,16 @@ function deniedMembershipChange(server: Server, call: CallBase): boolean {
 }
 
 export function clusterService(server: Server, o: ClusterServiceOptions) {
+  /** etcd 3.4's Cluster answers carry no revision (its ClusterServer header has none); a zero
+   *  revision is left off the wire and out of the JSON. */
+  const clusterHeader = () => server.header(0);
   const members = () => server.membership.list().map(memberPb);
   const voters = () => server.membership.list().filter((m) => !m.isLearner);
   /** Voters known to have started: they published their name (etcd counts connected peers). */
   const started = () => voters().filter((m) => m.name !== '');
 
   const MemberList: UnaryHandler<MemberListRequest, MembersResponse> = (call) => {
-    const reply = () => (server.isStopped ? replyError(call, Errors.Stopped) : call.respond({ header: server.header(), members: members() }));
+    const reply = () => (server.isStopped ? replyError(call, Errors.Stopped) : call.respond({ header: clusterHeader(), members: members() }));
     if (call.request.linearizable) return void server.linearizableRead().then(reply, (err) => replyError(call, err));
     // etcd 3.4 serves the list locally. We first try a short ReadIndex round so a client that just
     // changed the membership through another member sees its change here too; without a quorum
@@ -98,7 +101,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions) {
     const member: Member = { id: computeMemberId(peerURLs, o.clusterToken, Date.now()), name: '', peerURLs: [...peerURLs].sort(), clientURLs: [], isLearner };
     if (server.membership.get(member.id) || server.membership.removed.has(member.id)) return replyError(call, Errors.MemberExist);
     server.proposeMemberChange(isLearner ? ConfChangeType.AddLearnerNode : ConfChangeType.AddNode, member).then(
-      () => call.respond({ header: server.header(), member: memberPb(member), members: members() }),
+      () => call.respond({ header: clusterHeader(), member: memberPb(member), members: members() }),
       (err) => replyError(call, err),
     );
   };
@@ -122,7 +125,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions) {
       }
     }
     server.proposeMemberChange(ConfChangeType.RemoveNode, m).then(
-      () => call.respond({ header: server.header(), members: members() }),
+      () => call.respond({ header: clusterHeader(), members: members() }),
       (err) => replyError(call, err),
     );
   };
@@ -135,7 +138,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions) {
     const other = server.membership.byPeerURL(call.request.peerURLs);
     if (other && other.id !== id) return replyError(call, Errors.PeerURLExist);
     server.propose({ member_update: { ID: id.toString(), peerURLs: [...call.request.peerURLs].sort() } }).then(
-      () => call.respond({ header: server.header(), members: members() }),
+      () => call.respond({ header: clusterHeader(), members: members() }),
       (err) => replyError(call, err),
     );
   };
@@ -152,7 +155,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions) {
     const last = server.raftStatus().lastIndex;
     if (match < last * LEARNER_READY_FRACTION) return replyError(call, Errors.LearnerNotReady);
     server.proposeMemberChange(ConfChangeType.AddNode, { ...m, isLearner: false }).then(
-      () => call.respond({ header: server.header(), members: members() }),
+      () => call.respond({ header: clusterHeader(), members: members() }),
       (err) => replyError(call, err),
     );
   };

@@ -126,7 +126,7 @@ export function maintenanceService(server: Server) {
     const r = call.request;
     if (r.action === AlarmAction.GET) {
       server.linearizableRead().then(
-        () => call.respond({ header: server.header(), alarms: alarms.get(BigInt(r.memberID || '0'), r.alarm) }),
+        () => call.respond({ alarms: alarms.get(BigInt(r.memberID || '0'), r.alarm) }), // no header, as etcd 3.4
         (err) => replyError(call, err),
       );
       return;
@@ -136,7 +136,7 @@ export function maintenanceService(server: Server) {
     }
     server.propose({ alarm: { action: r.action, memberID: String(r.memberID || '0'), alarm: r.alarm } }).then(
       // The applied alarm change answers with the alarm list (server/applier.ts).
-      (res) => call.respond({ header: server.header(res.revision), ...(res.response as Omit<AlarmResponse, 'header'>) }),
+      (res) => call.respond({ ...(res.response as Omit<AlarmResponse, 'header'>) }), // no header, as etcd 3.4
       (err) => replyError(call, err),
     );
   };

@@ -294,7 +294,8 @@ export interface AlarmRequest {
 }
 
 export interface AlarmResponse {
-  header: ResponseHeader;
+  /** etcd 3.4 answers Alarm without a header (its applier builds the response and nothing fills it). */
+  header?: ResponseHeader;
   alarms: AlarmMemberPb[];
 }
 
