@@ -108,7 +108,12 @@ function bad(message: string): EtcdError {
 /** A request that names a user or role (the auth store validates the rest at apply). */
 type AuthRequest = Record<string, unknown>;
 
-export function authService(server: Server) {
+export interface AuthServiceOptions {
+  /** bcrypt cost of the hashes made for UserAdd / UserChangePassword (--bcrypt-cost). */
+  bcryptCost: number;
+}
+
+export function authService(server: Server, o: AuthServiceOptions) {
   const auth = server.auth;
   const answer = (call: UnaryCall<unknown, AuthResponse>, p: Promise<ApplyResult>) =>
     p.then(
@@ -149,9 +154,9 @@ export function authService(server: Server) {
       const noPassword = kind === 'user_add' && !!req.options?.no_password;
       const given = req.hashedPassword ?? '';
       if (!noPassword && req.password === '' && given !== '' && !isHashedPassword(given)) {
-        return replyError(call, bad('quorumkv: hashedPassword must come from quorumkv (scrypt); send the password instead'));
+        return replyError(call, bad('quorumkv: hashedPassword must be a bcrypt hash; send the password instead'));
       }
-      const hashing = noPassword ? Promise.resolve('') : req.password === '' && given !== '' ? Promise.resolve(given) : hashPassword(req.password);
+      const hashing = noPassword ? Promise.resolve('') : req.password === '' && given !== '' ? Promise.resolve(given) : hashPassword(req.password, o.bcryptCost);
       hashing.then((hashedPassword) => {
         const body =
           kind === 'user_add'

@@ -1,39 +1,55 @@
-// Password hashing. etcd uses bcrypt (cost 10); on our two-core targets we use scrypt, which Node
-// runs on the libuv thread pool (the event loop never blocks on it), with a random 16-byte salt per
-// user. Hashing happens on the member that receives the request, before anything is proposed, so
-// clear-text passwords never reach the Raft log, the WAL, the backend or the logs.
+// Password hashing. New hashes are bcrypt, as etcd's (cost from --bcrypt-cost, etcd's default 10),
+// so users survive a snapshot moved between quorumkv and etcd in either direction. Hashing and
+// verification run on the libuv thread pool (@node-rs/bcrypt's async calls): a cost-10 hash takes
+// ~100 ms of CPU, which must never sit on the event loop. Hashing happens on the member that
+// receives the request, before anything is proposed, so clear-text passwords never reach the Raft
+// log, the WAL, the backend or the logs.
 //
-// Stored form: "scrypt$<N>$<r>$<p>$<salt base64>$<hash base64>".
-import { randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
+// Stored forms: bcrypt's "$2a$" / "$2b$" / "$2y$" strings; and, verified only (earlier quorumkv
+// versions wrote it), "scrypt$<N>$<r>$<p>$<salt base64>$<hash base64>".
+import { scrypt, timingSafeEqual } from 'node:crypto';
+import { hash as bcryptHash, verify as bcryptVerify } from '@node-rs/bcrypt';
 
-const SCRYPT_N = 1 << 14;
-const SCRYPT_R = 8;
-const SCRYPT_P = 1;
-const KEY_BYTES = 32;
-const SALT_BYTES = 16;
+/** etcd's --bcrypt-cost default and bounds (golang.org/x/crypto/bcrypt MinCost, MaxCost). */
+export const BCRYPT_COST_DEFAULT = 10;
+export const BCRYPT_COST_MIN = 4;
+export const BCRYPT_COST_MAX = 31;
+
+const BCRYPT = /^\$2[aby]\$(0[4-9]|[12][0-9]|3[01])\$[./A-Za-z0-9]{53}$/;
+const SCRYPT = /^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/;
+const SCRYPT_KEY_BYTES = 32;
 const SCRYPT_MAXMEM_BYTES = 64 * 1024 * 1024;
+/** Bounds on the parameters of a stored scrypt hash (ours were N=2^14, r=8, p=1). */
+const SCRYPT_N_MAX = 1 << 20;
+const SCRYPT_RP_MAX = 16;
 
-function derive(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
+function scryptDerive(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
   return new Promise((resolve, reject) =>
-    scrypt(password, salt, KEY_BYTES, { N: n, r, p, maxmem: SCRYPT_MAXMEM_BYTES }, (err, key) => (err ? reject(err) : resolve(key))),
+    scrypt(password, salt, SCRYPT_KEY_BYTES, { N: n, r, p, maxmem: SCRYPT_MAXMEM_BYTES }, (err, key) => (err ? reject(err) : resolve(key))),
   );
 }
 
-export async function hashPassword(password: string): Promise<string> {
-  const salt = randomBytes(SALT_BYTES);
-  const key = await derive(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P);
-  return `scrypt$${SCRYPT_N}$${SCRYPT_R}$${SCRYPT_P}$${salt.toString('base64')}$${key.toString('base64')}`;
+/** A bcrypt hash of `password` at `cost`, computed off the event loop. */
+export function hashPassword(password: string, cost = BCRYPT_COST_DEFAULT): Promise<string> {
+  if (!Number.isInteger(cost) || cost < BCRYPT_COST_MIN || cost > BCRYPT_COST_MAX) {
+    return Promise.reject(new RangeError(`bcrypt cost ${cost} is outside [${BCRYPT_COST_MIN}, ${BCRYPT_COST_MAX}]`));
+  }
+  return bcryptHash(password, cost);
 }
 
+/** A stored form verifyPassword understands (bcrypt, or an earlier quorumkv scrypt hash). */
 export function isHashedPassword(s: string): boolean {
-  return /^scrypt\$\d+\$\d+\$\d+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$/.test(s);
+  return BCRYPT.test(s) || SCRYPT.test(s);
 }
 
-/** Constant-time comparison of `password` against a stored hash; false for malformed hashes. */
+/** Compares `password` with a stored hash (constant time); false for a malformed hash. */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
-  if (!isHashedPassword(stored)) return false;
+  if (BCRYPT.test(stored)) return bcryptVerify(password, stored);
+  if (!SCRYPT.test(stored)) return false;
   const [, n, r, p, salt, hash] = stored.split('$') as [string, string, string, string, string, string];
+  const [N, R, P] = [Number(n), Number(r), Number(p)];
+  if (N > SCRYPT_N_MAX || R > SCRYPT_RP_MAX || P > SCRYPT_RP_MAX) return false;
   const expected = Buffer.from(hash, 'base64');
-  const key = await derive(password, Buffer.from(salt, 'base64'), Number(n), Number(r), Number(p));
+  const key = await scryptDerive(password, Buffer.from(salt, 'base64'), N, R, P);
   return key.length === expected.length && timingSafeEqual(key, expected);
 }

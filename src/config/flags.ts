@@ -131,6 +131,8 @@ const flagSchemas = {
   'initial-cluster-token': z.string().min(1, 'must not be empty'),
   'max-request-bytes': positiveInt(64 * 1024 * 1024),
   'max-txn-ops': positiveInt(1_000_000),
+  /** etcd's bcrypt bounds (golang.org/x/crypto/bcrypt MinCost 4, MaxCost 31). */
+  'bcrypt-cost': positiveInt(31).pipe(z.number().min(4, 'bcrypt cost must be at least 4')),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']),
   'initial-cluster': z.string().min(1, 'must not be empty'),
   'initial-cluster-state': z.enum(['new', 'existing']),
@@ -170,6 +172,7 @@ const defaults: Record<FlagName, string | undefined> = {
   'initial-cluster-token': 'etcd-cluster',
   'max-request-bytes': String(1.5 * 1024 * 1024),
   'max-txn-ops': '128',
+  'bcrypt-cost': '10',
   'log-level': 'info',
   'initial-cluster': undefined, // "<name>=<initial-advertise-peer-urls>"
   'initial-cluster-state': 'new',
@@ -202,6 +205,8 @@ export interface ServerConfig {
   initialClusterToken: string;
   maxRequestBytes: number;
   maxTxnOps: number;
+  /** bcrypt cost of new password hashes (etcd's --bcrypt-cost). */
+  bcryptCost: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** name → peer URLs of every member the cluster starts with. */
   initialCluster: Map<string, string[]>;
@@ -390,6 +395,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     initialClusterToken: get('initial-cluster-token')!,
     maxRequestBytes: get('max-request-bytes')!,
     maxTxnOps: get('max-txn-ops')!,
+    bcryptCost: get('bcrypt-cost')!,
     logLevel: get('log-level')!,
     heartbeatIntervalMs: get('heartbeat-interval')!,
     electionTimeoutMs: get('election-timeout')!,

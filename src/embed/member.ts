@@ -199,7 +199,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       isActive: (id) => raftNode.isActive(id) && (id === st.memberId || cluster!.transport.isConnected(id)),
     }),
     'etcdserverpb.Maintenance': maintenanceService(server),
-    'etcdserverpb.Auth': authService(server),
+    'etcdserverpb.Auth': authService(server, { bcryptCost: cfg.bcryptCost }),
   };
   for (const name of ETCD_SERVICES) addService(g, name, services[name] ?? {});
   let serving = true;

@@ -2,11 +2,12 @@
 // etcd's rules and errors for users, roles, enable/disable and root; the auth revision; tokens;
 // deterministic replay; persistence round trip; apply-time permission checks.
 import assert from 'node:assert/strict';
+import { randomBytes, scryptSync } from 'node:crypto';
 import { MvccStore } from '../../src/mvcc';
 import { Applier } from '../../src/server/applier';
 import { encodeRequest, type InternalRequestBody, type InternalRequestHeader } from '../../src/server/codec';
 import { NO_LEASES } from '../../src/server/kv_ops';
-import { AuthErrors, AuthStore, hashPassword, verifyPassword, type SavedAuth } from '../../src/auth';
+import { AuthErrors, AuthStore, hashPassword, isHashedPassword, verifyPassword, type SavedAuth } from '../../src/auth';
 
 const B = (s: string) => Buffer.from(s);
 const ROOT: InternalRequestHeader = { username: 'root', auth_revision: 0 };
@@ -204,5 +205,30 @@ describe('auth store (applied through the log)', () => {
     assert.equal(await verifyPassword('s3cret', h1), true);
     assert.equal(await verifyPassword('s3cret!', h1), false);
     assert.equal(await verifyPassword('s3cret', 'garbage'), false);
+  });
+
+  it('new hashes are bcrypt at the given cost, as etcd (a user survives a snapshot moved to etcd)', async () => {
+    const h = await hashPassword('s3cret', 5);
+    assert.match(h, /^\$2b\$05\$/);
+    assert.ok(isHashedPassword(h));
+    assert.equal(await verifyPassword('s3cret', h), true);
+    await assert.rejects(hashPassword('x', 3), RangeError);
+    await assert.rejects(hashPassword('x', 32), RangeError);
+  });
+
+  it('verifies the bcrypt hashes etcd writes ($2a$, Go x/crypto/bcrypt) and the scrypt hashes of earlier quorumkv versions', async () => {
+    // "pw" hashed by etcd 3.4.23 (user add root:pw; read back from its snapshot's authUsers bucket).
+    const etcdHash = '$2a$10$Yy9HyG.gUCfg7sAaSwZtpeaMbVzp/7eUg.RyLsBtqrewmE.alWSdq';
+    assert.ok(isHashedPassword(etcdHash));
+    assert.equal(await verifyPassword('pw', etcdHash), true);
+    assert.equal(await verifyPassword('pw2', etcdHash), false);
+    const salt = randomBytes(16);
+    const key = scryptSync('old', salt, 32, { N: 1 << 14, r: 8, p: 1 });
+    const old = `scrypt$16384$8$1$${salt.toString('base64')}$${key.toString('base64')}`;
+    assert.ok(isHashedPassword(old));
+    assert.equal(await verifyPassword('old', old), true);
+    assert.equal(await verifyPassword('new', old), false);
+    // A stored hash cannot make verification allocate without bound.
+    assert.equal(await verifyPassword('old', old.replace('scrypt$16384$', 'scrypt$1073741824$')), false);
   });
 });

@@ -152,4 +152,58 @@ describe('snapshot files between quorumkv and a real etcd 3.4', function () {
     const put = JSON.parse(await ok(restoredQkv.endpoint, 'put', 'after', 'x', '-w', 'json'));
     assert.equal(put.header.revision, fromEtcd.revision + 1);
   });
+
+  it('users and passwords survive both ways: bcrypt hashes, as etcd writes them (auth enabled in the files)', async function () {
+    requireEtcdctl(this);
+    if (!hasEtcd()) {
+      if (process.env.CI) throw new Error('etcd is required in CI (apt-get install etcd-server)');
+      this.skip();
+    }
+    const dir = tempDir('quorumkv-interop-auth-');
+    const root = ['--user', 'root:rootpw'];
+    const q = await startServer();
+    let e: ChildProcess | undefined;
+    let q2: ServerProcess | undefined;
+    try {
+      await ok(q.endpoint, 'user', 'add', 'root:rootpw');
+      await ok(q.endpoint, 'auth', 'enable');
+      await ok(q.endpoint, ...root, 'user', 'add', 'alice:alicepw');
+      await ok(q.endpoint, ...root, 'put', 'k', 'from-quorumkv');
+      const file1 = path.join(dir, 'q.db');
+      assert.equal((await etcdctl(q.endpoint, [...root, 'snapshot', 'save', file1])).code, 0);
+      const etcdDir = path.join(dir, 'etcd-data');
+      const restore1 = await run('etcdctl', ['snapshot', 'restore', file1, `--data-dir=${etcdDir}`], { ETCDCTL_API: '3' });
+      assert.equal(restore1.code, 0, restore1.stderr);
+      const endpoint = `127.0.0.1:${await freePort()}`;
+      e = spawn('etcd', [`--data-dir=${etcdDir}`, `--listen-client-urls=http://${endpoint}`, `--advertise-client-urls=http://${endpoint}`, `--listen-peer-urls=http://127.0.0.1:${await freePort()}`], {
+        detached: true,
+        stdio: 'ignore',
+      });
+      trackProcess(e);
+      const deadline = Date.now() + 20_000;
+      while ((await etcdctl(endpoint, [...root, 'endpoint', 'health'])).code !== 0) {
+        assert.ok(Date.now() < deadline, 'etcd did not start on the restored data dir');
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      // etcd verifies the hashes quorumkv made.
+      assert.equal(await ok(endpoint, '--user', 'alice:alicepw', 'user', 'get', 'alice'), 'User: alice\nRoles:\n');
+      assert.match((await etcdctl(endpoint, ['--user', 'alice:wrong', 'user', 'get', 'alice'])).stderr, /authentication failed, invalid user ID or password/);
+      // and quorumkv verifies the ones etcd makes.
+      await ok(endpoint, ...root, 'user', 'add', 'bob:bobpw');
+      const file2 = path.join(dir, 'e.db');
+      assert.equal((await etcdctl(endpoint, [...root, 'snapshot', 'save', file2])).code, 0);
+      const qDir = path.join(dir, 'q-restored');
+      const restore2 = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', file2, `--data-dir=${qDir}`]);
+      assert.equal(restore2.code, 0, restore2.stderr);
+      q2 = await startServer({ dataDir: qDir });
+      assert.equal(await ok(q2.endpoint, '--user', 'bob:bobpw', 'user', 'get', 'bob'), 'User: bob\nRoles:\n');
+      assert.equal(await ok(q2.endpoint, '--user', 'alice:alicepw', 'user', 'get', 'alice'), 'User: alice\nRoles:\n');
+      assert.match((await etcdctl(q2.endpoint, ['--user', 'bob:wrong', 'user', 'get', 'bob'])).stderr, /authentication failed, invalid user ID or password/);
+      assert.equal(await ok(q2.endpoint, ...root, 'get', 'k', '--print-value-only'), 'from-quorumkv\n');
+    } finally {
+      await q.stop();
+      await q2?.stop();
+      if (e) killGroup(e);
+    }
+  });
 });
