@@ -51,9 +51,9 @@ export function callerOf(server: Server, call: CallBase): InternalRequestHeader 
   // client (etcdctl, clientv3, etcd3) then authenticates again and learns auth is off.
   if (!auth.enabled) return token === undefined ? NO_CALLER : AuthErrors.InvalidAuthToken;
   if (token === undefined) return { username: certCommonNameOf(call) ?? '', auth_revision: auth.revision };
-  const user = auth.userOfToken(token);
-  if (user instanceof EtcdError) return user;
-  return { username: user, auth_revision: auth.revision };
+  const info = auth.userOfToken(token);
+  if (info instanceof EtcdError) return info;
+  return { username: info.username, auth_revision: info.revision ?? auth.revision };
 }
 
 export type AuthCheck<Req> = (auth: AuthStore, username: string, req: Req) => EtcdError | undefined;
@@ -169,6 +169,7 @@ export function authService(server: Server, o: AuthServiceOptions) {
   const Authenticate: UnaryHandler<{ name: string; password: string }, AuthResponse> = (call) => {
     const { name, password } = call.request;
     if (!auth.enabled) return replyError(call, AuthErrors.AuthNotEnabled);
+    if (!auth.tokens.canIssue) return replyError(call, AuthErrors.VerifyOnly);
     const attempt = async (): Promise<AuthResponse> => {
       for (let i = 0; ; i++) {
         await server.linearizableRead();

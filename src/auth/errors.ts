@@ -28,6 +28,8 @@ export const AuthErrors = {
   // etcd 3.4 has no gRPC mapping for this one: clients see the auth package's raw error (code
   // Unknown, "auth: ..."), exactly as here.
   NoPasswordUser: def(C.UNKNOWN, 'auth: authentication failed, password was given for no password user'),
+  /** Authenticate on a member started with a JWT public key only (etcd's ErrVerifyOnly, raw). */
+  VerifyOnly: def(C.UNKNOWN, 'auth: token signing attempted with verify-only key'),
 } as const;
 
 /** etcd 3.4's Maintenance admin checks (Defragment, Snapshot, Hash, HashKV) return the auth

@@ -6,6 +6,8 @@ export { AuthErrors, rawAuthError } from './errors';
 export { PermType, covers, mergeIntervals, toInterval, unify } from './perms';
 export type { Permission, Interval, UnifiedPerms } from './perms';
 export { SimpleTokens, newTokenPrefix, TOKEN_TTL_MS_DEFAULT } from './tokens';
+export type { TokenInfo, TokenProvider } from './tokens';
+export { JwtTokens, type JwtOptions } from './jwt';
 export { hashPassword, verifyPassword, isHashedPassword } from './password';
 
 /** InternalRequest members handled by the auth store (proto/quorumkv/internal.proto 12..28). */

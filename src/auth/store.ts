@@ -15,7 +15,7 @@ import { assert } from '../util/assert';
 import type { EtcdError } from '../util/errors';
 import { AuthErrors as E } from './errors';
 import { covers, PermType, unify, type Permission, type UnifiedPerms } from './perms';
-import { SimpleTokens } from './tokens';
+import { SimpleTokens, type TokenInfo, type TokenProvider } from './tokens';
 
 export const ROOT_USER = 'root';
 export const ROOT_ROLE = 'root';
@@ -60,6 +60,8 @@ export interface AuthStoreOptions {
   /** Monotonic clock for token expiry (ms). */
   now?: () => number;
   tokenTtlMs?: number;
+  /** How tokens are made and read (etcd's --auth-token); simple tokens by default. */
+  tokens?: TokenProvider;
   persist?: AuthPersistence;
   /** The keys attached to a lease (for LeaseRevoke and Put-with-lease checks). */
   leaseKeys?: (lease: bigint) => readonly Buffer[];
@@ -147,10 +149,10 @@ export class AuthStore {
   /** Merged grants per user, valid for `cacheRevision`. */
   private readonly permCache = new Map<string, UnifiedPerms>();
   private cacheRevision = -1;
-  readonly tokens: SimpleTokens;
+  readonly tokens: TokenProvider;
 
   constructor(private readonly opts: AuthStoreOptions = {}) {
-    this.tokens = new SimpleTokens(opts.now ?? (() => performance.now()), opts.tokenTtlMs);
+    this.tokens = opts.tokens ?? new SimpleTokens(opts.now ?? (() => performance.now()), opts.tokenTtlMs);
   }
 
   /** The one check every request pays when auth is off. */
@@ -204,10 +206,13 @@ export class AuthStore {
     return this.users.get(username)?.roles.includes(role) ?? false;
   }
 
-  /** The user a token belongs to, or InvalidAuthToken. */
-  userOfToken(token: string): string | EtcdError {
-    const u = this.tokens.lookup(token);
-    return u === undefined ? E.InvalidAuthToken : u;
+  /** The user a token belongs to, or InvalidAuthToken; a self-contained token (JWT) issued
+   *  before the latest auth change is old, as etcd's isOpPermitted says. */
+  userOfToken(token: string): TokenInfo | EtcdError {
+    const info = this.tokens.lookup(token);
+    if (info === undefined) return E.InvalidAuthToken;
+    if (info.revision !== undefined && info.revision < this.revisionValue) return E.AuthOldRevision;
+    return info;
   }
 
   // ---- permission checks (etcd's IsAdminPermitted / isOpPermitted) ---------------------------
@@ -405,8 +410,7 @@ export class AuthStore {
     const u = this.users.get(req.name);
     if (!u || u.noPassword) return { error: E.AuthFailed };
     // The proposer verified the password; the entry only carries the outcome.
-    const token = `${req.simple_token}.${index}`;
-    this.tokens.assign(token, u.name);
+    const token = this.tokens.assign(req.simple_token, index, u.name, this.revisionValue);
     return { response: { token } };
   }
 

@@ -20,12 +20,35 @@ export function newTokenPrefix(): string {
   return s;
 }
 
+/** What a token stands for: its user, and for self-contained tokens (JWT) the auth revision it was
+ *  issued at (simple tokens: undefined, they die with every change that would make them stale). */
+export interface TokenInfo {
+  username: string;
+  revision: number | undefined;
+}
+
+/** etcd's TokenProvider: how tokens are made when an Authenticate entry applies, and read back. */
+export interface TokenProvider {
+  /** False on a verify-only member (JWT without a private key): Authenticate is refused there. */
+  readonly canIssue: boolean;
+  /** The token for `username`, from the proposer's random `prefix`, the entry's `index` and the
+   *  auth revision `revision` at apply time. */
+  assign(prefix: string, index: number, username: string, revision: number): string;
+  /** The token's user (a live simple token is renewed), or undefined: unknown, expired, forged. */
+  lookup(token: string): TokenInfo | undefined;
+  /** A password change or deletion: the user's tokens stop working. */
+  invalidateUser(username: string): void;
+  /** Auth enable/disable and restores: every token stops working. */
+  clear(): void;
+}
+
 interface TokenEntry {
   username: string;
   expiresAtMs: number;
 }
 
-export class SimpleTokens {
+export class SimpleTokens implements TokenProvider {
+  readonly canIssue = true;
   private readonly tokens = new Map<string, TokenEntry>();
   private lastSweepMs = 0;
 
@@ -34,14 +57,20 @@ export class SimpleTokens {
     readonly ttlMs: number = TOKEN_TTL_MS_DEFAULT,
   ) {}
 
-  assign(token: string, username: string): void {
+  assign(prefix: string, index: number, username: string): string {
+    const token = `${prefix}.${index}`;
     const now = this.now();
     this.sweep(now);
     this.tokens.set(token, { username, expiresAtMs: now + this.ttlMs });
+    return token;
   }
 
-  /** The user a live token belongs to (and renews it), or undefined. */
-  lookup(token: string): string | undefined {
+  lookup(token: string): TokenInfo | undefined {
+    const username = this.userOf(token);
+    return username === undefined ? undefined : { username, revision: undefined };
+  }
+
+  private userOf(token: string): string | undefined {
     const e = this.tokens.get(token);
     if (!e) return undefined;
     const now = this.now();

@@ -1,6 +1,7 @@
 // Server configuration from command-line flags, using etcd's flag names so that a script that
 // starts etcd starts quorumkv by changing only the binary. Every value is validated by a zod
 // schema; a bad flag produces one line naming it (ConfigError) and the CLI exits non-zero.
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import { z } from 'zod';
 import YAML from 'yaml';
@@ -17,6 +18,18 @@ export const WATCH_PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT = 10 * 60 * 1000;
 /** etcd's --experimental-lease-checkpoint-interval default: 5 minutes. */
 export const LEASE_CHECKPOINT_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 const HOUR_MS = 3_600_000;
+
+/** etcd's --auth-token-ttl default (seconds of a simple token's life without use). */
+export const AUTH_TOKEN_TTL_S_DEFAULT = 300;
+/** etcd's JWT ttl default: 5 minutes. */
+const JWT_TTL_MS_DEFAULT = 5 * 60 * 1000;
+/** The signing methods etcd 3.4 accepts for JWT tokens. */
+const JWT_SIGN_METHODS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512'] as const;
+
+/** --auth-token: etcd's "simple", or "jwt,pub-key=<file>,priv-key=<file>,sign-method=<alg>[,ttl=<duration>]". */
+export type AuthTokenConfig =
+  | { kind: 'simple' }
+  | { kind: 'jwt'; signMethod: (typeof JWT_SIGN_METHODS)[number]; publicKey: KeyObject; privateKey: KeyObject | undefined; ttlMs: number };
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
@@ -120,6 +133,56 @@ const readableFile = z
     }
   });
 
+const authToken = z.string().transform((s, ctx): AuthTokenConfig => {
+  const fail = (message: string) => {
+    ctx.addIssue({ code: 'custom', message });
+    return z.NEVER;
+  };
+  const [kind, ...opts] = s.split(',');
+  if (kind === 'simple' && opts.length === 0) return { kind: 'simple' };
+  if (kind !== 'jwt') return fail('expected "simple" or "jwt,pub-key=<file>,priv-key=<file>,sign-method=<method>[,ttl=<duration>]"');
+  const o = new Map<string, string>();
+  for (const kv of opts) {
+    const i = kv.indexOf('=');
+    const [k, v] = i < 0 ? [kv, ''] : [kv.slice(0, i), kv.slice(i + 1)];
+    if (!['pub-key', 'priv-key', 'sign-method', 'ttl'].includes(k)) return fail(`unknown jwt option "${k}"`);
+    o.set(k, v);
+  }
+  const method = o.get('sign-method');
+  const signMethod = JWT_SIGN_METHODS.find((m) => m === method);
+  if (!signMethod) return fail(`jwt sign-method must be one of ${JWT_SIGN_METHODS.join(', ')}`);
+  const pub = o.get('pub-key');
+  if (!pub) return fail('jwt needs pub-key=<PEM file>');
+  let ttlMs = JWT_TTL_MS_DEFAULT;
+  if (o.has('ttl')) {
+    const t = parseGoDuration(o.get('ttl')!);
+    if (t === undefined || !(t >= 1000)) return fail('jwt ttl must be a duration of at least 1s, like 5m');
+    ttlMs = t;
+  }
+  const family = signMethod.startsWith('ES') ? 'ec' : 'rsa';
+  const load = (file: string, priv: boolean): KeyObject | string => {
+    let pem: Buffer;
+    try {
+      pem = fs.readFileSync(file);
+    } catch (err) {
+      return `cannot read ${file}: ${(err as Error).message}`;
+    }
+    try {
+      const key = priv ? createPrivateKey(pem) : createPublicKey(pem);
+      const type = key.asymmetricKeyType === 'rsa-pss' ? 'rsa' : key.asymmetricKeyType;
+      return type === family ? key : `${file} holds a ${key.asymmetricKeyType} key; sign-method ${signMethod} needs ${family}`;
+    } catch (err) {
+      return `${file} is not a PEM ${priv ? 'private' : 'public'} key: ${(err as Error).message}`;
+    }
+  };
+  const publicKey = load(pub, false);
+  if (typeof publicKey === 'string') return fail(publicKey);
+  const privFile = o.get('priv-key');
+  const privateKey = privFile ? load(privFile, true) : undefined;
+  if (typeof privateKey === 'string') return fail(privateKey);
+  return { kind: 'jwt', signMethod, publicKey, privateKey, ttlMs };
+});
+
 /** Every flag the server accepts, with its schema and default (as a flag string). */
 const flagSchemas = {
   name: z.string().min(1, 'must not be empty').regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
@@ -131,6 +194,8 @@ const flagSchemas = {
   'initial-cluster-token': z.string().min(1, 'must not be empty'),
   'max-request-bytes': positiveInt(64 * 1024 * 1024),
   'max-txn-ops': positiveInt(1_000_000),
+  'auth-token': authToken,
+  'auth-token-ttl': positiveInt(1_000_000_000),
   /** etcd's bcrypt bounds (golang.org/x/crypto/bcrypt MinCost 4, MaxCost 31). */
   'bcrypt-cost': positiveInt(31).pipe(z.number().min(4, 'bcrypt cost must be at least 4')),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']),
@@ -173,6 +238,8 @@ const defaults: Record<FlagName, string | undefined> = {
   'max-request-bytes': String(1.5 * 1024 * 1024),
   'max-txn-ops': '128',
   'bcrypt-cost': '10',
+  'auth-token': 'simple',
+  'auth-token-ttl': String(AUTH_TOKEN_TTL_S_DEFAULT),
   'log-level': 'info',
   'initial-cluster': undefined, // "<name>=<initial-advertise-peer-urls>"
   'initial-cluster-state': 'new',
@@ -207,6 +274,10 @@ export interface ServerConfig {
   maxTxnOps: number;
   /** bcrypt cost of new password hashes (etcd's --bcrypt-cost). */
   bcryptCost: number;
+  /** How auth tokens are made (etcd's --auth-token). */
+  authToken: AuthTokenConfig;
+  /** Lifetime of a simple token without use, ms (etcd's --auth-token-ttl, in seconds). */
+  authTokenTtlMs: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** name → peer URLs of every member the cluster starts with. */
   initialCluster: Map<string, string[]>;
@@ -396,6 +467,8 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     maxRequestBytes: get('max-request-bytes')!,
     maxTxnOps: get('max-txn-ops')!,
     bcryptCost: get('bcrypt-cost')!,
+    authToken: get('auth-token')!,
+    authTokenTtlMs: get('auth-token-ttl')! * 1000,
     logLevel: get('log-level')!,
     heartbeatIntervalMs: get('heartbeat-interval')!,
     electionTimeoutMs: get('election-timeout')!,

@@ -23,7 +23,7 @@ import { clusterService } from '../api/cluster_service';
 import { LeaderForwarder } from '../api/forward';
 import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
-import { AuthStore } from '../auth';
+import { AuthStore, JwtTokens } from '../auth';
 import { AlarmType } from '../server/alarms';
 import { Compactor } from '../server/compactor';
 import { ConnectionIdentities, certIdentityHook, credentialsForUrl, loadTls } from '../tls';
@@ -70,6 +70,8 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   // into the backend batch of the entry that changed it.
   const auth = new AuthStore({
     now: () => performance.now(),
+    tokenTtlMs: cfg.authTokenTtlMs,
+    tokens: cfg.authToken.kind === 'jwt' ? new JwtTokens(cfg.authToken) : undefined,
     persist: {
       user: (name, rec) => server.durableBackend?.stageAuthUser(name, rec),
       role: (name, rec) => server.durableBackend?.stageAuthRole(name, rec),

@@ -166,11 +166,11 @@ describe('auth store (applied through the log)', () => {
     const token = (ra.response as { token: string }).token;
     assert.equal(token, `abcdefghijklmnop.${8}`);
     assert.deepEqual(ra.response, rb.response);
-    assert.equal(b.auth.userOfToken(token), 'alice');
+    assert.deepEqual(b.auth.userOfToken(token), { username: 'alice', revision: undefined });
     b.clockMs += 900;
-    assert.equal(b.auth.userOfToken(token), 'alice', 'use renews');
+    assert.deepEqual(b.auth.userOfToken(token), { username: 'alice', revision: undefined }, 'use renews');
     b.clockMs += 900;
-    assert.equal(b.auth.userOfToken(token), 'alice');
+    assert.deepEqual(b.auth.userOfToken(token), { username: 'alice', revision: undefined });
     b.clockMs += 1001;
     assert.equal(b.auth.userOfToken(token), AuthErrors.InvalidAuthToken);
     a.apply({ user_change_password: { name: 'alice', password: '', hashedPassword: 'h2' } });

@@ -3,9 +3,13 @@
 // re-authenticates on "invalid auth token"), and a token minted through one member of a
 // 3-member cluster serving requests on another (tokens travel in the log).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { Etcd3, EtcdPermissionDeniedError, EtcdAuthenticationFailedError } from 'etcd3';
-import { etcdctl, startServer, type ServerProcess } from '../integration/harness';
+import { SERVER_BIN, etcdctl, startServer, tempDir, type ServerProcess } from '../integration/harness';
 import { startCluster, type Cluster } from '../integration/cluster_harness';
 import { serviceDefinition } from '../../src/proto';
 
@@ -124,5 +128,76 @@ describe('auth in a 3-member cluster', function () {
     const bogus = new grpc.Metadata();
     bogus.set('token', 'AAAAAAAAAAAAAAAA.1');
     await assert.rejects(call(KV, a.endpoint, 'Range', { key: Buffer.from('/app/k') }, bogus), (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED && e.details === 'etcdserver: invalid auth token');
+  });
+});
+
+describe('auth with JWT tokens (--auth-token jwt,...)', function () {
+  this.timeout(120_000);
+  let cluster: Cluster | undefined;
+  let single: ServerProcess | undefined;
+  after(async () => {
+    await cluster?.stopAll();
+    await single?.stop();
+  });
+  const dir = tempDir('quorumkv-jwt-');
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const pub = path.join(dir, 'jwt.pub');
+  const priv = path.join(dir, 'jwt.key');
+  fs.writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
+  fs.writeFileSync(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const Auth = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.Auth'), 'Auth');
+  const KV = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.KV'), 'KV');
+  const call = <T>(ctor: typeof Auth, endpoint: string, method: string, req: object, md = new grpc.Metadata()) =>
+    new Promise<T>((resolve, reject) => {
+      const cl = new ctor(endpoint, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & grpc.Client;
+      cl[method]!(req, md, { deadline: Date.now() + 5000 }, (err: Error | null, res: T) => (cl.close(), err ? reject(err) : resolve(res)));
+    });
+  const withToken = (token: string) => {
+    const md = new grpc.Metadata();
+    md.set('token', token);
+    return md;
+  };
+
+  it('a token is valid on every member, also on one restarted since (nothing shared but the key); an auth change makes it old', async () => {
+    cluster = await startCluster({ size: 3, args: [`--auth-token=jwt,pub-key=${pub},priv-key=${priv},sign-method=ES256,ttl=10m`] });
+    await cluster.waitForLeader();
+    const [a, b, c] = cluster.members as [Cluster['members'][0], Cluster['members'][0], Cluster['members'][0]];
+    await setupAuth(a.endpoint);
+    const { token } = await call<{ token: string }>(Auth, b.endpoint, 'Authenticate', { name: 'alice', password: 'alicepw' });
+    assert.equal(token.split('.').length, 3, 'a JWT');
+    await c.restart();
+    await cluster.waitForLeader();
+    await call(KV, c.endpoint, 'Put', { key: Buffer.from('/app/k'), value: Buffer.from('v') }, withToken(token));
+    const r = await call<{ kvs: { value: Buffer }[] }>(KV, a.endpoint, 'Range', { key: Buffer.from('/app/k') }, withToken(token));
+    assert.equal(r.kvs[0]!.value.toString(), 'v');
+    await assert.rejects(call(KV, a.endpoint, 'Put', { key: Buffer.from('/etc/k'), value: Buffer.from('v') }, withToken(token)), /permission denied/);
+    // etcdctl authenticates per command: it works as with simple tokens.
+    const got = await etcdctl(c.endpoint, ['--user', 'alice:alicepw', 'get', '/app/k', '--print-value-only']);
+    assert.equal(got.stdout, 'v\n', got.stderr);
+    assert.equal((await etcdctl(a.endpoint, ['--user', 'root:rootpw', 'role', 'add', 'another'])).code, 0);
+    await assert.rejects(
+      call(KV, b.endpoint, 'Range', { key: Buffer.from('/app/k') }, withToken(token)),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && e.details === 'etcdserver: revision of auth store is old',
+    );
+  });
+
+  it('a member with the public key only verifies tokens and refuses Authenticate; bad --auth-token values exit naming the flag', async () => {
+    single = await startServer({ args: [`--auth-token=jwt,pub-key=${pub},sign-method=ES256`] });
+    await setupAuth(single.endpoint);
+    await assert.rejects(
+      call(Auth, single.endpoint, 'Authenticate', { name: 'alice', password: 'alicepw' }),
+      (e: grpc.ServiceError) => e.code === grpc.status.UNKNOWN && e.details === 'auth: token signing attempted with verify-only key',
+    );
+    const bad = async (value: string, why: RegExp) => {
+      const r = spawnSync(process.execPath, [SERVER_BIN, `--auth-token=${value}`, `--data-dir=${path.join(dir, 'never')}`], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(r.status, 2, r.stderr);
+      assert.match(r.stderr, /--auth-token/);
+      assert.match(r.stderr, why);
+    };
+    await bad('jwt,pub-key=/nonexistent,sign-method=RS256', /cannot read \/nonexistent/);
+    await bad(`jwt,pub-key=${pub},sign-method=RS256`, /needs rsa/);
+    await bad(`jwt,pub-key=${pub},sign-method=HS256`, /sign-method must be one of/);
+    await bad(`jwt,pub-key=${pub},sign-method=ES256,colour=blue`, /unknown jwt option "colour"/);
+    await bad('opaque', /expected "simple" or "jwt/);
   });
 });

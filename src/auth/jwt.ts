@@ -1,0 +1,61 @@
+// etcd's JWT tokens (--auth-token jwt,...): self-contained, signed tokens that every member
+// verifies with the public key alone, so no member needs to have seen the Authenticate entry (a
+// restarted member, or one that joined later, accepts them). Claims as etcd 3.4 writes them:
+// {"username", "revision" (the auth revision at issue), "exp"}. A token issued before the latest
+// auth change is answered "revision of auth store is old" (store.ts), and clients authenticate again.
+import type { KeyObject } from 'node:crypto';
+import jwt from 'jsonwebtoken';
+import type { TokenInfo, TokenProvider } from './tokens';
+
+export interface JwtOptions {
+  /** One of the methods --auth-token accepts (config/flags.ts: RS*, PS*, ES*). */
+  signMethod: jwt.Algorithm;
+  /** Verifies tokens (every member needs it). */
+  publicKey: KeyObject;
+  /** Signs tokens; a member without it verifies only (etcd's verify-only mode) and cannot issue. */
+  privateKey: KeyObject | undefined;
+  ttlMs: number;
+  /** Wall clock in ms (tests); exp is in seconds since the epoch, as JWT says. */
+  now?: () => number;
+}
+
+export class JwtTokens implements TokenProvider {
+  constructor(private readonly o: JwtOptions) {}
+
+  get canIssue(): boolean {
+    return this.o.privateKey !== undefined;
+  }
+
+  assign(_prefix: string, _index: number, username: string, revision: number): string {
+    // Every member applies the entry; only the proposer's token is answered, and a verify-only
+    // member never proposes one (the Authenticate handler refuses first), so none is made here.
+    if (!this.o.privateKey) return '';
+    const nowS = Math.floor((this.o.now?.() ?? Date.now()) / 1000);
+    return jwt.sign({ username, revision, exp: nowS + Math.ceil(this.o.ttlMs / 1000) }, this.o.privateKey, {
+      algorithm: this.o.signMethod,
+      noTimestamp: true,
+    });
+  }
+
+  lookup(token: string): TokenInfo | undefined {
+    let claims: unknown;
+    try {
+      claims = jwt.verify(token, this.o.publicKey, {
+        algorithms: [this.o.signMethod],
+        clockTimestamp: Math.floor((this.o.now?.() ?? Date.now()) / 1000),
+      });
+    } catch {
+      return undefined; // forged, expired, malformed or another method: an invalid token, as etcd
+    }
+    if (typeof claims !== 'object' || claims === null) return undefined;
+    const { username, revision } = claims as { username?: unknown; revision?: unknown };
+    if (typeof username !== 'string' || typeof revision !== 'number' || !Number.isSafeInteger(revision) || revision < 0) return undefined;
+    return { username, revision };
+  }
+
+  /** Self-contained tokens cannot be revoked one by one: the auth revision a password change or
+   *  deletion bumps makes every older token old (etcd's jwt provider does the same). */
+  invalidateUser(): void {}
+
+  clear(): void {}
+}
