@@ -183,6 +183,19 @@ const authToken = z.string().transform((s, ctx): AuthTokenConfig => {
   return { kind: 'jwt', signMethod, publicKey, privateKey, ttlMs };
 });
 
+/** A duration that may be 0 (off). */
+const durationOrOff = z
+  .string()
+  .trim()
+  .transform((s, ctx) => {
+    const ms = parseGoDuration(s);
+    if (ms === undefined || ms < 0) {
+      ctx.addIssue({ code: 'custom', message: 'expected a duration like 0s (off), 30s or 5m' });
+      return z.NEVER;
+    }
+    return ms;
+  });
+
 /** Every flag the server accepts, with its schema and default (as a flag string). */
 const flagSchemas = {
   name: z.string().min(1, 'must not be empty').regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
@@ -211,6 +224,7 @@ const flagSchemas = {
   'auto-compaction-retention': z.string().trim().min(1, 'must not be empty'),
   'experimental-watch-progress-notify-interval': positiveDuration,
   'experimental-lease-checkpoint-interval': positiveDuration,
+  'experimental-corrupt-check-time': durationOrOff,
   // TLS (docs/security.md "TLS"): the files must exist and be readable when the flag is parsed.
   'cert-file': readableFile,
   'key-file': readableFile,
@@ -252,6 +266,7 @@ const defaults: Record<FlagName, string | undefined> = {
   'auto-compaction-retention': '0', // off, as etcd
   'experimental-watch-progress-notify-interval': `${WATCH_PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT}ms`,
   'experimental-lease-checkpoint-interval': `${LEASE_CHECKPOINT_INTERVAL_MS_DEFAULT}ms`,
+  'experimental-corrupt-check-time': '0s', // off, as etcd's default
   'cert-file': undefined,
   'key-file': undefined,
   'trusted-ca-file': undefined,
@@ -300,6 +315,8 @@ export interface ServerConfig {
   watchProgressNotifyIntervalMs: number;
   /** How often the leader checkpoints the remaining TTL of long leases through the log. */
   leaseCheckpointIntervalMs: number;
+  /** Milliseconds between the leader's corruption checks (0: off). */
+  corruptCheckTimeMs: number;
   /** Client-side TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); undefined
    *  without --cert-file/--key-file. */
   clientTls: TlsFiles | undefined;
@@ -478,6 +495,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     autoCompaction: autoCompactionPolicy(get('auto-compaction-mode')!, get('auto-compaction-retention')!),
     watchProgressNotifyIntervalMs: get('experimental-watch-progress-notify-interval')!,
     leaseCheckpointIntervalMs: get('experimental-lease-checkpoint-interval')!,
+    corruptCheckTimeMs: get('experimental-corrupt-check-time')!,
     clientTls: tlsFiles('', get('cert-file'), get('key-file'), get('trusted-ca-file'), get('client-cert-auth')!),
     peerTls: tlsFiles('peer-', get('peer-cert-file'), get('peer-key-file'), get('peer-trusted-ca-file'), get('peer-client-cert-auth')!),
   };

@@ -8,7 +8,8 @@ import { idToHex } from '../util/ids';
 import { Server } from '../server/server';
 import { RaftNode } from '../server/raft_node';
 import { openStorage } from '../server/bootstrap';
-import { ClusterNode } from '../server/peer';
+import { ClusterNode, peerHashKV } from '../server/peer';
+import { CorruptChecker } from '../server/corrupt_check';
 import { Snapshotter } from '../server/snapshot';
 import { ETCD_SERVICES, addService, type ServiceHandlers } from '../api/services';
 import type { H2GrpcServer } from '../grpcserver/server';
@@ -24,7 +25,7 @@ import { LeaderForwarder } from '../api/forward';
 import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
 import { AuthStore, JwtTokens } from '../auth';
-import { AlarmType } from '../server/alarms';
+import { AlarmAction, AlarmType } from '../server/alarms';
 import { Compactor } from '../server/compactor';
 import { ConnectionIdentities, certIdentityHook, credentialsForUrl, loadTls } from '../tls';
 
@@ -221,7 +222,21 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     st.lock.release();
     throw err;
   }
+  const corruptCheck = new CorruptChecker({
+    intervalMs: cfg.corruptCheckTimeMs,
+    log: mlog.child({ component: 'corrupt-check' }),
+    isLeader: () => server.isLeader(),
+    hashKV: (rev) => server.hashKV(rev),
+    currentRevision: () => server.store.currentRevision,
+    peers: () => server.membership.list().filter((x) => x.id !== st.memberId && x.peerURLs.length > 0),
+    peerHashKV: (urls, rev) => peerHashKV(urls, rev, peerTls),
+    raiseCorrupt: async (id) => {
+      await server.propose({ alarm: { action: AlarmAction.ACTIVATE, memberID: id.toString(), alarm: AlarmType.CORRUPT } });
+    },
+  });
+  corruptCheck.start();
   logQuota(mlog, cfg.quotaBackendBytes);
+  if (server.alarms.has(AlarmType.CORRUPT)) mlog.error('a CORRUPT alarm is active: writes are refused until an operator repairs the member and disarms it (docs/operations.md)', { alarms: server.alarms.describe() });
   if (server.alarms.has(AlarmType.NOSPACE)) mlog.warn('a NOSPACE alarm is active: writes are refused until an operator disarms it (docs/operations.md)', { alarms: server.alarms.describe() });
   mlog.info('ready to serve client requests', {
     'listen-client-urls': cfg.listenClientUrls,
@@ -259,6 +274,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       serving = false;
       leaseRunner.stop();
       compactor?.stop();
+      corruptCheck.stop();
       watchHub.close();
       forwarder.close();
       await clients.close();

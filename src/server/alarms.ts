@@ -4,8 +4,9 @@
 // with the entry that made it, so alarms survive restarts and travel in snapshots.
 //
 // What an alarm does (applier.ts): while any member's NOSPACE alarm is active, every member refuses
-// the writes that cost quota (puts, txns with a put, lease grants) with etcd's NoSpace. CORRUPT is
-// listed and reported but enforces nothing here.
+// the writes that cost quota (puts, txns with a put, lease grants) with etcd's NoSpace; while a
+// CORRUPT alarm is active (raised by the corruption check, corrupt_check.ts, or by a client), every
+// KV and lease write fails with "etcdserver: corrupt cluster".
 
 export const AlarmType = { NONE: 0, NOSPACE: 1, CORRUPT: 2 } as const;
 export const AlarmAction = { GET: 0, ACTIVATE: 1, DEACTIVATE: 2 } as const;

@@ -38,6 +38,9 @@ export interface ClusterStateMachine {
   setPeerURLs(id: bigint, peerURLs: string[]): void;
 }
 
+/** What etcd's applierV3Corrupt refuses. */
+const CORRUPT_REFUSED: ReadonlySet<string> = new Set(['put', 'delete_range', 'txn', 'range', 'compaction', 'lease_grant', 'lease_revoke']);
+
 /** The alarm half of the state machine (server/alarms.ts AlarmStore implements it). */
 export interface AlarmStateMachine {
   get(memberId: bigint, type: number): AlarmMember[];
@@ -119,6 +122,12 @@ export class Applier {
     // pass, so the operator can recover. Decided by replicated state only: deterministic.
     if (this.alarms?.has(AlarmType.NOSPACE) && quotaCostBytes(req) > 0) {
       return { id, error: Errors.NoSpace, revision: this.store.currentRevision };
+    }
+    // etcd's applierV3Corrupt: while a CORRUPT alarm is active (corrupt_check.ts), the KV and
+    // lease writes fail on every member; reads, alarms and membership entries still apply, so
+    // the operator can inspect the cluster and disarm the alarm once it is repaired.
+    if (req.request !== undefined && CORRUPT_REFUSED.has(req.request) && this.alarms?.has(AlarmType.CORRUPT)) {
+      return { id, error: Errors.Corrupt, revision: this.store.currentRevision };
     }
     switch (req.request) {
       case 'put':

@@ -12,7 +12,9 @@ import type { Server } from './server';
 import { memberToJson } from './membership';
 import type { Snapshotter } from './snapshot';
 import { serviceDefinition } from '../proto';
-import { grpcChannelCredentials, grpcServerCredentials, type TlsMaterial } from '../tls';
+import { credentialsForUrl, grpcChannelCredentials, grpcServerCredentials, type TlsMaterial } from '../tls';
+import { EtcdError } from '../util/errors';
+import type { PeerHash } from './corrupt_check';
 
 export interface ClusterNodeOptions {
   memberId: bigint;
@@ -59,13 +61,29 @@ export class ClusterNode {
     });
     this.peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
     this.transport.register(this.peerServer);
-    // The peer port is grpc-js's server; PeerCluster's one method is registered on it directly.
+    // The peer port is grpc-js's server; PeerCluster's methods are registered on it directly.
     this.peerServer.addService(serviceDefinition('quorumkvpb.PeerCluster'), {
       Members: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
         cb(null, {
           cluster_id: o.clusterId.toString(),
           members_json: Buffer.from(JSON.stringify(o.server.membership.list().map(memberToJson))),
         }),
+      // The corruption check's question (corrupt_check.ts): our HashKV at the leader's revision.
+      HashKV: (call: grpc.ServerUnaryCall<{ revision: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        const rev = Number(call.request.revision);
+        if (!Number.isSafeInteger(rev) || rev < 0) return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'quorumkv: bad revision' });
+        o.server.hashKV(rev).then(
+          (h) =>
+            cb(null, {
+              member_id: o.memberId.toString(),
+              hash: h.hash,
+              compact_revision: h.compactRevision,
+              hash_revision: h.hashRevision,
+              current_revision: o.server.store.currentRevision,
+            }),
+          (err: unknown) => cb(err instanceof EtcdError ? { code: err.code, details: err.message } : { code: grpc.status.INTERNAL, details: String(err) }),
+        );
+      },
     });
   }
 
@@ -126,6 +144,36 @@ export class ClusterNode {
       this.peerServer.tryShutdown(() => (clearTimeout(t), resolve()));
     });
   }
+}
+
+/** Asks a member, at the first of its peer URLs that answers, for its HashKV at `rev`. */
+export async function peerHashKV(peerUrls: readonly string[], rev: number, peerTls: TlsMaterial | undefined, timeoutMs = 10_000): Promise<PeerHash> {
+  const Ctor = grpc.makeGenericClientConstructor(serviceDefinition('quorumkvpb.PeerCluster'), 'PeerCluster');
+  const errors: string[] = [];
+  for (const url of peerUrls) {
+    const u = new URL(url);
+    const client = new Ctor(`${u.hostname}:${u.port}`, credentialsForUrl(url, peerTls, 'peer URL')) as unknown as {
+      HashKV(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: Record<string, string | number>) => void): void;
+      close(): void;
+    };
+    try {
+      const r = await new Promise<Record<string, string | number>>((resolve, reject) =>
+        client.HashKV({ revision: rev }, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res))),
+      );
+      return {
+        memberId: BigInt(r.member_id!),
+        hash: Number(r.hash),
+        compactRevision: Number(r.compact_revision),
+        hashRevision: Number(r.hash_revision),
+        currentRevision: Number(r.current_revision),
+      };
+    } catch (err) {
+      errors.push(`${url}: ${(err as Error).message}`);
+    } finally {
+      client.close();
+    }
+  }
+  throw new Error(errors.join('; '));
 }
 
 function sameUrls(a: readonly string[], b: readonly string[]): boolean {

@@ -5,7 +5,7 @@
 import Long from 'long';
 import { EtcdError, Errors, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
-import { MvccStore } from '../mvcc';
+import { MvccStore, type HashKVResult } from '../mvcc';
 import type { ResponseHeader } from '../proto/types';
 import type { ConfChange } from '../raft';
 import { ConfChangeType } from '../raft';
@@ -312,6 +312,11 @@ export class Server {
     for (const id of membership.removed) this.membership.removed.add(id);
     for (const fn of this.membershipListeners) fn();
     this.scheduleSpill();
+  }
+
+  /** HashKV at `rev` (0: now). */
+  hashKV(rev: number): Promise<HashKVResult> {
+    return new Promise((resolve) => resolve(this.store.hashKV(rev)));
   }
 
   onMembershipChange(fn: () => void): void {
