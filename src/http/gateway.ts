@@ -41,13 +41,24 @@ export interface GatewayOptions {
   maxTxnOps: number;
   log: Logger;
   calls?: CallObserver;
+  /** A unary body, or one request of a stream once its first byte came, must arrive within this
+   *  (slow-body bound; default BODY_TIMEOUT_MS). */
+  bodyTimeoutMs?: number;
 }
+
+/** The default of GatewayOptions.bodyTimeoutMs: as the headers' bound (http_server.ts). */
+export const BODY_TIMEOUT_MS = 30_000;
 
 /** How long a keepalive stream's half-close waits for the answers to its requests. */
 const HALF_CLOSE_WAIT_MS = 5000;
 
 /** A request the gateway refuses before calling any handler (always 400 / InvalidArgument). */
 class BadRequest extends Error {}
+
+/** A body (or a stream's pending request) that did not arrive in time. */
+function slowBody(ms: number): Status {
+  return { code: GrpcCode.DEADLINE_EXCEEDED, message: `quorumkv: request body not received within ${ms} ms` };
+}
 
 let root: protobuf.Root | undefined;
 function gatewayRoot(): protobuf.Root {
@@ -73,12 +84,14 @@ export class JsonGateway implements GatewayCallOwner {
   readonly bodyBytesMax: number;
   private readonly unaryLimits: JsonLimits;
   private readonly streamLimits: JsonLimits;
+  private readonly bodyTimeoutMs: number;
 
   constructor(private readonly o: GatewayOptions) {
     this.messageBytesMax = o.maxRequestBytes + GRPC_OVERHEAD_BYTES;
     this.bodyBytesMax = 2 * this.messageBytesMax;
     this.unaryLimits = { valueBytesMax: this.bodyBytesMax, arrayElementsMax: o.maxTxnOps, single: true };
     this.streamLimits = { ...this.unaryLimits, single: false };
+    this.bodyTimeoutMs = o.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
   }
 
   private info(route: Route): GatewayMethod {
@@ -120,12 +133,15 @@ export class JsonGateway implements GatewayCallOwner {
     let size = 0;
     let failed = false;
     const parser = new JsonStreamParser(this.unaryLimits, (v) => (value = v));
-    const refuse = (err: unknown) => {
+    const refuse = (err: unknown, status = badRequestStatus(err)) => {
       failed = true;
+      clearTimeout(timer);
       req.removeAllListeners('data');
       req.resume();
-      sendError(res, badRequestStatus(err), true);
+      sendError(res, status, true);
     };
+    const timer = setTimeout(() => refuse(undefined, slowBody(this.bodyTimeoutMs)), this.bodyTimeoutMs);
+    res.once('close', () => clearTimeout(timer));
     req.on('data', (chunk: Buffer) => {
       if (failed) return;
       size += chunk.length;
@@ -137,6 +153,7 @@ export class JsonGateway implements GatewayCallOwner {
       }
     });
     req.on('end', () => {
+      clearTimeout(timer);
       if (failed) return;
       let request: unknown;
       try {
@@ -184,15 +201,32 @@ export class JsonGateway implements GatewayCallOwner {
     const parser = new JsonStreamParser(this.streamLimits, (v) => {
       if (!call.finished) call.pushRequest(this.decode(info, v));
     });
+    // A request of the stream that has started must be complete within bodyTimeoutMs (the
+    // stream itself may stay open, idle between requests, as long as the client wants).
+    let timer: NodeJS.Timeout | undefined;
+    // A refused request leaves the rest of the body unread: the connection goes once the error
+    // line is out (else Node would go on reading and discarding whatever the client sends).
+    const refuse = (st: Status) => {
+      call.fail(st);
+      if (res.writableFinished) req.socket.destroy();
+      else res.once('finish', () => req.socket.destroy());
+    };
     const read = (chunk: Buffer | undefined) => {
       if (call.finished) return;
       try {
         if (chunk) parser.write(chunk);
         else parser.end();
       } catch (err) {
-        call.fail(badRequestStatus(err));
+        refuse(badRequestStatus(err));
+      }
+      if (!parser.inValue || call.finished) {
+        clearTimeout(timer);
+        timer = undefined;
+      } else if (timer === undefined) {
+        timer = setTimeout(() => refuse(slowBody(this.bodyTimeoutMs)), this.bodyTimeoutMs);
       }
     };
+    res.once('close', () => clearTimeout(timer));
     req.on('data', (chunk: Buffer) => read(chunk));
     req.on('end', () => {
       read(undefined);
