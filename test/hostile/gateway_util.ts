@@ -90,7 +90,7 @@ export async function unfinishedValueThenTrickle(port: number, path: string, val
     while (sentChunks < trickleChunks && !s.destroyed && Date.now() < end) {
       await send(s, chunk('A'));
       sentChunks++;
-      if (sentChunks % 10 === 0) await sleep(1); // separate segments, as a slow client's
+      await sleep(1); // each its own segment, as a slow client's
     }
   } finally {
     s.destroy();
