@@ -65,6 +65,7 @@ export const checks = {
   deleteRange: ((a, u, r) => a.checkDelete(u, r)) as AuthCheck<{ key: Buffer; range_end?: Buffer; prev_kv?: boolean }>,
   txn: ((a, u, r) => a.checkTxn(u, r)) as AuthCheck<TxnLike>,
   leaseRevoke: ((a, u, r) => a.checkLeaseRevoke(u, BigInt(r.ID || 0))) as AuthCheck<{ ID: string | number }>,
+  leaseTimeToLive: ((a, u, r) => (r.keys ? a.checkLeaseTimeToLive(u, BigInt(r.ID || 0)) : undefined)) as AuthCheck<{ ID: string | number; keys: boolean }>,
   admin: ((a, u) => a.checkAdmin(u)) as AuthCheck<unknown>,
   /** Only a valid token (if one is sent) is required: etcd 3.4 checks nothing else for these. */
   none: (() => undefined) as AuthCheck<unknown>,

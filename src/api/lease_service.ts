@@ -68,10 +68,24 @@ export function leaseService(server: Server, runner: LeaseRunner, forwarder?: Le
 
   const LeaseTimeToLive: UnaryHandler<LeaseTimeToLiveRequest, LeaseTimeToLiveResponse> = (call) => {
     const id = toLeaseId(call.request.ID);
+    // With keys, only a caller who may read every key of the lease (etcd's fix of
+    // CVE-2023-32082); without, etcd checks nothing, not even the token.
+    if (call.request.keys) {
+      const who = authorize(server, call, checks.leaseTimeToLive, call.request);
+      if (who instanceof EtcdError) return replyError(call, who);
+    }
     if (!server.isLeader()) {
-      // Remaining TTLs live on the leader's clock: ask it, as etcd followers do.
+      // Remaining TTLs live on the leader's clock: ask it, as etcd followers do. The keys are
+      // this member's (the attachments are replicated state): the leader is asked without them,
+      // so it need not see the caller's credentials, which were checked here.
       if (!forwarder) return replyError(call, Errors.NotLeader);
-      forwarder.unary<LeaseTimeToLiveResponse>('etcdserverpb.Lease', 'LeaseTimeToLive', call.request).then((res) => call.respond(res), (err) => replyError(call, err));
+      forwarder.unary<LeaseTimeToLiveResponse>('etcdserverpb.Lease', 'LeaseTimeToLive', { ID: call.request.ID, keys: false }).then(
+        (res) => {
+          if (call.request.keys) res.keys = lessor.timeToLive(id, true)?.keys ?? [];
+          call.respond(res);
+        },
+        (err) => replyError(call, err),
+      );
       return;
     }
     const t = lessor.timeToLive(id, call.request.keys);

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { EtcdError, Errors, GrpcCode, unimplemented } from '../util/errors';
 import type { Server } from '../server/server';
 import { AlarmAction } from '../server/alarms';
+import { toNumber } from '../server/kv_ops';
 import type {
   AlarmRequest,
   AlarmResponse,
@@ -92,7 +93,7 @@ export function maintenanceService(server: Server) {
     if (denied) return replyError(call, denied);
     let h: ReturnType<typeof server.store.hashKV>;
     try {
-      h = server.store.hashKV(Number(call.request.revision));
+      h = server.store.hashKV(toNumber(call.request.revision));
     } catch (err) {
       return replyError(call, err);
     }

@@ -291,6 +291,19 @@ export class AuthStore {
     return undefined;
   }
 
+  /** LeaseTimeToLive with keys (CVE-2023-32082, fixed in etcd 3.4.26 / 3.5.9): the keys are
+   *  listed only to a user who may READ every one of them, else PermissionDenied; no user at all
+   *  is "user name is empty". An unknown lease passes (the call then answers as for any). */
+  checkLeaseTimeToLive(username: string, lease: bigint): EtcdError | undefined {
+    if (!this.enabledValue) return undefined;
+    if (username === '') return E.UserEmpty;
+    for (const key of this.opts.leaseKeys?.(lease) ?? []) {
+      const denied = this.checkRange(username, key, undefined);
+      if (denied) return denied;
+    }
+    return undefined;
+  }
+
   /** The apply-time check of a client entry (the authoritative one: the state it runs against is
    *  the same on every member). Entries without a header come from the server itself (lease
    *  expiry) and are not checked. If the auth revision moved since the proposer checked, etcd

@@ -21,6 +21,8 @@ export interface ClientEndpointOptions {
   /** The handler tables registered on `grpc`, by service: the gateway calls the same ones. */
   services: Readonly<Record<string, ServiceHandlers>>;
   maxRequestBytes: number;
+  /** --max-txn-ops: the gateway refuses a longer JSON list while reading it. */
+  maxTxnOps: number;
   metrics: MemberMetrics;
   /** What /version reports (etcd's API version we speak). */
   version: string;
@@ -47,7 +49,7 @@ export function newGrpcServer(maxRequestBytes: number, hooks: Omit<H2GrpcServerO
 
 /** Serves gRPC and HTTP (health, version, metrics, JSON gateway) on every client URL. */
 export async function serveClients(o: ClientEndpointOptions, urls: readonly string[]): Promise<ClientEndpoint> {
-  const gateway = new JsonGateway({ services: o.services, maxRequestBytes: o.maxRequestBytes, log: o.log, calls: o.metrics });
+  const gateway = new JsonGateway({ services: o.services, maxRequestBytes: o.maxRequestBytes, maxTxnOps: o.maxTxnOps, log: o.log, calls: o.metrics });
   const http = createClientHttpServer({ server: o.server, gateway, metrics: o.metrics.registry, version: o.version });
   if (o.tls?.commonNameAuth) gatewayCommonNameGuard(http, () => o.server.auth.enabled);
   const listener = new ClientListener({

@@ -15,7 +15,6 @@
 // Errors as grpc-gateway v1: HTTP status from the gRPC code (routes.ts) and a body
 // {"error": msg, "message": msg, "code": N}. Bad JSON, bad base64 and bodies over the limit are
 // 400 / InvalidArgument before any handler runs.
-import { StringDecoder } from 'node:string_decoder';
 import path from 'node:path';
 import type http from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
@@ -26,7 +25,7 @@ import type { BidiHandler, Handler, ServerStreamHandler, Status, UnaryHandler } 
 import { rethrowIfAssertion } from '../util/assert';
 import { Errors, GrpcCode, unimplemented } from '../util/errors';
 import type { Logger } from '../util/log';
-import { JsonIncomplete, JsonSyntaxError, parseJson, parseNext, type JsonValue } from './json_parse';
+import { JsonLimitError, JsonStreamParser, JsonSyntaxError, type JsonLimits, type JsonValue } from './json_parse';
 import { JsonMappingError, messageIn } from './json_pb';
 import type { Route } from './routes';
 import type { CallObserver } from './metrics';
@@ -38,15 +37,28 @@ export interface GatewayOptions {
   /** The handler tables of every gRPC service, by full service name (as registered). */
   services: Readonly<Record<string, ServiceHandlers>>;
   maxRequestBytes: number;
+  /** --max-txn-ops: also the longest JSON list read (a Txn's compare/success/failure). */
+  maxTxnOps: number;
   log: Logger;
   calls?: CallObserver;
+  /** A unary body, or one request of a stream once its first byte came, must arrive within this
+   *  (slow-body bound; default BODY_TIMEOUT_MS). */
+  bodyTimeoutMs?: number;
 }
+
+/** The default of GatewayOptions.bodyTimeoutMs: as the headers' bound (http_server.ts). */
+export const BODY_TIMEOUT_MS = 30_000;
 
 /** How long a keepalive stream's half-close waits for the answers to its requests. */
 const HALF_CLOSE_WAIT_MS = 5000;
 
 /** A request the gateway refuses before calling any handler (always 400 / InvalidArgument). */
 class BadRequest extends Error {}
+
+/** A body (or a stream's pending request) that did not arrive in time. */
+function slowBody(ms: number): Status {
+  return { code: GrpcCode.DEADLINE_EXCEEDED, message: `quorumkv: request body not received within ${ms} ms` };
+}
 
 let root: protobuf.Root | undefined;
 function gatewayRoot(): protobuf.Root {
@@ -67,12 +79,19 @@ export class JsonGateway implements GatewayCallOwner {
   private readonly streams = new Set<GatewayCall>();
   /** The largest request message accepted, as gRPC's receive limit. */
   readonly messageBytesMax: number;
-  /** The largest body read: JSON and base64 inflate a message, by 4/3 and a little more. */
+  /** The largest body (unary) or pending value (stream) read: JSON and base64 inflate a
+   *  message, by 4/3 and a little more. */
   readonly bodyBytesMax: number;
+  private readonly unaryLimits: JsonLimits;
+  private readonly streamLimits: JsonLimits;
+  private readonly bodyTimeoutMs: number;
 
   constructor(private readonly o: GatewayOptions) {
     this.messageBytesMax = o.maxRequestBytes + GRPC_OVERHEAD_BYTES;
     this.bodyBytesMax = 2 * this.messageBytesMax;
+    this.unaryLimits = { valueBytesMax: this.bodyBytesMax, arrayElementsMax: o.maxTxnOps, single: true };
+    this.streamLimits = { ...this.unaryLimits, single: false };
+    this.bodyTimeoutMs = o.bodyTimeoutMs ?? BODY_TIMEOUT_MS;
   }
 
   private info(route: Route): GatewayMethod {
@@ -108,18 +127,44 @@ export class JsonGateway implements GatewayCallOwner {
     const info = this.info(route);
     const handler = this.o.services[route.service]?.[route.method];
     if (info.def.requestStream) return this.serveStream(req, res, route, info, handler);
-    readBody(req, this.bodyBytesMax).then(
-      (body) => {
-        let request: unknown;
-        try {
-          request = this.decode(info, body.length === 0 ? undefined : parseJson(body.toString('utf8')));
-        } catch (err) {
-          return sendError(res, badRequestStatus(err));
-        }
-        this.call(new GatewayCall(this, info, req, res), handler, request);
-      },
-      (err) => sendError(res, badRequestStatus(err), true),
-    );
+    // The body is parsed as it arrives (each byte once); a bad or oversized one is answered at
+    // once and the rest of it is not read (the connection closes).
+    let value: JsonValue | undefined;
+    let size = 0;
+    let failed = false;
+    const parser = new JsonStreamParser(this.unaryLimits, (v) => (value = v));
+    const refuse = (err: unknown, status = badRequestStatus(err)) => {
+      failed = true;
+      clearTimeout(timer);
+      req.removeAllListeners('data');
+      req.resume();
+      sendError(res, status, true);
+    };
+    const timer = setTimeout(() => refuse(undefined, slowBody(this.bodyTimeoutMs)), this.bodyTimeoutMs);
+    res.once('close', () => clearTimeout(timer));
+    req.on('data', (chunk: Buffer) => {
+      if (failed) return;
+      size += chunk.length;
+      try {
+        if (size > this.bodyBytesMax) throw new BadRequest(Errors.RequestTooLarge.message);
+        parser.write(chunk);
+      } catch (err) {
+        refuse(err);
+      }
+    });
+    req.on('end', () => {
+      clearTimeout(timer);
+      if (failed) return;
+      let request: unknown;
+      try {
+        parser.end();
+        request = this.decode(info, value);
+      } catch (err) {
+        return sendError(res, badRequestStatus(err));
+      }
+      this.call(new GatewayCall(this, info, req, res), handler, request);
+    });
+    req.on('error', (err) => failed || refuse(err));
   }
 
   /** A parsed JSON value (undefined = empty body: an empty message, as with etcd) → the request
@@ -152,35 +197,39 @@ export class JsonGateway implements GatewayCallOwner {
     const call = new GatewayCall(this, info, req, res);
     this.call(call, handler, undefined);
     if (call.finished) return;
-    const decoder = new StringDecoder('utf8');
-    let pending = '';
-    const feed = (atEnd: boolean) => {
-      for (;;) {
-        let next: ReturnType<typeof parseNext>;
-        let request: unknown;
-        try {
-          next = parseNext(pending, 0, atEnd);
-          if (!next) break;
-          pending = pending.slice(next.end);
-          request = this.decode(info, next.value);
-        } catch (err) {
-          if (err instanceof JsonIncomplete) return;
-          return call.fail(badRequestStatus(err));
-        }
-        call.pushRequest(request);
-      }
-      pending = pending.trimStart();
-    };
-    req.on('data', (chunk: Buffer) => {
-      if (call.finished) return;
-      pending += decoder.write(chunk);
-      if (pending.length > this.bodyBytesMax) return call.fail(badRequestStatus(new BadRequest(`quorumkv: request message larger than ${this.bodyBytesMax} bytes of JSON`)));
-      feed(false);
+    // Each request of the stream goes to the handler as soon as its last byte is read.
+    const parser = new JsonStreamParser(this.streamLimits, (v) => {
+      if (!call.finished) call.pushRequest(this.decode(info, v));
     });
-    req.on('end', () => {
+    // A request of the stream that has started must be complete within bodyTimeoutMs (the
+    // stream itself may stay open, idle between requests, as long as the client wants).
+    let timer: NodeJS.Timeout | undefined;
+    // A refused request leaves the rest of the body unread: the connection goes once the error
+    // line is out (else Node would go on reading and discarding whatever the client sends).
+    const refuse = (st: Status) => {
+      call.fail(st);
+      if (res.writableFinished) req.socket.destroy();
+      else res.once('finish', () => req.socket.destroy());
+    };
+    const read = (chunk: Buffer | undefined) => {
       if (call.finished) return;
-      pending += decoder.end();
-      feed(true);
+      try {
+        if (chunk) parser.write(chunk);
+        else parser.end();
+      } catch (err) {
+        refuse(badRequestStatus(err));
+      }
+      if (!parser.inValue || call.finished) {
+        clearTimeout(timer);
+        timer = undefined;
+      } else if (timer === undefined) {
+        timer = setTimeout(() => refuse(slowBody(this.bodyTimeoutMs)), this.bodyTimeoutMs);
+      }
+    };
+    res.once('close', () => clearTimeout(timer));
+    req.on('data', (chunk: Buffer) => read(chunk));
+    req.on('end', () => {
+      read(undefined);
       if (route.endsOnHalfClose && !call.finished) call.halfCloseWhenAnswered(HALF_CLOSE_WAIT_MS);
     });
   }
@@ -196,29 +245,14 @@ export class JsonGateway implements GatewayCallOwner {
 
 function badRequestStatus(err: unknown): Status {
   rethrowIfAssertion(err);
+  if (err instanceof JsonLimitError) {
+    // etcd's own errors where it has one: a list over --max-txn-ops is its "too many operations",
+    // a value over the size limit its "request is too large" (both InvalidArgument).
+    if (err.limit === 'array-elements') return Errors.TooManyOps;
+    if (err.limit === 'value-bytes') return Errors.RequestTooLarge;
+    return { code: GrpcCode.INVALID_ARGUMENT, message: err.message };
+  }
   if (err instanceof JsonSyntaxError || err instanceof JsonMappingError || err instanceof BadRequest) return { code: GrpcCode.INVALID_ARGUMENT, message: err.message };
   if (err instanceof Error) return { code: GrpcCode.INVALID_ARGUMENT, message: `quorumkv: bad request: ${err.message}` };
   return { code: GrpcCode.INVALID_ARGUMENT, message: `quorumkv: bad request: ${String(err)}` };
-}
-
-/** Reads a whole body, refusing (without buffering) one larger than `limit` bytes. */
-export function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let refused = false;
-    req.on('data', (c: Buffer) => {
-      if (refused) return;
-      size += c.length;
-      if (size > limit) {
-        refused = true;
-        chunks.length = 0;
-        reject(new BadRequest(`quorumkv: request body larger than ${limit} bytes (--max-request-bytes plus gRPC overhead, twice for JSON and base64)`));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => refused || resolve(Buffer.concat(chunks)));
-    req.on('error', (err) => refused || ((refused = true), reject(err)));
-  });
 }

@@ -9,8 +9,18 @@ import { GATEWAY_ROUTES } from './routes';
 
 /** etcd's /health gives its quorum read one second. */
 export const HEALTH_READ_TIMEOUT_MS = 1000;
-/** A connection must send its request headers within this time (slow-loris bound). */
-const HEADERS_TIMEOUT_MS = 60_000;
+/** A request's headers must arrive within this time of its first byte (slow-loris bound). Node
+ *  checks it every CONNECTIONS_CHECK_INTERVAL_MS. The body has its own bound (gateway.ts
+ *  BODY_TIMEOUT_MS): Node's requestTimeout cannot be used, as it would also end a watch or
+ *  keepalive stream, whose request body lasts as long as the stream. */
+export const HEADERS_TIMEOUT_MS = 10_000;
+const CONNECTIONS_CHECK_INTERVAL_MS = 1000;
+/** An idle keep-alive connection is closed after this (Node's default, made explicit). */
+export const KEEP_ALIVE_TIMEOUT_MS = 5000;
+/** Requests of one connection in flight at once (HTTP/1.1 pipelining): Node parses pipelined
+ *  requests as they come and queues their responses, so without a bound one connection could
+ *  start any number of calls. A client that pipelines deeper is disconnected. */
+export const PIPELINED_REQUESTS_MAX = 16;
 
 export interface ClientHttpOptions {
   server: Server;
@@ -18,6 +28,9 @@ export interface ClientHttpOptions {
   metrics: Registry;
   /** What /version reports for both the server and the cluster. */
   version: string;
+  /** Overrides of HEADERS_TIMEOUT_MS and KEEP_ALIVE_TIMEOUT_MS (tests). */
+  headersTimeoutMs?: number;
+  keepAliveTimeoutMs?: number;
 }
 
 /** etcd 3.4's /health: a leader, no alarm, and a quorum read that completes within a second. */
@@ -49,7 +62,24 @@ function methodNotAllowed(res: http.ServerResponse, allow: string): void {
 
 export function createClientHttpServer(o: ClientHttpOptions): http.Server {
   const versionBody = JSON.stringify({ etcdserver: o.version, etcdcluster: o.version });
-  const s = http.createServer({ requestTimeout: 0, headersTimeout: HEADERS_TIMEOUT_MS }, (req, res) => {
+  const inFlight = new WeakMap<object, number>();
+  const s = http.createServer(
+    {
+      requestTimeout: 0,
+      headersTimeout: o.headersTimeoutMs ?? HEADERS_TIMEOUT_MS,
+      keepAliveTimeout: o.keepAliveTimeoutMs ?? KEEP_ALIVE_TIMEOUT_MS,
+      connectionsCheckingInterval: CONNECTIONS_CHECK_INTERVAL_MS,
+    },
+    (req, res) => {
+      const socket = req.socket;
+      const n = (inFlight.get(socket) ?? 0) + 1;
+      if (n > PIPELINED_REQUESTS_MAX) return void socket.destroy();
+      inFlight.set(socket, n);
+      res.once('close', () => inFlight.set(socket, (inFlight.get(socket) ?? 1) - 1));
+      serveRequest(req, res);
+    },
+  );
+  function serveRequest(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     let p = q < 0 ? url : url.slice(0, q);
@@ -80,11 +110,12 @@ export function createClientHttpServer(o: ClientHttpOptions): http.Server {
       return o.gateway.serve(req, res, route);
     }
     text(res, 404, p.startsWith('/v3/') ? 'Not Found\n' : '404 page not found\n', { 'X-Content-Type-Options': 'nosniff' });
-  });
-  // A malformed request gets 400 and the connection is closed (Node's default, made explicit so
-  // that no error escapes).
-  s.on('clientError', (_err, socket) => {
-    if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+  }
+  // A malformed request gets 400, headers too slow 408, and the connection is closed (Node's
+  // defaults, made explicit so that no error escapes).
+  s.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+    const status = err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+    if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     else socket.destroy();
   });
   return s;

@@ -1,11 +1,20 @@
-// A strict JSON parser (RFC 8259) for the gateway, with two differences from JSON.parse that the
-// gateway needs:
+// The gateway's JSON parser (RFC 8259): a push parser that is fed the body's chunks as they
+// arrive and keeps its state between them, so every byte is scanned once however the body is
+// cut (a parser that restarted from the start of a pending value on every chunk let 3,000
+// one-byte chunks behind a 3.5 MB unfinished value stall the member for 40 s). Differences from
+// JSON.parse that the gateway needs:
 //   * numbers keep their source text (JsonNumber), so a 64-bit ID sent as a JSON number is not
-//     rounded to a double on the way in (etcd's Go gateway parses them exactly);
-//   * objects are Maps (no prototype, so a "__proto__" key is just a key), and a body may hold a
-//     sequence of values (a watch or keepalive stream), parsed one at a time; a value cut off by
-//     the end of the text is reported as incomplete, so the caller can wait for more bytes.
-// Error messages follow Go's encoding/json, which is what etcd's gateway answers with.
+//     rounded to a double (etcd's Go gateway parses them exactly); a number with more than
+//     INTEGER_DIGITS_MAX digits is refused as it is read, before anything converts it;
+//   * objects are Maps (no prototype: "__proto__" or "constructor" is just a key);
+//   * a body may hold a sequence of values (a watch or keepalive stream), each handed over as
+//     soon as it is complete;
+//   * limits are checked while reading: nesting depth, the bytes of one pending value, and the
+//     elements of one array (the gateway passes --max-txn-ops: a Txn's compare/success/failure
+//     lists are refused at the first element over it, not after building 200k of them).
+// Syntax error messages follow Go's encoding/json, which is what etcd's gateway answers with.
+
+import { assert } from '../util/assert';
 
 export class JsonNumber {
   constructor(readonly text: string) {}
@@ -14,173 +23,322 @@ export class JsonNumber {
 export type JsonValue = null | boolean | string | JsonNumber | JsonValue[] | Map<string, JsonValue>;
 
 export class JsonSyntaxError extends Error {}
-/** The text ended inside a value: more input may complete it. */
-export class JsonIncomplete extends Error {}
 
-/** Nesting deeper than this is refused (a bound on recursion; etcd's messages nest 4-5 levels). */
+/** A limit of JsonLimits was exceeded while reading. */
+export class JsonLimitError extends Error {
+  constructor(
+    readonly limit: 'value-bytes' | 'array-elements' | 'number-digits',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Nesting deeper than this is refused (etcd's messages nest 4-5 levels). */
 export const JSON_DEPTH_MAX = 64;
+/** int64/uint64 have at most 20 digits: a longer number can never be a valid field value. */
+export const INTEGER_DIGITS_MAX = 20;
+/** A number token (sign, digits, fraction, exponent) longer than this is refused. */
+const NUMBER_CHARS_MAX = 64;
 
-const WS = new Set([0x20, 0x09, 0x0a, 0x0d]);
-const NUMBER_RE = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+export interface JsonLimits {
+  /** Bytes of one top-level value (whitespace between values does not count). */
+  valueBytesMax: number;
+  /** Elements of any one array. */
+  arrayElementsMax: number;
+  /** True for a unary body: one value, then only whitespace. */
+  single: boolean;
+}
 
-function describe(ch: string): string {
+const NUMBER_RE = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
+
+const enum Mode {
+  Top, // between top-level values
+  Value, // a value must start here
+  ArrayFirst, // after '[': a value or ']'
+  ArraySep, // after an element: ',' or ']'
+  ObjectFirst, // after '{': a key or '}'
+  ObjectKey, // after ',': a key
+  ObjectColon, // after a key
+  ObjectSep, // after a member: ',' or '}'
+  String,
+  StringEscape, // after '\'
+  StringHex, // inside \uXXXX
+  Number,
+  Literal,
+  Done, // a single value was read; only whitespace may follow
+}
+
+interface Frame {
+  readonly array: JsonValue[] | undefined;
+  readonly object: Map<string, JsonValue> | undefined;
+  key: string;
+}
+
+function isWs(b: number): boolean {
+  return b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
+}
+
+function describe(b: number): string {
+  const ch = String.fromCharCode(b);
   return ch === "'" ? "'\\''" : `'${ch}'`;
 }
 
-class Parser {
-  pos: number;
+function isHex(b: number): boolean {
+  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x46) || (b >= 0x61 && b <= 0x66);
+}
+
+const ESCAPES = new Set([0x22, 0x5c, 0x2f, 0x62, 0x66, 0x6e, 0x72, 0x74]); // " \ / b f n r t
+const LITERALS: ReadonlyMap<number, readonly [string, JsonValue]> = new Map([
+  [0x74, ['true', true]],
+  [0x66, ['false', false]],
+  [0x6e, ['null', null]],
+]);
+
+export class JsonStreamParser {
+  private mode = Mode.Top;
+  private readonly stack: Frame[] = [];
+  /** Bytes of the current top-level value so far. */
+  private valueBytes = 0;
+  // String state: the raw bytes so far (parts of earlier chunks, and where it started in this one).
+  private strParts: Buffer[] = [];
+  private strStart = -1;
+  private strEscaped = false;
+  private strIsKey = false;
+  private hexLeft = 0;
+  // Number and literal state.
+  private numText = '';
+  private numDigits = 0;
+  private numInteger = true;
+  private literal = '';
+  private literalValue: JsonValue = null;
+  private literalPos = 0;
+
   constructor(
-    private readonly s: string,
-    start: number,
-  ) {
-    this.pos = start;
+    private readonly limits: JsonLimits,
+    private readonly onValue: (v: JsonValue) => void,
+  ) {}
+
+  /** True while a value is started and not finished. */
+  get inValue(): boolean {
+    return this.mode !== Mode.Top && this.mode !== Mode.Done;
   }
 
-  skipWs(): void {
-    while (this.pos < this.s.length && WS.has(this.s.charCodeAt(this.pos))) this.pos++;
-  }
-
-  private need(): string {
-    if (this.pos >= this.s.length) throw new JsonIncomplete('unexpected EOF');
-    return this.s[this.pos]!;
-  }
-
-  value(depth: number, context = 'looking for beginning of value'): JsonValue {
-    if (depth > JSON_DEPTH_MAX) throw new JsonSyntaxError(`exceeded max depth ${JSON_DEPTH_MAX}`);
-    this.skipWs();
-    const c = this.need();
-    if (c === '{') return this.object(depth);
-    if (c === '[') return this.array(depth);
-    if (c === '"') return this.string();
-    if (c === '-' || (c >= '0' && c <= '9')) return this.number();
-    for (const [word, v] of [['true', true], ['false', false], ['null', null]] as const) {
-      if (c === word[0]) {
-        for (let i = 0; i < word.length; i++) {
-          const d = this.need();
-          if (d !== word[i]) throw new JsonSyntaxError(`invalid character ${describe(d)} in literal ${word} (expecting '${word[i]}')`);
-          this.pos++;
+  /** Feeds the next chunk; completed top-level values go to onValue. Throws JsonSyntaxError or
+   *  JsonLimitError (the parser is then unusable). */
+  write(chunk: Buffer): void {
+    const n = chunk.length;
+    let i = 0;
+    while (i < n) {
+      const b = chunk[i]!;
+      if (this.mode !== Mode.Top && this.mode !== Mode.Done) {
+        if (++this.valueBytes > this.limits.valueBytesMax) {
+          throw new JsonLimitError('value-bytes', `quorumkv: a JSON request value larger than ${this.limits.valueBytesMax} bytes (--max-request-bytes, as JSON and base64)`);
         }
-        return v;
       }
+      if (this.step(chunk, i, b)) i++;
     }
-    throw new JsonSyntaxError(`invalid character ${describe(c)} ${context}`);
-  }
-
-  private object(depth: number): Map<string, JsonValue> {
-    const m = new Map<string, JsonValue>();
-    this.pos++; // {
-    this.skipWs();
-    if (this.need() === '}') return (this.pos++, m);
-    for (;;) {
-      this.skipWs();
-      const c = this.need();
-      if (c !== '"') throw new JsonSyntaxError(`invalid character ${describe(c)} looking for beginning of object key string`);
-      const key = this.string();
-      this.skipWs();
-      const colon = this.need();
-      if (colon !== ':') throw new JsonSyntaxError(`invalid character ${describe(colon)} after object key`);
-      this.pos++;
-      m.set(key, this.value(depth + 1));
-      this.skipWs();
-      const sep = this.need();
-      this.pos++;
-      if (sep === '}') return m;
-      if (sep !== ',') throw new JsonSyntaxError(`invalid character ${describe(sep)} after object key:value pair`);
+    if (this.mode === Mode.String || this.mode === Mode.StringEscape || this.mode === Mode.StringHex) {
+      // Inside a string: keep this chunk's part; the next chunk's part starts at its beginning.
+      this.strParts.push(chunk.subarray(this.strStart));
+      this.strStart = 0;
     }
   }
 
-  private array(depth: number): JsonValue[] {
-    const a: JsonValue[] = [];
-    this.pos++; // [
-    this.skipWs();
-    if (this.need() === ']') return (this.pos++, a);
-    for (;;) {
-      a.push(this.value(depth + 1));
-      this.skipWs();
-      const sep = this.need();
-      this.pos++;
-      if (sep === ']') return a;
-      if (sep !== ',') throw new JsonSyntaxError(`invalid character ${describe(sep)} after array element`);
+  /** The end of the body: a value cut off is "unexpected EOF"; a number at the very end ends. */
+  end(): void {
+    if (this.mode === Mode.Number) this.finishNumber(-1);
+    if (this.mode !== Mode.Top && this.mode !== Mode.Done) throw new JsonSyntaxError('unexpected EOF');
+  }
+
+  /** One byte in the current mode. Returns false if the byte must be seen again (it ended a
+   *  number, which has no closing character of its own). */
+  private step(chunk: Buffer, i: number, b: number): boolean {
+    switch (this.mode) {
+      case Mode.String:
+        if (b === 0x22) this.finishString(chunk, i);
+        else if (b === 0x5c) this.mode = Mode.StringEscape;
+        else if (b < 0x20) throw new JsonSyntaxError(`invalid character ${describe(b)} in string literal`);
+        return true;
+      case Mode.StringEscape:
+        this.strEscaped = true;
+        if (b === 0x75) {
+          this.mode = Mode.StringHex;
+          this.hexLeft = 4;
+        } else if (ESCAPES.has(b)) this.mode = Mode.String;
+        else throw new JsonSyntaxError(`invalid character ${describe(b)} in string escape code`);
+        return true;
+      case Mode.StringHex:
+        if (!isHex(b)) throw new JsonSyntaxError(`invalid character ${describe(b)} in \\u hexadecimal character escape`);
+        if (--this.hexLeft === 0) this.mode = Mode.String;
+        return true;
+      case Mode.Number:
+        if ((b >= 0x30 && b <= 0x39) || b === 0x2e || b === 0x65 || b === 0x45 || b === 0x2b || b === 0x2d) {
+          this.numberChar(b);
+          return true;
+        }
+        this.finishNumber(b);
+        return false;
+      case Mode.Literal:
+        if (b !== this.literal.charCodeAt(this.literalPos)) {
+          throw new JsonSyntaxError(`invalid character ${describe(b)} in literal ${this.literal} (expecting '${this.literal[this.literalPos]!}')`);
+        }
+        if (++this.literalPos === this.literal.length) this.complete(this.literalValue);
+        return true;
+      default:
+        return this.structural(chunk, i, b);
     }
   }
 
-  private string(): string {
-    const s = this.s;
-    let out = '';
-    let i = ++this.pos; // opening quote
-    let run = i;
-    for (;;) {
-      if (i >= s.length) throw new JsonIncomplete('unexpected EOF');
-      const code = s.charCodeAt(i);
-      if (code === 0x22) break;
-      if (code < 0x20) throw new JsonSyntaxError(`invalid character ${describe(s[i]!)} in string literal`);
-      if (code !== 0x5c) {
-        i++;
-        continue;
+  private structural(chunk: Buffer, i: number, b: number): boolean {
+    if (isWs(b)) return true;
+    switch (this.mode) {
+      case Mode.Done:
+        throw new JsonSyntaxError(`invalid character ${describe(b)} after top-level value`);
+      case Mode.Top:
+        this.valueBytes = 1;
+        this.mode = Mode.Value;
+        return this.startValue(chunk, i, b, 'looking for beginning of value');
+      case Mode.Value:
+        return this.startValue(chunk, i, b, 'looking for beginning of value');
+      case Mode.ArrayFirst:
+        if (b === 0x5d) return this.closeContainer();
+        return this.startValue(chunk, i, b, 'looking for beginning of value');
+      case Mode.ArraySep:
+        if (b === 0x5d) return this.closeContainer();
+        if (b !== 0x2c) throw new JsonSyntaxError(`invalid character ${describe(b)} after array element`);
+        this.mode = Mode.Value;
+        return true;
+      case Mode.ObjectFirst:
+        if (b === 0x7d) return this.closeContainer();
+        return this.startKey(i, b);
+      case Mode.ObjectKey:
+        return this.startKey(i, b);
+      case Mode.ObjectColon:
+        if (b !== 0x3a) throw new JsonSyntaxError(`invalid character ${describe(b)} after object key`);
+        this.mode = Mode.Value;
+        return true;
+      case Mode.ObjectSep:
+        if (b === 0x7d) return this.closeContainer();
+        if (b !== 0x2c) throw new JsonSyntaxError(`invalid character ${describe(b)} after object key:value pair`);
+        this.mode = Mode.ObjectKey;
+        return true;
+      default:
+        assert(false, `json: structural byte in mode ${String(this.mode)}`);
+    }
+  }
+
+  private startValue(_chunk: Buffer, i: number, b: number, context: string): boolean {
+    if (b === 0x7b || b === 0x5b) {
+      if (this.stack.length >= JSON_DEPTH_MAX) throw new JsonSyntaxError(`exceeded max depth ${JSON_DEPTH_MAX}`);
+      const isArray = b === 0x5b;
+      this.stack.push({ array: isArray ? [] : undefined, object: isArray ? undefined : new Map<string, JsonValue>(), key: '' });
+      this.mode = isArray ? Mode.ArrayFirst : Mode.ObjectFirst;
+      return true;
+    }
+    if (b === 0x22) {
+      this.startString(i, false);
+      return true;
+    }
+    if (b === 0x2d || (b >= 0x30 && b <= 0x39)) {
+      this.mode = Mode.Number;
+      this.numText = '';
+      this.numDigits = 0;
+      this.numInteger = true;
+      this.numberChar(b);
+      return true;
+    }
+    const lit = LITERALS.get(b);
+    if (lit) {
+      this.mode = Mode.Literal;
+      [this.literal, this.literalValue] = lit;
+      this.literalPos = 1;
+      return true;
+    }
+    throw new JsonSyntaxError(`invalid character ${describe(b)} ${context}`);
+  }
+
+  private startKey(i: number, b: number): boolean {
+    if (b !== 0x22) throw new JsonSyntaxError(`invalid character ${describe(b)} looking for beginning of object key string`);
+    this.startString(i, true);
+    return true;
+  }
+
+  private startString(i: number, isKey: boolean): void {
+    this.mode = Mode.String;
+    this.strParts = [];
+    this.strStart = i + 1;
+    this.strEscaped = false;
+    this.strIsKey = isKey;
+  }
+
+  private finishString(chunk: Buffer, i: number): void {
+    const last = chunk.subarray(this.strStart, i);
+    const raw = this.strParts.length === 0 ? last : Buffer.concat([...this.strParts, last]);
+    this.strParts = [];
+    this.strStart = -1;
+    // The escapes were validated while scanning, so JSON.parse of the literal cannot fail.
+    const s = this.strEscaped ? (JSON.parse(`"${raw.toString('utf8')}"`) as string) : raw.toString('utf8');
+    if (this.strIsKey) {
+      this.stack[this.stack.length - 1]!.key = s;
+      this.mode = Mode.ObjectColon;
+    } else this.complete(s);
+  }
+
+  private numberChar(b: number): void {
+    if (b === 0x2e || b === 0x65 || b === 0x45) this.numInteger = false;
+    else if (b >= 0x30 && b <= 0x39 && this.numInteger && ++this.numDigits > INTEGER_DIGITS_MAX) {
+      throw new JsonLimitError('number-digits', `json: cannot unmarshal number ${this.numText.slice(0, 24)}… (more than ${INTEGER_DIGITS_MAX} digits) into an integer field`);
+    }
+    if (this.numText.length >= NUMBER_CHARS_MAX) throw new JsonLimitError('number-digits', `json: number ${this.numText.slice(0, 24)}… longer than ${NUMBER_CHARS_MAX} characters`);
+    this.numText += String.fromCharCode(b);
+  }
+
+  /** `next` is the byte after the number (-1 at the end of the body). */
+  private finishNumber(next: number): void {
+    const t = this.numText;
+    if (!NUMBER_RE.test(t)) {
+      if (next < 0 && /[-.eE+]$/.test(t)) throw new JsonSyntaxError('unexpected EOF');
+      throw new JsonSyntaxError(`invalid character ${describe(next < 0 ? t.charCodeAt(t.length - 1) : next)} in numeric literal`);
+    }
+    this.complete(new JsonNumber(t));
+  }
+
+  private closeContainer(): boolean {
+    const f = this.stack.pop()!;
+    this.complete(f.array ?? f.object!);
+    return true;
+  }
+
+  /** A value is complete: it goes into its container, or out if it is a top-level one. */
+  private complete(v: JsonValue): void {
+    const top = this.stack[this.stack.length - 1];
+    if (top === undefined) {
+      this.mode = this.limits.single ? Mode.Done : Mode.Top;
+      this.valueBytes = 0;
+      this.onValue(v);
+      return;
+    }
+    if (top.array) {
+      if (top.array.length >= this.limits.arrayElementsMax) {
+        throw new JsonLimitError('array-elements', `quorumkv: a JSON list longer than ${this.limits.arrayElementsMax} elements (--max-txn-ops)`);
       }
-      out += s.slice(run, i);
-      if (i + 1 >= s.length) throw new JsonIncomplete('unexpected EOF');
-      const e = s[i + 1]!;
-      const simple: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
-      if (e in simple) {
-        out += simple[e];
-        i += 2;
-      } else if (e === 'u') {
-        if (i + 6 > s.length) throw new JsonIncomplete('unexpected EOF');
-        const hex = s.slice(i + 2, i + 6);
-        if (!/^[0-9a-fA-F]{4}$/.test(hex)) throw new JsonSyntaxError(`invalid character in \\u hexadecimal character escape`);
-        out += String.fromCharCode(parseInt(hex, 16));
-        i += 6;
-      } else {
-        throw new JsonSyntaxError(`invalid character ${describe(e)} in string escape code`);
-      }
-      run = i;
+      top.array.push(v);
+      this.mode = Mode.ArraySep;
+    } else {
+      top.object!.set(top.key, v);
+      this.mode = Mode.ObjectSep;
     }
-    out += s.slice(run, i);
-    this.pos = i + 1;
-    return out;
-  }
-
-  private number(): JsonNumber {
-    NUMBER_RE.lastIndex = this.pos;
-    const m = NUMBER_RE.exec(this.s);
-    if (!m || m[0] === '-') {
-      if (this.pos + 1 >= this.s.length) throw new JsonIncomplete('unexpected EOF');
-      throw new JsonSyntaxError(`invalid character ${describe(this.s[this.pos + 1]!)} in numeric literal`);
-    }
-    this.pos += m[0].length;
-    // A number at the very end of the text may continue in the next chunk.
-    if (this.pos >= this.s.length) throw new JsonIncomplete('unexpected EOF');
-    return new JsonNumber(m[0]);
   }
 }
 
-/** Parses one whole document (a unary request body): exactly one value, then only whitespace. */
-export function parseJson(text: string): JsonValue {
-  const p = new Parser(text + ' ', 0); // the pad lets a number end the document
-  let v: JsonValue;
-  try {
-    v = p.value(0);
-  } catch (err) {
-    if (err instanceof JsonIncomplete) throw new JsonSyntaxError('unexpected EOF');
-    throw err;
-  }
-  p.skipWs();
-  if (p.pos < text.length) throw new JsonSyntaxError(`invalid character ${describe(text[p.pos]!)} after top-level value`);
-  return v;
-}
-
-/** Parses the next value of a stream of values starting at `pos`. Returns undefined if only
- *  whitespace is left; throws JsonIncomplete if the value is cut off by the end of the text. */
-export function parseNext(text: string, pos: number, atEnd: boolean): { value: JsonValue; end: number } | undefined {
-  const p = new Parser(atEnd ? text + ' ' : text, pos);
-  p.skipWs();
-  if (p.pos >= text.length) return undefined;
-  try {
-    const value = p.value(0);
-    return { value, end: p.pos };
-  } catch (err) {
-    if (err instanceof JsonIncomplete && atEnd) throw new JsonSyntaxError('unexpected EOF');
-    throw err;
-  }
+/** Parses one whole document (a unary request body, or a test's text): exactly one value. */
+export function parseJson(text: string | Buffer, limits: Partial<JsonLimits> = {}): JsonValue {
+  let out: JsonValue | undefined;
+  let seen = false;
+  const p = new JsonStreamParser({ valueBytesMax: Infinity, arrayElementsMax: Infinity, ...limits, single: true }, (v) => ((out = v), (seen = true)));
+  p.write(typeof text === 'string' ? Buffer.from(text, 'utf8') : text);
+  p.end();
+  if (!seen) throw new JsonSyntaxError('unexpected EOF');
+  return out!;
 }

@@ -19,6 +19,8 @@ const INT64_MIN = -(2n ** 63n);
 const INT64_MAX = 2n ** 63n - 1n;
 const UINT64_MAX = 2n ** 64n - 1n;
 const BASE64_RE = /^[A-Za-z0-9+/]*$/;
+/** "-" and 20 digits: the longest int64/uint64 text. */
+const INTEGER_CHARS_MAX = 21;
 
 // ---- in -------------------------------------------------------------------------------------
 
@@ -57,12 +59,22 @@ export function decodeBase64Strict(s: string, where: string): Buffer {
   return Buffer.from(t, 'base64');
 }
 
+/** A client's text in an error message, cut short (a 3 MB string is not echoed back). */
+function quoted(text: string): string {
+  return JSON.stringify(text.length > 32 ? `${text.slice(0, 32)}…` : text);
+}
+
 function integerText(v: JsonValue, where: string, typeName: string): bigint {
   let text: string;
   if (v instanceof JsonNumber) text = v.text;
   else if (typeof v === 'string') text = v.trim();
   else throw new JsonMappingError(`json: cannot unmarshal ${kindOf(v)} into field ${where} of type ${typeName}`);
-  if (!/^-?[0-9]+$/.test(text)) throw new JsonMappingError(`json: invalid value ${JSON.stringify(text)} for field ${where} of type ${typeName}: not an integer`);
+  // A sign and at most 20 digits, checked before any conversion: BigInt of a 3 MB digit string
+  // took seconds of the event loop.
+  if (text.length > INTEGER_CHARS_MAX || !/^-?[0-9]+$/.test(text)) {
+    const why = /^-?[0-9]+$/.test(text) ? 'out of range' : 'not an integer';
+    throw new JsonMappingError(`json: invalid value ${quoted(text)} for field ${where} of type ${typeName}: ${why}`);
+  }
   return BigInt(text);
 }
 
@@ -100,8 +112,9 @@ function scalarIn(field: protobuf.Field, v: JsonValue, where: string): unknown {
   const rt = field.resolvedType;
   if (rt instanceof protobuf.Enum) {
     if (typeof v === 'string') {
-      const n = rt.values[v];
-      if (n === undefined) throw new JsonMappingError(`unknown value ${JSON.stringify(v)} for enum ${rt.fullName.slice(1)} (field ${where})`);
+      // Own names only: "constructor" or "__proto__" must not find Object.prototype's.
+      const n = Object.hasOwn(rt.values, v) ? rt.values[v] : undefined;
+      if (typeof n !== 'number') throw new JsonMappingError(`unknown value ${quoted(v)} for enum ${rt.fullName.slice(1)} (field ${where})`);
       return n;
     }
     return Number(integerText(v, where, rt.fullName.slice(1)));

@@ -139,8 +139,8 @@ export class Applier {
       case 'range':
         return { id, response: applyRange(this.store, req.range!), revision: this.store.currentRevision };
       case 'compaction':
-        this.store.compact(Number(req.compaction!.revision));
-        this.onCompact(Number(req.compaction!.revision));
+        this.store.compact(toNumber(req.compaction!.revision));
+        this.onCompact(toNumber(req.compaction!.revision));
         return { id, response: {}, revision: this.store.currentRevision };
       case 'lease_grant':
       case 'lease_revoke':

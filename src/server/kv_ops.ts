@@ -43,9 +43,19 @@ export const NO_LEASES: LeaseAttachments = {
   detach: () => undefined,
 };
 
+/**
+ * An int64 from a request (a revision, version, TTL, limit) as a number, saturated at
+ * ±(2^53 - 1). Every revision, version and TTL this member holds is a safe integer (the store
+ * asserts it), so comparing one with a saturated client value comes out as with the exact int64,
+ * and the range checks after it (future revision, too large TTL) answer with etcd's errors. A
+ * client's 2^63 - 1 must never reach an assertion as a rounded, unsafe number.
+ */
 export function toNumber(v: Int64 | null | undefined): number {
   if (v === null || v === undefined) return 0;
-  return typeof v === 'number' ? v : Number(v);
+  const n = typeof v === 'number' ? v : Number(v);
+  if (Number.isSafeInteger(n)) return n;
+  if (Number.isNaN(n)) return 0; // not produced by the protobuf decoder (decimal strings only)
+  return n > 0 ? Number.MAX_SAFE_INTEGER : -Number.MAX_SAFE_INTEGER;
 }
 
 export function toLeaseId(v: Int64 | null | undefined): LeaseId {
@@ -101,7 +111,8 @@ export function applyRange(reader: KvReader, r: RangeRequest): RangeResponse {
 /** The revision a range would read, checked without reading (for txn pre-checks). */
 function checkRangeRevision(reader: KvReader, r: RangeRequest, pendingWrite: boolean): EtcdError | undefined {
   const rev = toNumber(r.revision);
-  if (rev <= 0) return undefined;
+  // etcd's checkRangeRequest: only 0 means "current"; a negative revision is below the first.
+  if (rev === 0) return undefined;
   const current = reader.currentRevision + (pendingWrite ? 1 : 0);
   if (rev > current) return Errors.FutureRev;
   if (rev < reader.compactRevision) return Errors.Compacted;
@@ -259,8 +270,12 @@ export function applyReadOnlyTxn(reader: KvReader, t: TxnRequest): TxnResponse {
   const succeeded = evalCompares(reader, t);
   const responses: ResponseOp[] = [];
   for (const op of succeeded ? t.success : t.failure) {
-    if (op.request_range) responses.push({ response_range: applyRange(reader, op.request_range) });
-    else if (op.request_txn) responses.push({ response_txn: applyReadOnlyTxn(reader, op.request_txn) });
+    if (op.request_range) {
+      // etcd checks a txn's ranges with checkRangeRequest (a negative revision is compacted).
+      const err = checkRangeRevision(reader, op.request_range, false);
+      if (err) throw err;
+      responses.push({ response_range: applyRange(reader, op.request_range) });
+    } else if (op.request_txn) responses.push({ response_txn: applyReadOnlyTxn(reader, op.request_txn) });
   }
   return { succeeded, responses };
 }

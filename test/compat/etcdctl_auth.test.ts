@@ -145,6 +145,21 @@ describe('etcdctl against quorumkv: auth', function () {
     assert.equal(await ok([...root, 'lease', 'revoke', lease]), `lease ${lease} revoked\n`);
   });
 
+  it('lease timetolive --keys lists the keys only to a user who may read every one (CVE-2023-32082, etcd 3.4.26)', async () => {
+    const lease = (await ok([...alice, 'lease', 'grant', '100'])).split(' ')[1]!;
+    await ok([...root, 'put', 'kiwi', 'v', `--lease=${lease}`]);
+    assert.match(await ok([...alice, 'lease', 'timetolive', lease, '--keys']), /attached keys\(\[kiwi\]\)/);
+    // alice may read kiwi (k and up) but not apple: with apple attached, the key list is refused.
+    await ok([...root, 'put', 'apple', 'v', `--lease=${lease}`]);
+    assert.equal(await fails([...alice, 'lease', 'timetolive', lease, '--keys']), 'Error: etcdserver: permission denied');
+    assert.equal(await fails(['lease', 'timetolive', lease, '--keys']), 'Error: etcdserver: user name is empty');
+    // Without keys nothing is checked (as etcd); root sees both keys.
+    assert.match(await ok([...alice, 'lease', 'timetolive', lease]), /granted with TTL\(100s\)/);
+    assert.match(await ok(['lease', 'timetolive', lease]), /granted with TTL\(100s\)/);
+    assert.match(await ok([...root, 'lease', 'timetolive', lease, '--keys']), /attached keys\(\[(apple kiwi|kiwi apple)\]\)/);
+    await ok([...root, 'lease', 'revoke', lease]);
+  });
+
   it('a denied watch is created and canceled with the permission-denied reason', async () => {
     const r = await ctl([...alice, 'watch', 'bar']);
     assert.match(r.stdout + r.stderr, /watch was canceled \(rpc error: code = PermissionDenied desc = etcdserver: permission denied\)/);

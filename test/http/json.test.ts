@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import protobuf from 'protobufjs';
-import { JsonIncomplete, JsonNumber, JsonSyntaxError, parseJson, parseNext } from '../../src/http/json_parse';
+import { JsonLimitError, JsonNumber, JsonStreamParser, JsonSyntaxError, parseJson, type JsonValue } from '../../src/http/json_parse';
 import { JsonMappingError, decodeBase64Strict, messageIn, messageOut } from '../../src/http/json_pb';
 import { PROTO_DIR } from '../../src/proto';
 import { GATEWAY_ROUTES, httpStatusOf } from '../../src/http/routes';
@@ -39,17 +39,69 @@ describe('gateway JSON parser', () => {
     assert.equal(({} as Record<string, unknown>).x, undefined);
   });
 
-  it('parses a stream of values and reports a cut-off value as incomplete', () => {
-    const text = '{"a":1}\n{"b":[true,null]}{"c":"x';
-    const first = parseNext(text, 0, false)!;
-    const second = parseNext(text, first.end, false)!;
-    assert.deepEqual([...(second.value as Map<string, unknown>).keys()], ['b']);
-    assert.throws(() => parseNext(text, second.end, false), JsonIncomplete);
-    assert.throws(() => parseNext(text, second.end, true), /unexpected EOF/);
-    assert.equal(parseNext('   \n', 0, true), undefined);
+  it('parses a stream of values fed in chunks, each value handed over when complete', () => {
+    const got: JsonValue[] = [];
+    const p = new JsonStreamParser({ valueBytesMax: 1000, arrayElementsMax: 10, single: false }, (v) => got.push(v));
+    p.write(Buffer.from('{"a":1}\n{"b":[true,null]}{"c":"x'));
+    assert.equal(got.length, 2);
+    assert.deepEqual([...(got[1] as Map<string, unknown>).keys()], ['b']);
+    assert.ok(p.inValue);
+    assert.throws(() => p.end(), /unexpected EOF/);
     // A number at the end of a chunk may go on in the next one.
-    assert.throws(() => parseNext('12', 0, false), JsonIncomplete);
-    assert.equal((parseNext('12', 0, true)!.value as JsonNumber).text, '12');
+    const nums: JsonValue[] = [];
+    const q = new JsonStreamParser({ valueBytesMax: 1000, arrayElementsMax: 10, single: false }, (v) => nums.push(v));
+    q.write(Buffer.from('12'));
+    q.write(Buffer.from('34 5'));
+    q.end();
+    assert.deepEqual(nums.map((n) => (n as JsonNumber).text), ['1234', '5']);
+  });
+
+  it('gives the same result however the text is cut, UTF-8 and escapes included', () => {
+    const text = '{"k\\u00e9y":"v\\"\\u00e9\\n\u00e9\u4e2d\ud83d\ude00","n":[-1.5e3,0,{"x":false}],"z":null} ';
+    const whole = parseJson(text);
+    const bytes = Buffer.from(text, 'utf8');
+    for (let cut = 0; cut <= bytes.length; cut++) {
+      const out: JsonValue[] = [];
+      const p = new JsonStreamParser({ valueBytesMax: 1000, arrayElementsMax: 10, single: true }, (v) => out.push(v));
+      p.write(bytes.subarray(0, cut));
+      p.write(bytes.subarray(cut));
+      p.end();
+      assert.deepEqual(out, [whole], `cut at ${cut}`);
+    }
+    const m = whole as Map<string, JsonValue>;
+    assert.equal(m.get('k\u00e9y'), 'v"\u00e9\n\u00e9\u4e2d\ud83d\ude00');
+  });
+
+  it('scans each byte once: 3,000 one-byte chunks behind a 3 MB pending value stay cheap', () => {
+    const p = new JsonStreamParser({ valueBytesMax: 8 << 20, arrayElementsMax: 10, single: false }, () => undefined);
+    p.write(Buffer.from('{"key":"' + 'A'.repeat(3 << 20)));
+    const t0 = process.hrtime.bigint();
+    for (let i = 0; i < 3000; i++) p.write(Buffer.from('A'));
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    assert.ok(ms < 500, `3000 one-byte chunks took ${ms} ms`);
+  });
+
+  it('refuses while reading: a value over its byte limit, a list over its element limit, a 21-digit number', () => {
+    const limits = { valueBytesMax: 100, arrayElementsMax: 3, single: false };
+    const p = new JsonStreamParser(limits, () => undefined);
+    assert.throws(() => p.write(Buffer.from('{"key":"' + 'A'.repeat(200))), (e: unknown) => e instanceof JsonLimitError && e.limit === 'value-bytes');
+    const q = new JsonStreamParser(limits, () => undefined);
+    assert.throws(() => q.write(Buffer.from('{"compare":[{},{},{},{}')), (e: unknown) => e instanceof JsonLimitError && e.limit === 'array-elements');
+    const r = new JsonStreamParser({ ...limits, valueBytesMax: 1 << 30 }, () => undefined);
+    const t0 = Date.now();
+    assert.throws(() => r.write(Buffer.from('{"revision":' + '1'.repeat(3 << 20))), (e: unknown) => e instanceof JsonLimitError && e.limit === 'number-digits');
+    assert.ok(Date.now() - t0 < 500);
+    // 20 digits (uint64's 18446744073709551615) is fine; whitespace between values is no value's.
+    assert.equal((parseJson('18446744073709551615') as JsonNumber).text, '18446744073709551615');
+    const s = new JsonStreamParser(limits, () => undefined);
+    s.write(Buffer.from(' '.repeat(500) + '{}' + ' '.repeat(500)));
+    s.end();
+  });
+
+  it('looks nothing up on a prototype: "__proto__", "constructor", "toString" are plain keys', () => {
+    const v = parseJson('{"constructor":1,"toString":{"__proto__":2},"hasOwnProperty":3}') as Map<string, JsonValue>;
+    assert.deepEqual([...v.keys()], ['constructor', 'toString', 'hasOwnProperty']);
+    assert.equal(((v.get('toString') as Map<string, JsonValue>).get('__proto__') as JsonNumber).text, '2');
   });
 });
 
@@ -82,6 +134,13 @@ describe('gateway jsonpb mapping', () => {
     assert.throws(() => messageIn(RangeRequest, parseJson('[]')), /cannot unmarshal array/);
     assert.throws(() => messageIn(TxnRequest, parseJson('{"compare":{}}')), /a list/);
     assert.throws(() => messageIn(LeaseGrantRequest, parseJson('{"ID":"18446744073709551615"}')), /out of range/);
+    // Prototype names are not enum values; a 3 MB digit string is refused before conversion.
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      assert.throws(() => messageIn(RangeRequest, parseJson(`{"sort_order":"${name}"}`)), /unknown value/);
+    }
+    const t0 = Date.now();
+    assert.throws(() => messageIn(RangeRequest, parseJson(`{"revision":"${'1'.repeat(3 << 20)}"}`)), (e: Error) => /out of range/.test(e.message) && e.message.length < 300);
+    assert.ok(Date.now() - t0 < 500);
     assert.equal(messageIn(LeaseGrantRequest, parseJson('{"ID":9223372036854775807}')).ID, '9223372036854775807');
   });
 
