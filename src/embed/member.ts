@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { ServerConfig } from '../config/flags';
 import type { Logger } from '../util/log';
 import { idToHex } from '../util/ids';
+import { Errors } from '../util/errors';
 import { Server } from '../server/server';
 import { RaftNode } from '../server/raft_node';
 import { openStorage } from '../server/bootstrap';
@@ -23,6 +24,8 @@ import { clusterService } from '../api/cluster_service';
 import { LeaderForwarder } from '../api/forward';
 import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
+import { electionService } from '../api/election_service';
+import { lockService } from '../api/lock_service';
 import { AuthStore } from '../auth';
 import { AlarmType } from '../server/alarms';
 import { Compactor } from '../server/compactor';
@@ -175,7 +178,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   });
 
   const forwarder = new LeaderForwarder(server, clientUrlCredentials);
-  metrics = new MemberMetrics({ server, log: mlog, serverVersion: STATUS_VERSION });
+  metrics = new MemberMetrics({ server, log: mlog, serverVersion: STATUS_VERSION, watchers: () => watchable!.syncedWatchers + watchable!.unsyncedWatchers });
   const m = metrics;
   st.wal.onFsync = (ms) => m.observeWalFsync(ms);
   raftNode.observer = { received: (msg) => m.messageReceived(msg), leader: (lead) => m.leaderSeen(lead) };
@@ -186,6 +189,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     onMetadata: certIdentityHook(identities),
     onCallStart: (path) => m.start(path),
     log: mlog.child({ component: 'grpcserver' }),
+    deadlineExceeded: Errors.DeadlineExceeded,
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
   const services: Record<string, ServiceHandlers> = {
@@ -200,6 +204,8 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     }),
     'etcdserverpb.Maintenance': maintenanceService(server),
     'etcdserverpb.Auth': authService(server),
+    'v3electionpb.Election': electionService(server, watchHub, mlog),
+    'v3lockpb.Lock': lockService(server, watchHub, mlog),
   };
   for (const name of ETCD_SERVICES) addService(g, name, services[name] ?? {});
   let serving = true;
