@@ -269,3 +269,54 @@ describe('Election and Lock services (grpc-js clients from the protos)', functio
     assert.deepEqual(await keysUnder('g2/'), []);
   });
 });
+
+describe('Election and Lock with auth: every operation is the caller\'s (as etcd 3.4)', function () {
+  this.timeout(60_000);
+  let srv: ServerProcess;
+  let election: Client;
+  let lock: Client;
+  let auth: Client;
+  let lease: Client;
+  const md = (token?: string) => {
+    const m = new grpc.Metadata();
+    if (token !== undefined) m.set('token', token);
+    return m;
+  };
+  const as = <T>(c: Client, method: string, req: object, token?: string) =>
+    new Promise<T>((resolve, reject) => c[method](req, md(token), (err: GrpcError | null, res: T) => (err ? reject(err) : resolve(res))));
+
+  before(async () => {
+    srv = await startServer();
+    election = client('v3electionpb.Election', srv.endpoint);
+    lock = client('v3lockpb.Lock', srv.endpoint);
+    auth = client('etcdserverpb.Auth', srv.endpoint);
+    lease = client('etcdserverpb.Lease', srv.endpoint);
+    await as(auth, 'UserAdd', { name: 'root', password: 'root' });
+    await as(auth, 'UserGrantRole', { user: 'root', role: 'root' });
+    await as(auth, 'UserAdd', { name: 'alice', password: 'alice' });
+    await as(auth, 'AuthEnable', {});
+  });
+  after(async () => {
+    for (const c of [election, lock, auth, lease]) c?.close();
+    await srv?.stop();
+  });
+
+  it('a user without permission on the prefix is denied (Unknown "etcdserver: permission denied"); root is not', async () => {
+    const root = (await as<{ token: string }>(auth, 'Authenticate', { name: 'root', password: 'root' })).token;
+    const alice = (await as<{ token: string }>(auth, 'Authenticate', { name: 'alice', password: 'alice' })).token;
+    const id = (await as<{ ID: string }>(lease, 'LeaseGrant', { TTL: 30 }, root)).ID;
+    const denied = async (p: Promise<unknown>, message: string) => {
+      const err = await rejection(p);
+      assert.deepEqual([err.code, err.details], [grpc.status.UNKNOWN, message]);
+    };
+    await denied(as(election, 'Campaign', { name: b('x'), lease: id, value: b('v') }, alice), 'etcdserver: permission denied');
+    await denied(as(election, 'Leader', { name: b('x') }, alice), 'etcdserver: permission denied');
+    await denied(as(lock, 'Lock', { name: b('x'), lease: id }, alice), 'etcdserver: permission denied');
+    await denied(as(lock, 'Unlock', { key: b('x') }, alice), 'etcdserver: permission denied');
+    await denied(as(election, 'Leader', { name: b('x') }), 'etcdserver: user name is empty');
+    await denied(as(election, 'Leader', { name: b('x') }, 'bogus.1'), 'etcdserver: invalid auth token');
+    const c = await as<{ leader: LeaderKey }>(election, 'Campaign', { name: b('x'), lease: id, value: b('v') }, root);
+    assert.equal(c.leader.key.toString(), `x/${BigInt(id).toString(16)}`);
+    assert.equal((await as<{ kv: Kv }>(election, 'Leader', { name: b('x') }, root)).kv.value.toString(), 'v');
+  });
+});
