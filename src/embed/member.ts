@@ -26,6 +26,7 @@ import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
 import { electionService } from '../api/election_service';
 import { lockService } from '../api/lock_service';
+import { RequireLeader } from '../api/require_leader';
 import { AuthStore } from '../auth';
 import { AlarmType } from '../server/alarms';
 import { Compactor } from '../server/compactor';
@@ -192,7 +193,10 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     deadlineExceeded: Errors.DeadlineExceeded,
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
-  const services: Record<string, ServiceHandlers> = {
+  // `hasleader: true` requests fail without a leader; such streams end after 3 election timeouts
+  // without one (etcd's interceptors).
+  const requireLeader = new RequireLeader(server, cfg.electionTimeoutMs);
+  const handlers: Record<string, ServiceHandlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
     'etcdserverpb.Lease': leaseService(server, leaseRunner, forwarder),
@@ -207,7 +211,9 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     'v3electionpb.Election': electionService(server, watchHub, mlog),
     'v3lockpb.Lock': lockService(server, watchHub, mlog),
   };
-  for (const name of ETCD_SERVICES) addService(g, name, services[name] ?? {});
+  const services: Record<string, ServiceHandlers> = {};
+  for (const name of ETCD_SERVICES) services[name] = requireLeader.wrap(name, handlers[name] ?? {});
+  for (const name of ETCD_SERVICES) addService(g, name, services[name]);
   let serving = true;
   addService(g, 'grpc.health.v1.Health', healthService(() => serving && server.healthy));
   let clients: ClientEndpoint;
@@ -220,6 +226,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     );
   } catch (err) {
     g.destroy();
+    requireLeader.close();
     await cluster.close().catch((closeErr) => mlog.warn('closing the peer service after a failed start failed', { error: String(closeErr) }));
     await server.stop();
     st.lock.release();
@@ -264,6 +271,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       leaseRunner.stop();
       compactor?.stop();
       watchHub.close();
+      requireLeader.close();
       forwarder.close();
       await clients.close();
       await g.close(2000);
