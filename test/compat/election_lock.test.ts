@@ -4,8 +4,10 @@
 // a non-leader may not do, what Observe sees, mutual exclusion, and that a client giving up on a
 // blocked Campaign/Lock (cancel, deadline) leaves neither its key nor a waiting watcher behind.
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { serviceDefinition } from '../../src/proto';
+import { frameMessage } from '../../src/grpcserver/server';
 import { startServer, type ServerProcess } from '../integration/harness';
 
 type Client = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
@@ -231,6 +233,28 @@ describe('Election and Lock services (grpc-js clients from the protos)', functio
     assert.equal(err.code, grpc.status.DEADLINE_EXCEEDED);
     await eventually('the expired waiter is gone', async () => (await keysUnder('m3/')).length === 1 && (await watchers()) === base);
     assert.deepEqual(await keysUnder('m3/'), [k1.toString()]);
+  });
+
+  it("the server's own deadline: a raw grpc-timeout ends a blocked Lock with etcd's DeadlineExceeded status", async () => {
+    // A bare HTTP/2 client, so that no client-side timer races the server's.
+    const l1 = await grant(30);
+    const l2 = await grant(30);
+    const k1 = (await call<{ key: Buffer }>(lock, 'Lock', { name: b('m5'), lease: l1 }).done).key;
+    const session = http2.connect(srv.url);
+    try {
+      const req = session.request({ ':method': 'POST', ':path': '/v3lockpb.Lock/Lock', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '400m' });
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => req.on('trailers', resolve));
+      const headers = new Promise<http2.IncomingHttpHeaders>((resolve) => req.on('response', resolve));
+      req.on('data', () => undefined);
+      req.end(frameMessage(serviceDefinition('v3lockpb.Lock').Lock!.requestSerialize({ name: b('m5'), lease: l2 })));
+      const h = await Promise.race([trailers, headers.then(async (x) => (x['grpc-status'] !== undefined ? x : trailers))]);
+      assert.equal(h['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED));
+      assert.equal(decodeURIComponent(String(h['grpc-message'])), 'etcdserver: context deadline exceeded');
+    } finally {
+      session.close();
+    }
+    await eventually('the expired waiter is gone', async () => (await keysUnder('m5/')).length === 1);
+    assert.deepEqual(await keysUnder('m5/'), [k1.toString()]);
   });
 
   it('Lock with lease 0 gets a 60 s session lease; Lock on an unknown lease fails as etcd 3.4 (Unknown)', async () => {
