@@ -39,6 +39,10 @@ export interface CallBase {
   readonly cancelled: boolean;
   /** Ends the call with a failure status. The first ending counts; later ones are ignored. */
   fail(status: Status): void;
+  /** Runs `fn` once if the call ends without its handler's answer: the client went away, or the
+   *  client's deadline (grpc-timeout) passed. At once if that has already happened. What a handler
+   *  that waits (Election.Campaign, Lock.Lock) uses to stop waiting and undo its work. */
+  onAbandoned(fn: () => void): void;
 }
 
 export interface UnaryCall<Req, Res> extends CallBase {

@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { ServerConfig } from '../config/flags';
 import type { Logger } from '../util/log';
 import { idToHex } from '../util/ids';
+import { Errors } from '../util/errors';
 import { Server } from '../server/server';
 import { RaftNode } from '../server/raft_node';
 import { openStorage } from '../server/bootstrap';
@@ -24,6 +25,9 @@ import { clusterService } from '../api/cluster_service';
 import { LeaderForwarder } from '../api/forward';
 import { STATUS_VERSION, maintenanceService } from '../api/maintenance_service';
 import { authService } from '../api/auth_service';
+import { electionService } from '../api/election_service';
+import { lockService } from '../api/lock_service';
+import { RequireLeader } from '../api/require_leader';
 import { AuthStore, JwtTokens } from '../auth';
 import { AlarmAction, AlarmType } from '../server/alarms';
 import { Compactor } from '../server/compactor';
@@ -178,7 +182,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   });
 
   const forwarder = new LeaderForwarder(server, clientUrlCredentials);
-  metrics = new MemberMetrics({ server, log: mlog, serverVersion: STATUS_VERSION });
+  metrics = new MemberMetrics({ server, log: mlog, serverVersion: STATUS_VERSION, watchers: () => watchable!.syncedWatchers + watchable!.unsyncedWatchers });
   const m = metrics;
   st.wal.onFsync = (ms) => m.observeWalFsync(ms);
   raftNode.observer = { received: (msg) => m.messageReceived(msg), leader: (lead) => m.leaderSeen(lead) };
@@ -189,9 +193,13 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     onMetadata: certIdentityHook(identities),
     onCallStart: (path) => m.start(path),
     log: mlog.child({ component: 'grpcserver' }),
+    deadlineExceeded: Errors.DeadlineExceeded,
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
-  const services: Record<string, ServiceHandlers> = {
+  // `hasleader: true` requests fail without a leader; such streams end after 3 election timeouts
+  // without one (etcd's interceptors).
+  const requireLeader = new RequireLeader(server, cfg.electionTimeoutMs);
+  const handlers: Record<string, ServiceHandlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
     'etcdserverpb.Lease': leaseService(server, leaseRunner, forwarder),
@@ -203,8 +211,12 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     }),
     'etcdserverpb.Maintenance': maintenanceService(server),
     'etcdserverpb.Auth': authService(server, { bcryptCost: cfg.bcryptCost }),
+    'v3electionpb.Election': electionService(server, watchHub, mlog),
+    'v3lockpb.Lock': lockService(server, watchHub, mlog),
   };
-  for (const name of ETCD_SERVICES) addService(g, name, services[name] ?? {});
+  const services: Record<string, ServiceHandlers> = {};
+  for (const name of ETCD_SERVICES) services[name] = requireLeader.wrap(name, handlers[name] ?? {});
+  for (const name of ETCD_SERVICES) addService(g, name, services[name]);
   let serving = true;
   addService(g, 'grpc.health.v1.Health', healthService(() => serving && server.healthy));
   let clients: ClientEndpoint;
@@ -217,6 +229,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     );
   } catch (err) {
     g.destroy();
+    requireLeader.close();
     await cluster.close().catch((closeErr) => mlog.warn('closing the peer service after a failed start failed', { error: String(closeErr) }));
     await server.stop();
     st.lock.release();
@@ -276,6 +289,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       compactor?.stop();
       corruptCheck.stop();
       watchHub.close();
+      requireLeader.close();
       forwarder.close();
       await clients.close();
       await g.close(2000);

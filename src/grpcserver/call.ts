@@ -20,6 +20,9 @@ export interface CallBase {
   readonly cancelled: boolean;
   /** Ends the call with `status` (the first ending counts). */
   fail(status: CallStatus): void;
+  /** Runs `fn` once when the call is abandoned (client gone, or its grpc-timeout passed); at once
+   *  if it already was. */
+  onAbandoned(fn: () => void): void;
 }
 
 export interface UnaryCall<Req, Res> extends CallBase {

@@ -22,8 +22,10 @@
 //   - request metadata, built only when a handler asks for it;
 //   - a client that resets its stream or drops the connection cancels the call (cancelled, and a
 //     streaming handler's listener hears closed()).
-// Not implemented: client-streaming methods (etcd has none), server-side deadlines (grpc-timeout is
-// not enforced: etcd answers or times out requests itself), response metadata, and response
+//   - deadlines: a request's grpc-timeout arms one timer; when it fires before the call ended, the
+//     call is abandoned (its handler's onAbandoned hooks run, so work waiting for it stops) and
+//     ends with DEADLINE_EXCEEDED (options.deadlineExceeded).
+// Not implemented: client-streaming methods (etcd has none), response metadata, and response
 // compression (responses are sent uncompressed, which every client accepts).
 //
 // Failures: a handler that throws, or a response that does not serialize, ends its call with
@@ -62,6 +64,9 @@ export interface H2GrpcServerOptions {
   onInternalError?(path: string, err: unknown): void;
   /** Where each connection reports a stream whose callback threw (the member's logger). */
   log?: Logger;
+  /** The status a call whose grpc-timeout passed ends with. Default: DEADLINE_EXCEEDED "context
+   *  deadline exceeded" (grpc-go's words). */
+  deadlineExceeded?: CallStatus;
 }
 
 type MethodDef = grpc.MethodDefinition<unknown, unknown>;
@@ -105,6 +110,22 @@ export function frameMessage(body: Uint8Array): Buffer {
 
 function status(code: number, message: string): CallStatus {
   return { code, message };
+}
+
+const DEADLINE_EXCEEDED: CallStatus = { code: GrpcCode.DEADLINE_EXCEEDED, message: 'context deadline exceeded' };
+/** Longest timer node arms (2^31 - 1 ms, ~24.8 days); a longer grpc-timeout never fires. */
+const TIMER_MS_MAX = 2 ** 31 - 1;
+/** grpc-timeout's units (gRPC over HTTP/2: "TimeoutValue TimeoutUnit", at most 8 digits). */
+const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 1e-3, n: 1e-6 };
+const GRPC_TIMEOUT = /^(\d{1,8})([HMSmun])$/;
+
+/** A grpc-timeout header in milliseconds; undefined if absent or malformed (a malformed one is
+ *  ignored: the call runs without a deadline; grpc-go would refuse the stream as INTERNAL). */
+export function parseGrpcTimeoutMs(v: string | string[] | undefined): number | undefined {
+  if (typeof v !== 'string') return undefined;
+  const m = GRPC_TIMEOUT.exec(v);
+  if (!m) return undefined;
+  return Number(m[1]) * TIMEOUT_UNIT_MS[m[2]!]!;
 }
 
 function messageOf(err: unknown): string {
@@ -226,6 +247,11 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   private md: Map<string, string> | undefined = undefined;
   private drainAwaited = false;
   private readonly onFinish: ((code: number) => void) | undefined;
+  /** The grpc-timeout timer, while the call runs. */
+  private deadline: NodeJS.Timeout | undefined = undefined;
+  /** Hooks to run if the call is abandoned (client gone, deadline passed); undefined once run. */
+  private abandonHooks: (() => void)[] | undefined = [];
+  private abandoned = false;
 
   constructor(
     private readonly server: H2GrpcServer,
@@ -234,6 +260,40 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     private readonly serialize: (value: unknown) => Buffer,
   ) {
     this.onFinish = server.opts.onCallStart?.(path);
+  }
+
+  /** Arms the call's deadline (grpc-timeout): when it passes, the call is abandoned. */
+  armDeadline(ms: number): void {
+    if (ms > TIMER_MS_MAX) return;
+    this.deadline = setTimeout(() => this.deadlinePassed(), Math.max(0, ms));
+  }
+
+  private deadlinePassed(): void {
+    this.deadline = undefined;
+    if (this.finished) return;
+    this.fail(this.server.opts.deadlineExceeded ?? DEADLINE_EXCEEDED);
+    this.abandon();
+  }
+
+  onAbandoned(fn: () => void): void {
+    if (this.abandoned) return fn();
+    this.abandonHooks?.push(fn);
+  }
+
+  /** Runs the abandon hooks once (a hook that throws ends nothing more: the call is over). */
+  private abandon(): void {
+    const hooks = this.abandonHooks;
+    this.abandoned = true;
+    this.abandonHooks = undefined;
+    if (!hooks) return;
+    for (const fn of hooks) {
+      try {
+        fn();
+      } catch (err) {
+        rethrowIfAssertion(err);
+        this.server.reportInternal(this.path, err);
+      }
+    }
   }
 
   metadata(key: string): string | undefined {
@@ -274,6 +334,7 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
       return this.fail(internal('quorumkv: could not serialize the response', err));
     }
     this.finished = true;
+    this.disarm();
     this.onFinish?.(GrpcCode.OK);
     if (!this.writable) return;
     this.sendHeaders();
@@ -341,6 +402,7 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     if (st.cause !== undefined) this.server.reportInternal(this.path, st.cause);
     if (this.finished) return;
     this.finished = true;
+    this.disarm();
     this.onFinish?.(st.code);
     if (!this.writable) return;
     if (!this.headersSent) {
@@ -350,6 +412,12 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
       return;
     }
     this.stream.end(st.code === GrpcCode.OK && !st.message ? OK_TRAILERS_BLOCK : encodeHeaderBlock(trailerFields(st)));
+  }
+
+  private disarm(): void {
+    if (this.deadline === undefined) return;
+    clearTimeout(this.deadline);
+    this.deadline = undefined;
   }
 
   /** A handler or listener threw (not an assertion: those crash the member). */
@@ -396,10 +464,12 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
    *  handler's listener hears closed() either way. */
   gone(): void {
     this.closed = true;
+    this.disarm();
     if (!this.finished) {
       this.finished = true;
       this.cancelled = true;
       this.onFinish?.(GrpcCode.CANCELLED);
+      this.abandon();
     }
     const l = this.listener;
     this.listener = undefined;
@@ -484,6 +554,8 @@ export class H2GrpcServer {
     const encoding = headers['grpc-encoding'];
     const reader = new MessageReader(this.opts.maxReceiveBytes, typeof encoding === 'string' && encoding !== 'identity' ? encoding : undefined);
     stream.onClose = () => call.gone();
+    const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
+    if (timeoutMs !== undefined) call.armDeadline(timeoutMs);
     if (route.shape === BIDI) this.bidiRequest(call, route, reader);
     else this.oneRequest(call, route, reader);
   }

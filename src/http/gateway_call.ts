@@ -90,6 +90,8 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
   private halfClosePending = false;
   private halfClosed = false;
   private readonly onFinish: (code: number) => void;
+  /** Hooks to run if the HTTP client goes away before the answer; undefined once run. */
+  private abandonHooks: (() => void)[] | undefined = [];
 
   constructor(
     private readonly owner: GatewayCallOwner,
@@ -100,6 +102,11 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
     this.streaming = method.def.requestStream || method.def.responseStream;
     this.onFinish = owner.start(method);
     res.once('close', () => this.gone());
+  }
+
+  onAbandoned(fn: () => void): void {
+    if (this.cancelled) return fn();
+    this.abandonHooks?.push(fn);
   }
 
   metadata(key: string): string | undefined {
@@ -267,6 +274,15 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
       this.cancelled = true;
       this.onFinish(GrpcCode.CANCELLED);
       if (this.streaming) this.owner.ended(this);
+      const hooks = this.abandonHooks;
+      this.abandonHooks = undefined;
+      for (const fn of hooks ?? []) {
+        try {
+          fn();
+        } catch (err) {
+          this.threw(err);
+        }
+      }
     }
     const l = this.listener;
     this.listener = undefined;

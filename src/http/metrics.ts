@@ -45,6 +45,9 @@ export interface MemberMetricsOptions {
   log: Logger;
   serverVersion: string;
   warningApplyDurationMs?: number;
+  /** Watchers on the member's watchable store (client watches, Observe streams, Campaign and Lock
+   *  waiters): etcd_debugging_mvcc_watcher_total. */
+  watchers?: () => number;
 }
 
 function methodType(def: grpc.MethodDefinition<unknown, unknown>): string {
@@ -90,6 +93,7 @@ export class MemberMetrics implements CallObserver {
     });
     gauge('etcd_mvcc_db_total_size_in_use_in_bytes', 'Total size of the underlying database logically in use in bytes.', () => s.durableBackend?.liveBytes ?? 0);
     gauge('etcd_debugging_mvcc_keys_total', 'Total number of keys.', () => s.store.keyCount);
+    gauge('etcd_debugging_mvcc_watcher_total', 'Total number of watchers.', () => o.watchers?.() ?? 0);
     // quorumkv's own (--hot-value-bytes): values kept in memory, and the spill file behind the rest.
     gauge('quorumkv_mvcc_heap_value_bytes', 'Bytes of values kept in memory under --hot-value-bytes (0 with -1).', () => s.store.heapValueBytes);
     gauge('quorumkv_mvcc_spill_file_bytes', 'Size of the value spill files, garbage included.', () => s.store.spillBytes.file);

@@ -86,6 +86,15 @@ export const Errors = {
   NotSupportedForLearner: def(C.FAILED_PRECONDITION, 'etcdserver: rpc not supported for learner'),
   BadLeaderTransferee: def(C.FAILED_PRECONDITION, 'etcdserver: bad leader transferee'),
   Canceled: def(C.CANCELLED, 'etcdserver: request canceled'),
+  DeadlineExceeded: def(C.DEADLINE_EXCEEDED, 'etcdserver: context deadline exceeded'),
+  // The concurrency package's errors (clientv3/concurrency), which etcd's Election and Lock
+  // servers return as they are: plain Go errors, so gRPC code Unknown.
+  ElectionNotLeader: def(C.UNKNOWN, 'election: not leader'),
+  ElectionNoLeader: def(C.UNKNOWN, 'election: no leader'),
+  // etcd 3.5's Mutex.Lock answers this when its key was gone by the time it was its turn (its
+  // lease expired while it waited); 3.4 returned the lock anyway.
+  MutexSessionExpired: def(C.UNKNOWN, 'mutex: session is expired'),
+  MissingLeaderKey: def(C.UNKNOWN, '"leader" field must be provided'),
 } as const;
 
 export function unimplemented(method: string, why = 'not implemented yet'): EtcdError {

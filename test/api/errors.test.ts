@@ -8,7 +8,7 @@ import { Errors, GrpcCode } from '../../src/util/errors';
 
 function recordingCall(): CallBase & { failed: Status[] } {
   const failed: Status[] = [];
-  return { failed, cancelled: false, metadata: () => undefined, fail: (st) => void failed.push(st) };
+  return { failed, cancelled: false, metadata: () => undefined, fail: (st) => void failed.push(st), onAbandoned: () => undefined };
 }
 
 describe('api errors → call statuses', () => {

@@ -123,15 +123,16 @@ describe('etcdctl against quorumkv: KV', function () {
     // etcdctl has no command left that reaches an unimplemented RPC: call one directly.
     const grpc = await import('@grpc/grpc-js');
     const { serviceDefinition } = await import('../../src/proto');
-    const Ctor = grpc.makeGenericClientConstructor(serviceDefinition('v3lockpb.Lock'), 'Lock');
+    // Downgrade is etcd 3.5's; quorumkv speaks 3.4.
+    const Ctor = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.Maintenance'), 'Maintenance');
     const client = new Ctor(srv.endpoint, grpc.credentials.createInsecure()) as unknown as {
-      Lock(req: object, cb: (err: { code: number; details: string } | null) => void): void;
+      Downgrade(req: object, cb: (err: { code: number; details: string } | null) => void): void;
       close(): void;
     };
-    const err = await new Promise<{ code: number; details: string } | null>((resolve) => client.Lock({ name: Buffer.from('l') }, resolve));
+    const err = await new Promise<{ code: number; details: string } | null>((resolve) => client.Downgrade({ action: 0, version: '3.4.0' }, resolve));
     client.close();
     assert.ok(err);
     assert.equal(err.code, grpc.status.UNIMPLEMENTED);
-    assert.match(err.details, /v3lockpb\.Lock\/Lock is not implemented/);
+    assert.match(err.details, /etcdserverpb\.Maintenance\/Downgrade is not implemented/);
   });
 });

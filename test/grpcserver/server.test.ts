@@ -3,10 +3,11 @@
 // methods, oversize and compressed requests, metadata, bidi streams with half-close, cancellation,
 // server streaming under backpressure, pre-encoded responses, and handlers that fail unexpectedly.
 import assert from 'node:assert/strict';
+import http2 from 'node:http2';
 import net from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
-import { H2GrpcServer, MessageReader, frameMessage } from '../../src/grpcserver/server';
+import { H2GrpcServer, MessageReader, frameMessage, parseGrpcTimeoutMs } from '../../src/grpcserver/server';
 import zlib from 'node:zlib';
 import { addService } from '../../src/api/services';
 import type { BidiCall, Encoded, ServerStreamCall, UnaryCall } from '../../src/api/call';
@@ -41,6 +42,7 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
   const calls: { path: string; code?: number }[] = [];
   const cancelled: string[] = [];
   const hanging: UnaryCall<unknown, unknown>[] = [];
+  const abandoned: string[] = [];
   const internalErrors: { path: string; err: unknown }[] = [];
   const clients: AnyClient[] = [];
   const client = (name: string, opts?: object): AnyClient => {
@@ -53,6 +55,7 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     calls.length = 0;
     cancelled.length = 0;
     hanging.length = 0;
+    abandoned.length = 0;
     internalErrors.length = 0;
     server = new H2GrpcServer({
       maxReceiveBytes: 4096,
@@ -68,7 +71,10 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
       Range: (call: UnaryCall<{ key: Buffer; limit: string }, object>) => {
         const key = call.request.key.toString();
         if (key === 'fail') return call.fail({ code: grpc.status.FAILED_PRECONDITION, message: 'etcdserver: nope' });
-        if (key === 'hang') return void hanging.push(call);
+        if (key === 'hang') {
+          call.onAbandoned(() => abandoned.push(key));
+          return void hanging.push(call);
+        }
         if (key === 'throw') throw new Error('handler bug');
         if (key === 'cause') return call.fail({ code: grpc.status.INTERNAL, message: 'quorumkv: internal error: disk gone', cause: new Error('disk gone') });
         const token = call.metadata('token');
@@ -186,6 +192,57 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     await until(() => hanging[0]!.cancelled);
     assert.equal(calls[0]!.code, grpc.status.CANCELLED);
     assert.equal(calls[1]!.code, grpc.status.CANCELLED);
+  });
+
+  it('ends a call whose grpc-timeout passes with DEADLINE_EXCEEDED and runs its abandon hooks once', async () => {
+    // A bare HTTP/2 client: grpc-js would also cancel the call on its own timer, racing ours.
+    const session = http2.connect(`http://${endpoint}`);
+    const started = Date.now();
+    try {
+      const req = session.request({ ':method': 'POST', ':path': '/etcdserverpb.KV/Range', 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' });
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => req.on('trailers', resolve));
+      const headers = new Promise<http2.IncomingHttpHeaders>((resolve) => req.on('response', resolve));
+      req.on('data', () => undefined);
+      req.end(frameMessage(protoRoot().lookupType('etcdserverpb.RangeRequest').encode({ key: Buffer.from('hang') }).finish()));
+      const h = await Promise.race([trailers, headers.then(async (x) => (x['grpc-status'] !== undefined ? x : trailers))]);
+      assert.equal(h['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED));
+      assert.equal(decodeURIComponent(String(h['grpc-message'])), 'context deadline exceeded');
+    } finally {
+      session.close();
+    }
+    assert.ok(Date.now() - started >= 250);
+    assert.equal(calls[0]!.code, grpc.status.DEADLINE_EXCEEDED);
+    assert.deepEqual(abandoned, ['hang']);
+    assert.equal(hanging[0]!.cancelled, false, 'a deadline is not the client going away');
+    // A hook registered after the fact runs at once; the answer of a handler that ends late is dropped.
+    let late = false;
+    hanging[0]!.onAbandoned(() => (late = true));
+    assert.equal(late, true);
+    hanging[0]!.respond({ kvs: [] });
+    // A call answered in time: no hook, served normally.
+    const kv = client('KV');
+    const ok = await new Promise<{ kvs: unknown[] }>((resolve, reject) => kv.Range!({ key: Buffer.from('a') }, new grpc.Metadata(), { deadline: Date.now() + 5000 }, (e: Error | null, r: { kvs: unknown[] }) => (e ? reject(e) : resolve(r))));
+    assert.equal(ok.kvs.length, 1);
+    assert.deepEqual(abandoned, ['hang']);
+  });
+
+  it('runs the abandon hooks of a unary call its client cancels', async () => {
+    const u = client('KV').Range!({ key: Buffer.from('hang') }, (_e: unknown) => undefined) as grpc.ClientUnaryCall;
+    await until(() => hanging.length === 1);
+    assert.deepEqual(abandoned, []);
+    u.cancel();
+    await until(() => abandoned.length === 1);
+    assert.equal(hanging[0]!.cancelled, true);
+  });
+
+  it('parses grpc-timeout values (1-8 digits and a unit), ignoring malformed ones', () => {
+    assert.equal(parseGrpcTimeoutMs('100m'), 100);
+    assert.equal(parseGrpcTimeoutMs('2S'), 2000);
+    assert.equal(parseGrpcTimeoutMs('3M'), 180_000);
+    assert.equal(parseGrpcTimeoutMs('1H'), 3_600_000);
+    assert.equal(parseGrpcTimeoutMs('5000u'), 5);
+    assert.equal(parseGrpcTimeoutMs('99999999n'), 99.999999);
+    for (const bad of [undefined, '', 'm', '123456789m', '10x', '-1S', '1.5S', ['1S']]) assert.equal(parseGrpcTimeoutMs(bad), undefined, String(bad));
   });
 
   it('streams a server-streaming response under backpressure, in order and whole', async () => {
