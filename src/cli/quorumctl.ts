@@ -29,7 +29,7 @@ Commands:
   endpoint status | health                (every endpoint in --endpoints)
   snapshot save FILE
   snapshot restore FILE --data-dir DIR [--name N] [--initial-cluster ...] [--initial-cluster-token T]
-                                        [--initial-advertise-peer-urls URL]
+                                        [--initial-advertise-peer-urls URL] [--bump-revision=N (default 1e9; 0: none)]
 Lease and member IDs are hex, as printed.
 `;
 

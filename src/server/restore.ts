@@ -43,13 +43,20 @@ export interface RestoreOptions {
   /** etcdctl's --skip-hash-check: an etcd database without the SHA-256 (a `member/snap/db`
    *  copied from an etcd data dir) is restored as it is. */
   skipHashCheck?: boolean;
+  /** Revisions to add to the snapshot's (0: none); with `markCompacted`, history below the new
+   *  revision is compacted (cli/snapshot.ts explains the defaults). */
+  bumpRevision?: number;
+  markCompacted?: boolean;
   /** Progress over both passes (SHA-256 check, then restore): bytes done of 2 × the file size. */
   onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 export interface RestoreResult {
   meta: SnapshotMeta;
+  /** The restored store's revision (after a bump). */
   revision: number;
+  /** The snapshot's own revision, when it was bumped. */
+  bumpedFrom?: number;
   memberId: bigint;
   clusterId: bigint;
   dataDir: string;
@@ -66,6 +73,8 @@ function isEmptyOrMissing(dir: string): boolean {
 }
 
 export async function restoreSnapshot(file: string, o: RestoreOptions): Promise<RestoreResult> {
+  const bump = o.bumpRevision ?? 0;
+  assert(Number.isSafeInteger(bump) && bump >= 0, 'restore: the bump is a non-negative revision count (checked by the CLI)');
   if (!isEmptyOrMissing(o.dataDir)) throw new SnapshotFileError(`data-dir ${JSON.stringify(o.dataDir)} exists and is not empty`);
   const size = (await fs.promises.stat(file)).size;
   const progress = o.onProgress;
@@ -104,12 +113,18 @@ export async function restoreSnapshot(file: string, o: RestoreOptions): Promise<
     const backend = await Backend.open(backendDir);
     try {
       for (const m of initialMembers(o.initialCluster, o.initialClusterToken)) backend.stageMember(m.id, memberRecord(m));
+      if (bump > 0) {
+        backend.stageCurrentRevision(revision + bump);
+        if (o.markCompacted) backend.stageCompaction(revision + bump);
+      }
       await backend.commit(meta.appliedIndex, meta.appliedTerm, true);
     } finally {
       await backend.close();
     }
     await createWal(path.join(memberDir, 'wal'), meta, me.id, clusterId);
-    return { meta, revision, memberId: me.id, clusterId, dataDir: o.dataDir };
+    return bump > 0
+      ? { meta, revision: revision + bump, bumpedFrom: revision, memberId: me.id, clusterId, dataDir: o.dataDir }
+      : { meta, revision, memberId: me.id, clusterId, dataDir: o.dataDir };
   } catch (err) {
     // Leave the data dir as it was (empty or missing), so the restore can simply be rerun.
     fs.rmSync(createdDataDir ? o.dataDir : memberDir, { recursive: true, force: true });

@@ -129,7 +129,7 @@ describe('snapshot files between quorumkv and a real etcd 3.4', function () {
     const st2 = await statusJson(file2);
     assert.deepEqual(st2.quorumkv, st2.etcdctl);
     const qDir = path.join(dir, 'quorumkv-restored');
-    const restore2 = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', file2, `--data-dir=${qDir}`]);
+    const restore2 = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', file2, `--data-dir=${qDir}`, '--bump-revision=0']);
     assert.equal(restore2.code, 0, restore2.stderr);
     restoredQkv = await startServer({ dataDir: qDir });
     const back = await getAll(restoredQkv.endpoint);
@@ -145,7 +145,7 @@ describe('snapshot files between quorumkv and a real etcd 3.4', function () {
     const refused = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', raw, `--data-dir=${path.join(dir, 'raw-1')}`]);
     assert.notEqual(refused.code, 0);
     assert.match(refused.stderr, /snapshot missing hash but --skip-hash-check=false/);
-    const rawOk = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', raw, '--skip-hash-check', `--data-dir=${path.join(dir, 'raw-2')}`]);
+    const rawOk = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', raw, '--skip-hash-check', '--bump-revision=0', `--data-dir=${path.join(dir, 'raw-2')}`]);
     assert.equal(rawOk.code, 0, rawOk.stderr);
     assert.match(rawOk.stdout, new RegExp(`revision ${fromEtcd.revision},`));
     // and it takes writes at the next revision
@@ -193,7 +193,7 @@ describe('snapshot files between quorumkv and a real etcd 3.4', function () {
       const file2 = path.join(dir, 'e.db');
       assert.equal((await etcdctl(endpoint, [...root, 'snapshot', 'save', file2])).code, 0);
       const qDir = path.join(dir, 'q-restored');
-      const restore2 = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', file2, `--data-dir=${qDir}`]);
+      const restore2 = await run(process.execPath, [SERVER_BIN, 'snapshot', 'restore', file2, `--data-dir=${qDir}`, '--bump-revision=0']);
       assert.equal(restore2.code, 0, restore2.stderr);
       q2 = await startServer({ dataDir: qDir });
       assert.equal(await ok(q2.endpoint, '--user', 'bob:bobpw', 'user', 'get', 'bob'), 'User: bob\nRoles:\n');

@@ -163,10 +163,39 @@ describe('etcdctl against quorumkv: Maintenance', function () {
       assert.deepEqual(JSON.parse(etcdSt.stdout), JSON.parse(st.stdout));
     });
 
-    it('the restored member has every key, value and revision, history included, and the same hashkv', async () => {
+    it('by default a restore moves the revision forward a billion and compacts below it: no client sees a revision go back (etcd #16028)', async () => {
+      const dataDir = path.join(dir, 'restored-bumped');
+      const peerUrl = `http://127.0.0.1:${await freePort()}`;
+      const r = await quorumkv(['snapshot', 'restore', snapFile, '--data-dir', dataDir, '--name', 'r2', `--initial-advertise-peer-urls=${peerUrl}`]);
+      assert.equal(r.code, 0, r.stderr);
+      const restored = await startServer({ dataDir, args: ['--name=r2', `--listen-peer-urls=${peerUrl}`] });
+      try {
+        const before = JSON.parse((await etcdctl(srv.endpoint, ['get', '', '--from-key', '-w', 'json'])).stdout);
+        const snapRev = Number(/bumped from (\d+), compacted there/.exec(r.stdout)![1]);
+        assert.ok(snapRev > 1 && snapRev <= before.header.revision);
+        assert.match(r.stdout, new RegExp(`revision ${snapRev + 1_000_000_000} \\(bumped from ${snapRev}, compacted there\\)`));
+        const after = JSON.parse((await etcdctl(restored.endpoint, ['get', '', '--from-key', '-w', 'json'])).stdout);
+        assert.equal(after.header.revision, snapRev + 1_000_000_000);
+        // The data is the snapshot's, mod revisions included; history below the new revision is compacted.
+        assert.deepEqual(after.kvs.map((kv: { key: string }) => kv.key), before.kvs.map((kv: { key: string }) => kv.key).filter((k: string) => k !== Buffer.from('after-restore').toString('base64')));
+        assert.match((await etcdctl(restored.endpoint, ['get', 'snap/000', `--rev=${snapRev}`])).stderr, /required revision has been compacted/);
+        const w = await etcdctl(restored.endpoint, ['watch', 'snap/000', `--rev=${snapRev}`], undefined, 5000);
+        assert.match(w.stdout + w.stderr, /required revision has been compacted/);
+        const put = JSON.parse((await etcdctl(restored.endpoint, ['put', 'after-bump', '1', '-w', 'json'])).stdout);
+        assert.equal(put.header.revision, snapRev + 1_000_000_001);
+        // etcdutl's rule: --mark-compacted goes with a bump and only with one.
+        const refused = await quorumkv(['snapshot', 'restore', snapFile, '--data-dir', path.join(dir, 'never'), '--mark-compacted=false']);
+        assert.equal(refused.code, 2);
+        assert.match(refused.stderr, /--mark-compacted required if --bump-revision > 0/);
+      } finally {
+        await restored.stop();
+      }
+    });
+
+    it('the restored member has every key, value and revision, history included, and the same hashkv (--bump-revision=0)', async () => {
       const dataDir = path.join(dir, 'restored');
       const peerUrl = `http://127.0.0.1:${await freePort()}`;
-      const r = await quorumkv(['snapshot', 'restore', snapFile, '--data-dir', dataDir, '--name', 'r1', `--initial-advertise-peer-urls=${peerUrl}`]);
+      const r = await quorumkv(['snapshot', 'restore', snapFile, '--data-dir', dataDir, '--name', 'r1', `--initial-advertise-peer-urls=${peerUrl}`, '--bump-revision=0']);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /Restored snapshot/);
       const restored = await startServer({ dataDir, args: ['--name=r1', `--listen-peer-urls=${peerUrl}`] });

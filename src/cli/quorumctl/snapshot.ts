@@ -19,8 +19,9 @@ import { UsageError, type ParsedArgs } from './args';
 import { CommandError, toCommandError, type Connection } from './client';
 import { ProgressBar } from '../progress';
 
-/** Flags `snapshot restore` passes on to `quorumkv snapshot restore`. */
-export const RESTORE_FLAGS = SNAPSHOT_RESTORE_FLAGS;
+/** Flags `snapshot restore` passes on to `quorumkv snapshot restore` (the revision bump's as
+ *  `--bump-revision=N`, `--mark-compacted=true|false`). */
+export const RESTORE_FLAGS: readonly string[] = [...SNAPSHOT_RESTORE_FLAGS, 'bump-revision', 'mark-compacted'];
 
 /** quorumkv's entry point: next to quorumctl.js in dist/src/cli. */
 const QUORUMKV_BIN = path.join(__dirname, '..', 'quorumkv.js');

@@ -240,6 +240,15 @@ export class Backend {
     this.currentRevStaged = true;
   }
 
+  /** Sets the current revision recorded with the next commit (a restore's revision bump: the
+   *  store then starts at `rev` with no event at it). Never moves it backwards. */
+  stageCurrentRevision(rev: Revision): void {
+    assert(rev >= this.stagedRev, 'the current revision never moves backwards');
+    this.stagedRev = rev;
+    this.stagedSub = 0;
+    this.currentRevStaged = true;
+  }
+
   stageCompaction(rev: Revision): void {
     this.staged.push({ type: 'put', key: META_COMPACT_REV, value: u64(rev) });
   }
