@@ -1,5 +1,6 @@
 // etcdserverpb.Cluster: the member list, and membership changes through Raft (one at a time) with
 // etcd's checks and errors.
+import { isLearnerReady } from '../server/learner_promoter';
 import * as grpc from '@grpc/grpc-js';
 import { Errors } from '../util/errors';
 import { computeMemberId } from '../util/ids';
@@ -16,8 +17,6 @@ import { EtcdError } from '../util/errors';
 
 /** etcd allows one learner at a time (cluster_opts.go). */
 const LEARNERS_MAX = 1;
-/** A learner is promotable once its log holds this share of the leader's (etcd's 90%). */
-const LEARNER_READY_FRACTION = 0.9;
 /** How long MemberList waits for a ReadIndex round before answering from the local state. */
 const MEMBER_LIST_READ_WAIT_MS = 1000;
 
@@ -153,7 +152,7 @@ export function clusterService(server: Server, o: ClusterServiceOptions) {
     // Only the leader knows how far the learner has come.
     const match = o.raftNode.matchIndex(id) ?? 0;
     const last = server.raftStatus().lastIndex;
-    if (match < last * LEARNER_READY_FRACTION) return replyError(call, Errors.LearnerNotReady);
+    if (!isLearnerReady(match, last)) return replyError(call, Errors.LearnerNotReady);
     server.proposeMemberChange(ConfChangeType.AddNode, { ...m, isLearner: false }).then(
       () => call.respond({ header: clusterHeader(), members: members() }),
       (err) => replyError(call, err),

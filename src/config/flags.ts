@@ -230,6 +230,7 @@ const flagSchemas = {
   'key-file': readableFile,
   'trusted-ca-file': readableFile,
   'client-cert-auth': bool,
+  'auto-promote-learners': bool,
   'peer-cert-file': readableFile,
   'peer-key-file': readableFile,
   'peer-trusted-ca-file': readableFile,
@@ -237,7 +238,7 @@ const flagSchemas = {
 } as const;
 
 /** Flags that may be given bare (`--client-cert-auth` = true), as Go's boolean flags. */
-const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['client-cert-auth', 'peer-client-cert-auth']);
+const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['client-cert-auth', 'peer-client-cert-auth', 'auto-promote-learners']);
 
 type FlagName = keyof typeof flagSchemas;
 
@@ -271,6 +272,7 @@ const defaults: Record<FlagName, string | undefined> = {
   'key-file': undefined,
   'trusted-ca-file': undefined,
   'client-cert-auth': 'false',
+  'auto-promote-learners': 'false',
   'peer-cert-file': undefined,
   'peer-key-file': undefined,
   'peer-trusted-ca-file': undefined,
@@ -315,6 +317,8 @@ export interface ServerConfig {
   watchProgressNotifyIntervalMs: number;
   /** How often the leader checkpoints the remaining TTL of long leases through the log. */
   leaseCheckpointIntervalMs: number;
+  /** The leader promotes learners that caught up (quorumkv's own; server/learner_promoter.ts). */
+  autoPromoteLearners: boolean;
   /** Milliseconds between the leader's corruption checks (0: off). */
   corruptCheckTimeMs: number;
   /** Client-side TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); undefined
@@ -496,6 +500,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     watchProgressNotifyIntervalMs: get('experimental-watch-progress-notify-interval')!,
     leaseCheckpointIntervalMs: get('experimental-lease-checkpoint-interval')!,
     corruptCheckTimeMs: get('experimental-corrupt-check-time')!,
+    autoPromoteLearners: get('auto-promote-learners')!,
     clientTls: tlsFiles('', get('cert-file'), get('key-file'), get('trusted-ca-file'), get('client-cert-auth')!),
     peerTls: tlsFiles('peer-', get('peer-cert-file'), get('peer-key-file'), get('peer-trusted-ca-file'), get('peer-client-cert-auth')!),
   };

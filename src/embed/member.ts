@@ -11,6 +11,8 @@ import { RaftNode } from '../server/raft_node';
 import { openStorage } from '../server/bootstrap';
 import { ClusterNode, peerHashKV } from '../server/peer';
 import { CorruptChecker } from '../server/corrupt_check';
+import { LearnerPromoter } from '../server/learner_promoter';
+import { ConfChangeType } from '../raft';
 import { Snapshotter } from '../server/snapshot';
 import { ETCD_SERVICES, addService, type ServiceHandlers } from '../api/services';
 import type { H2GrpcServer } from '../grpcserver/server';
@@ -32,6 +34,9 @@ import { AuthStore, JwtTokens } from '../auth';
 import { AlarmAction, AlarmType } from '../server/alarms';
 import { Compactor } from '../server/compactor';
 import { ConnectionIdentities, certIdentityHook, credentialsForUrl, loadTls } from '../tls';
+
+/** How often the leader checks its learners with --auto-promote-learners. */
+const LEARNER_PROMOTE_INTERVAL_MS = 1000;
 
 /** etcd's suggested maximum for --quota-backend-bytes (it warns above it). */
 const QUOTA_BACKEND_BYTES_MAX_SUGGESTED = 8 * 1024 * 1024 * 1024;
@@ -248,6 +253,23 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     },
   });
   corruptCheck.start();
+  const promoter = cfg.autoPromoteLearners
+    ? new LearnerPromoter({
+        intervalMs: LEARNER_PROMOTE_INTERVAL_MS,
+        log: mlog.child({ component: 'learner-promoter' }),
+        isLeader: () => server.isLeader(),
+        members: () => server.membership.list(),
+        selfId: st.memberId,
+        lastIndex: () => server.raftStatus().lastIndex,
+        matchIndex: (id) => raftNode.matchIndex(id),
+        isActive: (id) => raftNode.isActive(id),
+        promote: async (learner) => {
+          await server.proposeMemberChange(ConfChangeType.AddNode, { ...learner, isLearner: false });
+        },
+        onPromoted: () => m.learnerPromoted(),
+      })
+    : undefined;
+  promoter?.start();
   logQuota(mlog, cfg.quotaBackendBytes);
   if (server.alarms.has(AlarmType.CORRUPT)) mlog.error('a CORRUPT alarm is active: writes are refused until an operator repairs the member and disarms it (docs/operations.md)', { alarms: server.alarms.describe() });
   if (server.alarms.has(AlarmType.NOSPACE)) mlog.warn('a NOSPACE alarm is active: writes are refused until an operator disarms it (docs/operations.md)', { alarms: server.alarms.describe() });
@@ -288,6 +310,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       leaseRunner.stop();
       compactor?.stop();
       corruptCheck.stop();
+      promoter?.stop();
       watchHub.close();
       requireLeader.close();
       forwarder.close();

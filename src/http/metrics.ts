@@ -64,6 +64,7 @@ export class MemberMetrics implements CallObserver {
   private readonly proposalsFailed: Counter;
   private readonly putTotal: Counter;
   private readonly slowApplies: Counter;
+  private readonly learnerPromotions: Counter;
   private readonly walFsyncSeconds: Histogram;
   private readonly backendCommit: Histogram;
   private readonly peerRtt: Histogram<'To'>;
@@ -105,6 +106,7 @@ export class MemberMetrics implements CallObserver {
     this.leaderChanges = new Counter({ name: 'etcd_server_leader_changes_seen_total', help: 'The number of leader changes seen.', registers: [r] });
     this.proposalsFailed = new Counter({ name: 'etcd_server_proposals_failed_total', help: 'The total number of failed proposals seen.', registers: [r] });
     this.putTotal = new Counter({ name: 'etcd_mvcc_put_total', help: 'Total number of puts seen by this member.', registers: [r] });
+    this.learnerPromotions = new Counter({ name: 'etcd_server_learner_promote_successes', help: 'The total number of successful learner promotions while this member is leader.', registers: [r] });
     this.slowApplies = new Counter({ name: 'etcd_server_slow_apply_total', help: 'The total number of slow apply requests (likely overloaded from slow disk).', registers: [r] });
     // etcd's buckets: 1 ms .. 8 s (disk), 0.1 ms .. 0.8 s (peer round trips).
     this.walFsyncSeconds = new Histogram({ name: 'etcd_disk_wal_fsync_duration_seconds', help: 'The latency distributions of fsync called by WAL.', buckets: exponentialBuckets(0.001, 2, 14), registers: [r] });
@@ -165,6 +167,11 @@ export class MemberMetrics implements CallObserver {
       /* leave it unknown */
     }
     this.o.log.warn('apply request took too long', { took: `${durationMs.toFixed(1)}ms`, 'expected-duration': `${this.warnApplyMs}ms`, request: kind });
+  }
+
+  /** The leader promoted a learner by itself (--auto-promote-learners). */
+  learnerPromoted(): void {
+    this.learnerPromotions.inc();
   }
 
   proposalFailed(): void {
