@@ -16,6 +16,10 @@ export const QUOTA_BACKEND_BYTES_DEFAULT = 2 * 1024 * 1024 * 1024;
 export const WATCH_PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT = 10 * 60 * 1000;
 /** etcd's --experimental-lease-checkpoint-interval default: 5 minutes. */
 export const LEASE_CHECKPOINT_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
+/** --max-concurrent-streams: streams per client connection. etcd's default is 2^32-1 (none);
+ *  quorumkv's hand-written HTTP/2 server enforces one, above Go's http2 server's 250 so that a
+ *  client pipelining many unary calls on one connection is not throttled (docs/operations.md). */
+export const MAX_CONCURRENT_STREAMS_DEFAULT = 1000;
 const HOUR_MS = 3_600_000;
 
 export class ConfigError extends Error {
@@ -131,6 +135,7 @@ const flagSchemas = {
   'initial-cluster-token': z.string().min(1, 'must not be empty'),
   'max-request-bytes': positiveInt(64 * 1024 * 1024),
   'max-txn-ops': positiveInt(1_000_000),
+  'max-concurrent-streams': positiveInt(2 ** 32 - 1),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']),
   'initial-cluster': z.string().min(1, 'must not be empty'),
   'initial-cluster-state': z.enum(['new', 'existing']),
@@ -170,6 +175,8 @@ const defaults: Record<FlagName, string | undefined> = {
   'initial-cluster-token': 'etcd-cluster',
   'max-request-bytes': String(1.5 * 1024 * 1024),
   'max-txn-ops': '128',
+  // etcd's default is 2^32-1 (no limit); quorumkv enforces one per connection (docs/operations.md).
+  'max-concurrent-streams': String(MAX_CONCURRENT_STREAMS_DEFAULT),
   'log-level': 'info',
   'initial-cluster': undefined, // "<name>=<initial-advertise-peer-urls>"
   'initial-cluster-state': 'new',
@@ -202,6 +209,8 @@ export interface ServerConfig {
   initialClusterToken: string;
   maxRequestBytes: number;
   maxTxnOps: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS of each client connection. */
+  maxConcurrentStreams: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** name → peer URLs of every member the cluster starts with. */
   initialCluster: Map<string, string[]>;
@@ -390,6 +399,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     initialClusterToken: get('initial-cluster-token')!,
     maxRequestBytes: get('max-request-bytes')!,
     maxTxnOps: get('max-txn-ops')!,
+    maxConcurrentStreams: get('max-concurrent-streams')!,
     logLevel: get('log-level')!,
     heartbeatIntervalMs: get('heartbeat-interval')!,
     electionTimeoutMs: get('election-timeout')!,

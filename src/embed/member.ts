@@ -185,9 +185,12 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   const g = newGrpcServer(cfg.maxRequestBytes, {
     onMetadata: certIdentityHook(identities),
     onCallStart: (path) => m.start(path),
+    onEvicted: () => m.grpcCallEvicted(),
+    maxConcurrentStreams: cfg.maxConcurrentStreams,
     log: mlog.child({ component: 'grpcserver' }),
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
+  m.watchGrpcResponseBuffers(() => g.bufferedResponseBytes);
   const services: Record<string, ServiceHandlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
