@@ -12,6 +12,7 @@ import { addService } from '../../src/api/services';
 import type { BidiCall, Encoded, ServerStreamCall, UnaryCall } from '../../src/api/call';
 import { grpcDefinitions, protoRoot } from '../../src/proto';
 import { CERT_CN_METADATA_KEY, certCommonNameOf, certIdentityHook } from '../../src/tls';
+import * as F from '../hostile/frames';
 
 type AnyClient = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
 type Ctor = new (address: string, creds: grpc.ChannelCredentials, opts?: object) => AnyClient;
@@ -42,6 +43,8 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
   const cancelled: string[] = [];
   const hanging: UnaryCall<unknown, unknown>[] = [];
   const internalErrors: { path: string; err: unknown }[] = [];
+  /** Watch request messages the handler was given. */
+  let watchMessages = 0;
   const clients: AnyClient[] = [];
   const client = (name: string, opts?: object): AnyClient => {
     const c = new (ctor(name))(endpoint, grpc.credentials.createInsecure(), opts);
@@ -54,6 +57,7 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     cancelled.length = 0;
     hanging.length = 0;
     internalErrors.length = 0;
+    watchMessages = 0;
     server = new H2GrpcServer({
       maxReceiveBytes: 4096,
       onCallStart: (path) => {
@@ -81,6 +85,7 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
         let n = 0;
         return {
           message: (req: { create_request?: { key: Buffer } }) => {
+            watchMessages++;
             const key = req.create_request?.key.toString() ?? '';
             // A pre-encoded response: the bytes of a WatchResponse, framed by the server.
             if (key === 'encoded') return void call.writeEncoded(encodedWatchResponse({ watch_id: 77, created: true, cancel_reason: 'pre-encoded' }));
@@ -186,6 +191,41 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     await until(() => hanging[0]!.cancelled);
     assert.equal(calls[0]!.code, grpc.status.CANCELLED);
     assert.equal(calls[1]!.code, grpc.status.CANCELLED);
+  });
+
+  it('a bidi call whose client obeys flow control but never reads is not credited past its send buffer', async () => {
+    const sock = await F.connectRaw(Number(endpoint.split(':')[1]), [F.settings([[F.SETTINGS_INITIAL_WINDOW_SIZE, 0]]), F.grpcHeaders(1, '/etcdserverpb.Watch/Watch')]);
+    try {
+      const w = new F.SendWindows(sock);
+      const key = 'k'.repeat(2000);
+      const sent = await F.floodWithinWindows(sock, w, [1], 2000, new Array<Buffer>(8).fill(F.watchCreateRequest(key.slice(0, 99))));
+      // ~1 MiB of queued answers (~100 bytes + 96 counted each) stops the handler; what the client
+      // may still send is one stream window (1 MiB), held, not handed on.
+      assert.ok(watchMessages < 8000, `${watchMessages} requests handled`);
+      assert.ok(sent < 2.5 * 1024 * 1024, `${sent} bytes sent`);
+    } finally {
+      sock.destroy();
+    }
+  });
+
+  it('stops reading a bidi call whose responses are not drained, then delivers the rest in order, the half-close last', async () => {
+    const call = client('Watch').Watch!() as grpc.ClientDuplexStream<object, { cancel_reason: string }>;
+    const got: string[] = [];
+    const status = new Promise<grpc.StatusObject>((r) => call.on('status', r));
+    call.pause();
+    const n = 3000;
+    const key = (i: number) => `${i}:`.padEnd(2000, 'k');
+    for (let i = 0; i < n; i++) call.write({ create_request: { key: Buffer.from(key(i)) } });
+    call.end();
+    await new Promise((r) => setTimeout(r, 500));
+    // Answers (2 KB each) fill the call's 1 MiB send buffer and the client's windows: the server
+    // stops handing requests to the handler, and ends nothing early.
+    assert.ok(watchMessages > 0 && watchMessages < n, `${watchMessages} of ${n} requests handled while the client read nothing`);
+    call.on('data', (r) => got.push(r.cancel_reason));
+    call.resume();
+    assert.equal((await status).code, grpc.status.OK);
+    assert.equal(got.length, n);
+    got.forEach((k, i) => assert.equal(k, key(i), `response ${i}`));
   });
 
   it('streams a server-streaming response under backpressure, in order and whole', async () => {
