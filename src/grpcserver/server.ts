@@ -256,6 +256,8 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   private heldMsgs: Buffer[] | undefined = undefined;
   private heldDeserialize: ((b: Buffer) => unknown) | undefined = undefined;
   private halfCloseHeld = false;
+  /** The handler asked for no more requests (holdRequests) until it releases them. */
+  private heldByHandler = false;
   private readonly onFinish: ((code: number) => void) | undefined;
 
   constructor(
@@ -360,9 +362,26 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
         return this.threw(err);
       }
     }
+    this.releaseIfFree();
+  }
+
+  holdRequests(): void {
+    this.heldByHandler = true;
+    this.stream.pause();
+  }
+
+  releaseRequests(): void {
+    if (!this.heldByHandler) return;
+    this.heldByHandler = false;
+    this.releaseIfFree();
+  }
+
+  /** Delivers what was held and reads on, unless the handler holds requests or what was just
+   *  delivered filled the send buffer again. */
+  private releaseIfFree(): void {
+    if (this.finished || this.heldByHandler || this.drainAwaited) return;
     this.deliverHeld();
-    // Requests flow again unless what was just delivered filled the buffer again.
-    if (!this.drainAwaited && !this.finished) this.stream.resume();
+    if (!this.drainAwaited && !this.heldByHandler && !this.finished) this.stream.resume();
   }
 
   /** The request messages held back while the responses were not drained, then the half-close

@@ -88,6 +88,11 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
             watchMessages++;
             const key = req.create_request?.key.toString() ?? '';
             // A pre-encoded response: the bytes of a WatchResponse, framed by the server.
+            if (key === 'hold') {
+              // A handler with work in flight: no requests for 300 ms.
+              call.holdRequests!();
+              setTimeout(() => call.releaseRequests!(), 300);
+            }
             if (key === 'encoded') return void call.writeEncoded(encodedWatchResponse({ watch_id: 77, created: true, cancel_reason: 'pre-encoded' }));
             call.write({ watch_id: ++n, created: true, cancel_reason: key });
           },
@@ -206,6 +211,19 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     } finally {
       sock.destroy();
     }
+  });
+
+  it('a bidi handler can hold its requests: none delivered meanwhile, then the rest in order, the half-close last', async () => {
+    const call = client('Watch').Watch!() as grpc.ClientDuplexStream<object, { cancel_reason: string }>;
+    const got: string[] = [];
+    call.on('data', (r) => got.push(r.cancel_reason));
+    const status = new Promise<grpc.StatusObject>((r) => call.on('status', r));
+    for (const k of ['hold', 'a', 'b', 'c']) call.write({ create_request: { key: Buffer.from(k) } });
+    call.end();
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(watchMessages, 1, 'nothing delivered while held');
+    assert.equal((await status).code, grpc.status.OK);
+    assert.deepEqual(got, ['hold', 'a', 'b', 'c']);
   });
 
   it('stops reading a bidi call whose responses are not drained, then delivers the rest in order, the half-close last', async () => {
