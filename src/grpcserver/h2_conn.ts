@@ -201,6 +201,9 @@ export class H2ServerStream implements BudgetHolder {
   /** Which send queue the stream waits in: W_NONE, W_STREAM (its window), W_CONN (the
    *  connection's). */
   waiting = W_NONE;
+  /** When it last sent while waiting, or started waiting (limits.ts: a stalled stream is the
+   *  first evicted). */
+  progressMs = 0;
   /** Data waiting for window, in order: pending[pendingHead] from pendingOffset on, then the rest
    *  (a queue with a moving head: a watch stream held by the client's window can queue thousands
    *  of small writes, and Array.shift() on those was 14% of a member's time); then the trailers
@@ -901,6 +904,7 @@ export class H2ServerConnection {
           freed += b.length + QUEUED_BUFFER_OVERHEAD_BYTES;
         }
       }
+      if (s.waiting !== W_NONE) s.progressMs = Date.now();
       s.pendingBytes -= n;
       s.windowOffset -= n;
       this.connSendWindow -= n;
@@ -992,8 +996,10 @@ export class H2ServerConnection {
     else if (was === W_CONN) this.connBlocked.delete(s);
     if (w === W_STREAM) this.streamBlocked.add(s);
     else if (w === W_CONN) this.connBlocked.add(s);
-    if (was === W_NONE) this.budget.wait(s);
-    else if (w === W_NONE) this.budget.unwait(s);
+    if (was === W_NONE) {
+      s.progressMs = Date.now();
+      this.budget.wait(s);
+    } else if (w === W_NONE) this.budget.unwait(s);
     s.waiting = w;
   }
 

@@ -3,10 +3,13 @@
 // budget of response bytes queued for clients that do not read.
 //
 // Why a member-wide budget on top of the per-stream and per-connection bounds: those bound what
-// one client holds, not what many together hold. Above the budget the streams that have waited
-// longest for their client's flow-control window are ended (RESOURCE_EXHAUSTED), oldest first,
-// before the member's memory grows without limit (etcd 3.4 has no such bound: grpc-go blocks the
-// writer, which holds its goroutine instead).
+// one client holds, not what many together hold (and a unary response is queued whole, whatever
+// its size). Above the budget the streams whose client has not opened its window for
+// STALLED_MS_MIN are ended (RESOURCE_EXHAUSTED), those waiting longest first; a large response
+// that its client is reading is left alone unless the queued bytes reach HARD_FACTOR times the
+// budget, where the streams waiting longest go whatever their progress, before the member's
+// memory grows without limit (etcd 3.4 has no such bound: grpc-go blocks the writer, which
+// holds its goroutine instead).
 import { assert } from '../util/assert';
 
 /** Allows `burst` events at once and `perSecond` after that; refilled on demand. */
@@ -43,9 +46,18 @@ export class TokenBucket {
 
 /** A stream that holds queued response bytes and can be ended to free them. */
 export interface BudgetHolder {
+  /** When it last sent anything while waiting, or started waiting (Date.now()). */
+  progressMs: number;
   /** Drops the queued bytes and ends the stream (with a status that says why). */
   evict(): void;
 }
+
+/** A waiting stream that sent nothing for this long is stalled: its client is not reading. */
+export const STALLED_MS_MIN = 2000;
+/** Queued bytes at this multiple of the budget evict the streams waiting longest regardless. */
+const HARD_FACTOR = 4;
+/** While over the budget with nothing evictable yet, looked at again this often. */
+const RECHECK_MS = 250;
 
 /** Per queued response buffer, what it costs beyond its bytes (a Buffer object and its slot in
  *  the queue): a stream of many small responses is bounded by memory, not by payload alone. */
@@ -60,6 +72,7 @@ export class ResponseBudget {
   evicted = 0;
   private readonly blocked = new Set<BudgetHolder>();
   private enforceScheduled = false;
+  private recheck: NodeJS.Timeout | undefined;
 
   constructor(readonly bytesMax: number) {
     assert(bytesMax > 0, 'response budget: bytesMax > 0');
@@ -93,15 +106,24 @@ export class ResponseBudget {
     return this.blocked.size;
   }
 
-  /** Ends the streams that have waited longest until the bytes are back within the bound. Each
-   *  eviction frees that stream's queue, so the loop runs at most once per waiting stream. */
-  enforce(): void {
+  /** Ends stalled streams, those waiting longest first, until the bytes are back within the
+   *  bound (and any waiting stream while above HARD_FACTOR times it); if still over, looks again
+   *  in RECHECK_MS. Each eviction frees that stream's queue; one pass over the waiting streams. */
+  enforce(now = Date.now()): void {
     this.enforceScheduled = false;
     for (const s of this.blocked) {
-      if (this.bytes <= this.bytesMax) return;
+      if (this.bytes <= this.bytesMax) break;
+      if (this.bytes <= HARD_FACTOR * this.bytesMax && now - s.progressMs < STALLED_MS_MIN) continue;
       this.blocked.delete(s);
       this.evicted++;
       s.evict();
+    }
+    if (this.bytes > this.bytesMax && this.blocked.size > 0 && this.recheck === undefined) {
+      this.recheck = setTimeout(() => {
+        this.recheck = undefined;
+        this.enforce();
+      }, RECHECK_MS);
+      this.recheck.unref();
     }
   }
 }

@@ -6,7 +6,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
 import { H2ServerConnection, H2_PREFACE, encodeHeaderBlock, type H2ServerOptions, type H2ServerStream } from '../../src/grpcserver/h2_conn';
-import { ResponseBudget } from '../../src/grpcserver/limits';
+import { ResponseBudget, STALLED_MS_MIN } from '../../src/grpcserver/limits';
 import { HpackDecoder } from '../../src/grpcserver/hpack';
 import { AssertionError, assert as invariant } from '../../src/util/assert';
 import { Logger } from '../../src/util/log';
@@ -539,10 +539,9 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     for (const id of [1, 3, 5, 7]) assert.equal(frames.filter((f) => f.type === 0 && f.stream === id).reduce((a, f) => a + f.payload.length, 0), body.length, `stream ${id}`);
   });
 
-  it('above the response budget, evicts the streams blocked longest, oldest first', async () => {
-    const budget = new ResponseBudget(350_000);
+  /** Opens streams 1, 3, 5, 7 on a zero window, each answered with 100 KB that stays queued. */
+  async function fourBlockedStreams(budget: ResponseBudget, evicted: number[]): Promise<net.Socket> {
     extra = { budget };
-    const evicted: number[] = [];
     handler = (s) => {
       s.onEvict = () => {
         evicted.push(s.id);
@@ -555,19 +554,38 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     };
     const sock = await rawSocket();
     sock.resume();
-    // Zero window: every stream's 100 KB stays queued; the fourth takes the budget over.
     const parts: Buffer[] = [H2_PREFACE, settingsFrame([[4, 0]])];
     for (const id of [1, 3, 5, 7]) parts.push(headersFrame(id, true));
     sock.write(Buffer.concat(parts));
     const t0 = Date.now();
-    while (evicted.length === 0 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
+    while (budget.waiting + evicted.length < 4 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
+    return sock;
+  }
+
+  it('above the response budget, evicts the streams stalled longest, oldest first; none before they stall', async () => {
+    const budget = new ResponseBudget(350_000);
+    const evicted: number[] = [];
+    const sock = await fourBlockedStreams(budget, evicted);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(evicted, [], 'a stream that just started waiting is not stalled');
+    budget.enforce(Date.now() + STALLED_MS_MIN);
     assert.deepEqual(evicted, [1]);
     assert.ok(budget.bytes <= 350_000, `${budget.bytes} bytes queued`);
     assert.equal(budget.evicted, 1);
     sock.destroy();
+    const t0 = Date.now();
     while (budget.bytes > 0 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
     assert.equal(budget.bytes, 0, 'a closed connection returns what it held');
     assert.equal(budget.waiting, 0);
+  });
+
+  it('far above the response budget (4x), evicts the oldest waiting streams without waiting for a stall', async () => {
+    const budget = new ResponseBudget(90_000);
+    const evicted: number[] = [];
+    await fourBlockedStreams(budget, evicted);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(evicted, [1]);
+    assert.ok(budget.bytes <= 4 * 90_000, `${budget.bytes} bytes queued`);
   });
 
 });
