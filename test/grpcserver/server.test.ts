@@ -246,6 +246,39 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     got.forEach((k, i) => assert.equal(k, key(i), `response ${i}`));
   });
 
+  it('closes a connection that opens no stream, and one left idle, with GOAWAY NO_ERROR', async () => {
+    const own = new H2GrpcServer({ maxReceiveBytes: 4096, firstStreamTimeoutMs: 300, idleTimeoutMs: 300 });
+    addService(own, 'etcdserverpb.KV', { Range: (call: UnaryCall<object, object>) => call.respond({ kvs: [], count: 0 }) });
+    const ownTcp = net.createServer((sock) => own.injectConnection(sock));
+    await new Promise<void>((r) => ownTcp.listen(0, '127.0.0.1', r));
+    const port = (ownTcp.address() as net.AddressInfo).port;
+    try {
+      for (const withStream of [false, true]) {
+        const first: Buffer[] = [F.settings()];
+        if (withStream) first.push(F.grpcHeaders(1, '/etcdserverpb.KV/Range'), F.grpcData(1, [Buffer.alloc(0)], true));
+        const sock = await F.connectRaw(port, first);
+        const t0 = Date.now();
+        const got = await new Promise<{ code: number; answered: boolean }>((resolve, reject) => {
+          let answered = false;
+          const t = setTimeout(() => reject(new Error('no GOAWAY in 3 s')), 3000);
+          F.readFrames(sock, (type, flags, id, p) => {
+            if (type === F.T.HEADERS && id === 1 && flags & 1) answered = true;
+            if (type === F.T.GOAWAY) (clearTimeout(t), resolve({ code: p.readUInt32BE(4), answered }));
+          });
+        });
+        const closed = await new Promise<boolean>((r) => (sock.once('close', () => r(true)), setTimeout(() => r(false), 2500)));
+        sock.destroy();
+        assert.equal(got.code, 0, `withStream=${withStream}`);
+        assert.equal(got.answered, withStream, 'the call was answered before the connection went idle');
+        assert.ok(Date.now() - t0 >= 300, 'not before the timeout');
+        assert.ok(closed, 'the socket is closed after the GOAWAY');
+      }
+    } finally {
+      own.destroy();
+      await new Promise((r) => ownTcp.close(r));
+    }
+  });
+
   it('streams a server-streaming response under backpressure, in order and whole', async () => {
     const call = client('Maintenance').Snapshot!({}) as grpc.ClientReadableStream<{ blob: Buffer; remaining_bytes: string }>;
     const blobs: Buffer[] = [];
