@@ -66,7 +66,16 @@ export interface ServerStreamCall<Req, Res> extends ResponseStream<Res> {
   readonly request: Req;
 }
 
-export type BidiCall<Res> = ResponseStream<Res>;
+export interface BidiCall<Res> extends ResponseStream<Res> {
+  /** Stops delivering request messages until releaseRequests(): the transport stops reading
+   *  them (and crediting their flow-control window) meanwhile. For a handler with work in flight
+   *  per request that no write reflects yet (a keepalive relayed to the leader), so that a client
+   *  cannot queue unbounded work. A write returning false holds the requests the same way, by
+   *  itself. Absent where a transport cannot stop reading (the JSON gateway). Not counted: one
+   *  release undoes any number of holds. */
+  holdRequests?(): void;
+  releaseRequests?(): void;
+}
 
 /** What a streaming handler may want to hear about its call. */
 export interface StreamListener {

@@ -28,6 +28,11 @@ import type { BidiHandler, UnaryHandler } from './call';
 import type { LeaderForwarder } from './forward';
 import { authorize, checks } from './auth_service';
 
+/** Keepalives one stream may have relayed to the leader and not answered yet; past it the
+ *  stream's requests are held (not read) until answers come back, so a client cannot queue
+ *  unbounded relays on a follower. */
+export const RELAYED_PER_STREAM_MAX = 1000;
+
 /** A random positive int64 (etcd's lease IDs are never 0 or negative when server-chosen). */
 export function randomLeaseId(): LeaseId {
   for (;;) {
@@ -114,15 +119,18 @@ export function leaseService(server: Server, runner: LeaseRunner, forwarder?: Le
         const id = toLeaseId(req.ID);
         if (!server.isLeader() && forwarder) {
           // Keepalives are served by the leader: relay this one and answer with its TTL.
-          relayed++;
+          if (++relayed === RELAYED_PER_STREAM_MAX) call.holdRequests?.();
+          const answered = () => {
+            if (relayed-- === RELAYED_PER_STREAM_MAX) call.releaseRequests?.();
+          };
           forwarder.renew(id.toString()).then(
             (ttl) => {
-              relayed--;
+              answered();
               if (!ended) call.write({ header: server.header(), ID: id.toString(), TTL: ttl });
               maybeEnd();
             },
             (err) => {
-              relayed--;
+              answered();
               if (ended) return;
               ended = true;
               call.fail(toStatus(err));

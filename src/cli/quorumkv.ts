@@ -6,6 +6,9 @@ import { startMember } from '../embed/member';
 import { configureHeap } from '../util/v8_heap';
 
 const REMOVED_STOP_DELAY_MS = 3000;
+/** A stop that has not finished after this long ends the process anyway (issue 22: graceful
+ *  shutdown completes within a bound under any load). */
+const SHUTDOWN_MS_MAX = 10_000;
 const VERSION = '3.4.0-quorumkv.0.1.0';
 
 async function main(): Promise<void> {
@@ -43,6 +46,12 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info('received signal, shutting down', { signal });
+    // Bounded whatever the load: clients get SHUTDOWN_GRACE_MS to finish, and the process exits
+    // after SHUTDOWN_MS_MAX even if a step of the stop hangs (the WAL makes that safe).
+    setTimeout(() => {
+      log.error('shutdown did not finish in time; exiting', { timeoutMs: SHUTDOWN_MS_MAX });
+      process.exit(1);
+    }, SHUTDOWN_MS_MAX);
     member.stop().then(
       () => process.exit(0),
       (err: unknown) => {

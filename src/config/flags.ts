@@ -17,6 +17,10 @@ export const QUOTA_BACKEND_BYTES_DEFAULT = 2 * 1024 * 1024 * 1024;
 export const WATCH_PROGRESS_NOTIFY_INTERVAL_MS_DEFAULT = 10 * 60 * 1000;
 /** etcd's --experimental-lease-checkpoint-interval default: 5 minutes. */
 export const LEASE_CHECKPOINT_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
+/** --max-concurrent-streams: streams per client connection. etcd's default is 2^32-1 (none);
+ *  quorumkv's hand-written HTTP/2 server enforces one, above Go's http2 server's 250 so that a
+ *  client pipelining many unary calls on one connection is not throttled (docs/operations.md). */
+export const MAX_CONCURRENT_STREAMS_DEFAULT = 1000;
 const HOUR_MS = 3_600_000;
 
 /** etcd's --auth-token-ttl default (seconds of a simple token's life without use). */
@@ -211,6 +215,7 @@ const flagSchemas = {
   'auth-token-ttl': positiveInt(1_000_000_000),
   /** etcd's bcrypt bounds (golang.org/x/crypto/bcrypt MinCost 4, MaxCost 31). */
   'bcrypt-cost': positiveInt(31).pipe(z.number().min(4, 'bcrypt cost must be at least 4')),
+  'max-concurrent-streams': positiveInt(2 ** 32 - 1),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']),
   'initial-cluster': z.string().min(1, 'must not be empty'),
   'initial-cluster-state': z.enum(['new', 'existing']),
@@ -255,6 +260,8 @@ const defaults: Record<FlagName, string | undefined> = {
   'bcrypt-cost': '10',
   'auth-token': 'simple',
   'auth-token-ttl': String(AUTH_TOKEN_TTL_S_DEFAULT),
+  // etcd's default is 2^32-1 (no limit); quorumkv enforces one per connection (docs/operations.md).
+  'max-concurrent-streams': String(MAX_CONCURRENT_STREAMS_DEFAULT),
   'log-level': 'info',
   'initial-cluster': undefined, // "<name>=<initial-advertise-peer-urls>"
   'initial-cluster-state': 'new',
@@ -295,6 +302,8 @@ export interface ServerConfig {
   authToken: AuthTokenConfig;
   /** Lifetime of a simple token without use, ms (etcd's --auth-token-ttl, in seconds). */
   authTokenTtlMs: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS of each client connection. */
+  maxConcurrentStreams: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** name → peer URLs of every member the cluster starts with. */
   initialCluster: Map<string, string[]>;
@@ -490,6 +499,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     bcryptCost: get('bcrypt-cost')!,
     authToken: get('auth-token')!,
     authTokenTtlMs: get('auth-token-ttl')! * 1000,
+    maxConcurrentStreams: get('max-concurrent-streams')!,
     logLevel: get('log-level')!,
     heartbeatIntervalMs: get('heartbeat-interval')!,
     electionTimeoutMs: get('election-timeout')!,

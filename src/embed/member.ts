@@ -197,10 +197,13 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   const g = newGrpcServer(cfg.maxRequestBytes, {
     onMetadata: certIdentityHook(identities),
     onCallStart: (path) => m.start(path),
+    onEvicted: () => m.grpcCallEvicted(),
+    maxConcurrentStreams: cfg.maxConcurrentStreams,
     log: mlog.child({ component: 'grpcserver' }),
     deadlineExceeded: Errors.DeadlineExceeded,
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
+  m.watchGrpcResponseBuffers(() => g.bufferedResponseBytes);
   // `hasleader: true` requests fail without a leader; such streams end after 3 election timeouts
   // without one (etcd's interceptors).
   const requireLeader = new RequireLeader(server, cfg.electionTimeoutMs);

@@ -43,7 +43,11 @@ export interface ServerStreamCall<Req, Res> extends ResponseStream<Res> {
   readonly request: Req;
 }
 
-export type BidiCall<Res> = ResponseStream<Res>;
+export interface BidiCall<Res> extends ResponseStream<Res> {
+  /** Stops delivering request messages (and reading them) until releaseRequests(). */
+  holdRequests?(): void;
+  releaseRequests?(): void;
+}
 
 export interface StreamListener {
   /** After a write returned false: the send buffer is below the mark again. */

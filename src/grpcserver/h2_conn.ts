@@ -17,10 +17,23 @@
 //     request alone is answered 431, as Go's server does); client resets are rate-limited;
 //   - response header blocks encoded as literals that never enter a dynamic table (so the
 //     client's SETTINGS_HEADER_TABLE_SIZE only needs a size update of 0, sent when it changes);
-//   - flow control both ways: received DATA is credited back (WINDOW_UPDATE) as it is handed on,
-//     per stream only while that stream is not paused; sent DATA never exceeds the client's
-//     connection and stream windows (queued per stream until WINDOW_UPDATE), and is cut to its
-//     SETTINGS_MAX_FRAME_SIZE; trailers go only after a stream's last DATA;
+//   - flow control both ways: received DATA is credited back (WINDOW_UPDATE) as it is handed on;
+//     a paused stream (its user's responses are not drained) is not handed its DATA: the bytes
+//     are held and credited neither to the stream nor to the connection until it resumes, so a
+//     client that does not read its responses stops being read. Sent DATA never exceeds the
+//     client's connection and stream windows (queued per stream until WINDOW_UPDATE), and is cut
+//     to its SETTINGS_MAX_FRAME_SIZE; trailers go only after a stream's last DATA;
+//   - bounded buffering: a stream's writes return false above its bound, every stream's above
+//     the connection's (CONN_BUFFER_BYTES_MAX, socket backlog included), and above the member's
+//     budget (limits.ts ResponseBudget) the streams blocked longest are evicted;
+//   - flow-control bookkeeping in O(1) per frame: a stream's send window is an offset from the
+//     client's SETTINGS_INITIAL_WINDOW_SIZE (a change touches no stream), and the streams that
+//     have data but no window wait in two queues (their own window, the connection's) that a
+//     WINDOW_UPDATE or a raised initial window works through at most WAKE_PER_TURN at a time;
+//   - SETTINGS_MAX_CONCURRENT_STREAMS advertised and enforced (RST_STREAM REFUSED_STREAM); every
+//     RST_STREAM, the client's and ours, taken from one reset budget (CVE-2023-44487 rapid reset,
+//     CVE-2025-8671 MadeYouReset); PING and SETTINGS rate-limited; past any of them, GOAWAY
+//     ENHANCE_YOUR_CALM;
 //   - RST_STREAM both ways; a stream the server ends before the client half-closed is reset with
 //     NO_ERROR (as grpc-go's server), so no state outlives a response;
 //   - protocol violations end the connection with GOAWAY and the matching error code; a socket
@@ -28,13 +41,14 @@
 //   - a stream's callback that throws fails that stream alone (RST_STREAM INTERNAL_ERROR, logged),
 //     except for an AssertionError, which is a bug in quorumkv: it propagates and the member
 //     crashes (src/util/assert.ts).
-// Not implemented: server push, PRIORITY (ignored, as RFC 9113 allows), a limit on concurrent
-// streams (etcd's is effectively unlimited too), and HTTP/1.1 upgrade (the listener routes by
-// preface).
+// Not implemented: server push, PRIORITY (ignored, as RFC 9113 allows), and HTTP/1.1 upgrade
+// (the listener routes by preface). Idle and first-request timeouts are the server's
+// (server.ts), which sweeps its connections once a second.
 import type { Duplex } from 'node:stream';
 import { AssertionError } from '../util/assert';
 import { Logger } from '../util/log';
 import { HpackDecoder, HpackError, encodeHeaderBlock } from './hpack';
+import { QUEUED_BUFFER_OVERHEAD_BYTES, ResponseBudget, TokenBucket, type BudgetHolder } from './limits';
 
 export { encodeHeaderBlock } from './hpack';
 
@@ -69,6 +83,7 @@ const H2_COMPRESSION_ERROR = 0x9;
 const H2_ENHANCE_YOUR_CALM = 0xb;
 
 const S_HEADER_TABLE_SIZE = 0x1;
+const S_MAX_CONCURRENT_STREAMS = 0x3;
 const S_INITIAL_WINDOW_SIZE = 0x4;
 const S_MAX_FRAME_SIZE = 0x5;
 const S_MAX_HEADER_LIST_SIZE = 0x6;
@@ -82,12 +97,36 @@ const CONN_RECV_WINDOW = 16 * 1024 * 1024;
 /** Bytes a connection may have queued in its socket before it stops reading (a client that sends
  *  but does not read — PINGs, say — is not answered into unbounded memory). */
 const SOCKET_BACKLOG_MAX = 16 * 1024 * 1024;
-/** Client RST_STREAMs a connection may send in a burst, and per second after it (nghttp2's rapid
- *  reset guard is of the same kind); beyond, GOAWAY ENHANCE_YOUR_CALM. */
+/** RST_STREAMs (the client's and ours alike) a connection may see in a burst, and per second
+ *  after it (nghttp2's rapid reset guard is of the same kind; counting ours too is the fix for
+ *  MadeYouReset, where the client makes the server reset); beyond, GOAWAY ENHANCE_YOUR_CALM. */
 const RESET_BURST = 1000;
+const RESETS_PER_SECOND = 100;
+/** PINGs a client may send in a burst and per second while the server sends no response (the
+ *  burst is restored by every response HEADERS or DATA, as grpc-go's ping strikes: a client's
+ *  BDP pings follow the data it receives). */
+const PING_BURST = 1000;
+const PINGS_PER_SECOND = 100;
+/** SETTINGS frames a client may send in a burst and per second (it needs a handful). */
+const SETTINGS_BURST = 100;
+const SETTINGS_PER_SECOND = 10;
+/** Queued response bytes (QUEUED_BUFFER_OVERHEAD_BYTES per buffer included) of all streams of
+ *  one connection plus its socket's unsent bytes, above which every stream's writes return
+ *  false. */
+export const CONN_BUFFER_BYTES_MAX = 16 * 1024 * 1024;
+/** Streams woken per WINDOW_UPDATE or raised SETTINGS_INITIAL_WINDOW_SIZE in one event-loop
+ *  turn; the rest in later turns (a frame costs O(1) however many streams wait). */
+const WAKE_PER_TURN = 256;
+/** Concurrent streams per connection unless told otherwise (Go's http2 server: 250; grpc-go and
+ *  etcd: 2^32-1). Above Go's so that a client pipelining many unary calls on one connection is
+ *  not throttled; the buffers behind each stream are bounded either way. */
+export const MAX_CONCURRENT_STREAMS_DEFAULT = 1000;
 /** HTTP/2 header names are lower case (RFC 9113 §8.2.1); tested without making a lowered copy. */
 const UPPER_CASE = /[A-Z]/;
-const RESETS_PER_SECOND = 100;
+/** A stream's place in the send queues (H2ServerStream.waiting). */
+const W_NONE = 0;
+const W_STREAM = 1;
+const W_CONN = 2;
 
 /** Request headers as node:http2 gives them: names in lower case; a repeated header as an array. */
 export type H2Headers = Record<string, string | string[] | undefined>;
@@ -129,6 +168,8 @@ function frame(type: number, flags: number, streamId: number, payload: Buffer | 
   return f;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 function u32(n: number): Buffer {
   const b = Buffer.allocUnsafe(4);
   b.writeUInt32BE(n >>> 0, 0);
@@ -136,7 +177,7 @@ function u32(n: number): Buffer {
 }
 
 /** One request stream, as the gRPC layer sees it. */
-export class H2ServerStream {
+export class H2ServerStream implements BudgetHolder {
   /** Set by the stream's user (h2_grpc.ts) when the stream is announced. */
   onData: ((chunk: Buffer) => void) | undefined;
   /** The client half-closed (END_STREAM): no more data. */
@@ -144,14 +185,25 @@ export class H2ServerStream {
   /** The stream is gone: `aborted` when it ended without both sides finishing (the client reset it,
    *  the connection dropped, or we reset it), false when both sides ended normally. */
   onClose: ((aborted: boolean) => void) | undefined;
+  /** Its queued responses were dropped to keep the member within its response budget
+   *  (limits.ts): the user ends the stream with a status saying so (if it does not, the stream
+   *  is reset with CANCEL). */
+  onEvict: (() => void) | undefined;
 
   remoteEnded = false;
   localEnded = false;
   closed = false;
   headersSent = false;
 
-  /** Send side: bytes the client's windows let us send now. */
-  sendWindow: number;
+  /** Send side: the stream's window is this plus the client's SETTINGS_INITIAL_WINDOW_SIZE
+   *  (connection-wide, so that changing it costs O(1)). */
+  windowOffset = 0;
+  /** Which send queue the stream waits in: W_NONE, W_STREAM (its window), W_CONN (the
+   *  connection's). */
+  waiting = W_NONE;
+  /** When it last sent while waiting, or started waiting (limits.ts: a stalled stream is the
+   *  first evicted). */
+  progressMs = 0;
   /** Data waiting for window, in order: pending[pendingHead] from pendingOffset on, then the rest
    *  (a queue with a moving head: a watch stream held by the client's window can queue thousands
    *  of small writes, and Array.shift() on those was 14% of a member's time); then the trailers
@@ -160,20 +212,32 @@ export class H2ServerStream {
   pendingHead = 0;
   pendingOffset = 0;
   pendingBytes = 0;
+  /** pendingBytes plus QUEUED_BUFFER_OVERHEAD_BYTES per queued buffer: what the bounds count. */
+  pendingCost = 0;
   trailers: Buffer | undefined;
   /** Receive side: bytes the client may still send; bytes handed on but not yet credited back. */
   recvWindow = STREAM_RECV_WINDOW;
   uncredited = 0;
   paused = false;
+  /** DATA received while paused, not handed on nor credited (held[heldHead] onwards), and
+   *  whether the client's END_STREAM came after it. At most one stream window (the client cannot
+   *  send more without our WINDOW_UPDATE). */
+  held: Buffer[] | undefined = undefined;
+  heldHead = 0;
+  heldBytes = 0;
+  heldEnd = false;
+  releaseScheduled = false;
   drainWaiters: (() => void)[] = [];
 
   constructor(
     readonly conn: H2ServerConnection,
     readonly id: number,
     readonly headers: H2Headers,
-    sendWindow: number,
-  ) {
-    this.sendWindow = sendWindow;
+  ) {}
+
+  /** Bytes the client's stream window lets us send now (the connection's window aside). */
+  get sendWindow(): number {
+    return this.windowOffset + this.conn.peerInitialWindow;
   }
 
   /** The connection's socket (addresses for logging and client-certificate identity). */
@@ -196,6 +260,7 @@ export class H2ServerStream {
     if (data.length === 0) return true;
     this.pending.push(data);
     this.pendingBytes += data.length;
+    this.conn.queued(this, data.length + QUEUED_BUFFER_OVERHEAD_BYTES);
     this.conn.sendPending(this);
     return this.conn.belowBacklog(this, bufferBytes);
   }
@@ -214,8 +279,10 @@ export class H2ServerStream {
     this.conn.sendPending(this);
   }
 
-  /** Stops (and resumes) crediting received data back to the client, so that a reader that does
-   *  not keep up holds at most one stream window. */
+  /** Stops (and resumes) handing received data on and crediting it back to the client (stream
+   *  and connection windows alike), so that a stream whose responses are not drained holds at
+   *  most one stream window of requests, and the connection at most its window. Held data is
+   *  handed on in a later turn after resume(). */
   pause(): void {
     this.paused = true;
   }
@@ -223,7 +290,12 @@ export class H2ServerStream {
   resume(): void {
     if (!this.paused) return;
     this.paused = false;
-    this.conn.credit(this, 0);
+    this.conn.released(this);
+  }
+
+  /** Drops the queued responses and ends the stream (ResponseBudget over its bound). */
+  evict(): void {
+    this.conn.evict(this);
   }
 
   get isPaused(): boolean {
@@ -234,6 +306,12 @@ export class H2ServerStream {
 export interface H2ServerOptions {
   /** Largest decoded request header list (sum of name + value + 32 per field, as RFC 9113). */
   maxHeaderListBytes: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS, advertised and enforced (default
+   *  MAX_CONCURRENT_STREAMS_DEFAULT). */
+  maxConcurrentStreams?: number;
+  /** The budget of queued response bytes shared with the server's other connections (by
+   *  default one of this connection's own, of 4 * CONN_BUFFER_BYTES_MAX). */
+  budget?: ResponseBudget;
   /** Where a stream whose callback threw is reported (the member's logger; by default a JSON
    *  line on stderr like the member's own). */
   log?: Logger;
@@ -251,17 +329,41 @@ export class H2ServerConnection {
   private block: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | undefined;
   private readonly hpack: HpackDecoder;
   private readonly log: Logger;
-  /** Client resets left in the bucket (a client that opens and resets streams in a loop makes the
-   *  member start work it then throws away: refilled at RESETS_PER_SECOND, up to RESET_BURST). */
-  private resetTokens = RESET_BURST;
-  private resetRefillMs = Date.now();
+  /** Resets, ours and the client's (a client that opens and resets streams in a loop, or makes
+   *  us reset them, makes the member start work it then throws away). */
+  private readonly resets = new TokenBucket(RESET_BURST, RESETS_PER_SECOND);
+  private readonly pings = new TokenBucket(PING_BURST, PINGS_PER_SECOND);
+  private readonly settingsFrames = new TokenBucket(SETTINGS_BURST, SETTINGS_PER_SECOND);
   private sendTableSizeUpdate = false;
   // Send side, as the client's SETTINGS and WINDOW_UPDATEs allow.
   private connSendWindow = DEFAULT_WINDOW;
-  private peerInitialWindow = DEFAULT_WINDOW;
+  /** The client's SETTINGS_INITIAL_WINDOW_SIZE: every stream's window is its offset plus this. */
+  peerInitialWindow = DEFAULT_WINDOW;
+  /** At least every stream's windowOffset (raised by WINDOW_UPDATEs, recomputed when a SETTINGS
+   *  change would take it above 2^31-1): the window check costs O(1) in the common case. */
+  private windowOffsetMax = 0;
   private peerMaxFrame = DEFAULT_MAX_FRAME;
-  private readonly blocked = new Set<H2ServerStream>();
+  /** Streams with data waiting for their own window, and for the connection's: insertion order
+   *  is the order they are served in. */
+  private readonly streamBlocked = new Set<H2ServerStream>();
+  private readonly connBlocked = new Set<H2ServerStream>();
+  /** Streams of streamBlocked still to look at after a raised SETTINGS_INITIAL_WINDOW_SIZE. */
+  private sweepLeft = 0;
+  private wakeScheduled = false;
   private readonly draining = new Map<H2ServerStream, number>();
+  /** Queued response cost (pendingCost) of all streams. */
+  private pendingCost = 0;
+  /** A write was refused for the connection's bound (the smallest stream bound it was refused
+   *  at, or 0): the draining streams are looked at again once it is below (and only then: not on
+   *  every flush). */
+  private connOverBound = 0;
+  private readonly budget: ResponseBudget;
+  private readonly maxStreams: number;
+  /** When the connection last had no open stream (Date.now()), -1 when it just became idle (the
+   *  server's sweep stamps it), or 0 while it has some. */
+  idleSinceMs = Date.now();
+  /** A request stream was opened on it at some point. */
+  hadStream = false;
   // Receive side.
   private connRecvWindow = CONN_RECV_WINDOW;
   private connUncredited = 0;
@@ -271,6 +373,8 @@ export class H2ServerConnection {
   private goingAway = false;
   private dead = false;
   private readPaused = false;
+  /** The reset budget ran out: the connection ends in the next tick. */
+  private calming = false;
   private readonly maxBlockBytes: number;
   /** Called once the connection is gone. */
   onGone: (() => void) | undefined;
@@ -284,14 +388,19 @@ export class H2ServerConnection {
     // decode to far more than it weighs (hpack.ts stops keeping fields past the bound).
     this.hpack = new HpackDecoder(opts.maxHeaderListBytes);
     this.log = opts.log ?? FALLBACK_LOG;
+    this.budget = opts.budget ?? new ResponseBudget(4 * CONN_BUFFER_BYTES_MAX);
+    this.maxStreams = Math.min(opts.maxConcurrentStreams ?? MAX_CONCURRENT_STREAMS_DEFAULT, 2 ** 32 - 1);
     // An encoded block is never larger than the list it decodes to (plus a few bytes per field).
     this.maxBlockBytes = opts.maxHeaderListBytes;
-    // Our SETTINGS: a larger stream window, the header-list bound; then the connection window.
-    const settings = Buffer.allocUnsafe(12);
+    // Our SETTINGS: a larger stream window, the header-list bound, the concurrent streams; then
+    // the connection window.
+    const settings = Buffer.allocUnsafe(18);
     settings.writeUInt16BE(S_INITIAL_WINDOW_SIZE, 0);
     settings.writeUInt32BE(STREAM_RECV_WINDOW, 2);
     settings.writeUInt16BE(S_MAX_HEADER_LIST_SIZE, 6);
     settings.writeUInt32BE(Math.min(opts.maxHeaderListBytes, 2 ** 32 - 1), 8);
+    settings.writeUInt16BE(S_MAX_CONCURRENT_STREAMS, 12);
+    settings.writeUInt32BE(this.maxStreams, 14);
     this.queue(frame(T_SETTINGS, 0, 0, settings));
     this.queue(frame(T_WINDOW_UPDATE, 0, 0, u32(CONN_RECV_WINDOW - DEFAULT_WINDOW)));
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
@@ -303,6 +412,11 @@ export class H2ServerConnection {
 
   get openStreams(): number {
     return this.streams.size;
+  }
+
+  /** GOAWAY was sent (graceful close under way). */
+  get isGoingAway(): boolean {
+    return this.goingAway;
   }
 
   /** Graceful close: GOAWAY with the last stream taken; the socket ends once those are done. */
@@ -337,7 +451,7 @@ export class H2ServerConnection {
         buf = buf.subarray(H2_PREFACE.length);
       }
       let off = 0;
-      while (buf.length - off >= FRAME_HEADER_BYTES && !this.dead) {
+      while (buf.length - off >= FRAME_HEADER_BYTES && !this.dead && !this.calming) {
         const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
         if (len > DEFAULT_MAX_FRAME) throw new ConnectionError(H2_FRAME_SIZE_ERROR, `frame of ${len} bytes above SETTINGS_MAX_FRAME_SIZE`);
         if (buf.length - off < FRAME_HEADER_BYTES + len) break;
@@ -379,10 +493,7 @@ export class H2ServerConnection {
         if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on stream 0');
         if (payload.length !== 4) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'RST_STREAM of the wrong size');
         if (streamId > this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
-        const now = Date.now();
-        this.resetTokens = Math.min(RESET_BURST, this.resetTokens + ((now - this.resetRefillMs) * RESETS_PER_SECOND) / 1000);
-        this.resetRefillMs = now;
-        if (--this.resetTokens < 0) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many stream resets');
+        if (!this.resets.take()) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many stream resets');
         const s = this.streams.get(streamId);
         if (s) this.resetStream(s, H2_CANCEL, false);
         return;
@@ -394,7 +505,9 @@ export class H2ServerConnection {
       case T_PING:
         if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'PING on a stream');
         if (payload.length !== 8) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'PING of the wrong size');
-        if (!(flags & F_ACK)) this.queue(frame(T_PING, F_ACK, 0, payload));
+        if (flags & F_ACK) return;
+        if (!this.pings.take()) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many PINGs');
+        this.queue(frame(T_PING, F_ACK, 0, payload));
         return;
       case T_GOAWAY:
         if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'GOAWAY on a stream');
@@ -435,16 +548,59 @@ export class H2ServerConnection {
     // at once then ends a stream both sides finished (no RST_STREAM).
     const end = (flags & F_END_STREAM) !== 0;
     if (end) s.remoteEnded = true;
-    if (data.length > 0) {
-      try {
-        s.onData?.(data);
-      } catch (err) {
-        this.creditConnection(data.length);
-        return this.streamFailed(s, 'onData', err);
+    if (s.paused || s.heldBytes > 0 || s.releaseScheduled) {
+      // Held, uncredited: a copy, so that the socket's read buffer is not pinned by it.
+      if (data.length > 0) {
+        (s.held ??= []).push(Buffer.from(data));
+        s.heldBytes += data.length;
       }
-      this.credit(s, data.length);
+      if (end) s.heldEnd = true;
+      return;
     }
+    if (data.length > 0 && !this.handOn(s, data)) return;
     if (end) this.remoteEnd(s);
+  }
+
+  /** Hands `data` to the stream's user and credits it back; false if the callback failed. */
+  private handOn(s: H2ServerStream, data: Buffer): boolean {
+    try {
+      s.onData?.(data);
+    } catch (err) {
+      this.creditConnection(data.length);
+      this.streamFailed(s, 'onData', err);
+      return false;
+    }
+    this.credit(s, data.length);
+    return true;
+  }
+
+  /** `s` resumed: what it held is handed on in a later turn (not from inside the user's call that
+   *  resumed it); with nothing held, the credit it held back goes out now. */
+  released(s: H2ServerStream): void {
+    if (s.closed) return;
+    if (s.heldBytes === 0 && !s.heldEnd) return this.credit(s, 0);
+    if (s.releaseScheduled) return;
+    s.releaseScheduled = true;
+    setImmediate(() => this.deliverHeld(s));
+  }
+
+  private deliverHeld(s: H2ServerStream): void {
+    s.releaseScheduled = false;
+    if (s.closed || this.dead) return;
+    const held = s.held ?? [];
+    while (!s.paused && s.heldHead < held.length && !s.closed) {
+      const chunk = held[s.heldHead]!;
+      held[s.heldHead++] = EMPTY;
+      s.heldBytes -= chunk.length;
+      if (!this.handOn(s, chunk)) return;
+    }
+    if (s.closed || s.paused) return;
+    s.held = undefined;
+    s.heldHead = 0;
+    if (s.heldEnd) {
+      s.heldEnd = false;
+      this.remoteEnd(s);
+    } else this.credit(s, 0);
   }
 
   private onHeaders(flags: number, streamId: number, payload: Buffer): void {
@@ -492,11 +648,16 @@ export class H2ServerConnection {
     if (blk.streamId <= this.lastStreamId) return;
     this.lastStreamId = blk.streamId;
     if (this.goingAway) return this.refuse(blk.streamId, H2_REFUSED_STREAM);
+    // RFC 9113 §5.1.2: above the advertised SETTINGS_MAX_CONCURRENT_STREAMS, REFUSED_STREAM (the
+    // client may retry it); the refusal counts against the reset budget like any reset.
+    if (this.streams.size >= this.maxStreams) return this.refuse(blk.streamId, H2_REFUSED_STREAM);
     if (this.hpack.listTooLarge) return this.refuseHeaderList(blk.streamId, blk.endStream);
     const headers = this.headersOf(this.hpack);
     if (headers === undefined) return this.refuse(blk.streamId, H2_PROTOCOL_ERROR);
-    const s = new H2ServerStream(this, blk.streamId, headers, this.peerInitialWindow);
+    const s = new H2ServerStream(this, blk.streamId, headers);
     this.streams.set(s.id, s);
+    this.idleSinceMs = 0;
+    this.hadStream = true;
     try {
       this.onStream(s);
     } catch (err) {
@@ -566,25 +727,73 @@ export class H2ServerConnection {
       return;
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS of the wrong size');
+    if (!this.settingsFrames.take()) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many SETTINGS');
+    let raised = false;
     for (let off = 0; off < payload.length; off += 6) {
       const id = payload.readUInt16BE(off);
       const value = payload.readUInt32BE(off + 2);
       if (id === S_HEADER_TABLE_SIZE) this.sendTableSizeUpdate = true;
       else if (id === S_INITIAL_WINDOW_SIZE) {
         if (value > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
-        const delta = value - this.peerInitialWindow;
+        if (value > this.peerInitialWindow && this.windowOffsetMax + value > MAX_WINDOW) this.checkWindowsBelow(MAX_WINDOW - value);
+        raised ||= value > this.peerInitialWindow;
         this.peerInitialWindow = value;
-        for (const s of this.streams.values()) {
-          s.sendWindow += delta;
-          if (s.sendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'a stream window above 2^31-1');
-        }
       } else if (id === S_MAX_FRAME_SIZE) {
         if (value < DEFAULT_MAX_FRAME || value > 16777215) throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
         this.peerMaxFrame = value;
       }
     }
     this.queue(frame(T_SETTINGS, F_ACK, 0, undefined));
-    for (const s of [...this.blocked]) this.sendPending(s);
+    if (raised) {
+      // Streams waiting for their own window may have some now: looked at a few per turn.
+      this.sweepLeft = this.streamBlocked.size;
+      this.wake();
+    }
+  }
+
+  /** RFC 9113 §6.9.2: a new initial window that takes a stream's window above 2^31-1 is a
+   *  connection error. Walks the streams only when the cheap bound says it might (a client that
+   *  sent large WINDOW_UPDATEs), and tightens the bound for next time. */
+  private checkWindowsBelow(offsetMax: number): void {
+    let max = 0;
+    for (const s of this.streams.values()) {
+      if (s.windowOffset > offsetMax) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'a stream window above 2^31-1');
+      if (s.windowOffset > max) max = s.windowOffset;
+    }
+    this.windowOffsetMax = max;
+  }
+
+  /** Serves waiting streams, at most WAKE_PER_TURN now, the rest in later turns: first those of
+   *  streamBlocked still to look at after a raised initial window, then those waiting for the
+   *  connection's window while it has some. */
+  private wake(): void {
+    let budget = WAKE_PER_TURN;
+    while (this.sweepLeft > 0 && budget > 0 && !this.dead) {
+      this.sweepLeft--;
+      budget--;
+      const s = this.streamBlocked.values().next().value;
+      if (s === undefined) {
+        this.sweepLeft = 0;
+        break;
+      }
+      // To the back of the queue first: looked at once per sweep whatever sendPending does.
+      this.streamBlocked.delete(s);
+      this.streamBlocked.add(s);
+      if (s.sendWindow > 0) this.sendPending(s);
+    }
+    for (const s of this.connBlocked) {
+      if (this.connSendWindow <= 0 || budget <= 0 || this.dead) break;
+      budget--;
+      this.sendPending(s);
+    }
+    const more = this.sweepLeft > 0 || (this.connSendWindow > 0 && this.connBlocked.size > 0);
+    if (more && budget <= 0 && !this.wakeScheduled && !this.dead) {
+      this.wakeScheduled = true;
+      setImmediate(() => {
+        this.wakeScheduled = false;
+        this.wake();
+      });
+    }
   }
 
   private onWindowUpdate(streamId: number, payload: Buffer): void {
@@ -594,19 +803,17 @@ export class H2ServerConnection {
       if (inc === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
       this.connSendWindow += inc;
       if (this.connSendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
-      for (const s of [...this.blocked]) {
-        if (this.connSendWindow <= 0) break;
-        this.sendPending(s);
-      }
+      if (this.connBlocked.size > 0) this.wake();
       return;
     }
     if (streamId > this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
     const s = this.streams.get(streamId);
     if (!s) return;
     if (inc === 0) return this.resetStream(s, H2_PROTOCOL_ERROR, true);
-    s.sendWindow += inc;
+    s.windowOffset += inc;
+    if (s.windowOffset > this.windowOffsetMax) this.windowOffsetMax = s.windowOffset;
     if (s.sendWindow > MAX_WINDOW) return this.resetStream(s, H2_FLOW_CONTROL_ERROR, true);
-    this.sendPending(s);
+    if (s.pendingBytes > 0 || s.trailers) this.sendPending(s);
   }
 
   /** The client half-closed `s` (remoteEnded may already be set, see onData). */
@@ -645,6 +852,7 @@ export class H2ServerConnection {
   // ---- sending ----
 
   sendHeaders(s: H2ServerStream, block: Buffer, endStream: boolean): void {
+    this.pings.fill();
     this.sendHeaderBlock(s.id, block, endStream);
   }
 
@@ -669,14 +877,17 @@ export class H2ServerConnection {
    *  SETTINGS_MAX_FRAME_SIZE allow (fewer frames for the client to handle than one per write). */
   sendPending(s: H2ServerStream): void {
     if (s.closed) return;
+    let freed = 0;
     while (s.pendingBytes > 0) {
-      const allowed = Math.min(s.sendWindow, this.connSendWindow, this.peerMaxFrame);
+      const window = s.sendWindow;
+      const allowed = Math.min(window, this.connSendWindow, this.peerMaxFrame);
       if (allowed <= 0) {
-        this.blocked.add(s);
+        this.setWaiting(s, window <= 0 ? W_STREAM : W_CONN);
         if (s.pendingHead > 1024 && s.pendingHead * 2 > s.pending.length) {
           s.pending = s.pending.slice(s.pendingHead);
           s.pendingHead = 0;
         }
+        this.unqueued(s, freed);
         return;
       }
       const n = Math.min(allowed, s.pendingBytes);
@@ -690,10 +901,12 @@ export class H2ServerConnection {
         if (s.pendingOffset === b.length) {
           s.pending[s.pendingHead++] = undefined;
           s.pendingOffset = 0;
+          freed += b.length + QUEUED_BUFFER_OVERHEAD_BYTES;
         }
       }
+      if (s.waiting !== W_NONE) s.progressMs = Date.now();
       s.pendingBytes -= n;
-      s.sendWindow -= n;
+      s.windowOffset -= n;
       this.connSendWindow -= n;
       this.queue(f);
     }
@@ -701,7 +914,9 @@ export class H2ServerConnection {
       s.pending = [];
       s.pendingHead = 0;
     }
-    this.blocked.delete(s);
+    this.unqueued(s, freed);
+    this.setWaiting(s, W_NONE);
+    this.pings.fill();
     if (s.trailers) {
       this.sendHeaders(s, s.trailers, true);
       s.trailers = undefined;
@@ -720,25 +935,92 @@ export class H2ServerConnection {
   /** Ends `s` with RST_STREAM (sent when `send`; else the client reset it). */
   resetStream(s: H2ServerStream, code: number, send: boolean): void {
     if (s.closed) return;
-    if (send) this.queue(frame(T_RST_STREAM, 0, s.id, u32(code)));
+    if (send) this.sendReset(s.id, code);
     this.close(s, !(s.localEnded && s.remoteEnded) && !(code === H2_NO_ERROR && s.localEnded));
   }
 
   /** Refuses a stream we never announced. */
   private refuse(streamId: number, code: number): void {
+    this.sendReset(streamId, code);
+  }
+
+  /** Every RST_STREAM we send is taken from the reset budget (MadeYouReset: a client can make
+   *  the server reset streams as cheaply as it resets them itself). Past it, the connection is
+   *  ended (GOAWAY ENHANCE_YOUR_CALM) in the next tick: this may run inside a stream's callback. */
+  private sendReset(streamId: number, code: number): void {
     this.queue(frame(T_RST_STREAM, 0, streamId, u32(code)));
+    if (this.resets.take() || this.calming) return;
+    this.calming = true;
+    process.nextTick(() => this.fail(H2_ENHANCE_YOUR_CALM, 'too many stream resets'));
+  }
+
+  /** The queued responses of `s` are dropped to bring the member back within its response budget
+   *  (limits.ts); its user ends it with a status saying so, or it is reset. */
+  evict(s: H2ServerStream): void {
+    if (s.closed) return;
+    this.unqueued(s, s.pendingCost);
+    s.pending = [];
+    s.pendingHead = 0;
+    s.pendingOffset = 0;
+    s.pendingBytes = 0;
+    this.setWaiting(s, W_NONE);
+    try {
+      s.onEvict?.();
+    } catch (err) {
+      return this.streamFailed(s, 'onEvict', err);
+    }
+    if (!s.closed) this.resetStream(s, H2_CANCEL, true);
+  }
+
+  /** `cost` bytes (QUEUED_BUFFER_OVERHEAD_BYTES per buffer included) were queued on `s`. */
+  queued(s: H2ServerStream, cost: number): void {
+    s.pendingCost += cost;
+    this.pendingCost += cost;
+    this.budget.add(cost);
+  }
+
+  /** `cost` bytes of `s`'s queue went out or were dropped. */
+  private unqueued(s: H2ServerStream, cost: number): void {
+    if (cost === 0) return;
+    s.pendingCost -= cost;
+    this.pendingCost -= cost;
+    this.budget.sub(cost);
+  }
+
+  /** Moves `s` between the send queues; a stream that starts waiting joins the member's list of
+   *  streams blocked by their client (oldest evicted first), and leaves it once it is served. */
+  private setWaiting(s: H2ServerStream, w: number): void {
+    const was = s.waiting;
+    if (was === w) return;
+    if (was === W_STREAM) this.streamBlocked.delete(s);
+    else if (was === W_CONN) this.connBlocked.delete(s);
+    if (w === W_STREAM) this.streamBlocked.add(s);
+    else if (w === W_CONN) this.connBlocked.add(s);
+    if (was === W_NONE) {
+      s.progressMs = Date.now();
+      this.budget.wait(s);
+    } else if (w === W_NONE) this.budget.unwait(s);
+    s.waiting = w;
   }
 
   private close(s: H2ServerStream, aborted: boolean): void {
     if (s.closed) return;
     s.closed = true;
     this.streams.delete(s.id);
-    this.blocked.delete(s);
+    // Idle from now: the server's once-a-second sweep stamps the time (no clock read per call).
+    if (this.streams.size === 0) this.idleSinceMs = -1;
+    this.setWaiting(s, W_NONE);
     this.draining.delete(s);
+    this.unqueued(s, s.pendingCost);
     s.pending = [];
     s.pendingHead = 0;
     s.pendingOffset = 0;
     s.pendingBytes = 0;
+    // What it held was never handed on: the connection's window gets it back.
+    if (s.heldBytes > 0) this.creditConnection(s.heldBytes);
+    s.held = undefined;
+    s.heldHead = 0;
+    s.heldBytes = 0;
     const waiters = s.drainWaiters.splice(0);
     // The stream is gone already: a callback that throws here has nothing left to reset.
     try {
@@ -755,8 +1037,28 @@ export class H2ServerConnection {
     return this.outBytes + this.socket.writableLength;
   }
 
+  /** A stream may write more while its own queue is within `bufferBytes` and the connection's
+   *  (all its streams' queues and the socket's unsent bytes) within CONN_BUFFER_BYTES_MAX, the
+   *  socket's unsent bytes alone within `bufferBytes`. */
   belowBacklog(s: H2ServerStream, bufferBytes: number): boolean {
-    return s.pendingBytes + this.backlog <= bufferBytes;
+    if (!this.connBelow(bufferBytes)) {
+      this.connOverBound = this.connOverBound === 0 ? bufferBytes : Math.min(this.connOverBound, bufferBytes);
+      return false;
+    }
+    return s.pendingCost <= bufferBytes;
+  }
+
+  private connBelow(bufferBytes: number): boolean {
+    const backlog = this.backlog;
+    return backlog <= bufferBytes && this.pendingCost + backlog <= CONN_BUFFER_BYTES_MAX;
+  }
+
+  /** After the connection's bound refused writes: once below it again, the streams waiting to
+   *  drain are looked at (once per crossing, not on every flush). */
+  private checkConnDrain(): void {
+    if (this.connOverBound === 0 || !this.connBelow(this.connOverBound)) return;
+    this.connOverBound = 0;
+    for (const s of [...this.draining.keys()]) this.checkDrain(s);
   }
 
   watchDrain(s: H2ServerStream, bufferBytes: number): void {
@@ -785,7 +1087,7 @@ export class H2ServerConnection {
       this.readPaused = false;
       this.socket.resume();
     }
-    for (const s of [...this.draining.keys()]) this.checkDrain(s);
+    this.checkConnDrain();
   }
 
   private queue(f: Buffer): void {
@@ -810,7 +1112,7 @@ export class H2ServerConnection {
       this.readPaused = true;
       this.socket.pause();
     }
-    if (ok) for (const s of [...this.draining.keys()]) this.checkDrain(s);
+    if (ok) this.checkConnDrain();
   }
 
   private endSocket(): void {

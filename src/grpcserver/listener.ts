@@ -22,6 +22,10 @@ import type { H2GrpcServer } from './server';
 export const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /** A connection that has sent nothing routable for this long is dropped (it holds a socket). */
 export const ROUTE_TIMEOUT_MS = 30_000;
+/** Connections one listener holds at once (gRPC and HTTP together); Node closes those accepted
+ *  above it (net.Server maxConnections). etcd has no such cap; each connection here costs a
+ *  socket and its bounded buffers (h2_conn.ts CONN_BUFFER_BYTES_MAX). */
+export const CONNECTIONS_PER_LISTENER_MAX = 10_000;
 /** How long stop() lets gRPC calls and HTTP responses finish before cutting connections. */
 export const SHUTDOWN_GRACE_MS = 2000;
 
@@ -59,6 +63,7 @@ export class ClientListener {
       const url = new URL(u);
       const host = url.hostname.replace(/^\[(.*)\]$/, '$1');
       const s = url.protocol === 'https:' ? this.tlsServer(u) : net.createServer({ noDelay: true }, (socket) => this.accept(socket));
+      s.maxConnections = CONNECTIONS_PER_LISTENER_MAX;
       await new Promise<void>((resolve, reject) => {
         s.once('error', reject);
         s.listen(Number(url.port), host, () => (s.off('error', reject), resolve()));

@@ -37,7 +37,8 @@ import type * as grpc from '@grpc/grpc-js';
 import { GrpcCode } from '../util/errors';
 import { rethrowIfAssertion } from '../util/assert';
 import type { Logger } from '../util/log';
-import { H2ServerConnection, encodeHeaderBlock, type H2ServerStream } from './h2_conn';
+import { H2ServerConnection, MAX_CONCURRENT_STREAMS_DEFAULT, encodeHeaderBlock, type H2ServerStream } from './h2_conn';
+import { ResponseBudget } from './limits';
 import type { BidiHandler, BidiListener, CallStatus, Handler, ServerStreamCall, ServerStreamHandler, StreamListener, UnaryCall, UnaryHandler } from './call';
 
 export type { CallStatus, Handler } from './call';
@@ -64,10 +65,34 @@ export interface H2GrpcServerOptions {
   onInternalError?(path: string, err: unknown): void;
   /** Where each connection reports a stream whose callback threw (the member's logger). */
   log?: Logger;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS per connection (etcd's --max-concurrent-streams). */
+  maxConcurrentStreams?: number;
+  /** Response bytes all connections together may hold queued for clients that do not read
+   *  (default RESPONSE_BUFFER_BYTES_MAX_DEFAULT); above it the streams blocked longest end with
+   *  RESOURCE_EXHAUSTED. */
+  responseBufferBytesMax?: number;
+  /** A call ended because the member's response budget was exceeded (a metric). */
+  onEvicted?(path: string): void;
+  /** A connection with no open stream for this long is closed (GOAWAY, NO_ERROR); 0: never.
+   *  Default IDLE_TIMEOUT_MS_DEFAULT. */
+  idleTimeoutMs?: number;
+  /** A connection that opened no stream for this long after its preface is closed. Default
+   *  FIRST_STREAM_TIMEOUT_MS_DEFAULT. */
+  firstStreamTimeoutMs?: number;
   /** The status a call whose grpc-timeout passed ends with. Default: DEADLINE_EXCEEDED "context
    *  deadline exceeded" (grpc-go's words). */
   deadlineExceeded?: CallStatus;
 }
+
+/** The member-wide response budget: 4 connections' worth of h2_conn's CONN_BUFFER_BYTES_MAX. */
+export const RESPONSE_BUFFER_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** As grpc-go's MaxConnectionIdle when set (etcd leaves it infinite): gRPC clients reconnect on
+ *  their next call after a GOAWAY with NO_ERROR. */
+export const IDLE_TIMEOUT_MS_DEFAULT = 5 * 60_000;
+/** As the listener's ROUTE_TIMEOUT_MS for the preface: a connection that never asks anything. */
+export const FIRST_STREAM_TIMEOUT_MS_DEFAULT = 30_000;
+/** How often the server looks for idle connections. */
+const IDLE_SWEEP_MS = 1000;
 
 type MethodDef = grpc.MethodDefinition<unknown, unknown>;
 
@@ -246,6 +271,14 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   private listener: StreamListener | undefined = undefined;
   private md: Map<string, string> | undefined = undefined;
   private drainAwaited = false;
+  /** Request messages of a bidi call read but not delivered because its responses were not
+   *  drained (the rest of one DATA frame; h2_conn holds what follows), and the half-close that
+   *  came after them. */
+  private heldMsgs: Buffer[] | undefined = undefined;
+  private heldDeserialize: ((b: Buffer) => unknown) | undefined = undefined;
+  private halfCloseHeld = false;
+  /** The handler asked for no more requests (holdRequests) until it releases them. */
+  private heldByHandler = false;
   private readonly onFinish: ((code: number) => void) | undefined;
   /** The grpc-timeout timer, while the call runs. */
   private deadline: NodeJS.Timeout | undefined = undefined;
@@ -368,6 +401,10 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     if (!this.writable) return true;
     this.sendHeaders();
     if (this.stream.write(framed, SEND_BUFFER_BYTES)) return true;
+    // Back-pressure end to end: no more requests are read (nor their window credited) until
+    // the responses drain, so a client that does not read cannot make the member answer it
+    // into unbounded memory.
+    this.stream.pause();
     if (!this.drainAwaited) {
       this.drainAwaited = true;
       this.stream.whenDrained(() => this.drained(), SEND_BUFFER_BYTES);
@@ -378,12 +415,53 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   private drained(): void {
     this.drainAwaited = false;
     const l = this.listener;
-    if (this.finished || !l?.drain) return;
-    try {
-      l.drain();
-    } catch (err) {
-      this.threw(err);
+    if (this.finished) return;
+    if (l?.drain) {
+      try {
+        l.drain();
+      } catch (err) {
+        return this.threw(err);
+      }
     }
+    this.releaseIfFree();
+  }
+
+  holdRequests(): void {
+    this.heldByHandler = true;
+    this.stream.pause();
+  }
+
+  releaseRequests(): void {
+    if (!this.heldByHandler) return;
+    this.heldByHandler = false;
+    this.releaseIfFree();
+  }
+
+  /** Delivers what was held and reads on, unless the handler holds requests or what was just
+   *  delivered filled the send buffer again. */
+  private releaseIfFree(): void {
+    if (this.finished || this.heldByHandler || this.drainAwaited) return;
+    this.deliverHeld();
+    if (!this.drainAwaited && !this.heldByHandler && !this.finished) this.stream.resume();
+  }
+
+  /** The request messages held back while the responses were not drained, then the half-close
+   *  that came after them. */
+  private deliverHeld(): void {
+    const held = this.heldMsgs;
+    if (held === undefined) return;
+    this.heldMsgs = undefined;
+    this.deliver(held, this.heldDeserialize!);
+    if (this.heldMsgs === undefined && this.halfCloseHeld) {
+      this.halfCloseHeld = false;
+      this.halfClosed();
+    }
+  }
+
+  /** The member's response budget was exceeded and this call's queued responses were dropped. */
+  evicted(): void {
+    this.server.opts.onEvicted?.(this.path);
+    this.fail(status(GrpcCode.RESOURCE_EXHAUSTED, `quorumkv: the client does not read its responses: more than ${this.server.budget.bytesMax} bytes queued for such clients in this member`));
   }
 
   end(): void {
@@ -437,6 +515,11 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   /** Request messages of a bidi call, in order, while the call lasts. */
   deliver(msgs: Buffer[], deserialize: (b: Buffer) => unknown): void {
     for (let i = 0; i < msgs.length && !this.finished; i++) {
+      if (this.stream.isPaused) {
+        this.heldMsgs = msgs.slice(i);
+        this.heldDeserialize = deserialize;
+        return;
+      }
       let req: unknown;
       try {
         req = deserialize(msgs[i]!);
@@ -453,6 +536,10 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
 
   halfClosed(): void {
     if (this.finished) return;
+    if (this.heldMsgs !== undefined) {
+      this.halfCloseHeld = true;
+      return;
+    }
     try {
       (this.listener as BidiListener<unknown>).halfClosed();
     } catch (err) {
@@ -486,8 +573,41 @@ export class H2GrpcServer {
   private readonly routes = new Map<string, Route>();
   private readonly connections = new Set<H2ServerConnection>();
   private closed = false;
+  /** Response bytes queued for clients, all connections together (h2_conn, limits.ts). */
+  readonly budget: ResponseBudget;
+  private readonly idleSweep: NodeJS.Timeout;
 
-  constructor(readonly opts: H2GrpcServerOptions) {}
+  constructor(readonly opts: H2GrpcServerOptions) {
+    this.budget = new ResponseBudget(opts.responseBufferBytesMax ?? RESPONSE_BUFFER_BYTES_MAX_DEFAULT);
+    this.idleSweep = setInterval(() => this.closeIdle(Date.now()), IDLE_SWEEP_MS);
+    this.idleSweep.unref();
+  }
+
+  /** Response bytes queued for clients that have not read them yet (a gauge). */
+  get bufferedResponseBytes(): number {
+    return this.budget.bytes;
+  }
+
+  /** Calls ended because the response budget was exceeded. */
+  get evictedCalls(): number {
+    return this.budget.evicted;
+  }
+
+  /** Closes (GOAWAY NO_ERROR, then cuts a second later) connections that opened no stream within
+   *  the first-stream timeout, or have had none open for the idle timeout. O(connections) once a
+   *  second, nothing per request. */
+  private closeIdle(now: number): void {
+    const idleMs = this.opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS_DEFAULT;
+    const firstMs = this.opts.firstStreamTimeoutMs ?? FIRST_STREAM_TIMEOUT_MS_DEFAULT;
+    for (const c of this.connections) {
+      if (c.idleSinceMs === -1) c.idleSinceMs = now;
+      if (c.isGoingAway || c.idleSinceMs === 0) continue;
+      const limit = c.hadStream ? idleMs : firstMs;
+      if (limit <= 0 || now - c.idleSinceMs < limit) continue;
+      c.goAway();
+      setTimeout(() => c.destroy(), 1000).unref();
+    }
+  }
 
   /** Registers a handler for every method of a service definition (@grpc/proto-loader's), found by
    *  its name; the definition says each method's shape. */
@@ -513,7 +633,12 @@ export class H2GrpcServer {
     if (this.closed) return void conn.destroy();
     let c: H2ServerConnection;
     try {
-      c = new H2ServerConnection(conn, (s) => this.onStream(s), { maxHeaderListBytes: MAX_HEADER_LIST_BYTES, log: this.opts.log });
+      c = new H2ServerConnection(conn, (s) => this.onStream(s), {
+        maxHeaderListBytes: MAX_HEADER_LIST_BYTES,
+        log: this.opts.log,
+        maxConcurrentStreams: this.opts.maxConcurrentStreams ?? MAX_CONCURRENT_STREAMS_DEFAULT,
+        budget: this.budget,
+      });
     } catch (err) {
       rethrowIfAssertion(err);
       this.reportInternal('(connection)', err);
@@ -526,6 +651,7 @@ export class H2GrpcServer {
   /** Asks every connection to finish its calls (GOAWAY), and cuts them all after `graceMs`. */
   async close(graceMs: number): Promise<void> {
     this.closed = true;
+    clearInterval(this.idleSweep);
     for (const c of [...this.connections]) c.goAway();
     const deadline = Date.now() + graceMs;
     while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -535,6 +661,7 @@ export class H2GrpcServer {
   /** Cuts every connection now. */
   destroy(): void {
     this.closed = true;
+    clearInterval(this.idleSweep);
     for (const c of [...this.connections]) c.destroy();
     this.connections.clear();
   }
@@ -554,6 +681,7 @@ export class H2GrpcServer {
     const encoding = headers['grpc-encoding'];
     const reader = new MessageReader(this.opts.maxReceiveBytes, typeof encoding === 'string' && encoding !== 'identity' ? encoding : undefined);
     stream.onClose = () => call.gone();
+    stream.onEvict = () => call.evicted();
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     if (timeoutMs !== undefined) call.armDeadline(timeoutMs);
     if (route.shape === BIDI) this.bidiRequest(call, route, reader);

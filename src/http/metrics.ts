@@ -65,6 +65,7 @@ export class MemberMetrics implements CallObserver {
   private readonly putTotal: Counter;
   private readonly slowApplies: Counter;
   private readonly learnerPromotions: Counter;
+  private readonly grpcCallsEvicted: Counter;
   private readonly walFsyncSeconds: Histogram;
   private readonly backendCommit: Histogram;
   private readonly peerRtt: Histogram<'To'>;
@@ -107,6 +108,11 @@ export class MemberMetrics implements CallObserver {
     this.proposalsFailed = new Counter({ name: 'etcd_server_proposals_failed_total', help: 'The total number of failed proposals seen.', registers: [r] });
     this.putTotal = new Counter({ name: 'etcd_mvcc_put_total', help: 'Total number of puts seen by this member.', registers: [r] });
     this.learnerPromotions = new Counter({ name: 'etcd_server_learner_promote_successes', help: 'The total number of successful learner promotions while this member is leader.', registers: [r] });
+    this.grpcCallsEvicted = new Counter({
+      name: 'quorumkv_grpc_server_calls_evicted_total',
+      help: 'Calls ended with RESOURCE_EXHAUSTED because the responses queued for clients that do not read them exceeded the member budget.',
+      registers: [r],
+    });
     this.slowApplies = new Counter({ name: 'etcd_server_slow_apply_total', help: 'The total number of slow apply requests (likely overloaded from slow disk).', registers: [r] });
     // etcd's buckets: 1 ms .. 8 s (disk), 0.1 ms .. 0.8 s (peer round trips).
     this.walFsyncSeconds = new Histogram({ name: 'etcd_disk_wal_fsync_duration_seconds', help: 'The latency distributions of fsync called by WAL.', buckets: exponentialBuckets(0.001, 2, 14), registers: [r] });
@@ -172,6 +178,23 @@ export class MemberMetrics implements CallObserver {
   /** The leader promoted a learner by itself (--auto-promote-learners). */
   learnerPromoted(): void {
     this.learnerPromotions.inc();
+  }
+
+  /** The client port's queued response bytes (read when scraped). */
+  watchGrpcResponseBuffers(bufferedBytes: () => number): void {
+    new Gauge({
+      name: 'quorumkv_grpc_server_buffered_response_bytes',
+      help: 'Response bytes queued on the client port for clients that have not read them yet (flow-control window or socket).',
+      registers: [this.registry],
+      collect() {
+        this.set(bufferedBytes());
+      },
+    });
+  }
+
+  /** A call ended because the member's response budget was exceeded. */
+  grpcCallEvicted(): void {
+    this.grpcCallsEvicted.inc();
   }
 
   proposalFailed(): void {

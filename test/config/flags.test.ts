@@ -17,6 +17,14 @@ describe('server flags (etcd names, zod-validated)', () => {
     assert.equal(c.autoCompaction, undefined, 'no automatic compaction unless asked, as etcd');
   });
 
+  it('--max-concurrent-streams: 1000 by default (etcd: 2^32-1), any value up to 2^32-1 (ETCD_MAX_CONCURRENT_STREAMS too)', () => {
+    assert.equal(parseServerFlags([], {}).maxConcurrentStreams, 1000);
+    assert.equal(parseServerFlags(['--max-concurrent-streams=4294967295'], {}).maxConcurrentStreams, 4294967295);
+    assert.equal(parseServerFlags([], { ETCD_MAX_CONCURRENT_STREAMS: '250' }).maxConcurrentStreams, 250);
+    assert.throws(() => parseServerFlags(['--max-concurrent-streams=0'], {}), ConfigError);
+    assert.throws(() => parseServerFlags(['--max-concurrent-streams=4294967296'], {}), ConfigError);
+  });
+
   it('--auto-compaction-retention: hours or a duration in periodic mode, revisions in revision mode', () => {
     assert.deepEqual(parseServerFlags(['--auto-compaction-retention=1'], {}).autoCompaction, { mode: 'periodic', retention: 3_600_000 });
     assert.deepEqual(parseServerFlags(['--auto-compaction-retention', '30m'], {}).autoCompaction, { mode: 'periodic', retention: 1_800_000 });

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { Duplex } from 'node:stream';
-import { H2ServerConnection, H2_PREFACE, encodeHeaderBlock, type H2ServerStream } from '../../src/grpcserver/h2_conn';
+import { H2ServerConnection, H2_PREFACE, encodeHeaderBlock, type H2ServerOptions, type H2ServerStream } from '../../src/grpcserver/h2_conn';
+import { ResponseBudget, STALLED_MS_MIN } from '../../src/grpcserver/limits';
 import { HpackDecoder } from '../../src/grpcserver/hpack';
 import { AssertionError, assert as invariant } from '../../src/util/assert';
 import { Logger } from '../../src/util/log';
@@ -82,11 +83,14 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
   const sockets: net.Socket[] = [];
   let logged: Record<string, unknown>[] = [];
   const log = new Logger('info', {}, (line) => logged.push(JSON.parse(line) as Record<string, unknown>));
+  /** Options a test gives the connections it makes (set before connecting). */
+  let extra: Partial<H2ServerOptions> = {};
 
   beforeEach(async () => {
     handler = () => undefined;
     logged = [];
-    tcp = net.createServer((s) => conns.push(new H2ServerConnection(s, (st) => handler(st), { maxHeaderListBytes: 16 * 1024, log })));
+    extra = {};
+    tcp = net.createServer((s) => conns.push(new H2ServerConnection(s, (st) => handler(st), { maxHeaderListBytes: 16 * 1024, log, ...extra })));
     await new Promise<void>((r) => tcp.listen(0, '127.0.0.1', r));
     port = (tcp.address() as net.AddressInfo).port;
   });
@@ -218,7 +222,7 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     assert.equal(conns[0]!.openStreams, 0);
   });
 
-  it('a paused stream holds the client to one stream window until it resumes', async () => {
+  it('a paused stream is handed nothing and holds the client to one stream window until it resumes', async () => {
     let stream: H2ServerStream | undefined;
     let received = 0;
     handler = (s) => {
@@ -233,8 +237,8 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     const session = connect();
     const done = request(session, Buffer.alloc(3 * 1024 * 1024));
     await new Promise((r) => setTimeout(r, 300));
-    assert.ok(received <= 1024 * 1024, `received ${received} bytes while paused`);
-    assert.ok(received > 0);
+    assert.equal(received, 0, 'nothing handed on while paused');
+    assert.ok(stream!.heldBytes > 0 && stream!.heldBytes <= 1024 * 1024, `held ${stream!.heldBytes} bytes while paused`);
     stream!.resume();
     assert.equal((await done).status, 200);
     assert.equal(received, 3 * 1024 * 1024);
@@ -432,4 +436,156 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     assert.equal(logged.length, 0);
     c.destroy();
   });
+
+  // ---- limits (issue 22) ----
+
+  /** A request's HEADERS (POST http /), END_HEADERS, END_STREAM when `end`. */
+  const headersFrame = (stream: number, end: boolean) => frame(1, 0x4 | (end ? 0x1 : 0), stream, Buffer.from([0x83, 0x86, 0x84]));
+  const settingsFrame = (pairs: [number, number][]) => {
+    const p = Buffer.alloc(pairs.length * 6);
+    pairs.forEach(([id, v], i) => (p.writeUInt16BE(id, i * 6), p.writeUInt32BE(v, i * 6 + 2)));
+    return frame(4, 0, 0, p);
+  };
+  const u32 = (n: number) => {
+    const b = Buffer.alloc(4);
+    b.writeUInt32BE(n, 0);
+    return b;
+  };
+
+  it('advertises SETTINGS_MAX_CONCURRENT_STREAMS and refuses a stream above it with REFUSED_STREAM', async () => {
+    extra = { maxConcurrentStreams: 2 };
+    handler = () => undefined; // streams stay open
+    const sock = await rawSocket();
+    const got = readFrames(sock, (fs) => fs.some((f) => f.type === 3 && f.stream === 5));
+    sock.write(Buffer.concat([H2_PREFACE, settingsFrame([]), headersFrame(1, false), headersFrame(3, false), headersFrame(5, false)]));
+    const frames = await got;
+    const settings = frames.find((f) => f.type === 4 && !(f.flags & 1))!;
+    const advertised = new Map<number, number>();
+    for (let o = 0; o < settings.payload.length; o += 6) advertised.set(settings.payload.readUInt16BE(o), settings.payload.readUInt32BE(o + 2));
+    assert.equal(advertised.get(3), 2);
+    const rst = frames.filter((f) => f.type === 3);
+    assert.deepEqual(rst.map((f) => [f.stream, f.payload.readUInt32BE(0)]), [[5, 7]]);
+    assert.equal(conns[0]!.openStreams, 2);
+  });
+
+  it('counts the resets the client makes the server send (MadeYouReset): GOAWAY ENHANCE_YOUR_CALM', async () => {
+    handler = () => undefined;
+    const sock = await rawSocket();
+    const got = goawayCode(sock);
+    // Each stream opened, then a WINDOW_UPDATE of 0 on it: a stream error the server answers
+    // with RST_STREAM PROTOCOL_ERROR.
+    const parts: Buffer[] = [H2_PREFACE, settingsFrame([])];
+    for (let id = 1; id < 2 * 1100; id += 2) parts.push(headersFrame(id, true), frame(8, 0, id, u32(0)));
+    sock.write(Buffer.concat(parts));
+    assert.equal(await got, 0xb);
+  });
+
+  it('rate-limits PINGs and SETTINGS: a flood ends with GOAWAY ENHANCE_YOUR_CALM', async () => {
+    for (const [what, one] of [
+      ['PING', frame(6, 0, 0, Buffer.alloc(8))],
+      ['SETTINGS', settingsFrame([])],
+    ] as const) {
+      const sock = await rawSocket();
+      const got = goawayCode(sock);
+      sock.write(Buffer.concat([H2_PREFACE, settingsFrame([]), ...new Array<Buffer>(1500).fill(one)]));
+      assert.equal(await got, 0xb, what);
+    }
+  });
+
+  it('a raised initial window wakes every blocked stream, a few per turn, and SETTINGS stay O(1)', async () => {
+    const n = 600; // more than one turn's worth (WAKE_PER_TURN)
+    handler = (s) => {
+      s.onEnd = () => {
+        s.respond(RESPONSE, false);
+        s.write(Buffer.from('hello'), 1 << 30);
+        s.end(TRAILERS);
+      };
+    };
+    const sock = await rawSocket();
+    const parts: Buffer[] = [H2_PREFACE, settingsFrame([[4, 0]])];
+    for (let i = 0; i < n; i++) parts.push(headersFrame(2 * i + 1, true));
+    // Many SETTINGS that change nothing while they wait: each must cost O(1).
+    const t0 = Date.now();
+    const blocked = readFrames(sock, (fs) => fs.filter((f) => f.type === 1).length >= n);
+    sock.write(Buffer.concat(parts));
+    assert.equal((await blocked).filter((f) => f.type === 0).length, 0, 'no DATA on a zero window');
+    const acks = readFrames(sock, (fs) => fs.some((f) => f.type === 6 && f.flags & 1));
+    sock.write(Buffer.concat([...new Array<Buffer>(50).fill(settingsFrame([[4, 0]])), frame(6, 0, 0, Buffer.alloc(8))]));
+    await acks;
+    assert.ok(Date.now() - t0 < 2000, `PING answered after ${Date.now() - t0} ms`);
+    const ends = readFrames(sock, (fs) => fs.filter((f) => f.type === 1 && f.flags & 1).length >= n);
+    sock.write(settingsFrame([[4, 65535]]));
+    const frames = await ends;
+    assert.equal(frames.filter((f) => f.type === 0).length, n, 'every stream sent its DATA');
+    assert.equal(frames.filter((f) => f.type === 1 && f.flags & 1).length, n, 'and its trailers');
+  });
+
+  it('serves streams waiting for the connection window as WINDOW_UPDATEs on stream 0 come', async () => {
+    const body = Buffer.alloc(40_000, 0x62);
+    handler = (s) => {
+      s.onEnd = () => {
+        s.respond(RESPONSE, false);
+        s.write(body, 1 << 30);
+        s.end(TRAILERS);
+      };
+    };
+    const sock = await rawSocket();
+    // Four streams of 40 KB against the default 65,535-byte connection window.
+    const got = readFrames(sock, (fs) => fs.filter((f) => f.type === 1 && f.flags & 1).length >= 4);
+    sock.write(Buffer.concat([H2_PREFACE, settingsFrame([[4, 1 << 20]]), headersFrame(1, true), headersFrame(3, true), headersFrame(5, true), headersFrame(7, true)]));
+    await new Promise((r) => setTimeout(r, 100));
+    sock.write(frame(8, 0, 0, u32(100_000)));
+    const frames = await got;
+    for (const id of [1, 3, 5, 7]) assert.equal(frames.filter((f) => f.type === 0 && f.stream === id).reduce((a, f) => a + f.payload.length, 0), body.length, `stream ${id}`);
+  });
+
+  /** Opens streams 1, 3, 5, 7 on a zero window, each answered with 100 KB that stays queued. */
+  async function fourBlockedStreams(budget: ResponseBudget, evicted: number[]): Promise<net.Socket> {
+    extra = { budget };
+    handler = (s) => {
+      s.onEvict = () => {
+        evicted.push(s.id);
+        s.end(TRAILERS);
+      };
+      s.onEnd = () => {
+        s.respond(RESPONSE, false);
+        s.write(Buffer.alloc(100_000), 1 << 30);
+      };
+    };
+    const sock = await rawSocket();
+    sock.resume();
+    const parts: Buffer[] = [H2_PREFACE, settingsFrame([[4, 0]])];
+    for (const id of [1, 3, 5, 7]) parts.push(headersFrame(id, true));
+    sock.write(Buffer.concat(parts));
+    const t0 = Date.now();
+    while (budget.waiting + evicted.length < 4 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
+    return sock;
+  }
+
+  it('above the response budget, evicts the streams stalled longest, oldest first; none before they stall', async () => {
+    const budget = new ResponseBudget(350_000);
+    const evicted: number[] = [];
+    const sock = await fourBlockedStreams(budget, evicted);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(evicted, [], 'a stream that just started waiting is not stalled');
+    budget.enforce(Date.now() + STALLED_MS_MIN);
+    assert.deepEqual(evicted, [1]);
+    assert.ok(budget.bytes <= 350_000, `${budget.bytes} bytes queued`);
+    assert.equal(budget.evicted, 1);
+    sock.destroy();
+    const t0 = Date.now();
+    while (budget.bytes > 0 && Date.now() - t0 < 2000) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(budget.bytes, 0, 'a closed connection returns what it held');
+    assert.equal(budget.waiting, 0);
+  });
+
+  it('far above the response budget (4x), evicts the oldest waiting streams without waiting for a stall', async () => {
+    const budget = new ResponseBudget(90_000);
+    const evicted: number[] = [];
+    await fourBlockedStreams(budget, evicted);
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(evicted, [1]);
+    assert.ok(budget.bytes <= 4 * 90_000, `${budget.bytes} bytes queued`);
+  });
+
 });

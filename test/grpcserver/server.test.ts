@@ -13,6 +13,7 @@ import { addService } from '../../src/api/services';
 import type { BidiCall, Encoded, ServerStreamCall, UnaryCall } from '../../src/api/call';
 import { grpcDefinitions, protoRoot } from '../../src/proto';
 import { CERT_CN_METADATA_KEY, certCommonNameOf, certIdentityHook } from '../../src/tls';
+import * as F from '../hostile/frames';
 
 type AnyClient = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
 type Ctor = new (address: string, creds: grpc.ChannelCredentials, opts?: object) => AnyClient;
@@ -44,6 +45,8 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
   const hanging: UnaryCall<unknown, unknown>[] = [];
   const abandoned: string[] = [];
   const internalErrors: { path: string; err: unknown }[] = [];
+  /** Watch request messages the handler was given. */
+  let watchMessages = 0;
   const clients: AnyClient[] = [];
   const client = (name: string, opts?: object): AnyClient => {
     const c = new (ctor(name))(endpoint, grpc.credentials.createInsecure(), opts);
@@ -57,6 +60,7 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     hanging.length = 0;
     abandoned.length = 0;
     internalErrors.length = 0;
+    watchMessages = 0;
     server = new H2GrpcServer({
       maxReceiveBytes: 4096,
       onCallStart: (path) => {
@@ -87,8 +91,14 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
         let n = 0;
         return {
           message: (req: { create_request?: { key: Buffer } }) => {
+            watchMessages++;
             const key = req.create_request?.key.toString() ?? '';
             // A pre-encoded response: the bytes of a WatchResponse, framed by the server.
+            if (key === 'hold') {
+              // A handler with work in flight: no requests for 300 ms.
+              call.holdRequests!();
+              setTimeout(() => call.releaseRequests!(), 300);
+            }
             if (key === 'encoded') return void call.writeEncoded(encodedWatchResponse({ watch_id: 77, created: true, cancel_reason: 'pre-encoded' }));
             call.write({ watch_id: ++n, created: true, cancel_reason: key });
           },
@@ -243,6 +253,87 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     assert.equal(parseGrpcTimeoutMs('5000u'), 5);
     assert.equal(parseGrpcTimeoutMs('99999999n'), 99.999999);
     for (const bad of [undefined, '', 'm', '123456789m', '10x', '-1S', '1.5S', ['1S']]) assert.equal(parseGrpcTimeoutMs(bad), undefined, String(bad));
+  });
+
+  it('a bidi call whose client obeys flow control but never reads is not credited past its send buffer', async () => {
+    const sock = await F.connectRaw(Number(endpoint.split(':')[1]), [F.settings([[F.SETTINGS_INITIAL_WINDOW_SIZE, 0]]), F.grpcHeaders(1, '/etcdserverpb.Watch/Watch')]);
+    try {
+      const w = new F.SendWindows(sock);
+      const key = 'k'.repeat(2000);
+      const sent = await F.floodWithinWindows(sock, w, [1], 2000, new Array<Buffer>(8).fill(F.watchCreateRequest(key.slice(0, 99))));
+      // ~1 MiB of queued answers (~100 bytes + 96 counted each) stops the handler; what the client
+      // may still send is one stream window (1 MiB), held, not handed on.
+      assert.ok(watchMessages < 8000, `${watchMessages} requests handled`);
+      assert.ok(sent < 2.5 * 1024 * 1024, `${sent} bytes sent`);
+    } finally {
+      sock.destroy();
+    }
+  });
+
+  it('a bidi handler can hold its requests: none delivered meanwhile, then the rest in order, the half-close last', async () => {
+    const call = client('Watch').Watch!() as grpc.ClientDuplexStream<object, { cancel_reason: string }>;
+    const got: string[] = [];
+    call.on('data', (r) => got.push(r.cancel_reason));
+    const status = new Promise<grpc.StatusObject>((r) => call.on('status', r));
+    for (const k of ['hold', 'a', 'b', 'c']) call.write({ create_request: { key: Buffer.from(k) } });
+    call.end();
+    await new Promise((r) => setTimeout(r, 150));
+    assert.equal(watchMessages, 1, 'nothing delivered while held');
+    assert.equal((await status).code, grpc.status.OK);
+    assert.deepEqual(got, ['hold', 'a', 'b', 'c']);
+  });
+
+  it('stops reading a bidi call whose responses are not drained, then delivers the rest in order, the half-close last', async () => {
+    const call = client('Watch').Watch!() as grpc.ClientDuplexStream<object, { cancel_reason: string }>;
+    const got: string[] = [];
+    const status = new Promise<grpc.StatusObject>((r) => call.on('status', r));
+    call.pause();
+    const n = 3000;
+    const key = (i: number) => `${i}:`.padEnd(2000, 'k');
+    for (let i = 0; i < n; i++) call.write({ create_request: { key: Buffer.from(key(i)) } });
+    call.end();
+    await new Promise((r) => setTimeout(r, 500));
+    // Answers (2 KB each) fill the call's 1 MiB send buffer and the client's windows: the server
+    // stops handing requests to the handler, and ends nothing early.
+    assert.ok(watchMessages > 0 && watchMessages < n, `${watchMessages} of ${n} requests handled while the client read nothing`);
+    call.on('data', (r) => got.push(r.cancel_reason));
+    call.resume();
+    assert.equal((await status).code, grpc.status.OK);
+    assert.equal(got.length, n);
+    got.forEach((k, i) => assert.equal(k, key(i), `response ${i}`));
+  });
+
+  it('closes a connection that opens no stream, and one left idle, with GOAWAY NO_ERROR', async () => {
+    const own = new H2GrpcServer({ maxReceiveBytes: 4096, firstStreamTimeoutMs: 300, idleTimeoutMs: 300 });
+    addService(own, 'etcdserverpb.KV', { Range: (call: UnaryCall<object, object>) => call.respond({ kvs: [], count: 0 }) });
+    const ownTcp = net.createServer((sock) => own.injectConnection(sock));
+    await new Promise<void>((r) => ownTcp.listen(0, '127.0.0.1', r));
+    const port = (ownTcp.address() as net.AddressInfo).port;
+    try {
+      for (const withStream of [false, true]) {
+        const first: Buffer[] = [F.settings()];
+        if (withStream) first.push(F.grpcHeaders(1, '/etcdserverpb.KV/Range'), F.grpcData(1, [Buffer.alloc(0)], true));
+        const sock = await F.connectRaw(port, first);
+        const t0 = Date.now();
+        const got = await new Promise<{ code: number; answered: boolean }>((resolve, reject) => {
+          let answered = false;
+          const t = setTimeout(() => reject(new Error('no GOAWAY in 3 s')), 3000);
+          F.readFrames(sock, (type, flags, id, p) => {
+            if (type === F.T.HEADERS && id === 1 && flags & 1) answered = true;
+            if (type === F.T.GOAWAY) (clearTimeout(t), resolve({ code: p.readUInt32BE(4), answered }));
+          });
+        });
+        const closed = await new Promise<boolean>((r) => (sock.once('close', () => r(true)), setTimeout(() => r(false), 2500)));
+        sock.destroy();
+        assert.equal(got.code, 0, `withStream=${withStream}`);
+        assert.equal(got.answered, withStream, 'the call was answered before the connection went idle');
+        assert.ok(Date.now() - t0 >= 300, 'not before the timeout');
+        assert.ok(closed, 'the socket is closed after the GOAWAY');
+      }
+    } finally {
+      own.destroy();
+      await new Promise((r) => ownTcp.close(r));
+    }
   });
 
   it('streams a server-streaming response under backpressure, in order and whole', async () => {
