@@ -99,4 +99,10 @@ describe('hostile clients of the JSON gateway: the member stays responsive', fun
     }
     assert.ok((await probeOnce(srv.url)) < PROBE_MAX_MS);
   });
+
+  it('exits on SIGTERM after all of the above (within the harness 5 s, no SIGKILL needed)', async () => {
+    const t0 = Date.now();
+    await srv.stop('SIGTERM');
+    assert.notEqual(srv.proc.signalCode, 'SIGKILL', `needed SIGKILL after ${Date.now() - t0} ms`);
+  });
 });
