@@ -50,6 +50,9 @@ export interface JsonLimits {
   single: boolean;
 }
 
+const EMPTY = Buffer.alloc(0);
+const STRING_BUFFER_BYTES_MIN = 1024;
+const STRING_BUFFER_BYTES_KEPT_MAX = 64 * 1024;
 const NUMBER_RE = /^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$/;
 
 const enum Mode {
@@ -100,8 +103,10 @@ export class JsonStreamParser {
   private readonly stack: Frame[] = [];
   /** Bytes of the current top-level value so far. */
   private valueBytes = 0;
-  // String state: the raw bytes so far (parts of earlier chunks, and where it started in this one).
-  private strParts: Buffer[] = [];
+  // String state: the raw bytes of earlier chunks (copied: a one-byte slice of a chunk would keep
+  // the whole socket read buffer behind it alive), and where it started in this chunk.
+  private strBytes: Buffer = EMPTY;
+  private strLength = 0;
   private strStart = -1;
   private strEscaped = false;
   private strIsKey = false;
@@ -130,18 +135,36 @@ export class JsonStreamParser {
     const n = chunk.length;
     let i = 0;
     while (i < n) {
-      const b = chunk[i]!;
-      if (this.mode !== Mode.Top && this.mode !== Mode.Done) {
-        if (++this.valueBytes > this.limits.valueBytesMax) {
-          throw new JsonLimitError('value-bytes', `quorumkv: a JSON request value larger than ${this.limits.valueBytesMax} bytes (--max-request-bytes, as JSON and base64)`);
+      if (this.mode === Mode.String) {
+        // The run of plain string bytes up to a quote, backslash or control character in one
+        // tight loop (a base64 value is almost all of a big request).
+        let j = i;
+        while (j < n) {
+          const c = chunk[j]!;
+          if (c === 0x22 || c === 0x5c || c < 0x20) break;
+          j++;
+        }
+        if (j > i) {
+          this.countValueBytes(j - i);
+          i = j;
+          continue;
         }
       }
+      const b = chunk[i]!;
+      if (this.mode !== Mode.Top && this.mode !== Mode.Done) this.countValueBytes(1);
       if (this.step(chunk, i, b)) i++;
     }
     if (this.mode === Mode.String || this.mode === Mode.StringEscape || this.mode === Mode.StringHex) {
       // Inside a string: keep this chunk's part; the next chunk's part starts at its beginning.
-      this.strParts.push(chunk.subarray(this.strStart));
+      this.appendStringBytes(chunk.subarray(this.strStart));
       this.strStart = 0;
+    }
+  }
+
+  private countValueBytes(n: number): void {
+    this.valueBytes += n;
+    if (this.valueBytes > this.limits.valueBytesMax) {
+      throw new JsonLimitError('value-bytes', `quorumkv: a JSON request value larger than ${this.limits.valueBytesMax} bytes (--max-request-bytes, as JSON and base64)`);
     }
   }
 
@@ -266,7 +289,7 @@ export class JsonStreamParser {
 
   private startString(i: number, isKey: boolean): void {
     this.mode = Mode.String;
-    this.strParts = [];
+    this.strLength = 0;
     this.strStart = i + 1;
     this.strEscaped = false;
     this.strIsKey = isKey;
@@ -274,15 +297,34 @@ export class JsonStreamParser {
 
   private finishString(chunk: Buffer, i: number): void {
     const last = chunk.subarray(this.strStart, i);
-    const raw = this.strParts.length === 0 ? last : Buffer.concat([...this.strParts, last]);
-    this.strParts = [];
+    let raw = last;
+    if (this.strLength > 0) {
+      this.appendStringBytes(last);
+      raw = this.strBytes.subarray(0, this.strLength);
+    }
+    this.strLength = 0;
     this.strStart = -1;
     // The escapes were validated while scanning, so JSON.parse of the literal cannot fail.
     const s = this.strEscaped ? (JSON.parse(`"${raw.toString('utf8')}"`) as string) : raw.toString('utf8');
+    // A long-lived stream keeps its parser: it does not keep a big value's buffer too.
+    if (this.strBytes.length > STRING_BUFFER_BYTES_KEPT_MAX) this.strBytes = EMPTY;
     if (this.strIsKey) {
       this.stack[this.stack.length - 1]!.key = s;
       this.mode = Mode.ObjectColon;
     } else this.complete(s);
+  }
+
+  /** Appends to the string's bytes, growing the buffer by doubling (amortized O(1) per byte; at
+   *  most twice the value's size, which valueBytesMax bounds). */
+  private appendStringBytes(part: Buffer): void {
+    const need = this.strLength + part.length;
+    if (need > this.strBytes.length) {
+      const grown = Buffer.allocUnsafe(Math.max(need, 2 * this.strBytes.length, STRING_BUFFER_BYTES_MIN));
+      this.strBytes.copy(grown, 0, 0, this.strLength);
+      this.strBytes = grown;
+    }
+    part.copy(this.strBytes, this.strLength);
+    this.strLength = need;
   }
 
   private numberChar(b: number): void {

@@ -59,6 +59,14 @@ export function decodeBase64Strict(s: string, where: string): Buffer {
   return Buffer.from(t, 'base64');
 }
 
+/** An enum's name as Go's generated code spells it (etcd's message): nested names joined by "_",
+ *  "etcdserverpb.RangeRequest_SortOrder". */
+function goEnumName(e: protobuf.Enum): string {
+  const name = e.fullName.slice(1);
+  const dot = name.indexOf('.');
+  return name.slice(0, dot + 1) + name.slice(dot + 1).replace(/\./g, '_');
+}
+
 /** A client's text in an error message, cut short (a 3 MB string is not echoed back). */
 function quoted(text: string): string {
   return JSON.stringify(text.length > 32 ? `${text.slice(0, 32)}…` : text);
@@ -114,7 +122,7 @@ function scalarIn(field: protobuf.Field, v: JsonValue, where: string): unknown {
     if (typeof v === 'string') {
       // Own names only: "constructor" or "__proto__" must not find Object.prototype's.
       const n = Object.hasOwn(rt.values, v) ? rt.values[v] : undefined;
-      if (typeof n !== 'number') throw new JsonMappingError(`unknown value ${quoted(v)} for enum ${rt.fullName.slice(1)} (field ${where})`);
+      if (typeof n !== 'number') throw new JsonMappingError(`unknown value ${quoted(v)} for enum ${goEnumName(rt)}`);
       return n;
     }
     return Number(integerText(v, where, rt.fullName.slice(1)));

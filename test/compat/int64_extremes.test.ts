@@ -136,4 +136,30 @@ describe('int64 extremes in every client field (no assertion, no INTERNAL; etcd 
       }
     }
   });
+
+  it('gRPC lease keepalive and watch cancel: extreme IDs are answered (TTL 0 / nothing), the stream lives on', async () => {
+    type Duplex = grpc.ClientDuplexStream<object, Record<string, unknown>>;
+    const stream = (service: string, method: string) => (clients.get(service) as unknown as Record<string, () => Duplex>)[method]!.call(clients.get(service));
+    const ka = stream('Lease', 'LeaseKeepAlive');
+    const answers: Record<string, unknown>[] = [];
+    const errors: string[] = [];
+    ka.on('data', (r: Record<string, unknown>) => answers.push(r));
+    ka.on('error', (e: grpc.ServiceError) => e.code !== grpc.status.CANCELLED && errors.push(`${e.code} ${e.details}`));
+    for (const v of INT64) ka.write({ ID: v });
+    for (let i = 0; i < 60 && answers.length < INT64.length && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    ka.cancel();
+    assert.deepEqual(errors, []);
+    assert.deepEqual(answers.map((a) => [a.ID, a.TTL]), INT64.map((v) => [v, '0']));
+    const w = stream('Watch', 'Watch');
+    const got: Record<string, unknown>[] = [];
+    w.on('data', (r: Record<string, unknown>) => got.push(r));
+    const watchErrors: string[] = [];
+    w.on('error', (e: grpc.ServiceError) => e.code !== grpc.status.CANCELLED && watchErrors.push(`${e.code} ${e.details}`));
+    for (const v of INT64) w.write({ cancel_request: { watch_id: v } });
+    w.write({ create_request: { key } });
+    for (let i = 0; i < 60 && got.length === 0 && watchErrors.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    w.cancel();
+    assert.deepEqual(watchErrors, []);
+    assert.equal(got[0]?.created, true, JSON.stringify(got));
+  });
 });

@@ -74,6 +74,18 @@ describe('hostile clients of the JSON gateway: the member stays responsive', fun
     await underProbe('slow headers', () => slowHeaders(port, 100, 50, 6000));
   });
 
+  it('prototype names from the client are plain names: "__proto__", "constructor" keys and enum values', async () => {
+    const put = await fetch(`${srv.url}/v3/kv/put`, { method: 'POST', body: '{"key":"cHJvdG8=","value":"dg==","__proto__":{"prev_kv":true},"constructor":{"x":1},"toString":1}' });
+    assert.equal(put.status, 200);
+    assert.equal(((await put.json()) as { prev_kv?: unknown }).prev_kv, undefined); // "__proto__" set nothing
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      const r = await fetch(`${srv.url}/v3/kv/range`, { method: 'POST', body: `{"key":"cHJvdG8=","sort_order":"${name}"}` });
+      assert.equal(r.status, 400);
+      assert.match(((await r.json()) as { message: string }).message, new RegExp(`unknown value "${name}" for enum etcdserverpb.RangeRequest_SortOrder`));
+    }
+    assert.ok((await probeOnce(srv.url)) < PROBE_MAX_MS);
+  });
+
   it('a Range and a Txn at revision 2^53 and 2^63 - 1: OutOfRange "future revision", as etcd', async () => {
     for (const rev of ['9007199254740993', '9223372036854775807']) {
       for (const [path, body] of [
@@ -86,5 +98,11 @@ describe('hostile clients of the JSON gateway: the member stays responsive', fun
       }
     }
     assert.ok((await probeOnce(srv.url)) < PROBE_MAX_MS);
+  });
+
+  it('exits on SIGTERM after all of the above (within the harness 5 s, no SIGKILL needed)', async () => {
+    const t0 = Date.now();
+    await srv.stop('SIGTERM');
+    assert.notEqual(srv.proc.signalCode, 'SIGKILL', `needed SIGKILL after ${Date.now() - t0} ms`);
   });
 });

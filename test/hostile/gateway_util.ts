@@ -100,22 +100,27 @@ export async function unfinishedValueThenTrickle(port: number, path: string, val
 
 /** `clients` connections each sending, one after the other until `maxMs`, a Range whose revision
  *  is a `digits`-digit integer. Returns the requests answered and the slowest answer. */
-export async function hugeIntegers(port: number, digits: number, clients: number, maxMs: number): Promise<{ answered: number; slowestMs: number }> {
+export async function hugeIntegers(port: number, digits: number, clients: number, maxMs: number): Promise<{ answered: number; unanswered: number; slowestMs: number }> {
   const body = Buffer.from('{"key":"YQ==","revision":' + '1'.repeat(digits) + '}');
   const end = Date.now() + maxMs;
   let answered = 0;
+  let unanswered = 0; // reset before the status line could be read (a server closing early)
   let slowestMs = 0;
   const one = async () => {
     while (Date.now() < end) {
       const t0 = performance.now();
       const ok = await rawRequest(port, '/v3/kv/range', body, Math.max(100, end - Date.now()));
-      if (!ok) break;
+      if (!ok) {
+        unanswered++;
+        await sleep(10);
+        continue;
+      }
       answered++;
       slowestMs = Math.max(slowestMs, performance.now() - t0);
     }
   };
   await Promise.all(Array.from({ length: clients }, one));
-  return { answered, slowestMs };
+  return { answered, unanswered, slowestMs };
 }
 
 /** One POST with Content-Length on its own connection; resolves true once a status line came back
