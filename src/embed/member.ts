@@ -195,7 +195,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   });
   // `hasleader: true` requests fail without a leader; such streams end after 3 election timeouts
   // without one (etcd's interceptors).
-  const requireLeader = new RequireLeader(server, cfg.electionTimeoutMs);
+  const requireLeader = new RequireLeader(() => raftNode.leaderId !== 0n, cfg.electionTimeoutMs);
   const handlers: Record<string, ServiceHandlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
