@@ -208,7 +208,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     }),
     'etcdserverpb.Maintenance': maintenanceService(server),
     'etcdserverpb.Auth': authService(server),
-    'v3electionpb.Election': electionService(server, watchHub, mlog),
+    'v3electionpb.Election': electionService({ server, hub: watchHub, log: mlog, leases: leaseRunner, forwarder }),
     'v3lockpb.Lock': lockService(server, watchHub, mlog),
   };
   const services: Record<string, ServiceHandlers> = {};

@@ -142,6 +142,19 @@ describe('Election and Lock services (grpc-js clients from the protos)', functio
     assert.deepEqual(await keysUnder('e2/'), [`e2/${BigInt(lb).toString(16)}`]);
   });
 
+  it("a blocked Campaign keeps its lease alive while it waits (etcd's server-side session), and only then", async () => {
+    const la = await grant(30);
+    const lb = await grant(2); // the minimum TTL; this client never sends a keepalive
+    const a = (await call<{ leader: LeaderKey }>(election, 'Campaign', { name: b('e6'), lease: la, value: b('A') }).done).leader;
+    const bDone = call<{ leader: LeaderKey }>(election, 'Campaign', { name: b('e6'), lease: lb, value: b('B') }).done;
+    await new Promise((r) => setTimeout(r, 4000)); // two TTLs
+    assert.equal((await keysUnder('e6/')).length, 2, "the waiting candidate's lease expired");
+    await call(election, 'Resign', { leader: a }).done;
+    assert.equal((await bDone).leader.lease, lb);
+    // The keepalives end with the call: the lease then runs out, and the leadership with it.
+    await eventually('the elected session to expire', async () => (await keysUnder('e6/')).length === 0, 6000);
+  });
+
   it('Proclaim: the leader changes its value; a non-leader gets "election: not leader"', async () => {
     const la = await grant(30);
     const a = (await call<{ leader: LeaderKey }>(election, 'Campaign', { name: b('e3'), lease: la, value: b('v1') }).done).leader;
