@@ -6,7 +6,8 @@
 //   * Campaign puts the candidate key if absent (or takes it over: same lease, same key), then waits
 //     until no key under the prefix was created before it: each time on the deletion of the
 //     last-created predecessor, through a watcher (no polling). It answers LeaderKey{name, key,
-//     rev = the key's create revision, lease}. Lease 0: a new 60 s lease is granted (etcd's default
+//     rev = the key's create revision, lease}. While it runs, it keeps the lease alive (etcd's
+//     server runs it in a session whose keepalives last as long as the request). Lease 0: a new 60 s lease is granted (etcd's default
 //     session TTL). A Campaign abandoned while it waits (client gone, deadline) resigns: its key is
 //     deleted if it is still the one it created;
 //   * Proclaim puts a new value if the key still has the LeaderKey's create revision, else
@@ -16,7 +17,9 @@
 //     next leader after it is deleted (waiting for a first candidate if there is none).
 // Errors are etcd's: the concurrency package's plain errors (code Unknown), and whatever the KV
 // operations answer (a lease that does not exist: "etcdserver: requested lease not found").
-import { Errors } from '../util/errors';
+import { EtcdError, Errors } from '../util/errors';
+import type { LeaseRunner } from '../lease';
+import type { LeaderForwarder } from './forward';
 import type { Server } from '../server/server';
 import { kvToPb, toLeaseId } from '../server/kv_ops';
 import { EventType, NO_LEASE, WatchFlags, type Event, type LeaseId, type Revision, type WatchSink, type Watcher } from '../mvcc';
@@ -74,7 +77,67 @@ export async function sessionLease(kv: KvAsCaller, lease: string | number): Prom
   return id !== NO_LEASE ? id : BigInt(await kv.grant(SESSION_TTL_SEC));
 }
 
-export function electionService(server: Server, hub: WatchHub, log: Logger) {
+/** Shortest pause between two keepalives of a campaigning session (also after a failed one). */
+const SESSION_KEEPALIVE_MS_MIN = 500;
+
+/** Keeps one lease alive every TTL/3 until stop() (clientv3's keepalive period): a Campaign's
+ *  session. A lease found expired or gone ends it. */
+class SessionKeepAlive {
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly renew: (id: LeaseId) => Promise<number>,
+    private readonly id: LeaseId,
+    private readonly log: Logger,
+  ) {
+    this.tick();
+  }
+
+  private tick(): void {
+    this.timer = undefined;
+    this.renew(this.id).then(
+      (ttlSec) => {
+        if (!this.stopped && ttlSec > 0) this.schedule(Math.max(SESSION_KEEPALIVE_MS_MIN, (ttlSec * 1000) / 3));
+      },
+      (err) => {
+        this.log.debug('keepalive of a campaigning session failed; retrying', { lease: this.id.toString(16), error: String(err) });
+        if (!this.stopped) this.schedule(SESSION_KEEPALIVE_MS_MIN);
+      },
+    );
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => this.tick(), ms);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
+
+export interface ElectionDeps {
+  server: Server;
+  hub: WatchHub;
+  log: Logger;
+  /** Keepalives of a campaigning session: served by the leader's lessor, relayed by followers. */
+  leases: LeaseRunner;
+  forwarder?: LeaderForwarder;
+}
+
+export function electionService(deps: ElectionDeps) {
+  const { server, hub, log } = deps;
+  /** One keepalive, as the Lease service serves it: the TTL granted again, 0 if gone. */
+  const renew = async (id: LeaseId): Promise<number> => {
+    if (!server.isLeader() && deps.forwarder) return deps.forwarder.renew(id.toString());
+    const r = deps.leases.renew(id);
+    if (r === Errors.LeaseNotFound) return 0;
+    if (r instanceof EtcdError) throw r;
+    return r;
+  };
+
   /** Deletes the candidate key if it is still the one created at `rev` (Election.Resign). */
   const resign = async (kv: KvAsCaller, key: Buffer, rev: number): Promise<ResponseHeader> => {
     const t = await kv.txn({ compare: [createRevisionIs(key, rev)], success: [op.del(key)], failure: [] });
@@ -86,6 +149,16 @@ export function electionService(server: Server, hub: WatchHub, log: Logger) {
     const abandoned = abandonSignal(call);
     const kv = new KvAsCaller(server, hub, call);
     const lease = await sessionLease(kv, req.lease);
+    const keepAlive = new SessionKeepAlive(renew, lease, log);
+    try {
+      return await campaignWithSession(call, kv, lease, abandoned);
+    } finally {
+      keepAlive.stop();
+    }
+  };
+
+  const campaignWithSession = async (call: UnaryCall<CampaignRequest, CampaignResponse>, kv: KvAsCaller, lease: LeaseId, abandoned: AbortSignal): Promise<CampaignResponse> => {
+    const req = call.request;
     const prefix = Buffer.concat([req.name, SLASH]);
     const key = sessionKey(prefix, lease);
     const t = await kv.txn({

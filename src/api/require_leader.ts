@@ -7,10 +7,15 @@
 //     more patient with open streams than with new requests, because reconnecting costs more), so
 //     that a client stuck behind a cut-off member fails over to another.
 //
+// Before the member has seen its first leader since it started, new requests are not refused:
+// etcd does not serve clients at all until it has published itself through a leader (its client
+// handlers wait for ReadyNotify), so an `etcdctl watch` started with the member simply waits for
+// the first leader there; here, it is served as it would be without the metadata. Streams are still
+// ended after 3 election timeouts without a leader, whenever they were opened.
+//
 // Cost: with a leader the unary check is one comparison; the metadata is read only when there is
 // no leader, or once when a stream starts.
 import { Errors } from '../util/errors';
-import type { Server } from '../server/server';
 import type { BidiCall, BidiHandler, BidiListener, CallBase, Handler, ServerStreamCall, ServerStreamHandler, StreamListener, UnaryCall, UnaryHandler } from './call';
 import type { ServiceHandlers } from './services';
 import { serviceDefinition } from '../proto';
@@ -31,9 +36,12 @@ export class RequireLeader {
   private readonly streams = new Set<CallBase>();
   private readonly timer: NodeJS.Timeout;
   private noLeaderTimeouts = 0;
+  /** Set once the member has known a leader (see the top of the file). */
+  private hadLeader = false;
 
+  /** `leaderKnown`: whether the member knows a leader now (asked per request: must be cheap). */
   constructor(
-    private readonly server: Server,
+    private readonly leaderKnown: () => boolean,
     electionTimeoutMs: number,
   ) {
     this.timer = setInterval(() => this.check(), electionTimeoutMs);
@@ -41,12 +49,20 @@ export class RequireLeader {
   }
 
   private get hasLeader(): boolean {
-    return this.server.raftStatus().leader !== 0n;
+    return this.leaderKnown();
+  }
+
+  /** No leader now, and this member has had one before (new hasleader requests are refused). */
+  private get leaderLost(): boolean {
+    if (this.hadLeader) return !this.hasLeader;
+    this.hadLeader = this.hasLeader;
+    return false;
   }
 
   /** Once per election timeout (etcd's monitorLeader). */
   private check(): void {
     if (this.hasLeader) {
+      this.hadLeader = true;
       this.noLeaderTimeouts = 0;
       return;
     }
@@ -85,7 +101,7 @@ export class RequireLeader {
 
   private unary(h: UnaryHandler<unknown, unknown>): UnaryHandler<unknown, unknown> {
     return (call: UnaryCall<unknown, unknown>) => {
-      if (!this.hasLeader && requiresLeader(call)) return call.fail(Errors.NoLeader);
+      if (this.leaderLost && requiresLeader(call)) return call.fail(Errors.NoLeader);
       h(call);
     };
   }
@@ -93,7 +109,7 @@ export class RequireLeader {
   /** Registers a require-leader stream; returns whether the stream may start. */
   private admit(call: CallBase): boolean {
     if (!requiresLeader(call)) return true;
-    if (!this.hasLeader) {
+    if (this.leaderLost) {
       call.fail(Errors.NoLeader);
       return false;
     }

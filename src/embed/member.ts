@@ -206,7 +206,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   m.watchGrpcResponseBuffers(() => g.bufferedResponseBytes);
   // `hasleader: true` requests fail without a leader; such streams end after 3 election timeouts
   // without one (etcd's interceptors).
-  const requireLeader = new RequireLeader(server, cfg.electionTimeoutMs);
+  const requireLeader = new RequireLeader(() => raftNode.leaderId !== 0n, cfg.electionTimeoutMs);
   const handlers: Record<string, ServiceHandlers> = {
     'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
     'etcdserverpb.Watch': watchService(watchHub),
@@ -219,7 +219,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     }),
     'etcdserverpb.Maintenance': maintenanceService(server),
     'etcdserverpb.Auth': authService(server, { bcryptCost: cfg.bcryptCost }),
-    'v3electionpb.Election': electionService(server, watchHub, mlog),
+    'v3electionpb.Election': electionService({ server, hub: watchHub, log: mlog, leases: leaseRunner, forwarder }),
     'v3lockpb.Lock': lockService(server, watchHub, mlog),
   };
   const services: Record<string, ServiceHandlers> = {};

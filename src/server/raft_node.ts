@@ -157,6 +157,11 @@ export class RaftNode implements ReplicatedLog {
     return this.node.isLearner();
   }
 
+  /** The leader this member follows, 0 if none (cheap: asked on every require-leader request). */
+  get leaderId(): NodeId {
+    return this.node.lead;
+  }
+
   status(): RaftStatus {
     const n = this.node;
     return { leader: n.lead, term: n.term, lastIndex: this.lastIndex, commit: n.committed, isLearner: n.isLearner() };

@@ -142,6 +142,19 @@ describe('Election and Lock services (grpc-js clients from the protos)', functio
     assert.deepEqual(await keysUnder('e2/'), [`e2/${BigInt(lb).toString(16)}`]);
   });
 
+  it("a blocked Campaign keeps its lease alive while it waits (etcd's server-side session), and only then", async () => {
+    const la = await grant(30);
+    const lb = await grant(2); // the minimum TTL; this client never sends a keepalive
+    const a = (await call<{ leader: LeaderKey }>(election, 'Campaign', { name: b('e6'), lease: la, value: b('A') }).done).leader;
+    const bDone = call<{ leader: LeaderKey }>(election, 'Campaign', { name: b('e6'), lease: lb, value: b('B') }).done;
+    await new Promise((r) => setTimeout(r, 4000)); // two TTLs
+    assert.equal((await keysUnder('e6/')).length, 2, "the waiting candidate's lease expired");
+    await call(election, 'Resign', { leader: a }).done;
+    assert.equal((await bDone).leader.lease, lb);
+    // The keepalives end with the call: the lease then runs out, and the leadership with it.
+    await eventually('the elected session to expire', async () => (await keysUnder('e6/')).length === 0, 6000);
+  });
+
   it('Proclaim: the leader changes its value; a non-leader gets "election: not leader"', async () => {
     const la = await grant(30);
     const a = (await call<{ leader: LeaderKey }>(election, 'Campaign', { name: b('e3'), lease: la, value: b('v1') }).done).leader;
@@ -269,7 +282,7 @@ describe('Election and Lock services (grpc-js clients from the protos)', functio
     assert.equal(err.details, 'etcdserver: requested lease not found');
   });
 
-  it('the JSON gateway routes: election campaign/leader/proclaim/resign, lock/unlock', async () => {
+  it('the JSON gateway routes: election campaign/leader/proclaim/observe/resign, lock/unlock', async () => {
     const post = async (p: string, body: object) => {
       const r = await fetch(srv.url + p, { method: 'POST', body: JSON.stringify(body) });
       return { status: r.status, json: (await r.json()) as any };
@@ -286,6 +299,30 @@ describe('Election and Lock services (grpc-js clients from the protos)', functio
     const none = await post('/v3/election/leader', { name: b64('g1') });
     assert.equal(none.status, 500);
     assert.equal(none.json.message, 'election: no leader');
+    // Observe over the gateway: one JSON object a line, {"result": LeaderResponse}. (The response
+    // head goes out with the first line: the request is not awaited before there is a leader.)
+    const ac = new AbortController();
+    const guard = setTimeout(() => ac.abort(), 10_000);
+    const obsP = fetch(srv.url + '/v3/election/observe', { method: 'POST', body: JSON.stringify({ name: b64('g3') }), signal: ac.signal });
+    await new Promise((r) => setTimeout(r, 200));
+    const g3 = await post('/v3/election/campaign', { name: b64('g3'), lease: la, value: b64('o1') });
+    await post('/v3/election/proclaim', { leader: g3.json.leader, value: b64('o2') });
+    let text = '';
+    const lines = () => text.split('\n').filter((x) => x.trim() !== '').map((x) => JSON.parse(x) as { result: { kv: { value: string } } });
+    try {
+      const reader = (await obsP).body!.getReader();
+      for (let i = 0; i < 100 && lines().length < 2; i++) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        text += Buffer.from(chunk.value).toString();
+      }
+    } finally {
+      clearTimeout(guard);
+      ac.abort();
+    }
+    assert.deepEqual(lines().map((l) => Buffer.from(l.result.kv.value, 'base64').toString()), ['o1', 'o2']);
+    await post('/v3/election/resign', { leader: g3.json.leader });
+
     const lk = await post('/v3/lock/lock', { name: b64('g2'), lease: la });
     assert.equal(lk.status, 200);
     assert.equal(Buffer.from(lk.json.key, 'base64').toString(), `g2/${BigInt(la).toString(16)}`);
