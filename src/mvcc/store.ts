@@ -313,7 +313,22 @@ export class MvccStore {
     this.retainedBytes = other.retainedBytes;
     this.compactCursor = other.compactCursor;
     this.epoch++;
-    if (this.spill !== undefined) {
+    if (other.spill !== undefined) {
+      // `other` was built with a spill of its own (a second file, so that this store's values
+      // stayed readable while it was built): take it over, with its hot queue; this store's
+      // spill held only values of the state just replaced.
+      this.spill?.close();
+      this.spill = other.spill;
+      this.hotBytesMax = other.hotBytesMax;
+      this.hot = other.hot;
+      this.hotHead = other.hotHead;
+      this.hotBytes = other.hotBytes;
+      this.respillCursor = other.respillCursor;
+      other.spill = undefined;
+      other.hot = [];
+      other.hotHead = 0;
+      other.hotBytes = 0;
+    } else if (this.spill !== undefined) {
       // Every version of `other` holds its value in the heap; what the spill file held belonged
       // to the state just replaced.
       this.spill.reset();

@@ -73,9 +73,24 @@ export function snapshotTrailer(sum: { count: bigint; crc: number }): Buffer {
 export async function openSnapshotStream(
   db: Db,
   metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer },
-): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer> }> {
+): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer>; close: () => Promise<void> }> {
   const snapshot = db.snapshot();
-  const [idx, term] = await db.getMany([metaKeys.appliedIndex, metaKeys.appliedTerm], { snapshot });
+  let closed = false;
+  /** Releases the LevelDB snapshot (idempotent): at the stream's end, or by a caller that stops
+   *  early or never starts reading (a generator that never ran has no finally to run). */
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await snapshot.close();
+  };
+  let idx: Buffer | undefined;
+  let term: Buffer | undefined;
+  try {
+    [idx, term] = await db.getMany([metaKeys.appliedIndex, metaKeys.appliedTerm], { snapshot });
+  } catch (err) {
+    await close();
+    throw err;
+  }
   const meta = {
     appliedIndex: idx ? Number(idx.readBigUInt64BE(0)) : 0,
     appliedTerm: term ? Number(term.readBigUInt64BE(0)) : 0,
@@ -96,10 +111,10 @@ export async function openSnapshotStream(
       }
       yield snapshotTrailer(sum);
     } finally {
-      await snapshot.close();
+      await close();
     }
   }
-  return { meta, chunks: chunks() };
+  return { meta, chunks: chunks(), close };
 }
 
 /**
