@@ -5,7 +5,7 @@
 import Long from 'long';
 import { EtcdError, Errors, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
-import { MvccStore } from '../mvcc';
+import { MvccStore, type HashKVResult } from '../mvcc';
 import type { ResponseHeader } from '../proto/types';
 import type { ConfChange } from '../raft';
 import { ConfChangeType } from '../raft';
@@ -17,6 +17,7 @@ import { AlarmAction, AlarmStore, AlarmType, type AlarmRecord } from './alarms';
 import { quotaCostBytes } from './quota';
 import { NO_LEASES, type LeaseAttachments } from './kv_ops';
 import type { Backend, LoadedState } from '../storage/backend/backend';
+import { hashKVSliced } from './hash_kv';
 import type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 
 export type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
@@ -307,6 +308,11 @@ export class Server {
     for (const id of membership.removed) this.membership.removed.add(id);
     for (const fn of this.membershipListeners) fn();
     this.scheduleSpill();
+  }
+
+  /** HashKV at `rev` (0: now), computed in slices between event-loop turns (hash_kv.ts). */
+  hashKV(rev: number): Promise<HashKVResult> {
+    return hashKVSliced(() => this.store, rev, this.opts.log);
   }
 
   onMembershipChange(fn: () => void): void {
