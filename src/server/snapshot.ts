@@ -175,7 +175,9 @@ export class Snapshotter {
     const dir = this.o.memberDir;
     const incoming = path.join(dir, INCOMING_DIR);
     fs.rmSync(incoming, { recursive: true, force: true });
+    const startedMs = Date.now();
     const meta = await restoreSnapshotInto(incoming, data);
+    this.o.log.info('snapshot data written to a new backend; swapping it in and loading it', { index: meta.appliedIndex, took_ms: Date.now() - startedMs });
     if (meta.appliedIndex <= committedIndex) {
       fs.rmSync(incoming, { recursive: true, force: true });
       return undefined;

@@ -57,6 +57,9 @@ export const BATCH_LIMIT_OPS = 10_000;
  *  call waits for LevelDB on the thread pool, so the loop runs timers and I/O in between). 1024
  *  versions of 4 KiB decode, import and spill in ~10 ms. */
 const LOAD_RECORDS_PER_STEP_MAX = 1024;
+/** Key+value bytes per LevelDB iterator call (classic-level's default of 16 KiB would make every
+ *  call return a handful of records: one thread-pool round trip per 4 values of 4 KiB). */
+const ITERATOR_READ_BYTES_MAX = 4 * 1024 * 1024;
 /** Keys compacted per step while loading, between yields to the event loop. */
 const LOAD_COMPACT_KEYS_PER_STEP_MAX = 10_000;
 /** Versions examined per physical-compaction step. */
@@ -187,7 +190,7 @@ export class Backend {
     const importer = new SnapshotImporter(target);
     importer.importRecords([{ type: 'header', currentRevision: currentRev, compactRevision: 0 }]);
     let count = 0;
-    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]) });
+    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]), highWaterMarkBytes: ITERATOR_READ_BYTES_MAX });
     try {
       for (;;) {
         const batch = await it.nextv(LOAD_RECORDS_PER_STEP_MAX);
@@ -399,7 +402,7 @@ export class Backend {
     // store no longer retains would be written after the scan passed it.
     await this.flush();
     let deleted = 0;
-    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: kvRecordKey(rev, 0) });
+    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: kvRecordKey(rev, 0), highWaterMarkBytes: ITERATOR_READ_BYTES_MAX });
     try {
       for (;;) {
         const batch = await it.nextv(COMPACT_RECORDS_PER_STEP_MAX);

@@ -19,6 +19,10 @@ const TRAILER_MARK = 0xffffffff;
 const TRAILER_BYTES = 16;
 /** Records per chunk (and per LevelDB read). */
 const RECORDS_PER_CHUNK_MAX = 2048;
+/** Key+value bytes per LevelDB read, so per chunk (plus one record): classic-level's default
+ *  (16 KiB) would cut a stream of 4 KiB values into chunks of 4 records, one thread-pool round
+ *  trip and one network message each. */
+export const SNAPSHOT_READ_BYTES_MAX = 1024 * 1024;
 /** Largest key or value a snapshot record may carry (a guard against corrupt length fields). */
 const RECORD_PART_BYTES_MAX = 256 * 1024 * 1024;
 
@@ -99,7 +103,7 @@ export async function openSnapshotStream(
     try {
       yield snapshotHeader(meta);
       const sum = { count: 0n, crc: 0 };
-      const it = db.iterator({ snapshot });
+      const it = db.iterator({ snapshot, highWaterMarkBytes: SNAPSHOT_READ_BYTES_MAX });
       try {
         for (;;) {
           const batch = await it.nextv(RECORDS_PER_CHUNK_MAX);
