@@ -176,7 +176,14 @@ export class Snapshotter {
     const incoming = path.join(dir, INCOMING_DIR);
     fs.rmSync(incoming, { recursive: true, force: true });
     const startedMs = Date.now();
-    const meta = await restoreSnapshotInto(incoming, data);
+    let meta;
+    try {
+      meta = await restoreSnapshotInto(incoming, data);
+    } catch (err) {
+      // A broken or malformed stream: the current backend was never touched; drop the partial copy.
+      fs.rmSync(incoming, { recursive: true, force: true });
+      throw err;
+    }
     this.o.log.info('snapshot data written to a new backend; swapping it in and loading it', { index: meta.appliedIndex, took_ms: Date.now() - startedMs });
     if (meta.appliedIndex <= committedIndex) {
       fs.rmSync(incoming, { recursive: true, force: true });

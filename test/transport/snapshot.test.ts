@@ -115,6 +115,45 @@ describe('transport: snapshot stream', function () {
     assert.ok(b.logLines.some((l) => l.includes('receiving snapshot') && l.includes('"size_bytes":"unknown"')));
   });
 
+  it('a sender that goes away mid-stream makes the receiver\'s data stream throw (the install aborts)', async () => {
+    let produced = 0;
+    const a = await member(81n, {
+      snapshotChunkBytes: 64 * 1024,
+      getSnapshotData: async () => ({
+        chunks: (async function* () {
+          for (let i = 0; i < 1000; i++) {
+            produced++;
+            yield Buffer.alloc(64 * 1024, 1);
+          }
+        })(),
+      }),
+    });
+    let outcome = 'pending';
+    let consumed = 0;
+    const b = await member(82n, {
+      onSnapshot: async (_m, data) => {
+        try {
+          for await (const piece of data) {
+            consumed += piece.length;
+            await new Promise((r) => setTimeout(r, 5)); // slower than the sender
+          }
+          outcome = 'ended normally';
+        } catch (err) {
+          outcome = `threw: ${(err as Error).message}`;
+          throw err;
+        }
+      },
+    });
+    connectAll([a, b]);
+    a.transport.send([msgSnap(81n, 82n, new Uint8Array(0))]);
+    await waitFor(() => consumed > 512 * 1024, 'some data received');
+    await stopMember(a);
+    members.splice(members.indexOf(a), 1);
+    await waitFor(() => outcome !== 'pending', 'the receiver to see the end of the stream');
+    assert.match(outcome, /^threw: /);
+    assert.ok(produced < 1000, 'the sender stopped reading its source');
+  });
+
   it('refuses a stream of unknown size once it passes the receiver limit', async () => {
     const a = await member(61n, {
       getSnapshotData: async () => ({
