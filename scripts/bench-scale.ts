@@ -274,8 +274,10 @@ async function main(): Promise<void> {
     await waitLog(follower, 'installed snapshot from the leader', CATCH_UP_TIMEOUT_MS);
     const installedMs = Date.now() - t;
     const deadline = Date.now() + CATCH_UP_TIMEOUT_MS;
+    let statusTimeouts = 0;
     for (;;) {
-      const [lr, fr] = await Promise.all([revision(leader), revision(follower).catch(() => 0)]);
+      // A member too busy to answer within the deadline is counted, and asked again.
+      const [lr, fr] = await Promise.all([revision(leader).catch(() => (statusTimeouts++, Infinity)), revision(follower).catch(() => (statusTimeouts++, 0))]);
       if (fr >= lr - 1) break; // the probes keep the leader moving by one revision at a time
       if (Date.now() > deadline) throw new Error('follower did not catch up');
       await sleep(50);
@@ -286,7 +288,7 @@ async function main(): Promise<void> {
     const during = await samples.stop();
     const retries = follower.out.filter((l) => l.includes('already in progress')).length;
     probeMs.sort((a, b) => a - b);
-    console.log(`catch-up:  snapshot installed after ${(installedMs / 1000).toFixed(1)} s, revision equal after ${(caughtUpMs / 1000).toFixed(1)} s; "already in progress": ${retries}`);
+    console.log(`catch-up:  snapshot installed after ${(installedMs / 1000).toFixed(1)} s, revision equal after ${(caughtUpMs / 1000).toFixed(1)} s; "already in progress": ${retries}; Status calls over 2 s: ${statusTimeouts}`);
     console.log(`           peak VmRSS during catch-up: ${members.map((m, i) => `${m.name}${m === leader ? '(leader)' : m === follower ? '(follower)' : ''} ${mib(during.rss[i]!)}`).join(', ')}`);
     console.log(`           VmHWM: ${members.map((m) => `${m.name} ${mib(procStatus(m, 'VmHWM'))}`).join(', ')}`);
     console.log(`           longest event-loop stall: ${members.map((m, i) => `${m.name} ${during.lagMs[i]!.toFixed(0)} ms`).join(', ')}`);
