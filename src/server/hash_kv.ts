@@ -8,8 +8,9 @@
 import type { HashKVResult, MvccStore } from '../mvcc';
 import type { Logger } from '../util/log';
 
-/** Versions hashed per slice step; a step of 4 KiB values is ~1 ms. */
-export const HASH_VERSIONS_PER_STEP = 512;
+/** Versions hashed per slice step: their values are read (spilled ones from the file, with a
+ *  synchronous positioned read) and CRCed in one go, so 128 × 16 KiB = 2 MiB bounds a step. */
+export const HASH_VERSIONS_PER_STEP = 128;
 /** Time spent hashing before yielding to the event loop. */
 export const HASH_SLICE_MS_MAX = 10;
 /** Restarts (compactions meanwhile) before the hash is finished synchronously. */

@@ -58,8 +58,10 @@ export const BATCH_LIMIT_OPS = 10_000;
  *  versions of 4 KiB decode, import and spill in ~10 ms. */
 const LOAD_RECORDS_PER_STEP_MAX = 1024;
 /** Key+value bytes per LevelDB iterator call (classic-level's default of 16 KiB would make every
- *  call return a handful of records: one thread-pool round trip per 4 values of 4 KiB). */
-const ITERATOR_READ_BYTES_MAX = 4 * 1024 * 1024;
+ *  call return a handful of records: one thread-pool round trip per 4 values of 4 KiB). 1 MiB:
+ *  while loading, one call's records are decoded, imported and spilled before the next yield, so
+ *  this bounds the slice (a few ms) whatever the value size. */
+const ITERATOR_READ_BYTES_MAX = 1024 * 1024;
 /** Keys compacted per step while loading, between yields to the event loop. */
 const LOAD_COMPACT_KEYS_PER_STEP_MAX = 10_000;
 /** Versions examined per physical-compaction step. */
