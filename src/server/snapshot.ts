@@ -165,11 +165,13 @@ export class Snapshotter {
   }
 
   /**
-   * Restores the stream into backend.incoming and swaps it in for backend (the old one closed
-   * first: LevelDB locks its directory); returns the new backend, loaded, or undefined if the
-   * stream turned out to be no newer than `committedIndex`. A crash between the two renames is
-   * completed at the next start (finishInterruptedSnapshotInstall); the WAL learns of the new
-   * state only after both.
+   * Restores the stream into backend.incoming, loads it there (the member's own backend stays
+   * open and current meanwhile: the apply loop may still commit to it), then closes the old one
+   * (LevelDB locks its directory) and swaps the new one in by two renames. Returns the new
+   * backend, loaded, or undefined if the stream turned out to be no newer than `committedIndex`.
+   * A crash before the renames leaves the old backend (backend.incoming is removed at start); a
+   * crash between them is completed at the next start (finishInterruptedSnapshotInstall); the WAL
+   * learns of the new state only after both.
    */
   private async installData(data: AsyncIterable<Buffer>, committedIndex: number): Promise<{ backend: Backend; loaded: LoadedState } | undefined> {
     const dir = this.o.memberDir;
@@ -184,19 +186,11 @@ export class Snapshotter {
       fs.rmSync(incoming, { recursive: true, force: true });
       throw err;
     }
-    this.o.log.info('snapshot data written to a new backend; swapping it in and loading it', { index: meta.appliedIndex, took_ms: Date.now() - startedMs });
+    this.o.log.info('snapshot data written to a new backend; loading it', { index: meta.appliedIndex, took_ms: Date.now() - startedMs });
     if (meta.appliedIndex <= committedIndex) {
       fs.rmSync(incoming, { recursive: true, force: true });
       return undefined;
     }
-    await this.o.server().durableBackend?.close();
-    const backendDir = path.join(dir, BACKEND_DIR);
-    const oldDir = path.join(dir, OLD_DIR);
-    fs.rmSync(oldDir, { recursive: true, force: true });
-    fs.renameSync(backendDir, oldDir);
-    fs.renameSync(incoming, backendDir);
-    fs.rmSync(oldDir, { recursive: true, force: true });
-    const backend = await Backend.open(backendDir);
     // The new store's values go to the other spill directory while it loads: the current store
     // (still serving reads until installState) keeps its own.
     const nextSpillDir = 1 - this.spillDir;
@@ -204,14 +198,27 @@ export class Snapshotter {
       this.o.hotValueBytes === undefined
         ? undefined
         : { spill: SpillFile.open(path.join(dir, SPILL_DIRS[nextSpillDir]), this.o.log), hotValueBytes: this.o.hotValueBytes };
+    const restored = await Backend.open(incoming);
+    let loaded: LoadedState;
     try {
-      const loaded = await backend.load(spill);
-      this.spillDir = nextSpillDir;
-      return { backend, loaded };
+      loaded = await restored.load(spill);
     } catch (err) {
       spill?.spill.close();
+      await restored.close().catch((e: unknown) => this.o.log.warn('closing a backend that failed to load', { error: String(e) }));
+      fs.rmSync(incoming, { recursive: true, force: true });
       throw err;
     }
+    await this.o.server().durableBackend?.close();
+    const backendDir = path.join(dir, BACKEND_DIR);
+    const oldDir = path.join(dir, OLD_DIR);
+    const backend = await restored.reopenAt(backendDir, () => {
+      fs.rmSync(oldDir, { recursive: true, force: true });
+      fs.renameSync(backendDir, oldDir);
+      fs.renameSync(incoming, backendDir);
+      fs.rmSync(oldDir, { recursive: true, force: true });
+    });
+    this.spillDir = nextSpillDir;
+    return { backend, loaded };
   }
 }
 

@@ -474,6 +474,21 @@ export class Backend {
     return this.tail;
   }
 
+  /**
+   * Closes this backend, runs `move` (which renames its directory to `dir`) and opens it there,
+   * keeping what load() counted (live and allocated bytes, lease IDs): a backend restored and
+   * loaded beside the member's is moved into place without a second load.
+   */
+  async reopenAt(dir: string, move: () => void): Promise<Backend> {
+    await this.close();
+    move();
+    const moved = await Backend.open(dir);
+    moved.liveBytesValue = this.liveBytesValue;
+    moved.allocatedBytesValue = this.allocatedBytesValue;
+    for (const id of this.leaseIds) moved.leaseIds.add(id);
+    return moved;
+  }
+
   async close(): Promise<void> {
     await this.flush();
     this.closing = true;
