@@ -115,6 +115,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     log: mlog,
     snapshotCount: cfg.snapshotCount,
     appliedIndex: st.loaded.appliedIndex,
+    hotValueBytes: cfg.hotValueBytes,
     onStateInstalled: (loaded) => {
       lessor.reset();
       restoreLeases(lessor, loaded.leases, server.store);

@@ -65,3 +65,38 @@ export function hashIndex(index: KeyIndex, compactRev: Revision, rev: Revision, 
   flush();
   return crc;
 }
+
+/**
+ * hashIndex in slices: hashes the retained versions (modRevision <= rev) of the keys from
+ * `fromKey` on, stopping after the key at which `maxVersions` versions have been hashed. Returns
+ * the CRC so far and the key to continue from (undefined: done). Feeding the same versions in the
+ * same order, slices chained from EMPTY_BYTES give exactly hashIndex's result.
+ */
+export function hashIndexSlice(
+  index: KeyIndex,
+  compactRev: Revision,
+  rev: Revision,
+  fromKey: Bytes,
+  maxVersions: number,
+  crcIn: number,
+  hydrateAll: (kvs: StoredKv[]) => KeyValue[],
+): { crc: number; nextKey: Bytes | undefined } {
+  let crc = crcIn;
+  let batch: StoredKv[] = [];
+  let nextKey: Bytes | undefined;
+  for (const [key, v] of index.entriesFrom(fromKey)) {
+    if (batch.length >= maxVersions) {
+      nextKey = key;
+      break;
+    }
+    const n = versionCount(v);
+    for (let i = firstRetained(v, compactRev); i < n; i++) {
+      const kv = versionAt(v, i);
+      if (kv.modRevision > rev) break;
+      batch.push(kv);
+    }
+  }
+  for (const kv of hydrateAll(batch)) crc = hashVersion(crc, kv, kv.value);
+  batch = [];
+  return { crc, nextKey };
+}

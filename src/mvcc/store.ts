@@ -27,7 +27,7 @@
 
 import { assert } from '../util/assert';
 import { Errors } from '../util/errors';
-import { hashIndex } from './hash';
+import { hashIndex, hashIndexSlice } from './hash';
 import { History } from './history';
 import {
   KeyIndex,
@@ -85,6 +85,9 @@ export class MvccStore {
   private compactCursor: Bytes | undefined;
   /** Bumped by every state change; a snapshot export asserts it stays put while it runs. */
   private epoch = 0;
+  /** Bumped when versions at or below the current revision may leave the retained set or change
+   *  (a compaction point moved, the whole state replaced): a sliced hash started before is stale. */
+  private retainedEpoch = 0;
   /** Where values leave the heap (none: every value stays in the heap). */
   private spill: ValueSpill | undefined;
   /** Heap value bytes the store keeps before it spills the oldest. */
@@ -244,6 +247,7 @@ export class MvccStore {
     if (rev <= this.compactRev) throw Errors.Compacted;
     if (rev > this.currentRev) throw Errors.FutureRev;
     this.compactRev = rev;
+    this.retainedEpoch++;
     this.history.compact(rev);
     // A pending cleanup at an older point restarts: keys it already visited need another pass.
     this.compactCursor = EMPTY_BYTES;
@@ -313,7 +317,23 @@ export class MvccStore {
     this.retainedBytes = other.retainedBytes;
     this.compactCursor = other.compactCursor;
     this.epoch++;
-    if (this.spill !== undefined) {
+    this.retainedEpoch++;
+    if (other.spill !== undefined) {
+      // `other` was built with a spill of its own (a second file, so that this store's values
+      // stayed readable while it was built): take it over, with its hot queue; this store's
+      // spill held only values of the state just replaced.
+      this.spill?.close();
+      this.spill = other.spill;
+      this.hotBytesMax = other.hotBytesMax;
+      this.hot = other.hot;
+      this.hotHead = other.hotHead;
+      this.hotBytes = other.hotBytes;
+      this.respillCursor = other.respillCursor;
+      other.spill = undefined;
+      other.hot = [];
+      other.hotHead = 0;
+      other.hotBytes = 0;
+    } else if (this.spill !== undefined) {
       // Every version of `other` holds its value in the heap; what the spill file held belonged
       // to the state just replaced.
       this.spill.reset();
@@ -354,6 +374,38 @@ export class MvccStore {
       hash: hashIndex(this.index, this.compactRev, hashRevision, this.hydrateAll),
       compactRevision: this.compactRev,
       hashRevision,
+    };
+  }
+
+  /**
+   * hashKV in slices, for a caller that yields to the event loop in between (server/hash_kv.ts):
+   * the revision is checked (and fixed) now, each step() hashes about `maxVersions` versions.
+   * Writes may go on between steps (versions above the hash revision are skipped); a compaction
+   * or a replaced state makes the job stale (step() returns 'stale'), and it must start over.
+   */
+  hashKVJob(rev: Revision = 0): HashKVJob {
+    const hashRevision = this.checkReadRevision(rev, this.currentRev);
+    const compactRevision = this.compactRev;
+    const index = this.index;
+    const startEpoch = this.retainedEpoch;
+    let crc = 0;
+    let cursor: Bytes | undefined = EMPTY_BYTES;
+    return {
+      hashRevision,
+      compactRevision,
+      step: (maxVersions: number) => {
+        assert(maxVersions > 0, 'hashKVJob: maxVersions must be positive');
+        if (this.retainedEpoch !== startEpoch) return 'stale';
+        if (cursor === undefined) return 'done';
+        const r = hashIndexSlice(index, compactRevision, hashRevision, cursor, maxVersions, crc, this.hydrateAll);
+        crc = r.crc;
+        cursor = r.nextKey;
+        return cursor === undefined ? 'done' : 'more';
+      },
+      result: () => {
+        assert(cursor === undefined, 'hashKVJob: result before the last step');
+        return { hash: crc, compactRevision, hashRevision };
+      },
     };
   }
 
@@ -574,6 +626,15 @@ export class MvccStore {
     if (compactRevision > 0) this.compact(compactRevision);
     this.epoch++;
   }
+}
+
+/** A sliced hashKV (MvccStore.hashKVJob). */
+export interface HashKVJob {
+  readonly hashRevision: Revision;
+  readonly compactRevision: Revision;
+  /** Hashes the next slice: 'more' to go, 'done' (result() is ready), or 'stale' (start over). */
+  step(maxVersions: number): 'more' | 'done' | 'stale';
+  result(): HashKVResult;
 }
 
 /** The only way to change the store: one revision's worth of puts and deletes. */

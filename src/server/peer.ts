@@ -51,7 +51,7 @@ export class ClusterNode {
       onMessage: (m) => {
         if (!dropPeerTraffic(m.from)) o.raftNode().step(m);
       },
-      onSnapshot: (m, data) => (dropPeerTraffic(m.from) ? Promise.reject(new Error('failpoint: peer traffic dropped')) : o.snapshotter.install(m, oneChunk(data))),
+      onSnapshot: (m, data) => (dropPeerTraffic(m.from) ? Promise.reject(new Error('failpoint: peer traffic dropped')) : o.snapshotter.install(m, data)),
       onUnreachable: (id) => o.raftNode().reportUnreachable(id),
       onSnapshotStatus: (id, ok) => o.raftNode().reportSnapshot(id, ok),
       getSnapshotData: (m) => o.snapshotter.sendData(m),
@@ -180,8 +180,3 @@ function sameUrls(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && [...a].sort().join(',') === [...b].sort().join(',');
 }
 
-/** ONE BUFFER (receiver): the transport delivers a snapshot whole (its SnapshotAssembler); the
- *  Snapshotter takes chunks. */
-async function* oneChunk(data: Buffer): AsyncGenerator<Buffer> {
-  yield data;
-}

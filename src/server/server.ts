@@ -17,6 +17,7 @@ import { AlarmAction, AlarmStore, AlarmType, type AlarmRecord } from './alarms';
 import { quotaCostBytes } from './quota';
 import { NO_LEASES, type LeaseAttachments } from './kv_ops';
 import type { Backend, LoadedState } from '../storage/backend/backend';
+import { hashKVSliced } from './hash_kv';
 import type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 
 export type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
@@ -314,9 +315,9 @@ export class Server {
     this.scheduleSpill();
   }
 
-  /** HashKV at `rev` (0: now). */
+  /** HashKV at `rev` (0: now), computed in slices between event-loop turns (hash_kv.ts). */
   hashKV(rev: number): Promise<HashKVResult> {
-    return new Promise((resolve) => resolve(this.store.hashKV(rev)));
+    return hashKVSliced(() => this.store, rev, this.opts.log);
   }
 
   onMembershipChange(fn: () => void): void {

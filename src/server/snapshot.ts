@@ -7,16 +7,18 @@
 //   send     a follower behind the leader's compaction point gets the backend as it is when sent
 //            (a consistent LevelDB view), with the metadata rewritten to the index and term that
 //            view is at (etcd's "merged snapshot").
-//   install  a snapshot from the leader is restored into member/backend.incoming, swapped in for
-//            member/backend, loaded into the server (Server.installState), and only then handed
-//            to Raft; finishInterruptedSnapshotInstall completes a swap a crash cut short.
+//   install  a snapshot from the leader is restored into member/backend.incoming as its chunks arrive,
+//            verified (record count and CRC in the stream's trailer), swapped in for
+//            member/backend, loaded into a new store (values spilled to a second spill directory
+//            while they load, so the old store stays readable until the swap), handed to the
+//            server (Server.installState), and only then to Raft; finishInterruptedSnapshotInstall
+//            completes a swap a crash cut short.
 //
-// The data path is an async iterable of chunks wherever that costs nothing (the backend's snapshot
-// stream, the restore into LevelDB). Two seams still hold a whole snapshot in one Buffer, both
-// because the peer transport's snapshot stream (src/transport/snapshot.ts) is framed by a size
-// announced up front and delivered whole: sendData joins the backend stream (the sender does not
-// know the size without a first pass), and the transport's SnapshotAssembler hands install() one
-// Buffer. Streaming both ways in bounded memory changes those two points, not the rest.
+// Both directions stream: the sender reads a LevelDB snapshot in chunks as the transport asks for
+// them (its window and rate limit bound what is in memory and on the wire), and the receiver
+// writes each chunk's records as one LevelDB batch before it asks for the next. Neither side holds
+// more than a few chunks, whatever the size of the state. A second snapshot arriving while one
+// installs waits for it and is then judged against the new state (usually: nothing left to do).
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../util/log';
@@ -24,6 +26,7 @@ import type { Message } from '../raft';
 import type { SnapshotSource } from '../transport';
 import { Backend, type LoadedState } from '../storage/backend/backend';
 import { restoreSnapshotInto } from '../storage/backend/snapshot';
+import { SpillFile } from '../storage/spill_file';
 import { membershipFromRecords } from './membership';
 import type { RaftNode } from './raft_node';
 import type { Server } from './server';
@@ -36,6 +39,11 @@ export const SNAPSHOT_CATCH_UP_ENTRIES = 5000;
 const BACKEND_DIR = 'backend';
 const INCOMING_DIR = 'backend.incoming';
 const OLD_DIR = 'backend.old';
+/** The spill directories a store's values go to (storage/spill_file.ts): the member starts with
+ *  the first; an install builds its new store on the other, and the two alternate. */
+const SPILL_DIRS = ['spill', 'spill.1'] as const;
+/** Snapshots that may wait, one after another, for the install in progress. */
+const INSTALL_WAITS_MAX = 4;
 
 export interface SnapshotterOptions {
   server: () => Server;
@@ -49,13 +57,18 @@ export interface SnapshotterOptions {
   appliedIndex: number;
   /** Called after a snapshot from the leader replaced the applied state (leases, watchers). */
   onStateInstalled: (loaded: LoadedState) => void;
+  /** --hot-value-bytes (undefined: values stay in the heap): an installed store spills too. */
+  hotValueBytes?: number;
 }
 
 export class Snapshotter {
   /** The last snapshot taken or installed; the next is due snapshotCount entries after it. */
   private lastSnapshotIndex: number;
   private taking = false;
-  private installing = false;
+  /** The install in progress, if any (settles when it ended, either way). */
+  private installing: Promise<void> | undefined;
+  /** Index into SPILL_DIRS of the current store's spill. */
+  private spillDir = 0;
 
   constructor(private readonly o: SnapshotterOptions) {
     this.lastSnapshotIndex = o.appliedIndex;
@@ -84,85 +97,129 @@ export class Snapshotter {
 
   // ---- send -------------------------------------------------------------------------------------
 
-  /** The data of an outgoing MsgSnap (the transport's getSnapshotData): the backend as it is now;
-   *  `m.snapshot`'s metadata is set to the index and term of that view. */
+  /** The data of an outgoing MsgSnap (the transport's getSnapshotData): the backend as it is now,
+   *  streamed from a LevelDB snapshot as the transport reads it (its size is known only at the
+   *  end); `m.snapshot`'s metadata is set to the index and term of that view. */
   async sendData(m: Message): Promise<SnapshotSource> {
     const server = this.o.server();
     const backend = server.durableBackend;
     if (!backend) throw new Error('no backend to snapshot');
-    const { meta, chunks } = await backend.openSnapshot();
+    const { meta, chunks, close } = await backend.openSnapshot();
     m.snapshot = {
       data: new Uint8Array(0),
       metadata: { index: meta.appliedIndex, term: meta.appliedTerm, confState: server.membership.confState() },
     };
-    // ONE BUFFER (sender): the transport announces the size before the first byte, so the whole
-    // stream is gathered here. A size-free stream (or a spool file) removes this join.
-    const data = await joinChunks(chunks);
-    this.o.log.info('prepared snapshot for a follower', { to: m.to.toString(16), index: meta.appliedIndex, bytes: data.length });
-    return data;
+    this.o.log.info('streaming snapshot to a follower', { to: m.to.toString(16), index: meta.appliedIndex, term: meta.appliedTerm });
+    return { chunks, close };
   }
 
   // ---- install ----------------------------------------------------------------------------------
 
-  /** A snapshot from the leader (the transport's onSnapshot): write it as a new backend, swap it
-   *  in, load it, then let Raft take it. A snapshot no newer than what is committed is ignored. */
+  /** A snapshot from the leader (the transport's onSnapshot): write it as a new backend as it
+   *  arrives, swap it in, load it, then let Raft take it. A snapshot no newer than what is
+   *  committed is ignored; one arriving during an install waits for it (coalesced: it is then
+   *  usually stale), instead of failing and being sent again from its first byte. */
   async install(m: Message, data: AsyncIterable<Buffer>): Promise<void> {
-    if (this.installing) throw new Error('a snapshot install is already in progress');
     const raft = this.o.raftNode();
     const index = m.snapshot?.metadata.index ?? 0;
-    if (index <= raft.committedIndex) return; // stale: we already have more than it holds
-    this.installing = true;
+    for (let waits = 0; this.installing !== undefined; waits++) {
+      if (waits === INSTALL_WAITS_MAX) throw new Error('a snapshot install is already in progress');
+      this.o.log.info('snapshot waits for the install in progress', { from: m.from.toString(16), index });
+      await this.installing.catch(() => undefined);
+    }
+    if (index <= raft.committedIndex) {
+      this.o.log.info('ignored snapshot: not newer than the committed index', { from: m.from.toString(16), index, committed: raft.committedIndex });
+      return;
+    }
+    const run = this.installNow(m, data);
+    this.installing = run;
     try {
-      const installed = await this.installData(data, raft.committedIndex);
-      if (installed === undefined) return;
-      const { backend, loaded } = installed;
-      const membership = membershipFromRecords(loaded.members, loaded.removed);
-      await this.o.server().installState(backend, loaded, membership);
-      this.lastSnapshotIndex = loaded.appliedIndex;
-      this.o.onStateInstalled(loaded);
-      const accepted = raft.installSnapshot(m.from, m.term, {
-        data: new Uint8Array(0),
-        metadata: { index: loaded.appliedIndex, term: loaded.appliedTerm, confState: membership.confState() },
-      });
-      this.o.log.info('installed snapshot from the leader', { from: m.from.toString(16), index: loaded.appliedIndex, term: loaded.appliedTerm, accepted });
+      await run;
     } finally {
-      this.installing = false;
+      this.installing = undefined;
     }
   }
 
+  private async installNow(m: Message, data: AsyncIterable<Buffer>): Promise<void> {
+    const raft = this.o.raftNode();
+    const startedMs = Date.now();
+    const installed = await this.installData(data, raft.committedIndex);
+    if (installed === undefined) return;
+    const { backend, loaded } = installed;
+    const membership = membershipFromRecords(loaded.members, loaded.removed);
+    await this.o.server().installState(backend, loaded, membership);
+    this.lastSnapshotIndex = loaded.appliedIndex;
+    this.o.onStateInstalled(loaded);
+    const accepted = raft.installSnapshot(m.from, m.term, {
+      data: new Uint8Array(0),
+      metadata: { index: loaded.appliedIndex, term: loaded.appliedTerm, confState: membership.confState() },
+    });
+    this.o.log.info('installed snapshot from the leader', {
+      from: m.from.toString(16),
+      index: loaded.appliedIndex,
+      term: loaded.appliedTerm,
+      accepted,
+      keys: loaded.store.keyCount,
+      took_ms: Date.now() - startedMs,
+    });
+  }
+
   /**
-   * Restores the stream into backend.incoming and swaps it in for backend (the old one closed
-   * first: LevelDB locks its directory); returns the new backend, loaded, or undefined if the
-   * stream turned out to be no newer than `committedIndex`. A crash between the two renames is
-   * completed at the next start (finishInterruptedSnapshotInstall); the WAL learns of the new
-   * state only after both.
+   * Restores the stream into backend.incoming, loads it there (the member's own backend stays
+   * open and current meanwhile: the apply loop may still commit to it), then closes the old one
+   * (LevelDB locks its directory) and swaps the new one in by two renames. Returns the new
+   * backend, loaded, or undefined if the stream turned out to be no newer than `committedIndex`.
+   * A crash before the renames leaves the old backend (backend.incoming is removed at start); a
+   * crash between them is completed at the next start (finishInterruptedSnapshotInstall); the WAL
+   * learns of the new state only after both.
    */
   private async installData(data: AsyncIterable<Buffer>, committedIndex: number): Promise<{ backend: Backend; loaded: LoadedState } | undefined> {
     const dir = this.o.memberDir;
     const incoming = path.join(dir, INCOMING_DIR);
     fs.rmSync(incoming, { recursive: true, force: true });
-    const meta = await restoreSnapshotInto(incoming, data);
+    const startedMs = Date.now();
+    let meta;
+    try {
+      meta = await restoreSnapshotInto(incoming, data);
+    } catch (err) {
+      // A broken or malformed stream: the current backend was never touched; drop the partial copy.
+      fs.rmSync(incoming, { recursive: true, force: true });
+      throw err;
+    }
+    this.o.log.info('snapshot data written to a new backend; loading it', { index: meta.appliedIndex, took_ms: Date.now() - startedMs });
     if (meta.appliedIndex <= committedIndex) {
       fs.rmSync(incoming, { recursive: true, force: true });
       return undefined;
     }
+    // The new store's values go to the other spill directory while it loads: the current store
+    // (still serving reads until installState) keeps its own.
+    const nextSpillDir = 1 - this.spillDir;
+    const spill =
+      this.o.hotValueBytes === undefined
+        ? undefined
+        : { spill: SpillFile.open(path.join(dir, SPILL_DIRS[nextSpillDir]), this.o.log), hotValueBytes: this.o.hotValueBytes };
+    const restored = await Backend.open(incoming);
+    let loaded: LoadedState;
+    try {
+      loaded = await restored.load(spill);
+    } catch (err) {
+      spill?.spill.close();
+      await restored.close().catch((e: unknown) => this.o.log.warn('closing a backend that failed to load', { error: String(e) }));
+      fs.rmSync(incoming, { recursive: true, force: true });
+      throw err;
+    }
     await this.o.server().durableBackend?.close();
     const backendDir = path.join(dir, BACKEND_DIR);
     const oldDir = path.join(dir, OLD_DIR);
-    fs.rmSync(oldDir, { recursive: true, force: true });
-    fs.renameSync(backendDir, oldDir);
-    fs.renameSync(incoming, backendDir);
-    fs.rmSync(oldDir, { recursive: true, force: true });
-    const backend = await Backend.open(backendDir);
-    return { backend, loaded: await backend.load() };
+    const backend = await restored.reopenAt(backendDir, () => {
+      fs.rmSync(oldDir, { recursive: true, force: true });
+      fs.renameSync(backendDir, oldDir);
+      fs.renameSync(incoming, backendDir);
+      fs.rmSync(oldDir, { recursive: true, force: true });
+    });
+    this.spillDir = nextSpillDir;
+    return { backend, loaded };
   }
-}
-
-/** ONE BUFFER: the whole stream in memory (see sendData). */
-async function joinChunks(chunks: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const c of chunks) parts.push(c);
-  return Buffer.concat(parts);
 }
 
 /** A snapshot install replaces member/backend by renaming member/backend.incoming over it; if a
@@ -175,4 +232,6 @@ export function finishInterruptedSnapshotInstall(memberDir: string): void {
   if (!fs.existsSync(backendDir) && fs.existsSync(incoming)) fs.renameSync(incoming, backendDir);
   fs.rmSync(incoming, { recursive: true, force: true });
   fs.rmSync(old, { recursive: true, force: true });
+  // The spill is a cache recreated at every start (in SPILL_DIRS[0]); an install's is left over.
+  fs.rmSync(path.join(memberDir, SPILL_DIRS[1]), { recursive: true, force: true });
 }

@@ -16,17 +16,20 @@
 //   it, new messages are dropped (counted in stats.dropped) and the peer is reported unreachable (once
 //   per turn) so Raft switches it to probing and resends later. Messages already written into a stream
 //   that then breaks are lost too (Raft tolerates loss; it retransmits). Messages to unknown peers are
-//   dropped. A MsgSnap while one is already streaming to that peer is dropped.
+//   dropped. A MsgSnap while one is already streaming to that peer is coalesced with it.
 // - Reconnect. A broken stream or failed dial reports the peer unreachable and redials after an
 //   exponential backoff with equal jitter (50 ms doubling to a 2 s cap; reset once a stream is
 //   accepted), rotating through the peer's URLs; gRPC's own channel backoff is set to the same bounds.
 //   A dial not accepted within dialTimeoutMs (3 s) counts as failed. Keepalive pings (10 s) find
 //   peers that vanished without closing the connection.
 // - Snapshots. MsgSnap goes through its own `Snapshot` call on its own connection (so megabytes of
-//   snapshot do not delay heartbeats): header chunk (the message without data, plus the size), then
-//   data chunks of snapshotChunkBytes (1 MiB) with at most 4 in flight; an in-memory snapshot is cut
-//   into views, not copies. The receiver checks the size against maxSnapshotBytes first, copies into
-//   one buffer, calls onSnapshot and answers after it resolved. The sender reports
+//   snapshot do not delay heartbeats): header chunk (the message without data, plus the size or
+//   "size unknown"), then data chunks of snapshotChunkBytes (1 MiB) with at most 4 in flight and
+//   at most snapshotBytesPerSecondMax (128 MiB/s) on average; the data source is read as the
+//   stream drains (getSnapshotData: the backend's LevelDB snapshot). The receiver checks sizes
+//   against maxSnapshotBytes as they arrive and hands onSnapshot the data as an async iterable
+//   that reads the next chunk from gRPC only when asked; it answers after onSnapshot resolved.
+//   A second MsgSnap to a peer while one streams is coalesced with it. The sender reports
 //   onSnapshotStatus(id, ok) either way (plus onUnreachable when the peer could not be reached).
 // - TLS: `credentials` (channel) here, server credentials where the peer server is bound.
 

@@ -1,8 +1,14 @@
 // The snapshot stream: one client-streaming Snapshot call per snapshot. The sender writes a header
-// chunk (the MsgSnap message without data, and the data size), then the data in chunks; memory on the
-// sender is bounded by chunkBytes * maxChunksInFlight (chunks of an in-memory snapshot are views, each
-// copied once into its gRPC frame). The receiver checks the size against its limit before accepting any
-// data, copies chunks into one buffer of exactly that size, and answers only after onSnapshot resolved.
+// chunk (the MsgSnap message without data, and the data size, or "size unknown" for a stream read
+// as it goes), then the data in chunks. Memory on each side is bounded by a window, never by the
+// snapshot's size:
+//   sender    at most SNAPSHOT_CHUNKS_IN_FLIGHT_MAX chunks written to gRPC and not yet flushed to
+//             its HTTP/2 stream (whose flow-control window the receiver only opens as it reads),
+//             and at most bytesPerSecondMax on average (catch-up must not starve the leader's
+//             other traffic: its event loop, disk and socket buffers serve clients too);
+//   receiver  chunks are handed to the server one at a time as it asks for them (an async
+//             iterable); gRPC reads the next message only when the stream's consumer wants it.
+// The receiver answers only after onSnapshot resolved (the snapshot installed or refused).
 
 import * as grpc from '@grpc/grpc-js';
 import { MessageType, type Message } from '../raft';
@@ -10,12 +16,20 @@ import { assert } from '../util/assert';
 import { encodeMessages, decodeMessages } from './codec';
 import { SNAPSHOT_PATH, deserializeSnapshotResponse, serializeChunk, type SnapshotChunkPb, type SnapshotResponsePb } from './wire';
 
-/** Snapshot data to send: the bytes themselves, or a stream of chunks of a known total size. */
-export type SnapshotSource = Uint8Array | { sizeBytes: number; chunks: AsyncIterable<Uint8Array> };
+/** Snapshot data to send: the bytes themselves, or a stream of chunks (of a known total size, or
+ *  of a size known only at its end: sizeBytes undefined). `close` is called once the send ended,
+ *  however it ended (the stream may not even have started: a generator that never ran has no
+ *  finally block to release what it reads from). */
+export type SnapshotSource = Uint8Array | { sizeBytes?: number; chunks: AsyncIterable<Uint8Array>; close?: () => Promise<void> };
 
 export const SNAPSHOT_CHUNK_BYTES_DEFAULT = 1024 * 1024;
 /** Chunks written to gRPC but not yet flushed to the socket; bounds sender memory. */
 export const SNAPSHOT_CHUNKS_IN_FLIGHT_MAX = 4;
+/** Catch-up bandwidth per snapshot stream by default: fast enough to move 1.6 GB in ~13 s (etcd
+ *  needed 16 s on this machine), slow enough to leave the loop, disk and network to clients. */
+export const SNAPSHOT_BYTES_PER_SECOND_MAX_DEFAULT = 128 * 1024 * 1024;
+/** Longest single pause of the rate limit (it sleeps in steps, checking for cancellation). */
+const RATE_SLEEP_MS_MAX = 250;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -26,6 +40,8 @@ export interface SendSnapshotArgs {
   source: SnapshotSource;
   chunkBytes: number;
   signal: AbortSignal;
+  /** Average data rate limit (0 or Infinity: none). */
+  bytesPerSecondMax?: number;
 }
 
 /** Sends one snapshot; resolves with the index the receiver accepted, rejects on any failure. */
@@ -34,6 +50,8 @@ export function sendSnapshot(args: SendSnapshotArgs): Promise<number> {
   assert(message.type === MessageType.MsgSnap && message.snapshot !== undefined, 'sendSnapshot: not a MsgSnap with a snapshot');
   assert(chunkBytes > 0, 'sendSnapshot: chunkBytes must be positive');
   const sizeBytes = source instanceof Uint8Array ? source.byteLength : source.sizeBytes;
+  const rate = args.bytesPerSecondMax ?? 0;
+  assert(rate >= 0, 'sendSnapshot: bytesPerSecondMax must not be negative');
   // The header carries metadata only: the data follows in chunks, never inside the encoded message.
   const header = encodeMessages([{ ...message, snapshot: { data: EMPTY, metadata: message.snapshot.metadata } }]);
 
@@ -74,19 +92,36 @@ export function sendSnapshot(args: SendSnapshotArgs): Promise<number> {
       if (writeErr !== undefined) throw writeErr;
     };
 
+    const startedMs = Date.now();
+    /** Sleeps until `sentBytes` is within the rate limit (or the call ended). */
+    const pace = async (sentBytes: number): Promise<void> => {
+      if (rate === 0 || !Number.isFinite(rate)) return;
+      for (;;) {
+        const aheadMs = startedMs + (sentBytes / rate) * 1000 - Date.now();
+        if (aheadMs <= 0 || ended || signal.aborted) return;
+        await new Promise<void>((r) => setTimeout(r, Math.min(aheadMs, RATE_SLEEP_MS_MAX)));
+      }
+    };
+
     const pump = async (): Promise<void> => {
-      await write({ message: header, totalSizeBytes: sizeBytes, data: EMPTY });
+      await write({ message: header, totalSizeBytes: sizeBytes ?? 0, data: EMPTY, sizeUnknown: sizeBytes === undefined });
       let sentBytes = 0;
       for await (const piece of chunksOf(source, chunkBytes)) {
         if (ended || signal.aborted) return; // the status callback has settled the promise
         sentBytes += piece.byteLength;
-        if (sentBytes > sizeBytes) throw new Error(`snapshot source yielded more than its ${sizeBytes} bytes`);
+        if (sizeBytes !== undefined && sentBytes > sizeBytes) throw new Error(`snapshot source yielded more than its ${sizeBytes} bytes`);
         await write({ message: EMPTY, totalSizeBytes: 0, data: piece as Buffer });
+        await pace(sentBytes);
       }
-      if (sentBytes !== sizeBytes) throw new Error(`snapshot source yielded ${sentBytes} of ${sizeBytes} bytes`);
+      if (ended || signal.aborted) return;
+      if (sizeBytes !== undefined && sentBytes !== sizeBytes) throw new Error(`snapshot source yielded ${sentBytes} of ${sizeBytes} bytes`);
       call.end();
     };
-    pump().then(
+    const pumped = pump().finally(async () => {
+      if (source instanceof Uint8Array || source.close === undefined) return;
+      await source.close();
+    });
+    pumped.then(
       () => signal.removeEventListener('abort', onAbort),
       (err: unknown) => {
         signal.removeEventListener('abort', onAbort);
@@ -111,56 +146,24 @@ function* split(u: Uint8Array, chunkBytes: number): Generator<Uint8Array> {
   for (let off = 0; off < b.length; off += chunkBytes) yield b.subarray(off, Math.min(b.length, off + chunkBytes));
 }
 
-/** Receiver-side state of one incoming snapshot. */
-export class SnapshotAssembler {
+/**
+ * Receiver-side checks of one incoming snapshot, chunk by chunk: the header first (exactly one
+ * MsgSnap with metadata; an announced size within the limit), then each data chunk's bytes against
+ * the announced size or, for a stream of unknown size, the limit. Holds no data: each chunk goes on
+ * to the server as it arrives (Transport.receiveSnapshot).
+ */
+export class SnapshotReceiver {
   private message: Message | undefined;
-  private data: Buffer | undefined;
+  /** Announced data size; undefined for a stream of unknown size. */
+  private sizeBytes: number | undefined;
   private receivedBytes = 0;
   private receivedChunks = 0;
 
   constructor(private readonly maxSnapshotBytes: number) {}
 
-  /** Accepts the next chunk; throws SnapshotRejected with the gRPC code to answer on bad input. */
-  add(chunk: SnapshotChunkPb): void {
-    if (this.message === undefined) {
-      this.message = this.header(chunk);
-      this.data = Buffer.allocUnsafe(chunk.totalSizeBytes);
-    } else if (chunk.message.length > 0) {
-      throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, 'snapshot: message header repeated in a data chunk');
-    }
-    const data = this.data;
-    assert(data !== undefined, 'snapshot: buffer allocated with the header');
-    if (this.receivedBytes + chunk.data.length > data.length) {
-      throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, `snapshot: more data than the announced ${data.length} bytes`);
-    }
-    chunk.data.copy(data, this.receivedBytes);
-    this.receivedBytes += chunk.data.length;
-    this.receivedChunks++;
-  }
-
-  /** The whole snapshot, once every announced byte arrived: the message (snapshot.data set) and data. */
-  finish(): { message: Message; data: Buffer } {
-    const m = this.message;
-    const data = this.data;
-    if (m === undefined || data === undefined) throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, 'snapshot: stream ended before its header');
-    if (this.receivedBytes !== data.length) {
-      throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, `snapshot: truncated at ${this.receivedBytes} of ${data.length} bytes`);
-    }
-    assert(m.snapshot !== undefined, 'snapshot: header checked to carry metadata');
-    m.snapshot = { data, metadata: m.snapshot.metadata };
-    return { message: m, data };
-  }
-
-  get bytes(): number {
-    return this.receivedBytes;
-  }
-
-  /** Chunks received, the header chunk included. */
-  get chunks(): number {
-    return this.receivedChunks;
-  }
-
-  private header(chunk: SnapshotChunkPb): Message {
+  /** Checks the first chunk; returns its message. Its data (if any) goes through data() next. */
+  header(chunk: SnapshotChunkPb): Message {
+    assert(this.message === undefined, 'snapshot: header taken twice');
     let msgs: Message[];
     try {
       msgs = decodeMessages(chunk.message);
@@ -171,13 +174,52 @@ export class SnapshotAssembler {
     if (msgs.length !== 1 || m.type !== MessageType.MsgSnap || m.snapshot === undefined) {
       throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, 'snapshot: first chunk must carry exactly one MsgSnap with metadata');
     }
-    if (chunk.totalSizeBytes > this.maxSnapshotBytes) {
+    if (chunk.sizeUnknown !== true && chunk.totalSizeBytes > this.maxSnapshotBytes) {
       throw new SnapshotRejected(
         grpc.status.RESOURCE_EXHAUSTED,
         `snapshot: ${chunk.totalSizeBytes} bytes exceed this member's limit of ${this.maxSnapshotBytes}`,
       );
     }
+    this.message = m;
+    this.sizeBytes = chunk.sizeUnknown === true ? undefined : chunk.totalSizeBytes;
+    this.receivedChunks++;
     return m;
+  }
+
+  /** Accounts for the data of a chunk (the header's too) and returns it; throws SnapshotRejected
+   *  with the gRPC code to answer on bad input. */
+  data(chunk: SnapshotChunkPb, isHeader: boolean): Buffer {
+    assert(this.message !== undefined, 'snapshot: data before the header');
+    if (!isHeader) {
+      if (chunk.message.length > 0) throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, 'snapshot: message header repeated in a data chunk');
+      this.receivedChunks++;
+    }
+    const after = this.receivedBytes + chunk.data.length;
+    if (this.sizeBytes !== undefined && after > this.sizeBytes) {
+      throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, `snapshot: more data than the announced ${this.sizeBytes} bytes`);
+    }
+    if (after > this.maxSnapshotBytes) {
+      throw new SnapshotRejected(grpc.status.RESOURCE_EXHAUSTED, `snapshot: more than this member's limit of ${this.maxSnapshotBytes} bytes`);
+    }
+    this.receivedBytes = after;
+    return chunk.data;
+  }
+
+  /** The stream ended: throws unless every announced byte arrived. */
+  finish(): void {
+    if (this.message === undefined) throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, 'snapshot: stream ended before its header');
+    if (this.sizeBytes !== undefined && this.receivedBytes !== this.sizeBytes) {
+      throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, `snapshot: truncated at ${this.receivedBytes} of ${this.sizeBytes} bytes`);
+    }
+  }
+
+  get bytes(): number {
+    return this.receivedBytes;
+  }
+
+  /** Chunks received, the header chunk included. */
+  get chunks(): number {
+    return this.receivedChunks;
   }
 }
 

@@ -1,7 +1,6 @@
 // Transport: the member's side of the peer protocol (proto/quorumkv/raft.proto). Sending is per peer
 // (peer.ts); receiving is the two RPC handlers below. Design note: index.ts.
 
-import { constants as bufferConstants } from 'node:buffer';
 import * as grpc from '@grpc/grpc-js';
 import { MessageType, isLocalMsg, type Message, type NodeId } from '../raft';
 import { assert } from '../util/assert';
@@ -9,7 +8,7 @@ import type { Logger } from '../util/log';
 import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 import { CodecError, decodeMessages } from './codec';
 import { Peer, type PeerContext, type TransportStats } from './peer';
-import { SNAPSHOT_CHUNK_BYTES_DEFAULT, SnapshotAssembler, SnapshotRejected, sendSnapshot, type SnapshotSource } from './snapshot';
+import { SNAPSHOT_BYTES_PER_SECOND_MAX_DEFAULT, SNAPSHOT_CHUNK_BYTES_DEFAULT, SnapshotReceiver, SnapshotRejected, sendSnapshot, type SnapshotSource } from './snapshot';
 import {
   ERR_CLUSTER_ID_MISMATCH,
   ERR_MEMBER_REMOVED,
@@ -30,8 +29,9 @@ import {
 export const MAX_QUEUED_MESSAGES_PER_PEER_DEFAULT = 4096;
 /** Soft bound of one stream write; a single larger message still goes out alone. Below gRPC's 4 MiB. */
 export const MAX_BATCH_BYTES_DEFAULT = 1024 * 1024;
-/** 8 GiB as the brief asks, but never more than one Buffer can hold (4 GiB on Node 20). */
-export const MAX_SNAPSHOT_BYTES_DEFAULT = Math.min(8 * 1024 ** 3, bufferConstants.MAX_LENGTH);
+/** Twice etcd's largest recommended quota (8 GiB): the stream also carries versions that physical
+ *  compaction has not deleted yet. Streamed, so no Buffer limit applies. */
+export const MAX_SNAPSHOT_BYTES_DEFAULT = 16 * 1024 ** 3;
 export const DIAL_TIMEOUT_MS_DEFAULT = 3_000;
 /** gRPC's default receive limit (4 MiB) minus room for the chunk's envelope: any peer server accepts it. */
 const SNAPSHOT_CHUNK_BYTES_MAX = 4 * 1024 * 1024 - 1024;
@@ -48,10 +48,13 @@ export interface TransportOptions {
   id: NodeId;
   clusterId: bigint;
   log: Logger;
-  /** A message arrived from a peer (never MsgSnap: those come whole through onSnapshot). */
+  /** A message arrived from a peer (never MsgSnap: those come through onSnapshot). */
   onMessage(m: Message): void;
-  /** A whole snapshot arrived (m.type = MsgSnap, m.snapshot.metadata set, m.snapshot.data = data). Resolve when installed/accepted. */
-  onSnapshot(m: Message, data: Buffer): Promise<void>;
+  /** A snapshot is arriving (m.type = MsgSnap, m.snapshot.metadata set, m.snapshot.data empty):
+   *  `data` yields its bytes as they arrive (the next chunk is read from the network only when
+   *  asked for) and throws if the stream breaks or is malformed. Resolve when installed/accepted;
+   *  resolving without reading `data` to its end is allowed (e.g. a stale snapshot). */
+  onSnapshot(m: Message, data: AsyncIterable<Buffer>): Promise<void>;
   /** A peer could not be reached, its stream broke, or its queue overflowed (Raft: reportUnreachable). */
   onUnreachable?(id: NodeId): void;
   /** Result of sending a snapshot (Raft: reportSnapshot). */
@@ -67,6 +70,8 @@ export interface TransportOptions {
   maxBatchBytes?: number;
   snapshotChunkBytes?: number;
   maxSnapshotBytes?: number;
+  /** Average send rate of one snapshot stream (0: unlimited). */
+  snapshotBytesPerSecondMax?: number;
   dialTimeoutMs?: number;
   backoff?: BackoffOptions;
   /** TLS goes here (grpc.credentials.createSsl(...)); insecure by default, for http:// peer URLs. */
@@ -87,6 +92,7 @@ export class Transport {
   private readonly ctx: PeerContext;
   private readonly snapshotChunkBytes: number;
   private readonly maxSnapshotBytes: number;
+  private readonly snapshotBytesPerSecondMax: number;
   private readonly log: Logger;
   private closed = false;
 
@@ -95,12 +101,13 @@ export class Transport {
     const backoff = opts.backoff ?? DEFAULT_BACKOFF;
     this.snapshotChunkBytes = opts.snapshotChunkBytes ?? SNAPSHOT_CHUNK_BYTES_DEFAULT;
     this.maxSnapshotBytes = opts.maxSnapshotBytes ?? MAX_SNAPSHOT_BYTES_DEFAULT;
+    this.snapshotBytesPerSecondMax = opts.snapshotBytesPerSecondMax ?? SNAPSHOT_BYTES_PER_SECOND_MAX_DEFAULT;
     const maxQueuedMessages = opts.maxQueuedMessagesPerPeer ?? MAX_QUEUED_MESSAGES_PER_PEER_DEFAULT;
     const maxBatchBytes = opts.maxBatchBytes ?? MAX_BATCH_BYTES_DEFAULT;
     assert(opts.id !== 0n, 'transport: member ID must not be 0 (raft.None)');
     assert(maxQueuedMessages > 0 && maxBatchBytes > 0, 'transport: queue and batch bounds must be positive');
     assert(this.snapshotChunkBytes > 0 && this.snapshotChunkBytes <= SNAPSHOT_CHUNK_BYTES_MAX, 'transport: snapshot chunk must fit gRPC\'s default 4 MiB frame');
-    assert(this.maxSnapshotBytes <= bufferConstants.MAX_LENGTH, 'transport: maxSnapshotBytes exceeds the largest Buffer');
+    assert(this.maxSnapshotBytes > 0 && this.snapshotBytesPerSecondMax >= 0, 'transport: snapshot limits must be positive');
     this.ctx = {
       localId: opts.id,
       clusterId: opts.clusterId,
@@ -211,10 +218,11 @@ export class Transport {
 
   private startSnapshot(p: Peer, m: Message): void {
     if (p.snapshotAbort !== undefined) {
-      // Raft sends one snapshot at a time per follower and waits for reportSnapshot; a second one means
-      // the first is still streaming, and it will report.
-      this.stats.dropped++;
-      this.log.warn('dropped MsgSnap: a snapshot to this peer is already being sent', { remote: p.id, index: m.snapshot?.metadata.index });
+      // Coalesced: Raft sends one snapshot at a time per follower and waits for reportSnapshot; a
+      // second one means the first is still streaming (Raft resent after an unreachable report).
+      // The one in flight carries the backend as of its start and will report; a new stream would
+      // start over from the first byte.
+      this.log.info('MsgSnap coalesced with the snapshot already being sent to this peer', { remote: p.id, index: m.snapshot?.metadata.index });
       return;
     }
     assert(m.snapshot !== undefined, 'transport: MsgSnap without snapshot');
@@ -238,7 +246,15 @@ export class Transport {
       const source = this.opts.getSnapshotData !== undefined ? await this.opts.getSnapshotData(m) : (m.snapshot?.data ?? new Uint8Array(0));
       this.log.info('sending snapshot', { ...fields, url: p.currentUrl() });
       const metadata = peerMetadata(this.opts.id, p.id, this.opts.clusterId);
-      await sendSnapshot({ client, metadata, message: m, source, chunkBytes: this.snapshotChunkBytes, signal: abort.signal });
+      await sendSnapshot({
+        client,
+        metadata,
+        message: m,
+        source,
+        chunkBytes: this.snapshotChunkBytes,
+        signal: abort.signal,
+        bytesPerSecondMax: this.snapshotBytesPerSecondMax,
+      });
       ok = true;
       this.stats.sentMessages++;
       this.log.info('sent snapshot', { ...fields, took_ms: Date.now() - started });
@@ -333,46 +349,61 @@ export class Transport {
     const admitted = this.admit(call, 'snapshot');
     if (!('from' in admitted)) return callback(admitted);
     const from = admitted.from;
-    const assembler = new SnapshotAssembler(this.maxSnapshotBytes);
+    const receiver = new SnapshotReceiver(this.maxSnapshotBytes);
     let done = false;
     const finish = (err: { code: grpc.status; details: string } | null, index = 0): void => {
       if (done) return;
       done = true;
       this.inbound.delete(end);
       if (err) {
-        this.log.warn('incoming snapshot failed', { remote: from, code: err.code, error: err.details, received_bytes: assembler.bytes });
+        this.log.warn('incoming snapshot failed', { remote: from, code: err.code, error: err.details, received_bytes: receiver.bytes });
         callback(err);
       } else callback(null, { index });
+      // A reader still waiting for the next chunk (the server gave up, or we did) is released.
+      if (!call.destroyed) call.destroy();
     };
-    const end = (): void => finish({ code: grpc.status.UNAVAILABLE, details: 'quorumkv: transport closed' });
+    const end = (): void => {
+      finish({ code: grpc.status.UNAVAILABLE, details: 'quorumkv: transport closed' });
+    };
     this.inbound.add(end);
-    call.on('data', (chunk: SnapshotChunkPb) => {
-      if (done) return;
-      try {
-        assembler.add(chunk);
-      } catch (err) {
-        if (!(err instanceof SnapshotRejected)) throw err;
-        finish({ code: err.code, details: err.message });
-      }
+    // A sender that went away must fail the install reading the stream, not leave it waiting.
+    call.on('cancelled', () => {
+      if (!call.destroyed) call.destroy(new SnapshotRejected(grpc.status.CANCELLED, 'quorumkv: sender cancelled the snapshot'));
     });
-    call.on('end', () => {
-      if (done) return;
-      let whole: { message: Message; data: Buffer };
-      try {
-        whole = assembler.finish();
-      } catch (err) {
-        if (!(err instanceof SnapshotRejected)) throw err;
-        return finish({ code: err.code, details: err.message });
+    this.receiveSnapshot(from, call, receiver).then(
+      (index) => finish(null, index),
+      (err: unknown) => {
+        if (err instanceof SnapshotRejected) return finish({ code: err.code, details: err.message });
+        const details = err instanceof Error ? err.message : String(err);
+        finish({ code: grpc.status.INTERNAL, details: `quorumkv: snapshot not installed: ${details}` });
+      },
+    );
+  }
+
+  /** Reads the header, then hands the data to onSnapshot as a stream that pulls one chunk at a
+   *  time from the call (the Readable's async iterator: gRPC reads on demand). */
+  private async receiveSnapshot(from: NodeId, call: SnapshotCall, receiver: SnapshotReceiver): Promise<number> {
+    const it = (call as AsyncIterable<SnapshotChunkPb>)[Symbol.asyncIterator]();
+    const first = await it.next();
+    if (first.done === true) throw new SnapshotRejected(grpc.status.INVALID_ARGUMENT, 'snapshot: stream ended before its header');
+    const headerChunk = first.value;
+    const m = receiver.header(headerChunk);
+    const index = m.snapshot?.metadata.index ?? 0;
+    this.log.info('receiving snapshot', { remote: from, index, size_bytes: headerChunk.sizeUnknown === true ? 'unknown' : headerChunk.totalSizeBytes });
+    async function* data(): AsyncGenerator<Buffer> {
+      const head = receiver.data(headerChunk, true);
+      if (head.length > 0) yield head;
+      for (;;) {
+        const r = await it.next();
+        if (r.done === true) break;
+        const piece = receiver.data(r.value, false);
+        if (piece.length > 0) yield piece;
       }
-      const index = whole.message.snapshot?.metadata.index ?? 0;
-      this.log.info('received snapshot', { remote: from, index, size_bytes: whole.data.length, chunks: assembler.chunks });
-      this.stats.received++;
-      this.opts.onSnapshot(whole.message, whole.data).then(
-        () => finish(null, index),
-        (err: unknown) => finish({ code: grpc.status.INTERNAL, details: `quorumkv: snapshot not installed: ${(err as Error)?.message ?? String(err)}` }),
-      );
-    });
-    call.on('error', (err) => finish({ code: grpc.status.CANCELLED, details: err.message }));
-    call.on('cancelled', () => finish({ code: grpc.status.CANCELLED, details: 'quorumkv: sender cancelled the snapshot' }));
+      receiver.finish();
+    }
+    await this.opts.onSnapshot(m, data());
+    this.stats.received++;
+    this.log.info('received snapshot', { remote: from, index, size_bytes: receiver.bytes, chunks: receiver.chunks });
+    return index;
   }
 }

@@ -29,6 +29,8 @@ export interface SnapshotChunkPb {
   message: Buffer;
   totalSizeBytes: number;
   data: Buffer;
+  /** Header chunk only: the data is streamed without a size known up front. */
+  sizeUnknown?: boolean;
 }
 export interface SnapshotResponsePb {
   index: number;
@@ -78,11 +80,11 @@ export function deserializeStreamResponse(_buf: Buffer): Record<string, never> {
 
 export function serializeChunk(c: SnapshotChunkPb): Buffer {
   const t = raftProtoTypes().chunk;
-  return asBuffer(t.encode({ message: c.message, total_size_bytes: c.totalSizeBytes, data: c.data }).finish());
+  return asBuffer(t.encode({ message: c.message, total_size_bytes: c.totalSizeBytes, data: c.data, size_unknown: c.sizeUnknown === true }).finish());
 }
 export function deserializeChunk(buf: Buffer): SnapshotChunkPb {
-  const m = raftProtoTypes().chunk.decode(buf) as unknown as { message?: Buffer; total_size_bytes?: protobuf.Long | number; data?: Buffer };
-  return { message: m.message ?? EMPTY, totalSizeBytes: toNumber(m.total_size_bytes), data: m.data ?? EMPTY };
+  const m = raftProtoTypes().chunk.decode(buf) as unknown as { message?: Buffer; total_size_bytes?: protobuf.Long | number; data?: Buffer; size_unknown?: boolean };
+  return { message: m.message ?? EMPTY, totalSizeBytes: toNumber(m.total_size_bytes), data: m.data ?? EMPTY, sizeUnknown: m.size_unknown === true };
 }
 export function serializeSnapshotResponse(r: SnapshotResponsePb): Buffer {
   return asBuffer(raftProtoTypes().snapshotResponse.encode({ index: r.index }).finish());

@@ -3,6 +3,10 @@ import { strict as assert } from 'node:assert';
 import { MvccStore, NO_LEASE, MvccSnapshotRecord, SnapshotImporter, crc32c } from '../../src/mvcc';
 import { Errors } from '../../src/util/errors';
 import { AssertionError } from '../../src/util/assert';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SpillFile } from '../../src/storage/spill_file';
 import { b, s, put, del, rng } from './helpers';
 
 /** Applies a seeded random workload (puts, deletes, multi-op txns, compactions). */
@@ -40,6 +44,79 @@ function allEvents(st: MvccStore): string[] {
     (e) => `${e.type}:${s(e.kv.key)}@${e.kv.modRevision}/${e.kv.version}=${s(e.kv.value)}<${e.prevKv ? s(e.prevKv.value) : '-'}`,
   );
 }
+
+/** Runs a sliced hash to its end, calling `between` after every step; returns its result or 'stale'. */
+function runJob(st: MvccStore, rev: number, maxVersions: number, between: () => void): ReturnType<MvccStore['hashKV']> | 'stale' {
+  const job = st.hashKVJob(rev);
+  for (let steps = 0; steps < 100_000; steps++) {
+    const state = job.step(maxVersions);
+    if (state === 'done') return job.result();
+    if (state === 'stale') return 'stale';
+    between();
+  }
+  throw new Error('sliced hash did not finish');
+}
+
+describe('mvcc hashKV in slices (hashKVJob)', () => {
+  it('equals the synchronous hashKV on random histories, with writes and spill work between slices (seeded)', () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const r = rng(seed * 7919);
+      const st = new MvccStore();
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkv-hash-slices-'));
+      const spill = seed % 2 === 0 ? SpillFile.open(dir, undefined, { rewriteGarbageBytesMin: 256 }) : undefined;
+      if (spill) st.attachSpill(spill, 64);
+      try {
+        workload(st, seed, 200 + Math.floor(r() * 400));
+        while (st.spillStep()) {
+          // some values spilled, some in the heap
+        }
+        const rev = r() < 0.5 ? 0 : st.compactRevision + Math.floor(r() * (st.currentRevision - st.compactRevision + 1));
+        const expected = st.hashKV(rev);
+        const maxVersions = 1 + Math.floor(r() * 20);
+        let i = 0;
+        const got = runJob(st, rev, maxVersions, () => {
+          // Writes (above the hash revision) and spill steps between slices do not change the answer.
+          put(st, `k${Math.floor(r() * 40)}`, `between${i++}`);
+          if (r() < 0.3) del(st, `k${Math.floor(r() * 40)}`);
+          st.spillStep();
+        });
+        assert.deepEqual(got, expected, `seed ${seed}`);
+        assert.deepEqual(st.hashKV(expected.hashRevision), expected, `seed ${seed}: the synchronous hash at that revision is unchanged`);
+      } finally {
+        spill?.close();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    }
+  });
+
+  it('a compaction between slices makes the job stale; a job below the compaction point fails as hashKV does', () => {
+    const st = new MvccStore();
+    workload(st, 5, 300, false);
+    const rev = st.currentRevision;
+    let compacted = false;
+    const got = runJob(st, rev - 10, 1, () => {
+      if (!compacted) st.compact(rev - 20);
+      compacted = true;
+    });
+    assert.equal(got, 'stale');
+    assert.deepEqual(runJob(st, rev - 10, 3, () => undefined), st.hashKV(rev - 10));
+    assert.throws(() => st.hashKVJob(rev - 30), (e) => e === Errors.Compacted);
+    assert.throws(() => st.hashKVJob(st.currentRevision + 1), (e) => e === Errors.FutureRev);
+  });
+
+  it('a replaced state makes the job stale', () => {
+    const st = new MvccStore();
+    workload(st, 9, 200, false);
+    const other = new MvccStore();
+    workload(other, 10, 200, false);
+    let replaced = false;
+    const got = runJob(st, 0, 1, () => {
+      if (!replaced) st.replaceWith(other);
+      replaced = true;
+    });
+    assert.equal(got, 'stale');
+  });
+});
 
 describe('mvcc hashKV', () => {
   it('crc32c matches the standard check value', () => {

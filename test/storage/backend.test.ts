@@ -223,4 +223,45 @@ describe('backend snapshots', function () {
     await assert.rejects(restoreSnapshotInto(path.join(dir, 'd'), (async function* () { yield all.subarray(0, all.length - 20); })()), /truncated/);
     fs.rmSync(dir, { recursive: true, force: true });
   });
+
+  it('the stream is read in chunks of about 1 MiB (never the whole backend), restored in bounded batches, and a stream never read is released by close()', async () => {
+    const { restoreSnapshotInto, SNAPSHOT_READ_BYTES_MAX } = await import('../../src/storage/backend/snapshot');
+    const dir = tmp();
+    const store = new MvccStore();
+    const backend = await Backend.open(path.join(dir, 'a'));
+    const valueBytes = 4096;
+    let index = 0;
+    for (let i = 0; i < 3000; i++) {
+      const txn = store.write();
+      txn.put(B(`big${String(i).padStart(5, '0')}`), Buffer.alloc(valueBytes, i & 255), 0n);
+      const r = txn.end();
+      backend.stageEvents(r.events, r.revision);
+      if (i % 100 === 99) await backend.commit(++index, 2);
+    }
+    await backend.commit(++index, 2, true);
+    // Opened and dropped without reading: close() releases the LevelDB snapshot.
+    const unread = await backend.openSnapshot();
+    await unread.close();
+    const { chunks, close } = await backend.openSnapshot();
+    const sizes: number[] = [];
+    const restored = await restoreSnapshotInto(path.join(dir, 'b'), (async function* () {
+      for await (const c of chunks) {
+        sizes.push(c.length);
+        yield c;
+      }
+    })());
+    await close(); // idempotent after the stream's own release
+    assert.equal(restored.appliedIndex, index);
+    const total = sizes.reduce((a, x) => a + x, 0);
+    assert.ok(total > 12_000_000, `stream of ${total} bytes`);
+    const recordMax = 8 + 13 + 28 + 8 + valueBytes;
+    assert.ok(sizes.every((n) => n <= SNAPSHOT_READ_BYTES_MAX + recordMax), `largest chunk ${Math.max(...sizes)}`);
+    assert.ok(sizes.length >= 12 && sizes.length < 40, `${sizes.length} chunks for ${total} bytes (neither whole nor tiny)`);
+    const b = await Backend.open(path.join(dir, 'b'));
+    const loaded = await b.load();
+    assert.deepEqual(loaded.store.hashKV(), store.hashKV());
+    await b.close();
+    await backend.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 });

@@ -38,7 +38,9 @@ export async function startMember(id: NodeId, opts: Partial<TransportOptions> = 
     log: new Logger('debug', { member: id.toString() }, (line) => logLines.push(line)),
     onMessage: (m) => member.received.push(m),
     onSnapshot: async (m, data) => {
-      member.snapshots.push({ m, data });
+      const parts: Buffer[] = [];
+      for await (const piece of data) parts.push(piece);
+      member.snapshots.push({ m, data: Buffer.concat(parts) });
     },
     onUnreachable: (peer) => member.unreachable.push(peer),
     onSnapshotStatus: (peer, ok) => member.snapshotStatus.push({ id: peer, ok }),

@@ -1,5 +1,7 @@
-// The snapshot stream: a snapshot arrives whole and byte-exact through onSnapshot after travelling in
-// chunks, and the sender learns the outcome (ok, receiver failed to install, receiver over its limit).
+// The snapshot stream: a snapshot arrives byte-exact through onSnapshot, chunk by chunk, and the
+// sender learns the outcome (ok, receiver failed to install, receiver over its limit). Streams of
+// unknown size are bounded by the receiver's limit as they arrive; a slow receiver slows the sender
+// (bounded window); a second MsgSnap to a peer while one streams is coalesced.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { MessageType, newMessage, type Message, type NodeId } from '../../src/raft';
@@ -44,7 +46,7 @@ describe('transport: snapshot stream', function () {
     assert.deepEqual(m.snapshot?.metadata, { index: 5000, term: 8, confState: { voters: [1n, 2n, 2n ** 64n - 1n], learners: [7n] } });
     assert.equal(got.length, data.length);
     assert.ok(got.equals(data), 'snapshot bytes differ');
-    assert.equal(m.snapshot?.data, got);
+    assert.equal(m.snapshot?.data.length, 0, 'the data comes as a stream, not inside the message');
     // The heartbeat took the message stream, not the snapshot's.
     await waitFor(() => b.received.length === 1, 'heartbeat');
     assert.equal(b.received[0].type, MessageType.MsgHeartbeat);
@@ -70,6 +72,121 @@ describe('transport: snapshot stream', function () {
     await waitFor(() => a.snapshotStatus.length === 1, 'snapshot status');
     assert.deepEqual(a.snapshotStatus, [{ id: 12n, ok: true }]);
     assert.ok(b.snapshots[0].data.equals(Buffer.concat(parts)));
+  });
+
+  it('streams a snapshot of unknown size; the sender reads no further ahead than its window while the receiver is slow', async () => {
+    const chunkBytes = 64 * 1024;
+    const pieces = 200; // 12.5 MiB in all
+    let produced = 0;
+    let consumed = 0;
+    let aheadMax = 0;
+    const a = await member(51n, {
+      snapshotChunkBytes: chunkBytes,
+      getSnapshotData: async () => ({
+        chunks: (async function* () {
+          for (let i = 0; i < pieces; i++) {
+            produced += chunkBytes;
+            aheadMax = Math.max(aheadMax, produced - consumed);
+            yield Buffer.alloc(chunkBytes, i & 0xff);
+          }
+        })(),
+      }),
+    });
+    const b = await member(52n, {
+      onSnapshot: async (_m, data) => {
+        let i = 0;
+        for await (const piece of data) {
+          assert.ok(piece.every((x) => x === (i & 0xff)) || piece.length < chunkBytes, 'bytes in order');
+          consumed += piece.length;
+          i = Math.floor(consumed / chunkBytes);
+          if (i % 20 === 0) await new Promise((r) => setTimeout(r, 20)); // a slow disk
+        }
+        b.snapshots.push({ m: _m, data: Buffer.alloc(0) });
+      },
+    });
+    connectAll([a, b]);
+    a.transport.send([msgSnap(51n, 52n, new Uint8Array(0))]);
+    await waitFor(() => a.snapshotStatus.length === 1, 'snapshot status', 10_000);
+    assert.deepEqual(a.snapshotStatus, [{ id: 52n, ok: true }]);
+    assert.equal(consumed, pieces * chunkBytes);
+    // gRPC's stream buffers (HTTP/2 windows, the readable's queue) plus the 4 chunks in flight:
+    // a few MiB at most, never the whole 12.5 MiB.
+    assert.ok(aheadMax < 8 * 1024 * 1024, `sender ran ${aheadMax} bytes ahead of the receiver`);
+    assert.ok(b.logLines.some((l) => l.includes('receiving snapshot') && l.includes('"size_bytes":"unknown"')));
+  });
+
+  it('a sender that goes away mid-stream makes the receiver\'s data stream throw (the install aborts)', async () => {
+    let produced = 0;
+    const a = await member(81n, {
+      snapshotChunkBytes: 64 * 1024,
+      getSnapshotData: async () => ({
+        chunks: (async function* () {
+          for (let i = 0; i < 1000; i++) {
+            produced++;
+            yield Buffer.alloc(64 * 1024, 1);
+          }
+        })(),
+      }),
+    });
+    let outcome = 'pending';
+    let consumed = 0;
+    const b = await member(82n, {
+      onSnapshot: async (_m, data) => {
+        try {
+          for await (const piece of data) {
+            consumed += piece.length;
+            await new Promise((r) => setTimeout(r, 5)); // slower than the sender
+          }
+          outcome = 'ended normally';
+        } catch (err) {
+          outcome = `threw: ${(err as Error).message}`;
+          throw err;
+        }
+      },
+    });
+    connectAll([a, b]);
+    a.transport.send([msgSnap(81n, 82n, new Uint8Array(0))]);
+    await waitFor(() => consumed > 512 * 1024, 'some data received');
+    await stopMember(a);
+    members.splice(members.indexOf(a), 1);
+    await waitFor(() => outcome !== 'pending', 'the receiver to see the end of the stream');
+    assert.match(outcome, /^threw: /);
+    assert.ok(produced < 1000, 'the sender stopped reading its source');
+  });
+
+  it('refuses a stream of unknown size once it passes the receiver limit', async () => {
+    const a = await member(61n, {
+      getSnapshotData: async () => ({
+        chunks: (async function* () {
+          for (let i = 0; i < 4; i++) yield randomBytes(MiB);
+        })(),
+      }),
+    });
+    const b = await member(62n, { maxSnapshotBytes: 2 * MiB });
+    connectAll([a, b]);
+    a.transport.send([msgSnap(61n, 62n, new Uint8Array(0))]);
+    await waitFor(() => a.snapshotStatus.length === 1, 'snapshot status');
+    assert.deepEqual(a.snapshotStatus, [{ id: 62n, ok: false }]);
+    assert.equal(b.snapshots.length, 0);
+    assert.ok(b.logLines.some((l) => l.includes("more than this member's limit")));
+  });
+
+  it('coalesces a second MsgSnap to a peer while one is streaming, and paces the stream to its rate', async () => {
+    const a = await member(71n, { snapshotBytesPerSecondMax: 8 * MiB });
+    const b = await member(72n);
+    connectAll([a, b]);
+    const started = Date.now();
+    a.transport.send([msgSnap(71n, 72n, randomBytes(2 * MiB))]);
+    a.transport.send([msgSnap(71n, 72n, randomBytes(2 * MiB), 6000)]);
+    await waitFor(() => a.snapshotStatus.length === 1, 'snapshot status');
+    const tookMs = Date.now() - started;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.deepEqual(a.snapshotStatus, [{ id: 72n, ok: true }], 'one stream, one report');
+    assert.equal(b.snapshots.length, 1);
+    assert.equal(b.snapshots[0].m.snapshot?.metadata.index, 5000);
+    assert.ok(a.logLines.some((l) => l.includes('coalesced')));
+    // 2 MiB at 8 MiB/s: at least ~250 ms.
+    assert.ok(tookMs >= 200, `2 MiB took ${tookMs} ms at 8 MiB/s`);
   });
 
   it('reports not ok when the receiver fails to install the snapshot', async () => {

@@ -53,8 +53,17 @@ type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key:
 /** etcd's backend batch interval and limit: how long, and for how many ops, commits are grouped. */
 export const BATCH_INTERVAL_MS = 100;
 export const BATCH_LIMIT_OPS = 10_000;
-/** KV records read per LevelDB iterator call while loading: bounds the time between yields. */
-const LOAD_RECORDS_PER_STEP_MAX = 4096;
+/** KV records read per LevelDB iterator call while loading: bounds the time between yields (each
+ *  call waits for LevelDB on the thread pool, so the loop runs timers and I/O in between). 1024
+ *  versions of 4 KiB decode, import and spill in ~10 ms. */
+const LOAD_RECORDS_PER_STEP_MAX = 1024;
+/** Key+value bytes per LevelDB iterator call (classic-level's default of 16 KiB would make every
+ *  call return a handful of records: one thread-pool round trip per 4 values of 4 KiB). 1 MiB:
+ *  while loading, one call's records are decoded, imported and spilled before the next yield, so
+ *  this bounds the slice (a few ms) whatever the value size. */
+const ITERATOR_READ_BYTES_MAX = 1024 * 1024;
+/** Keys compacted per step while loading, between yields to the event loop. */
+const LOAD_COMPACT_KEYS_PER_STEP_MAX = 10_000;
 /** Versions examined per physical-compaction step. */
 const COMPACT_RECORDS_PER_STEP_MAX = 4096;
 /** What one record costs beyond its key and value bytes in the size estimate (LevelDB's internal
@@ -62,6 +71,11 @@ const COMPACT_RECORDS_PER_STEP_MAX = 4096;
 const RECORD_OVERHEAD_BYTES = 16;
 /** A lease record's size: key + (TTL, remaining TTL). */
 const LEASE_RECORD_BYTES = 9 + LEASE_VALUE_BYTES + RECORD_OVERHEAD_BYTES;
+
+/** Lets timers and I/O run before the next slice of a long job. */
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
 
 function recordBytes(key: Buffer, value: Buffer): number {
   return key.length + value.length + RECORD_OVERHEAD_BYTES;
@@ -178,7 +192,7 @@ export class Backend {
     const importer = new SnapshotImporter(target);
     importer.importRecords([{ type: 'header', currentRevision: currentRev, compactRevision: 0 }]);
     let count = 0;
-    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]) });
+    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]), highWaterMarkBytes: ITERATOR_READ_BYTES_MAX });
     try {
       for (;;) {
         const batch = await it.nextv(LOAD_RECORDS_PER_STEP_MAX);
@@ -196,7 +210,11 @@ export class Backend {
     }
     importer.importRecords([{ type: 'end', kvCount: count }]);
     const store = importer.finish();
-    if (compactRev > 0) store.compact(compactRev);
+    if (compactRev > 0) {
+      // In slices: a member installing a snapshot keeps its heartbeats and clients meanwhile.
+      store.scheduleCompaction(compactRev);
+      while (!store.compactStep(LOAD_COMPACT_KEYS_PER_STEP_MAX)) await yieldToLoop();
+    }
     const leases = new Map<bigint, LeaseRecord>();
     for await (const [k, v] of this.db.iterator({ gte: Buffer.from([NS_LEASE]), lt: Buffer.from([NS_LEASE + 1]) })) {
       leases.set(leaseIdOfKey(k), decodeLease(v));
@@ -397,7 +415,7 @@ export class Backend {
     // store no longer retains would be written after the scan passed it.
     await this.flush();
     let deleted = 0;
-    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: kvRecordKey(rev, 0) });
+    const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: kvRecordKey(rev, 0), highWaterMarkBytes: ITERATOR_READ_BYTES_MAX });
     try {
       for (;;) {
         const batch = await it.nextv(COMPACT_RECORDS_PER_STEP_MAX);
@@ -422,7 +440,7 @@ export class Backend {
   }
 
   /** A consistent snapshot of everything (see snapshot.ts), taken without stopping writes. */
-  async openSnapshot(): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer> }> {
+  async openSnapshot(): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer>; close: () => Promise<void> }> {
     await this.flush(); // what the apply loop already handed over is part of it
     return openSnapshotStream(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
   }
@@ -468,6 +486,21 @@ export class Backend {
   flush(): Promise<void> {
     this.writeGroup(false);
     return this.tail;
+  }
+
+  /**
+   * Closes this backend, runs `move` (which renames its directory to `dir`) and opens it there,
+   * keeping what load() counted (live and allocated bytes, lease IDs): a backend restored and
+   * loaded beside the member's is moved into place without a second load.
+   */
+  async reopenAt(dir: string, move: () => void): Promise<Backend> {
+    await this.close();
+    move();
+    const moved = await Backend.open(dir);
+    moved.liveBytesValue = this.liveBytesValue;
+    moved.allocatedBytesValue = this.allocatedBytesValue;
+    for (const id of this.leaseIds) moved.leaseIds.add(id);
+    return moved;
   }
 
   async close(): Promise<void> {

@@ -19,6 +19,10 @@ const TRAILER_MARK = 0xffffffff;
 const TRAILER_BYTES = 16;
 /** Records per chunk (and per LevelDB read). */
 const RECORDS_PER_CHUNK_MAX = 2048;
+/** Key+value bytes per LevelDB read, so per chunk (plus one record): classic-level's default
+ *  (16 KiB) would cut a stream of 4 KiB values into chunks of 4 records, one thread-pool round
+ *  trip and one network message each. */
+export const SNAPSHOT_READ_BYTES_MAX = 1024 * 1024;
 /** Largest key or value a snapshot record may carry (a guard against corrupt length fields). */
 const RECORD_PART_BYTES_MAX = 256 * 1024 * 1024;
 
@@ -73,9 +77,24 @@ export function snapshotTrailer(sum: { count: bigint; crc: number }): Buffer {
 export async function openSnapshotStream(
   db: Db,
   metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer },
-): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer> }> {
+): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer>; close: () => Promise<void> }> {
   const snapshot = db.snapshot();
-  const [idx, term] = await db.getMany([metaKeys.appliedIndex, metaKeys.appliedTerm], { snapshot });
+  let closed = false;
+  /** Releases the LevelDB snapshot (idempotent): at the stream's end, or by a caller that stops
+   *  early or never starts reading (a generator that never ran has no finally to run). */
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    await snapshot.close();
+  };
+  let idx: Buffer | undefined;
+  let term: Buffer | undefined;
+  try {
+    [idx, term] = await db.getMany([metaKeys.appliedIndex, metaKeys.appliedTerm], { snapshot });
+  } catch (err) {
+    await close();
+    throw err;
+  }
   const meta = {
     appliedIndex: idx ? Number(idx.readBigUInt64BE(0)) : 0,
     appliedTerm: term ? Number(term.readBigUInt64BE(0)) : 0,
@@ -84,7 +103,7 @@ export async function openSnapshotStream(
     try {
       yield snapshotHeader(meta);
       const sum = { count: 0n, crc: 0 };
-      const it = db.iterator({ snapshot });
+      const it = db.iterator({ snapshot, highWaterMarkBytes: SNAPSHOT_READ_BYTES_MAX });
       try {
         for (;;) {
           const batch = await it.nextv(RECORDS_PER_CHUNK_MAX);
@@ -96,10 +115,10 @@ export async function openSnapshotStream(
       }
       yield snapshotTrailer(sum);
     } finally {
-      await snapshot.close();
+      await close();
     }
   }
-  return { meta, chunks: chunks() };
+  return { meta, chunks: chunks(), close };
 }
 
 /**

@@ -1,0 +1,44 @@
+// HashKV and Hash (etcd's Maintenance.HashKV / Hash) without blocking the event loop: the store's
+// sliced hash (MvccStore.hashKVJob) run a few milliseconds at a time, yielding between slices so
+// heartbeats, the apply loop and clients go on. The answer is what the synchronous hashKV would give
+// at the revision fixed when the call started (writes in between are above it and skipped). A
+// compaction or a snapshot install in between changes the retained set: the hash starts over (at
+// the same revision, which may then be compacted: etcd's ErrCompacted), and after
+// HASH_RESTARTS_MAX restarts it is finished in one synchronous pass rather than not at all.
+import type { HashKVResult, MvccStore } from '../mvcc';
+import type { Logger } from '../util/log';
+
+/** Versions hashed per slice step: their values are read (spilled ones from the file, with a
+ *  synchronous positioned read) and CRCed in one go, so 128 × 16 KiB = 2 MiB bounds a step. */
+export const HASH_VERSIONS_PER_STEP = 128;
+/** Time spent hashing before yielding to the event loop. */
+export const HASH_SLICE_MS_MAX = 10;
+/** Restarts (compactions meanwhile) before the hash is finished synchronously. */
+const HASH_RESTARTS_MAX = 3;
+
+function yieldToLoop(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/** The store's hashKV at `rev` (0: the current revision), computed in slices. Throws the store's
+ *  read errors (Compacted, FutureRev) as hashKV does. */
+export async function hashKVSliced(store: () => MvccStore, rev: number, log: Logger): Promise<HashKVResult> {
+  for (let restarts = 0; restarts <= HASH_RESTARTS_MAX; restarts++) {
+    const job = store().hashKVJob(rev);
+    // Later restarts hash the same revision as the first attempt fixed.
+    rev = job.hashRevision;
+    let sliceStart = performance.now();
+    let state = job.step(HASH_VERSIONS_PER_STEP);
+    while (state === 'more') {
+      if (performance.now() - sliceStart >= HASH_SLICE_MS_MAX) {
+        await yieldToLoop();
+        sliceStart = performance.now();
+      }
+      state = job.step(HASH_VERSIONS_PER_STEP);
+    }
+    if (state === 'done') return job.result();
+    log.info('hash restarts: the store was compacted or replaced while it ran', { revision: rev, restarts: restarts + 1 });
+  }
+  log.warn('hash finished in one synchronous pass after repeated compactions', { revision: rev });
+  return store().hashKV(rev);
+}

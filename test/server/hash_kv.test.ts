@@ -1,0 +1,61 @@
+// server/hash_kv.ts: HashKV in slices across event-loop turns gives the synchronous answer at the
+// revision fixed when it started, lets timers run meanwhile, restarts after a compaction, and fails
+// as etcd does when that compaction passed its revision.
+import assert from 'node:assert/strict';
+import { MvccStore, NO_LEASE } from '../../src/mvcc';
+import { hashKVSliced } from '../../src/server/hash_kv';
+import { Errors } from '../../src/util/errors';
+import { Logger } from '../../src/util/log';
+
+function bigStore(keys: number): MvccStore {
+  const st = new MvccStore();
+  const value = Buffer.alloc(1024, 'v');
+  for (let i = 0; i < keys; i++) {
+    const txn = st.write();
+    txn.put(Buffer.from(`k${i % (keys / 2)}`), value, NO_LEASE);
+    txn.end();
+  }
+  return st;
+}
+
+describe('server: sliced HashKV', function () {
+  this.timeout(60_000);
+  const lines: string[] = [];
+  const log = new Logger('info', {}, (l) => lines.push(l));
+
+  it('equals the synchronous hash at its revision while writes go on; timers run between slices', async () => {
+    const st = bigStore(60_000);
+    const expected = st.hashKV();
+    let ticks = 0;
+    const timer = setInterval(() => {
+      ticks++;
+      const txn = st.write();
+      txn.put(Buffer.from(`during${ticks}`), Buffer.from('x'), NO_LEASE);
+      txn.end();
+    }, 1);
+    const got = await hashKVSliced(() => st, 0, log).finally(() => clearInterval(timer));
+    assert.deepEqual(got, expected);
+    assert.ok(ticks > 0, 'the event loop ran timers (and writes) while the hash was computed');
+  });
+
+  it('restarts after a compaction below its revision, and fails with Compacted when one passes it', async () => {
+    const st = bigStore(60_000);
+    const rev = st.currentRevision - 10;
+    const expectedAtRev = st.hashKV(rev);
+    let compacted = false;
+    const t = setTimeout(() => {
+      st.compact(rev - 100);
+      compacted = true;
+    }, 1);
+    const got = await hashKVSliced(() => st, rev, log);
+    clearTimeout(t);
+    assert.ok(compacted);
+    // Below the hash revision a compaction keeps what the hash covers (its retained set at rev).
+    assert.deepEqual(got, { ...st.hashKV(rev) });
+    assert.equal(got.hashRevision, expectedAtRev.hashRevision);
+    assert.ok(lines.some((l) => l.includes('hash restarts')), 'the compaction made it start over');
+    const t2 = setTimeout(() => st.compact(st.currentRevision), 1);
+    await assert.rejects(hashKVSliced(() => st, rev, log), (e) => e === Errors.Compacted);
+    clearTimeout(t2);
+  });
+});

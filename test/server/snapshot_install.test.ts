@@ -1,0 +1,156 @@
+// Snapshotter.install on a real backend directory, with the server and Raft faked at their seams:
+// a snapshot is written into a new backend as it streams in, swapped in and loaded (values spilled
+// when --hot-value-bytes is set); a second snapshot arriving during an install waits for it and is
+// then found stale (coalesced, not failed); a stream that breaks midway leaves the member's backend
+// as it was and no partial copy behind.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { MvccStore } from '../../src/mvcc';
+import { MessageType, newMessage, type Message } from '../../src/raft';
+import { Backend, type LoadedState } from '../../src/storage/backend/backend';
+import { Snapshotter } from '../../src/server/snapshot';
+import type { RaftNode } from '../../src/server/raft_node';
+import type { Server } from '../../src/server/server';
+import { Logger } from '../../src/util/log';
+
+const B = (s: string) => Buffer.from(s);
+
+async function fill(backend: Backend, store: MvccStore, keys: number, prefix: string): Promise<number> {
+  let index = 0;
+  for (let i = 0; i < keys; i++) {
+    const txn = store.write();
+    txn.put(B(`${prefix}${String(i).padStart(5, '0')}`), Buffer.alloc(2048, i & 255), 0n);
+    const r = txn.end();
+    backend.stageEvents(r.events, r.revision);
+    if (i % 50 === 49) await backend.commit(++index, 4);
+  }
+  await backend.commit(++index, 4, true);
+  return index;
+}
+
+function msgSnap(index: number): Message {
+  return newMessage({ type: MessageType.MsgSnap, from: 1n, to: 2n, term: 4, snapshot: { data: new Uint8Array(0), metadata: { index, term: 4, confState: { voters: [1n, 2n], learners: [] } } } });
+}
+
+/** The leader's stream, re-chunked and slowed (yields to timers between pieces); `breakAfter`
+ *  pieces, it throws as a broken connection would. */
+async function* leaderStream(source: AsyncIterable<Buffer>, breakAfter = Infinity): AsyncGenerator<Buffer> {
+  let n = 0;
+  for await (const c of source) {
+    for (let off = 0; off < c.length; off += 64 * 1024) {
+      if (n++ >= breakAfter) throw new Error('connection reset');
+      await new Promise((r) => setTimeout(r, 1));
+      yield c.subarray(off, off + 64 * 1024);
+    }
+  }
+}
+
+describe('Snapshotter.install (streamed into a new backend)', function () {
+  this.timeout(60_000);
+  let root: string;
+  let leader: Backend;
+  let leaderStore: MvccStore;
+  let leaderIndex: number;
+  before(async () => {
+    root = fs.mkdtempSync(path.join(os.tmpdir(), 'quorumkv-snapinstall-'));
+    leaderStore = new MvccStore();
+    leader = await Backend.open(path.join(root, 'leader'));
+    leaderIndex = await fill(leader, leaderStore, 1500, 'k');
+  });
+  after(async () => {
+    await leader.close();
+    fs.rmSync(root, { recursive: true, force: true });
+  });
+
+  async function follower(name: string, hotValueBytes?: number) {
+    const memberDir = path.join(root, name);
+    fs.mkdirSync(memberDir);
+    let backend = await Backend.open(path.join(memberDir, 'backend'));
+    const store = new MvccStore();
+    await fill(backend, store, 10, 'old');
+    let committedIndex = 3;
+    const installed: LoadedState[] = [];
+    const server = {
+      get durableBackend() {
+        return backend;
+      },
+      installState: async (b: Backend, loaded: LoadedState) => {
+        backend = b;
+        store.replaceWith(loaded.store);
+        installed.push(loaded);
+      },
+    } as unknown as Server;
+    const raft = {
+      get committedIndex() {
+        return committedIndex;
+      },
+      installSnapshot: (_from: bigint, _term: number, snap: { metadata: { index: number } }) => {
+        committedIndex = snap.metadata.index;
+        return true;
+      },
+    } as unknown as RaftNode;
+    const logLines: string[] = [];
+    const snapshotter = new Snapshotter({
+      server: () => server,
+      raftNode: () => raft,
+      memberDir,
+      log: new Logger('info', {}, (l) => logLines.push(l)),
+      snapshotCount: 1_000_000,
+      appliedIndex: 1,
+      hotValueBytes,
+      onStateInstalled: () => undefined,
+    });
+    return { memberDir, snapshotter, store, installed, logLines, backend: () => backend };
+  }
+
+  it('a second snapshot during an install waits for it and is then stale: one install, no failure; values spilled', async () => {
+    const f = await follower('f1', 0);
+    const first = await leader.openSnapshot();
+    const second = await leader.openSnapshot();
+    let secondRead = 0;
+    const secondData = (async function* () {
+      for await (const c of second.chunks) {
+        secondRead += c.length;
+        yield c;
+      }
+    })();
+    const [r1, r2] = await Promise.allSettled([
+      f.snapshotter.install(msgSnap(leaderIndex), leaderStream(first.chunks)),
+      f.snapshotter.install(msgSnap(leaderIndex), secondData),
+    ]);
+    await second.close();
+    assert.equal(r1.status, 'fulfilled', String((r1 as PromiseRejectedResult).reason));
+    assert.equal(r2.status, 'fulfilled', String((r2 as PromiseRejectedResult).reason));
+    assert.equal(f.installed.length, 1);
+    assert.equal(secondRead, 0, 'the coalesced snapshot was not read');
+    assert.ok(f.logLines.some((l) => l.includes('waits for the install in progress')));
+    assert.deepEqual(f.store.hashKV(), leaderStore.hashKV());
+    assert.equal(f.store.heapValueBytes, 0, 'every installed value spilled (--hot-value-bytes=0)');
+    assert.ok(fs.existsSync(path.join(f.memberDir, 'spill.1')), 'the new store spills to the other directory');
+    assert.ok(!fs.existsSync(path.join(f.memberDir, 'backend.incoming')));
+    await f.backend().close();
+    f.store.closeSpill();
+  });
+
+  it('a stream that breaks midway fails the install; the old backend is untouched and no partial copy is left', async () => {
+    const f = await follower('f2');
+    const before = f.store.hashKV();
+    const { chunks, close } = await leader.openSnapshot();
+    await assert.rejects(f.snapshotter.install(msgSnap(leaderIndex), leaderStream(chunks, 20)), /connection reset/);
+    await close();
+    assert.equal(f.installed.length, 0);
+    assert.ok(!fs.existsSync(path.join(f.memberDir, 'backend.incoming')));
+    assert.deepEqual(f.store.hashKV(), before);
+    // The member's backend is still open and holds the old state.
+    const loaded = await f.backend().load();
+    assert.deepEqual(loaded.store.hashKV(), before);
+    // And a whole stream afterwards installs.
+    const again = await leader.openSnapshot();
+    await f.snapshotter.install(msgSnap(leaderIndex), again.chunks);
+    assert.equal(f.installed.length, 1);
+    assert.deepEqual(f.store.hashKV(), leaderStore.hashKV());
+    await f.backend().close();
+  });
+});
