@@ -547,6 +547,13 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
 
   /** Request messages of a bidi call, in order, while the call lasts. */
   deliver(msgs: Buffer[], deserialize: (b: Buffer) => unknown): void {
+    if (this.heldMsgs !== undefined) {
+      // Requests held from before go first: these queue behind them (the stream can be resumed,
+      // and hand on more, while held ones wait: a drain that fired while they were being held).
+      for (const m of msgs) this.heldMsgs.push(m);
+      if (!this.stream.isPaused) this.releaseIfFree();
+      return;
+    }
     for (let i = 0; i < msgs.length && !this.finished; i++) {
       if (this.stream.isPaused) {
         this.heldMsgs = msgs.slice(i);

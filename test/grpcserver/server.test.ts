@@ -284,23 +284,40 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
   });
 
   it('stops reading a bidi call whose responses are not drained, then delivers the rest in order, the half-close last', async () => {
-    const call = client('Watch').Watch!() as grpc.ClientDuplexStream<object, { cancel_reason: string }>;
-    const got: string[] = [];
-    const status = new Promise<grpc.StatusObject>((r) => call.on('status', r));
-    call.pause();
-    const n = 3000;
-    const key = (i: number) => `${i}:`.padEnd(2000, 'k');
-    for (let i = 0; i < n; i++) call.write({ create_request: { key: Buffer.from(key(i)) } });
-    call.end();
-    await new Promise((r) => setTimeout(r, 500));
-    // Answers (2 KB each) fill the call's 1 MiB send buffer and the client's windows: the server
-    // stops handing requests to the handler, and ends nothing early.
-    assert.ok(watchMessages > 0 && watchMessages < n, `${watchMessages} of ${n} requests handled while the client read nothing`);
-    call.on('data', (r) => got.push(r.cancel_reason));
-    call.resume();
-    assert.equal((await status).code, grpc.status.OK);
-    assert.equal(got.length, n);
-    got.forEach((k, i) => assert.equal(k, key(i), `response ${i}`));
+    // A bare HTTP/2 client whose stream is paused from the start: Node then consumes (and credits)
+    // nothing of it, so the server's send window closes (grpc-js may buffer a paused call's
+    // messages itself, which made this depend on timing).
+    const session = http2.connect(`http://${endpoint}`);
+    try {
+      const req = session.request({ ':method': 'POST', ':path': '/etcdserverpb.Watch/Watch', 'content-type': 'application/grpc', te: 'trailers' });
+      req.pause();
+      const n = 3000;
+      const key = (i: number) => `${i}:`.padEnd(2000, 'k');
+      const WatchRequest = protoRoot().lookupType('etcdserverpb.WatchRequest');
+      for (let i = 0; i < n; i++) req.write(frameMessage(WatchRequest.encode({ create_request: { key: Buffer.from(key(i)) } }).finish()));
+      req.end();
+      await new Promise((r) => setTimeout(r, 500));
+      // Answers (2 KB each) fill the call's 1 MiB send buffer and the client's window: the server
+      // stops handing requests to the handler, and ends nothing early.
+      assert.ok(watchMessages > 0 && watchMessages < n, `${watchMessages} of ${n} requests handled while the client read nothing`);
+      const chunks: Buffer[] = [];
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => req.on('trailers', resolve));
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.resume();
+      assert.equal((await trailers)['grpc-status'], String(grpc.status.OK));
+      const all = Buffer.concat(chunks);
+      const WatchResponse = protoRoot().lookupType('etcdserverpb.WatchResponse');
+      const got: string[] = [];
+      for (let off = 0; off < all.length; ) {
+        const len = all.readUInt32BE(off + 1);
+        got.push((WatchResponse.decode(all.subarray(off + 5, off + 5 + len)) as unknown as { cancel_reason: string }).cancel_reason);
+        off += 5 + len;
+      }
+      assert.equal(got.length, n);
+      got.forEach((k, i) => assert.equal(k, key(i), `response ${i}`));
+    } finally {
+      session.close();
+    }
   });
 
   it('closes a connection that opens no stream, and one left idle, with GOAWAY NO_ERROR', async () => {
