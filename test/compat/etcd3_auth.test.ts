@@ -16,6 +16,15 @@ import { serviceDefinition } from '../../src/proto';
 type Opts = ConstructorParameters<typeof Etcd3>[0];
 const client = (url: string, auth?: { username: string; password: string }) => new Etcd3({ hosts: url, auth, retry: false } as Opts);
 
+const Auth = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.Auth'), 'Auth');
+const KV = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.KV'), 'KV');
+/** One unary call over grpc-js (a client per call), as a promise. */
+const call = <T>(ctor: typeof Auth, endpoint: string, method: string, req: object, md = new grpc.Metadata()) =>
+  new Promise<T>((resolve, reject) => {
+    const cl = new ctor(endpoint, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & grpc.Client;
+    cl[method]!(req, md, { deadline: Date.now() + 5000 }, (err: Error | null, res: T) => (cl.close(), err ? reject(err) : resolve(res)));
+  });
+
 /** etcdctl setup: root + alice (readwrite on /app/), auth enabled. */
 async function setupAuth(endpoint: string): Promise<void> {
   const steps: [string[], string?][] = [
@@ -110,13 +119,6 @@ describe('auth in a 3-member cluster', function () {
     await cluster.waitForLeader();
     const [a, b, c] = cluster.members as [Cluster['members'][0], Cluster['members'][0], Cluster['members'][0]];
     await setupAuth(a.endpoint);
-    const Auth = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.Auth'), 'Auth');
-    const KV = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.KV'), 'KV');
-    const call = <T>(ctor: typeof Auth, endpoint: string, method: string, req: object, md = new grpc.Metadata()) =>
-      new Promise<T>((resolve, reject) => {
-        const cl = new ctor(endpoint, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & grpc.Client;
-        cl[method]!(req, md, { deadline: Date.now() + 5000 }, (err: Error | null, res: T) => (cl.close(), err ? reject(err) : resolve(res)));
-      });
     const { token } = await call<{ token: string }>(Auth, b.endpoint, 'Authenticate', { name: 'alice', password: 'alicepw' });
     assert.match(token, /^[A-Za-z]{16}\.\d+$/);
     const md = new grpc.Metadata();
@@ -145,13 +147,6 @@ describe('auth with JWT tokens (--auth-token jwt,...)', function () {
   const priv = path.join(dir, 'jwt.key');
   fs.writeFileSync(pub, publicKey.export({ type: 'spki', format: 'pem' }));
   fs.writeFileSync(priv, privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  const Auth = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.Auth'), 'Auth');
-  const KV = grpc.makeGenericClientConstructor(serviceDefinition('etcdserverpb.KV'), 'KV');
-  const call = <T>(ctor: typeof Auth, endpoint: string, method: string, req: object, md = new grpc.Metadata()) =>
-    new Promise<T>((resolve, reject) => {
-      const cl = new ctor(endpoint, grpc.credentials.createInsecure()) as unknown as Record<string, (...args: unknown[]) => unknown> & grpc.Client;
-      cl[method]!(req, md, { deadline: Date.now() + 5000 }, (err: Error | null, res: T) => (cl.close(), err ? reject(err) : resolve(res)));
-    });
   const withToken = (token: string) => {
     const md = new grpc.Metadata();
     md.set('token', token);

@@ -10,20 +10,13 @@ import { ResponseBudget, STALLED_MS_MIN } from '../../src/grpcserver/limits';
 import { HpackDecoder } from '../../src/grpcserver/hpack';
 import { AssertionError, assert as invariant } from '../../src/util/assert';
 import { Logger } from '../../src/util/log';
+import { frame } from '../hostile/frames';
 
 const RESPONSE = encodeHeaderBlock([[':status', '200'], ['content-type', 'application/octet-stream']]);
 const TRAILERS = encodeHeaderBlock([['x-done', 'yes']]);
 
 type Handler = (s: H2ServerStream) => void;
 
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const h = Buffer.alloc(9);
-  h.writeUIntBE(payload.length, 0, 3);
-  h[3] = type;
-  h[4] = flags;
-  h.writeUInt32BE(stream, 5);
-  return Buffer.concat([h, payload]);
-}
 
 interface Frame {
   type: number;
