@@ -1,7 +1,7 @@
 // The calls this gRPC server hands to method handlers: the request (or, for a bidi stream, a
 // listener the requests go to), request metadata, cancellation, and the way to answer. Generic
-// gRPC, nothing of any service. The etcd services are written against src/api/call.ts, which has
-// this same shape; src/embed registers them here and the compiler checks the two agree, so no
+// gRPC, nothing of any service. `Enc` is what writeEncoded takes (bytes here; src/api/call.ts
+// specializes it to a message-typed brand), so the etcd services' contract is this one, and no
 // adapter object stands between a call and its handler.
 
 /** A call's final status: gRPC code and message (grpc-message). `cause`: the exception behind an
@@ -30,21 +30,26 @@ export interface UnaryCall<Req, Res> extends CallBase {
   respond(message: Res): void;
 }
 
-export interface ResponseStream<Res> extends CallBase {
+export interface ResponseStream<Res, Enc = Uint8Array> extends CallBase {
   /** Sends one response; false once SEND_BUFFER_BYTES are queued (then wait for drain()). */
   write(message: Res): boolean;
   /** Sends one response already serialized (protobuf bytes, no gRPC framing). */
-  writeEncoded(message: Uint8Array): boolean;
+  writeEncoded(message: Enc): boolean;
   /** Ends the call with OK after the responses written. */
   end(): void;
 }
 
-export interface ServerStreamCall<Req, Res> extends ResponseStream<Res> {
+export interface ServerStreamCall<Req, Res, Enc = Uint8Array> extends ResponseStream<Res, Enc> {
   readonly request: Req;
 }
 
-export interface BidiCall<Res> extends ResponseStream<Res> {
-  /** Stops delivering request messages (and reading them) until releaseRequests(). */
+export interface BidiCall<Res, Enc = Uint8Array> extends ResponseStream<Res, Enc> {
+  /** Stops delivering request messages until releaseRequests(): the transport stops reading
+   *  them (and crediting their flow-control window) meanwhile. For a handler with work in flight
+   *  per request that no write reflects yet (a keepalive relayed to the leader), so that a client
+   *  cannot queue unbounded work. A write returning false holds the requests the same way, by
+   *  itself. Absent where a transport cannot stop reading (the JSON gateway). Not counted: one
+   *  release undoes any number of holds. */
   holdRequests?(): void;
   releaseRequests?(): void;
 }
@@ -63,8 +68,8 @@ export interface BidiListener<Req> extends StreamListener {
 }
 
 export type UnaryHandler<Req, Res> = (call: UnaryCall<Req, Res>) => void;
-export type ServerStreamHandler<Req, Res> = (call: ServerStreamCall<Req, Res>) => StreamListener | void;
-export type BidiHandler<Req, Res> = (call: BidiCall<Res>) => BidiListener<Req>;
+export type ServerStreamHandler<Req, Res, Enc = Uint8Array> = (call: ServerStreamCall<Req, Res, Enc>) => StreamListener | void;
+export type BidiHandler<Req, Res, Enc = Uint8Array> = (call: BidiCall<Res, Enc>) => BidiListener<Req>;
 
 /** A handler of any method, message types erased (the service definition says which shape). */
 export type Handler = UnaryHandler<never, unknown> | ServerStreamHandler<never, unknown> | BidiHandler<never, unknown>;
