@@ -54,26 +54,80 @@ export class HpackError extends Error {
   override name = 'HpackError';
 }
 
-/** RFC 7541 Appendix A: the static table, index 1..61 (index 0 is not used). */
-// prettier-ignore
+/** RFC 7541 Appendix A: the static table, index 1..61, one entry per line as the RFC prints it:
+ *  the name, then (after the first space) its value, if any. */
+const STATIC_TABLE_TEXT = `
+:authority
+:method GET
+:method POST
+:path /
+:path /index.html
+:scheme http
+:scheme https
+:status 200
+:status 204
+:status 206
+:status 304
+:status 400
+:status 404
+:status 500
+accept-charset
+accept-encoding gzip, deflate
+accept-language
+accept-ranges
+accept
+access-control-allow-origin
+age
+allow
+authorization
+cache-control
+content-disposition
+content-encoding
+content-language
+content-length
+content-location
+content-range
+content-type
+cookie
+date
+etag
+expect
+expires
+from
+host
+if-match
+if-modified-since
+if-none-match
+if-range
+if-unmodified-since
+last-modified
+link
+location
+max-forwards
+proxy-authenticate
+proxy-authorization
+range
+referer
+refresh
+retry-after
+server
+set-cookie
+strict-transport-security
+transfer-encoding
+user-agent
+vary
+via
+www-authenticate
+`;
+/** Index 0 is not used. */
 const STATIC_TABLE: readonly (readonly [string, string])[] = [
   ['', ''],
-  [':authority', ''], [':method', 'GET'], [':method', 'POST'], [':path', '/'],
-  [':path', '/index.html'], [':scheme', 'http'], [':scheme', 'https'], [':status', '200'],
-  [':status', '204'], [':status', '206'], [':status', '304'], [':status', '400'],
-  [':status', '404'], [':status', '500'], ['accept-charset', ''], ['accept-encoding', 'gzip, deflate'],
-  ['accept-language', ''], ['accept-ranges', ''], ['accept', ''], ['access-control-allow-origin', ''],
-  ['age', ''], ['allow', ''], ['authorization', ''], ['cache-control', ''],
-  ['content-disposition', ''], ['content-encoding', ''], ['content-language', ''], ['content-length', ''],
-  ['content-location', ''], ['content-range', ''], ['content-type', ''], ['cookie', ''],
-  ['date', ''], ['etag', ''], ['expect', ''], ['expires', ''],
-  ['from', ''], ['host', ''], ['if-match', ''], ['if-modified-since', ''],
-  ['if-none-match', ''], ['if-range', ''], ['if-unmodified-since', ''], ['last-modified', ''],
-  ['link', ''], ['location', ''], ['max-forwards', ''], ['proxy-authenticate', ''],
-  ['proxy-authorization', ''], ['range', ''], ['referer', ''], ['refresh', ''],
-  ['retry-after', ''], ['server', ''], ['set-cookie', ''], ['strict-transport-security', ''],
-  ['transfer-encoding', ''], ['user-agent', ''], ['vary', ''], ['via', ''],
-  ['www-authenticate', ''],
+  ...STATIC_TABLE_TEXT.trim()
+    .split('\n')
+    .map((line): [string, string] => {
+      const sp = line.indexOf(' ');
+      return sp < 0 ? [line, ''] : [line.slice(0, sp), line.slice(sp + 1)];
+    }),
 ];
 /** Entries in the static table (the dynamic table's indexes start after them, §2.3.3). */
 export const STATIC_ENTRIES = 61;
