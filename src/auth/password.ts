@@ -10,6 +10,7 @@
 import { scrypt, timingSafeEqual } from 'node:crypto';
 import path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { Errors } from '../util/errors';
 
 /** etcd's --bcrypt-cost default and bounds (golang.org/x/crypto/bcrypt MinCost, MaxCost). */
 export const BCRYPT_COST_DEFAULT = 10;
@@ -33,6 +34,11 @@ function scryptDerive(password: string, salt: Buffer, n: number, r: number, p: n
 // ---- the bcrypt worker ------------------------------------------------------------------------
 
 type WorkerReply = { id: number; hash?: string; ok?: boolean; error?: string };
+
+/** Hashes and checks waiting for the worker at most (each ~0.1 s of CPU at cost 10): beyond it,
+ *  UserAdd/Authenticate are refused with etcd's "too many requests" rather than queued without
+ *  bound by a client that floods them. */
+export const BCRYPT_PENDING_MAX = 256;
 
 let worker: Worker | undefined;
 let nextId = 1;
@@ -61,6 +67,7 @@ function ask(msg: { op: 'hash'; password: string; cost: number } | { op: 'verify
     w.on('exit', (code) => failAll(new Error(`bcrypt: the worker exited (code ${code})`)));
     worker = w;
   }
+  if (pending.size >= BCRYPT_PENDING_MAX) return Promise.reject(Errors.TooManyRequests);
   const id = nextId++;
   const w = worker;
   return new Promise<WorkerReply>((resolve, reject) => {

@@ -250,6 +250,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     isLeader: () => server.isLeader(),
     hashKV: (rev) => server.hashKV(rev),
     currentRevision: () => server.store.currentRevision,
+    compactRevision: () => server.store.compactRevision,
     peers: () => server.membership.list().filter((x) => x.id !== st.memberId && x.peerURLs.length > 0),
     peerHashKV: (urls, rev) => peerHashKV(urls, rev, peerTls),
     raiseCorrupt: async (id) => {

@@ -50,6 +50,16 @@ describe('auth: JWT tokens', () => {
     assert.equal(t.lookup(`${h}.${b64url({ username: 7, revision: 3, exp: nowMs / 1000 + 60 })}.${sig}`), undefined);
   });
 
+  it('a verified token is remembered only until its exp', () => {
+    const t = new JwtTokens({ signMethod: 'ES256', publicKey: ec.publicKey, privateKey: ec.privateKey, ttlMs: 60_000, now });
+    const token = t.assign('', 1, 'alice', 3);
+    assert.deepEqual(t.lookup(token), { username: 'alice', revision: 3 });
+    assert.deepEqual(t.lookup(token), { username: 'alice', revision: 3 });
+    nowMs += 61_000;
+    assert.equal(t.lookup(token), undefined, 'expired while remembered');
+    nowMs -= 61_000;
+  });
+
   it('a token issued before an auth change is old ("revision of auth store is old"); a new one works', () => {
     const tokens = new JwtTokens({ signMethod: 'ES256', publicKey: ec.publicKey, privateKey: ec.privateKey, ttlMs: 300_000, now });
     const auth = new AuthStore({ tokens });

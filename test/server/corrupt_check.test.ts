@@ -32,6 +32,7 @@ describe('corruption check', () => {
       isLeader: () => true,
       hashKV: () => Promise.resolve(leader),
       currentRevision: () => 40,
+      compactRevision: () => 5,
       peers: () => [2n, 3n, 4n].map((id, i) => ({ id, peerURLs: [['http://a', 'http://b', 'http://c'][i]!] })),
       peerHashKV: (urls) => {
         const a = answers.get(urls[0]!)!;
