@@ -204,10 +204,16 @@ export class JsonGateway implements GatewayCallOwner {
     // A request of the stream that has started must be complete within bodyTimeoutMs (the
     // stream itself may stay open, idle between requests, as long as the client wants).
     let timer: NodeJS.Timeout | undefined;
-    // A refused request leaves the rest of the body unread: the connection goes once the error
-    // line is out (else Node would go on reading and discarding whatever the client sends).
+    // A refused request whose body was read to its end leaves the connection usable: the error
+    // line ends the response and a keep-alive client may send its next request on it. One that
+    // leaves the rest of the body unread ends the connection once the error is out (else Node
+    // would go on reading and discarding whatever the client sends), and says so in the head
+    // when the head is still to be written, so that the client does not reuse it.
     const refuse = (st: Status) => {
+      const complete = req.complete;
+      if (!complete && !res.headersSent) res.setHeader('Connection', 'close');
       call.fail(st);
+      if (complete) return;
       if (res.writableFinished) req.socket.destroy();
       else res.once('finish', () => req.socket.destroy());
     };

@@ -2,6 +2,7 @@
 // each attack is bounded (≤ 10 s), runs while a prober sends ordinary POST /v3/kv/range requests,
 // and must leave every probe answered within 1 s and the member's RSS under a bound.
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { startServer, type ServerProcess } from '../integration/harness';
 import { hugeIntegers, manyCompares, Prober, probeOnce, rssBytes, sleep, slowHeaders, unfinishedValueThenTrickle } from './gateway_util';
 
@@ -98,6 +99,33 @@ describe('hostile clients of the JSON gateway: the member stays responsive', fun
       }
     }
     assert.ok((await probeOnce(srv.url)) < PROBE_MAX_MS);
+  });
+
+  it('a stream refused after its whole body was read keeps its keep-alive connection usable', async () => {
+    // The CI failure this guards: the refused watch's connection was destroyed after a complete
+    // chunked answer, so a keep-alive client that reused it saw 'other side closed'.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (path: string, body: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const req = http.request(srv.url + path, { method: 'POST', agent }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (text += c));
+          res.on('end', () => resolve({ status: res.statusCode!, body: text }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    try {
+      for (let i = 0; i < 100; i++) {
+        const bad = await post('/v3/watch', '{"create_request":{"key":"!!!"}}');
+        assert.match(bad.body, /"error"/);
+        const good = await post('/v3/kv/range', '{"key":"YQ=="}');
+        assert.equal(good.status, 200, good.body);
+      }
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('exits on SIGTERM after all of the above (within the harness 5 s, no SIGKILL needed)', async () => {
