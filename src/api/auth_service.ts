@@ -78,6 +78,13 @@ export function authorize<Req>(server: Server, call: CallBase, check: AuthCheck<
   return check(server.auth, who.username, req) ?? who;
 }
 
+/** Maintenance's Alarm: etcd 3.4 puts every Alarm request (GET too) through Raft, which refuses
+ *  a bad token with the auth package's raw error; no user or role is needed. */
+export function authorizeAlarm(server: Server, call: CallBase): EtcdError | undefined {
+  const r = callerOf(server, call);
+  return r instanceof EtcdError ? rawAuthError(r) : undefined;
+}
+
 /** Maintenance's admin RPCs (Defragment, Snapshot, Hash, HashKV): etcd 3.4 answers them with the
  *  auth package's raw error (code Unknown, "auth: permission denied"). */
 export function authorizeMaintenance(server: Server, call: CallBase): EtcdError | undefined {
@@ -169,10 +176,11 @@ export function authService(server: Server, o: AuthServiceOptions) {
 
   const Authenticate: UnaryHandler<{ name: string; password: string }, AuthResponse> = (call) => {
     const { name, password } = call.request;
-    if (!auth.enabled) return replyError(call, AuthErrors.AuthNotEnabled);
     if (!auth.tokens.canIssue) return replyError(call, AuthErrors.VerifyOnly);
     const attempt = async (): Promise<AuthResponse> => {
       for (let i = 0; ; i++) {
+        // As etcd: the store is read after a linearizable read, so an AuthEnable acknowledged
+        // by another member is seen here (a follower may not have applied it yet).
         await server.linearizableRead();
         const checkedRevision = auth.revision;
         const user = auth.user(name);
@@ -180,6 +188,10 @@ export function authService(server: Server, o: AuthServiceOptions) {
         if (!user) throw AuthErrors.AuthFailed;
         if (user.noPassword) throw AuthErrors.NoPasswordUser;
         if (!(await verifyPassword(password, user.passwordHash))) throw AuthErrors.AuthFailed;
+        // As etcd, whose token is issued through Raft: a bad token sent along is refused there,
+        // after the password check.
+        const caller = callerOf(server, call);
+        if (caller instanceof EtcdError) throw caller;
         // Only the outcome is logged: the user name and the random part of the token.
         const r = await server.propose({ authenticate: { name, simple_token: newTokenPrefix() } });
         // As etcd: if the auth store changed while we checked, check again (the password or the

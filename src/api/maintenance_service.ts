@@ -30,7 +30,7 @@ import { writeEtcdDb, type EtcdDbWritten } from '../storage/etcddb/etcd_db';
 import { bufferedSink } from '../storage/etcddb/bolt';
 import { internalStatus, replyError } from './errors';
 import type { ServerStreamCall, ServerStreamHandler, StreamListener, UnaryHandler } from './call';
-import { authorizeMaintenance } from './auth_service';
+import { authorizeAlarm, authorizeMaintenance } from './auth_service';
 
 /** The server version Status reports: etcd 3.4's API, so that version-gated clients go ahead. */
 export const STATUS_VERSION = '3.4.0';
@@ -124,6 +124,8 @@ export function maintenanceService(server: Server) {
   // ACTIVATE and DEACTIVATE go through the log, so every member lists the same alarms; GET reads
   // the replicated list after a ReadIndex (etcd sends GET through the log as well).
   const Alarm: UnaryHandler<AlarmRequest, AlarmResponse> = (call) => {
+    const denied = authorizeAlarm(server, call);
+    if (denied) return replyError(call, denied);
     const r = call.request;
     if (r.action === AlarmAction.GET) {
       server.linearizableRead().then(

@@ -272,7 +272,13 @@ export class AuthStore {
 
   private checkOp(username: string, op: RequestOpLike): EtcdError | undefined {
     if (op.request_range) return this.checkRange(username, op.request_range.key, op.request_range.range_end);
-    if (op.request_put) return this.checkPut(username, op.request_put);
+    if (op.request_put) {
+      // As etcd's checkTxnReqsPermission, a put inside a txn is not checked against the other
+      // keys of its lease (etcd's Lock and Election services attach to a session lease inside a
+      // txn); its prev_kv still needs READ here, which etcd 3.4 does not check (docs/security.md).
+      const put = op.request_put;
+      return this.checkRange(username, put.key, undefined, PermType.WRITE) ?? (put.prev_kv ? this.checkRange(username, put.key, undefined) : undefined);
+    }
     if (op.request_delete_range) return this.checkDelete(username, op.request_delete_range);
     if (op.request_txn) return this.checkTxn(username, op.request_txn);
     return undefined;
@@ -281,7 +287,8 @@ export class AuthStore {
   /** Revoking a lease deletes its keys: the user must be allowed to write every one of them. */
   checkLeaseRevoke(username: string, lease: bigint): EtcdError | undefined {
     if (!this.enabledValue) return undefined;
-    if (username === '') return E.UserEmpty;
+    // As etcd's checkLeasePuts: WRITE on each attached key, nothing else. A lease without keys
+    // (or no such lease: "requested lease not found" comes from the lessor) needs no user.
     const u = this.users.get(username);
     if (u?.roles.includes(ROOT_ROLE)) return undefined;
     for (const key of this.opts.leaseKeys?.(lease) ?? []) {

@@ -154,6 +154,30 @@ describe('auth store (applied through the log)', () => {
     assert.equal(m.apply(nested as unknown as InternalRequestBody, alice).error, AuthErrors.PermissionDenied);
   });
 
+  it('lease checks as etcd 3.4: revoke needs WRITE on attached keys only; a txn put is not checked against its lease', () => {
+    const attached = new Map<bigint, Buffer[]>([[7n, [B('/etc/k')]], [8n, []]]);
+    const auth = new AuthStore({ now: () => 0, tokenTtlMs: 1000, leaseKeys: (l) => attached.get(l) ?? [] });
+    const m = { apply: (body: InternalRequestBody) => auth.apply(Object.keys(body)[0] as never, Object.values(body)[0], ROOT, 0) };
+    m.apply({ user_add: { name: 'root', password: '', hashedPassword: 'h-root', options: null } });
+    m.apply({ user_grant_role: { user: 'root', role: 'root' } });
+    m.apply({ user_add: { name: 'alice', password: '', hashedPassword: 'h-alice', options: null } });
+    m.apply({ role_add: { name: 'app' } });
+    m.apply({ role_grant_permission: { name: 'app', perm: perm(2, '/app/', '/app0') } });
+    m.apply({ user_grant_role: { user: 'alice', role: 'app' } });
+    m.apply({ auth_enable: {} });
+    // No keys attached (or no such lease: the lessor answers "lease not found"): no user needed.
+    assert.equal(auth.checkLeaseRevoke('', 8n), undefined);
+    assert.equal(auth.checkLeaseRevoke('', 9n), undefined);
+    assert.equal(auth.checkLeaseRevoke('', 7n), AuthErrors.UserEmpty);
+    assert.equal(auth.checkLeaseRevoke('alice', 7n), AuthErrors.PermissionDenied);
+    assert.equal(auth.checkLeaseRevoke('root', 7n), undefined);
+    const put = { key: B('/app/x'), lease: '7', prev_kv: false };
+    assert.equal(auth.checkPut('alice', put), AuthErrors.PermissionDenied, 'a plain Put is checked against the lease (checkLeasePuts)');
+    assert.equal(auth.checkTxn('alice', { success: [{ request_put: put }] }), undefined, 'a txn put is not (etcd\'s checkTxnReqsPermission)');
+    assert.equal(auth.checkTxn('alice', { success: [{ request_put: { ...put, key: B('/etc/x') } }] }), AuthErrors.PermissionDenied);
+    assert.equal(auth.checkTxn('alice', { success: [{ request_put: { ...put, key: B('/etc/x'), lease: '0' } }], failure: [] }), AuthErrors.PermissionDenied);
+  });
+
   it('tokens: registered at apply on every member, expire after the TTL unless used, die with the user', () => {
     const a = new Member();
     const b = new Member();

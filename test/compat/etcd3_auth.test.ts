@@ -123,7 +123,17 @@ describe('auth in a 3-member cluster', function () {
     assert.match(token, /^[A-Za-z]{16}\.\d+$/);
     const md = new grpc.Metadata();
     md.set('token', token);
-    await call(KV, c.endpoint, 'Put', { key: Buffer.from('/app/k'), value: Buffer.from('v') }, md);
+    // A simple token is known to a member once it has applied the Authenticate entry: c may lag
+    // b by a few milliseconds (as with etcd), so the first use is retried for a bounded time.
+    for (let i = 0; ; i++) {
+      try {
+        await call(KV, c.endpoint, 'Put', { key: Buffer.from('/app/k'), value: Buffer.from('v') }, md);
+        break;
+      } catch (err) {
+        if (i >= 20 || !/invalid auth token/.test(String(err))) throw err;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     const r = await call<{ kvs: { value: Buffer }[] }>(KV, a.endpoint, 'Range', { key: Buffer.from('/app/k') }, md);
     assert.equal(r.kvs[0]!.value.toString(), 'v');
     await assert.rejects(call(KV, c.endpoint, 'Put', { key: Buffer.from('/etc/k'), value: Buffer.from('v') }, md), /permission denied/);
