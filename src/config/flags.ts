@@ -216,6 +216,10 @@ const flagSchemas = {
   /** etcd's bcrypt bounds (golang.org/x/crypto/bcrypt MinCost 4, MaxCost 31). */
   'bcrypt-cost': positiveInt(31).pipe(z.number().min(4, 'bcrypt cost must be at least 4')),
   'max-concurrent-streams': positiveInt(2 ** 32 - 1),
+  // etcd's server keepalive: PING a connection silent this long (0s: never); close it if the
+  // client then stays silent for the timeout (a client gone without closing its TCP connection).
+  'grpc-keepalive-interval': durationOrOff,
+  'grpc-keepalive-timeout': positiveDuration,
   'log-level': z.enum(['debug', 'info', 'warn', 'error']),
   'initial-cluster': z.string().min(1, 'must not be empty'),
   'initial-cluster-state': z.enum(['new', 'existing']),
@@ -262,6 +266,8 @@ const defaults: Record<FlagName, string | undefined> = {
   'auth-token-ttl': String(AUTH_TOKEN_TTL_S_DEFAULT),
   // etcd's default is 2^32-1 (no limit); quorumkv enforces one per connection (docs/operations.md).
   'max-concurrent-streams': String(MAX_CONCURRENT_STREAMS_DEFAULT),
+  'grpc-keepalive-interval': '2h',
+  'grpc-keepalive-timeout': '20s',
   'log-level': 'info',
   'initial-cluster': undefined, // "<name>=<initial-advertise-peer-urls>"
   'initial-cluster-state': 'new',
@@ -304,6 +310,9 @@ export interface ServerConfig {
   authTokenTtlMs: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS of each client connection. */
   maxConcurrentStreams: number;
+  /** Server keepalive of client connections (etcd's --grpc-keepalive-interval/-timeout), ms. */
+  grpcKeepaliveIntervalMs: number;
+  grpcKeepaliveTimeoutMs: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** name → peer URLs of every member the cluster starts with. */
   initialCluster: Map<string, string[]>;
@@ -500,6 +509,8 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     authToken: get('auth-token')!,
     authTokenTtlMs: get('auth-token-ttl')! * 1000,
     maxConcurrentStreams: get('max-concurrent-streams')!,
+    grpcKeepaliveIntervalMs: get('grpc-keepalive-interval')!,
+    grpcKeepaliveTimeoutMs: get('grpc-keepalive-timeout')!,
     logLevel: get('log-level')!,
     heartbeatIntervalMs: get('heartbeat-interval')!,
     electionTimeoutMs: get('election-timeout')!,

@@ -200,6 +200,8 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     onCallStart: (path) => m.start(path),
     onEvicted: () => m.grpcCallEvicted(),
     maxConcurrentStreams: cfg.maxConcurrentStreams,
+    keepaliveIntervalMs: cfg.grpcKeepaliveIntervalMs,
+    keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs,
     log: mlog.child({ component: 'grpcserver' }),
     deadlineExceeded: Errors.DeadlineExceeded,
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),

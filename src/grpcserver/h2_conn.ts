@@ -106,6 +106,8 @@ const RESETS_PER_SECOND = 100;
  *  burst is restored by every response HEADERS or DATA, as grpc-go's ping strikes: a client's
  *  BDP pings follow the data it receives). */
 const PING_BURST = 1000;
+/** The payload of the server's keepalive PINGs (any 8 bytes; the ACK echoes them). */
+const KEEPALIVE_PING_DATA = Buffer.from('qkv-kapg', 'latin1');
 const PINGS_PER_SECOND = 100;
 /** SETTINGS frames a client may send in a burst and per second (it needs a handful). */
 const SETTINGS_BURST = 100;
@@ -364,6 +366,12 @@ export class H2ServerConnection {
   idleSinceMs = Date.now();
   /** A request stream was opened on it at some point. */
   hadStream = false;
+  /** Keepalive (etcd's --grpc-keepalive-interval/-timeout): bytes arrived since the server's last
+   *  sweep (set per read, no clock read on the hot path); when the sweep last saw some; when the
+   *  server's keepalive PING went out and nothing has come back since (0: none outstanding). */
+  private readSinceSweep = false;
+  private lastActiveMs = Date.now();
+  private keepalivePingMs = 0;
   // Receive side.
   private connRecvWindow = CONN_RECV_WINDOW;
   private connUncredited = 0;
@@ -419,6 +427,26 @@ export class H2ServerConnection {
     return this.goingAway;
   }
 
+  /** The server's once-a-second keepalive step, as grpc-go's server keepalive (etcd sets it from
+   *  --grpc-keepalive-interval and --grpc-keepalive-timeout): after `intervalMs` with nothing
+   *  read, a PING; if still nothing has arrived `timeoutMs` later, the client is gone (a dead
+   *  peer whose TCP never closed, e.g. behind a partition): returns false and the caller closes
+   *  the connection, ending its calls (watches, keepalive streams) as a reset would. */
+  keepalive(now: number, intervalMs: number, timeoutMs: number): boolean {
+    if (this.readSinceSweep) {
+      this.readSinceSweep = false;
+      this.lastActiveMs = now;
+      this.keepalivePingMs = 0;
+      return true;
+    }
+    if (this.keepalivePingMs !== 0) return now - this.keepalivePingMs < timeoutMs;
+    if (intervalMs > 0 && now - this.lastActiveMs >= intervalMs && !this.dead) {
+      this.keepalivePingMs = now;
+      this.queue(frame(T_PING, 0, 0, KEEPALIVE_PING_DATA));
+    }
+    return true;
+  }
+
   /** Graceful close: GOAWAY with the last stream taken; the socket ends once those are done. */
   goAway(): void {
     if (this.dead || this.goingAway) return;
@@ -437,6 +465,7 @@ export class H2ServerConnection {
 
   private onBytes(chunk: Buffer): void {
     if (this.dead) return;
+    this.readSinceSweep = true;
     let buf = this.recv ? Buffer.concat([this.recv, chunk]) : chunk;
     this.recv = undefined;
     try {

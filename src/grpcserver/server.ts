@@ -81,6 +81,12 @@ export interface H2GrpcServerOptions {
   /** A connection that opened no stream for this long after its preface is closed. Default
    *  FIRST_STREAM_TIMEOUT_MS_DEFAULT. */
   firstStreamTimeoutMs?: number;
+  /** After this long with nothing read from a connection the server PINGs it (etcd's
+   *  --grpc-keepalive-interval, default 2 h); 0: never. */
+  keepaliveIntervalMs?: number;
+  /** A connection whose client sent nothing this long after such a PING is closed (etcd's
+   *  --grpc-keepalive-timeout, default 20 s). */
+  keepaliveTimeoutMs?: number;
   /** The status a call whose grpc-timeout passed ends with. Default: DEADLINE_EXCEEDED "context
    *  deadline exceeded" (grpc-go's words). */
   deadlineExceeded?: CallStatus;
@@ -93,6 +99,9 @@ export const RESPONSE_BUFFER_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
 export const IDLE_TIMEOUT_MS_DEFAULT = 5 * 60_000;
 /** As the listener's ROUTE_TIMEOUT_MS for the preface: a connection that never asks anything. */
 export const FIRST_STREAM_TIMEOUT_MS_DEFAULT = 30_000;
+/** etcd's defaults for --grpc-keepalive-interval and --grpc-keepalive-timeout. */
+export const KEEPALIVE_INTERVAL_MS_DEFAULT = 2 * 3600_000;
+export const KEEPALIVE_TIMEOUT_MS_DEFAULT = 20_000;
 /** How often the server looks for idle connections. */
 const IDLE_SWEEP_MS = 1000;
 
@@ -641,7 +650,13 @@ export class H2GrpcServer {
   private closeIdle(now: number): void {
     const idleMs = this.opts.idleTimeoutMs ?? IDLE_TIMEOUT_MS_DEFAULT;
     const firstMs = this.opts.firstStreamTimeoutMs ?? FIRST_STREAM_TIMEOUT_MS_DEFAULT;
+    const kaInterval = this.opts.keepaliveIntervalMs ?? KEEPALIVE_INTERVAL_MS_DEFAULT;
+    const kaTimeout = this.opts.keepaliveTimeoutMs ?? KEEPALIVE_TIMEOUT_MS_DEFAULT;
     for (const c of this.connections) {
+      if (!c.keepalive(now, kaInterval, kaTimeout)) {
+        c.destroy();
+        continue;
+      }
       if (c.idleSinceMs === -1) c.idleSinceMs = now;
       if (c.isGoingAway || c.idleSinceMs === 0) continue;
       const limit = c.hadStream ? idleMs : firstMs;

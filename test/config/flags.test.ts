@@ -17,6 +17,18 @@ describe('server flags (etcd names, zod-validated)', () => {
     assert.equal(c.autoCompaction, undefined, 'no automatic compaction unless asked, as etcd');
   });
 
+  it('--grpc-keepalive-interval / -timeout: etcd\'s defaults (2h, 20s), durations, 0s turns the PING off', () => {
+    const d = parseServerFlags([], {});
+    assert.equal(d.grpcKeepaliveIntervalMs, 2 * 3600_000);
+    assert.equal(d.grpcKeepaliveTimeoutMs, 20_000);
+    const c = parseServerFlags(['--grpc-keepalive-interval=30s', '--grpc-keepalive-timeout=5s'], {});
+    assert.equal(c.grpcKeepaliveIntervalMs, 30_000);
+    assert.equal(c.grpcKeepaliveTimeoutMs, 5000);
+    assert.equal(parseServerFlags(['--grpc-keepalive-interval=0s'], {}).grpcKeepaliveIntervalMs, 0);
+    assert.throws(() => parseServerFlags(['--grpc-keepalive-timeout=0s'], {}), ConfigError);
+    assert.throws(() => parseServerFlags(['--grpc-keepalive-interval=often'], {}), ConfigError);
+  });
+
   it('--max-concurrent-streams: 1000 by default (etcd: 2^32-1), any value up to 2^32-1 (ETCD_MAX_CONCURRENT_STREAMS too)', () => {
     assert.equal(parseServerFlags([], {}).maxConcurrentStreams, 1000);
     assert.equal(parseServerFlags(['--max-concurrent-streams=4294967295'], {}).maxConcurrentStreams, 4294967295);

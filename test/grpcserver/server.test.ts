@@ -353,6 +353,39 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     }
   });
 
+  it('keepalive: PINGs a silent connection and closes it when the client stays silent (etcd\'s --grpc-keepalive-*)', async function () {
+    this.timeout(15_000);
+    const own = new H2GrpcServer({ maxReceiveBytes: 4096, idleTimeoutMs: 0, keepaliveIntervalMs: 1000, keepaliveTimeoutMs: 1000 });
+    // A server-streaming call that never ends: the connection always has an open stream, so only
+    // the keepalive can close it.
+    addService(own, 'etcdserverpb.Maintenance', { Snapshot: () => undefined });
+    const ownTcp = net.createServer((sock) => own.injectConnection(sock));
+    await new Promise<void>((r) => ownTcp.listen(0, '127.0.0.1', r));
+    const port = (ownTcp.address() as net.AddressInfo).port;
+    try {
+      const open = (answerPings: boolean) =>
+        F.connectRaw(port, [F.settings(), F.grpcHeaders(1, '/etcdserverpb.Maintenance/Snapshot'), F.grpcData(1, [Buffer.alloc(0)], true)]).then((sock) => {
+          const seen = { pings: 0, closedAtMs: 0 };
+          const t0 = Date.now();
+          F.readFrames(sock, (type, flags, _id, p) => {
+            if (type !== F.T.PING || flags & 1) return;
+            seen.pings++;
+            if (answerPings) sock.write(F.frame(F.T.PING, 1, 0, p));
+          });
+          sock.once('close', () => (seen.closedAtMs = Date.now() - t0));
+          return { sock, seen };
+        });
+      const [alive, silent] = await Promise.all([open(true), open(false)]);
+      await new Promise((r) => setTimeout(r, 6000));
+      assert.ok(silent.seen.pings >= 1 && silent.seen.closedAtMs >= 1500 && silent.seen.closedAtMs <= 5500, `silent client: ${JSON.stringify(silent.seen)}`);
+      assert.ok(alive.seen.pings >= 2 && alive.seen.closedAtMs === 0, `answering client: ${JSON.stringify(alive.seen)}`);
+      alive.sock.destroy();
+    } finally {
+      own.destroy();
+      await new Promise((r) => ownTcp.close(r));
+    }
+  });
+
   it('streams a server-streaming response under backpressure, in order and whole', async () => {
     const call = client('Maintenance').Snapshot!({}) as grpc.ClientReadableStream<{ blob: Buffer; remaining_bytes: string }>;
     const blobs: Buffer[] = [];
