@@ -104,7 +104,18 @@ async function killAndWait(m: Member): Promise<void> {
   killGroup(p);
   await Promise.race([exited, sleep(10_000)]);
 }
-process.on('exit', () => live.forEach(killGroup));
+/** Data directories of the runs in progress: removed on every exit path (after the kills). */
+const roots = new Set<string>();
+process.on('exit', () => {
+  live.forEach(killGroup);
+  for (const r of roots) {
+    try {
+      fs.rmSync(r, { recursive: true, force: true, maxRetries: 3 });
+    } catch (err) {
+      console.error(`removing ${r}: ${(err as Error).message}`);
+    }
+  }
+});
 process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 
@@ -335,6 +346,7 @@ const secs = (ms: number) => (ms / 1000).toFixed(1);
 
 async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), `bench-scale-${sys}-`));
+  roots.add(root);
   const members: Member[] = [];
   const results = new Map<string, OpResult>();
   try {
@@ -374,10 +386,16 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       const target = await revision(leader);
       const probes = prober(() => leader);
       start(sys, follower, initialCluster);
-      await until(`${follower.name} at revision ${target}`, PHASE_TIMEOUT_MS, [follower], async () => ((await revision(follower, 2_000)) >= target ? true : undefined), 50);
+      // The follower's peak RSS when it first answers (its start, before the snapshot comes in).
+      let readyHwm = NaN;
+      await until(`${follower.name} at revision ${target}`, PHASE_TIMEOUT_MS, [follower], async () => {
+        const rev = await revision(follower, 2_000);
+        if (Number.isNaN(readyHwm)) readyHwm = hwm(follower);
+        return rev >= target ? true : undefined;
+      }, 50);
       during = await probes.stop();
       const snap = follower.snapshotLines.length > 0 ? `by snapshot ("${follower.snapshotLines[0]!.slice(0, 90)}…")` : 'NO snapshot line in its log';
-      return `${follower.name} restarted after ${EXTRA} writes, ${snap}; leader put p99 ${p99(during.ms)} ms during (${during.failed} failed) vs ${p99(before.ms)} ms before`;
+      return `${follower.name} restarted after ${EXTRA} writes (peak RSS ${mib(readyHwm)} MiB when it first answered), ${snap}; leader put p99 ${p99(during.ms)} ms during (${during.failed} failed) vs ${p99(before.ms)} ms before`;
     }));
 
     log('hashkv', await measured(members, async () => {
@@ -422,7 +440,8 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       killGroup(m.proc);
     }
     await sleep(1_000);
-    fs.rmSync(root, { recursive: true, force: true });
+    fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+    roots.delete(root);
   }
 }
 
