@@ -1,16 +1,31 @@
-// Scale benchmark (issue 17), not run in CI: a 3-member cluster on loopback is loaded with
-// KEYS × VALUE_BYTES, a follower is killed, EXTRA overwrites go to the leader (more than the 5,000
-// entries a leader keeps behind a snapshot, with --snapshot-count=1000), and the follower restarts:
-// it must catch up by Raft snapshot. Reported:
-//   - catch-up time (restart → "installed snapshot from the leader" → revision equal to the leader's);
-//   - peak RSS of each member during catch-up (VmRSS sampled every 100 ms from /proc) and VmHWM;
-//   - the leader's put latency during catch-up (one probe every 100 ms);
-//   - HashKV time on each member, and the members' longest event-loop stall during catch-up and
-//     during HashKV (nodejs_eventloop_lag_max_seconds from /metrics: the max since the last scrape).
-// Usage: npx tsc -p . && node dist/scripts/bench-scale.js [--keys=100000] [--value-bytes=4096]
-//        [--extra=6000] [--clients=32] [--bin=dist/src/cli/quorumkv.js] [--flags="..."]
-// --bin runs another build (e.g. main's) with the same load, for a before/after comparison.
-import { spawn, type ChildProcess } from 'node:child_process';
+// Scale benchmark (issue 17), not run in CI: the same scenario, with the same load and flags, on a
+// 3-member quorumkv cluster and on a 3-member etcd 3.4 cluster (one after the other, in one run),
+// all on 127.0.0.1 with random high ports. Both are driven alike: puts and reads through the same
+// gRPC client, the maintenance operations through etcdctl. Operations, in order:
+//   load        KEYS distinct keys × VALUE_BYTES (random bytes: LevelDB compresses, bbolt does not),
+//               CLIENTS concurrent clients, all to the leader;
+//   overwrite   OVERWRITE puts over the same keys with CLIENTS clients;
+//   catch-up    a follower is SIGKILLed, EXTRA more overwrites go in (more than the 5,000 entries a
+//               leader keeps behind a snapshot at --snapshot-count=1000: the follower must take a
+//               snapshot), it restarts; timed from its start until its revision reaches the
+//               leader's. Puts by one prober every 20 ms, during it and during as long a quiet
+//               period before it (p99 with and without a catch-up);
+//   hashkv      `etcdctl endpoint hashkv` on the three members (hashes must be equal);
+//   defrag      `etcdctl defrag` of one follower;
+//   snapshot    `etcdctl snapshot save` from the leader;
+//   restart     all three members SIGKILLed and restarted: time to the first linearizable read.
+// For each: the time, every member's peak RSS during the operation (VmHWM, reset before it through
+// /proc/<pid>/clear_refs), and for quorumkv the longest event-loop stall (its /metrics
+// nodejs_eventloop_lag_max_seconds, the max since the previous scrape, scraped every 500 ms).
+//
+// Usage: npx tsc -p . && node dist/scripts/bench-scale.js [--keys=50000] [--value-bytes=4096]
+//        [--overwrite=KEYS] [--clients=100] [--extra=12000] [--systems=quorumkv,etcd]
+//        [--flags="common flags"] [--quorumkv-flags=...] [--etcd-flags=...]
+//        [--bin=dist/src/cli/quorumkv.js] [--etcd=/usr/bin/etcd] [--etcdctl=/usr/bin/etcdctl]
+// (scripts/bench-scale.sh builds first and checks that etcd is there.) Every process it starts is
+// in its own process group, killed by PID on every exit path; every phase has a deadline.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -23,17 +38,29 @@ function arg(name: string, def: string): string {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
   return a ? a.slice(name.length + 3) : def;
 }
+const words = (s: string) => s.split(' ').filter((f) => f !== '');
 
-const KEYS = Number(arg('keys', '100000'));
+const KEYS = Number(arg('keys', '50000'));
 const VALUE_BYTES = Number(arg('value-bytes', '4096'));
-const EXTRA = Number(arg('extra', '6000'));
-const CLIENTS = Number(arg('clients', '32'));
-const BIN = path.resolve(arg('bin', path.join(__dirname, '..', 'src', 'cli', 'quorumkv.js')));
-const FLAGS = arg('flags', '').split(' ').filter((f) => f !== '');
-/** Bounds on each phase: the benchmark gives up rather than hang. */
-const LOAD_TIMEOUT_MS = 30 * 60_000;
-const CATCH_UP_TIMEOUT_MS = 15 * 60_000;
-const SAMPLE_EVERY_MS = 100;
+const OVERWRITE = Number(arg('overwrite', String(KEYS)));
+const CLIENTS = Number(arg('clients', '100'));
+const EXTRA = Number(arg('extra', '12000'));
+const SYSTEMS = arg('systems', 'quorumkv,etcd').split(',') as SystemName[];
+const QKV_BIN = path.resolve(arg('bin', path.join(__dirname, '..', 'src', 'cli', 'quorumkv.js')));
+const ETCD_BIN = arg('etcd', '/usr/bin/etcd');
+const ETCDCTL_BIN = arg('etcdctl', '/usr/bin/etcdctl');
+/** Flags given to both systems, then each system's own. */
+const COMMON_FLAGS = ['--snapshot-count=1000', '--quota-backend-bytes=8589934592', ...words(arg('flags', ''))];
+const OWN_FLAGS: Record<SystemName, string[]> = { quorumkv: words(arg('quorumkv-flags', '')), etcd: words(arg('etcd-flags', '')) };
+
+/** Deadlines: the benchmark gives up rather than hang. */
+const PHASE_TIMEOUT_MS = 20 * 60_000;
+const READY_TIMEOUT_MS = 5 * 60_000;
+const ETCDCTL_TIMEOUT_S = 600;
+const PROBE_EVERY_MS = 20;
+const LAG_SCRAPE_EVERY_MS = 500;
+
+type SystemName = 'quorumkv' | 'etcd';
 
 interface Member {
   name: string;
@@ -41,9 +68,11 @@ interface Member {
   clientPort: number;
   peerPort: number;
   proc?: ChildProcess;
-  out: string[];
-  kv?: grpc.Client;
-  maint?: grpc.Client;
+  /** The last lines of the process's output (for errors), and the ones about snapshots. */
+  tail: string[];
+  snapshotLines: string[];
+  kv: grpc.Client;
+  maint: grpc.Client;
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -68,63 +97,75 @@ function killGroup(p: ChildProcess | undefined): void {
     console.error(`kill ${p.pid}: ${(err as Error).message}`);
   }
 }
-process.on('exit', () => live.forEach(killGroup));
+async function killAndWait(m: Member): Promise<void> {
+  const p = m.proc;
+  if (p === undefined || p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  killGroup(p);
+  await Promise.race([exited, sleep(10_000)]);
+}
+/** Data directories of the runs in progress: removed on every exit path (after the kills). */
+const roots = new Set<string>();
+process.on('exit', () => {
+  live.forEach(killGroup);
+  for (const r of roots) {
+    try {
+      fs.rmSync(r, { recursive: true, force: true, maxRetries: 3 });
+    } catch (err) {
+      console.error(`removing ${r}: ${(err as Error).message}`);
+    }
+  }
+});
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
-function start(m: Member, initialCluster: string): void {
+function start(sys: SystemName, m: Member, initialCluster: string): void {
   const url = `http://127.0.0.1:${m.clientPort}`;
   const peer = `http://127.0.0.1:${m.peerPort}`;
-  m.out = [];
-  const proc = spawn(
-    process.execPath,
-    [
-      BIN,
-      `--name=${m.name}`,
-      `--data-dir=${m.dataDir}`,
-      `--listen-client-urls=${url}`,
-      `--advertise-client-urls=${url}`,
-      `--listen-peer-urls=${peer}`,
-      `--initial-advertise-peer-urls=${peer}`,
-      `--initial-cluster=${initialCluster}`,
-      '--initial-cluster-state=new',
-      '--snapshot-count=1000',
-      '--quota-backend-bytes=8589934592',
-      ...FLAGS,
-    ],
-    { detached: true, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+  const flags = [
+    `--name=${m.name}`,
+    `--data-dir=${m.dataDir}`,
+    `--listen-client-urls=${url}`,
+    `--advertise-client-urls=${url}`,
+    `--listen-peer-urls=${peer}`,
+    `--initial-advertise-peer-urls=${peer}`,
+    `--initial-cluster=${initialCluster}`,
+    '--initial-cluster-state=new',
+    `--initial-cluster-token=bench-scale-${sys}`,
+    ...COMMON_FLAGS,
+    ...OWN_FLAGS[sys],
+  ];
+  const [cmd, argv] = sys === 'quorumkv' ? [process.execPath, [QKV_BIN, ...flags]] : [ETCD_BIN, flags];
+  const proc = spawn(cmd, argv, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
   proc.on('exit', () => live.delete(proc));
-  // Keep only lines the benchmark looks for (the log of a long load is large).
+  m.tail = [];
+  m.snapshotLines = [];
   const keep = (d: Buffer) => {
-    for (const l of d.toString().split('\n')) if (/ready to serve|snapshot|error|panic|Error/.test(l) && !l.includes('snapshot taken')) m.out.push(l);
+    for (const l of d.toString().split('\n')) {
+      if (l === '') continue;
+      m.tail.push(l);
+      if (m.tail.length > 30) m.tail.shift();
+      // A snapshot coming in: quorumkv's "receiving snapshot", etcd's "receiving database snapshot" / "restored snapshot".
+      if (/(receiv|restor|install)\w* (database )?snapshot/i.test(l)) m.snapshotLines.push(l);
+    }
   };
   proc.stdout!.on('data', keep);
   proc.stderr!.on('data', keep);
   m.proc = proc;
 }
 
-async function waitLog(m: Member, needle: string, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!m.out.some((l) => l.includes(needle))) {
-    if (m.proc?.exitCode !== null || m.proc?.signalCode !== null) throw new Error(`${m.name} exited:\n${m.out.slice(-20).join('\n')}`);
-    if (Date.now() > deadline) throw new Error(`${m.name}: no "${needle}" within ${timeoutMs} ms:\n${m.out.slice(-20).join('\n')}`);
-    await sleep(50);
-  }
-}
-
-function clients(m: Member): void {
+function grpcClients(port: number): { kv: grpc.Client; maint: grpc.Client } {
   const ctor = (service: string) =>
     (grpcDefinitions().etcdserverpb as Record<string, unknown>)[service] as new (a: string, c: grpc.ChannelCredentials, o?: object) => grpc.Client;
-  const target = `127.0.0.1:${m.clientPort}`;
+  const target = `127.0.0.1:${port}`;
   const opts = { 'grpc.max_receive_message_length': 64 * 1024 * 1024, 'grpc.initial_reconnect_backoff_ms': 100, 'grpc.max_reconnect_backoff_ms': 500 };
-  m.kv = new (ctor('KV'))(target, grpc.credentials.createInsecure(), opts);
-  m.maint = new (ctor('Maintenance'))(target, grpc.credentials.createInsecure(), opts);
+  return { kv: new (ctor('KV'))(target, grpc.credentials.createInsecure(), opts), maint: new (ctor('Maintenance'))(target, grpc.credentials.createInsecure(), opts) };
 }
 
 function call<T>(c: grpc.Client, method: string, req: object, deadlineMs = 10_000): Promise<T> {
   return new Promise((resolve, reject) => {
-    const fn = (c as unknown as Record<string, (r: object, o: object, cb: (e: Error | null, v: T) => void) => void>)[method];
+    const fn = (c as unknown as Record<string, (r: object, o: object, cb: (e: Error | null, v: T) => void) => void>)[method]!;
     fn.call(c, req, { deadline: Date.now() + deadlineMs }, (e, v) => (e ? reject(e) : resolve(v)));
   });
 }
@@ -134,38 +175,61 @@ interface StatusPb {
   header: { member_id: string; revision: string };
 }
 
+function exited(m: Member): boolean {
+  return m.proc === undefined || m.proc.exitCode !== null || m.proc.signalCode !== null;
+}
+
+/** Polls until `probe` returns a value; fails if a member in `watch` exited, or at the deadline. */
+async function until<T>(what: string, timeoutMs: number, watch: Member[], probe: () => Promise<T | undefined>, everyMs = 50): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe().catch(() => undefined);
+    if (v !== undefined) return v;
+    const dead = watch.find(exited);
+    if (dead) throw new Error(`${dead.name} exited while waiting for ${what}:\n${dead.tail.join('\n')}`);
+    if (Date.now() > deadline) throw new Error(`no ${what} within ${timeoutMs} ms`);
+    await sleep(everyMs);
+  }
+}
+
 async function leaderOf(members: Member[]): Promise<Member> {
-  for (let i = 0; i < 200; i++) {
+  return until('leader', READY_TIMEOUT_MS, members, async () => {
     for (const m of members) {
-      try {
-        const s = await call<StatusPb>(m.maint!, 'Status', {}, 1000);
-        if (s.leader !== '0' && s.leader === s.header.member_id) return m;
-      } catch {
-        // not up yet
-      }
+      const s = await call<StatusPb>(m.maint, 'Status', {}, 1000).catch(() => undefined);
+      if (s && s.leader !== '0' && s.leader === s.header.member_id) return m;
     }
-    await sleep(100);
-  }
-  throw new Error('no leader');
+    return undefined;
+  }, 100);
 }
 
-async function revision(m: Member): Promise<number> {
-  return Number((await call<StatusPb>(m.maint!, 'Status', {}, 2000)).header.revision);
+async function revision(m: Member, deadlineMs = 5_000): Promise<number> {
+  return Number((await call<StatusPb>(m.maint, 'Status', {}, deadlineMs)).header.revision);
 }
 
-function procStatus(m: Member, field: 'VmRSS' | 'VmHWM'): number {
-  if (m.proc?.pid === undefined) return 0;
+function hwm(m: Member): number {
+  if (exited(m)) return NaN;
   try {
-    const r = new RegExp(`${field}:\\s+(\\d+) kB`).exec(fs.readFileSync(`/proc/${m.proc.pid}/status`, 'utf8'));
-    return r ? Number(r[1]) * 1024 : 0;
+    const r = /VmHWM:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${m.proc!.pid}/status`, 'utf8'));
+    return r ? Number(r[1]) * 1024 : NaN;
   } catch {
-    return 0; // the process is gone (killed follower)
+    return NaN; // gone in the meantime
   }
 }
 
-/** The member's event-loop lag max since the previous scrape, in ms (prom-client's metric). */
+/** Resets a process's peak RSS to its current RSS (Linux: "5" to clear_refs). */
+function resetHwm(m: Member): void {
+  if (exited(m)) return;
+  try {
+    fs.writeFileSync(`/proc/${m.proc!.pid}/clear_refs`, '5');
+  } catch (err) {
+    console.error(`clear_refs of ${m.name}: ${(err as Error).message}`);
+  }
+}
+
+/** quorumkv's event-loop lag max since the previous scrape, in ms (NaN: none, e.g. etcd). */
 function loopLagMaxMs(m: Member): Promise<number> {
   return new Promise((resolve) => {
+    if (exited(m)) return resolve(NaN);
     const req = http.get({ host: '127.0.0.1', port: m.clientPort, path: '/metrics', timeout: 5_000 }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
@@ -179,144 +243,230 @@ function loopLagMaxMs(m: Member): Promise<number> {
   });
 }
 
-/** Samples VmRSS of every member and its loop lag until stopped; returns the maxima. */
-function sampler(members: Member[]): { stop: () => Promise<{ rss: number[]; lagMs: number[] }> } {
-  const rss = members.map(() => 0);
-  const lagMs = members.map(() => 0);
+interface OpResult {
+  ms: number;
+  /** Peak RSS per member (bytes), during the operation. */
+  hwm: number[];
+  /** Longest loop stall per member (ms; NaN where not known). */
+  stallMs: number[];
+  note: string;
+}
+
+/** Runs `op` with every member's peak RSS reset before and read after, and loop lag scraped. */
+async function measured(members: Member[], op: () => Promise<string>): Promise<OpResult> {
+  members.forEach(resetHwm);
+  await Promise.all(members.map(loopLagMaxMs)); // starts a new lag window
+  const stall = members.map(() => NaN);
+  const peak = members.map(() => NaN);
+  const fold = (lags: number[]) => lags.forEach((l, i) => (stall[i] = Number.isNaN(l) ? stall[i]! : Math.max(Number.isNaN(stall[i]!) ? 0 : stall[i]!, l)));
+  const foldHwm = () => members.forEach((m, i) => (peak[i] = Math.max(Number.isNaN(peak[i]!) ? 0 : peak[i]!, hwm(m) || 0)));
   let running = true;
-  let ticks = 0;
-  const loop = (async () => {
-    await Promise.all(members.map(loopLagMaxMs)); // resets the lag window
-    while (running) {
-      members.forEach((m, i) => (rss[i] = Math.max(rss[i]!, procStatus(m, 'VmRSS'))));
-      if (++ticks % 5 === 0) {
-        const lags = await Promise.all(members.map(loopLagMaxMs));
-        lags.forEach((l, i) => (lagMs[i] = Math.max(lagMs[i]!, Number.isNaN(l) ? 0 : l)));
-      }
-      await sleep(SAMPLE_EVERY_MS);
+  const scraper = (async () => {
+    for (let i = 0; running && i < PHASE_TIMEOUT_MS / LAG_SCRAPE_EVERY_MS; i++) {
+      await sleep(LAG_SCRAPE_EVERY_MS);
+      fold(await Promise.all(members.map(loopLagMaxMs)));
+      foldHwm(); // a member killed during the operation keeps its peak
     }
-    const lags = await Promise.all(members.map(loopLagMaxMs));
-    lags.forEach((l, i) => (lagMs[i] = Math.max(lagMs[i]!, Number.isNaN(l) ? 0 : l)));
+  })();
+  const t = Date.now();
+  let note: string;
+  try {
+    note = await op();
+  } finally {
+    running = false;
+    await scraper;
+  }
+  const ms = Date.now() - t;
+  fold(await Promise.all(members.map(loopLagMaxMs)));
+  foldHwm();
+  return { ms, hwm: peak, stallMs: stall, note };
+}
+
+/** 1 MiB of random bytes; values are slices of it at varying offsets (incompressible). */
+const POOL = crypto.randomBytes(1 << 20);
+function valueFor(i: number): Buffer {
+  const off = (i * 7919) % (POOL.length - VALUE_BYTES);
+  return POOL.subarray(off, off + VALUE_BYTES);
+}
+const keyFor = (i: number) => Buffer.from(`key/${String(i % KEYS).padStart(9, '0')}`);
+
+async function putMany(m: Member, n: number, offset: number, clients: number): Promise<void> {
+  let next = 0;
+  const deadline = Date.now() + PHASE_TIMEOUT_MS;
+  const worker = async (): Promise<void> => {
+    for (let i = next++; i < n; i = next++) {
+      if (Date.now() > deadline) throw new Error('puts timed out');
+      await call(m.kv, 'Put', { key: keyFor(i), value: valueFor(i + offset) }, 60_000);
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, worker));
+}
+
+/** One prober: a put every PROBE_EVERY_MS until stopped; latencies in ms. */
+function prober(m: () => Member): { stop: () => Promise<{ ms: number[]; failed: number }> } {
+  const ms: number[] = [];
+  let failed = 0;
+  let running = true;
+  const loop = (async () => {
+    for (let i = 0; running && i < PHASE_TIMEOUT_MS / PROBE_EVERY_MS; i++) {
+      const s = Date.now();
+      try {
+        await call(m().kv, 'Put', { key: Buffer.from('probe'), value: Buffer.from(String(i)) }, 10_000);
+        ms.push(Date.now() - s);
+      } catch {
+        failed++;
+      }
+      await sleep(PROBE_EVERY_MS);
+    }
   })();
   return {
     stop: async () => {
       running = false;
       await loop;
-      return { rss, lagMs };
+      return { ms, failed };
     },
   };
 }
+const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)] ?? NaN;
 
-async function putMany(m: Member, n: number, prefix: string): Promise<void> {
-  let next = 0;
-  const deadline = Date.now() + LOAD_TIMEOUT_MS;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < n; i = next++) {
-      if (Date.now() > deadline) throw new Error('load timed out');
-      const key = Buffer.from(`${prefix}${String(i % KEYS).padStart(9, '0')}`);
-      const value = Buffer.alloc(VALUE_BYTES, 97 + (i % 26));
-      await call(m.kv!, 'Put', { key, value }, 30_000);
-    }
-  };
-  await Promise.all(Array.from({ length: CLIENTS }, worker));
+function etcdctl(endpoints: Member[], args: string[]): Promise<string> {
+  const eps = endpoints.map((m) => `127.0.0.1:${m.clientPort}`).join(',');
+  return new Promise((resolve, reject) => {
+    execFile(
+      ETCDCTL_BIN,
+      [`--endpoints=${eps}`, `--command-timeout=${ETCDCTL_TIMEOUT_S}s`, `--dial-timeout=10s`, ...args],
+      { env: { ...process.env, ETCDCTL_API: '3' }, timeout: (ETCDCTL_TIMEOUT_S + 30) * 1000, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => (err ? reject(new Error(`etcdctl ${args.join(' ')}: ${err.message} ${stderr}`)) : resolve(stdout)),
+    );
+  });
 }
 
-const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+const mib = (b: number) => (Number.isNaN(b) ? '–' : `${(b / 2 ** 20).toFixed(0)}`);
+const secs = (ms: number) => (ms / 1000).toFixed(1);
+
+async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), `bench-scale-${sys}-`));
+  roots.add(root);
+  const members: Member[] = [];
+  const results = new Map<string, OpResult>();
+  try {
+    for (let i = 1; i <= 3; i++) {
+      const clientPort = await freePort();
+      members.push({ name: `m${i}`, dataDir: path.join(root, `m${i}`), clientPort, peerPort: await freePort(), tail: [], snapshotLines: [], ...grpcClients(clientPort) });
+    }
+    const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+    members.forEach((m) => start(sys, m, initialCluster));
+    let leader = await leaderOf(members);
+    const log = (op: string, r: OpResult) => {
+      results.set(op, r);
+      const stall = r.stallMs.some((s) => !Number.isNaN(s)) ? `; longest loop stall ${r.stallMs.map((s) => s.toFixed(0)).join('/')} ms` : '';
+      console.log(`[${sys}] ${op}: ${secs(r.ms)} s; peak RSS ${r.hwm.map(mib).join('/')} MiB${stall}${r.note ? `; ${r.note}` : ''}`);
+    };
+
+    log('load', await measured(members, async () => {
+      const t = Date.now();
+      await putMany(leader, KEYS, 0, CLIENTS);
+      return `${((KEYS / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
+    }));
+    log('overwrite', await measured(members, async () => {
+      const t = Date.now();
+      await putMany(leader, OVERWRITE, 1, CLIENTS);
+      return `${((OVERWRITE / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
+    }));
+
+    // Catch-up of a killed follower.
+    const follower = members.find((m) => m !== leader)!;
+    await killAndWait(follower);
+    await putMany(leader, EXTRA, 2, CLIENTS);
+    const quiet = prober(() => leader);
+    await sleep(10_000);
+    const before = await quiet.stop();
+    let during: { ms: number[]; failed: number } = { ms: [], failed: 0 };
+    log('catch-up', await measured(members, async () => {
+      const target = await revision(leader);
+      const probes = prober(() => leader);
+      start(sys, follower, initialCluster);
+      // The follower's peak RSS when it first answers (its start, before the snapshot comes in).
+      let readyHwm = NaN;
+      await until(`${follower.name} at revision ${target}`, PHASE_TIMEOUT_MS, [follower], async () => {
+        const rev = await revision(follower, 2_000);
+        if (Number.isNaN(readyHwm)) readyHwm = hwm(follower);
+        return rev >= target ? true : undefined;
+      }, 50);
+      during = await probes.stop();
+      const snap = follower.snapshotLines.length > 0 ? `by snapshot ("${follower.snapshotLines[0]!.slice(0, 90)}…")` : 'NO snapshot line in its log';
+      return `${follower.name} restarted after ${EXTRA} writes (peak RSS ${mib(readyHwm)} MiB when it first answered), ${snap}; leader put p99 ${p99(during.ms)} ms during (${during.failed} failed) vs ${p99(before.ms)} ms before`;
+    }));
+
+    log('hashkv', await measured(members, async () => {
+      const out = JSON.parse(await etcdctl(members, ['endpoint', 'hashkv', '-w', 'json'])) as { HashKV: { hash: number } }[];
+      const hashes = out.map((h) => h.HashKV.hash);
+      if (!hashes.every((h) => h === hashes[0])) throw new Error(`HashKV differs across members: ${hashes.join(', ')}`);
+      return `equal on ${hashes.length} members`;
+    }));
+
+    const other = members.find((m) => m !== leader && m !== follower)!;
+    log('defrag', await measured(members, async () => {
+      await etcdctl([other], ['defrag']);
+      return `of ${other.name} (a follower)`;
+    }));
+
+    const file = path.join(root, 'snapshot.db');
+    log('snapshot save', await measured(members, async () => {
+      await etcdctl([leader], ['snapshot', 'save', file]);
+      return `from the leader, ${mib(fs.statSync(file).size)} MiB file`;
+    }));
+    fs.rmSync(file, { force: true });
+
+    log('restart', await measured(members, async () => {
+      await Promise.all(members.map(killAndWait));
+      const t = Date.now();
+      members.forEach((m) => start(sys, m, initialCluster));
+      const who = await until('a linearizable read', PHASE_TIMEOUT_MS, members, async () => {
+        for (const m of members) {
+          const r = await call<{ kvs: unknown[] }>(m.kv, 'Range', { key: keyFor(0) }, 1_000).catch(() => undefined);
+          if (r && r.kvs.length === 1) return m.name;
+        }
+        return undefined;
+      }, 20);
+      leader = await leaderOf(members);
+      return `all 3 killed; first linearizable read from ${who} after ${secs(Date.now() - t)} s`;
+    }));
+    return results;
+  } finally {
+    for (const m of members) {
+      m.kv.close();
+      m.maint.close();
+      killGroup(m.proc);
+    }
+    await sleep(1_000);
+    fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 });
+    roots.delete(root);
+  }
+}
 
 async function main(): Promise<void> {
-  const root = fs.mkdtempSync(path.join(os.tmpdir(), 'quorumkv-bench-scale-'));
-  const members: Member[] = [];
-  for (let i = 1; i <= 3; i++) {
-    members.push({ name: `s${i}`, dataDir: path.join(root, `s${i}`), clientPort: await freePort(), peerPort: await freePort(), out: [] });
+  const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
+  console.log(
+    `bench-scale: ${KEYS} keys × ${VALUE_BYTES} B (${mib(KEYS * VALUE_BYTES)} MiB), overwrite ${OVERWRITE}, ${EXTRA} writes while a follower is down, ` +
+      `${CLIENTS} clients; flags ${COMMON_FLAGS.join(' ')}; ${os.cpus().length} CPUs, load average ${load}`,
+  );
+  const all = new Map<SystemName, Map<string, OpResult>>();
+  for (const sys of SYSTEMS) {
+    const t = Date.now();
+    all.set(sys, await runSystem(sys));
+    console.log(`[${sys}] done in ${secs(Date.now() - t)} s; load average now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
   }
-  const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
-  console.log(`bench-scale: ${KEYS} keys × ${VALUE_BYTES} B (${mib(KEYS * VALUE_BYTES)}), ${EXTRA} overwrites while a follower is down, ${CLIENTS} clients; bin ${BIN}; data ${root}`);
-  try {
-    members.forEach((m) => start(m, initialCluster));
-    await Promise.all(members.map((m) => waitLog(m, 'ready to serve client requests', 60_000)));
-    members.forEach(clients);
-    const leader = await leaderOf(members);
-    const follower = members.find((m) => m !== leader)!;
-
-    let t = Date.now();
-    await putMany(leader, KEYS, 'key/');
-    console.log(`load:      ${((Date.now() - t) / 1000).toFixed(1)} s (${((KEYS / (Date.now() - t)) * 1000).toFixed(0)} puts/s)`);
-    const steady = members.map((m) => procStatus(m, 'VmRSS'));
-    console.log(`steady RSS: ${members.map((m, i) => `${m.name}${m === leader ? '(leader)' : ''} ${mib(steady[i]!)}`).join(', ')}`);
-
-    killGroup(follower.proc);
-    await sleep(500);
-    t = Date.now();
-    await putMany(leader, EXTRA, 'key/');
-    console.log(`overwrite: ${EXTRA} puts with ${follower.name} down in ${((Date.now() - t) / 1000).toFixed(1)} s`);
-
-    // Catch-up, with the leader probed and every member sampled.
-    const samples = sampler(members);
-    const probeMs: number[] = [];
-    let probeFailures = 0;
-    let probing = true;
-    const probes = (async () => {
-      for (let i = 0; probing && i < 1_000_000; i++) {
-        const s = Date.now();
-        try {
-          await call(leader.kv!, 'Put', { key: Buffer.from('probe'), value: Buffer.from(String(i)) }, 5_000);
-          probeMs.push(Date.now() - s);
-        } catch {
-          probeFailures++;
-        }
-        await sleep(100);
-      }
-    })();
-    t = Date.now();
-    start(follower, initialCluster);
-    await waitLog(follower, 'ready to serve client requests', CATCH_UP_TIMEOUT_MS);
-    clients(follower);
-    await waitLog(follower, 'installed snapshot from the leader', CATCH_UP_TIMEOUT_MS);
-    const installedMs = Date.now() - t;
-    const deadline = Date.now() + CATCH_UP_TIMEOUT_MS;
-    let statusTimeouts = 0;
-    for (;;) {
-      // A member too busy to answer within the deadline is counted, and asked again.
-      const [lr, fr] = await Promise.all([revision(leader).catch(() => (statusTimeouts++, Infinity)), revision(follower).catch(() => (statusTimeouts++, 0))]);
-      if (fr >= lr - 1) break; // the probes keep the leader moving by one revision at a time
-      if (Date.now() > deadline) throw new Error('follower did not catch up');
-      await sleep(50);
-    }
-    const caughtUpMs = Date.now() - t;
-    probing = false;
-    await probes;
-    const during = await samples.stop();
-    const retries = follower.out.filter((l) => l.includes('already in progress')).length;
-    probeMs.sort((a, b) => a - b);
-    console.log(`catch-up:  snapshot installed after ${(installedMs / 1000).toFixed(1)} s, revision equal after ${(caughtUpMs / 1000).toFixed(1)} s; "already in progress": ${retries}; Status calls over 2 s: ${statusTimeouts}`);
-    console.log(`           peak VmRSS during catch-up: ${members.map((m, i) => `${m.name}${m === leader ? '(leader)' : m === follower ? '(follower)' : ''} ${mib(during.rss[i]!)}`).join(', ')}`);
-    console.log(`           VmHWM: ${members.map((m) => `${m.name} ${mib(procStatus(m, 'VmHWM'))}`).join(', ')}`);
-    console.log(`           longest event-loop stall: ${members.map((m, i) => `${m.name} ${during.lagMs[i]!.toFixed(0)} ms`).join(', ')}`);
-    const p99 = probeMs[Math.floor(probeMs.length * 0.99)] ?? NaN;
-    console.log(`           leader put probes: ${probeMs.length} ok, ${probeFailures} failed, p50 ${probeMs[Math.floor(probeMs.length / 2)] ?? NaN} ms, p99 ${p99} ms, max ${probeMs[probeMs.length - 1] ?? NaN} ms`);
-
-    // HashKV on each member in turn, every member sampled.
-    const hs = sampler(members);
-    const hashes: string[] = [];
-    const hashMs: number[] = [];
-    const rev = await revision(leader);
-    for (const m of members) {
-      const s = Date.now();
-      const h = await call<{ hash: number }>(m.maint!, 'HashKV', { revision: rev }, 10 * 60_000);
-      hashMs.push(Date.now() - s);
-      hashes.push(String(h.hash));
-    }
-    const hashLag = await hs.stop();
-    console.log(`hashkv:    at revision ${rev}: ${members.map((m, i) => `${m.name} ${(hashMs[i]! / 1000).toFixed(1)} s`).join(', ')}; equal: ${hashes.every((h) => h === hashes[0])}`);
-    console.log(`           longest event-loop stall: ${members.map((m, i) => `${m.name} ${hashLag.lagMs[i]!.toFixed(0)} ms`).join(', ')}`);
-  } finally {
-    members.forEach((m) => {
-      m.kv?.close();
-      m.maint?.close();
-      killGroup(m.proc);
-    });
-    await sleep(500);
-    fs.rmSync(root, { recursive: true, force: true });
+  const e = all.get('etcd');
+  const q = all.get('quorumkv');
+  const ops = [...(q ?? e ?? new Map<string, OpResult>()).keys()];
+  console.log('\n| operation | etcd 3.4 | quorumkv | peak RSS MiB, etcd m1/m2/m3 | peak RSS MiB, quorumkv m1/m2/m3 | quorumkv longest loop stall, ms |');
+  console.log('|---|---:|---:|---|---|---|');
+  for (const op of ops) {
+    const a = e?.get(op);
+    const b = q?.get(op);
+    const stall = b ? b.stallMs.map((s) => (Number.isNaN(s) ? '–' : s.toFixed(0))).join('/') : '–';
+    console.log(`| ${op} | ${a ? `${secs(a.ms)} s` : '–'} | ${b ? `${secs(b.ms)} s` : '–'} | ${a ? a.hwm.map(mib).join('/') : '–'} | ${b ? b.hwm.map(mib).join('/') : '–'} | ${stall} |`);
   }
 }
 

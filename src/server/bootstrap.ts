@@ -105,7 +105,7 @@ export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsM
     const memberDir = path.join(cfg.dataDir, 'member');
     const walDir = path.join(memberDir, 'wal');
     fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
-    finishInterruptedSnapshotInstall(memberDir);
+    finishInterruptedSnapshotInstall(memberDir, log);
     const backend = await Backend.open(path.join(memberDir, 'backend'));
     // Values beyond --hot-value-bytes live in the spill file (a cache of the backend's values).
     const spill = cfg.hotValueBytes === undefined ? undefined : { spill: SpillFile.open(path.join(memberDir, 'spill'), log), hotValueBytes: cfg.hotValueBytes };

@@ -224,14 +224,26 @@ export class Snapshotter {
 
 /** A snapshot install replaces member/backend by renaming member/backend.incoming over it; if a
  *  crash hit between the two renames, finish the job (the WAL's snapshot marker points at the new
- *  state only after both renames, see Snapshotter.installData). Called before the backend opens. */
-export function finishInterruptedSnapshotInstall(memberDir: string): void {
+ *  state only after both renames, see Snapshotter.installData). Anything else an install left
+ *  behind is removed: a backend.incoming next to a backend is a snapshot cut short while it was
+ *  received or loaded (never verified as a whole, so never used), a backend.old is the state the
+ *  swap replaced. Called before the backend opens. */
+export function finishInterruptedSnapshotInstall(memberDir: string, log: Logger): void {
   const backendDir = path.join(memberDir, BACKEND_DIR);
   const incoming = path.join(memberDir, INCOMING_DIR);
   const old = path.join(memberDir, OLD_DIR);
-  if (!fs.existsSync(backendDir) && fs.existsSync(incoming)) fs.renameSync(incoming, backendDir);
-  fs.rmSync(incoming, { recursive: true, force: true });
-  fs.rmSync(old, { recursive: true, force: true });
+  if (!fs.existsSync(backendDir) && fs.existsSync(incoming)) {
+    log.warn('completing a snapshot install that a crash interrupted between its two renames', { dir: memberDir });
+    fs.renameSync(incoming, backendDir);
+  }
+  if (fs.existsSync(incoming)) {
+    log.warn('removing a snapshot that a crash cut short while it was received or loaded; the member starts from its own backend', { dir: incoming });
+    fs.rmSync(incoming, { recursive: true, force: true });
+  }
+  if (fs.existsSync(old)) {
+    log.info('removing the backend a completed snapshot install replaced', { dir: old });
+    fs.rmSync(old, { recursive: true, force: true });
+  }
   // The spill is a cache recreated at every start (in SPILL_DIRS[0]); an install's is left over.
   fs.rmSync(path.join(memberDir, SPILL_DIRS[1]), { recursive: true, force: true });
 }

@@ -2,7 +2,8 @@
 // a snapshot is written into a new backend as it streams in, swapped in and loaded (values spilled
 // when --hot-value-bytes is set); a second snapshot arriving during an install waits for it and is
 // then found stale (coalesced, not failed); a stream that breaks midway leaves the member's backend
-// as it was and no partial copy behind.
+// as it was and no partial copy behind; what a crash during an install leaves is sorted out at the
+// next start.
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -10,7 +11,7 @@ import path from 'node:path';
 import { MvccStore } from '../../src/mvcc';
 import { MessageType, newMessage, type Message } from '../../src/raft';
 import { Backend, type LoadedState } from '../../src/storage/backend/backend';
-import { Snapshotter } from '../../src/server/snapshot';
+import { Snapshotter, finishInterruptedSnapshotInstall } from '../../src/server/snapshot';
 import type { RaftNode } from '../../src/server/raft_node';
 import type { Server } from '../../src/server/server';
 import { Logger } from '../../src/util/log';
@@ -152,5 +153,60 @@ describe('Snapshotter.install (streamed into a new backend)', function () {
     assert.equal(f.installed.length, 1);
     assert.deepEqual(f.store.hashKV(), leaderStore.hashKV());
     await f.backend().close();
+  });
+});
+
+// What a kill -9 can leave under member/ during an install, and what the next start makes of it
+// (before the backend opens): the member's own backend unless the swap had begun.
+describe('finishInterruptedSnapshotInstall (the start after a crash during an install)', () => {
+  let memberDir: string;
+  let lines: string[];
+  let log: Logger;
+  beforeEach(() => {
+    memberDir = fs.mkdtempSync(path.join(os.tmpdir(), 'quorumkv-snapcrash-'));
+    lines = [];
+    log = new Logger('info', {}, (l) => lines.push(l));
+  });
+  afterEach(() => fs.rmSync(memberDir, { recursive: true, force: true }));
+  const mark = (dir: string, what: string) => {
+    fs.mkdirSync(path.join(memberDir, dir), { recursive: true });
+    fs.writeFileSync(path.join(memberDir, dir, 'WHICH'), what);
+  };
+  const which = (dir: string) => fs.readFileSync(path.join(memberDir, dir, 'WHICH'), 'utf8');
+
+  it('killed while receiving or loading: the partial backend.incoming is removed, the old backend kept', () => {
+    mark('backend', 'old state');
+    mark('backend.incoming', 'half a snapshot');
+    mark('spill.1', 'the new store spill');
+    finishInterruptedSnapshotInstall(memberDir, log);
+    assert.equal(which('backend'), 'old state');
+    assert.ok(!fs.existsSync(path.join(memberDir, 'backend.incoming')));
+    assert.ok(!fs.existsSync(path.join(memberDir, 'spill.1')));
+    assert.match(lines.join('\n'), /removing a snapshot that a crash cut short/);
+  });
+
+  it('killed between the two renames: the verified snapshot becomes the backend', () => {
+    mark('backend.old', 'old state');
+    mark('backend.incoming', 'whole snapshot');
+    finishInterruptedSnapshotInstall(memberDir, log);
+    assert.equal(which('backend'), 'whole snapshot');
+    assert.ok(!fs.existsSync(path.join(memberDir, 'backend.incoming')));
+    assert.ok(!fs.existsSync(path.join(memberDir, 'backend.old')));
+    assert.match(lines.join('\n'), /completing a snapshot install/);
+  });
+
+  it('killed after the swap, before backend.old was removed: the new backend stays', () => {
+    mark('backend', 'whole snapshot');
+    mark('backend.old', 'old state');
+    finishInterruptedSnapshotInstall(memberDir, log);
+    assert.equal(which('backend'), 'whole snapshot');
+    assert.ok(!fs.existsSync(path.join(memberDir, 'backend.old')));
+  });
+
+  it('a clean member directory is left as it is, silently', () => {
+    mark('backend', 'state');
+    finishInterruptedSnapshotInstall(memberDir, log);
+    assert.equal(which('backend'), 'state');
+    assert.deepEqual(lines, []);
   });
 });
