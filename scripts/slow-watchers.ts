@@ -5,10 +5,11 @@
 // order, or a cancel with compact_revision). The experiment is test/integration/slow_watch.ts.
 //
 //   npx tsc -p . && node dist/scripts/slow-watchers.js [--watchers=1000] [--puts=100000]
-//       [--value-bytes=1024] [--keys=1000] [--concurrency=256] [--prefix] [--compact] [--etcd]
+//       [--streams=1] [--value-bytes=1024] [--keys=1000] [--concurrency=256] [--prefix] [--compact] [--etcd]
 //       [--endpoint=host:port --pid=N] [-- member flags...]
 //
-// Watcher i watches key s/<i mod keys> (--prefix: every watcher watches all of s/, so each put
+// --streams spreads the watchers over that many slow streams, each on its own connection (the
+// member-wide bound's case). Watcher i watches key s/<i mod keys> (--prefix: every watcher watches all of s/, so each put
 // is an event for each of them). --compact compacts at the last revision before the slow client
 // reads. --etcd runs the same against etcd 3.4 ($ETCD_BIN or /usr/bin/etcd) instead. --endpoint
 // (with --pid for VmRSS) measures an already running server instead of starting one (e.g. an
@@ -30,7 +31,7 @@ const flag = (name: string) => process.argv.includes(`--${name}`);
 
 function report(name: string, r: SlowWatchResult, o: Omit<SlowWatchOptions, 'endpoint' | 'pid'>): void {
   const mb = (kb: number) => `${Math.round(kb / 1024)} MB`;
-  console.log(`\n== ${name}: ${o.watchers} watchers${o.prefix ? ' on one prefix' : ` on ${o.keys} keys`}, ${o.puts} puts of ${o.valueBytes} B${o.compact ? ', compacted before reading' : ''}`);
+  console.log(`\n== ${name}: ${o.watchers} watchers on ${o.streams ?? 1} stream(s)${o.prefix ? ' on one prefix' : ` on ${o.keys} keys`}, ${o.puts} puts of ${o.valueBytes} B${o.compact ? ', compacted before reading' : ''}`);
   console.log(`VmRSS: before ${mb(r.rssBeforeKb)}, max during puts ${mb(r.rssMaxPutsKb)}, after puts ${mb(r.rssAfterPutsKb)}, max while the slow stream read ${mb(r.rssMaxResumeKb)}`);
   const step = Math.max(1, Math.floor(r.rssSamples.length / 12));
   console.log(
@@ -44,7 +45,7 @@ function report(name: string, r: SlowWatchResult, o: Omit<SlowWatchOptions, 'end
   const l = r.fastLatenciesMs;
   const c = r.fastCommitMs;
   console.log(`normal watcher, put→event: ${l.length} events, p50 ${percentile(l, 50)} ms, p99 ${percentile(l, 99)} ms, max ${Math.max(...l)} ms; missed ${r.fastMissed} (the same puts, put→response: p50 ${percentile(c, 50)} ms, p99 ${percentile(c, 99)} ms)`);
-  console.log(`slow stream: ${r.slowBytesBeforeResume} bytes received before it read; then ${r.eventsDelivered} events in ${r.resumeSeconds.toFixed(1)} s; ${r.completeWatchers} watchers got every event in order, ${r.compactedWatchers} got compact_revision`);
+  console.log(`slow streams: ${r.slowBytesBeforeResume} bytes received before they read; then ${r.eventsDelivered} events in ${r.resumeSeconds.toFixed(1)} s; ${r.completeWatchers} watchers got every event in order, ${r.compactedWatchers} got compact_revision`);
   console.log(r.wrong.length === 0 ? 'every watcher: every event in order, or the compaction answer after a gap-free prefix' : `WRONG (${r.wrong.length}): ${r.wrong.slice(0, 5).join(' | ')}`);
   if (r.watchBufferedMaxBytes !== undefined) console.log(`quorumkv_watch_buffered_bytes max sampled: ${Math.round(r.watchBufferedMaxBytes / 1024)} KiB`);
   for (const [k, v] of Object.entries(r.metrics)) console.log(`  ${k} ${v}`);
@@ -81,6 +82,7 @@ async function startEtcd(): Promise<{ endpoint: string; pid: number; stop: () =>
 async function main(): Promise<void> {
   const o: Omit<SlowWatchOptions, 'endpoint' | 'pid'> = {
     watchers: Number(arg('watchers') ?? 1000),
+    streams: Number(arg('streams') ?? 1),
     puts: Number(arg('puts') ?? 100_000),
     valueBytes: Number(arg('value-bytes') ?? 1024),
     keys: Number(arg('keys') ?? 1000),

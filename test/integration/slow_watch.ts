@@ -138,6 +138,8 @@ export interface SlowWatchOptions {
   pid: number;
   /** Slow watchers; watcher i watches keyOf(i) (one key) or, with prefix, everything under "s/". */
   watchers: number;
+  /** Slow streams the watchers are spread over (default 1), each on its own connection. */
+  streams?: number;
   prefix: boolean;
   puts: number;
   valueBytes: number;
@@ -200,8 +202,19 @@ export async function runSlowWatch(o: SlowWatchOptions): Promise<SlowWatchResult
   const kv = kvClient(o.endpoint);
   await unary(kv, 'Put', { key: Buffer.from('probe'), value: Buffer.from('v') });
   const rssBeforeKb = rssKb(o.pid);
-  const slow = await ZeroWindowWatchStream.open(port, Array.from({ length: o.watchers }, (_, i) => (o.prefix ? { key: 's/', rangeEnd: 's0' } : { key: keyOf(i % o.keys) })));
-  log(`${o.watchers} slow watchers created; server VmRSS ${Math.round(rssBeforeKb / 1024)} MB before`);
+  // Watcher i is on stream floor(i / perStream), with id i mod perStream there (ids from 0, in order).
+  const nStreams = Math.max(1, o.streams ?? 1);
+  const perStream = Math.ceil(o.watchers / nStreams);
+  const slowStreams: ZeroWindowWatchStream[] = [];
+  for (let s = 0; s * perStream < o.watchers; s++) {
+    const n = Math.min(perStream, o.watchers - s * perStream);
+    slowStreams.push(await ZeroWindowWatchStream.open(port, Array.from({ length: n }, (_, j) => (o.prefix ? { key: 's/', rangeEnd: 's0' } : { key: keyOf((s * perStream + j) % o.keys) }))));
+  }
+  if (o.watchers === 0) slowStreams.push(await ZeroWindowWatchStream.open(port, []));
+  const streamOf = (i: number) => slowStreams[Math.floor(i / perStream)];
+  const idOf = (i: number) => String(i % perStream);
+  const slowEnded = () => slowStreams.find((x) => x.ended)?.ended;
+  log(`${o.watchers} slow watchers created on ${slowStreams.length} streams; server VmRSS ${Math.round(rssBeforeKb / 1024)} MB before`);
 
   // The normal watcher, on its own connection.
   const fast = new RawWatchStream(o.endpoint);
@@ -275,9 +288,9 @@ export async function runSlowWatch(o: SlowWatchOptions): Promise<SlowWatchResult
   const fastMissed = fastSent - fastLatenciesMs.length;
   const rssMaxPutsKb = phaseMax;
   const rssAfterPutsKb = rssKb(o.pid);
-  const slowBytesBeforeResume = slow.dataBytes;
+  const slowBytesBeforeResume = slowStreams.reduce((n, x) => n + x.dataBytes, 0);
   const metricsBefore = await metric(o.metricsUrl, WATCH_METRICS);
-  log(`puts done in ${putsSeconds.toFixed(1)} s; server VmRSS ${Math.round(rssAfterPutsKb / 1024)} MB; the slow stream had received ${slowBytesBeforeResume} bytes`);
+  log(`puts done in ${putsSeconds.toFixed(1)} s; server VmRSS ${Math.round(rssAfterPutsKb / 1024)} MB; the slow streams had received ${slowBytesBeforeResume} bytes`);
 
   recorded.sort((a, b) => a.rev - b.rev);
   const byKey = new Map<string, { key: string; rev: number }[]>();
@@ -295,17 +308,18 @@ export async function runSlowWatch(o: SlowWatchOptions): Promise<SlowWatchResult
 
   phaseMax = 0;
   const tResume = Date.now();
-  slow.resume();
+  for (const x of slowStreams) x.resume();
   const answered = () => {
     let n = 0;
     for (let i = 0; i < o.watchers; i++) {
-      const id = String(i);
+      const slow = streamOf(i);
+      const id = idOf(i);
       if (slow.compacted.has(id) || (slow.events.get(id)?.length ?? 0) >= expectedOf(i).length) n++;
     }
     return n;
   };
   const deadline = Date.now() + o.resumeTimeoutMs;
-  while (Date.now() < deadline && !slow.ended && answered() < o.watchers) await sleep(50);
+  while (Date.now() < deadline && !slowEnded() && answered() < o.watchers) await sleep(50);
   const resumeSeconds = (Date.now() - tResume) / 1000;
   await sleep(300);
   sampling = false;
@@ -318,22 +332,25 @@ export async function runSlowWatch(o: SlowWatchOptions): Promise<SlowWatchResult
   const wrong: string[] = [];
   let complete = 0;
   for (let i = 0; i < o.watchers; i++) {
-    const id = String(i);
+    const slow = streamOf(i);
+    const id = idOf(i);
     const got = slow.events.get(id) ?? [];
     const expected = expectedOf(i);
     const c = slow.compacted.get(id);
     const n = got.length;
     let ok = n <= expected.length;
     for (let j = 0; ok && j < n; j++) ok = got[j].rev === expected[j].rev && got[j].key === expected[j].key;
-    if (!ok) wrong.push(`watcher ${id}: events are not the history's (got ${n}, first difference near ${got.findIndex((g, j) => g.rev !== expected[j]?.rev)})`);
+    if (!ok) wrong.push(`watcher ${i}: events are not the history's (got ${n}, first difference near ${got.findIndex((g, j) => g.rev !== expected[j]?.rev)})`);
     else if (c !== undefined) {
-      if (n < expected.length && expected[n].rev >= c) wrong.push(`watcher ${id}: cancelled at compaction ${c} though revision ${expected[n].rev} was still there`);
+      if (n < expected.length && expected[n].rev >= c) wrong.push(`watcher ${i}: cancelled at compaction ${c} though revision ${expected[n].rev} was still there`);
     } else if (n === expected.length) complete++;
-    else wrong.push(`watcher ${id}: ${n} of ${expected.length} events and no cancel`);
+    else wrong.push(`watcher ${i}: ${n} of ${expected.length} events and no cancel`);
   }
-  if (slow.otherCancels.length > 0) wrong.push(`cancels without compact_revision: ${slow.otherCancels.slice(0, 3).join('; ')}`);
-  if (slow.ended) wrong.push(`the slow stream ended: ${slow.ended}`);
-  slow.close();
+  for (const slow of slowStreams) {
+    if (slow.otherCancels.length > 0) wrong.push(`cancels without compact_revision: ${slow.otherCancels.slice(0, 3).join('; ')}`);
+    if (slow.ended) wrong.push(`a slow stream ended: ${slow.ended}`);
+    slow.close();
+  }
   fast.closeClient();
   kv.close();
   return {
@@ -349,9 +366,9 @@ export async function runSlowWatch(o: SlowWatchOptions): Promise<SlowWatchResult
     slowBytesBeforeResume,
     resumeSeconds,
     completeWatchers: complete,
-    compactedWatchers: slow.compacted.size,
+    compactedWatchers: slowStreams.reduce((n, x) => n + x.compacted.size, 0),
     wrong,
-    eventsDelivered: slow.totalEvents,
+    eventsDelivered: slowStreams.reduce((n, x) => n + x.totalEvents, 0),
     watchBufferedMaxBytes,
     grpcBufferedMaxBytes,
     metrics,

@@ -48,4 +48,16 @@ describe('slow watchers on a real member (bounded buffers, every event or a comp
     assert.equal(r.compactedWatchers, 20);
     assert.equal(r.metrics.quorumkv_watch_compacted_watchers_total, 20);
   });
+
+  it('20 slow streams over the member-wide bound: together they hold at most the bound plus 64 KiB each, none is ended, all complete on resume', async () => {
+    srv = await startServer({ args: ['--max-watch-buffer-bytes=4194304'] });
+    const r = await runSlowWatch({ endpoint: srv.endpoint, pid: srv.proc.pid!, metricsUrl: srv.url, watchers: 20, streams: 20, prefix: true, puts: 600, valueBytes: 1024, keys: 50, concurrency: 64, compact: false, resumeTimeoutMs: 30_000 });
+    assert.deepEqual(r.wrong, []);
+    assert.equal(r.completeWatchers, 20);
+    const bound = 4 * MB + 20 * (64 * 1024 + 2 * 1024);
+    assert.ok(r.watchBufferedMaxBytes !== undefined && r.watchBufferedMaxBytes <= bound, `watch buffers reached ${r.watchBufferedMaxBytes} bytes`);
+    // Without the bound they would hold 20 × 600 KiB: the bound is what stopped them.
+    assert.ok((r.metrics['quorumkv_watch_streams_over_bound_total (before resume)'] ?? 0) >= 1, JSON.stringify(r.metrics));
+    assert.equal(r.metrics.quorumkv_grpc_server_calls_evicted_total, 0);
+  });
 });
