@@ -5,6 +5,8 @@
 // compacted meanwhile, etcd's compaction answer. The full-size run is scripts/slow-watchers.ts.
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
+import http from 'node:http';
+import { kvClient, unary } from '../compat/grpc_client';
 import { startServer, type ServerProcess } from './harness';
 import { percentile, runSlowWatch } from './slow_watch';
 
@@ -59,5 +61,70 @@ describe('slow watchers on a real member (bounded buffers, every event or a comp
     // Without the bound they would hold 20 × 600 KiB: the bound is what stopped them.
     assert.ok((r.metrics['quorumkv_watch_streams_over_bound_total (before resume)'] ?? 0) >= 1, JSON.stringify(r.metrics));
     assert.equal(r.metrics.quorumkv_grpc_server_calls_evicted_total, 0);
+  });
+
+  it('the JSON gateway: a /v3/watch client that stops reading holds at most the stream bound; on reading it gets every event in order', async () => {
+    srv = await startServer();
+    const WATCHERS = 10;
+    const PUTS = 1500;
+    const b64 = (x: string) => Buffer.from(x).toString('base64');
+    const req = http.request(`${srv.url}/v3/watch`, { method: 'POST', headers: { 'Transfer-Encoding': 'chunked' } });
+    req.on('error', () => undefined);
+    for (let i = 0; i < WATCHERS; i++) req.write(JSON.stringify({ create_request: { key: b64('g/'), range_end: b64('g0') } }));
+    const res = await new Promise<http.IncomingMessage>((resolve) => req.once('response', resolve));
+    let text = '';
+    const revs = new Map<string, number[]>();
+    let created = 0;
+    res.setEncoding('utf8');
+    res.on('data', (d: string) => {
+      text += d;
+      let nl: number;
+      while ((nl = text.indexOf('\n')) >= 0) {
+        const line = JSON.parse(text.slice(0, nl)) as { result: { watch_id?: string; created?: boolean; events?: { kv: { mod_revision: string } }[] } };
+        text = text.slice(nl + 1);
+        const id = line.result.watch_id ?? '0';
+        if (line.result.created) created++;
+        const l = revs.get(id) ?? [];
+        for (const e of line.result.events ?? []) l.push(Number(e.kv.mod_revision));
+        revs.set(id, l);
+      }
+    });
+    for (let i = 0; created < WATCHERS; i++) {
+      assert.ok(i < 500, `${created} watchers created`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    res.pause(); // the client stops reading: the socket's buffers fill, then the gateway's
+    const kv = kvClient(srv.endpoint);
+    const value = Buffer.alloc(1024, 0x61);
+    let most = 0;
+    const sample = async () => {
+      const m = /^quorumkv_watch_buffered_bytes ([0-9.e+]+)$/m.exec(await (await fetch(`${srv!.url}/metrics`)).text());
+      most = Math.max(most, Number(m?.[1] ?? 0));
+    };
+    const firstRev = Number((await unary<{ header: { revision: string } }>(kv, 'Range', { key: Buffer.from('g/') })).header.revision) + 1;
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: 32 }, async () => {
+        while (next < PUTS) {
+          next++;
+          await unary(kv, 'Put', { key: Buffer.from(`g/${next % 10}`), value });
+          if (next % 100 === 0) await sample();
+        }
+      }),
+    );
+    await sample();
+    const slowMoves = Number(/^quorumkv_watch_slow_watchers_total ([0-9.e+]+)$/m.exec(await (await fetch(`${srv.url}/metrics`)).text())?.[1] ?? 0);
+    kv.close();
+    res.resume();
+    const want = Array.from({ length: PUTS }, (_, i) => firstRev + i);
+    for (let i = 0; [...revs.values()].some((l) => l.length < PUTS); i++) {
+      assert.ok(i < 2000, `caught up: ${[...revs.values()].map((l) => l.length).join(',')}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    req.destroy();
+    assert.equal(revs.size, WATCHERS);
+    for (const [id, l] of revs) assert.deepEqual(l, want, `watcher ${id}`);
+    assert.ok(most <= MB + 64 * 1024, `the gateway held ${most} bytes for the watch stream`);
+    assert.ok(slowMoves >= WATCHERS, `${slowMoves} slow-watcher moves`);
   });
 });
