@@ -112,6 +112,7 @@ export class WatchHub {
   /** Records that `s` now holds `bytes` (its call's queuedBytes), keeping the total. */
   noteHeld(s: WatchStream, before: number, bytes: number): void {
     this.bufferedBytes += bytes - before;
+    assert(this.bufferedBytes >= 0 && bytes >= 0, 'watch buffered bytes went negative');
     if (bytes > 0) {
       this.holding.add(s);
       if (this.sweepTimer === undefined && !this.closed) {
@@ -151,6 +152,7 @@ export class WatchHub {
   /** A stream is gone: it holds nothing any more. */
   forget(s: WatchStream, before: number): void {
     this.bufferedBytes -= before;
+    assert(this.bufferedBytes >= 0, 'watch buffered bytes went negative');
     this.holding.delete(s);
     this.heldBack.delete(s);
   }
