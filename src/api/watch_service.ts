@@ -20,8 +20,19 @@
 // catches them up from the history once the stream drains. Catch-up runs one bounded syncStep per
 // event-loop turn.
 //
+// Buffered bytes are bounded per stream and per member (--max-watch-stream-buffer-bytes,
+// --max-watch-buffer-bytes; etcd #16839: a watcher that stops reading grows etcd's buffers until
+// OOM). A stream is also "not ready" while the bytes its call holds for the client are above the
+// stream's bound, or while the member's watch streams together hold more than the total bound and
+// this stream holds more than STREAM_BYTES_FREE_MAX (so a client that reads keeps real-time
+// delivery however many others do not). Not ready never loses an event: the watchers move to
+// catch-up and resume from their next revision once the stream is back within its bounds, or get
+// etcd's compaction answer (canceled, compact_revision) if that revision was compacted meanwhile.
+//
 // Events go out as bytes encoded once per event and revision (watch_encoding.ts), behind each
 // watcher's id: every transport takes encoded responses (call.ts writeEncoded).
+import { assert } from '../util/assert';
+import { WATCH_BUFFER_BYTES_MAX_DEFAULT, WATCH_STREAM_BUFFER_BYTES_MAX_DEFAULT } from '../config/flags';
 import { Errors } from '../util/errors';
 import type { Server } from '../server/server';
 import { kvToPb, toNumber } from '../server/kv_ops';
@@ -35,6 +46,12 @@ import { encodeEvent, encodeEventsResponse, encodeHeader } from './watch_encodin
 export const STREAM_WATCHERS_MAX = 1_000_000;
 /** Rough per-event protobuf overhead when estimating a response's size for fragmenting. */
 const EVENT_OVERHEAD_BYTES = 64;
+/** While the member's watch streams are over --max-watch-buffer-bytes together, a stream holding at
+ *  most this much still gets events: a client that reads keeps up in real time. */
+export const STREAM_BYTES_FREE_MAX = 64 * 1024;
+/** How often the hub re-reads what each stream holding bytes still holds: the gauge, and the
+ *  streams held back by a bound resume within this time of their client reading. */
+export const BUFFER_SWEEP_MS = 20;
 
 const ERR_DUPLICATE_ID = 'mvcc: duplicate watch ID provided on the WatchStream';
 const ERR_EMPTY_RANGE = 'mvcc: watcher range is empty';
@@ -47,6 +64,12 @@ export interface WatchServiceOptions {
   progressNotifyIntervalMs: number;
   /** Responses above this size are fragmented for watchers that asked for it. */
   maxRequestBytes: number;
+  /** A stream whose call holds more response bytes than this is not handed events (its watchers
+   *  catch up from history). The transport's own mark (1 MiB) caps it. */
+  streamBufferBytesMax?: number;
+  /** Response bytes all watch streams together may hold before those holding more than
+   *  STREAM_BYTES_FREE_MAX are not handed events (Infinity: no such bound). */
+  bufferBytesMax?: number;
 }
 
 /** Everything the watch streams of one member share: the watchable store, the catch-up loop and
@@ -61,14 +84,77 @@ export class WatchHub {
   private readonly eventBytes = [new WeakMap<Event, Buffer>(), new WeakMap<Event, Buffer>()];
   private headerBytes: { rev: Revision; term: number; bytes: Buffer } | undefined;
 
+  /** Response bytes the watch streams' calls hold, as last read from each (a gauge). */
+  bufferedBytes = 0;
+  /** Streams whose last read found bytes held: re-read every BUFFER_SWEEP_MS. */
+  private readonly holding = new Set<WatchStream>();
+  /** Streams refused events by a bound since the last sweep. */
+  private readonly heldBack = new Set<WatchStream>();
+  private sweepTimer: NodeJS.Timeout | undefined;
+  readonly streamBytesMax: number;
+  readonly totalBytesMax: number;
+  /** Times a stream was found over a bound and its watchers sent to catch up (a metric). */
+  streamsOverBound = 0;
+
   constructor(
     readonly server: Server,
     readonly watchable: WatchableStore,
     readonly opts: WatchServiceOptions,
   ) {
+    this.streamBytesMax = opts.streamBufferBytesMax ?? WATCH_STREAM_BUFFER_BYTES_MAX_DEFAULT;
+    this.totalBytesMax = opts.bufferBytesMax ?? WATCH_BUFFER_BYTES_MAX_DEFAULT;
+    assert(this.streamBytesMax > 0 && this.totalBytesMax >= this.streamBytesMax, 'watch buffer bounds: 0 < per stream <= total');
     watchable.onUnsynced = () => this.scheduleSync();
     this.ticker = setInterval(() => this.progressTick(), opts.progressNotifyIntervalMs);
     this.ticker.unref();
+  }
+
+  /** Records that `s` now holds `bytes` (its call's queuedBytes), keeping the total. */
+  noteHeld(s: WatchStream, before: number, bytes: number): void {
+    this.bufferedBytes += bytes - before;
+    assert(this.bufferedBytes >= 0 && bytes >= 0, 'watch buffered bytes went negative');
+    if (bytes > 0) {
+      this.holding.add(s);
+      if (this.sweepTimer === undefined && !this.closed) {
+        this.sweepTimer = setInterval(() => this.sweep(), BUFFER_SWEEP_MS);
+        this.sweepTimer.unref();
+      }
+    } else this.holding.delete(s);
+  }
+
+  /** Whether a stream holding `bytes` may be handed more events. */
+  admits(s: WatchStream, bytes: number): boolean {
+    if (bytes <= this.streamBytesMax && (bytes <= STREAM_BYTES_FREE_MAX || this.bufferedBytes <= this.totalBytesMax)) return true;
+    if (!this.heldBack.has(s)) {
+      this.heldBack.add(s);
+      this.streamsOverBound++;
+    }
+    return false;
+  }
+
+  /** Re-reads what the streams holding bytes hold now (their clients read meanwhile), and resumes
+   *  the catch-up of streams a bound held back once they are within it. */
+  private sweep(): void {
+    for (const s of this.holding) s.refreshHeld();
+    let resumed = false;
+    for (const s of this.heldBack) {
+      if (!s.ready) continue; // still over (ready re-reads and re-checks)
+      this.heldBack.delete(s);
+      resumed = true;
+    }
+    if (resumed) this.scheduleSync();
+    if (this.holding.size === 0 && this.heldBack.size === 0 && this.sweepTimer !== undefined) {
+      clearInterval(this.sweepTimer);
+      this.sweepTimer = undefined;
+    }
+  }
+
+  /** A stream is gone: it holds nothing any more. */
+  forget(s: WatchStream, before: number): void {
+    this.bufferedBytes -= before;
+    assert(this.bufferedBytes >= 0, 'watch buffered bytes went negative');
+    this.holding.delete(s);
+    this.heldBack.delete(s);
   }
 
   /** The response header at `rev`, encoded (cached for the revision being fanned out). */
@@ -110,6 +196,7 @@ export class WatchHub {
   close(): void {
     this.closed = true;
     clearInterval(this.ticker);
+    if (this.sweepTimer !== undefined) clearInterval(this.sweepTimer);
     for (const s of [...this.streams]) s.close();
   }
 }
@@ -121,6 +208,8 @@ export class WatchStream implements WatchSink, BidiListener<WatchRequest> {
   private done = false;
   /** A write found the transport's send buffer full; cleared by drain(). */
   private blocked = false;
+  /** The call's queuedBytes as last read (counted in hub.bufferedBytes). */
+  private held = 0;
 
   constructor(
     private readonly hub: WatchHub,
@@ -130,7 +219,19 @@ export class WatchStream implements WatchSink, BidiListener<WatchRequest> {
   }
 
   get ready(): boolean {
-    return !this.done && !this.blocked;
+    if (this.done || this.blocked) return false;
+    return this.hub.admits(this, this.refreshHeld());
+  }
+
+  /** Re-reads the bytes the call holds for the client; returns them. */
+  refreshHeld(): number {
+    const before = this.held;
+    const now = this.done ? 0 : this.call.queuedBytes;
+    if (now !== before) {
+      this.held = now;
+      this.hub.noteHeld(this, before, now);
+    }
+    return now;
   }
 
   // ---- BidiListener -----------------------------------------------------------------------
@@ -164,6 +265,8 @@ export class WatchStream implements WatchSink, BidiListener<WatchRequest> {
     for (const w of this.watchers.values()) this.hub.watchable.cancel(w);
     this.watchers.clear();
     this.hub.streams.delete(this);
+    this.hub.forget(this, this.held);
+    this.held = 0;
   }
 
   private header(rev: Revision): ResponseHeader {
@@ -173,6 +276,7 @@ export class WatchStream implements WatchSink, BidiListener<WatchRequest> {
   private write(resp: WatchResponse): void {
     if (this.done) return;
     if (!this.call.write(resp)) this.blocked = true;
+    this.refreshHeld();
   }
 
   private onRequest(req: WatchRequest): void {
@@ -268,7 +372,9 @@ export class WatchStream implements WatchSink, BidiListener<WatchRequest> {
     if (numericId >= 0 && Number.isSafeInteger(numericId) && (events.length < 2 || (w.flags & WatchFlags.FRAGMENT) === 0)) {
       const bytes: Buffer[] = new Array<Buffer>(events.length);
       for (let i = 0; i < events.length; i++) bytes[i] = this.hub.encodedEvent(events[i], withPrev);
-      if (!this.done && !this.call.writeEncoded(encodeEventsResponse(this.hub.encodedHeader(revision), numericId, bytes))) this.blocked = true;
+      if (this.done) return;
+      if (!this.call.writeEncoded(encodeEventsResponse(this.hub.encodedHeader(revision), numericId, bytes))) this.blocked = true;
+      this.refreshHeld();
       return;
     }
     const pbs: EventPb[] = new Array<EventPb>(events.length);

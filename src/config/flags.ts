@@ -21,6 +21,16 @@ export const LEASE_CHECKPOINT_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
  *  quorumkv's hand-written HTTP/2 server enforces one, above Go's http2 server's 250 so that a
  *  client pipelining many unary calls on one connection is not throttled (docs/operations.md). */
 export const MAX_CONCURRENT_STREAMS_DEFAULT = 1000;
+/** --max-watch-stream-buffer-bytes: response bytes one watch stream may hold for a client that
+ *  does not read before its watchers catch up from history instead (etcd #16839). The client
+ *  port's send buffer per stream (1 MiB) is also the flag's ceiling: above it the transport's own
+ *  back-pressure already does the same. */
+export const WATCH_STREAM_BUFFER_BYTES_MAX_DEFAULT = 1024 * 1024;
+export const WATCH_STREAM_BUFFER_BYTES_MAX_MIN = 16 * 1024;
+/** --max-watch-buffer-bytes: the same for all watch streams of the member together (0: no
+ *  member-wide watch bound). Below the client port's member-wide response budget (64 MiB), so
+ *  that watch streams go to catch-up long before the budget would end calls. */
+export const WATCH_BUFFER_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
 const HOUR_MS = 3_600_000;
 
 /** etcd's --auth-token-ttl default (seconds of a simple token's life without use). */
@@ -220,6 +230,14 @@ const flagSchemas = {
   // client then stays silent for the timeout (a client gone without closing its TCP connection).
   'grpc-keepalive-interval': durationOrOff,
   'grpc-keepalive-timeout': positiveDuration,
+  'max-watch-stream-buffer-bytes': positiveInt(WATCH_STREAM_BUFFER_BYTES_MAX_DEFAULT).pipe(
+    z.number().min(WATCH_STREAM_BUFFER_BYTES_MAX_MIN, `must be at least ${WATCH_STREAM_BUFFER_BYTES_MAX_MIN} (a few responses)`),
+  ),
+  'max-watch-buffer-bytes': z
+    .string()
+    .regex(/^[0-9]+$/, 'expected a number of bytes >= 0 (0: no member-wide bound)')
+    .transform((s) => Number(s))
+    .pipe(z.number().int().max(2 ** 40, 'too large')),
   'log-level': z.enum(['debug', 'info', 'warn', 'error']),
   'initial-cluster': z.string().min(1, 'must not be empty'),
   'initial-cluster-state': z.enum(['new', 'existing']),
@@ -268,6 +286,9 @@ const defaults: Record<FlagName, string | undefined> = {
   'max-concurrent-streams': String(MAX_CONCURRENT_STREAMS_DEFAULT),
   'grpc-keepalive-interval': '2h',
   'grpc-keepalive-timeout': '20s',
+  // quorumkv's own (docs/operations.md "Beyond etcd": slow watchers).
+  'max-watch-stream-buffer-bytes': String(WATCH_STREAM_BUFFER_BYTES_MAX_DEFAULT),
+  'max-watch-buffer-bytes': String(WATCH_BUFFER_BYTES_MAX_DEFAULT),
   'log-level': 'info',
   'initial-cluster': undefined, // "<name>=<initial-advertise-peer-urls>"
   'initial-cluster-state': 'new',
@@ -333,6 +354,11 @@ export interface ServerConfig {
   autoCompaction: CompactionPolicy | undefined;
   /** How often idle synced watchers that asked for it get a progress notification. */
   watchProgressNotifyIntervalMs: number;
+  /** Response bytes one watch stream / all watch streams together may hold for clients before
+   *  their watchers catch up from history (quorumkv's own; api/watch_service.ts). Infinity: no
+   *  member-wide bound. */
+  watchStreamBufferBytesMax: number;
+  watchBufferBytesMax: number;
   /** How often the leader checkpoints the remaining TTL of long leases through the log. */
   leaseCheckpointIntervalMs: number;
   /** The leader promotes learners that caught up (quorumkv's own; server/learner_promoter.ts). */
@@ -519,6 +545,8 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     hotValueBytes: get('hot-value-bytes')! < 0 ? undefined : get('hot-value-bytes')!,
     autoCompaction: autoCompactionPolicy(get('auto-compaction-mode')!, get('auto-compaction-retention')!),
     watchProgressNotifyIntervalMs: get('experimental-watch-progress-notify-interval')!,
+    watchStreamBufferBytesMax: get('max-watch-stream-buffer-bytes')!,
+    watchBufferBytesMax: get('max-watch-buffer-bytes')! === 0 ? Infinity : get('max-watch-buffer-bytes')!,
     leaseCheckpointIntervalMs: get('experimental-lease-checkpoint-interval')!,
     corruptCheckTimeMs: get('experimental-corrupt-check-time')!,
     autoPromoteLearners: get('auto-promote-learners')!,
@@ -532,6 +560,11 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     if (cfg.peerTls) loadTls(cfg.peerTls, 'peer-');
   } catch (err) {
     throw new ConfigError((err as Error).message);
+  }
+  if (cfg.watchBufferBytesMax < cfg.watchStreamBufferBytesMax) {
+    throw new ConfigError(
+      `invalid --max-watch-buffer-bytes=${cfg.watchBufferBytesMax}: must be 0 (no bound) or at least --max-watch-stream-buffer-bytes (${cfg.watchStreamBufferBytesMax})`,
+    );
   }
   if (cfg.electionTimeoutMs < 5 * cfg.heartbeatIntervalMs) {
     throw new ConfigError(

@@ -146,6 +146,8 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   const watchHub = new WatchHub(server, watchable, {
     progressNotifyIntervalMs: cfg.watchProgressNotifyIntervalMs,
     maxRequestBytes: cfg.maxRequestBytes,
+    streamBufferBytesMax: cfg.watchStreamBufferBytesMax,
+    bufferBytesMax: cfg.watchBufferBytesMax,
   });
   const leaseRunner = new LeaseRunner(lessor, server, (what, err) => mlog.debug(`${what} not applied`, { error: String(err) }));
   // Only the leader's clock decides expiry; a new leader extends every lease by an election
@@ -207,6 +209,13 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
   m.watchGrpcResponseBuffers(() => g.bufferedResponseBytes);
+  m.watchSlowWatchers({
+    bufferedBytes: () => watchHub.bufferedBytes,
+    unsyncedWatchers: () => watchable!.unsyncedWatchers,
+    slowWatcherMoves: () => watchable!.slowWatcherMoves,
+    streamsOverBound: () => watchHub.streamsOverBound,
+    compactedWatchers: () => watchable!.compactedWatchers,
+  });
   // `hasleader: true` requests fail without a leader; such streams end after 3 election timeouts
   // without one (etcd's interceptors).
   const requireLeader = new RequireLeader(() => raftNode.leaderId !== 0n, cfg.electionTimeoutMs);

@@ -35,6 +35,10 @@ export interface ResponseStream<Res, Enc = Uint8Array> extends CallBase {
   write(message: Res): boolean;
   /** Sends one response already serialized (protobuf bytes, no gRPC framing). */
   writeEncoded(message: Enc): boolean;
+  /** Bytes of this call's responses queued and not yet handed to the client's connection (the
+   *  transport's own per-buffer overhead included): what a handler that bounds its buffered
+   *  responses counts (the watch service). 0 once the call is over. */
+  readonly queuedBytes: number;
   /** Ends the call with OK after the responses written. */
   end(): void;
 }

@@ -392,6 +392,10 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     return !this.stream.closed && !this.stream.localEnded;
   }
 
+  get queuedBytes(): number {
+    return this.stream.closed ? 0 : this.stream.pendingCost;
+  }
+
   private sendHeaders(): void {
     if (this.headersSent || !this.writable) return;
     this.headersSent = true;

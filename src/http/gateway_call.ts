@@ -156,6 +156,11 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
     return this.sendLine(line);
   }
 
+  /** What waits in the HTTP response (and its socket) for the client to read. */
+  get queuedBytes(): number {
+    return this.res.destroyed ? 0 : this.res.writableLength;
+  }
+
   end(): void {
     this.finish(undefined);
   }

@@ -57,6 +57,15 @@ function methodType(def: grpc.MethodDefinition<unknown, unknown>): string {
   return 'unary';
 }
 
+/** What the watch metrics read at each scrape. */
+export interface WatchBufferReadings {
+  readonly bufferedBytes: () => number;
+  readonly unsyncedWatchers: () => number;
+  readonly slowWatcherMoves: () => number;
+  readonly streamsOverBound: () => number;
+  readonly compactedWatchers: () => number;
+}
+
 export class MemberMetrics implements CallObserver {
   readonly registry = new Registry();
   private readonly methods = new Map<string, MethodCounters>();
@@ -190,6 +199,31 @@ export class MemberMetrics implements CallObserver {
         this.set(bufferedBytes());
       },
     });
+  }
+
+  /** The watch streams' buffers and slow watchers (read when scraped; api/watch_service.ts). */
+  watchSlowWatchers(read: WatchBufferReadings): void {
+    const r = this.registry;
+    const counter = (name: string, help: string, value: () => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          const v = value();
+          if (v > seen) this.inc(v - seen);
+          seen = Math.max(seen, v);
+        },
+      });
+    };
+    const gauge = (name: string, help: string, value: () => number) =>
+      new Gauge({ name, help, registers: [r], collect() { this.set(value()); } });
+    gauge('etcd_debugging_mvcc_slow_watcher_total', 'Total number of unsynced slow watchers.', read.unsyncedWatchers);
+    gauge('quorumkv_watch_buffered_bytes', 'Watch response bytes held for clients that have not read them yet (--max-watch-buffer-bytes bounds them).', read.bufferedBytes);
+    counter('quorumkv_watch_slow_watchers_total', 'Watchers moved to catch-up from history because their stream was over its buffer bound or not reading.', read.slowWatcherMoves);
+    counter('quorumkv_watch_streams_over_bound_total', 'Times a watch stream was over --max-watch-stream-buffer-bytes, or over its share while the member was over --max-watch-buffer-bytes.', read.streamsOverBound);
+    counter('quorumkv_watch_compacted_watchers_total', 'Watchers cancelled with compact_revision because the history they still needed was compacted.', read.compactedWatchers);
   }
 
   /** A call ended because the member's response budget was exceeded. */

@@ -17,7 +17,10 @@
 //
 // A slow stream never blocks writes or other watchers: notify() does not queue events for a
 // congested stream, it just moves the watcher to unsynced (holding nothing) and the history serves
-// it later. Pure and synchronous like the rest of mvcc/: the caller decides when syncStep() runs
+// it later. Catch-up is bounded in bytes as well as in events: one delivery carries at most
+// SYNC_DELIVERY_BYTES_MAX (whole revisions, at least one), one step at most SYNC_STEP_BYTES_MAX,
+// and a sink that fills up during a step is not handed more in that step, so a stream that reads
+// slowly is fed at the pace it reads instead of a whole window per watcher at once. Pure and synchronous like the rest of mvcc/: the caller decides when syncStep() runs
 // (the API layer runs one step per event-loop turn while there is work).
 import { assert } from '../util/assert';
 import type { MvccStore } from './store';
@@ -27,6 +30,12 @@ import { bytesOf, EventType, type Bytes, type BytesLike, type Event, type Revisi
 export const SYNC_WATCHERS_PER_STEP_MAX = 512;
 /** Most history events one syncStep() reads; a single revision larger than this is read whole. */
 export const SYNC_EVENTS_PER_STEP_MAX = 1000;
+/** Most bytes (keys and values, prev_kv included) one catch-up delivery carries; a single revision
+ *  larger than this goes whole. The rest of the window follows in later steps. */
+export const SYNC_DELIVERY_BYTES_MAX = 1024 * 1024;
+/** Once one syncStep() has handed over this many bytes, the rest of its watchers wait for the next
+ *  step (the next event-loop turn): a step never queues more than this plus one delivery. */
+export const SYNC_STEP_BYTES_MAX = 4 * 1024 * 1024;
 
 /** Watcher option bits (kept in one number so an idle watcher stays small). */
 export const WatchFlags = {
@@ -157,6 +166,10 @@ export class WatchableStore {
   private readonly unsynced = new Set<Watcher>();
   /** Called when a watcher falls behind, so the owner schedules syncStep(). */
   onUnsynced: () => void = () => undefined;
+  /** Synced watchers moved to catch-up because their sink was not ready (a metric). */
+  slowWatcherMoves = 0;
+  /** Watchers cancelled because the history they needed was compacted (a metric). */
+  compactedWatchers = 0;
 
   constructor(private readonly store: MvccStore) {}
 
@@ -238,6 +251,7 @@ export class WatchableStore {
     if (!w.sink.ready) {
       // Nothing is queued for it: revision `rev` and later stay in the history until syncStep().
       w.minRev = rev;
+      this.slowWatcherMoves++;
       this.removeSynced(w);
       this.addUnsynced(w);
       return;
@@ -268,6 +282,7 @@ export class WatchableStore {
       }
       if (w.minRev < compactRev) {
         this.cancel(w);
+        this.compactedWatchers++;
         w.sink.compacted(w, compactRev);
         continue;
       }
@@ -281,16 +296,36 @@ export class WatchableStore {
     if (chosen.length === 0) return more;
     const { events, nextRev } = this.store.eventsBetween(fromRev, cur, SYNC_EVENTS_PER_STEP_MAX);
     const batches = this.matchChosen(chosen, events);
+    let stepBytes = 0;
     for (const w of chosen) {
       if (w.minRev >= nextRev) {
         more = true; // the window ended before this watcher's first revision
         continue;
       }
       const evs = batches.map.get(w);
-      w.minRev = nextRev;
       const out = evs ? w.filter(evs) : [];
-      // Header: everything below nextRev has now been handed over for this watcher.
-      if (out.length > 0) w.sink.deliver(w, out, Math.min(nextRev - 1, cur));
+      if (out.length === 0) w.minRev = nextRev;
+      else {
+        // A sink filled by an earlier delivery of this step (another watcher of the same stream)
+        // is left where it is: its minRev stays, and its drain schedules the next step.
+        if (!w.sink.ready) continue;
+        if (stepBytes >= SYNC_STEP_BYTES_MAX) {
+          more = true;
+          continue;
+        }
+        const withPrev = (w.flags & WatchFlags.PREV_KV) !== 0;
+        const { count, bytes } = revisionsWithin(out, SYNC_DELIVERY_BYTES_MAX, withPrev);
+        stepBytes += bytes;
+        if (count < out.length) {
+          // Cut between two revisions: everything below the first one left out has been handed over.
+          w.minRev = out[count].kv.modRevision;
+          w.sink.deliver(w, out.slice(0, count), w.minRev - 1);
+        } else {
+          w.minRev = nextRev;
+          // Header: everything below nextRev has now been handed over for this watcher.
+          w.sink.deliver(w, out, Math.min(nextRev - 1, cur));
+        }
+      }
       if (w.group !== Group.UNSYNCED) continue; // cancelled by the sink
       if (w.minRev > cur) {
         this.unsynced.delete(w);
@@ -341,4 +376,28 @@ export class WatchableStore {
     this.unsynced.add(w);
     this.onUnsynced();
   }
+}
+
+/** How many of `events` (in revision order) one delivery of at most `bytesMax` takes, whole
+ *  revisions only and at least the first revision, and their size. */
+export function revisionsWithin(events: readonly Event[], bytesMax: number, withPrev: boolean): { count: number; bytes: number } {
+  assert(events.length > 0, 'revisionsWithin: no events');
+  let bytes = 0;
+  let i = 0;
+  while (i < events.length) {
+    const rev = events[i].kv.modRevision;
+    let j = i;
+    let revBytes = 0;
+    while (j < events.length && events[j].kv.modRevision === rev) revBytes += eventBytes(events[j++], withPrev);
+    if (i > 0 && bytes + revBytes > bytesMax) break;
+    bytes += revBytes;
+    i = j;
+  }
+  return { count: i, bytes };
+}
+
+function eventBytes(e: Event, withPrev: boolean): number {
+  let n = e.kv.key.length + e.kv.value.length;
+  if (withPrev && e.prevKv !== undefined) n += e.prevKv.key.length + e.prevKv.value.length;
+  return n;
 }

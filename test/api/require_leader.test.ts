@@ -20,6 +20,7 @@ function fakeCall(hasleader: boolean) {
     respond: () => undefined,
     write: () => true,
     writeEncoded: () => true,
+    queuedBytes: 0,
     end: () => undefined,
   };
   return call;

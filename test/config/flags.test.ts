@@ -37,6 +37,21 @@ describe('server flags (etcd names, zod-validated)', () => {
     assert.throws(() => parseServerFlags(['--max-concurrent-streams=4294967296'], {}), ConfigError);
   });
 
+  it('--max-watch-stream-buffer-bytes / --max-watch-buffer-bytes: 1 MiB and 32 MiB by default, 16 KiB..1 MiB per stream, total 0 (off) or >= per stream', () => {
+    const d = parseServerFlags([], {});
+    assert.equal(d.watchStreamBufferBytesMax, 1024 * 1024);
+    assert.equal(d.watchBufferBytesMax, 32 * 1024 * 1024);
+    const c = parseServerFlags(['--max-watch-stream-buffer-bytes=65536', '--max-watch-buffer-bytes=1048576'], {});
+    assert.equal(c.watchStreamBufferBytesMax, 65536);
+    assert.equal(c.watchBufferBytesMax, 1048576);
+    assert.equal(parseServerFlags(['--max-watch-buffer-bytes=0'], {}).watchBufferBytesMax, Infinity);
+    assert.equal(parseServerFlags([], { ETCD_MAX_WATCH_BUFFER_BYTES: '4194304' }).watchBufferBytesMax, 4194304);
+    assert.throws(() => parseServerFlags(['--max-watch-stream-buffer-bytes=1000'], {}), /at least 16384/);
+    assert.throws(() => parseServerFlags(['--max-watch-stream-buffer-bytes=2097152'], {}), ConfigError);
+    assert.throws(() => parseServerFlags(['--max-watch-buffer-bytes=-1'], {}), ConfigError);
+    assert.throws(() => parseServerFlags(['--max-watch-buffer-bytes=65536'], {}), /at least --max-watch-stream-buffer-bytes/);
+  });
+
   it('--auto-compaction-retention: hours or a duration in periodic mode, revisions in revision mode', () => {
     assert.deepEqual(parseServerFlags(['--auto-compaction-retention=1'], {}).autoCompaction, { mode: 'periodic', retention: 3_600_000 });
     assert.deepEqual(parseServerFlags(['--auto-compaction-retention', '30m'], {}).autoCompaction, { mode: 'periodic', retention: 1_800_000 });

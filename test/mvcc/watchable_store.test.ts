@@ -2,19 +2,29 @@
 // matching event exactly once, in revision order, with no gaps, whether it starts in the past,
 // now or in the future, and however often its stream is congested while writes go on.
 import { strict as assert } from 'node:assert';
-import { EventType, MvccStore, WatchableStore, WatchFlags, type Event, type WatchSink, type Watcher } from '../../src/mvcc';
+import { EventType, MvccStore, WatchableStore, WatchFlags, SYNC_DELIVERY_BYTES_MAX, SYNC_STEP_BYTES_MAX, revisionsWithin, type Event, type WatchSink, type Watcher } from '../../src/mvcc';
 import { b, s, put, del, rng } from './helpers';
 
 /** A sink that records deliveries and can be congested at will. */
 class FakeSink implements WatchSink {
   ready = true;
+  /** When set: deliveries left before the sink fills up (a stream that reaches its bound). */
+  deliveriesLeft: number | undefined;
+  /** Key and value bytes of every delivery, in order. */
+  readonly deliveryBytes: number[] = [];
+  /** The revision of each delivery's last event. */
+  readonly lastRevs: number[] = [];
   readonly got = new Map<Watcher, { events: Event[]; headers: number[] }>();
   readonly compactedAt = new Map<Watcher, number>();
   deliver(w: Watcher, events: Event[], revision: number): void {
+    assert.ok(this.ready, 'a delivery to a sink that is not ready');
     let r = this.got.get(w);
     if (!r) this.got.set(w, (r = { events: [], headers: [] }));
     r.events.push(...events);
     r.headers.push(revision);
+    this.deliveryBytes.push(events.reduce((n, e) => n + e.kv.key.length + e.kv.value.length, 0));
+    this.lastRevs.push(events[events.length - 1].kv.modRevision);
+    if (this.deliveriesLeft !== undefined && --this.deliveriesLeft <= 0) this.ready = false;
   }
   compacted(w: Watcher, compactRevision: number): void {
     this.compactedAt.set(w, compactRevision);
@@ -204,18 +214,115 @@ describe('watchable store: synced and unsynced watchers', () => {
           const flags = rand() < 0.2 ? WatchFlags.NODELETE : 0;
           const w = ws.watch(String(watchers.length), b(k), single ? undefined : b('d'), start, flags, sink);
           watchers.push({ w, from: start === 0 ? cur + 1 : start, sink });
-        } else if (r < 0.8) {
+        } else if (r < 0.75) {
           const sink = sinks[Math.floor(rand() * sinks.length)];
           sink.ready = !sink.ready;
+          sink.deliveriesLeft = undefined;
+        } else if (r < 0.8) {
+          // The stream fills up after a few deliveries, possibly in the middle of a step.
+          const sink = sinks[Math.floor(rand() * sinks.length)];
+          sink.ready = true;
+          sink.deliveriesLeft = 1 + Math.floor(rand() * 3);
         } else {
           ws.syncStep();
         }
       }
-      for (const sk of sinks) sk.ready = true;
+      for (const sk of sinks) {
+        sk.ready = true;
+        sk.deliveriesLeft = undefined;
+      }
       drain(ws);
       for (const { w, from, sink } of watchers) {
         assert.deepEqual(sink.events(w), expected(store, w, from), `seed ${seed} watcher ${w.id}`);
       }
     }
+  });
+
+  it('a sink that fills up during a catch-up step gets nothing more in that step; every watcher resumes where it stopped', () => {
+    const { store, ws, write } = setup();
+    const sink = new FakeSink();
+    const all: Watcher[] = [];
+    for (let i = 0; i < 100; i++) all.push(ws.watch(String(i), b('p/'), b('p0'), 1, 0, sink));
+    for (let i = 0; i < 200; i++) write((st) => put(st, `p/${i % 7}`, 'v'.repeat(1024)));
+    let steps = 0;
+    let deliveries = 0;
+    while (ws.unsyncedWatchers > 0) {
+      assert.ok(++steps < 10_000, 'catch-up did not converge');
+      sink.ready = true;
+      sink.deliveriesLeft = 3;
+      ws.syncStep();
+      const now = sink.deliveryBytes.length;
+      assert.ok(now - deliveries <= 3, `a step delivered ${now - deliveries} times to a sink that filled after 3`);
+      deliveries = now;
+    }
+    for (const w of all) assert.deepEqual(sink.events(w), expected(store, w, 1), `watcher ${w.id}`);
+    assert.ok(steps >= 100 / 3, `${steps} steps`);
+  });
+
+  it('one catch-up delivery carries at most SYNC_DELIVERY_BYTES_MAX, whole revisions; a larger revision goes whole', () => {
+    const { store, ws, write } = setup();
+    const sink = new FakeSink();
+    const w = ws.watch('0', b('k'), undefined, 1, 0, sink);
+    for (let i = 0; i < 900; i++) write((st) => put(st, 'k', 'v'.repeat(2048)));
+    write((st) => put(st, 'k', 'w'.repeat(SYNC_DELIVERY_BYTES_MAX + 10)));
+    write((st) => put(st, 'k', 'x'));
+    drain(ws);
+    assert.deepEqual(sink.events(w), expected(store, w, 1));
+    const sizes = sink.deliveryBytes;
+    assert.ok(sizes.length >= 3, `${sizes.length} deliveries`);
+    assert.ok(sizes.some((n) => n > SYNC_DELIVERY_BYTES_MAX), 'the revision larger than the bound went whole');
+    for (const n of sizes) assert.ok(n <= SYNC_DELIVERY_BYTES_MAX || n === SYNC_DELIVERY_BYTES_MAX + 11, `a delivery of ${n} bytes`);
+    // Headers of cut deliveries promise only what they carried: here (every revision touches the
+    // key) each is the revision of the delivery's last event.
+    assert.deepEqual(sink.got.get(w)!.headers, sink.lastRevs);
+  });
+
+  it('one catch-up step hands over at most SYNC_STEP_BYTES_MAX plus one delivery', () => {
+    const { store, ws, write } = setup();
+    const sinks: FakeSink[] = [];
+    const all: Watcher[] = [];
+    for (let i = 0; i < 20; i++) {
+      const sink = new FakeSink();
+      sinks.push(sink);
+      all.push(ws.watch('0', b('k'), undefined, 1, 0, sink));
+    }
+    for (let i = 0; i < 1000; i++) write((st) => put(st, 'k', 'v'.repeat(1024)));
+    let before = 0;
+    let steps = 0;
+    while (ws.syncStep()) {
+      assert.ok(++steps < 10_000, 'catch-up did not converge');
+      const total = sinks.reduce((n, sk) => n + sk.deliveryBytes.reduce((a, c) => a + c, 0), 0);
+      assert.ok(total - before <= SYNC_STEP_BYTES_MAX + SYNC_DELIVERY_BYTES_MAX, `a step handed over ${total - before} bytes`);
+      before = total;
+    }
+    all.forEach((w, i) => assert.deepEqual(sinks[i].events(w), expected(store, w, 1)));
+  });
+
+  it('counts watchers moved to catch-up by a full sink, and watchers cancelled by compaction', () => {
+    const { store, ws, write } = setup();
+    const sink = new FakeSink();
+    const w1 = ws.watch('0', b('a'), undefined, 0, 0, sink);
+    ws.watch('1', b('b'), undefined, 0, 0, sink);
+    sink.ready = false;
+    write((st) => put(st, 'a', '1'));
+    write((st) => put(st, 'b', '1'));
+    assert.equal(ws.slowWatcherMoves, 2);
+    write((st) => put(st, 'a', '2'));
+    assert.equal(ws.slowWatcherMoves, 2, 'a watcher already catching up is not counted again');
+    store.compact(store.currentRevision);
+    sink.ready = true;
+    drain(ws);
+    assert.equal(ws.compactedWatchers, 2);
+    assert.equal(sink.compactedAt.get(w1), store.currentRevision);
+    assert.equal(sink.got.size, 0, 'no event was handed over past the compaction: the answer is the cancel');
+  });
+
+  it('revisionsWithin takes whole revisions up to the bound, at least one', () => {
+    const ev = (rev: number, size: number): Event => ({ type: EventType.PUT, kv: { key: 'k', value: 'v'.repeat(size - 1), createRevision: 1, modRevision: rev, version: 1, lease: 0n }, prevKv: undefined });
+    const evs = [ev(1, 10), ev(2, 10), ev(2, 10), ev(3, 10)];
+    assert.deepEqual(revisionsWithin(evs, 100, false), { count: 4, bytes: 40 });
+    assert.deepEqual(revisionsWithin(evs, 25, false), { count: 1, bytes: 10 });
+    assert.deepEqual(revisionsWithin(evs, 30, false), { count: 3, bytes: 30 });
+    assert.deepEqual(revisionsWithin(evs, 5, false), { count: 1, bytes: 10 });
   });
 });
