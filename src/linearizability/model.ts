@@ -42,6 +42,11 @@ export function step(state: number, op: InternedOp): number {
   }
 }
 
+/** Does `op` leave every state as it is (a read, a CAS known to have failed)? */
+export function keepsState(op: InternedOp): boolean {
+  return op.kind === Kind.Read || (op.kind === Kind.Cas && !op.ok);
+}
+
 /** Interns one key's operations. Reads of unknown outcome have no effect and say nothing: the
  *  caller leaves them out before calling this. */
 export function internOps(ops: readonly KvOp[]): InternedOp[] {

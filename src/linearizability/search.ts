@@ -16,7 +16,8 @@
 import { assert } from '../util/assert';
 import { Rng } from '../util/rng';
 import { outcomeUnknown, type KvOp } from './history';
-import { ABSENT, REFUSED, internOps, step } from './model';
+import { LinearizedSet } from './linearized_set';
+import { ABSENT, REFUSED, internOps, keepsState, step } from './model';
 
 export type Verdict = 'linearizable' | 'violation' | 'unknown';
 
@@ -61,14 +62,35 @@ const ZOBRIST_SEED = 0x5eed_1e;
 interface MemoEntry {
   h2: number;
   state: number;
+  /** LinearizedSet.snapshot(). */
   bits: Uint32Array;
 }
 /** What one memo entry costs besides its bitset (object, array slot, map share), roughly. */
 const MEMO_ENTRY_OVERHEAD_BYTES = 96;
 
-function sameBits(a: Uint32Array, b: Uint32Array): boolean {
-  for (let j = 0; j < a.length; j++) if (a[j] !== b[j]) return false;
-  return true;
+/** For each operation, the interchangeable one called just before it (-1: none or not one).
+ *
+ *  Writes (and CASes) of unknown outcome whose value nobody observes — no read returned it, no CAS
+ *  compared it — are interchangeable: each may set the key, once, at any time after its call, to a
+ *  value that only a failed CAS can tell from another such value (and only as "not the compared
+ *  one"). A linearization that uses one of them while one called earlier is unused stays a
+ *  linearization with the two swapped, so the search only ever uses them in call order. Without
+ *  this, every such operation is tried at every point of the history: a run with a few hundred
+ *  timeouts on one key would not finish. */
+function interchangeable(ops: readonly KvOp[]): Int32Array {
+  const observed = new Set<string | null>();
+  for (const op of ops) {
+    if (op.kind === 'read') observed.add(op.seen);
+    if (op.kind === 'cas') observed.add(op.expect);
+  }
+  const before = new Int32Array(ops.length).fill(-1);
+  let last = -1;
+  ops.forEach((op, i) => {
+    if (!outcomeUnknown(op) || op.kind === 'read' || observed.has(op.value)) return;
+    before[i] = last;
+    last = i;
+  });
+  return before;
 }
 
 export interface SearchResult {
@@ -78,12 +100,16 @@ export interface SearchResult {
 
 /** Is this one key's history linearizable? `ops` may be in any order. */
 export function searchKey(all: readonly KvOp[], budget: Budget): SearchResult {
-  // A read that never returned constrains nothing and changes nothing.
-  const ops = all.filter((op) => !(op.kind === 'read' && outcomeUnknown(op)));
+  // A read that never returned constrains nothing and changes nothing. The others are numbered as
+  // LinearizedSet wants them: known outcomes by return time, then the unknown ones.
+  const known = all.filter((op) => !outcomeUnknown(op)).sort((a, b) => a.returnMs - b.returnMs);
+  const unknown = all.filter((op) => outcomeUnknown(op) && op.kind !== 'read').sort((a, b) => a.callMs - b.callMs);
+  const ops = [...known, ...unknown];
   const n = ops.length;
   if (n === 0) return { verdict: 'linearizable', steps: 0 };
   const model = internOps(ops);
   const pending = ops.map(outcomeUnknown);
+  const before = interchangeable(ops);
 
   // Events 0..2n-1: event 2i is op i's call, 2i+1 its return. HEAD and TAIL are sentinels.
   const HEAD = 2 * n;
@@ -128,12 +154,11 @@ export function searchKey(all: readonly KvOp[], budget: Budget): SearchResult {
   const rng = new Rng(ZOBRIST_SEED);
   const z1 = Uint32Array.from({ length: n }, () => rng.nextU32());
   const z2 = Uint32Array.from({ length: n }, () => rng.nextU32());
-  const words = (n + 31) >>> 5;
-  const linearized = new Uint32Array(words);
+  const linearized = new LinearizedSet(known.length, unknown.length);
   let h1 = 0;
   let h2 = 0;
   const flip = (i: number) => {
-    linearized[i >>> 5] ^= 1 << (i & 31);
+    linearized.flip(i);
     h1 = (h1 ^ z1[i]!) >>> 0;
     h2 = (h2 ^ z2[i]!) >>> 0;
   };
@@ -146,9 +171,9 @@ export function searchKey(all: readonly KvOp[], budget: Budget): SearchResult {
     const k = (h1 ^ Math.imul(state, 0x9e3779b1)) & 0x3fffffff; // a small integer: V8 keeps it unboxed
     const bucket = memo.get(k);
     if (bucket) {
-      for (const m of bucket) if (m.h2 === h2 && m.state === state && sameBits(m.bits, linearized)) return false;
+      for (const m of bucket) if (m.h2 === h2 && m.state === state && linearized.equals(m.bits)) return false;
     }
-    const entry: MemoEntry = { h2, state, bits: linearized.slice() };
+    const entry: MemoEntry = { h2, state, bits: linearized.snapshot() };
     if (bucket) bucket.push(entry);
     else memo.set(k, [entry]);
     memoBytes += entry.bits.byteLength + MEMO_ENTRY_OVERHEAD_BYTES;
@@ -169,7 +194,9 @@ export function searchKey(all: readonly KvOp[], budget: Budget): SearchResult {
     if (entry === TAIL) return { verdict: 'linearizable', steps };
     const i = entry >> 1;
     if ((entry & 1) === 0) {
-      const after = step(state, model[i]!);
+      // Of interchangeable operations, only the earliest one not yet linearized is tried.
+      const b = before[i]!;
+      const after = b >= 0 && !linearized.has(b) ? REFUSED : step(state, model[i]!);
       if (after !== REFUSED) {
         flip(i);
         if (remember(after)) {
@@ -188,11 +215,19 @@ export function searchKey(all: readonly KvOp[], budget: Budget): SearchResult {
     // A return: op i had to take effect by now. Events at Infinity sort last, so meeting one means
     // every operation with a known outcome is linearized.
     if (pending[i]) return { verdict: 'linearizable', steps };
-    const j = stackOp.pop();
-    if (j === undefined) return { verdict: 'violation', steps };
-    state = stackState.pop()!;
-    flip(j);
-    unlift(j);
+    // Undo the last choice. If it was a read (or a failed CAS), undo the one before it too: such an
+    // operation, once called and matching the state, can be linearized right away in any
+    // linearization that extends the choices before it (it changes no state, and everything that
+    // had to precede it already does), so if none extends the choices with it, none extends them
+    // without it either.
+    let j: number | undefined;
+    do {
+      j = stackOp.pop();
+      if (j === undefined) return { verdict: 'violation', steps };
+      state = stackState.pop()!;
+      flip(j);
+      unlift(j);
+    } while (keepsState(model[j]!));
     entry = next[2 * j]!;
     assert(entry >= 0, 'the search left the event list');
   }

@@ -5,7 +5,9 @@
 // verdict must equal a brute-force search over every order.
 import assert from 'node:assert/strict';
 import { checkHistory, makeBudget, minimizeViolation, searchKey, type KvOp } from '../../src/linearizability';
+import { LinearizedSet } from '../../src/linearizability/linearized_set';
 import { removable } from '../../src/linearizability/minimize';
+import { Rng } from '../../src/util/rng';
 import { INF, bruteForceLinearizable, cas, generateLinearizable, mutate, r, w } from './histories';
 
 const verdict = (ops: KvOp[]) => checkHistory(ops).verdict;
@@ -127,9 +129,9 @@ describe('linearizability checker: shrinking a violation', () => {
 });
 
 describe('linearizability checker: bounds', () => {
-  // 14 concurrent writes, then a read of a value none of them wrote: proving it a violation means
-  // trying every subset of the writes (2^14 memo states).
-  const hard = [...Array.from({ length: 14 }, (_, i) => w(`v${i}`, 0, 100, i)), r('nobody', 200, 201)];
+  // 12 concurrent writes, then a read of a value none of them wrote: proving it a violation means
+  // trying every subset of the writes (2^12 memo states).
+  const hard = [...Array.from({ length: 12 }, (_, i) => w(`v${i}`, 0, 100, i)), r('nobody', 200, 201)];
 
   it('a search that hits the step bound answers unknown, not a verdict', () => {
     const res = checkHistory(hard, { stepsMax: 5_000 });
@@ -140,7 +142,7 @@ describe('linearizability checker: bounds', () => {
 
   it('the time bound and the memo bound answer unknown too', () => {
     let t = 0;
-    const res = checkHistory(hard, { timeMs: 50, now: () => (t += 1) });
+    const res = checkHistory(hard, { timeMs: 5, now: () => (t += 1) });
     assert.equal(res.verdict, 'unknown');
     assert.match(res.unknownReason!, /time bound/);
     const memo = checkHistory(hard, { memoBytesMax: 10_000 });
@@ -152,6 +154,61 @@ describe('linearizability checker: bounds', () => {
     const ops = generateLinearizable(3, { clients: 8, keys: 1, opsPerClient: 50, unknownRate: 0.05, latencyMsMax: 10 });
     assert.equal(checkHistory(ops).verdict, 'linearizable');
     assert.equal(checkHistory(ops, { stepsMax: 50 }).verdict, 'unknown');
+  });
+});
+
+describe('linearizability checker: search internals', () => {
+  it('LinearizedSet copies are equal exactly when the sets are (random flips against a plain Set)', () => {
+    const rng = new Rng(11);
+    for (let round = 0; round < 200; round++) {
+      const known = rng.int(100);
+      const unknown = rng.int(70);
+      const a = new LinearizedSet(known, unknown);
+      const ref = new Set<number>();
+      const copies: { snap: Uint32Array; members: string }[] = [];
+      for (let f = 0; f < 150 && known + unknown > 0; f++) {
+        const i = rng.int(known + unknown);
+        a.flip(i);
+        if (ref.has(i)) ref.delete(i);
+        else ref.add(i);
+        for (let j = 0; j < known + unknown; j++) assert.equal(a.has(j), ref.has(j));
+        const members = [...ref].sort((x, y) => x - y).join(',');
+        for (const c of copies) assert.equal(a.equals(c.snap), c.members === members);
+        if (rng.int(3) === 0) copies.push({ snap: a.snapshot(), members });
+      }
+    }
+  });
+
+  /** `rounds` rounds of: a write that times out (nobody reads it), a write, a read of it, a CAS
+   *  that succeeds and one that fails. */
+  const withLostWrites = (rounds: number): KvOp[] => {
+    const ops: KvOp[] = [];
+    for (let i = 0; i < rounds; i++) {
+      ops.push(w(`lost${i}`, i * 10, INF, 1 + (i % 7)));
+      ops.push(w(`v${i}`, i * 10 + 1, i * 10 + 3, 0));
+      ops.push(r(`v${i}`, i * 10 + 4, i * 10 + 5, 0));
+      ops.push(cas(`v${i}`, `c${i}`, true, i * 10 + 6, i * 10 + 7, 0));
+      ops.push(cas(`v${i}`, `x${i}`, false, i * 10 + 8, i * 10 + 9, 0));
+    }
+    return ops;
+  };
+
+  it('300 timed-out writes nobody read, among reads and CASes on one key, are checked in few steps', () => {
+    const res = checkHistory(withLostWrites(300), { stepsMax: 2_000_000 });
+    assert.equal(res.verdict, 'linearizable');
+    assert.ok(res.steps < 1_000_000, `${res.steps} steps`);
+  });
+
+  it('a timed-out write read back, then a read of an older value: a violation, shrunk to the ops that show it', () => {
+    const ops = [...withLostWrites(25), r('lost5', 500, 501, 0), r('c24', 502, 503, 0)];
+    const bad = checkHistory(ops);
+    assert.equal(bad.verdict, 'violation');
+    const sub = bad.violation!.subHistory;
+    assert.ok(bad.violation!.minimal);
+    assert.ok(sub.some((op) => op.kind === 'read' && op.seen === 'lost5'));
+    assert.ok(sub.some((op) => op.kind === 'write' && op.value === 'lost5'));
+    assert.ok(sub.length <= 6, `${sub.length} operations`);
+    assert.equal(bruteForceLinearizable(sub), false);
   });
 });
 
