@@ -4,7 +4,8 @@
 // code 0 on success and 1 on any error (printed as `Error: <etcd's message>`), 2 on bad usage.
 //
 // Layout: quorumctl/args.ts (flag parsing), client.ts (endpoint choice, gRPC calls, errors),
-// kv.ts, lease.ts, cluster.ts (member, endpoint), snapshot.ts, format.ts (output); ../progress.ts.
+// kv.ts, lease.ts, cluster.ts (member, endpoint), snapshot.ts, check.ts + hashes.ts (`check`),
+// format.ts (output); ../progress.ts.
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../config/flags';
