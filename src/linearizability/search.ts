@@ -47,10 +47,12 @@ export function makeBudget(o: { stepsMax?: number; timeMs?: number; memoBytesMax
   };
 }
 
-function spend(b: Budget, stepsUsed: number): boolean {
+/** Takes one step from the budget; false once it is exhausted. The clock is read every
+ *  CLOCK_EVERY_STEPS steps of the budget, not of one search: shrinking runs many short searches. */
+function spend(b: Budget): boolean {
   if (b.exhausted) return false;
   if (b.stepsLeft <= 0) b.exhausted = 'step bound reached';
-  else if (stepsUsed % CLOCK_EVERY_STEPS === 0 && b.now() > b.deadlineMs) b.exhausted = 'time bound reached';
+  else if (b.stepsLeft % CLOCK_EVERY_STEPS === 0 && b.now() > b.deadlineMs) b.exhausted = 'time bound reached';
   b.stepsLeft--;
   return b.exhausted === undefined;
 }
@@ -187,7 +189,7 @@ export function searchKey(all: readonly KvOp[], budget: Budget): SearchResult {
   let entry = next[HEAD]!;
   for (;;) {
     steps++;
-    if (!spend(budget, steps) || memoBytes > memoBytesMax) {
+    if (!spend(budget) || memoBytes > memoBytesMax) {
       if (memoBytes > memoBytesMax) budget.exhausted ??= `memo bound reached (${memoBytesMax} bytes)`;
       return { verdict: 'unknown', steps };
     }

@@ -62,7 +62,7 @@ describe('quorumctl check (real 3-member cluster)', function () {
     const all = c.members.map((m) => m.endpoint);
     const leader = await c.waitForLeader();
 
-    const ok = await ctl(all, ['check', 'linearizability', '--duration=4s', '--clients=6', '--keys=4']);
+    const ok = await ctl(all, ['check', 'linearizability', '--duration=3s', '--clients=6', '--keys=4']);
     console.log(`      ${ok.stdout.trim().split('\n').join('\n      ')}`);
     assert.equal(ok.code, 0, `${ok.stdout}${ok.stderr}`);
     assert.match(ok.stdout, /LINEARIZABLE\n$/);
@@ -77,7 +77,7 @@ describe('quorumctl check (real 3-member cluster)', function () {
     // A follower cut off from its peers still answers serializable reads from its own, frozen store.
     const cut = c.members.find((m) => m !== leader)!;
     await cut.isolate();
-    const stale = await ctl(all, ['check', 'linearizability', '--duration=4s', '--clients=6', '--keys=4', '--serializable']);
+    const stale = await ctl(all, ['check', 'linearizability', '--duration=3s', '--clients=6', '--keys=4', '--serializable']);
     console.log(`      ${stale.stdout.trim().split('\n').join('\n      ')}`);
     assert.equal(stale.code, 1, `${stale.stdout}${stale.stderr}`);
     assert.match(stale.stdout, /NOT LINEARIZABLE/);

@@ -86,12 +86,13 @@ describe('linearizability checker: shrinking a violation', () => {
     const endMs = Math.max(...base.map((op) => op.returnMs));
     const old = base.find((op) => op.kind === 'write')!;
     assert.ok(old.kind === 'write');
-    const stale = r(old.value, endMs + 10, endMs + 11, 99);
+    const stale: KvOp = { ...r(old.value, endMs + 10, endMs + 11, 99), key: old.key };
     const res = checkHistory([...base, stale]);
     assert.equal(res.verdict, 'violation');
     const sub = res.violation!.subHistory;
     assert.ok(res.violation!.minimal);
     assert.ok(sub.includes(stale), 'the stale read is in the sub-history');
+    assert.ok(sub.includes(old), 'and the write it saw');
     assert.ok(sub.length <= 4, `shrunk to ${sub.length} operations:\n${sub.map((op) => JSON.stringify(op)).join('\n')}`);
     assert.equal(bruteForceLinearizable(sub), false, 'the sub-history is itself a violation');
     for (const op of sub) assert.ok(base.includes(op) || op === stale, 'made of recorded operations, unchanged');
@@ -148,6 +149,18 @@ describe('linearizability checker: bounds', () => {
     const memo = checkHistory(hard, { memoBytesMax: 10_000 });
     assert.equal(memo.verdict, 'unknown');
     assert.match(memo.unknownReason!, /memo bound/);
+  });
+
+  it('shrinking is bounded by its own time bound too, across its many short searches', () => {
+    const base = generateLinearizable(5, { clients: 6, keys: 1, opsPerClient: 60, unknownRate: 0, latencyMsMax: 5 });
+    const old = base.find((op) => op.kind === 'write')!;
+    assert.ok(old.kind === 'write');
+    const ops = [...base, { ...r(old.value, 1e6, 1e6 + 1, 99), key: old.key }];
+    let t = 0;
+    const res = checkHistory(ops, { minimizeTimeMs: 3, now: () => (t += 1) });
+    assert.equal(res.verdict, 'violation');
+    assert.equal(res.violation!.minimal, false);
+    assert.ok(res.violation!.subHistory.length > 4, 'stopped early, before it got small');
   });
 
   it('a linearizable history that needs more steps than allowed is unknown, not a violation', () => {
