@@ -9,6 +9,7 @@ import { REPO_ROOT } from './integration/harness';
 /** Each folder of src/ and its rank: imports must go to a strictly lower rank. */
 export const LAYERS: Readonly<Record<string, number>> = {
   util: 0,
+  linearizability: 1,
   proto: 1,
   tls: 1,
   config: 2,

@@ -4,17 +4,19 @@
 // code 0 on success and 1 on any error (printed as `Error: <etcd's message>`), 2 on bad usage.
 //
 // Layout: quorumctl/args.ts (flag parsing), client.ts (endpoint choice, gRPC calls, errors),
-// kv.ts, lease.ts, cluster.ts (member, endpoint), snapshot.ts, format.ts (output); ../progress.ts.
+// kv.ts, lease.ts, cluster.ts (member, endpoint), snapshot.ts, check.ts + hashes.ts (`check`),
+// format.ts (output); ../progress.ts.
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { ConfigError } from '../config/flags';
-import { flagDurationMs, parseArgs, UsageError, type FlagSpec } from './quorumctl/args';
+import { flagDurationMs, parseArgs, UsageError, type FlagSpec, type ParsedArgs } from './quorumctl/args';
 import { CommandError, Connection, splitEndpoints, type ConnectionOptions } from './quorumctl/client';
 import { outputFormat } from './quorumctl/format';
 import { delCommand, getCommand, putCommand, watchCommand } from './quorumctl/kv';
 import { leaseCommand } from './quorumctl/lease';
 import { endpointCommand, memberCommand } from './quorumctl/cluster';
 import { RESTORE_FLAGS, snapshotCommand } from './quorumctl/snapshot';
+import { CHECK_BOOLEANS, CHECK_FLAGS, checkCommand } from './quorumctl/check';
 
 const USAGE = `Usage: quorumctl [--endpoints=127.0.0.1:2379[,...]] [--dial-timeout=2s] [--command-timeout=5s] [-w simple|json]
                  [--cacert=CA] [--cert=CERT --key=KEY] COMMAND
@@ -30,6 +32,11 @@ Commands:
   snapshot save FILE
   snapshot restore FILE --data-dir DIR [--name N] [--initial-cluster ...] [--initial-cluster-token T]
                                         [--initial-advertise-peer-urls URL] [--bump-revision=N (default 1e9; 0: none)]
+  check linearizability [--duration=30s] [--clients=8] [--keys=8] [--prefix=__quorumctl_check/]
+                        [--serializable] [--check-timeout=2m]
+                                        (concurrent reads/puts/CAS on a scratch prefix, then a
+                                         linearizability check; exit 0 ok, 1 violation, 3 undecided)
+  check hashes                          (HashKV of every member at one revision; exit 1 on mismatch)
 Lease and member IDs are hex, as printed.
 `;
 
@@ -39,8 +46,30 @@ const FLAGS: FlagSpec = {
   aliases: { w: 'write-out', h: 'help' },
 };
 
+/** `check` takes --keys as a number (elsewhere it is lease timetolive's boolean). */
+const CHECK_SPEC: FlagSpec = {
+  booleans: [...FLAGS.booleans.filter((f) => f !== 'keys'), ...CHECK_BOOLEANS],
+  values: [...FLAGS.values, ...CHECK_FLAGS],
+  aliases: FLAGS.aliases,
+};
+
 /** etcdctl's TLS flags: TLS when any of them is given or an endpoint is https:// (the system's
  *  roots verify the server without --cacert); --cert and --key go together. */
+function parseCommandLine(argv: readonly string[]): ParsedArgs {
+  let asCheck: ParsedArgs | UsageError;
+  try {
+    asCheck = parseArgs(argv, CHECK_SPEC);
+  } catch (e) {
+    if (!(e instanceof UsageError)) throw e;
+    asCheck = e;
+  }
+  if (!(asCheck instanceof UsageError) && asCheck.positional[0] === 'check') return asCheck;
+  const a = parseArgs(argv, FLAGS);
+  // A `check` command line that its own flags refused: that refusal is the one to show.
+  if (a.positional[0] === 'check' && asCheck instanceof UsageError) throw asCheck;
+  return a;
+}
+
 function tlsCredentials(flags: ReadonlyMap<string, string>, httpsEndpoint: boolean): grpc.ChannelCredentials | undefined {
   const [ca, cert, key] = (['cacert', 'cert', 'key'] as const).map((f) => flags.get(f));
   if (ca === undefined && cert === undefined && key === undefined && !httpsEndpoint) return undefined;
@@ -59,7 +88,7 @@ function tlsCredentials(flags: ReadonlyMap<string, string>, httpsEndpoint: boole
 export async function main(argv: readonly string[], out: NodeJS.WritableStream = process.stdout, err: NodeJS.WritableStream = process.stderr): Promise<number> {
   let conn: Connection | undefined;
   try {
-    const a = parseArgs(argv, FLAGS);
+    const a = parseCommandLine(argv);
     const [cmd, ...rest] = a.positional;
     if (cmd === undefined || cmd === 'help' || a.flags.has('help')) {
       out.write(USAGE);
@@ -99,6 +128,8 @@ export async function main(argv: readonly string[], out: NodeJS.WritableStream =
         break;
       case 'snapshot':
         return await snapshotCommand(connect, sub, out);
+      case 'check':
+        return await checkCommand(endpoints, opts, sub, out, err);
       default:
         throw new UsageError(`unknown command ${JSON.stringify(cmd)}`);
     }

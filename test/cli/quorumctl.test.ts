@@ -189,6 +189,21 @@ describe('quorumctl against a real member', function () {
     assert.match(refused.stderr, /snapshot file integrity check failed: expected sha256 [0-9a-f]{64}, got [0-9a-f]{64}/);
     assert.ok(!fs.existsSync(path.join(dir, 'never')));
   });
+
+  it('check: --keys is a number there (a boolean for lease timetolive), bad values exit 2; a short linearizability run and hashes on one member pass', async () => {
+    for (const bad of [['check'], ['check', 'frobnicate'], ['check', 'linearizability', '--keys'], ['check', 'linearizability', '--clients=0'], ['check', 'linearizability', '--duration=soon']]) {
+      const r = await ctl(ep, bad);
+      assert.equal(r.code, 2, `${bad.join(' ')}: ${r.stderr}`);
+    }
+    const run = await ctl(ep, ['check', 'linearizability', '--duration=500ms', '--clients=3', '--keys=2', '--prefix=chk/']);
+    assert.equal(run.code, 0, run.stdout + run.stderr);
+    assert.match(run.stdout, /on 2 keys by 3 clients/);
+    assert.match(run.stdout, /LINEARIZABLE\n$/);
+    assert.equal((await ctl(ep, ['get', 'chk/', '--prefix'])).stdout, '', 'the scratch prefix is deleted');
+    const hashes = await ctl(ep, ['check', 'hashes']);
+    assert.equal(hashes.code, 0, hashes.stdout + hashes.stderr);
+    assert.match(hashes.stdout, /^OK: every member has hash \d+ at revision \d+$/m);
+  });
 });
 
 describe('quorumctl helpers', () => {
