@@ -4,12 +4,12 @@
 // process started is killed (its process group) at the end, on failure too.
 //
 //   npx tsc -p . && node dist/scripts/hostile-vs-etcd.js
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import type net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, killGroup, SERVER_BIN, trackProcess } from '../test/integration/harness';
+import { freePort, killGroup, SERVER_BIN, spawnMember } from '../test/integration/harness';
 import { kvClient, unary } from '../test/compat/grpc_client';
 import * as F from '../test/hostile/frames';
 
@@ -31,16 +31,8 @@ async function start(name: 'quorumkv' | 'etcd'): Promise<Target> {
     name === 'etcd'
       ? [`--data-dir=${dir}`, `--listen-client-urls=${url}`, `--advertise-client-urls=${url}`, `--listen-peer-urls=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster=default=${peer}`]
       : [SERVER_BIN, `--data-dir=${dir}`, `--listen-client-urls=${url}`, `--listen-peer-urls=${peer}`];
-  const proc = spawn(name === 'etcd' ? ETCD_BIN : process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  trackProcess(proc);
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  const deadline = Date.now() + 20_000;
-  while (!out.includes('ready to serve client requests')) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const { proc } = await spawnMember(name === 'etcd' ? ETCD_BIN : process.execPath, args, name);
+
   const kv = kvClient(`127.0.0.1:${port}`);
   await unary(kv, 'Put', { key: Buffer.from('probe'), value: Buffer.from('v') });
   kv.close();

@@ -10,7 +10,7 @@
 // Then the same with peer TLS and --peer-client-cert-auth: the connection is refused at the
 // handshake and nothing changes.
 // Usage: npx tsc -p . && node dist/scripts/peer-port-probe.js
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +20,7 @@ import { EntryType, MessageType, type Message } from '../src/raft/types';
 import { encodeRequest } from '../src/server/codec';
 import { Transport } from '../src/transport';
 import { Logger } from '../src/util/log';
-import { freePort, killGroup, SERVER_BIN, trackProcess } from '../test/integration/harness';
+import { freePort, killGroup, SERVER_BIN, spawnMember } from '../test/integration/harness';
 import { makeTestCerts, removeTestCerts, type TestCerts } from '../test/integration/tls_certs';
 
 type Client = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
@@ -38,16 +38,8 @@ async function start(certs: TestCerts | undefined): Promise<Member> {
   const peerUrl = `${scheme}://127.0.0.1:${await freePort()}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'peer-probe-'));
   const tlsArgs = certs ? [`--peer-cert-file=${certs.server.cert}`, `--peer-key-file=${certs.server.key}`, `--peer-trusted-ca-file=${certs.ca}`, '--peer-client-cert-auth'] : [];
-  const proc = spawn(process.execPath, [SERVER_BIN, `--data-dir=${dir}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--listen-peer-urls=${peerUrl}`, `--initial-advertise-peer-urls=${peerUrl}`, ...tlsArgs], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  trackProcess(proc);
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  const deadline = Date.now() + 20_000;
-  while (!out.includes('ready to serve client requests')) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`member did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const { proc } = await spawnMember(process.execPath, [SERVER_BIN, `--data-dir=${dir}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--listen-peer-urls=${peerUrl}`, `--initial-advertise-peer-urls=${peerUrl}`, ...tlsArgs], 'member');
+
   return { proc, endpoint: `127.0.0.1:${port}`, peerUrl };
 }
 

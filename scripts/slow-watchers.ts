@@ -14,11 +14,10 @@
 // reads. --etcd runs the same against etcd 3.4 ($ETCD_BIN or /usr/bin/etcd) instead. --endpoint
 // (with --pid for VmRSS) measures an already running server instead of starting one (e.g. an
 // older build). Every process started is killed (its process group) at the end, on failure too.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, killGroup, startServer, trackProcess } from '../test/integration/harness';
+import { freePort, killGroup, startServer, spawnMember } from '../test/integration/harness';
 import { percentile, runSlowWatch, type SlowWatchOptions, type SlowWatchResult } from '../test/integration/slow_watch';
 
 const ETCD_BIN = process.env.ETCD_BIN ?? '/usr/bin/etcd';
@@ -56,19 +55,8 @@ async function startEtcd(): Promise<{ endpoint: string; pid: number; stop: () =>
   const peer = `http://127.0.0.1:${await freePort()}`;
   const url = `http://127.0.0.1:${port}`;
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'slow-watchers-etcd-'));
-  const proc = spawn(ETCD_BIN, [`--data-dir=${dir}`, `--listen-client-urls=${url}`, `--advertise-client-urls=${url}`, `--listen-peer-urls=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster=default=${peer}`], { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  trackProcess(proc);
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  const deadline = Date.now() + 20_000;
-  while (!out.includes('ready to serve client requests')) {
-    if (proc.exitCode !== null || Date.now() > deadline) {
-      killGroup(proc);
-      throw new Error(`etcd did not start:\n${out}`);
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const { proc } = await spawnMember(ETCD_BIN, [`--data-dir=${dir}`, `--listen-client-urls=${url}`, `--advertise-client-urls=${url}`, `--listen-peer-urls=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster=default=${peer}`], 'etcd');
+
   return {
     endpoint: `127.0.0.1:${port}`,
     pid: proc.pid!,

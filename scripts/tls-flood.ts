@@ -11,7 +11,7 @@
 // same probes run (the handshake timeout and the connection cap are what bound them).
 //
 // Usage: npx tsc -p . && node dist/scripts/tls-flood.js [--conns=64] [--seconds=10] [--idle=3000]
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -19,7 +19,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions } from '../src/proto';
-import { freePort, killGroup, SERVER_BIN, trackProcess } from '../test/integration/harness';
+import { freePort, killGroup, SERVER_BIN, spawnMember } from '../test/integration/harness';
 import { makeTestCerts, removeTestCerts, type TestCerts } from '../test/integration/tls_certs';
 
 function arg(name: string, def: string): string {
@@ -80,16 +80,8 @@ async function start(name: 'quorumkv' | 'etcd', certs: TestCerts): Promise<Targe
     name === 'etcd'
       ? [`--data-dir=${dir}`, `--listen-client-urls=${url}`, `--advertise-client-urls=${url}`, `--listen-peer-urls=${peer}`, `--initial-advertise-peer-urls=${peer}`, `--initial-cluster=default=${peer}`, ...tlsArgs]
       : [SERVER_BIN, `--data-dir=${dir}`, `--listen-client-urls=${url}`, `--listen-peer-urls=${peer}`, ...tlsArgs];
-  const proc = spawn(name === 'etcd' ? ETCD_BIN : process.execPath, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
-  trackProcess(proc);
-  let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
-  proc.stderr!.on('data', (d) => (out += d));
-  const deadline = Date.now() + 20_000;
-  while (!out.includes('ready to serve client requests')) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`${name} did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  const { proc } = await spawnMember(name === 'etcd' ? ETCD_BIN : process.execPath, args, name);
+
   return { name, proc, port };
 }
 

@@ -7,10 +7,9 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ClassicLevel } from 'classic-level';
-import { NS_KV } from '../../src/storage/backend/records';
 import { REPO_ROOT } from './harness';
 import { put, rangePrefix, startCluster, type Cluster } from './cluster_harness';
+import { rewriteValue } from './tamper';
 
 const CTL_BIN = path.join(REPO_ROOT, 'dist', 'src', 'cli', 'quorumctl.js');
 const CTL_TIMEOUT_MS = 30_000;
@@ -31,25 +30,6 @@ function ctl(endpoints: string[], args: string[]): Promise<Result> {
   });
 }
 
-/** Rewrites one stored value in place in a stopped member's backend (same length). */
-async function rewriteValue(dataDir: string, from: string, to: string): Promise<number> {
-  const db = new ClassicLevel<Buffer, Buffer>(path.join(dataDir, 'member', 'backend'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-  await db.open();
-  let changed = 0;
-  try {
-    for await (const [k, v] of db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]) })) {
-      const at = v.indexOf(from);
-      if (at < 0) continue;
-      const w = Buffer.from(v);
-      w.write(to, at);
-      await db.put(k, w);
-      changed++;
-    }
-  } finally {
-    await db.close();
-  }
-  return changed;
-}
 
 describe('quorumctl check (real 3-member cluster)', function () {
   this.timeout(60_000);

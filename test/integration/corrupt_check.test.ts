@@ -3,31 +3,10 @@
 // check within a few intervals; the CORRUPT alarm then stops writes on every member with etcd's
 // "etcdserver: corrupt cluster", while reads are still served.
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { ClassicLevel } from 'classic-level';
-import { NS_KV } from '../../src/storage/backend/records';
 import { etcdctl } from './harness';
 import { startCluster, type Cluster } from './cluster_harness';
+import { rewriteValue } from './tamper';
 
-async function rewriteValue(dataDir: string, from: string, to: string): Promise<number> {
-  assert.equal(from.length, to.length);
-  const db = new ClassicLevel<Buffer, Buffer>(path.join(dataDir, 'member', 'backend'), { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-  await db.open();
-  let changed = 0;
-  try {
-    for await (const [k, v] of db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]) })) {
-      const at = v.indexOf(from);
-      if (at < 0) continue;
-      const w = Buffer.from(v);
-      w.write(to, at);
-      await db.put(k, w);
-      changed++;
-    }
-  } finally {
-    await db.close();
-  }
-  return changed;
-}
 
 describe('corruption check (--experimental-corrupt-check-time)', function () {
   this.timeout(120_000);

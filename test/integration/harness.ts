@@ -110,6 +110,26 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
   };
 }
 
+/** Starts a server process (quorumkv or etcd: both print "ready to serve client requests") in its
+ *  own process group, tracked for cleanup; resolves once it is ready, else kills it and throws
+ *  with what it printed. For scripts that compare quorumkv with etcd. */
+export async function spawnMember(cmd: string, args: string[], what: string, timeoutMs = 20_000): Promise<{ proc: ChildProcess; output: () => string }> {
+  const proc = spawn(cmd, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  trackProcess(proc);
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const deadline = Date.now() + timeoutMs;
+  while (!out.includes('ready to serve client requests')) {
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      killGroup(proc);
+      throw new Error(`${what} did not start:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { proc, output: () => out };
+}
+
 export interface CmdResult {
   code: number;
   stdout: string;
