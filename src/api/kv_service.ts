@@ -171,10 +171,14 @@ export function kvService(server: Server, limits: KvLimits) {
     // etcd 3.4 lets any authenticated (or anonymous) caller compact; only a bad token is refused.
     const who = authorize(server, call, checks.none, undefined);
     if (who instanceof EtcdError) return replyError(call, who);
-    server.propose({ compaction: call.request }, who).then(
-      (r) => call.respond({ header: server.header(r.revision) }),
-      (err) => replyError(call, err),
-    );
+    // physical: etcd answers once the compaction has been applied to the backend (its physc).
+    server
+      .propose({ compaction: call.request }, who)
+      .then(async (r) => {
+        if (call.request.physical) await server.compactionsSettled();
+        call.respond({ header: server.header(r.revision) });
+      })
+      .catch((err: unknown) => replyError(call, err));
   };
 
   return { Range, Put, DeleteRange, Txn, Compact };
