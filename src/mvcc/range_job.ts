@@ -26,6 +26,8 @@ export interface RangeJobSource {
   readonly valuesEpoch: number;
   /** @internal the values of `kvs`, in place (spilled ones read from the file). */
   hydrateVersions(kvs: StoredKv[]): KeyValue[];
+  /** @internal the bytes of the spilled values among `kvs` (fn's buffer is valid during the call). */
+  forEachSpilledValue(kvs: readonly StoredKv[], fn: (i: number, buf: Buffer, off: number, len: number) => void): void;
 }
 
 export type RangeStepState = 'more' | 'done' | 'stale';
@@ -163,6 +165,18 @@ export class RangeJob {
   /** The answer's versions [from, from + n) as KeyValues with their values (none with
    *  keys_only), without keeping them in the job: a caller encoding the answer slice by slice
    *  holds each value once. 'stale': the spilled values moved since the walk (start over). */
+  /** readValues for a caller that copies the bytes out at once (an encoder): the versions
+   *  [from, from + n) as stored (a value in the heap is a string, a spilled one a SpillRef), and
+   *  spilled(fn) gives the spilled ones' bytes, fn(i, buf, off, len) for slice[i], without a
+   *  string each. With keys_only the values are not wanted: spilled is undefined. */
+  versionsWithValues(from: number, n: number): { kvs: readonly StoredKv[]; spilled: ((fn: (i: number, buf: Buffer, off: number, len: number) => void) => void) | undefined } | 'stale' {
+    assert(this.finished && from >= 0 && n > 0, 'range job: versionsWithValues before finish, or an empty slice');
+    const kvs = this.collected.slice(from, Math.min(this.collected.length, from + n));
+    if (this.keysOnly) return { kvs, spilled: undefined };
+    if (this.valuesMoved) return 'stale';
+    return { kvs, spilled: (fn) => this.source.forEachSpilledValue(kvs, fn) };
+  }
+
   readValues(from: number, n: number): KeyValue[] | 'stale' {
     assert(this.finished && from >= 0 && n > 0, 'range job: readValues before finish, or an empty slice');
     const slice = this.collected.slice(from, Math.min(this.collected.length, from + n));

@@ -180,6 +180,23 @@ export class MvccStore {
     return this.hydrateAll(kvs);
   }
 
+  /** @internal the values of the spilled versions among `kvs`, without a string each
+   *  (RangeJobSource): fn(i, buf, off, len) for each kvs[i] whose value is spilled. */
+  forEachSpilledValue(kvs: readonly StoredKv[], fn: (i: number, buf: Buffer, off: number, len: number) => void): void {
+    const at: number[] = [];
+    const refs: SpillRef[] = [];
+    for (let i = 0; i < kvs.length; i++) {
+      const v = kvs[i].value;
+      if (typeof v !== 'string') {
+        at.push(i);
+        refs.push(v);
+      }
+    }
+    if (refs.length === 0) return;
+    assert(this.spill !== undefined, 'a spilled value in a store without a spill');
+    this.spill.forEachValue(refs, (j, buf, off, len) => fn(at[j], buf, off, len));
+  }
+
   /** Validates a requested read revision (<= 0 = headRev, as etcd's rangeKeys) and returns the
    *  one to read at. */
   private checkReadRevision(requested: Revision, headRev: Revision): Revision {
