@@ -30,7 +30,7 @@ export type Encoded<T> = Uint8Array & { readonly __encodedMessageOf: T };
 
 /** What every call offers, whatever its shape (metadata, cancelled, fail, onAbandoned). */
 export type CallBase = G.CallBase;
-export type UnaryCall<Req, Res> = G.UnaryCall<Req, Res>;
+export type UnaryCall<Req, Res> = G.UnaryCall<Req, Res, Encoded<Res>>;
 /** The response side of a streaming call; writeEncoded takes only bytes of its own message type. */
 export type ResponseStream<Res> = G.ResponseStream<Res, Encoded<Res>>;
 export type ServerStreamCall<Req, Res> = G.ServerStreamCall<Req, Res, Encoded<Res>>;

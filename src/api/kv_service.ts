@@ -3,7 +3,9 @@
 import { EtcdError, Errors } from '../util/errors';
 import type { Server } from '../server/server';
 import type { ApplyResult } from '../server/applier';
-import { applyRange, applyReadOnlyTxn, fillTxnHeaders, isTxnReadOnly } from '../server/kv_ops';
+import { applyRange, applyReadOnlyTxn, fillTxnHeaders, isTxnReadOnly, kvToPb, rangeEndOf, rangeOptions } from '../server/kv_ops';
+import type { RangeJob } from '../mvcc';
+import { assert } from '../util/assert';
 import type {
   CompactionRequest,
   CompactionResponse,
@@ -18,6 +20,8 @@ import type {
   TxnResponse,
 } from '../proto/types';
 import type { UnaryCall, UnaryHandler } from './call';
+import { encodedRangeResponse, rangeSliced, RANGE_KEYS_PER_STEP, RANGE_RESPONSE_BYTES_MAX, RANGE_VALUES_PER_STEP } from './range_sliced';
+import { encodeHeader } from './watch_encoding';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate';
 import { replyError } from './errors';
 import { authorize, checks } from './auth_service';
@@ -33,10 +37,40 @@ function applied<T extends { header?: ResponseHeader }>(server: Server, r: Apply
 }
 
 /** A Range from the local store, once it may be served (a function of its own: the serializable
- *  read, the hot path, makes no closure). */
+ *  read, the hot path, makes no closure). A single key is read as it always was; a range runs as
+ *  the store's sliced range job, answered in this turn when its walk fits one step and its answer
+ *  a few values, and otherwise over later turns (range_sliced.ts). */
 function serveRange(server: Server, call: UnaryCall<RangeRequest, RangeResponse>): void {
   const who = authorize(server, call, checks.range, call.request);
   if (who instanceof EtcdError) return replyError(call, who);
+  const r = call.request;
+  if (rangeEndOf(r.range_end) === undefined) return serveSingleKey(server, call);
+  let job: RangeJob;
+  try {
+    job = server.store.rangeJob(r.key, rangeEndOf(r.range_end), rangeOptions(r));
+  } catch (err) {
+    return replyError(call, err);
+  }
+  if (job.scan(RANGE_KEYS_PER_STEP) === 'done' && (job.countOnly || job.kvs.length <= RANGE_VALUES_PER_STEP)) {
+    return call.respond(smallRangeAnswer(job, server.header()));
+  }
+  const encode = call.respondEncoded !== undefined;
+  let abandoned = false;
+  call.onAbandoned(() => (abandoned = true));
+  rangeSliced(() => server.store, r, job, encode, { abandoned: () => abandoned || call.cancelled }).then(
+    (ans) => {
+      if (ans === undefined) return;
+      const header = server.header(ans.headRevision);
+      if (!encode) return call.respond({ header, kvs: ans.kvs ?? [], more: ans.more, count: ans.count });
+      const parts = encodedRangeResponse(encodeHeader(header), ans, RANGE_RESPONSE_BYTES_MAX);
+      if (parts instanceof EtcdError) return replyError(call, parts);
+      call.respondEncoded!(parts);
+    },
+    (err) => replyError(call, err),
+  );
+}
+
+function serveSingleKey(server: Server, call: UnaryCall<RangeRequest, RangeResponse>): void {
   let resp: RangeResponse;
   try {
     resp = applyRange(server.store, call.request);
@@ -45,6 +79,19 @@ function serveRange(server: Server, call: UnaryCall<RangeRequest, RangeResponse>
   }
   resp.header = server.header();
   call.respond(resp);
+}
+
+/** The answer of a range job whose walk is done and whose answer holds a few values: read now. */
+function smallRangeAnswer(job: RangeJob, header: ResponseHeader): RangeResponse {
+  if (job.valuesNeededForSort) {
+    const all = job.hydrateForSort(job.kvs.length || 1);
+    assert(all === job.kvs.length, 'range: values moved within one turn');
+  }
+  job.finish();
+  if (job.countOnly || job.kvs.length === 0) return { header, kvs: [], more: job.more, count: job.count };
+  const kvs = job.readValues(0, job.kvs.length);
+  assert(kvs !== 'stale', 'range: values moved within one turn');
+  return { header, kvs: kvs.map(kvToPb), more: job.more, count: job.count };
 }
 
 export function kvService(server: Server, limits: KvLimits) {
@@ -124,10 +171,14 @@ export function kvService(server: Server, limits: KvLimits) {
     // etcd 3.4 lets any authenticated (or anonymous) caller compact; only a bad token is refused.
     const who = authorize(server, call, checks.none, undefined);
     if (who instanceof EtcdError) return replyError(call, who);
-    server.propose({ compaction: call.request }, who).then(
-      (r) => call.respond({ header: server.header(r.revision) }),
-      (err) => replyError(call, err),
-    );
+    // physical: etcd answers once the compaction has been applied to the backend (its physc).
+    server
+      .propose({ compaction: call.request }, who)
+      .then(async (r) => {
+        if (call.request.physical) await server.compactionsSettled();
+        call.respond({ header: server.header(r.revision) });
+      })
+      .catch((err: unknown) => replyError(call, err));
   };
 
   return { Range, Put, DeleteRange, Txn, Compact };

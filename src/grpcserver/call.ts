@@ -25,9 +25,13 @@ export interface CallBase {
   onAbandoned(fn: () => void): void;
 }
 
-export interface UnaryCall<Req, Res> extends CallBase {
+export interface UnaryCall<Req, Res, Enc = Uint8Array> extends CallBase {
   readonly request: Req;
   respond(message: Res): void;
+  /** respond() with the message already serialized, as consecutive parts of one message (a
+   *  large answer encoded slice by slice is never joined into one buffer). Absent where a
+   *  transport has no use for bytes (the JSON gateway). */
+  respondEncoded?(parts: readonly Enc[]): void;
 }
 
 export interface ResponseStream<Res, Enc = Uint8Array> extends CallBase {

@@ -37,7 +37,7 @@ import type { Duplex } from 'node:stream';
 import zlib from 'node:zlib';
 import type * as grpc from '@grpc/grpc-js';
 import { GrpcCode } from '../util/errors';
-import { rethrowIfAssertion } from '../util/assert';
+import { assert, rethrowIfAssertion } from '../util/assert';
 import type { Logger } from '../util/log';
 import { H2ServerConnection, MAX_CONCURRENT_STREAMS_DEFAULT, encodeHeaderBlock, type H2ServerStream } from './h2_conn';
 import { ResponseBudget } from './limits';
@@ -125,6 +125,9 @@ const RESPONSE_BLOCK = encodeHeaderBlock(RESPONSE_FIELDS);
 const OK_TRAILERS_BLOCK = encodeHeaderBlock([[GRPC_STATUS, '0']]);
 const OK: CallStatus = { code: GrpcCode.OK, message: '' };
 const MESSAGE_HEADER_BYTES = 5;
+/** The largest response message sent: etcd's MaxSendMsgSize (math.MaxInt32); a handler that
+ *  builds one slice by slice checks it (api/range_sliced.ts) with grpc-go's error. */
+export const MESSAGE_BYTES_MAX = 2 ** 31 - 1;
 /** Response bytes a streaming call may have queued in HTTP/2 before its writes return false. */
 export const SEND_BUFFER_BYTES = 1024 * 1024;
 /** Largest request header list we take (as node:http2's maxHeaderListSize before). */
@@ -419,6 +422,39 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     this.sendHeaders();
     this.stream.write(body, SEND_BUFFER_BYTES);
     this.stream.end(OK_TRAILERS_BLOCK);
+  }
+
+  /** respond() with the message given as serialized parts: one gRPC message, the parts written
+   *  one after the other behind its 5-byte header, each once the stream has drained below
+   *  SEND_BUFFER_BYTES. */
+  respondEncoded(parts: readonly Uint8Array[]): void {
+    if (this.finished) return;
+    let bytes = 0;
+    for (const p of parts) bytes += p.length;
+    assert(bytes <= MESSAGE_BYTES_MAX, 'an encoded response above the gRPC message limit');
+    this.finished = true;
+    this.disarm();
+    this.onFinish?.(GrpcCode.OK);
+    if (!this.writable) return;
+    this.sendHeaders();
+    const head = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES);
+    head[0] = 0;
+    head.writeUInt32BE(bytes, 1);
+    // Queued as the client reads, not at once: hundreds of MB queued would count against the
+    // member's budget of bytes queued for clients that do not read (limits.ts) and end the call.
+    const queue: (Uint8Array | undefined)[] = [head, ...parts];
+    let next = 0;
+    const pump = (): void => {
+      while (next < queue.length) {
+        if (!this.writable) return;
+        const p = queue[next]!;
+        queue[next++] = undefined;
+        const below = this.stream.write(Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.length), SEND_BUFFER_BYTES);
+        if (!below && next < queue.length) return this.stream.whenDrained(pump, SEND_BUFFER_BYTES);
+      }
+      this.stream.end(OK_TRAILERS_BLOCK);
+    };
+    pump();
   }
 
   write(message: unknown): boolean {

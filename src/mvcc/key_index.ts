@@ -147,6 +147,29 @@ export class KeyIndex {
     }
   }
 
+  /** forRange for at most `maxKeys` keys of [lo, hi): returns the key to continue from
+   *  (undefined: the range is done). A sliced range (range_job.ts) resumes from it in a later turn. */
+  forRangeSlice(lo: Bytes, hi: Bytes | undefined, maxKeys: number, fn: (key: Bytes, v: Versions) => void): Bytes | undefined {
+    assert(maxKeys > 0, 'forRangeSlice: maxKeys must be positive');
+    let next: Bytes | undefined;
+    const visit = (key: Bytes, v: Versions, counter: number): { break: true } | undefined => {
+      if (counter >= maxKeys) {
+        next = key;
+        return { break: true };
+      }
+      fn(key, v);
+      return undefined;
+    };
+    if (hi === undefined) {
+      const max = this.tree.maxKey();
+      if (max === undefined) return undefined;
+      this.tree.forRange(lo, max, true, visit);
+    } else {
+      this.tree.forRange(lo, hi, false, visit);
+    }
+    return next;
+  }
+
   /** Iterates [key, versions] pairs from `from` (inclusive) in byte order. The index must not
    *  change while the iterator is in use. */
   entriesFrom(from: Bytes): IterableIterator<[Bytes, Versions]> {

@@ -63,7 +63,7 @@ export function forEachLive(index: KeyIndex, bounds: KeyBounds, rev: Revision, f
   index.forRange(bounds.lo, bounds.hi, visit);
 }
 
-function passesFilters(kv: StoredKv, o: RangeOptions): boolean {
+export function passesFilters(kv: StoredKv, o: RangeOptions): boolean {
   if (o.minModRevision && kv.modRevision < o.minModRevision) return false;
   if (o.maxModRevision && kv.modRevision > o.maxModRevision) return false;
   if (o.minCreateRevision && kv.createRevision < o.minCreateRevision) return false;
@@ -71,11 +71,11 @@ function passesFilters(kv: StoredKv, o: RangeOptions): boolean {
   return true;
 }
 
-function hasFilters(o: RangeOptions): boolean {
+export function hasFilters(o: RangeOptions): boolean {
   return !!(o.minModRevision || o.maxModRevision || o.minCreateRevision || o.maxCreateRevision);
 }
 
-function comparatorFor(target: SortTarget): (a: StoredKv, b: StoredKv) => number {
+export function comparatorFor(target: SortTarget): (a: StoredKv, b: StoredKv) => number {
   switch (target) {
     case SortTarget.KEY:
       return (a, b) => compareBytes(a.key, b.key);
@@ -96,7 +96,7 @@ function comparatorFor(target: SortTarget): (a: StoredKv, b: StoredKv) => number
 
 /** The effective sort order, as etcd computes it: NONE with a non-KEY target sorts ascending;
  *  ASCEND by KEY is the index's natural order and needs no sort. */
-function effectiveOrder(o: RangeOptions): SortOrder {
+export function effectiveOrder(o: RangeOptions): SortOrder {
   const order = o.sortOrder ?? SortOrder.NONE;
   const target = o.sortTarget ?? SortTarget.KEY;
   if (order === SortOrder.NONE && target !== SortTarget.KEY) return SortOrder.ASCEND;

@@ -46,6 +46,9 @@ export interface ValueSpill {
   read(ref: SpillRef): Bytes;
   /** The bytes of several values (neighbours in the file are read together). */
   readMany(refs: readonly SpillRef[]): Bytes[];
+  /** readMany without a string per value: fn(i, buf, off, len) gets refs[i]'s bytes at
+   *  buf[off, off + len), valid only during the call (buf is reused). */
+  forEachValue(refs: readonly SpillRef[], fn: (i: number, buf: Buffer, off: number, len: number) => void): void;
   /** The version holding `ref` (a value of `length` bytes) is gone: its bytes are garbage. */
   release(ref: SpillRef, length: number): void;
   /** release() for versions whose lengths the caller does not know (read from the file);

@@ -42,6 +42,7 @@ import {
   Versions,
 } from './key_index';
 import { evaluateRange, forEachLive, resolveBounds } from './range';
+import { RangeJob } from './range_job';
 import { spillRefGeneration, ValueSpill } from './spill';
 // snapshot.ts imports this module too; its functions are only called at run time, never at load.
 import { exportSnapshot, storeFromSnapshot } from './snapshot';
@@ -88,6 +89,11 @@ export class MvccStore {
   /** Bumped when versions at or below the current revision may leave the retained set or change
    *  (a compaction point moved, the whole state replaced): a sliced hash started before is stale. */
   private retainedEpoch = 0;
+  /** Bumped when the whole state is replaced (a sliced range started before must start over). */
+  private replacedEpochValue = 0;
+  /** Bumped when spilled values move to other refs (a spill file emptied): a sliced range holding
+   *  refs from before must start over. */
+  private valuesEpochValue = 0;
   /** Where values leave the heap (none: every value stays in the heap). */
   private spill: ValueSpill | undefined;
   /** Heap value bytes the store keeps before it spills the oldest. */
@@ -150,6 +156,45 @@ export class MvccStore {
     const rev = this.checkReadRevision(opts.revision ?? 0, headRev);
     const { kvs, count, more } = evaluateRange(this.index, resolveBounds(key, rangeEnd), rev, opts, this.hydrateAll);
     return { kvs, count, more, revision: headRev };
+  }
+
+  /** A range read in slices (range_job.ts), at the revision fixed now. Throws the errors range()
+   *  throws (Compacted, FutureRev). */
+  rangeJob(key: BytesLike, rangeEnd: BytesLike | undefined, opts: RangeOptions = {}): RangeJob {
+    const rev = this.checkReadRevision(opts.revision ?? 0, this.currentRev);
+    return new RangeJob(this, this.index, resolveBounds(key, rangeEnd), rev, this.currentRev, opts);
+  }
+
+  /** @internal see RangeJobSource */
+  get replacedEpoch(): number {
+    return this.replacedEpochValue;
+  }
+
+  /** @internal see RangeJobSource */
+  get valuesEpoch(): number {
+    return this.valuesEpochValue;
+  }
+
+  /** @internal the values of `kvs`, in place (RangeJobSource). */
+  hydrateVersions(kvs: StoredKv[]): KeyValue[] {
+    return this.hydrateAll(kvs);
+  }
+
+  /** @internal the values of the spilled versions among `kvs`, without a string each
+   *  (RangeJobSource): fn(i, buf, off, len) for each kvs[i] whose value is spilled. */
+  forEachSpilledValue(kvs: readonly StoredKv[], fn: (i: number, buf: Buffer, off: number, len: number) => void): void {
+    const at: number[] = [];
+    const refs: SpillRef[] = [];
+    for (let i = 0; i < kvs.length; i++) {
+      const v = kvs[i].value;
+      if (typeof v !== 'string') {
+        at.push(i);
+        refs.push(v);
+      }
+    }
+    if (refs.length === 0) return;
+    assert(this.spill !== undefined, 'a spilled value in a store without a spill');
+    this.spill.forEachValue(refs, (j, buf, off, len) => fn(at[j], buf, off, len));
   }
 
   /** Validates a requested read revision (<= 0 = headRev, as etcd's rangeKeys) and returns the
@@ -318,6 +363,8 @@ export class MvccStore {
     this.compactCursor = other.compactCursor;
     this.epoch++;
     this.retainedEpoch++;
+    this.replacedEpochValue++;
+    this.valuesEpochValue++;
     if (other.spill !== undefined) {
       // `other` was built with a spill of its own (a second file, so that this store's values
       // stayed readable while it was built): take it over, with its hot queue; this store's
@@ -614,6 +661,7 @@ export class MvccStore {
     this.respillCursor = next;
     if (next === undefined) {
       spill.finishRewrite();
+      this.valuesEpochValue++;
       this.epoch++; // refs into the emptied file are gone: an export in progress must not go on
     }
   }

@@ -55,8 +55,9 @@ export type SpillRef = number;
 
 /**
  * A version as the store holds it: its value is in the heap (Bytes) or, for values the store has
- * moved out of the heap, a SpillRef. Only the store sees StoredKvs; every KeyValue it hands out
- * carries its bytes.
+ * moved out of the heap, a SpillRef. Every KeyValue the store hands out carries its bytes; the
+ * one exception is a sliced range's encoder (RangeJob.versionsWithValues), which gets StoredKvs
+ * and the spilled values' bytes, to copy them into its answer without a string each.
  */
 export interface StoredKv {
   readonly key: Bytes;

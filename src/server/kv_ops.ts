@@ -78,12 +78,12 @@ export function kvToPb(kv: KeyValue): KeyValuePb {
   };
 }
 
-function rangeEndOf(b: Buffer | null | undefined): Buffer | undefined {
+export function rangeEndOf(b: Buffer | null | undefined): Buffer | undefined {
   return b && b.length > 0 ? b : undefined;
 }
 
 /** etcd: a sort target other than KEY with no order means ascending. */
-function rangeOptions(r: RangeRequest): RangeOptions {
+export function rangeOptions(r: RangeRequest): RangeOptions {
   const rev = toNumber(r.revision);
   const limit = toNumber(r.limit);
   let sortOrder = r.sort_order;

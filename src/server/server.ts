@@ -18,6 +18,7 @@ import { quotaCostBytes } from './quota';
 import { NO_LEASES, type LeaseAttachments } from './kv_ops';
 import type { Backend, LoadedState } from '../storage/backend/backend';
 import { hashKVSliced } from './hash_kv';
+import { CompactionRunner } from './compaction_runner';
 import type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 
 export type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
@@ -88,6 +89,8 @@ export class Server {
   private readonly clusterIdPb: Long;
   /** A spillStep() is scheduled (values over the heap budget, or the spill file's rewrite). */
   private spillScheduled = false;
+  /** Frees, across event-loop turns, what applied compactions made unreachable in the store. */
+  private readonly compactions = new CompactionRunner(() => this.store);
 
   /** The member's logger (component loggers for the services above). */
   get logger(): Logger {
@@ -144,6 +147,16 @@ export class Server {
       if (this.stopped) return;
       if (this.store.spillStep()) this.scheduleSpill();
     });
+  }
+
+  /** Resolves once the compactions applied so far are physically done: the store has freed the
+   *  versions they made unreachable and the backend has deleted their records. etcd's Compact
+   *  with physical=true waits for this (its physc). */
+  async compactionsSettled(): Promise<void> {
+    // The backend's deletion starts one turn after the apply (onCompacted).
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.compactions.idle();
+    await this.backend?.compactionSettled();
   }
 
   /** Proposals of this member waiting for their entry to apply (etcd_server_proposals_pending). */
@@ -380,6 +393,7 @@ export class Server {
   }
 
   private onCompacted(rev: number): void {
+    this.compactions.kick();
     if (!this.backend) return;
     this.backend.stageCompaction(rev);
     const backend = this.backend;
@@ -432,6 +446,7 @@ export class Server {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.sweeper);
+    this.compactions.stop();
     for (const [id, w] of this.waiters) w.resolve({ id, error: Errors.Stopped, revision: 0 });
     this.waiters.clear();
     await this.log.close();

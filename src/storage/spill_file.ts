@@ -153,6 +153,10 @@ export class SpillFile implements ValueSpill {
     return out;
   }
 
+  forEachValue(refs: readonly SpillRef[], fn: (i: number, buf: Buffer, off: number, len: number) => void): void {
+    this.forEachRecord(refs, false, fn);
+  }
+
   release(ref: SpillRef, length: number): void {
     this.live[spillRefGeneration(ref)]! -= recordBytes(length);
   }

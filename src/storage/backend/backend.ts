@@ -410,6 +410,15 @@ export class Backend {
     return p;
   }
 
+  /** Resolves when no physical compaction runs (the one running now, and those asked for while it
+   *  ran, are done or failed: a failure was reported to compactPhysical's caller). */
+  compactionSettled(): Promise<void> {
+    return (this.compaction ?? Promise.resolve(0)).then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
   private async compactPhysicalTo(store: MvccStore, rev: Revision): Promise<number> {
     // Versions still waiting in a commit group must be in LevelDB before the scan, or one the
     // store no longer retains would be written after the scan passed it.
