@@ -25,6 +25,9 @@
 import fs from 'node:fs';
 
 export const PAGE_BYTES = 4096;
+/** Page sizes a bbolt file may have (OS page sizes: 4 KiB on x86, up to 64 KiB on some arm64). */
+const PAGE_BYTES_MIN = 1024;
+const PAGE_BYTES_MAX = 64 * 1024;
 const PAGE_HEADER_BYTES = 16;
 const LEAF_ELEMENT_BYTES = 16;
 const BRANCH_ELEMENT_BYTES = 16;
@@ -77,8 +80,13 @@ function readMeta(page: Buffer, off: number): Meta | undefined {
   const m = off + PAGE_HEADER_BYTES;
   if (page.readUInt32LE(m) !== MAGIC || page.readUInt32LE(m + 4) !== VERSION) return undefined;
   if (fnv1a64(page.subarray(m, m + 56)) !== page.readBigUInt64LE(m + 56)) return undefined;
+  // bbolt's page size is the OS page size: a power of two. One read from the file (a size of 4 GiB
+  // made BoltReader.open allocate that much, found by fuzzing) or one too small for a page
+  // header is not a bbolt meta page.
+  const pageSize = page.readUInt32LE(m + 8);
+  if (pageSize < PAGE_BYTES_MIN || pageSize > PAGE_BYTES_MAX || (pageSize & (pageSize - 1)) !== 0) return undefined;
   return {
-    pageSize: page.readUInt32LE(m + 8),
+    pageSize,
     root: page.readBigUInt64LE(m + 16),
     freelist: page.readBigUInt64LE(m + 32),
     highWater: page.readBigUInt64LE(m + 40),
