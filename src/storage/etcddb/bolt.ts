@@ -388,6 +388,9 @@ export class BoltReader {
   }
 
   private *bucketElements(header: Buffer): Generator<[Buffer, Buffer, number]> {
+    // A bucket's value starts with its header (root page, sequence); a shorter one is corrupt
+    // (read as is, it threw a RangeError, found by fuzzing).
+    if (header.length < BUCKET_HEADER_BYTES) throw new BoltFormatError(`bbolt bucket header of ${header.length} bytes`);
     const root = header.readBigUInt64LE(0);
     if (root === 0n) {
       // Inline bucket: its page follows the header inside the value.
