@@ -24,9 +24,11 @@ function describeFinding(f: Finding): string {
 describe('fuzzing (V8 block coverage, test/fuzz/engine.ts)', function () {
   this.timeout(60_000);
 
-  it('self-test: finds a bug behind a 4-byte magic by coverage growth, which blind mutation does not', async () => {
+  it('self-test: finds a bug behind a 4-byte magic by coverage growth, which blind mutation does not', async function () {
+    // About 2,700 inputs each way; the time bounds only matter on a machine far busier than CI's.
+    this.timeout(100_000);
     const seeds = [Buffer.from('AAAA')];
-    const guided = await runFuzz({ target: 'toy', module: TOY, seeds, seed: 4, inputsMax: 20_000, seconds: 25, inputMsMax: INPUT_MS_MAX, stopOnFinding: true });
+    const guided = await runFuzz({ target: 'toy', module: TOY, seeds, seed: 4, inputsMax: 20_000, seconds: 45, inputMsMax: INPUT_MS_MAX, stopOnFinding: true });
     assert.equal(guided.findings.length, 1, 'the guided run finds the toy bug');
     const bug = guided.findings[0]!;
     assert.equal(bug.kind, 'error');
@@ -35,7 +37,7 @@ describe('fuzzing (V8 block coverage, test/fuzz/engine.ts)', function () {
     // Each matched byte was a new block: the corpus grew step by step on the way.
     assert.ok(guided.stats!.blocks > guided.stats!.blocksAfterSeeds + 3, `coverage grew (${guided.stats!.blocksAfterSeeds} → ${guided.stats!.blocks} blocks)`);
     const budget = bug.afterInputs + 1;
-    const blind = await runFuzz({ target: 'toy', module: TOY, seeds, seed: 4, inputsMax: budget, seconds: 25, inputMsMax: INPUT_MS_MAX, blind: true });
+    const blind = await runFuzz({ target: 'toy', module: TOY, seeds, seed: 4, inputsMax: budget, seconds: 45, inputMsMax: INPUT_MS_MAX, blind: true });
     assert.equal(blind.findings.length, 0, `blind mutation found it too within ${budget} inputs`);
     assert.equal(blind.stats!.inputs, budget);
   });
