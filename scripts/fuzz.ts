@@ -1,6 +1,7 @@
 // Long fuzzing runs (CI runs the short one: test/fuzz/fuzz.test.ts).
 //
 //   node dist/scripts/fuzz.js --target=hpack --seconds=600 --seed=N [--out=fuzz-out] [--all]
+//   node dist/scripts/fuzz.js --target=hpack --minimize=<finding file>   (writes <file>.min)
 //
 // Starts from the committed corpus (test/fuzz/corpus/<target>/) plus what earlier runs saved in
 // <out>/<target>/corpus/, saves each input that grows coverage there, and each finding in
@@ -10,7 +11,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Finding } from '../test/fuzz/engine';
+import { minimize, type Finding } from '../test/fuzz/engine';
 import { CORPUS_DIR, corpusOf, runFuzz } from '../test/fuzz/run';
 
 interface Args {
@@ -86,8 +87,24 @@ async function fuzzTarget(target: string, args: Args): Promise<number> {
   return found;
 }
 
+/** Runs the minimizer in this process (no coverage needed) on a finding's input. */
+async function minimizeFile(target: string, file: string): Promise<void> {
+  const { TARGETS } = await import('../test/fuzz/targets');
+  const t = await TARGETS[target]!();
+  const input = fs.readFileSync(file);
+  const min = await minimize(t, input, MINIMIZE_RUNS_MAX);
+  fs.writeFileSync(`${file}.min`, min);
+  const nonZero = min.filter((b) => b !== 0).length;
+  console.log(`${target}: ${input.length} bytes -> ${min.length} bytes (${nonZero} non-zero): ${file}.min`);
+}
+
+/** Runs of the minimizer per input. */
+const MINIMIZE_RUNS_MAX = 20_000;
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  const toMinimize = process.argv.find((a) => a.startsWith('--minimize='))?.slice('--minimize='.length);
+  if (toMinimize !== undefined) return minimizeFile(args.targets[0]!, toMinimize);
   let found = 0;
   for (const t of args.targets) found += await fuzzTarget(t, args);
   process.exitCode = found > 0 ? 1 : 0;

@@ -376,6 +376,54 @@ function guardAllocations(bytesMax: number): { armed: boolean } {
 
 let allocationGuard: { armed: boolean } | undefined;
 
+/** Runs one input outside the loop (the minimizer): the signature of what it throws that the
+ *  target does not declare (an allocation above the bound included), or undefined. */
+export async function findingOf(target: FuzzTarget, input: Buffer, allocationBytesMax = ALLOCATION_BYTES_MAX_DEFAULT): Promise<string | undefined> {
+  allocationGuard ??= guardAllocations(allocationBytesMax);
+  allocationGuard.armed = true;
+  try {
+    await target.run(input);
+    return undefined;
+  } catch (err) {
+    return err instanceof AllocationTooLarge || !target.declared(err) ? signatureOf(err).signature : undefined;
+  } finally {
+    allocationGuard.armed = false;
+  }
+}
+
+/**
+ * Shrinks a finding's input while it still fails with the same signature: ranges removed, from
+ * halves down to single bytes, then ranges zeroed (which keeps the offsets of formats laid out in
+ * pages). At most `runsMax` runs.
+ */
+export async function minimize(target: FuzzTarget, input: Buffer, runsMax: number): Promise<Buffer> {
+  const want = await findingOf(target, input);
+  if (want === undefined) throw new Error('the input does not fail: nothing to minimize');
+  let best = Buffer.from(input);
+  let runs = 0;
+  const same = async (b: Buffer): Promise<boolean> => {
+    runs++;
+    return (await findingOf(target, b)) === want;
+  };
+  for (let chunk = best.length >> 1; chunk >= 1 && runs < runsMax; chunk >>= 1) {
+    for (let at = 0; at + chunk <= best.length && runs < runsMax; ) {
+      const cand = Buffer.concat([best.subarray(0, at), best.subarray(at + chunk)]);
+      if (await same(cand)) best = cand;
+      else at += chunk;
+    }
+  }
+  for (let chunk = Math.max(1, best.length >> 1); chunk >= 1 && runs < runsMax; chunk >>= 1) {
+    for (let at = 0; at < best.length && runs < runsMax; at += chunk) {
+      const end = Math.min(best.length, at + chunk);
+      if (best.subarray(at, end).every((x) => x === 0)) continue;
+      const cand = Buffer.from(best);
+      cand.fill(0, at, end);
+      if (await same(cand)) best = cand;
+    }
+  }
+  return best;
+}
+
 /**
  * The fuzzing loop: runs the seeds, then mutated inputs until `inputsMax` or `seconds`. Coverage
  * must have been started (BlockCoverage.start) before the target's modules were loaded.
