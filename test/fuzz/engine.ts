@@ -39,6 +39,8 @@ export interface FuzzTarget {
   readonly dictionary?: readonly Buffer[];
   /** Inputs are kept at most this long (default INPUT_BYTES_MAX_DEFAULT). */
   readonly inputBytesMax?: number;
+  /** Releases what the target made (its scratch directory), after the run. */
+  close?(): void;
 }
 
 export const INPUT_BYTES_MAX_DEFAULT = 4096;

@@ -274,6 +274,7 @@ async function walRecovery(): Promise<FuzzTarget> {
       await recover(dir);
     },
     declared: (err) => err instanceof WalError,
+    close: () => fs.rmSync(dir, { recursive: true, force: true }),
   };
 }
 
@@ -353,6 +354,7 @@ async function snapshotFile(): Promise<FuzzTarget> {
       for await (const batch of readBackendStreamFile(file, bodyBytes, emptyBackendStreamFileStats())) void batch;
     },
     declared: (err) => err instanceof SnapshotFileError || err instanceof SnapshotFormatError || err instanceof BoltFormatError || err instanceof EtcdDbError,
+    close: () => fs.rmSync(dir, { recursive: true, force: true }),
     dictionary: [Buffer.from('QKVSNAP1'), Buffer.from([0xed, 0xda, 0x0c, 0xed]), Buffer.from([0x02, 0x00, 0x00, 0x00]), Buffer.from([0x00, 0x10, 0x00, 0x00]), Buffer.from('key'), Buffer.from('meta')],
   };
 }

@@ -47,6 +47,7 @@ async function main(): Promise<void> {
     },
   }, autoTokens);
   coverage.stop();
+  target.close?.();
   port.postMessage({ type: 'done', stats });
 }
 
