@@ -25,10 +25,16 @@
 import fs from 'node:fs';
 
 export const PAGE_BYTES = 4096;
+/** Page sizes a bbolt file may have (OS page sizes: 4 KiB on x86, up to 64 KiB on some arm64). */
+const PAGE_BYTES_MIN = 1024;
+const PAGE_BYTES_MAX = 64 * 1024;
 const PAGE_HEADER_BYTES = 16;
 const LEAF_ELEMENT_BYTES = 16;
 const BRANCH_ELEMENT_BYTES = 16;
 const BUCKET_HEADER_BYTES = 16;
+/** Levels a bucket's B+tree may have: a branch page holds at least two children, so 64 levels
+ *  would already address 2^64 leaves. Deeper is corruption (and would nest the walk without bound). */
+const TREE_DEPTH_MAX = 64;
 const META_BYTES = 64;
 
 const BRANCH_PAGE = 0x01;
@@ -74,8 +80,13 @@ function readMeta(page: Buffer, off: number): Meta | undefined {
   const m = off + PAGE_HEADER_BYTES;
   if (page.readUInt32LE(m) !== MAGIC || page.readUInt32LE(m + 4) !== VERSION) return undefined;
   if (fnv1a64(page.subarray(m, m + 56)) !== page.readBigUInt64LE(m + 56)) return undefined;
+  // bbolt's page size is the OS page size: a power of two. One read from the file (a size of 4 GiB
+  // made BoltReader.open allocate that much, found by fuzzing) or one too small for a page
+  // header is not a bbolt meta page.
+  const pageSize = page.readUInt32LE(m + 8);
+  if (pageSize < PAGE_BYTES_MIN || pageSize > PAGE_BYTES_MAX || (pageSize & (pageSize - 1)) !== 0) return undefined;
   return {
-    pageSize: page.readUInt32LE(m + 8),
+    pageSize,
     root: page.readBigUInt64LE(m + 16),
     freelist: page.readBigUInt64LE(m + 32),
     highWater: page.readBigUInt64LE(m + 40),
@@ -338,13 +349,20 @@ export class BoltReader {
     return all;
   }
 
-  /** Elements of the page at `base` in `buf` (a page, or an inline bucket's page), in order. */
-  private *walk(buf: Buffer, base: number): Generator<[Buffer, Buffer, number]> {
+  /** Elements of the page at `base` in `buf` (a page, or an inline bucket's page), in order.
+   *  `seen`: the pages of this tree already entered. A bbolt bucket is a tree, so a page met twice
+   *  (a branch pointing at itself or an ancestor, or two branches sharing a child) is corruption:
+   *  without the check, a cycle recursed until the stack overflowed (a RangeError, found by
+   *  fuzzing), and shared children could multiply the walk without bound. */
+  private *walk(buf: Buffer, base: number, seen: Set<bigint>, depth: number): Generator<[Buffer, Buffer, number]> {
+    if (depth > TREE_DEPTH_MAX) throw new BoltFormatError(`bbolt tree deeper than ${TREE_DEPTH_MAX} pages`);
+    if (base + PAGE_HEADER_BYTES > buf.length) throw new BoltFormatError('bbolt page header past its buffer');
     const flags = buf.readUInt16LE(base + 8);
     const count = buf.readUInt16LE(base + 10);
     if (flags & LEAF_PAGE) {
       for (let i = 0; i < count; i++) {
         const el = base + PAGE_HEADER_BYTES + i * LEAF_ELEMENT_BYTES;
+        if (el + LEAF_ELEMENT_BYTES > buf.length) throw new BoltFormatError('bbolt leaf element past its page');
         const k = el + buf.readUInt32LE(el + 4);
         const ks = buf.readUInt32LE(el + 8);
         const vs = buf.readUInt32LE(el + 12);
@@ -354,27 +372,45 @@ export class BoltReader {
     } else if (flags & BRANCH_PAGE) {
       for (let i = 0; i < count; i++) {
         const el = base + PAGE_HEADER_BYTES + i * BRANCH_ELEMENT_BYTES;
-        yield* this.walk(this.page(buf.readBigUInt64LE(el + 8)), 0);
+        if (el + BRANCH_ELEMENT_BYTES > buf.length) throw new BoltFormatError('bbolt branch element past its page');
+        yield* this.walk(this.treePage(buf.readBigUInt64LE(el + 8), seen), 0, seen, depth + 1);
       }
     } else {
       throw new BoltFormatError(`bbolt page ${buf.readBigUInt64LE(base)}: not a branch or leaf page (flags ${flags})`);
     }
   }
 
+  /** Page `id` of the tree being walked, refused if the walk entered it before. */
+  private treePage(id: bigint, seen: Set<bigint>): Buffer {
+    if (seen.has(id)) throw new BoltFormatError(`bbolt page ${id} is reached twice in one tree`);
+    seen.add(id);
+    return this.page(id);
+  }
+
   private *bucketElements(header: Buffer): Generator<[Buffer, Buffer, number]> {
+    // A bucket's value starts with its header (root page, sequence); a shorter one is corrupt
+    // (read as is, it threw a RangeError, found by fuzzing).
+    if (header.length < BUCKET_HEADER_BYTES) throw new BoltFormatError(`bbolt bucket header of ${header.length} bytes`);
     const root = header.readBigUInt64LE(0);
     if (root === 0n) {
       // Inline bucket: its page follows the header inside the value.
-      yield* this.walk(header, BUCKET_HEADER_BYTES);
+      yield* this.walk(header, BUCKET_HEADER_BYTES, new Set(), 0);
     } else {
-      yield* this.walk(this.page(root), 0);
+      const seen = new Set<bigint>();
+      yield* this.walk(this.treePage(root, seen), 0, seen, 0);
     }
+  }
+
+  /** The elements of the root bucket (the top-level buckets). */
+  private rootElements(): Generator<[Buffer, Buffer, number]> {
+    const seen = new Set<bigint>();
+    return this.walk(this.treePage(this.meta.root, seen), 0, seen, 0);
   }
 
   /** Top-level bucket names, in order. */
   buckets(): string[] {
     const out: string[] = [];
-    for (const [k, , flags] of this.walk(this.page(this.meta.root), 0)) if (flags & BUCKET_LEAF_FLAG) out.push(k.toString('utf8'));
+    for (const [k, , flags] of this.rootElements()) if (flags & BUCKET_LEAF_FLAG) out.push(k.toString('utf8'));
     return out;
   }
 
@@ -382,7 +418,7 @@ export class BoltReader {
    *  bucket). The buffers are valid until the next step. Nested buckets are skipped. */
   *entries(bucket: string): Generator<[Buffer, Buffer]> {
     const name = Buffer.from(bucket, 'utf8');
-    for (const [k, v, flags] of this.walk(this.page(this.meta.root), 0)) {
+    for (const [k, v, flags] of this.rootElements()) {
       if (!(flags & BUCKET_LEAF_FLAG) || !k.equals(name)) continue;
       for (const [ck, cv, cflags] of this.bucketElements(Buffer.from(v))) if (!(cflags & BUCKET_LEAF_FLAG)) yield [ck, cv];
       return;
