@@ -2,12 +2,15 @@
 //
 //   node dist/scripts/bench-load-mem.js build --dir=/tmp/x --keys=50000 --value-bytes=4096 --revisions=112000
 //   node --expose-gc dist/scripts/bench-load-mem.js load --dir=/tmp/x [--hot-value-bytes=8388608]
+//   node --expose-gc dist/scripts/bench-load-mem.js install --dir=/tmp/x [--hot-value-bytes=8388608]
 //
 // `build` writes a backend of that shape through Backend.stageEvents/commit (random values, keys
 // overwritten round-robin). `load` opens it and runs Backend.load() with a spill file in a temp
 // dir, as bootstrap does, sampling process.memoryUsage() every 20 ms; it prints the peaks (RSS,
 // heap used, heap total, external + array buffers), the state after load, after a full GC, and the
-// time. Not in CI.
+// time. `install` does what a leader and a follower do with a Raft snapshot, in one process: the
+// backend's snapshot stream (Backend.openSnapshot) is written into a new LevelDB
+// (restoreSnapshotInto) and that is loaded; the peaks cover both sides. Not in CI.
 
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -16,6 +19,7 @@ import * as path from 'node:path';
 import * as v8 from 'node:v8';
 import { Backend } from '../src/storage/backend/backend';
 import { SpillFile } from '../src/storage/spill_file';
+import { restoreSnapshotInto } from '../src/storage/backend/snapshot';
 import { makeKv } from '../src/mvcc/key_index';
 import { EventType, type Event } from '../src/mvcc';
 
@@ -34,6 +38,20 @@ function rssSplit(): { anon: number; file: number } {
   const st = fs.readFileSync('/proc/self/status', 'utf8');
   const kib = (f: string) => Number(new RegExp(`${f}:\\s+(\\d+) kB`).exec(st)?.[1] ?? 0);
   return { anon: Math.round(kib('RssAnon') / 1024), file: Math.round(kib('RssFile') / 1024) };
+}
+
+/** Resident MiB of mapped files, by directory (from /proc/self/smaps). */
+function mappedFiles(): Record<string, number> {
+  const out: Record<string, number> = {};
+  let file: string | undefined;
+  for (const line of fs.readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) file = head[1].startsWith('/') ? path.dirname(head[1]) : undefined;
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && file !== undefined) out[file] = (out[file] ?? 0) + Number(rss[1]) / 1024;
+  }
+  for (const k of Object.keys(out)) out[k] = Math.round(out[k]);
+  return out;
 }
 
 function vmHwmKiB(): number {
@@ -90,7 +108,15 @@ async function load(): Promise<void> {
   };
   const timer = setInterval(sample, 20);
   const t0 = performance.now();
-  const b = await Backend.open(dir);
+  let b = await Backend.open(dir);
+  let incoming: string | undefined;
+  if (process.argv[2] === 'install') {
+    incoming = fs.mkdtempSync(path.join(os.tmpdir(), 'qkv-loadmem-incoming-'));
+    const snap = await b.openSnapshot();
+    await restoreSnapshotInto(path.join(incoming, 'db'), snap.chunks);
+    await b.close();
+    b = await Backend.open(path.join(incoming, 'db'));
+  }
   const spill = SpillFile.open(spillDir);
   const loaded = await b.load({ spill, hotValueBytes: hot });
   const ms = performance.now() - t0;
@@ -118,14 +144,16 @@ async function load(): Promise<void> {
     spillFileMiB: mib(spill.fileBytes),
     peakMallocedMiB: mib(hs.peak_malloced_memory),
   }));
+  if (process.argv.includes('--smaps')) console.log(JSON.stringify(mappedFiles()));
   loaded.store.closeSpill();
   await b.close();
   fs.rmSync(spillDir, { recursive: true, force: true });
+  if (incoming !== undefined) fs.rmSync(incoming, { recursive: true, force: true });
 }
 
 const mode = process.argv[2];
 if (mode === 'build') void build().catch((e: unknown) => { console.error(e); process.exit(1); });
-else if (mode === 'load') void load().catch((e: unknown) => { console.error(e); process.exit(1); });
+else if (mode === 'load' || mode === 'install') void load().catch((e: unknown) => { console.error(e); process.exit(1); });
 else {
   console.error('usage: bench-load-mem.js build|load --dir=... (see the file header)');
   process.exit(2);
