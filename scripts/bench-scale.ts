@@ -398,6 +398,10 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       return `${follower.name} restarted after ${EXTRA} writes (peak RSS ${mib(readyHwm)} MiB when it first answered), ${snap}; leader put p99 ${p99(during.ms)} ms during (${during.failed} failed) vs ${p99(before.ms)} ms before`;
     }));
 
+    // The catch-up's prober wrote until it stopped: the restarted follower may still be applying
+    // its last puts, and `endpoint hashkv` hashes each member at its own current revision.
+    const settled = await revision(leader);
+    for (const m of members) await until(`${m.name} at revision ${settled}`, PHASE_TIMEOUT_MS, members, async () => ((await revision(m, 2_000)) >= settled ? true : undefined));
     log('hashkv', await measured(members, async () => {
       const out = JSON.parse(await etcdctl(members, ['endpoint', 'hashkv', '-w', 'json'])) as { HashKV: { hash: number } }[];
       const hashes = out.map((h) => h.HashKV.hash);
