@@ -21,6 +21,7 @@ import { LOOP_CLOCK, type SliceClock } from '../util/slice_clock';
 import { kvToPb, rangeEndOf, rangeOptions } from '../server/kv_ops';
 import type { RangeRequest, RangeResponse } from '../proto/types';
 import type { Encoded } from './call';
+import { varint64Bytes, varintBytes, writeVarint, writeVarint64 } from '../proto/varint';
 
 /** Keys walked per scan step (a few hundred µs of index walk). */
 export const RANGE_KEYS_PER_STEP = 2000;
@@ -182,45 +183,6 @@ const TAG_KV_MOD = (3 << 3) | 0;
 const TAG_KV_VERSION = (4 << 3) | 0;
 const TAG_KV_VALUE = (5 << 3) | 2;
 const TAG_KV_LEASE = (6 << 3) | 0;
-
-function varintBytes(n: number): number {
-  let len = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    len++;
-  }
-  return len;
-}
-
-function writeVarint(buf: Buffer, off: number, n: number): number {
-  while (n >= 128) {
-    buf[off++] = (n % 128) | 128;
-    n = Math.floor(n / 128);
-  }
-  buf[off++] = n;
-  return off;
-}
-
-/** int64 as protobuf encodes it: a negative value is its 64-bit two's complement (10 bytes). */
-function varint64Bytes(n: bigint): number {
-  let u = BigInt.asUintN(64, n);
-  let len = 1;
-  while (u >= 128n) {
-    u >>= 7n;
-    len++;
-  }
-  return len;
-}
-
-function writeVarint64(buf: Buffer, off: number, n: bigint): number {
-  let u = BigInt.asUintN(64, n);
-  while (u >= 128n) {
-    buf[off++] = Number(u & 127n) | 128;
-    u >>= 7n;
-  }
-  buf[off++] = Number(u);
-  return off;
-}
 
 /** A varint field (one-byte tag); absent when 0, as proto3 encodes it. */
 function fieldBytes(n: number): number {

@@ -9,6 +9,7 @@ import type protobuf from 'protobufjs';
 import { protoRoot } from '../proto';
 import type { EventPb, ResponseHeader, WatchResponse } from '../proto/types';
 import type { Encoded } from './call';
+import { varintBytes, writeVarint } from '../proto/varint';
 
 const TAG_HEADER = (1 << 3) | 2;
 const TAG_WATCH_ID = (2 << 3) | 0;
@@ -23,24 +24,6 @@ function pbTypes(): { event: protobuf.Type; header: protobuf.Type } {
   return types;
 }
 
-function varintLength(n: number): number {
-  let len = 1;
-  while (n >= 128) {
-    n = Math.floor(n / 128);
-    len++;
-  }
-  return len;
-}
-
-function writeVarint(buf: Buffer, off: number, n: number): number {
-  while (n >= 128) {
-    buf[off++] = (n % 128) | 128;
-    n = Math.floor(n / 128);
-  }
-  buf[off++] = n;
-  return off;
-}
-
 /** The bytes of one ResponseHeader / Event message (protobuf, no length prefix). */
 export function encodeHeader(h: ResponseHeader): Buffer {
   return Buffer.from(pbTypes().header.encode(h as unknown as protobuf.Message).finish());
@@ -53,9 +36,9 @@ export function encodeEvent(e: EventPb): Buffer {
 /** An etcdserverpb.WatchResponse carrying events: header, watch_id (>= 0), events; every other
  *  field at its default. */
 export function encodeEventsResponse(header: Buffer, watchId: number, events: readonly Buffer[]): Encoded<WatchResponse> & Buffer {
-  let size = 1 + varintLength(header.length) + header.length;
-  if (watchId !== 0) size += 1 + varintLength(watchId);
-  for (const e of events) size += 1 + varintLength(e.length) + e.length;
+  let size = 1 + varintBytes(header.length) + header.length;
+  if (watchId !== 0) size += 1 + varintBytes(watchId);
+  for (const e of events) size += 1 + varintBytes(e.length) + e.length;
   const out = Buffer.allocUnsafe(size);
   out[0] = TAG_HEADER;
   let off = writeVarint(out, 1, header.length);
