@@ -378,7 +378,7 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
       const [alive, silent] = await Promise.all([open(true), open(false)]);
       await new Promise((r) => setTimeout(r, 6000));
       assert.ok(silent.seen.pings >= 1 && silent.seen.closedAtMs >= 1500 && silent.seen.closedAtMs <= 5500, `silent client: ${JSON.stringify(silent.seen)}`);
-      assert.ok(alive.seen.pings >= 2 && alive.seen.closedAtMs === 0, `answering client: ${JSON.stringify(alive.seen)}`);
+      assert.ok(alive.seen.pings >= 1 && alive.seen.closedAtMs === 0, `answering client: ${JSON.stringify(alive.seen)}`);
       alive.sock.destroy();
     } finally {
       own.destroy();
