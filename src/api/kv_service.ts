@@ -44,10 +44,11 @@ function serveRange(server: Server, call: UnaryCall<RangeRequest, RangeResponse>
   const who = authorize(server, call, checks.range, call.request);
   if (who instanceof EtcdError) return replyError(call, who);
   const r = call.request;
-  if (rangeEndOf(r.range_end) === undefined) return serveSingleKey(server, call);
+  const end = rangeEndOf(r.range_end);
+  if (end === undefined) return serveSingleKey(server, call);
   let job: RangeJob;
   try {
-    job = server.store.rangeJob(r.key, rangeEndOf(r.range_end), rangeOptions(r));
+    job = server.store.rangeJob(r.key, end, rangeOptions(r));
   } catch (err) {
     return replyError(call, err);
   }

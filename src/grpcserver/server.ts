@@ -679,11 +679,6 @@ export class H2GrpcServer {
     return this.budget.bytes;
   }
 
-  /** Calls ended because the response budget was exceeded. */
-  get evictedCalls(): number {
-    return this.budget.evicted;
-  }
-
   /** Closes (GOAWAY NO_ERROR, then cuts a second later) connections that opened no stream within
    *  the first-stream timeout, or have had none open for the idle timeout. O(connections) once a
    *  second, nothing per request. */

@@ -82,7 +82,7 @@ export function hashIndexSlice(
   hydrateAll: (kvs: StoredKv[]) => KeyValue[],
 ): { crc: number; nextKey: Bytes | undefined } {
   let crc = crcIn;
-  let batch: StoredKv[] = [];
+  const batch: StoredKv[] = [];
   let nextKey: Bytes | undefined;
   for (const [key, v] of index.entriesFrom(fromKey)) {
     if (batch.length >= maxVersions) {
@@ -97,6 +97,5 @@ export function hashIndexSlice(
     }
   }
   for (const kv of hydrateAll(batch)) crc = hashVersion(crc, kv, kv.value);
-  batch = [];
   return { crc, nextKey };
 }

@@ -162,9 +162,6 @@ export class RangeJob {
     return to;
   }
 
-  /** The answer's versions [from, from + n) as KeyValues with their values (none with
-   *  keys_only), without keeping them in the job: a caller encoding the answer slice by slice
-   *  holds each value once. 'stale': the spilled values moved since the walk (start over). */
   /** readValues for a caller that copies the bytes out at once (an encoder): the versions
    *  [from, from + n) as stored (a value in the heap is a string, a spilled one a SpillRef), and
    *  spilled(fn) gives the spilled ones' bytes, fn(i, buf, off, len) for slice[i], without a
@@ -177,6 +174,9 @@ export class RangeJob {
     return { kvs, spilled: (fn) => this.source.forEachSpilledValue(kvs, fn) };
   }
 
+  /** The answer's versions [from, from + n) as KeyValues with their values (none with
+   *  keys_only), without keeping them in the job: a caller encoding the answer slice by slice
+   *  holds each value once. 'stale': the spilled values moved since the walk (start over). */
   readValues(from: number, n: number): KeyValue[] | 'stale' {
     assert(this.finished && from >= 0 && n > 0, 'range job: readValues before finish, or an empty slice');
     const slice = this.collected.slice(from, Math.min(this.collected.length, from + n));

@@ -7,6 +7,7 @@
 // HASH_RESTARTS_MAX restarts it is finished in one synchronous pass rather than not at all.
 import type { HashKVResult, MvccStore } from '../mvcc';
 import type { Logger } from '../util/log';
+import { LOOP_CLOCK, type SliceClock } from '../util/slice_clock';
 
 /** Versions hashed per slice step: their values are read (spilled ones from the file, with a
  *  synchronous positioned read) and CRCed in one go, so 128 × 16 KiB = 2 MiB bounds a step. */
@@ -16,23 +17,19 @@ export const HASH_SLICE_MS_MAX = 10;
 /** Restarts (compactions meanwhile) before the hash is finished synchronously. */
 const HASH_RESTARTS_MAX = 3;
 
-function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
-
 /** The store's hashKV at `rev` (0: the current revision), computed in slices. Throws the store's
  *  read errors (Compacted, FutureRev) as hashKV does. */
-export async function hashKVSliced(store: () => MvccStore, rev: number, log: Logger): Promise<HashKVResult> {
+export async function hashKVSliced(store: () => MvccStore, rev: number, log: Logger, clock: SliceClock = LOOP_CLOCK): Promise<HashKVResult> {
   for (let restarts = 0; restarts <= HASH_RESTARTS_MAX; restarts++) {
     const job = store().hashKVJob(rev);
     // Later restarts hash the same revision as the first attempt fixed.
     rev = job.hashRevision;
-    let sliceStart = performance.now();
+    let sliceStart = clock.now();
     let state = job.step(HASH_VERSIONS_PER_STEP);
     while (state === 'more') {
-      if (performance.now() - sliceStart >= HASH_SLICE_MS_MAX) {
-        await yieldToLoop();
-        sliceStart = performance.now();
+      if (clock.now() - sliceStart >= HASH_SLICE_MS_MAX) {
+        await clock.yieldToLoop();
+        sliceStart = clock.now();
       }
       state = job.step(HASH_VERSIONS_PER_STEP);
     }

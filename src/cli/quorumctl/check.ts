@@ -66,10 +66,7 @@ async function runClient(id: number, conn: Connection, o: WorkloadOptions, rec: 
   /** The last value this client saw or put per key: what its next CAS compares. */
   const lastSeen = new Map<string, string>();
   let seq = 0;
-  const call = <T>(method: string, req: object) =>
-    new Promise<T>((resolve, reject) => {
-      conn.client('KV')[method]!(req, { deadline: Date.now() + o.commandTimeoutMs }, (err: Error | null, res: T) => (err ? reject(err) : resolve(res)));
-    });
+  const call = <T>(method: string, req: object) => conn.unary<T>('KV', method, req);
   while (!stop()) {
     const key = `${o.runPrefix}k${rng.int(o.keys)}`;
     const keyBytes = Buffer.from(key);

@@ -15,6 +15,7 @@
 // the backend is synced, so that the entries being dropped are durable here first.
 import { levelDb, type LevelDb } from '../leveldb';
 import { assert } from '../../util/assert';
+import { LOOP_CLOCK } from '../../util/slice_clock';
 import type { Event, KeyValue, Revision } from '../../mvcc';
 import { MvccStore, SnapshotImporter, type ValueSpill } from '../../mvcc';
 import { openSnapshotStream, type SnapshotMeta } from './snapshot';
@@ -71,11 +72,6 @@ const COMPACT_RECORDS_PER_STEP_MAX = 4096;
 const RECORD_OVERHEAD_BYTES = 16;
 /** A lease record's size: key + (TTL, remaining TTL). */
 const LEASE_RECORD_BYTES = 9 + LEASE_VALUE_BYTES + RECORD_OVERHEAD_BYTES;
-
-/** Lets timers and I/O run before the next slice of a long job. */
-function yieldToLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
-}
 
 function recordBytes(key: Buffer, value: Buffer): number {
   return key.length + value.length + RECORD_OVERHEAD_BYTES;
@@ -213,7 +209,7 @@ export class Backend {
     if (compactRev > 0) {
       // In slices: a member installing a snapshot keeps its heartbeats and clients meanwhile.
       store.scheduleCompaction(compactRev);
-      while (!store.compactStep(LOAD_COMPACT_KEYS_PER_STEP_MAX)) await yieldToLoop();
+      while (!store.compactStep(LOAD_COMPACT_KEYS_PER_STEP_MAX)) await LOOP_CLOCK.yieldToLoop();
     }
     const leases = new Map<bigint, LeaseRecord>();
     for await (const [k, v] of this.db.iterator({ gte: Buffer.from([NS_LEASE]), lt: Buffer.from([NS_LEASE + 1]) })) {
