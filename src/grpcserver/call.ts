@@ -56,8 +56,8 @@ export interface BidiCall<Res, Enc = Uint8Array> extends ResponseStream<Res, Enc
    *  them (and crediting their flow-control window) meanwhile. For a handler with work in flight
    *  per request that no write reflects yet (a keepalive relayed to the leader), so that a client
    *  cannot queue unbounded work. A write returning false holds the requests the same way, by
-   *  itself. Absent where a transport cannot stop reading (the JSON gateway). Not counted: one
-   *  release undoes any number of holds. */
+   *  itself (the gRPC server stops crediting the stream's window, the JSON gateway stops reading
+   *  the request body). Not counted: one release undoes any number of holds. */
   holdRequests?(): void;
   releaseRequests?(): void;
 }

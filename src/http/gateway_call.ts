@@ -84,6 +84,8 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
   private readonly streaming: boolean;
   private headerWritten = false;
   private drainAwaited = false;
+  /** The handler asked to stop receiving requests (holdRequests). */
+  private requestsHeld = false;
   /** Requests delivered and responses written (the keepalive half-close waits for the answers). */
   private requests = 0;
   private responses = 0;
@@ -187,6 +189,18 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
     }
   }
 
+  /** Stops reading the request body (the socket is not read; TCP pushes back on the client)
+   *  until releaseRequests(), as the gRPC server stops crediting a stream's window. */
+  holdRequests(): void {
+    this.requestsHeld = true;
+    this.req.pause();
+  }
+
+  releaseRequests(): void {
+    this.requestsHeld = false;
+    if (!this.drainAwaited) this.req.resume();
+  }
+
   /** The client's half-close, delivered once every request so far has had its answer: etcd's
    *  keepalive loop answers each request before it reads the end of the stream, while a handler
    *  here may still be waiting on the leader (a follower forwarding a keepalive). */
@@ -234,6 +248,9 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
     if (ok || res.writableLength < SEND_BUFFER_BYTES) return true;
     if (!this.drainAwaited) {
       this.drainAwaited = true;
+      // A client that does not read its answers is not read either: its requests would only
+      // queue more answers (a bidi stream's body stays unread until the answers drain).
+      if (this.method.def.requestStream) this.req.pause();
       res.once('drain', () => this.drained());
     }
     return false;
@@ -241,6 +258,7 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
 
   private drained(): void {
     this.drainAwaited = false;
+    if (this.method.def.requestStream && !this.requestsHeld) this.req.resume();
     const l = this.listener;
     if (this.finished || !l?.drain) return;
     try {

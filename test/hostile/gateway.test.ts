@@ -3,6 +3,7 @@
 // and must leave every probe answered within 1 s and the member's RSS under a bound.
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { startServer, type ServerProcess } from '../integration/harness';
 import { hugeIntegers, manyCompares, Prober, probeOnce, rssBytes, sleep, slowHeaders, unfinishedValueThenTrickle } from './gateway_util';
 
@@ -126,6 +127,39 @@ describe('hostile clients of the JSON gateway: the member stays responsive', fun
     } finally {
       agent.destroy();
     }
+  });
+
+  it('a /v3/lease/keepalive client that never reads its answers stops being read (its writes stall)', async function () {
+    this.timeout(40_000);
+    const grant = await fetch(`${srv.url}/v3/lease/grant`, { method: 'POST', body: '{"TTL":600}' });
+    const id = ((await grant.json()) as { ID: string }).ID;
+    const sock = net.connect(port, '127.0.0.1');
+    await new Promise<void>((r, j) => (sock.once('connect', () => r()), sock.once('error', j)));
+    sock.on('error', () => undefined);
+    sock.pause(); // never reads an answer
+    sock.write(`POST /v3/lease/keepalive HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n`);
+    const body = `{"ID":"${id}"}`.repeat(4096);
+    const chunk = Buffer.from(`${body.length.toString(16)}\r\n${body}\r\n`);
+    // Write until one write has not drained for 3 s (the member stopped reading), at most 25 s.
+    let written = 0;
+    let stalled = false;
+    const until = Date.now() + 25_000;
+    while (Date.now() < until) {
+      written += chunk.length;
+      if (sock.write(chunk)) continue;
+      const drained = await new Promise<boolean>((r) => {
+        const t = setTimeout(() => r(false), 3000);
+        sock.once('drain', () => (clearTimeout(t), r(true)));
+      });
+      if (!drained) {
+        stalled = true;
+        break;
+      }
+    }
+    sock.destroy();
+    assert.ok(stalled, `the member kept reading a client that reads nothing: ${(written / 2 ** 20).toFixed(0)} MiB of keepalives accepted in 25 s`);
+    assert.ok((await probeOnce(srv.url)) < PROBE_MAX_MS);
+    assert.ok(rssBytes(srv.proc.pid!) < RSS_MAX_BYTES);
   });
 
   it('exits on SIGTERM after all of the above (within the harness 5 s, no SIGKILL needed)', async () => {
