@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side-by-side benchmark: etcd's own load generator (tools/benchmark) against a 3-member etcd 3.4
 # cluster and a 3-member quorumkv cluster on loopback, same machine, same flags, alternating per
-# workload so both see the same machine state. Prints one table with the quorumkv/etcd ratio.
+# workload so both see the same machine state. Prints one table with the quorumkv/etcd ratio, then
+# each member's CPU time per request (leader and followers apart) for both systems.
 #
 # Usage: scripts/bench-vs-etcd.sh BENCHMARK_BINARY [--quick] [--memory]
 #   BENCHMARK_BINARY  built by ../shared/tools/build-etcd-benchmark.sh (etcd 3.4's tools/benchmark)
@@ -74,6 +75,28 @@ WORKLOADS=(
   "lease-keepalive-100|--conns=10 --clients=100 lease-keepalive --total=$N_LEASE"
 )
 
+# CPU time (user + system, clock ticks) of each member of a system: "m1 m2 m3".
+cpu_ticks() { # kind
+  local kind=$1 m out=""
+  for m in 1 2 3; do out+="$(awk '{ print $14 + $15 }' "/proc/$(cat "$RUN/$kind-m$m.pid")/stat") "; done
+  echo "$out"
+}
+# Which member (1-3) leads, from etcdctl's endpoint status (the same for both systems).
+leader_of() { # endpoints
+  etcdctl --endpoints="$1" endpoint status -w json 2>/dev/null | node -e '
+    const s = JSON.parse(require("fs").readFileSync(0, "utf8"));
+    const i = s.findIndex((e) => String(e.Status.header.member_id) === String(e.Status.leader));
+    console.log(i >= 0 ? i + 1 : 0);' 2>/dev/null || echo 0
+}
+# Member CPU per request in µs: "leader follower_a follower_b all" from two cpu_ticks lines.
+cpu_per_request() { # before after leader requests
+  awk -v b="$1" -v a="$2" -v l="$3" -v n="$4" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    split(b, x, " "); split(a, y, " "); f = ""; all = 0
+    for (i = 1; i <= 3; i++) { d = (y[i] - x[i]) * 1e6 / hz / n; all += d; if (i == l) ld = d; else f = f sprintf(" %.0f", d) }
+    if (l < 1) { printf "NA NA NA %.0f\n", all } else printf "%.0f%s %.0f\n", ld, f, all }'
+}
+CPU_ROWS=()
+
 # Runs one workload; prints "reqs_per_sec p50_ms p99_ms".
 run() { # endpoints args...
   local eps=$1; shift
@@ -106,15 +129,22 @@ i=0
 for w in "${WORKLOADS[@]}"; do
   name=${w%%|*}; args=${w#*|}
   # Alternate which system goes first, so neither always gets the warmer machine.
-  if [ $((i % 2)) = 0 ]; then
-    read -r er ep50 ep99 < <(run "$ETCD_EPS" $args); read -r qr qp50 qp99 < <(run "$QKV_EPS" $args)
-  else
-    read -r qr qp50 qp99 < <(run "$QKV_EPS" $args); read -r er ep50 ep99 < <(run "$ETCD_EPS" $args)
-  fi
+  # Requests of the run, for CPU per request (the watch run: its puts, each delivered to 1000 watchers).
+  n=$(sed -n 's/.*--\(put-\)\{0,1\}total=\([0-9]*\).*/\2/p' <<<"$args")
+  el=$(leader_of "$ETCD_EPS"); ql=$(leader_of "$QKV_EPS")
+  run_etcd() { local b; b=$(cpu_ticks etcd); read -r er ep50 ep99 < <(run "$ETCD_EPS" $args); ecpu=$(cpu_per_request "$b" "$(cpu_ticks etcd)" "$el" "$n"); }
+  run_qkv() { local b; b=$(cpu_ticks qkv); read -r qr qp50 qp99 < <(run "$QKV_EPS" $args); qcpu=$(cpu_per_request "$b" "$(cpu_ticks qkv)" "$ql" "$n"); }
+  if [ $((i % 2)) = 0 ]; then run_etcd; run_qkv; else run_qkv; run_etcd; fi
+  CPU_ROWS+=("$(printf '%-20s %-26s %-26s' "$name" "$ecpu" "$qcpu")")
   ratio=$(awk -v q="$qr" -v e="$er" 'BEGIN { if (e > 0) printf "%.2f", q / e; else print "NA" }')
   printf '%-20s %12s %12s %8s   %-17s %-17s\n' "$name" "$er" "$qr" "$ratio" "$ep50/$ep99" "$qp50/$qp99"
   i=$((i + 1))
 done
+
+echo
+echo "member CPU per request, µs (user+sys from /proc/PID/stat): leader, the two followers, all three"
+printf '%-20s %-26s %-26s\n' workload "etcd L F F all" "qkv L F F all"
+for r in "${CPU_ROWS[@]}"; do echo "$r"; done
 
 if [ $MEMORY = 1 ]; then
   echo
