@@ -206,6 +206,8 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs,
     log: mlog.child({ component: 'grpcserver' }),
     deadlineExceeded: Errors.DeadlineExceeded,
+    // etcd's ErrGRPCStopped: UNAVAILABLE, as an etcd client sees its connection dropped on SIGTERM.
+    stopped: Errors.Stopped,
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
   m.watchGrpcResponseBuffers(() => g.bufferedResponseBytes);
