@@ -246,7 +246,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     await cluster.start();
     // One port per client URL for gRPC and HTTP (/health, /metrics, /version, the JSON gateway).
     clients = await serveClients(
-      { grpc: g, server, services, maxRequestBytes: cfg.maxRequestBytes, maxTxnOps: cfg.maxTxnOps, metrics: m, version: STATUS_VERSION, log: mlog, tls: clientTls, identities },
+      { grpc: g, server, services, maxRequestBytes: cfg.maxRequestBytes, maxTxnOps: cfg.maxTxnOps, metrics: m, version: STATUS_VERSION, log: mlog, tls: clientTls, identities, maxTlsHandshakes: cfg.maxTlsHandshakes, tlsHandshakeTimeoutMs: cfg.tlsHandshakeTimeoutMs },
       cfg.listenClientUrls,
     );
   } catch (err) {
