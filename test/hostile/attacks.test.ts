@@ -91,8 +91,9 @@ describe('hostile clients (raw HTTP/2 against a quorumkv process)', function () 
     const w = new F.SendWindows(s);
     const sent = await F.floodWithinWindows(s, w, [1], ATTACK_MS, new Array<Buffer>(1500).fill(F.keepAliveRequest(1)));
     console.log(`      sent ${(sent / 1048576).toFixed(1)} MB of keepalives in ${ATTACK_MS} ms`);
-    // One stream window (1 MiB) plus what was read before the responses filled their buffer.
-    assert.ok(sent < 4 * 1024 * 1024, `the server stopped crediting the stream (${sent} bytes sent)`);
+    // One initial stream window (64 KiB: a stream whose responses are not read is never raised)
+    // plus what was read before the responses filled their buffer; etcd 3.4 takes ~0.1 MB.
+    assert.ok(sent < 512 * 1024, `the server stopped crediting the stream (${sent} bytes sent)`);
     await assertHealthy('zero-window LeaseKeepAlive flood');
   });
 
@@ -102,7 +103,9 @@ describe('hostile clients (raw HTTP/2 against a quorumkv process)', function () 
     const w = new F.SendWindows(s);
     const sent = await F.floodWithinWindows(s, w, ids, ATTACK_MS, new Array<Buffer>(800).fill(F.watchCreateRequest('k')));
     console.log(`      sent ${(sent / 1048576).toFixed(1)} MB of watch creates in ${ATTACK_MS} ms`);
-    assert.ok(sent < 20 * 1024 * 1024, `the server stopped crediting the streams (${sent} bytes sent)`);
+    // Paused streams hold at most 256 KiB credited to the connection plus its window (64 KiB: not
+    // raised while responses wait), besides what was read before they paused; etcd 3.4: ~1.5 MB.
+    assert.ok(sent < 2 * 1024 * 1024, `the server stopped crediting the streams (${sent} bytes sent)`);
     await assertHealthy('zero-window Watch creates, 20 streams');
   });
 
