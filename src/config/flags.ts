@@ -21,6 +21,9 @@ export const LEASE_CHECKPOINT_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
  *  quorumkv's hand-written HTTP/2 server enforces one, above Go's http2 server's 250 so that a
  *  client pipelining many unary calls on one connection is not throttled (docs/operations.md). */
 export const MAX_CONCURRENT_STREAMS_DEFAULT = 1000;
+/** --max-tls-handshakes (quorumkv's own; etcd has no such bound): TLS handshakes one https://
+ *  client listener keeps in progress at once (src/grpcserver/listener.ts). */
+export const MAX_TLS_HANDSHAKES_DEFAULT = 256;
 /** --max-watch-stream-buffer-bytes: response bytes one watch stream may hold for a client that
  *  does not read before its watchers catch up from history instead (etcd #16839). The client
  *  port's send buffer per stream (1 MiB) is also the flag's ceiling: above it the transport's own
@@ -230,6 +233,9 @@ const flagSchemas = {
   // client then stays silent for the timeout (a client gone without closing its TCP connection).
   'grpc-keepalive-interval': durationOrOff,
   'grpc-keepalive-timeout': positiveDuration,
+  // quorumkv's own: the https:// client port's handshakes in progress and their time limit.
+  'max-tls-handshakes': positiveInt(1_000_000),
+  'tls-handshake-timeout': positiveDuration,
   'max-watch-stream-buffer-bytes': positiveInt(WATCH_STREAM_BUFFER_BYTES_MAX_DEFAULT).pipe(
     z.number().min(WATCH_STREAM_BUFFER_BYTES_MAX_MIN, `must be at least ${WATCH_STREAM_BUFFER_BYTES_MAX_MIN} (a few responses)`),
   ),
@@ -286,6 +292,8 @@ const defaults: Record<FlagName, string | undefined> = {
   'max-concurrent-streams': String(MAX_CONCURRENT_STREAMS_DEFAULT),
   'grpc-keepalive-interval': '2h',
   'grpc-keepalive-timeout': '20s',
+  'max-tls-handshakes': String(MAX_TLS_HANDSHAKES_DEFAULT),
+  'tls-handshake-timeout': '10s',
   // quorumkv's own (docs/operations.md "Beyond etcd": slow watchers).
   'max-watch-stream-buffer-bytes': String(WATCH_STREAM_BUFFER_BYTES_MAX_DEFAULT),
   'max-watch-buffer-bytes': String(WATCH_BUFFER_BYTES_MAX_DEFAULT),
@@ -334,6 +342,9 @@ export interface ServerConfig {
   /** Server keepalive of client connections (etcd's --grpc-keepalive-interval/-timeout), ms. */
   grpcKeepaliveIntervalMs: number;
   grpcKeepaliveTimeoutMs: number;
+  /** TLS handshakes in progress per https:// client listener, and how long one may take (ms). */
+  maxTlsHandshakes: number;
+  tlsHandshakeTimeoutMs: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** name → peer URLs of every member the cluster starts with. */
   initialCluster: Map<string, string[]>;
@@ -537,6 +548,8 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     maxConcurrentStreams: get('max-concurrent-streams')!,
     grpcKeepaliveIntervalMs: get('grpc-keepalive-interval')!,
     grpcKeepaliveTimeoutMs: get('grpc-keepalive-timeout')!,
+    maxTlsHandshakes: get('max-tls-handshakes')!,
+    tlsHandshakeTimeoutMs: get('tls-handshake-timeout')!,
     logLevel: get('log-level')!,
     heartbeatIntervalMs: get('heartbeat-interval')!,
     electionTimeoutMs: get('election-timeout')!,

@@ -31,6 +31,9 @@ export interface ClientEndpointOptions {
   tls?: TlsMaterial;
   /** With --client-cert-auth: where the listener records verified certificate CNs. */
   identities?: ConnectionIdentities;
+  /** --max-tls-handshakes and --tls-handshake-timeout (https:// client URLs). */
+  maxTlsHandshakes: number;
+  tlsHandshakeTimeoutMs: number;
 }
 
 export interface ClientEndpoint {
@@ -55,10 +58,12 @@ export async function serveClients(o: ClientEndpointOptions, urls: readonly stri
   const listener = new ClientListener({
     grpc: o.grpc,
     http,
-    tls: o.tls ? tlsServerOptions(o.tls) : undefined,
+    tls: o.tls ? { ...tlsServerOptions(o.tls), handshakeTimeout: o.tlsHandshakeTimeoutMs } : undefined,
     identities: o.identities,
     // etcd logs these too ("rejected connection from ..."): a client without a valid certificate.
     onTlsError: (err, remote) => o.log.warn('rejected connection', { remote, error: err.message }),
+    maxTlsHandshakes: o.maxTlsHandshakes,
+    onHandshakesShed: (count) => o.log.warn('TLS handshakes in progress at --max-tls-handshakes: connections closed', { count, maxTlsHandshakes: o.maxTlsHandshakes }),
   });
   let ports: number[];
   try {

@@ -206,6 +206,8 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     keepaliveTimeoutMs: cfg.grpcKeepaliveTimeoutMs,
     log: mlog.child({ component: 'grpcserver' }),
     deadlineExceeded: Errors.DeadlineExceeded,
+    // etcd's ErrGRPCStopped: UNAVAILABLE, as an etcd client sees its connection dropped on SIGTERM.
+    stopped: Errors.Stopped,
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
   m.watchGrpcResponseBuffers(() => g.bufferedResponseBytes);
@@ -244,7 +246,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     await cluster.start();
     // One port per client URL for gRPC and HTTP (/health, /metrics, /version, the JSON gateway).
     clients = await serveClients(
-      { grpc: g, server, services, maxRequestBytes: cfg.maxRequestBytes, maxTxnOps: cfg.maxTxnOps, metrics: m, version: STATUS_VERSION, log: mlog, tls: clientTls, identities },
+      { grpc: g, server, services, maxRequestBytes: cfg.maxRequestBytes, maxTxnOps: cfg.maxTxnOps, metrics: m, version: STATUS_VERSION, log: mlog, tls: clientTls, identities, maxTlsHandshakes: cfg.maxTlsHandshakes, tlsHandshakeTimeoutMs: cfg.tlsHandshakeTimeoutMs },
       cfg.listenClientUrls,
     );
   } catch (err) {

@@ -19,8 +19,13 @@
 //     client's SETTINGS_HEADER_TABLE_SIZE only needs a size update of 0, sent when it changes);
 //   - flow control both ways: received DATA is credited back (WINDOW_UPDATE) as it is handed on;
 //     a paused stream (its user's responses are not drained) is not handed its DATA: the bytes
-//     are held and credited neither to the stream nor to the connection until it resumes, so a
-//     client that does not read its responses stops being read. Sent DATA never exceeds the
+//     are held and not credited to the stream until it resumes (nor to the connection, past
+//     CONN_HELD_CREDITED_MAX held by all its streams), so a client that does not read its
+//     responses stops being read. Receive windows start at HTTP/2's
+//     65,535 bytes (as grpc-go's) and grow, by the bandwidth-delay product measured with PINGs
+//     (grpc-go's BDP estimator), up to 1 MiB per stream and 16 MiB per connection, only where
+//     the data is consumed promptly: handed on at once (not held) while few responses wait
+//     (GROW_QUEUED_BYTES_MAX); a paused stream never gets more credit. Sent DATA never exceeds the
 //     client's connection and stream windows (queued per stream until WINDOW_UPDATE), and is cut
 //     to its SETTINGS_MAX_FRAME_SIZE; trailers go only after a stream's last DATA;
 //   - bounded buffering: a stream's writes return false above its bound, every stream's above
@@ -45,7 +50,7 @@
 // (the listener routes by preface). Idle and first-request timeouts are the server's
 // (server.ts), which sweeps its connections once a second.
 import type { Duplex } from 'node:stream';
-import { AssertionError } from '../util/assert';
+import { AssertionError, assert } from '../util/assert';
 import { Logger } from '../util/log';
 import { HpackDecoder, HpackError, encodeHeaderBlock } from './hpack';
 import { QUEUED_BUFFER_OVERHEAD_BYTES, ResponseBudget, TokenBucket, type BudgetHolder } from './limits';
@@ -91,9 +96,32 @@ const S_MAX_HEADER_LIST_SIZE = 0x6;
 const DEFAULT_WINDOW = 65535;
 const DEFAULT_MAX_FRAME = 16384;
 const MAX_WINDOW = 2 ** 31 - 1;
-/** What we let a client send ahead on one stream, and on the whole connection. */
-const STREAM_RECV_WINDOW = 1024 * 1024;
-const CONN_RECV_WINDOW = 16 * 1024 * 1024;
+/** What we let a client send ahead on one stream and on the connection: HTTP/2's default at
+ *  first (so a client that never has its data consumed gets no more: etcd's grpc-go starts at the
+ *  same 64 KiB), grown up to the maxima for a connection that moves data and has it consumed
+ *  promptly (throughput: a 1 MiB put behind 64 KiB windows waits a round trip per 48 KiB). */
+const RECV_WINDOW_INITIAL = DEFAULT_WINDOW;
+const STREAM_RECV_WINDOW_MAX = 1024 * 1024;
+const CONN_RECV_WINDOW_MAX = 16 * 1024 * 1024;
+/** Response bytes queued on a stream (and on its connection, socket backlog included) above which
+ *  its receive window does not grow: a client that does not read is not consuming promptly
+ *  (grpc-go's per-connection write quota is the same 64 KiB). */
+const GROW_QUEUED_BYTES_MAX = 64 * 1024;
+/** Bytes held by paused streams (received, not handed on) that are nonetheless credited back to
+ *  the connection, all its streams together: one paused stream does not stall the connection's
+ *  other streams (its held bytes are at most its own window), while a client that pauses many
+ *  streams gets at most this plus the connection window held in memory. */
+const CONN_HELD_CREDITED_MAX = 256 * 1024;
+/** The payload of the server's BDP PINGs (any 8 bytes, not the keepalive ones). */
+const BDP_PING_DATA = Buffer.from('qkv-bdp!', 'latin1');
+/** grpc-go's bdpEstimator: a sample (bytes received within one PING round trip) of at least
+ *  BDP_BETA times the estimate, at the best bandwidth seen so far, sets the estimate to BDP_GAMMA
+ *  times the sample; the round trip is the mean of the first BDP_RTT_BOOTSTRAP samples, then a
+ *  moving average weighing each new sample BDP_RTT_ALPHA. */
+const BDP_BETA = 0.66;
+const BDP_GAMMA = 2;
+const BDP_RTT_BOOTSTRAP = 10;
+const BDP_RTT_ALPHA = 0.9;
 /** Bytes a connection may have queued in its socket before it stops reading (a client that sends
  *  but does not read — PINGs, say — is not answered into unbounded memory). */
 const SOCKET_BACKLOG_MAX = 16 * 1024 * 1024;
@@ -217,9 +245,12 @@ export class H2ServerStream implements BudgetHolder {
   /** pendingBytes plus QUEUED_BUFFER_OVERHEAD_BYTES per queued buffer: what the bounds count. */
   pendingCost = 0;
   trailers: Buffer | undefined;
-  /** Receive side: bytes the client may still send; bytes handed on but not yet credited back. */
-  recvWindow = STREAM_RECV_WINDOW;
+  /** Receive side: bytes the client may still send; bytes handed on but not yet credited back;
+   *  the window it is credited up to (RECV_WINDOW_INITIAL, raised while its data is consumed
+   *  promptly: H2ServerConnection.growStream). */
+  recvWindow = RECV_WINDOW_INITIAL;
   uncredited = 0;
+  recvTarget = RECV_WINDOW_INITIAL;
   paused = false;
   /** DATA received while paused, not handed on nor credited (held[heldHead] onwards), and
    *  whether the client's END_STREAM came after it. At most one stream window (the client cannot
@@ -227,6 +258,8 @@ export class H2ServerStream implements BudgetHolder {
   held: Buffer[] | undefined = undefined;
   heldHead = 0;
   heldBytes = 0;
+  /** Of heldBytes, those already credited to the connection (CONN_HELD_CREDITED_MAX). */
+  heldConnCredited = 0;
   heldEnd = false;
   releaseScheduled = false;
   drainWaiters: (() => void)[] = [];
@@ -373,8 +406,22 @@ export class H2ServerConnection {
   private lastActiveMs = Date.now();
   private keepalivePingMs = 0;
   // Receive side.
-  private connRecvWindow = CONN_RECV_WINDOW;
+  private connRecvWindow = RECV_WINDOW_INITIAL;
   private connUncredited = 0;
+  /** The connection window credited up to; the window a stream consuming promptly is raised to. */
+  private connRecvTarget = RECV_WINDOW_INITIAL;
+  /** Held bytes of all streams credited to the connection (at most CONN_HELD_CREDITED_MAX). */
+  private connHeldCredited = 0;
+  private streamRecvTarget = RECV_WINDOW_INITIAL;
+  /** BDP estimation (grpc-go's): the estimate; when the outstanding BDP PING went out
+   *  (performance.now(), 0: none); prompt DATA bytes received since; the round-trip estimate and
+   *  its sample count; the best bandwidth seen (bytes/ms). */
+  private bdp = RECV_WINDOW_INITIAL;
+  private bdpPingAt = 0;
+  private bdpSample = 0;
+  private bdpRttMs = 0;
+  private bdpRttSamples = 0;
+  private bdpBwMax = 0;
   private out: Buffer[] = [];
   private outBytes = 0;
   private flushScheduled = false;
@@ -400,17 +447,16 @@ export class H2ServerConnection {
     this.maxStreams = Math.min(opts.maxConcurrentStreams ?? MAX_CONCURRENT_STREAMS_DEFAULT, 2 ** 32 - 1);
     // An encoded block is never larger than the list it decodes to (plus a few bytes per field).
     this.maxBlockBytes = opts.maxHeaderListBytes;
-    // Our SETTINGS: a larger stream window, the header-list bound, the concurrent streams; then
-    // the connection window.
+    // Our SETTINGS: the stream window (HTTP/2's default, said explicitly), the header-list bound,
+    // the concurrent streams. The connection window starts at the default too (no WINDOW_UPDATE).
     const settings = Buffer.allocUnsafe(18);
     settings.writeUInt16BE(S_INITIAL_WINDOW_SIZE, 0);
-    settings.writeUInt32BE(STREAM_RECV_WINDOW, 2);
+    settings.writeUInt32BE(RECV_WINDOW_INITIAL, 2);
     settings.writeUInt16BE(S_MAX_HEADER_LIST_SIZE, 6);
     settings.writeUInt32BE(Math.min(opts.maxHeaderListBytes, 2 ** 32 - 1), 8);
     settings.writeUInt16BE(S_MAX_CONCURRENT_STREAMS, 12);
     settings.writeUInt32BE(this.maxStreams, 14);
     this.queue(frame(T_SETTINGS, 0, 0, settings));
-    this.queue(frame(T_WINDOW_UPDATE, 0, 0, u32(CONN_RECV_WINDOW - DEFAULT_WINDOW)));
     socket.on('data', (chunk: Buffer) => this.onBytes(chunk));
     socket.on('error', () => this.gone());
     socket.on('end', () => this.gone());
@@ -534,7 +580,10 @@ export class H2ServerConnection {
       case T_PING:
         if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'PING on a stream');
         if (payload.length !== 8) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'PING of the wrong size');
-        if (flags & F_ACK) return;
+        if (flags & F_ACK) {
+          if (this.bdpPingAt !== 0 && payload.equals(BDP_PING_DATA)) this.bdpAnswered();
+          return;
+        }
         if (!this.pings.take()) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many PINGs');
         this.queue(frame(T_PING, F_ACK, 0, payload));
         return;
@@ -582,24 +631,85 @@ export class H2ServerConnection {
       if (data.length > 0) {
         (s.held ??= []).push(Buffer.from(data));
         s.heldBytes += data.length;
+        const c = Math.min(data.length, CONN_HELD_CREDITED_MAX - this.connHeldCredited);
+        if (c > 0) {
+          s.heldConnCredited += c;
+          this.connHeldCredited += c;
+          this.creditConnection(c);
+        }
       }
       if (end) s.heldEnd = true;
       return;
     }
-    if (data.length > 0 && !this.handOn(s, data)) return;
+    if (data.length > 0) {
+      this.bdpAdd(flowBytes);
+      if (!this.handOn(s, data)) return;
+      if (s.recvTarget < this.streamRecvTarget && !end) this.growStream(s);
+    }
     if (end) this.remoteEnd(s);
   }
 
-  /** Hands `data` to the stream's user and credits it back; false if the callback failed. */
-  private handOn(s: H2ServerStream, data: Buffer): boolean {
+  /** Prompt DATA (handed on at once) of `n` bytes: counted in the BDP sample; a BDP PING goes out
+   *  if none is outstanding and the windows can still grow. */
+  private bdpAdd(n: number): void {
+    if (this.bdpPingAt === 0) {
+      if (this.bdp >= CONN_RECV_WINDOW_MAX || this.dead) return;
+      this.bdpPingAt = performance.now();
+      this.bdpSample = 0;
+      this.queue(frame(T_PING, 0, 0, BDP_PING_DATA));
+    }
+    this.bdpSample += n;
+  }
+
+  /** The client answered the BDP PING: `bdpSample` bytes came within one round trip. When they
+   *  fill most of the estimate at the best bandwidth yet, and the connection's responses are being
+   *  read (few queued), the estimate doubles the sample: the connection window grows now, stream
+   *  windows as their data next comes in promptly (growStream). */
+  private bdpAnswered(): void {
+    const rttMs = Math.max(performance.now() - this.bdpPingAt, 0.001);
+    this.bdpPingAt = 0;
+    if (this.bdpRttSamples < BDP_RTT_BOOTSTRAP) {
+      this.bdpRttSamples++;
+      this.bdpRttMs += (rttMs - this.bdpRttMs) / this.bdpRttSamples;
+    } else this.bdpRttMs += (rttMs - this.bdpRttMs) * BDP_RTT_ALPHA;
+    const bw = this.bdpSample / (this.bdpRttMs * 1.5);
+    if (bw > this.bdpBwMax) this.bdpBwMax = bw;
+    if (this.bdpSample < BDP_BETA * this.bdp || bw !== this.bdpBwMax) return;
+    if (this.pendingCost + this.backlog > GROW_QUEUED_BYTES_MAX) return;
+    this.bdp = Math.min(Math.ceil(BDP_GAMMA * this.bdpSample), CONN_RECV_WINDOW_MAX);
+    this.streamRecvTarget = Math.max(this.streamRecvTarget, Math.min(this.bdp, STREAM_RECV_WINDOW_MAX));
+    if (this.bdp <= this.connRecvTarget) return;
+    const inc = this.connUncredited + this.bdp - this.connRecvTarget;
+    this.connRecvTarget = this.bdp;
+    this.queue(frame(T_WINDOW_UPDATE, 0, 0, u32(inc)));
+    this.connRecvWindow += inc;
+    this.connUncredited = 0;
+  }
+
+  /** Raises `s`'s window to the connection's stream target: its data was just handed on at once
+   *  (not paused, not held) and its own responses are not piling up. A paused stream is never
+   *  raised (nor credited). */
+  private growStream(s: H2ServerStream): void {
+    if (s.paused || s.closed || s.remoteEnded || s.heldBytes > 0 || s.pendingCost > GROW_QUEUED_BYTES_MAX) return;
+    const grow = this.streamRecvTarget - s.recvTarget;
+    s.recvTarget = this.streamRecvTarget;
+    const inc = s.uncredited + grow;
+    this.queue(frame(T_WINDOW_UPDATE, 0, s.id, u32(inc)));
+    s.recvWindow += inc;
+    s.uncredited = 0;
+  }
+
+  /** Hands `data` to the stream's user and credits it back (to the connection, what was not
+   *  credited to it while held); false if the callback failed. */
+  private handOn(s: H2ServerStream, data: Buffer, connCredited = 0): boolean {
     try {
       s.onData?.(data);
     } catch (err) {
-      this.creditConnection(data.length);
+      this.creditConnection(data.length - connCredited);
       this.streamFailed(s, 'onData', err);
       return false;
     }
-    this.credit(s, data.length);
+    this.credit(s, data.length, connCredited);
     return true;
   }
 
@@ -621,7 +731,10 @@ export class H2ServerConnection {
       const chunk = held[s.heldHead]!;
       held[s.heldHead++] = EMPTY;
       s.heldBytes -= chunk.length;
-      if (!this.handOn(s, chunk)) return;
+      const pre = Math.min(chunk.length, s.heldConnCredited);
+      s.heldConnCredited -= pre;
+      this.connHeldCredited -= pre;
+      if (!this.handOn(s, chunk, pre)) return;
     }
     if (s.closed || s.paused) return;
     s.held = undefined;
@@ -858,11 +971,11 @@ export class H2ServerConnection {
   }
 
   /** Credits `n` received bytes of `s` back to the client (with what a pause held back). */
-  credit(s: H2ServerStream, n: number): void {
-    this.creditConnection(n);
+  credit(s: H2ServerStream, n: number, connCredited = 0): void {
+    this.creditConnection(n - connCredited);
     s.uncredited += n;
     if (s.paused || s.closed || s.remoteEnded) return;
-    if (s.uncredited >= STREAM_RECV_WINDOW / 4 || (n === 0 && s.uncredited > 0)) {
+    if (s.uncredited >= s.recvTarget / 4 || (n === 0 && s.uncredited > 0)) {
       this.queue(frame(T_WINDOW_UPDATE, 0, s.id, u32(s.uncredited)));
       s.recvWindow += s.uncredited;
       s.uncredited = 0;
@@ -871,7 +984,7 @@ export class H2ServerConnection {
 
   private creditConnection(n: number): void {
     this.connUncredited += n;
-    if (this.connUncredited >= CONN_RECV_WINDOW / 4) {
+    if (this.connUncredited >= this.connRecvTarget / 4) {
       this.queue(frame(T_WINDOW_UPDATE, 0, 0, u32(this.connUncredited)));
       this.connRecvWindow += this.connUncredited;
       this.connUncredited = 0;
@@ -1046,7 +1159,10 @@ export class H2ServerConnection {
     s.pendingOffset = 0;
     s.pendingBytes = 0;
     // What it held was never handed on: the connection's window gets it back.
-    if (s.heldBytes > 0) this.creditConnection(s.heldBytes);
+    if (s.heldBytes > 0) this.creditConnection(s.heldBytes - s.heldConnCredited);
+    this.connHeldCredited -= s.heldConnCredited;
+    s.heldConnCredited = 0;
+    assert(this.connHeldCredited >= 0 && this.connHeldCredited <= CONN_HELD_CREDITED_MAX, 'h2: held bytes credited to the connection out of bounds');
     s.held = undefined;
     s.heldHead = 0;
     s.heldBytes = 0;

@@ -26,6 +26,15 @@ export const ROUTE_TIMEOUT_MS = 30_000;
  *  above it (net.Server maxConnections). etcd has no such cap; each connection here costs a
  *  socket and its bounded buffers (h2_conn.ts CONN_BUFFER_BYTES_MAX). */
 export const CONNECTIONS_PER_LISTENER_MAX = 10_000;
+/** TLS handshakes one listener keeps in progress at once unless told otherwise (config's
+ *  --max-tls-handshakes; etcd has no such bound). A handshake in progress costs a TLSSocket and
+ *  OpenSSL's state (~15 KB measured: 3,000 silent connections took RSS from 108 to 152 MB). */
+export const TLS_HANDSHAKES_MAX_DEFAULT = 256;
+/** Past the cap, a handshake running this long gives its place to the new connection (a client
+ *  that stalls — sends no ClientHello, or finishes nothing — loses to one that arrives); younger
+ *  ones are kept and the new connection is closed at once (a burst of real clients: those
+ *  refused reconnect, those admitted finish). */
+export const TLS_HANDSHAKE_STALLED_MS = 1000;
 /** How long stop() lets gRPC calls and HTTP responses finish before cutting connections. */
 export const SHUTDOWN_GRACE_MS = 2000;
 
@@ -42,12 +51,21 @@ export interface ClientListenerOptions {
   identities?: ConnectionIdentities;
   /** A TLS handshake failed (no or untrusted client certificate, wrong protocol...). */
   onTlsError?: (err: Error, remote: string) => void;
+  /** TLS handshakes in progress per listener (default TLS_HANDSHAKES_MAX_DEFAULT). */
+  maxTlsHandshakes?: number;
+  /** Connections closed because the handshakes in progress were at maxTlsHandshakes: called at
+   *  the first and then at most once a second, with the count since the last call. */
+  onHandshakesShed?: (count: number) => void;
 }
 
 export class ClientListener {
   private readonly servers: net.Server[] = [];
-  /** Raw TCP sockets of TLS connections still in their handshake (closed with the listener). */
-  private readonly handshaking = new Set<net.Socket>();
+  /** Raw TCP sockets of TLS connections still in their handshake (closed with the listener), with
+   *  when each was accepted; oldest first (a Map keeps insertion order). */
+  private readonly handshaking = new Map<net.Socket, number>();
+  /** Connections shed at the handshake cap since the last report, and when that was. */
+  private shedCount = 0;
+  private shedReportedMs = 0;
   /** Sockets accepted but not yet routed (they belong to neither server yet). */
   private readonly unrouted = new Set<net.Socket>();
   /** Sockets handed to the HTTP server (Node does not wait for them in close() without a listen). */
@@ -81,20 +99,53 @@ export class ClientListener {
       this.accept(socket);
       if (!socket.destroyed) this.routeAlpn(socket);
     });
+    // (tls.Server's own 'connection' listener, which wraps the socket in a TLSSocket, ran first:
+    // destroying the raw socket ends that too.)
     s.on('connection', (raw: net.Socket) => {
       raw.setNoDelay(true);
-      this.handshaking.add(raw);
-      raw.once('close', () => this.handshaking.delete(raw));
+      this.admitHandshake(raw);
     });
     // The handshake is over: the connection is now tracked as unrouted/grpc/http like a plain one.
+    // (A walk of at most maxTlsHandshakes sockets.)
     s.on('secureConnection', (socket: tls.TLSSocket) => {
-      for (const raw of this.handshaking) {
+      for (const raw of this.handshaking.keys()) {
         if (raw.remotePort === socket.remotePort && raw.remoteAddress === socket.remoteAddress) this.handshaking.delete(raw);
       }
     });
-    // (The address is gone when the client hung up itself.)
-    s.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => this.o.onTlsError?.(err, socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown'));
+    // (The address is gone when the client hung up itself.) Destroyed here: Node 20 reports a
+    // handshake timeout (handshakeTimeout) this way but leaves the socket open, so a client that
+    // never sends a ClientHello would hold its connection for good (measured: still open 8 s
+    // after a 3 s timeout); the errors OpenSSL raises have destroyed it already.
+    s.on('tlsClientError', (err: Error, socket: tls.TLSSocket) => {
+      this.o.onTlsError?.(err, socket.remoteAddress ? `${socket.remoteAddress}:${socket.remotePort}` : 'unknown');
+      socket.destroy();
+    });
     return s;
+  }
+
+  /** A TCP connection to a TLS listener, about to handshake: kept, unless maxTlsHandshakes are
+   *  already in progress; then the oldest goes if it has stalled (TLS_HANDSHAKE_STALLED_MS), else
+   *  this one. O(1): the oldest is the Map's first entry. */
+  private admitHandshake(raw: net.Socket): void {
+    const now = Date.now();
+    if (this.handshaking.size >= (this.o.maxTlsHandshakes ?? TLS_HANDSHAKES_MAX_DEFAULT)) {
+      const [oldest, sinceMs] = this.handshaking.entries().next().value as [net.Socket, number];
+      let shed = raw;
+      if (now - sinceMs >= TLS_HANDSHAKE_STALLED_MS) {
+        this.handshaking.delete(oldest);
+        shed = oldest;
+      }
+      shed.destroy();
+      this.shedCount++;
+      if (now - this.shedReportedMs >= 1000) {
+        this.shedReportedMs = now;
+        this.o.onHandshakesShed?.(this.shedCount);
+        this.shedCount = 0;
+      }
+      if (shed === raw) return;
+    }
+    this.handshaking.set(raw, now);
+    raw.once('close', () => this.handshaking.delete(raw));
   }
 
   /** A new connection (plain, or TLS once its handshake is done): unrouted until its protocol is
@@ -152,7 +203,7 @@ export class ClientListener {
     this.closed = true;
     for (const s of this.unrouted) s.destroy();
     this.unrouted.clear();
-    for (const s of this.handshaking) s.destroy();
+    for (const s of this.handshaking.keys()) s.destroy();
     this.handshaking.clear();
     const listening = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     const grpcClosed = this.o.grpc.close(graceMs);

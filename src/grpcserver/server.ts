@@ -90,6 +90,9 @@ export interface H2GrpcServerOptions {
   /** The status a call whose grpc-timeout passed ends with. Default: DEADLINE_EXCEEDED "context
    *  deadline exceeded" (grpc-go's words). */
   deadlineExceeded?: CallStatus;
+  /** The status streaming calls (watches, keepalive streams) end with when the server closes.
+   *  Default: UNAVAILABLE "grpc: the server has been stopped" (grpc-go's ErrServerStopped). */
+  stopped?: CallStatus;
 }
 
 /** The member-wide response budget: 4 connections' worth of h2_conn's CONN_BUFFER_BYTES_MAX. */
@@ -152,6 +155,7 @@ function status(code: number, message: string): CallStatus {
 }
 
 const DEADLINE_EXCEEDED: CallStatus = { code: GrpcCode.DEADLINE_EXCEEDED, message: 'context deadline exceeded' };
+const SERVER_STOPPED: CallStatus = { code: GrpcCode.UNAVAILABLE, message: 'grpc: the server has been stopped' };
 /** Longest timer node arms (2^31 - 1 ms, ~24.8 days); a longer grpc-timeout never fires. */
 const TIMER_MS_MAX = 2 ** 31 - 1;
 /** Deadlines that fall in the same DEADLINE_BUCKET_MS share one timer (the lateness allowed). */
@@ -309,6 +313,8 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   request: unknown = undefined;
   cancelled = false;
   finished = false;
+  /** A server-streaming or bidi call (ended at once on close(); unary calls get the grace). */
+  streaming = false;
   private headersSent = false;
   /** The stream is gone (gone() ran). */
   private closed = false;
@@ -639,7 +645,9 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   /** The stream is gone: a call still running was cancelled by the client; a streaming
    *  handler's listener hears closed() either way. */
   gone(): void {
+    if (this.closed) return;
     this.closed = true;
+    this.server.callGone(this);
     this.disarm();
     if (!this.finished) {
       this.finished = true;
@@ -664,6 +672,10 @@ export class H2GrpcServer {
   private readonly routes = new Map<string, Route>();
   private readonly connections = new Set<H2ServerConnection>();
   private closed = false;
+  /** Streaming calls open (ended by close() at once: they never finish by themselves), and the
+   *  count of other calls open (close() gives them the grace). */
+  private readonly streamingCalls = new Set<GrpcCall>();
+  private otherCallsOpen = 0;
   /** Response bytes queued for clients, all connections together (h2_conn, limits.ts). */
   readonly budget: ResponseBudget;
   private readonly idleSweep: NodeJS.Timeout;
@@ -740,14 +752,28 @@ export class H2GrpcServer {
     c.onGone = () => this.connections.delete(c);
   }
 
-  /** Asks every connection to finish its calls (GOAWAY), and cuts them all after `graceMs`. */
+  /** Stops serving: GOAWAY on every connection (no new streams), streaming calls (watches,
+   *  keepalive streams: they never end by themselves, so waiting for them is pointless) ended at
+   *  once with opts.stopped, unary calls given up to `graceMs` to finish; then every connection
+   *  is cut (a stream whose status cannot go out, its client's window shut, with it). etcd 3.4
+   *  drops its connections at once on SIGTERM (no GOAWAY, no status: clients see UNAVAILABLE). */
   async close(graceMs: number): Promise<void> {
     this.closed = true;
     clearInterval(this.idleSweep);
     for (const c of [...this.connections]) c.goAway();
+    const stopped = this.opts.stopped ?? SERVER_STOPPED;
+    for (const call of [...this.streamingCalls]) call.fail(stopped);
     const deadline = Date.now() + graceMs;
-    while (this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    // One turn at least, so that the statuses just queued are flushed to the sockets.
+    await new Promise((r) => setImmediate(r));
+    while (this.otherCallsOpen > 0 && this.connections.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     this.destroy();
+  }
+
+  /** A call's stream is gone (GrpcCall.gone, once per call). */
+  callGone(call: GrpcCall): void {
+    if (call.streaming) this.streamingCalls.delete(call);
+    else this.otherCallsOpen--;
   }
 
   /** Cuts every connection now. */
@@ -772,6 +798,9 @@ export class H2GrpcServer {
     if (!route) return call.fail(status(GrpcCode.UNIMPLEMENTED, `unknown method ${p}`));
     const encoding = headers['grpc-encoding'];
     const reader = new MessageReader(this.opts.maxReceiveBytes, typeof encoding === 'string' && encoding !== 'identity' ? encoding : undefined);
+    call.streaming = route.shape !== UNARY;
+    if (call.streaming) this.streamingCalls.add(call);
+    else this.otherCallsOpen++;
     stream.onClose = () => call.gone();
     stream.onEvict = () => call.evicted();
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);

@@ -35,7 +35,7 @@ export function unary<T>(client: grpc.Client & Record<string, (...a: unknown[]) 
 export class RawWatchStream {
   readonly responses: RawWatchResponse[] = [];
   private readonly client: grpc.Client & Record<string, (...a: unknown[]) => unknown>;
-  private readonly call: grpc.ClientDuplexStream<object, RawWatchResponse>;
+  readonly call: grpc.ClientDuplexStream<object, RawWatchResponse>;
   private waiters: { pred: (r: RawWatchResponse) => boolean; resolve: (r: RawWatchResponse) => void }[] = [];
   /** Optional per-response hook (the benchmark counts events without keeping responses). */
   onResponse: ((r: RawWatchResponse) => void) | undefined;

@@ -237,6 +237,48 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     assert.equal(received, 3 * 1024 * 1024);
   });
 
+  it('receive windows start at 65,535 and grow (BDP PINGs) where data is consumed at once; a paused stream is never raised', async () => {
+    const streams = new Map<string, H2ServerStream>();
+    let received = 0;
+    handler = (s) => {
+      streams.set(String(s.headers[':path']), s);
+      if (s.headers[':path'] === '/paused') s.pause();
+      s.onData = (c) => (received += c.length);
+      s.onEnd = () => {
+        s.respond(RESPONSE, false);
+        s.end(TRAILERS);
+      };
+    };
+    // A connection whose first stream is paused: held to the initial window.
+    const first = connect();
+    const firstDone = request(first, Buffer.alloc(1024 * 1024), { ':path': '/paused' });
+    await new Promise((r) => setTimeout(r, 300));
+    const p0 = streams.get('/paused')!;
+    assert.ok(p0.heldBytes > 0 && p0.heldBytes <= 65535, `held ${p0.heldBytes} bytes on a fresh connection`);
+    assert.equal(p0.recvTarget, 65535);
+    p0.resume();
+    assert.equal((await firstDone).status, 200);
+    // A connection moving 8 MiB that is consumed at once: its stream's window grows past the
+    // initial one (at most 1 MiB).
+    const session = connect();
+    assert.equal((await request(session, Buffer.alloc(8 * 1024 * 1024), { ':path': '/bulk' })).status, 200);
+    const bulk = streams.get('/bulk')!;
+    assert.ok(bulk.recvTarget > 65535 && bulk.recvTarget <= 1024 * 1024, `the consumed stream's window: ${bulk.recvTarget}`);
+    // Then a paused stream on that connection: not raised, however large the others' windows.
+    const pausedDone = request(session, Buffer.alloc(3 * 1024 * 1024), { ':path': '/paused' });
+    await new Promise((r) => setTimeout(r, 300));
+    const p1 = streams.get('/paused')!;
+    assert.notEqual(p1, p0);
+    assert.equal(p1.recvTarget, 65535, 'a paused stream is never raised');
+    assert.ok(p1.heldBytes > 0 && p1.heldBytes <= 65535, `held ${p1.heldBytes} bytes`);
+    // Other streams of the connection are not stalled by it (its held bytes are credited to the
+    // connection): a request of 100 KB goes through meanwhile.
+    assert.equal((await request(session, Buffer.alloc(100_000), { ':path': '/other' })).status, 200);
+    p1.resume();
+    assert.equal((await pausedDone).status, 200);
+    assert.equal(received, 1024 * 1024 + 8 * 1024 * 1024 + 3 * 1024 * 1024 + 100_000);
+  });
+
   it('after GOAWAY finishes the open streams, refuses new ones, then ends the socket', async () => {
     let held: H2ServerStream | undefined;
     handler = (s) => {

@@ -2,12 +2,15 @@
 // arriving a byte at a time, HTTP split into tiny writes, and shutdown with connections open.
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import fs from 'node:fs';
 import net from 'node:net';
+import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { ClientListener, HTTP2_PREFACE } from '../../src/grpcserver/listener';
 import { grpcDefinitions, serviceDefinition } from '../../src/proto';
 import { H2GrpcServer } from '../../src/grpcserver/server';
 import type { ServerStreamCall, UnaryCall } from '../../src/grpcserver/call';
+import { hasOpenssl, makeTestCerts, removeTestCerts, type TestCerts } from '../integration/tls_certs';
 
 type HealthClient = grpc.Client & { Check(req: object, cb: (err: grpc.ServiceError | null, res: { status: number }) => void): void };
 
@@ -93,3 +96,74 @@ describe('client port mux (gRPC and HTTP on one port)', () => {
     await assert.rejects(fetch(`http://127.0.0.1:${port}/`));
   });
 });
+
+describe('TLS client listener under a handshake flood (--max-tls-handshakes, --tls-handshake-timeout)', function () {
+  this.timeout(20_000);
+  let certs: TestCerts | undefined;
+  let g: H2GrpcServer;
+  let listener: ClientListener;
+  const sockets: net.Socket[] = [];
+
+  before(function () {
+    if (!hasOpenssl()) this.skip();
+    certs = makeTestCerts();
+  });
+  after(() => removeTestCerts(certs));
+  afterEach(async () => {
+    for (const s of sockets.splice(0)) s.destroy();
+    await listener?.close(0);
+    g?.destroy();
+  });
+
+  it('keeps at most the cap of handshakes in progress, gives a stalled one\'s place to a new client, and drops the rest at the timeout', async () => {
+    const CAP = 8;
+    const TIMEOUT_MS = 3000;
+    const shed: number[] = [];
+    g = new H2GrpcServer({ maxReceiveBytes: 1024 * 1024 });
+    listener = new ClientListener({
+      grpc: g,
+      http: http.createServer(),
+      tls: { cert: fs.readFileSync(certs!.server.cert), key: fs.readFileSync(certs!.server.key), handshakeTimeout: TIMEOUT_MS },
+      maxTlsHandshakes: CAP,
+      onHandshakesShed: (n) => shed.push(n),
+    });
+    const [port] = await listener.listen(['https://127.0.0.1:0']);
+    // 20 TCP connections that never send a ClientHello, all within a few ms (none has stalled yet).
+    const t0 = Date.now();
+    const closedAt = new Map<net.Socket, number>();
+    for (let i = 0; i < 20; i++) {
+      const s = net.connect(port!, '127.0.0.1');
+      s.on('error', () => undefined);
+      s.on('close', () => closedAt.set(s, Date.now() - t0));
+      sockets.push(s);
+      await new Promise((r) => s.once('connect', r));
+    }
+    await until(() => closedAt.size >= 20 - CAP, 2000);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(closedAt.size, 20 - CAP, 'the connections above the cap were closed at once, the first ones kept');
+    assert.ok(sockets.slice(0, CAP).every((s) => !closedAt.has(s)), 'the oldest were kept (none had stalled)');
+    assert.deepEqual(shed.slice(0, 1), [1], 'reported at the first');
+    // Once the held ones have stalled (1 s), a real client takes the oldest one's place.
+    await new Promise((r) => setTimeout(r, 1100 - (Date.now() - t0)));
+    const ok = tls.connect({ host: '127.0.0.1', port: port!, ca: fs.readFileSync(certs!.ca), ALPNProtocols: ['h2'] });
+    sockets.push(ok);
+    await new Promise<void>((resolve, reject) => (ok.once('secureConnect', resolve), ok.once('error', reject)));
+    await until(() => closedAt.has(sockets[0]!), 1000);
+    assert.equal(closedAt.size, 20 - CAP + 1, 'one stalled handshake (the oldest) gave its place');
+    // The rest are dropped at the handshake timeout (Node's default would be 120 s).
+    await until(() => closedAt.size === 20, TIMEOUT_MS + 2000);
+    const last = Math.max(...closedAt.values());
+    assert.ok(last >= TIMEOUT_MS - 100 && last < TIMEOUT_MS + 2000, `the last silent connection closed after ${last} ms`);
+    assert.equal(ok.destroyed, false, 'the finished handshake is not affected');
+  });
+});
+
+function until(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const t = setInterval(() => {
+      if (cond()) (clearInterval(t), resolve());
+      else if (Date.now() > deadline) (clearInterval(t), reject(new Error('timed out waiting')));
+    }, 5);
+  });
+}

@@ -320,6 +320,28 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
     }
   });
 
+  it('close(): streaming calls end at once (UNAVAILABLE), a unary call in flight gets the grace, then it resolves', async () => {
+    const watch = client('Watch').Watch!() as grpc.ClientDuplexStream<object, unknown>;
+    watch.on('error', () => undefined);
+    watch.on('data', () => undefined);
+    watch.write({ create_request: { key: Buffer.from('x') } });
+    const kv = client('KV');
+    const answered = unary<{ kvs: unknown[] }>(kv, 'Range', { key: Buffer.from('hang') });
+    await until(() => hanging.length === 1 && watchMessages === 1);
+    const t0 = Date.now();
+    const watchEnded = new Promise<{ st: grpc.StatusObject; ms: number }>((r) => watch.on('status', (st: grpc.StatusObject) => r({ st, ms: Date.now() - t0 })));
+    setTimeout(() => hanging[0]!.respond({ kvs: [], count: 0 }), 400);
+    await server.close(5000);
+    const closeMs = Date.now() - t0;
+    const { st, ms } = await watchEnded;
+    assert.equal(st.code, grpc.status.UNAVAILABLE);
+    assert.equal(st.details, 'grpc: the server has been stopped');
+    assert.ok(ms < 300, `the watch ended ${ms} ms after close(), not after the unary call`);
+    assert.equal((await answered).kvs.length, 0, 'the unary call in flight was answered');
+    assert.ok(closeMs >= 350 && closeMs < 2000, `close() took ${closeMs} ms: the unary call's time, not the grace`);
+    assert.deepEqual(calls.map((c) => c.code), [grpc.status.UNAVAILABLE, grpc.status.OK]);
+  });
+
   it('closes a connection that opens no stream, and one left idle, with GOAWAY NO_ERROR', async () => {
     const own = new H2GrpcServer({ maxReceiveBytes: 4096, firstStreamTimeoutMs: 300, idleTimeoutMs: 300 });
     addService(own, 'etcdserverpb.KV', { Range: (call: UnaryCall<object, object>) => call.respond({ kvs: [], count: 0 }) });
@@ -399,6 +421,8 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
   it('sends a response given already encoded as the same message', async () => {
     const call = client('Watch').Watch!() as grpc.ClientDuplexStream<object, { watch_id: string; created: boolean; cancel_reason: string }>;
     const got = new Promise<{ watch_id: string; created: boolean; cancel_reason: string }>((r) => call.once('data', r));
+    // (afterEach's close() may end the call before its OK goes out.)
+    call.on('error', () => undefined);
     call.write({ create_request: { key: Buffer.from('encoded') } });
     const r = await got;
     call.end();
