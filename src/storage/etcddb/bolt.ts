@@ -427,23 +427,37 @@ export class BoltReader {
 }
 
 /** A PageSink that gathers consecutive pages into writes of about `bytes` (one write per 4 KiB
- *  page would be a system call per page); call flush() after the writer finishes. */
+ *  page would be a system call per page); call flush() after the writer finishes. One write is in
+ *  flight while the writer fills the next one (so at most two are held); its failure is thrown by
+ *  the next call. */
 export function bufferedSink(write: (bytes: Buffer, position: number) => Promise<void>, bytes = 1024 * 1024): PageSink & { flush(): Promise<void> } {
   let parts: Buffer[] = [];
   let start = 0;
   let end = 0;
-  const flush = async () => {
+  let inFlight: Promise<void> | undefined;
+  const settle = async () => {
+    const p = inFlight;
+    inFlight = undefined;
+    await p;
+  };
+  const launch = async () => {
     if (parts.length === 0) return;
     const buf = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
     parts = [];
-    await write(buf, start);
+    await settle();
+    inFlight = write(buf, start);
+    inFlight.catch(() => undefined); // rethrown by the next settle()
   };
   const sink = async (page: Buffer, position: number) => {
-    if (parts.length > 0 && position !== end) await flush();
+    if (parts.length > 0 && position !== end) await launch();
     if (parts.length === 0) start = end = position;
     parts.push(page);
     end += page.length;
-    if (end - start >= bytes) await flush();
+    if (end - start >= bytes) await launch();
+  };
+  const flush = async () => {
+    await launch();
+    await settle();
   };
   return Object.assign(sink, { flush });
 }
