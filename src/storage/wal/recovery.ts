@@ -130,11 +130,16 @@ function scanSegment(buf: Buffer, file: string, isLast: boolean, log: ReplayLog,
 }
 
 function applyBatch(buf: Buffer, start: number, end: number, file: string, log: ReplayLog): void {
+  // The entries' data are views into one copy of the batch (the segment's buffer goes after the
+  // scan): a copy per entry cost an allocation each, a quarter of a restart's WAL scan in its
+  // profile (20k entries of 4 KiB). The copy lives as long as one of its entries is kept.
+  const copy = Buffer.allocUnsafeSlow(end - start);
+  buf.copy(copy, 0, start, end);
   for (let o = start; o < end; o = recordEnd(buf, o)) {
     let reason: string | undefined;
     switch (recordType(buf, o)) {
       case RecordType.Entry:
-        reason = log.appendEntry(readEntry(buf, o));
+        reason = log.appendEntry(readEntry(buf, o, copy, start));
         break;
       case RecordType.HardState:
         log.hardState = readHardState(buf, o);
