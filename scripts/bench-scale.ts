@@ -22,6 +22,10 @@
 //        [--overwrite=KEYS] [--clients=100] [--extra=12000] [--systems=quorumkv,etcd]
 //        [--flags="common flags"] [--quorumkv-flags=...] [--etcd-flags=...]
 //        [--bin=dist/src/cli/quorumkv.js] [--etcd=/usr/bin/etcd] [--etcdctl=/usr/bin/etcdctl]
+//        [--ops=overwrite,catch-up,hashkv,defrag,snapshot,restart] [--node-flags="--cpu-prof ..."]
+// --ops picks the operations after the load and their order (one may repeat). Each result line
+// ends with the operation's window on CLOCK_MONOTONIC in µs, the clock of a V8 CPU profile
+// (scripts/cpuprofile-window.ts sums a member's --cpu-prof profile over such a window).
 // (scripts/bench-scale.sh builds first and checks that etcd is there.) Every process it starts is
 // in its own process group, killed by PID on every exit path; every phase has a deadline.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -46,6 +50,23 @@ const OVERWRITE = Number(arg('overwrite', String(KEYS)));
 const CLIENTS = Number(arg('clients', '100'));
 const EXTRA = Number(arg('extra', '12000'));
 const SYSTEMS = arg('systems', 'quorumkv,etcd').split(',') as SystemName[];
+const OP_NAMES = ['overwrite', 'catch-up', 'hashkv', 'defrag', 'snapshot', 'restart'] as const;
+type OpName = (typeof OP_NAMES)[number];
+/** Labels in the printed results (and docs/performance.md's tables). */
+const OP_LABEL: Record<OpName, string> = {
+  overwrite: 'overwrite',
+  'catch-up': 'catch-up',
+  hashkv: 'hashkv',
+  defrag: 'defrag',
+  snapshot: 'snapshot save',
+  restart: 'restart',
+};
+/** The operations after the load, in the order given (one may repeat: `--ops=hashkv,restart,hashkv`). */
+const OPS = arg('ops', OP_NAMES.join(',')).split(',').filter((o) => o !== '') as OpName[];
+for (const op of OPS) if (!OP_NAMES.includes(op)) throw new Error(`--ops: unknown operation ${op} (known: ${OP_NAMES.join(', ')})`);
+/** Node flags for quorumkv's members (e.g. --cpu-prof --cpu-prof-dir=DIR); with any, the members
+ *  are stopped with SIGTERM at the end of the run, so that a profile gets written. */
+const NODE_FLAGS = words(arg('node-flags', ''));
 const QKV_BIN = path.resolve(arg('bin', path.join(__dirname, '..', 'src', 'cli', 'quorumkv.js')));
 const ETCD_BIN = arg('etcd', '/usr/bin/etcd');
 const ETCDCTL_BIN = arg('etcdctl', '/usr/bin/etcdctl');
@@ -104,6 +125,19 @@ async function killAndWait(m: Member): Promise<void> {
   killGroup(p);
   await Promise.race([exited, sleep(10_000)]);
 }
+/** SIGTERM, then SIGKILL after 30 s: a member stopped this way writes its --cpu-prof profile. */
+async function stopGracefully(m: Member): Promise<void> {
+  const p = m.proc;
+  if (p?.pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  process.kill(p.pid, 'SIGTERM');
+  await Promise.race([exited, sleep(30_000)]);
+  killGroup(p);
+}
+
+/** Microseconds on CLOCK_MONOTONIC, the clock of a V8 CPU profile's startTime/endTime. */
+const monotonicUs = (): string => (process.hrtime.bigint() / 1000n).toString();
+
 /** Data directories of the runs in progress: removed on every exit path (after the kills). */
 const roots = new Set<string>();
 process.on('exit', () => {
@@ -135,7 +169,7 @@ function start(sys: SystemName, m: Member, initialCluster: string): void {
     ...COMMON_FLAGS,
     ...OWN_FLAGS[sys],
   ];
-  const [cmd, argv] = sys === 'quorumkv' ? [process.execPath, [QKV_BIN, ...flags]] : [ETCD_BIN, flags];
+  const [cmd, argv] = sys === 'quorumkv' ? [process.execPath, [...NODE_FLAGS, QKV_BIN, ...flags]] : [ETCD_BIN, flags];
   const proc = spawn(cmd, argv, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
   proc.on('exit', () => live.delete(proc));
@@ -368,74 +402,99 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       await putMany(leader, KEYS, 0, CLIENTS);
       return `${((KEYS / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
     }));
-    log('overwrite', await measured(members, async () => {
-      const t = Date.now();
-      await putMany(leader, OVERWRITE, 1, CLIENTS);
-      return `${((OVERWRITE / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
-    }));
 
-    // Catch-up of a killed follower.
-    const follower = members.find((m) => m !== leader)!;
-    await killAndWait(follower);
-    await putMany(leader, EXTRA, 2, CLIENTS);
-    const quiet = prober(() => leader);
-    await sleep(10_000);
-    const before = await quiet.stop();
-    let during: { ms: number[]; failed: number } = { ms: [], failed: 0 };
-    log('catch-up', await measured(members, async () => {
-      const target = await revision(leader);
-      const probes = prober(() => leader);
-      start(sys, follower, initialCluster);
-      // The follower's peak RSS when it first answers (its start, before the snapshot comes in).
-      let readyHwm = NaN;
-      await until(`${follower.name} at revision ${target}`, PHASE_TIMEOUT_MS, [follower], async () => {
-        const rev = await revision(follower, 2_000);
-        if (Number.isNaN(readyHwm)) readyHwm = hwm(follower);
-        return rev >= target ? true : undefined;
-      }, 50);
-      during = await probes.stop();
-      const snap = follower.snapshotLines.length > 0 ? `by snapshot ("${follower.snapshotLines[0]!.slice(0, 90)}…")` : 'NO snapshot line in its log';
-      return `${follower.name} restarted after ${EXTRA} writes (peak RSS ${mib(readyHwm)} MiB when it first answered), ${snap}; leader put p99 ${p99(during.ms)} ms during (${during.failed} failed) vs ${p99(before.ms)} ms before`;
-    }));
-
-    // The catch-up's prober wrote until it stopped: the restarted follower may still be applying
-    // its last puts, and `endpoint hashkv` hashes each member at its own current revision.
-    const settled = await revision(leader);
-    for (const m of members) await until(`${m.name} at revision ${settled}`, PHASE_TIMEOUT_MS, members, async () => ((await revision(m, 2_000)) >= settled ? true : undefined));
-    log('hashkv', await measured(members, async () => {
-      const out = JSON.parse(await etcdctl(members, ['endpoint', 'hashkv', '-w', 'json'])) as { HashKV: { hash: number } }[];
-      const hashes = out.map((h) => h.HashKV.hash);
-      if (!hashes.every((h) => h === hashes[0])) throw new Error(`HashKV differs across members: ${hashes.join(', ')}`);
-      return `equal on ${hashes.length} members`;
-    }));
-
-    const other = members.find((m) => m !== leader && m !== follower)!;
-    log('defrag', await measured(members, async () => {
-      await etcdctl([other], ['defrag']);
-      return `of ${other.name} (a follower)`;
-    }));
-
-    const file = path.join(root, 'snapshot.db');
-    log('snapshot save', await measured(members, async () => {
-      await etcdctl([leader], ['snapshot', 'save', file]);
-      return `from the leader, ${mib(fs.statSync(file).size)} MiB file`;
-    }));
-    fs.rmSync(file, { force: true });
-
-    log('restart', await measured(members, async () => {
-      await Promise.all(members.map(killAndWait));
-      const t = Date.now();
-      members.forEach((m) => start(sys, m, initialCluster));
-      const who = await until('a linearizable read', PHASE_TIMEOUT_MS, members, async () => {
-        for (const m of members) {
-          const r = await call<{ kvs: unknown[] }>(m.kv, 'Range', { key: keyFor(0) }, 1_000).catch(() => undefined);
-          if (r && r.kvs.length === 1) return m.name;
+    // The follower killed for the catch-up; later operations pick the other follower for defrag.
+    let follower = members.find((m) => m !== leader)!;
+    let before: { ms: number[]; failed: number } = { ms: [], failed: 0 };
+    /** What an operation needs done first, not timed (the catch-up's kill, writes and quiet probes). */
+    const prepare: Partial<Record<OpName, () => Promise<void>>> = {
+      'catch-up': async () => {
+        follower = members.find((m) => m !== leader)!;
+        await killAndWait(follower);
+        await putMany(leader, EXTRA, 2, CLIENTS);
+        const quiet = prober(() => leader);
+        await sleep(10_000);
+        before = await quiet.stop();
+      },
+    };
+    /** What must hold before the next operation, not timed. */
+    const settle: Partial<Record<OpName, () => Promise<void>>> = {
+      // The catch-up's prober wrote until it stopped: the restarted follower may still be applying
+      // its last puts, and `endpoint hashkv` hashes each member at its own current revision.
+      'catch-up': async () => {
+        const settled = await revision(leader);
+        for (const m of members) await until(`${m.name} at revision ${settled}`, PHASE_TIMEOUT_MS, members, async () => ((await revision(m, 2_000)) >= settled ? true : undefined));
+      },
+    };
+    const ops: Record<OpName, () => Promise<string>> = {
+      overwrite: async () => {
+        const t = Date.now();
+        await putMany(leader, OVERWRITE, 1, CLIENTS);
+        return `${((OVERWRITE / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
+      },
+      'catch-up': async () => {
+        const target = await revision(leader);
+        const probes = prober(() => leader);
+        start(sys, follower, initialCluster);
+        // The follower's peak RSS when it first answers (its start, before the snapshot comes in).
+        let readyHwm = NaN;
+        await until(`${follower.name} at revision ${target}`, PHASE_TIMEOUT_MS, [follower], async () => {
+          const rev = await revision(follower, 2_000);
+          if (Number.isNaN(readyHwm)) readyHwm = hwm(follower);
+          return rev >= target ? true : undefined;
+        }, 50);
+        const during = await probes.stop();
+        const snap = follower.snapshotLines.length > 0 ? `by snapshot ("${follower.snapshotLines[0]!.slice(0, 90)}…")` : 'NO snapshot line in its log';
+        return `${follower.name} restarted after ${EXTRA} writes (peak RSS ${mib(readyHwm)} MiB when it first answered), ${snap}; leader put p99 ${p99(during.ms)} ms during (${during.failed} failed) vs ${p99(before.ms)} ms before`;
+      },
+      hashkv: async () => {
+        const out = JSON.parse(await etcdctl(members, ['endpoint', 'hashkv', '-w', 'json'])) as { HashKV: { hash: number } }[];
+        const hashes = out.map((h) => h.HashKV.hash);
+        if (!hashes.every((h) => h === hashes[0])) throw new Error(`HashKV differs across members: ${hashes.join(', ')}`);
+        return `equal on ${hashes.length} members`;
+      },
+      defrag: async () => {
+        const other = members.find((m) => m !== leader && m !== follower)!;
+        await etcdctl([other], ['defrag']);
+        return `of ${other.name} (a follower)`;
+      },
+      snapshot: async () => {
+        const file = path.join(root, 'snapshot.db');
+        try {
+          await etcdctl([leader], ['snapshot', 'save', file]);
+          return `from the leader, ${mib(fs.statSync(file).size)} MiB file`;
+        } finally {
+          fs.rmSync(file, { force: true });
         }
-        return undefined;
-      }, 20);
-      leader = await leaderOf(members);
-      return `all 3 killed; first linearizable read from ${who} after ${secs(Date.now() - t)} s`;
-    }));
+      },
+      restart: async () => {
+        await Promise.all(members.map(killAndWait));
+        const t = Date.now();
+        members.forEach((m) => start(sys, m, initialCluster));
+        const who = await until('a linearizable read', PHASE_TIMEOUT_MS, members, async () => {
+          for (const m of members) {
+            const r = await call<{ kvs: unknown[] }>(m.kv, 'Range', { key: keyFor(0) }, 1_000).catch(() => undefined);
+            if (r && r.kvs.length === 1) return m.name;
+          }
+          return undefined;
+        }, 20);
+        leader = await leaderOf(members);
+        return `all 3 killed; first linearizable read from ${who} after ${secs(Date.now() - t)} s`;
+      },
+    };
+    const seen = new Map<string, number>();
+    for (const op of OPS) {
+      const n = (seen.get(op) ?? 0) + 1;
+      seen.set(op, n);
+      await prepare[op]?.();
+      const from = monotonicUs();
+      const r = await measured(members, ops[op]);
+      // The operation's window on the members' monotonic clock (a --cpu-prof profile's timestamps).
+      r.note += `; window ${from}..${monotonicUs()} µs`;
+      log(n === 1 ? OP_LABEL[op] : `${OP_LABEL[op]} #${n}`, r);
+      await settle[op]?.();
+    }
+    if (NODE_FLAGS.length > 0 && sys === 'quorumkv') await Promise.all(members.map(stopGracefully));
     return results;
   } finally {
     for (const m of members) {

@@ -7,50 +7,108 @@
 // contributes: key length + key, modRevision, createRevision, version, tombstone flag, lease (int64),
 // value length + value.
 
+import { assert } from '../util/assert';
 import { crc32c } from '../util/crc32c';
 import { KeyIndex, firstRetained, isTombstone, versionAt, versionCount } from './key_index';
-import { Bytes, KeyValue, Revision, StoredKv } from './types';
+import { Bytes, Revision, StoredKv } from './types';
 
 export { crc32c };
 
-/** Reused scratch for the fixed-size fields of one version (the hash runs synchronously). */
-const scratch = Buffer.alloc(8 * 5 + 1 + 4);
+/** How hashing gets the bytes of spilled values: fn(i, buf, off, len) for each kvs[i] whose value
+ *  is not in the heap, in any order, the bytes valid only during the call
+ *  (MvccStore.forEachSpilledValue). */
+export type SpilledValues = (kvs: readonly StoredKv[], fn: (i: number, buf: Buffer, off: number, len: number) => void) => void;
 
-/** Reused buffer the key and value bytes are written into for the CRC (grown on demand). */
-let bytesScratch = Buffer.alloc(4096);
+/** Fixed-size fields of one version after its key: modRevision, createRevision, version (int64
+ *  each), the tombstone flag, lease (int64), value length (u32). */
+const FIELDS_BYTES = 8 * 3 + 1 + 8 + 4;
+const TWO_32 = 2 ** 32;
 
-function crcBytes(crc: number, s: Bytes): number {
-  if (s.length > bytesScratch.length) bytesScratch = Buffer.alloc(Math.max(s.length, bytesScratch.length * 2));
-  const n = bytesScratch.write(s, 0, 'latin1');
-  return crc32c(crc, bytesScratch, 0, n);
+/**
+ * Hashes versions with their values, in order, into a CRC. Reused across calls (the hash runs
+ * synchronously): the spilled values of a batch are copied into `arena` (one memcpy each, in
+ * whatever order the spill reads them) and hashed from there in version order, so a value costs
+ * no string, no KeyValue and no garbage; a version's key and fixed fields go to the CRC as one run.
+ */
+class VersionHasher {
+  private header = Buffer.alloc(4 + 256 + FIELDS_BYTES);
+  private arena = Buffer.alloc(1 << 20);
+  private arenaUsed = 0;
+  private valueOff: number[] = [];
+  private valueLen: number[] = [];
+
+  hashAll(crc: number, kvs: readonly StoredKv[], spilled: SpilledValues): number {
+    this.arenaUsed = 0;
+    this.valueOff.length = kvs.length;
+    this.valueLen.length = kvs.length;
+    spilled(kvs, this.copyIn);
+    for (let i = 0; i < kvs.length; i++) {
+      const kv = kvs[i];
+      const value = kv.value;
+      const valueLength = typeof value === 'string' ? value.length : this.valueLen[i];
+      crc = this.hashHeader(crc, kv, valueLength);
+      if (typeof value === 'string') crc = this.hashString(crc, value);
+      else crc = crc32c(crc, this.arena, this.valueOff[i], this.valueOff[i] + valueLength);
+    }
+    return crc;
+  }
+
+  private readonly copyIn = (i: number, buf: Buffer, off: number, len: number): void => {
+    if (this.arenaUsed + len > this.arena.length) {
+      const bigger = Buffer.alloc(Math.max(this.arena.length * 2, this.arenaUsed + len));
+      this.arena.copy(bigger, 0, 0, this.arenaUsed);
+      this.arena = bigger;
+    }
+    buf.copy(this.arena, this.arenaUsed, off, off + len);
+    this.valueOff[i] = this.arenaUsed;
+    this.valueLen[i] = len;
+    this.arenaUsed += len;
+  };
+
+  /** key length (u32) + key + FIELDS_BYTES, as one CRC run. */
+  private hashHeader(crc: number, kv: StoredKv, valueLength: number): number {
+    const need = 4 + kv.key.length + FIELDS_BYTES;
+    if (need > this.header.length) this.header = Buffer.alloc(Math.max(need, this.header.length * 2));
+    const h = this.header;
+    let o = h.writeUInt32BE(kv.key.length, 0);
+    o += h.write(kv.key, o, 'latin1');
+    o = writeInt64(h, kv.modRevision, o);
+    o = writeInt64(h, kv.createRevision, o);
+    o = writeInt64(h, kv.version, o);
+    o = h.writeUInt8(isTombstone(kv) ? 1 : 0, o);
+    o = kv.lease === 0n ? writeInt64(h, 0, o) : h.writeBigInt64BE(BigInt.asIntN(64, kv.lease), o);
+    o = h.writeUInt32BE(valueLength, o);
+    return crc32c(crc, h, 0, o);
+  }
+
+  private hashString(crc: number, s: Bytes): number {
+    if (s.length > this.arena.length - this.arenaUsed) {
+      // A heap value larger than the arena's free end: hash it through a buffer of its own.
+      return crc32c(crc, Buffer.from(s, 'latin1'));
+    }
+    const n = this.arena.write(s, this.arenaUsed, 'latin1');
+    return crc32c(crc, this.arena, this.arenaUsed, this.arenaUsed + n);
+  }
 }
 
-function hashVersion(crc: number, kv: StoredKv, value: Bytes): number {
-  let o = 0;
-  o = scratch.writeUInt32BE(kv.key.length, o);
-  crc = crc32c(crc, scratch.subarray(0, o));
-  crc = crcBytes(crc, kv.key);
-  o = 0;
-  o = scratch.writeBigInt64BE(BigInt(kv.modRevision), o);
-  o = scratch.writeBigInt64BE(BigInt(kv.createRevision), o);
-  o = scratch.writeBigInt64BE(BigInt(kv.version), o);
-  o = scratch.writeUInt8(isTombstone(kv) ? 1 : 0, o);
-  o = scratch.writeBigInt64BE(BigInt.asIntN(64, kv.lease), o);
-  o = scratch.writeUInt32BE(value.length, o);
-  crc = crc32c(crc, scratch.subarray(0, o));
-  return crcBytes(crc, value);
+/** A non-negative safe integer as an int64 (big-endian) without a BigInt. */
+function writeInt64(buf: Buffer, n: number, o: number): number {
+  assert(n >= 0 && n <= Number.MAX_SAFE_INTEGER, 'hash: a revision or version outside [0, 2^53)');
+  o = buf.writeUInt32BE(Math.floor(n / TWO_32), o);
+  return buf.writeUInt32BE(n % TWO_32, o);
 }
+
+const hasher = new VersionHasher();
 
 /** Versions gathered before their values are read (together) and hashed. */
 const HASH_BATCH_VERSIONS = 4096;
 
-/** Hash of every retained version with modRevision <= rev, given the compaction point.
- *  `hydrateAll` gives versions their value bytes, in place (reading spilled ones together). */
-export function hashIndex(index: KeyIndex, compactRev: Revision, rev: Revision, hydrateAll: (kvs: StoredKv[]) => KeyValue[]): number {
+/** Hash of every retained version with modRevision <= rev, given the compaction point. */
+export function hashIndex(index: KeyIndex, compactRev: Revision, rev: Revision, spilled: SpilledValues): number {
   let crc = 0;
   let batch: StoredKv[] = [];
   const flush = (): void => {
-    for (const kv of hydrateAll(batch)) crc = hashVersion(crc, kv, kv.value);
+    crc = hasher.hashAll(crc, batch, spilled);
     batch = [];
   };
   index.forEach((_key, v) => {
@@ -79,9 +137,8 @@ export function hashIndexSlice(
   fromKey: Bytes,
   maxVersions: number,
   crcIn: number,
-  hydrateAll: (kvs: StoredKv[]) => KeyValue[],
+  spilled: SpilledValues,
 ): { crc: number; nextKey: Bytes | undefined } {
-  let crc = crcIn;
   const batch: StoredKv[] = [];
   let nextKey: Bytes | undefined;
   for (const [key, v] of index.entriesFrom(fromKey)) {
@@ -96,6 +153,5 @@ export function hashIndexSlice(
       batch.push(kv);
     }
   }
-  for (const kv of hydrateAll(batch)) crc = hashVersion(crc, kv, kv.value);
-  return { crc, nextKey };
+  return { crc: hasher.hashAll(crcIn, batch, spilled), nextKey };
 }

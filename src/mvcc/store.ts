@@ -27,7 +27,7 @@
 
 import { assert } from '../util/assert';
 import { Errors } from '../util/errors';
-import { hashIndex, hashIndexSlice } from './hash';
+import { hashIndex, hashIndexSlice, type SpilledValues } from './hash';
 import { History } from './history';
 import {
   KeyIndex,
@@ -196,6 +196,8 @@ export class MvccStore {
     assert(this.spill !== undefined, 'a spilled value in a store without a spill');
     this.spill.forEachValue(refs, (j, buf, off, len) => fn(at[j], buf, off, len));
   }
+
+  private readonly spilledValues: SpilledValues = (kvs, fn) => this.forEachSpilledValue(kvs, fn);
 
   /** Validates a requested read revision (<= 0 = headRev, as etcd's rangeKeys) and returns the
    *  one to read at. */
@@ -418,7 +420,7 @@ export class MvccStore {
   hashKV(rev: Revision = 0): HashKVResult {
     const hashRevision = this.checkReadRevision(rev, this.currentRev);
     return {
-      hash: hashIndex(this.index, this.compactRev, hashRevision, this.hydrateAll),
+      hash: hashIndex(this.index, this.compactRev, hashRevision, this.spilledValues),
       compactRevision: this.compactRev,
       hashRevision,
     };
@@ -444,7 +446,7 @@ export class MvccStore {
         assert(maxVersions > 0, 'hashKVJob: maxVersions must be positive');
         if (this.retainedEpoch !== startEpoch) return 'stale';
         if (cursor === undefined) return 'done';
-        const r = hashIndexSlice(index, compactRevision, hashRevision, cursor, maxVersions, crc, this.hydrateAll);
+        const r = hashIndexSlice(index, compactRevision, hashRevision, cursor, maxVersions, crc, this.spilledValues);
         crc = r.crc;
         cursor = r.nextKey;
         return cursor === undefined ? 'done' : 'more';

@@ -81,6 +81,8 @@ describe('snapshot files between quorumkv and a real etcd 3.4', function () {
     await ok(qkv.endpoint, 'del', 'io/05');
     const leaseId = (await ok(qkv.endpoint, 'lease', 'grant', '3600')).split(/\s+/)[1]!;
     await ok(qkv.endpoint, 'put', 'io/leased', 'v', `--lease=${leaseId}`);
+    // Values of about a page and larger: leaves whose elements share overflow pages.
+    for (let i = 0; i < 6; i++) await ok(qkv.endpoint, 'put', `io/big${i}`, `${i}`.repeat(2500 + 1100 * i));
     const compactAt = 4;
     await ok(qkv.endpoint, 'compact', String(compactAt));
     const fromQkv = await getAll(qkv.endpoint);

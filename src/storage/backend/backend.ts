@@ -18,7 +18,7 @@ import { assert } from '../../util/assert';
 import { LOOP_CLOCK } from '../../util/slice_clock';
 import type { Event, KeyValue, Revision } from '../../mvcc';
 import { MvccStore, SnapshotImporter, type ValueSpill } from '../../mvcc';
-import { openSnapshotStream, type SnapshotMeta } from './snapshot';
+import { openSnapshotRecords, openSnapshotStream, type SnapshotMeta } from './snapshot';
 import {
   AUTH_ROLE,
   AUTH_USER,
@@ -448,6 +448,13 @@ export class Backend {
   async openSnapshot(): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer>; close: () => Promise<void> }> {
     await this.flush(); // what the apply loop already handed over is part of it
     return openSnapshotStream(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
+  }
+
+  /** openSnapshot's view as record batches, without the stream's encoding (a local consumer:
+   *  snapshot save converts the records themselves). */
+  async openSnapshotRecords(): Promise<{ meta: SnapshotMeta; records: AsyncGenerator<[Buffer, Buffer][]>; close: () => Promise<void> }> {
+    await this.flush();
+    return openSnapshotRecords(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
   }
 
   /** Compacts LevelDB's files (etcd's defragment: reclaims the space of deleted records). Waits

@@ -73,15 +73,15 @@ export function snapshotTrailer(sum: { count: bigint; crc: number }): Buffer {
   return trailer;
 }
 
-/** Streams a consistent view of `db`. `meta` is read inside the same LevelDB snapshot. */
-export async function openSnapshotStream(
+/** A consistent view of `db` as batches of records in key order (what the stream carries), with
+ *  `meta` read inside the same LevelDB snapshot. `close` releases the snapshot (idempotent): the
+ *  generator does at its end; a caller that stops early or never starts reading must. */
+export async function openSnapshotRecords(
   db: Db,
   metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer },
-): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer>; close: () => Promise<void> }> {
+): Promise<{ meta: SnapshotMeta; records: AsyncGenerator<[Buffer, Buffer][]>; close: () => Promise<void> }> {
   const snapshot = db.snapshot();
   let closed = false;
-  /** Releases the LevelDB snapshot (idempotent): at the stream's end, or by a caller that stops
-   *  early or never starts reading (a generator that never ran has no finally to run). */
   const close = async (): Promise<void> => {
     if (closed) return;
     closed = true;
@@ -99,26 +99,54 @@ export async function openSnapshotStream(
     appliedIndex: idx ? Number(idx.readBigUInt64BE(0)) : 0,
     appliedTerm: term ? Number(term.readBigUInt64BE(0)) : 0,
   };
-  async function* chunks(): AsyncGenerator<Buffer> {
+  async function* records(): AsyncGenerator<[Buffer, Buffer][]> {
     try {
-      yield snapshotHeader(meta);
-      const sum = { count: 0n, crc: 0 };
       const it = db.iterator({ snapshot, highWaterMarkBytes: SNAPSHOT_READ_BYTES_MAX });
       try {
+        // The next read runs on LevelDB's thread while the consumer works on this batch: one
+        // batch ahead, so at most two reads' worth of records are held. A read that fails while
+        // nobody awaits it is caught here and rethrown when the loop gets to it.
+        const read = () => {
+          const p = it.nextv(RECORDS_PER_CHUNK_MAX);
+          p.catch(() => undefined);
+          return p;
+        };
+        let next = read();
         for (;;) {
-          const batch = await it.nextv(RECORDS_PER_CHUNK_MAX);
+          const batch = await next;
           if (batch.length === 0) break;
-          yield encodeSnapshotRecords(batch, sum);
+          next = read();
+          yield batch;
         }
       } finally {
-        await it.close();
+        await it.close(); // after a read still in flight (abstract-level waits for it)
       }
-      yield snapshotTrailer(sum);
     } finally {
       await close();
     }
   }
-  return { meta, chunks: chunks(), close };
+  return { meta, records: records(), close };
+}
+
+/** Streams a consistent view of `db`. `meta` is read inside the same LevelDB snapshot. */
+export async function openSnapshotStream(
+  db: Db,
+  metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer },
+): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer>; close: () => Promise<void> }> {
+  const view = await openSnapshotRecords(db, metaKeys);
+  const meta = view.meta;
+  async function* chunks(): AsyncGenerator<Buffer> {
+    try {
+      yield snapshotHeader(meta);
+      const sum = { count: 0n, crc: 0 };
+      for await (const batch of view.records) yield encodeSnapshotRecords(batch, sum);
+      yield snapshotTrailer(sum);
+    } finally {
+      await view.records.return(undefined);
+      await view.close();
+    }
+  }
+  return { meta, chunks: chunks(), close: view.close };
 }
 
 /**

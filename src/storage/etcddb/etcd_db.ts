@@ -111,6 +111,87 @@ const bytesOf = (v: bigint | Buffer | undefined) => (Buffer.isBuffer(v) ? v : Bu
 
 // ---- revision keys --------------------------------------------------------------------------------
 
+/** etcd's revision key of a backend kv record key (NS_KV, main u64, sub u32), bytes copied. */
+function etcdRevKeyOf(k: Buffer, tombstone: boolean): Buffer {
+  const out = Buffer.alloc(tombstone ? 18 : 17);
+  k.copy(out, 0, 1, 9);
+  out[8] = 0x5f; // '_'
+  k.copy(out, 13, 9, 13); // sub: a u32 in the backend, an int64 (high bytes zero) in etcd's key
+  if (tombstone) out[17] = 0x74; // 't'
+  return out;
+}
+
+// ---- mvccpb.KeyValue of a backend kv record, without a BigInt per field ---------------------------
+
+const TWO_32 = 2 ** 32;
+
+/** The u64 at buf[off] as a number, or -1 if it is 2^53 or more. */
+function u64Number(buf: Buffer, off: number): number {
+  const hi = buf.readUInt32BE(off);
+  return hi > 0x1fffff ? -1 : hi * TWO_32 + buf.readUInt32BE(off + 4);
+}
+
+function varintBytes(n: number): number {
+  let bytes = 1;
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) bytes++;
+  return bytes;
+}
+
+function writeVarint(buf: Buffer, off: number, n: number): number {
+  for (; n >= 0x80; n = Math.floor(n / 0x80)) buf[off++] = (n % 0x80) | 0x80;
+  buf[off++] = n;
+  return off;
+}
+
+/**
+ * The KeyValue etcd stores for backend kv record (k, v): key(1), create_revision(2),
+ * mod_revision(3), version(4), value(5), lease(6), zero fields left out (proto3); a deletion holds
+ * only its key. The value record is createRevision u64 | version u64 | lease i64 | key length u32
+ * | key | value (backend.ts encodeKv). Fields of 2^53 or more (a negative lease) take PbWriter's
+ * BigInt path: same bytes.
+ */
+function kvRecordPb(k: Buffer, v: Buffer, tombstone: boolean): Buffer {
+  const keyLen = v.readUInt32BE(24);
+  const keyEnd = 28 + keyLen;
+  if (tombstone) return new PbWriter().bytes(1, v.subarray(28, keyEnd)).finish();
+  const ints = [u64Number(v, 0), u64Number(k, 1), u64Number(v, 8), u64Number(v, 16)]; // fields 2, 3, 4, 6
+  if (ints.some((n) => n < 0)) {
+    return new PbWriter()
+      .bytes(1, v.subarray(28, keyEnd))
+      .int(2, v.readBigUInt64BE(0))
+      .int(3, k.readBigUInt64BE(1))
+      .int(4, v.readBigUInt64BE(8))
+      .bytes(5, v.subarray(keyEnd))
+      .int(6, v.readBigInt64BE(16))
+      .finish();
+  }
+  const valueLen = v.length - keyEnd;
+  const intBytes = (n: number) => (n === 0 ? 0 : 1 + varintBytes(n));
+  const lenBytes = (n: number) => (n === 0 ? 0 : 1 + varintBytes(n) + n);
+  const [create, mod, version, lease] = ints as [number, number, number, number];
+  const out = Buffer.allocUnsafe(lenBytes(keyLen) + intBytes(create) + intBytes(mod) + intBytes(version) + lenBytes(valueLen) + intBytes(lease));
+  let o = 0;
+  const int = (field: number, n: number) => {
+    if (n === 0) return;
+    out[o++] = field << 3;
+    o = writeVarint(out, o, n);
+  };
+  const bytes = (field: number, from: number, to: number) => {
+    if (to === from) return;
+    out[o++] = (field << 3) | 2;
+    o = writeVarint(out, o, to - from);
+    o += v.copy(out, o, from, to);
+  };
+  bytes(1, 28, keyEnd);
+  int(2, create);
+  int(3, mod);
+  int(4, version);
+  bytes(5, keyEnd, v.length);
+  int(6, lease);
+  assert(o === out.length, 'etcd db: KeyValue encoding size');
+  return out;
+}
+
 function etcdRevKey(main: bigint, sub: bigint, tombstone: boolean): Buffer {
   const k = Buffer.alloc(tombstone ? 18 : 17);
   k.writeBigInt64BE(main, 0);
@@ -151,16 +232,10 @@ export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, me
       switch (k[0]) {
         case NS_KV: {
           assert(k.length === 13, 'backend kv record key');
+          assert(k.length === 13, 'backend kv record key');
           const main = k.readBigUInt64BE(1);
-          const sub = BigInt(k.readUInt32BE(9));
-          const keyLen = v.readUInt32BE(24);
-          const key = v.subarray(28, 28 + keyLen);
-          const version = v.readBigUInt64BE(8);
-          const pb = new PbWriter().bytes(1, key);
-          if (version !== 0n) {
-            pb.int(2, v.readBigUInt64BE(0)).int(3, main).int(4, version).bytes(5, v.subarray(28 + keyLen)).int(6, v.readBigInt64BE(16));
-          }
-          await keyBucket.add(etcdRevKey(main, sub, version === 0n), pb.finish());
+          const tombstone = v.readUInt32BE(8) === 0 && v.readUInt32BE(12) === 0;
+          await keyBucket.add(etcdRevKeyOf(k, tombstone), kvRecordPb(k, v, tombstone));
           if (main > revision) revision = main;
           break;
         }

@@ -6,6 +6,7 @@
 
 import type { Entry, HardState } from '../../raft/types';
 import { EntryType } from '../../raft/types';
+import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
 import type { SnapshotMarker } from './encoder';
 import {
@@ -121,14 +122,18 @@ export function recordEnd(buf: Buffer, offset: number): number {
 }
 
 /** Decoders of verified records. Entry data is copied: the segment Buffer must not be retained. */
-export function readEntry(buf: Buffer, offset: number): Entry {
+/** The entry record at `offset`. Its data is a copy, or, with `copy` (a copy of buf from
+ *  `copyBase` on that holds the record), a view into that copy. */
+export function readEntry(buf: Buffer, offset: number, copy?: Buffer, copyBase = 0): Entry {
   const p = offset + RECORD_HEADER_BYTES;
   const end = recordEnd(buf, offset);
+  const dataStart = p + ENTRY_FIXED_PAYLOAD_BYTES;
+  assert(copy === undefined || (copyBase <= offset && end - copyBase <= copy.length), 'wal: entry outside the copy it is read from');
   return {
     index: readU64(buf, p)!,
     term: readU64(buf, p + 8)!,
     type: buf[p + 16] as EntryType,
-    data: Buffer.from(buf.subarray(p + ENTRY_FIXED_PAYLOAD_BYTES, end)),
+    data: copy === undefined ? Buffer.from(buf.subarray(dataStart, end)) : copy.subarray(dataStart - copyBase, end - copyBase),
   };
 }
 

@@ -12,7 +12,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { checkBatch, endOfNonZero, isZero, mayBeBatchHeader, readEntry, readHardState, readMetadata, readSnapshot, recordEnd, recordType } from './decoder';
 import { WalCorruptionError, WalError } from './errors';
-import { RecordType, SEGMENT_SUFFIX, TMP_SUFFIX, parseSegmentName } from './format';
+import { BATCH_BYTES_MAX, RecordType, SEGMENT_BYTES_MAX, SEGMENT_SUFFIX, TMP_SUFFIX, parseSegmentName } from './format';
 import { ReplayLog } from './replay';
 import type { SegmentInfo, TornTail, WalState } from './types';
 
@@ -60,14 +60,24 @@ export async function recover(dir: string): Promise<Recovered> {
   const log = new ReplayLog(segments[0]!.firstIndex - 1);
   let seq: number | undefined;
   let tail: SegmentScan | undefined;
+  /** Every segment is read into the same memory: a fresh buffer's first touch of each page costs
+   *  far more than the read itself (64 MiB into fresh memory: ~0.5 s of page faults here, ~15 ms
+   *  into memory touched before). */
+  let reused: ArrayBufferLike | undefined;
   for (let k = 0; k < segments.length; k++) {
     const seg = segments[k]!;
     if (k > 0 && seg.firstIndex !== log.lastIndex() + 1) {
       throw new WalCorruptionError(seg.file, 0, `segment name says its first index is ${seg.firstIndex} but the log before it ends at ${log.lastIndex()}`);
     }
-    const buf = await fs.readFile(path.join(dir, seg.file));
+    const buf = await readSegment(path.join(dir, seg.file), reused);
+    reused = buf.buffer;
     tail = scanSegment(buf, seg.file, k === segments.length - 1, log, seq);
     seq = tail.lastBatchSeq;
+    // Entries are read as views into their segment; those a snapshot marker has not dropped are
+    // copied out before the next segment is read into the same memory. A copy per entry read cost
+    // a quarter of a restart's WAL scan in its profile (20k entries of 4 KiB, of which the last
+    // snapshot marker keeps fewer than --snapshot-count).
+    log.copyOut(buf.buffer);
   }
   const lastIndex = log.lastIndex();
   const done = log.finish();
@@ -84,6 +94,33 @@ export async function recover(dir: string): Promise<Recovered> {
     tailFileBytes: tail!.fileBytes,
     tmpFiles,
   };
+}
+
+/** Bytes per read of a segment (each on libuv's thread pool). */
+const SEGMENT_READ_BYTES = 16 * 1024 * 1024;
+
+/**
+ * A segment file into one Buffer of its size (in `reuse`'s memory if it is large enough: nothing
+ * may still refer to it). fs.readFile reads a file in 512 KiB pieces, one
+ * thread-pool round trip each, and then copies them into one Buffer: in a restart's profile (two
+ * 64 MiB segments) that copy and the waits were half of the WAL's recovery.
+ */
+async function readSegment(file: string, reuse: ArrayBufferLike | undefined): Promise<Buffer> {
+  const fh = await fs.open(file, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    if (size > SEGMENT_BYTES_MAX + BATCH_BYTES_MAX) throw new WalError(`wal: segment ${file} is ${size} bytes, larger than a segment can be`);
+    const buf = reuse !== undefined && reuse.byteLength >= size ? Buffer.from(reuse, 0, size) : Buffer.allocUnsafeSlow(size);
+    let off = 0;
+    while (off < size) {
+      const { bytesRead } = await fh.read(buf, off, Math.min(SEGMENT_READ_BYTES, size - off), off);
+      if (bytesRead === 0) throw new WalError(`wal: segment ${file} shrank while it was read (${off} of ${size} bytes)`);
+      off += bytesRead;
+    }
+    return buf;
+  } finally {
+    await fh.close();
+  }
 }
 
 interface SegmentScan {
@@ -134,7 +171,8 @@ function applyBatch(buf: Buffer, start: number, end: number, file: string, log: 
     let reason: string | undefined;
     switch (recordType(buf, o)) {
       case RecordType.Entry:
-        reason = log.appendEntry(readEntry(buf, o));
+        // A view into the segment: the scan's end copies out those still kept (copyOut).
+        reason = log.appendEntry(readEntry(buf, o, buf, 0));
         break;
       case RecordType.HardState:
         log.hardState = readHardState(buf, o);

@@ -12,6 +12,7 @@
 
 import type { Entry, HardState } from '../../raft/types';
 import { emptyHardState } from '../../raft/types';
+import { assert } from '../../util/assert';
 import type { SnapshotMarker } from './encoder';
 
 export class ReplayLog {
@@ -68,6 +69,24 @@ export class ReplayLog {
     if (this.metadata === undefined) this.metadata = m;
     else if (Buffer.compare(this.metadata, m) !== 0) return 'metadata differs from the first segment';
     return undefined;
+  }
+
+  /** Gives the entries whose data are views into `backing` copies of their own (one allocation
+   *  for all of them), so that the caller may drop `backing`. */
+  copyOut(backing: ArrayBufferLike): void {
+    let bytes = 0;
+    for (const e of this.entries) if (e.data.buffer === backing) bytes += e.data.length;
+    if (bytes === 0) return;
+    const copy = Buffer.allocUnsafeSlow(bytes);
+    let off = 0;
+    this.entries = this.entries.map((e) => {
+      if (e.data.buffer !== backing) return e;
+      copy.set(e.data, off);
+      const data = copy.subarray(off, off + e.data.length);
+      off += e.data.length;
+      return { ...e, data };
+    });
+    assert(off === bytes, 'wal replay: copied entry bytes');
   }
 
   /** The entries after the snapshot marker, or a reason why some of them are missing. */

@@ -33,14 +33,15 @@ describe('bbolt format (storage/backend/bolt.ts)', () => {
     it(`seed ${seed}: buckets of random sizes (deep trees, overflow values, an empty bucket) read back in order`, async () => {
       const rng = new Rng(seed);
       const buckets = new Map<string, [Buffer, Buffer][]>();
-      for (const name of ['zeta', 'key', 'alpha', 'empty', 'big']) {
-        const n = name === 'empty' ? 0 : name === 'key' ? 20_000 + rng.int(5000) : rng.int(300) + 1;
+      for (const name of ['zeta', 'key', 'alpha', 'empty', 'big', 'huge']) {
+        const n = name === 'empty' ? 0 : name === 'key' ? 20_000 + rng.int(5000) : name === 'huge' ? 6 : rng.int(300) + 1;
         const keys = new Set<string>();
         while (keys.size < n) keys.add(rng.int(1e9).toString(36).padStart(6, '0') + (rng.int(4) === 0 ? 'x'.repeat(rng.int(200)) : ''));
         const entries = [...keys]
           .map((k) => Buffer.from(k))
           .sort(Buffer.compare)
-          .map((k): [Buffer, Buffer] => [k, Buffer.alloc(name === 'big' ? rng.int(3 * PAGE_BYTES) : rng.int(100), rng.int(256))]);
+          // 'huge': leaves larger than the sink's 64 KiB buffer (written on their own).
+          .map((k): [Buffer, Buffer] => [k, Buffer.alloc(name === 'big' ? rng.int(3 * PAGE_BYTES) : name === 'huge' ? 60 * 1024 + rng.int(80 * 1024) : rng.int(100), rng.int(256))]);
         buckets.set(name, entries);
       }
       const file = path.join(dir, `s${seed}.db`);
