@@ -74,7 +74,16 @@ export function encodedBatchSize(msgs: readonly Message[]): number {
  * second pass).
  */
 export function encodeMessages(msgs: readonly Message[], sizeBytes = encodedBatchSize(msgs)): Buffer {
-  const buf = Buffer.allocUnsafe(sizeBytes);
+  return encodeMessagesAfter(0, msgs, sizeBytes);
+}
+
+/**
+ * encodeMessages into a Buffer that starts with `prefixBytes` bytes left for the caller (an envelope
+ * written in place, so that the batch is not copied once more behind it). Returns the whole Buffer.
+ */
+export function encodeMessagesAfter(prefixBytes: number, msgs: readonly Message[], sizeBytes = encodedBatchSize(msgs)): Buffer {
+  const whole = Buffer.allocUnsafe(prefixBytes + sizeBytes);
+  const buf = prefixBytes === 0 ? whole : whole.subarray(prefixBytes);
   const w: Writer = { buf, dv: new DataView(buf.buffer, buf.byteOffset, buf.byteLength) };
   w.dv.setUint8(0, CODEC_VERSION);
   w.dv.setUint32(1, msgs.length);
@@ -82,7 +91,7 @@ export function encodeMessages(msgs: readonly Message[], sizeBytes = encodedBatc
   for (let i = 0; i < msgs.length; i++) off = writeMessage(w, off, msgs[i]);
   // Paired with the size computation: a mismatch means uninitialized bytes would go on the wire.
   assert(off === sizeBytes, `codec: encoded ${off} bytes, expected ${sizeBytes}`);
-  return buf;
+  return whole;
 }
 
 /**

@@ -12,6 +12,9 @@
 //   batch), split only above maxBatchBytes (1 MiB) so frames stay below gRPC's limits.
 // - Back-pressure. When call.write() returns false the peer stops writing until 'drain' and keeps
 //   queueing; the next write carries everything that accumulated (bigger batches under load).
+// - Flow control. A receiver widens the HTTP/2 windows of a connection once it accepts a message
+//   stream on it (window.ts: 2 MiB per stream, 4 MiB per connection; grpc-js keeps 64 KiB), so a
+//   batch of large entries is not held up by WINDOW_UPDATE round trips.
 // - Drops. Per-peer queue bound maxQueuedMessagesPerPeer (default 4096, etcd's streamBufSize). Beyond
 //   it, new messages are dropped (counted in stats.dropped) and the peer is reported unreachable (once
 //   per turn) so Raft switches it to probing and resends later. Messages already written into a stream

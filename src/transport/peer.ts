@@ -11,8 +11,8 @@ import type { Message, NodeId } from '../raft';
 import { assert } from '../util/assert';
 import type { Logger } from '../util/log';
 import { Backoff, type BackoffOptions } from './backoff';
-import { encodeMessages, encodedMessageSize } from './codec';
-import { STREAM_PATH, deserializeStreamResponse, peerMetadata, peerTarget, serializeBatch, type MessageBatchPb, ERR_MEMBER_REMOVED } from './wire';
+import { encodedMessageSize } from './codec';
+import { STREAM_PATH, deserializeStreamResponse, encodeBatchMessage, peerMetadata, peerTarget, serializeEncodedBatch, ERR_MEMBER_REMOVED } from './wire';
 
 const BATCH_HEADER_BYTES = 5;
 /** How long close() waits for a stream to end cleanly before it stops waiting. */
@@ -47,7 +47,8 @@ export class Peer {
   private urlIndex = 0;
   private readonly clients = new Map<string, grpc.Client>();
   private queue: Message[] = [];
-  private call: grpc.ClientWritableStream<MessageBatchPb> | undefined;
+  /** The Stream call; it is written serialized MessageBatches (wire.encodeBatchMessage). */
+  private call: grpc.ClientWritableStream<Buffer> | undefined;
   /** Generation of the current call: events of older calls are ignored. */
   private callGen = 0;
   private ready = false;
@@ -188,9 +189,9 @@ export class Peer {
     assert(this.call === undefined && !this.closed, `peer ${this.id}: dial with a call in place or closed`);
     const gen = ++this.callGen;
     const md = peerMetadata(this.ctx.localId, this.id, this.ctx.clusterId);
-    const call = this.client().makeClientStreamRequest<MessageBatchPb, Record<string, never>>(
+    const call = this.client().makeClientStreamRequest<Buffer, Record<string, never>>(
       STREAM_PATH,
-      serializeBatch,
+      serializeEncodedBatch,
       deserializeStreamResponse,
       md,
       {},
@@ -273,11 +274,11 @@ export class Peer {
       }
       const batch = n === queue.length ? queue : queue.slice(0, n);
       this.queue = n === queue.length ? [] : queue.slice(n);
-      const messages = encodeMessages(batch, sizeBytes);
+      const encoded = encodeBatchMessage(batch, sizeBytes);
       this.ctx.stats.sentBatches++;
       this.ctx.stats.sentMessages += n;
       // false: gRPC buffered more than its high-water mark; keep queueing (and batching) until 'drain'.
-      if (!this.call.write({ messages })) this.waitingDrain = true;
+      if (!this.call.write(encoded)) this.waitingDrain = true;
     }
   }
 

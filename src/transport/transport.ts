@@ -24,6 +24,7 @@ import {
   type SnapshotChunkPb,
   type SnapshotResponsePb,
 } from './wire';
+import { widenReceiveWindow } from './window';
 
 /** etcd's streamBufSize: messages queued per peer before the transport starts dropping. */
 export const MAX_QUEUED_MESSAGES_PER_PEER_DEFAULT = 4096;
@@ -309,6 +310,7 @@ export class Transport {
     this.inbound.add(end);
     // Response headers now: the sender's signal that the stream is accepted and writes may start.
     call.sendMetadata(new grpc.Metadata());
+    widenReceiveWindow(call, this.log);
     call.on('data', (batch: MessageBatchPb) => {
       if (done) return;
       let msgs: Message[];

@@ -1,13 +1,17 @@
 // The RaftTransport gRPC service (proto/quorumkv/raft.proto): method paths and (de)serializers, and the
 // metadata every peer call carries. Envelopes are encoded with protobufjs directly (not proto-loader's
 // object conversion): the only payloads are byte fields, which protobufjs decodes as views into the
-// received frame, so a batch is never copied between the socket and codec.decodeMessages.
+// received frame, so a batch is never copied between the socket and codec.decodeMessages. A sent
+// batch is encoded once, behind its envelope written in place (encodeBatchMessage), not encoded and
+// then copied into a protobufjs envelope.
 
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { PROTO_DIR } from '../proto';
-import type { NodeId } from '../raft';
+import type { Message, NodeId } from '../raft';
+import { assert } from '../util/assert';
+import { encodeMessagesAfter } from './codec';
 
 export const SERVICE_NAME = 'quorumkvpb.RaftTransport';
 export const STREAM_PATH = `/${SERVICE_NAME}/Stream`;
@@ -63,6 +67,43 @@ export function raftProtoTypes(): Types {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * The serialized MessageBatch of `msgs` (what serializeBatch({ messages: encodeMessages(msgs) })
+ * gives, byte for byte) with the batch encoded once, in place behind its protobuf envelope (field
+ * 1, wire type 2, varint length): no second copy of every entry on the way to a peer.
+ */
+export function encodeBatchMessage(msgs: readonly Message[], sizeBytes: number): Buffer {
+  const prefixBytes = 1 + varintBytes(sizeBytes);
+  const buf = encodeMessagesAfter(prefixBytes, msgs, sizeBytes);
+  buf[0] = MESSAGES_FIELD_TAG;
+  let v = sizeBytes;
+  let off = 1;
+  while (v >= 0x80) {
+    buf[off++] = (v & 0x7f) | 0x80;
+    v = Math.floor(v / 128);
+  }
+  buf[off++] = v;
+  assert(off === prefixBytes, 'wire: envelope length as computed');
+  return buf;
+}
+
+/** The Stream call's serializer: the message is already serialized (encodeBatchMessage). */
+export function serializeEncodedBatch(buf: Buffer): Buffer {
+  return buf;
+}
+
+/** MessageBatch.messages: field 1, length-delimited. */
+const MESSAGES_FIELD_TAG = (1 << 3) | 2;
+
+function varintBytes(v: number): number {
+  let n = 1;
+  while (v >= 0x80) {
+    v = Math.floor(v / 128);
+    n++;
+  }
+  return n;
+}
 
 export function serializeBatch(b: MessageBatchPb): Buffer {
   return asBuffer(raftProtoTypes().batch.encode({ messages: b.messages }).finish());

@@ -7,7 +7,7 @@ import { EntryType, MessageType, newMessage, type Message } from '../../src/raft
 import { AssertionError } from '../../src/util/assert';
 import { CodecError, decodeMessages, encodeMessages } from '../../src/transport';
 import { encodedBatchSize } from '../../src/transport/codec';
-import { SNAPSHOT_PATH, STREAM_PATH, deserializeBatch, deserializeChunk, serializeBatch, serializeChunk } from '../../src/transport/wire';
+import { SNAPSHOT_PATH, STREAM_PATH, deserializeBatch, deserializeChunk, encodeBatchMessage, serializeBatch, serializeChunk } from '../../src/transport/wire';
 
 const MAX_U64 = 2n ** 64n - 1n;
 const ALL_BYTES = Uint8Array.from({ length: 256 }, (_, i) => i);
@@ -140,5 +140,22 @@ describe('transport wire (proto/quorumkv/raft.proto)', () => {
     assert.equal(c.totalSizeBytes, 2 ** 40);
     assert.deepEqual([...c.data], [1, 2, 3]);
     assert.ok(c.message.equals(payload));
+  });
+
+  const app = (entries: Message['entries']): Message => newMessage({ type: MessageType.MsgApp, from: 1n, to: 2n, term: 3, logTerm: 3, index: 8, commit: 8, entries });
+
+  it('encodeBatchMessage gives serializeBatch\'s bytes exactly, with the batch encoded in place (varint lengths of 1-3 bytes)', () => {
+    // Entry sizes that put the batch just below and above the varint steps at 2^7 and 2^14 bytes.
+    const base = encodedBatchSize([app([])]);
+    for (const total of [base, 127, 128, 16_383, 16_384, 300_000]) {
+      const dataBytes = Math.max(0, total - base - 21); // 21: an entry's fixed bytes
+      const msgs = [app([{ term: 3, index: 9, type: EntryType.Normal, data: Buffer.alloc(dataBytes, 0xab) }])];
+      const size = encodedBatchSize(msgs);
+      const mine = encodeBatchMessage(msgs, size);
+      const theirs = serializeBatch({ messages: encodeMessages(msgs) });
+      assert.ok(mine.equals(theirs), `batch of ${size} bytes`);
+      assert.deepEqual(decodeMessages(deserializeBatch(mine).messages).map(plain), msgs.map(plain));
+    }
+    assert.throws(() => encodeBatchMessage([app([])], base + 1), AssertionError, 'a wrong size is a bug, not bytes on the wire');
   });
 });
