@@ -31,6 +31,8 @@ export type Encoded<T> = Uint8Array & { readonly __encodedMessageOf: T };
 /** What every call offers, whatever its shape (metadata, cancelled, fail, onAbandoned). */
 export type CallBase = G.CallBase;
 export type UnaryCall<Req, Res> = G.UnaryCall<Req, Res, Encoded<Res>>;
+/** A unary answer written in parts (UnaryCall.respondInParts); parts are typed by the message. */
+export type MessagePartWriter<Res> = G.MessagePartWriter<Encoded<Res>>;
 /** The response side of a streaming call; writeEncoded takes only bytes of its own message type. */
 export type ResponseStream<Res> = G.ResponseStream<Res, Encoded<Res>>;
 export type ServerStreamCall<Req, Res> = G.ServerStreamCall<Req, Res, Encoded<Res>>;

@@ -20,7 +20,9 @@ import type {
   TxnResponse,
 } from '../proto/types';
 import type { UnaryCall, UnaryHandler } from './call';
-import { encodedRangeResponse, rangeSliced, RANGE_KEYS_PER_STEP, RANGE_RESPONSE_BYTES_MAX, RANGE_VALUES_PER_STEP } from './range_sliced';
+import { rangeSliced, RANGE_KEYS_PER_STEP, RANGE_VALUES_PER_STEP, type PartSink, type RangeAnswerTarget } from './range_sliced';
+import type { RangeAnswerBudget } from './range_budget';
+import { planIsSmall, planTxn, txnSliced, type TxnAnswerTarget, type TxnPlan } from './txn_sliced';
 import { encodeHeader } from './watch_encoding';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate';
 import { replyError } from './errors';
@@ -28,6 +30,9 @@ import { authorize, checks } from './auth_service';
 
 export interface KvLimits {
   maxTxnOps: number;
+  /** The member's budget of memory held by large range answers (--max-range-answer-bytes);
+   *  none: unbounded. */
+  rangeBudget?: RangeAnswerBudget;
 }
 
 /** An applied write's response (applier.ts builds it for the request's kind, without a header)
@@ -40,7 +45,7 @@ function applied<T extends { header?: ResponseHeader }>(server: Server, r: Apply
  *  read, the hot path, makes no closure). A single key is read as it always was; a range runs as
  *  the store's sliced range job, answered in this turn when its walk fits one step and its answer
  *  a few values, and otherwise over later turns (range_sliced.ts). */
-function serveRange(server: Server, call: UnaryCall<RangeRequest, RangeResponse>): void {
+function serveRange(server: Server, call: UnaryCall<RangeRequest, RangeResponse>, budget: RangeAnswerBudget | undefined): void {
   const who = authorize(server, call, checks.range, call.request);
   if (who instanceof EtcdError) return replyError(call, who);
   const r = call.request;
@@ -55,20 +60,24 @@ function serveRange(server: Server, call: UnaryCall<RangeRequest, RangeResponse>
   if (job.scan(RANGE_KEYS_PER_STEP) === 'done' && (job.countOnly || job.kvs.length <= RANGE_VALUES_PER_STEP)) {
     return call.respond(smallRangeAnswer(job, server.header()));
   }
-  const encode = call.respondEncoded !== undefined;
   let abandoned = false;
   call.onAbandoned(() => (abandoned = true));
-  rangeSliced(() => server.store, r, job, encode, { abandoned: () => abandoned || call.cancelled }).then(
-    (ans) => {
-      if (ans === undefined) return;
-      const header = server.header(ans.headRevision);
-      if (!encode) return call.respond({ header, kvs: ans.kvs ?? [], more: ans.more, count: ans.count });
-      const parts = encodedRangeResponse(encodeHeader(header), ans, RANGE_RESPONSE_BYTES_MAX);
-      if (parts instanceof EtcdError) return replyError(call, parts);
-      call.respondEncoded!(parts);
-    },
-    (err) => replyError(call, err),
-  );
+  const target: RangeAnswerTarget = {
+    header: (rev) => encodeHeader(server.header(rev)),
+    begin: (bytes) => call.respondInParts(bytes) as unknown as PartSink,
+  };
+  rangeSliced(() => server.store, r, job, target, { abandoned: () => abandoned || call.cancelled, budget }).catch((err: unknown) => replyError(call, err));
+}
+
+/** A read-only txn with a large range: over later turns (txn_sliced.ts). */
+function serveTxnSliced(server: Server, call: UnaryCall<TxnRequest, TxnResponse>, plan: TxnPlan, budget: RangeAnswerBudget | undefined): void {
+  let abandoned = false;
+  call.onAbandoned(() => (abandoned = true));
+  const target: TxnAnswerTarget = {
+    header: (rev, nested) => encodeHeader(nested ? ({ revision: server.header(rev).revision } as ResponseHeader) : server.header(rev)),
+    begin: (bytes) => call.respondInParts(bytes) as unknown as PartSink,
+  };
+  txnSliced(() => server.store, call.request, plan, target, { abandoned: () => abandoned || call.cancelled, budget }).catch((err: unknown) => replyError(call, err));
 }
 
 function serveSingleKey(server: Server, call: UnaryCall<RangeRequest, RangeResponse>): void {
@@ -102,9 +111,9 @@ export function kvService(server: Server, limits: KvLimits) {
     if (bad) return replyError(call, bad);
     // Serializable reads are served from the local store as it is; linearizable ones first wait
     // for ReadIndex (this member's store has applied everything committed before the read).
-    if (r.serializable) serveRange(server, call);
+    if (r.serializable) serveRange(server, call, limits.rangeBudget);
     else if (server.isLearner) replyError(call, Errors.NotSupportedForLearner);
-    else server.linearizableRead().then(() => serveRange(server, call), (err) => replyError(call, err));
+    else server.linearizableRead().then(() => serveRange(server, call, limits.rangeBudget), (err) => replyError(call, err));
   };
 
   const Put: UnaryHandler<PutRequest, PutResponse> = (call) => {
@@ -144,7 +153,11 @@ export function kvService(server: Server, limits: KvLimits) {
         const who = authorize(server, call, checks.txn, t);
         if (who instanceof EtcdError) return replyError(call, who);
         let resp: TxnResponse;
+        let plan: TxnPlan;
         try {
+          plan = planTxn(server.store, t);
+          if (!planIsSmall(plan)) return serveTxnSliced(server, call, plan, limits.rangeBudget);
+          // Small: the one-pass txn, in the same turn (the same revision as the plan's).
           resp = applyReadOnlyTxn(server.store, t);
         } catch (err) {
           return replyError(call, err);

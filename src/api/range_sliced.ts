@@ -1,27 +1,33 @@
 // A Range over many keys, or over values spilled to disk, served without blocking the event loop
-// (issue 17): the store's sliced range (mvcc/range_job.ts) walks the index and reads the values a
-// few milliseconds at a time, yielding to the loop in between, so heartbeats, the apply loop and
-// other clients go on; for gRPC the answer is encoded slice by slice as it is read and sent as
-// those parts (call.respondEncoded), never joined into one buffer or built as an object tree that
-// protobufjs would encode in one pass (400 MB of 4 KiB values took ~10 s of loop time that way).
+// and without holding its answer (issue 17): the store's sliced range (mvcc/range_job.ts) walks the
+// index a few milliseconds at a time, yielding to the loop in between, so heartbeats, the apply
+// loop and other clients go on; then the answer is measured (a gRPC message announces its size
+// first), and encoded and written slice by slice as the client reads it (call.respondInParts,
+// back-pressured): a member holds about one send buffer of each answer, whatever its size, never
+// the whole answer in one buffer nor as an object tree.
 //
 // The answer is what the one-pass range gives at the revision fixed when the call started. A
-// compaction beyond it or a snapshot install meanwhile (the job goes stale) starts the range over,
-// from the request as given: at the revision asked for (now possibly compacted: etcd's
-// ErrCompacted) or, for revision 0, at the new current one, which is still a linearizable answer
-// since none was sent. After RANGE_RESTARTS_MAX restarts the last attempt runs in one pass.
+// compaction beyond it or a snapshot install before the first byte is sent (the job goes stale)
+// starts the range over, from the request as given: at the revision asked for (now possibly
+// compacted: etcd's ErrCompacted) or, for revision 0, at the new current one, which is still a
+// linearizable answer since none was sent. After RANGE_RESTARTS_MAX restarts the last attempt
+// walks in one pass. Once bytes are out, values that move under the answer (a snapshot install,
+// the spill file's rewrite) end the call with UNAVAILABLE, which etcd's clients retry for reads.
+//
+// Memory across answers: each takes its cost from the member's RangeAnswerBudget (range_budget.ts)
+// before it reads any value, and waits, or is refused, past it.
 //
 // Size: etcd 3.4 sends messages up to math.MaxInt32 bytes (grpc-go's MaxSendMsgSize) and fails a
 // larger range with ResourceExhausted "grpc: trying to send message larger than max (N vs. M)";
-// so does this, after measuring the whole answer (values are then read but not kept).
+// so does this, once it has measured the answer (values are read but not kept).
 import type { MvccStore, RangeJob, StoredKv } from '../mvcc';
 import { assert } from '../util/assert';
 import { EtcdError, GrpcCode } from '../util/errors';
 import { LOOP_CLOCK, type SliceClock } from '../util/slice_clock';
-import { kvToPb, rangeEndOf, rangeOptions } from '../server/kv_ops';
-import type { RangeRequest, RangeResponse } from '../proto/types';
-import type { Encoded } from './call';
+import { rangeEndOf, rangeOptions } from '../server/kv_ops';
+import type { RangeRequest } from '../proto/types';
 import { varint64Bytes, varintBytes, writeVarint, writeVarint64 } from '../proto/varint';
+import type { BudgetRelease, RangeAnswerBudget } from './range_budget';
 
 /** Keys walked per scan step (a few hundred µs of index walk). */
 export const RANGE_KEYS_PER_STEP = 2000;
@@ -33,6 +39,23 @@ export const RANGE_SLICE_MS_MAX = 10;
 export const RANGE_RESTARTS_MAX = 3;
 /** etcd 3.4's send limit for one gRPC message (math.MaxInt32). */
 export const RANGE_RESPONSE_BYTES_MAX = 2 ** 31 - 1;
+/** What a streamed answer holds besides its slices: the call's send buffer (the transports'
+ *  SEND_BUFFER_BYTES) and the scratch buffer of a slice's values. */
+export const RANGE_STREAM_HOLD_BYTES = 1024 * 1024 + 256 * 1024;
+/** What an answer holds per version it returns (its slot in the job's list, the version kept
+ *  alive by it after a compaction). */
+export const RANGE_VERSION_HOLD_BYTES = 16;
+/** A client that reads nothing of its answer for this long has it ended (RESOURCE_EXHAUSTED):
+ *  its cost would otherwise stay taken from the member's budget. */
+export const RANGE_READ_STALL_MS_MAX = 60_000;
+
+/** Where an answer goes (the call's MessagePartWriter, parts as bytes). */
+export interface PartSink {
+  write(part: Buffer): boolean;
+  whenDrained(fn: () => void): void;
+  readonly over: boolean;
+  end(): void;
+}
 
 export interface SlicedRangeOptions {
   clock?: SliceClock;
@@ -41,53 +64,72 @@ export interface SlicedRangeOptions {
   responseBytesMax?: number;
   /** True once nobody waits for the answer (the client went away): the range stops. */
   abandoned?: () => boolean;
+  /** The member's budget of answer bytes held; none: unbounded (tests). */
+  budget?: RangeAnswerBudget;
+  /** How long a client may read nothing (RANGE_READ_STALL_MS_MAX; shorter in tests). */
+  readStallMs?: number;
 }
 
-/** The answer without its header: for gRPC the kvs as encoded RangeResponse fields (`parts`),
- *  for the gateway as objects (`kvs`). */
-export interface SlicedRangeAnswer {
-  /** The revision the range read at is `job.revision`; the header's is this one. */
-  readonly headRevision: number;
-  readonly count: number;
-  readonly more: boolean;
-  readonly parts?: Buffer[];
-  readonly partsBytes?: number;
-  readonly kvs?: RangeResponse['kvs'];
+/** What the caller gives: the encoded response header for the header's revision, and the
+ *  call's answer in parts once its size is known. */
+export interface RangeAnswerTarget {
+  header(headRevision: number): Uint8Array;
+  begin(messageBytes: number): PartSink;
 }
 
-class Stale extends Error {}
-class Abandoned extends Error {}
+/** The job's view went away before the first byte was sent: start over. */
+export class Stale extends Error {}
+/** Nobody waits for the answer any more. */
+export class Abandoned extends Error {}
 
-/** Runs `job` (its first scan step may already have run) to its answer, yielding every
- *  `sliceMs`; `encode`: gRPC parts rather than objects. Throws the store's read errors, the size
- *  error, or undefined-answer when abandoned (returns undefined). */
-export async function rangeSliced(
-  store: () => MvccStore,
-  r: RangeRequest,
-  first: RangeJob | undefined,
-  encode: boolean,
-  o: SlicedRangeOptions = {},
-): Promise<SlicedRangeAnswer | undefined> {
+/** The answer was partly sent when its values moved (snapshot install, spill rewrite). */
+export const RANGE_INTERRUPTED = new EtcdError(GrpcCode.UNAVAILABLE, 'quorumkv: the range answer was interrupted by a snapshot install or a value-file rewrite; retry');
+
+/** Serves `r` to `target`: walks `job` (its first scan step may already have run) in slices,
+ *  then sends the answer in parts. Throws the store's read errors, the size error, the budget's
+ *  refusal and RANGE_INTERRUPTED; returns quietly when abandoned. */
+export async function rangeSliced(store: () => MvccStore, r: RangeRequest, first: RangeJob | undefined, target: RangeAnswerTarget, o: SlicedRangeOptions = {}): Promise<void> {
   const clock = o.clock ?? LOOP_CLOCK;
   const bytesMax = o.responseBytesMax ?? RANGE_RESPONSE_BYTES_MAX;
   let job = first;
-  for (let attempt = 0; attempt <= RANGE_RESTARTS_MAX; attempt++) {
-    job ??= store().rangeJob(r.key, rangeEndOf(r.range_end), rangeOptions(r));
-    const sliceMs = attempt === RANGE_RESTARTS_MAX ? Infinity : (o.sliceMs ?? RANGE_SLICE_MS_MAX);
-    try {
-      return await runJob(job, encode, bytesMax, new Slicer(clock, sliceMs, o.abandoned));
-    } catch (err) {
-      if (err instanceof Abandoned) return undefined;
-      if (!(err instanceof Stale)) throw err;
+  // Taken from the budget once, on the first attempt that gets that far; kept across restarts.
+  const held: Held = { release: undefined };
+  try {
+    // The attempts from RANGE_RESTARTS_MAX on walk without yielding; one more is allowed for a
+    // staleness that came while the last waited for the budget (the next one holds it already).
+    for (let attempt = 0; attempt <= RANGE_RESTARTS_MAX + 1; attempt++) {
+      job ??= store().rangeJob(r.key, rangeEndOf(r.range_end), rangeOptions(r));
+      const slicer = new Slicer(clock, attempt >= RANGE_RESTARTS_MAX ? Infinity : (o.sliceMs ?? RANGE_SLICE_MS_MAX), o.abandoned);
+      try {
+        const kvsBytes = await prepareAnswer(job, slicer, held, o.budget);
+        const { before, after } = rangeResponseFrame(target.header(job.headRevision), job.more, job.count);
+        const bytes = before.length + kvsBytes + after.length;
+        if (bytes > bytesMax) throw responseTooLarge(bytes, bytesMax);
+        const sink = target.begin(bytes);
+        const stallMs = o.readStallMs ?? RANGE_READ_STALL_MS_MAX;
+        if (!(await put(sink, before, stallMs))) return;
+        if (!(await streamKvs(job, sink, slicer, stallMs))) return;
+        if (!(await put(sink, after, stallMs))) return;
+        sink.end();
+        return;
+      } catch (err) {
+        if (err instanceof Abandoned) return;
+        if (!(err instanceof Stale)) throw err;
+      }
+      job = undefined;
     }
-    job = undefined;
+  } finally {
+    held.release?.();
   }
-  // The last attempt runs without yielding: nothing can make it stale.
   throw new Error('range: the one-pass attempt went stale');
 }
 
+export interface Held {
+  release: BudgetRelease | undefined;
+}
+
 /** Yields when a slice's time is spent. */
-class Slicer {
+export class Slicer {
   private start: number;
   constructor(
     private readonly clock: SliceClock,
@@ -100,12 +142,20 @@ class Slicer {
   async maybeYield(): Promise<void> {
     if (this.clock.now() - this.start < this.sliceMs) return;
     await this.clock.yieldToLoop();
-    if (this.abandoned?.()) throw new Abandoned();
+    this.check();
     this.start = this.clock.now();
+  }
+
+  /** Throws Abandoned once nobody waits for the answer. */
+  check(): void {
+    if (this.abandoned?.()) throw new Abandoned();
   }
 }
 
-async function runJob(job: RangeJob, encode: boolean, bytesMax: number, slicer: Slicer): Promise<SlicedRangeAnswer> {
+/** Walks the job, sorts and cuts it, and measures its encoded versions (the bytes returned);
+ *  takes the answer's cost from the budget into `held` unless it holds it already (a restart
+ *  keeps what an earlier attempt took). */
+export async function prepareAnswer(job: RangeJob, slicer: Slicer, held: Held, budget: RangeAnswerBudget | undefined): Promise<number> {
   for (;;) {
     const state = job.scan(RANGE_KEYS_PER_STEP);
     if (state === 'stale') throw new Stale();
@@ -113,55 +163,93 @@ async function runJob(job: RangeJob, encode: boolean, bytesMax: number, slicer: 
     await slicer.maybeYield();
   }
   if (job.valuesNeededForSort) {
+    // A sort by value holds every matching value at once: that is its cost.
+    if (held.release === undefined && budget !== undefined) {
+      const all = await measureKvs(job, slicer);
+      held.release = await admit(budget, all + job.kvs.length * RANGE_VERSION_HOLD_BYTES, slicer);
+    }
     for (let done = 0; done < job.kvs.length; ) {
       const to = job.hydrateForSort(RANGE_VALUES_PER_STEP);
       if (to === 'stale') throw new Stale();
       done = to;
       await slicer.maybeYield();
     }
+    job.finish();
+    return await measureKvs(job, slicer);
   }
   job.finish();
-  const base = { headRevision: job.headRevision, count: job.count, more: job.more };
-  if (job.countOnly) return encode ? { ...base, parts: [], partsBytes: 0 } : { ...base, kvs: [] };
+  const kvsBytes = await measureKvs(job, slicer);
   const n = job.kvs.length;
-  if (!encode) {
-    const kvs: RangeResponse['kvs'] = [];
-    for (let i = 0; i < n; i += RANGE_VALUES_PER_STEP) {
-      const got = job.readValues(i, RANGE_VALUES_PER_STEP);
-      if (got === 'stale') throw new Stale();
-      for (const kv of got) kvs.push(kvToPb(kv));
-      await slicer.maybeYield();
-    }
-    return { ...base, kvs };
+  if (held.release === undefined && budget !== undefined) {
+    // Streamed: the send buffer and about two slices, whatever the answer's size.
+    const streamed = n === 0 ? 0 : Math.min(kvsBytes, RANGE_STREAM_HOLD_BYTES + 2 * Math.ceil(kvsBytes / n) * RANGE_VALUES_PER_STEP);
+    held.release = await admit(budget, streamed + n * RANGE_VERSION_HOLD_BYTES, slicer);
+    // The wait let writes in: a compaction may have passed the revision meanwhile.
+    if (job.stale) throw new Stale();
   }
-  const parts: Buffer[] = [];
-  let bytes = 0;
+  return kvsBytes;
+}
+
+/** Waits for the budget. Throws the refusal, or Abandoned. */
+export async function admit(budget: RangeAnswerBudget, cost: number, slicer: Slicer): Promise<BudgetRelease> {
+  const wait = budget.acquire(cost);
+  const got = await wait.admitted;
+  if (got instanceof EtcdError) throw got;
+  assert(got !== undefined, 'range budget: a wait resolved without being cancelled');
+  try {
+    slicer.check();
+  } catch (err) {
+    got();
+    throw err;
+  }
+  return got;
+}
+
+/** Bytes of the encoded versions of the job (before finish(): of all it collected). Reads the
+ *  spilled values, keeps none. */
+async function measureKvs(job: RangeJob, slicer: Slicer): Promise<number> {
   const scratch = new SliceValues();
-  for (let i = 0; i < n; i += RANGE_VALUES_PER_STEP) {
+  let bytes = 0;
+  for (let i = 0; i < job.kvs.length; i += RANGE_VALUES_PER_STEP) {
     const got = job.versionsWithValues(i, RANGE_VALUES_PER_STEP);
     if (got === 'stale') throw new Stale();
     scratch.load(got.kvs, got.spilled);
-    if (bytes <= bytesMax) {
-      const part = encodeRangeSlice(got.kvs, scratch);
-      bytes += part.length;
-      parts.push(part);
-      if (bytes > bytesMax) parts.length = 0; // too large: measured to the end for the error, not kept
-    } else {
-      bytes += rangeSliceBytes(got.kvs, scratch);
-    }
+    bytes += rangeSliceBytes(got.kvs, scratch);
     await slicer.maybeYield();
   }
-  return { ...base, parts, partsBytes: bytes };
+  return bytes;
 }
 
-/** The whole encoded RangeResponse of a sliced answer, as parts: the header and the fields after
- *  the kvs around the kvs' parts; or etcd's error when it is larger than `bytesMax`. */
-export function encodedRangeResponse(header: Uint8Array, ans: SlicedRangeAnswer, bytesMax: number): Encoded<RangeResponse>[] | EtcdError {
-  const { before, after } = rangeResponseFrame(header, ans.more, ans.count);
-  const bytes = before.length + (ans.partsBytes ?? 0) + after.length;
-  if (bytes > bytesMax) return responseTooLarge(bytes, bytesMax);
-  // Parts of one RangeResponse, in order (respondEncoded's contract).
-  return [before, ...(ans.parts ?? []), after] as unknown as Encoded<RangeResponse>[];
+/** Encodes and writes the job's versions slice by slice, waiting for the client to read; false
+ *  when the call ended meanwhile. */
+export async function streamKvs(job: RangeJob, sink: PartSink, slicer: Slicer, readStallMs: number): Promise<boolean> {
+  const scratch = new SliceValues();
+  for (let i = 0; i < job.kvs.length; i += RANGE_VALUES_PER_STEP) {
+    const got = job.versionsWithValues(i, RANGE_VALUES_PER_STEP);
+    if (got === 'stale') throw RANGE_INTERRUPTED;
+    scratch.load(got.kvs, got.spilled);
+    if (!(await put(sink, encodeRangeSlice(got.kvs, scratch), readStallMs))) return false;
+    await slicer.maybeYield();
+  }
+  return true;
+}
+
+/** Writes `part`, then waits until the sink can take more; false when the call is over. */
+export async function put(sink: PartSink, part: Buffer, readStallMs: number): Promise<boolean> {
+  if (sink.over) return false;
+  if (!sink.write(part)) await drained(sink, readStallMs);
+  return !sink.over;
+}
+
+/** Resolves once `sink` can take more; throws when its client read nothing for `ms`. */
+function drained(sink: PartSink, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new EtcdError(GrpcCode.RESOURCE_EXHAUSTED, `quorumkv: the client read nothing of its range answer for ${ms} ms`)), ms);
+    sink.whenDrained(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 /** etcd's (grpc-go's) answer to a message above the send limit. */

@@ -34,6 +34,10 @@ export const WATCH_STREAM_BUFFER_BYTES_MAX_MIN = 16 * 1024;
  *  member-wide watch bound). Below the client port's member-wide response budget (64 MiB), so
  *  that watch streams go to catch-up long before the budget would end calls. */
 export const WATCH_BUFFER_BYTES_MAX_DEFAULT = 32 * 1024 * 1024;
+/** --max-range-answer-bytes: memory all large range answers (Range, read-only Txn) being read and
+ *  sent may hold together; past it they wait, then are refused (src/api/range_budget.ts). A
+ *  streamed answer holds about 1.3 MiB whatever its size: this is ~200 of them. */
+export const RANGE_ANSWER_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
 const HOUR_MS = 3_600_000;
 
 /** etcd's --auth-token-ttl default (seconds of a simple token's life without use). */
@@ -239,6 +243,7 @@ const flagSchemas = {
   'max-watch-stream-buffer-bytes': positiveInt(WATCH_STREAM_BUFFER_BYTES_MAX_DEFAULT).pipe(
     z.number().min(WATCH_STREAM_BUFFER_BYTES_MAX_MIN, `must be at least ${WATCH_STREAM_BUFFER_BYTES_MAX_MIN} (a few responses)`),
   ),
+  'max-range-answer-bytes': positiveInt(2 ** 40),
   'max-watch-buffer-bytes': z
     .string()
     .regex(/^[0-9]+$/, 'expected a number of bytes >= 0 (0: no member-wide bound)')
@@ -297,6 +302,8 @@ const defaults: Record<FlagName, string | undefined> = {
   // quorumkv's own (docs/operations.md "Beyond etcd": slow watchers).
   'max-watch-stream-buffer-bytes': String(WATCH_STREAM_BUFFER_BYTES_MAX_DEFAULT),
   'max-watch-buffer-bytes': String(WATCH_BUFFER_BYTES_MAX_DEFAULT),
+  // quorumkv's own (docs/operations.md "Beyond etcd": large range answers).
+  'max-range-answer-bytes': String(RANGE_ANSWER_BYTES_MAX_DEFAULT),
   'log-level': 'info',
   'initial-cluster': undefined, // "<name>=<initial-advertise-peer-urls>"
   'initial-cluster-state': 'new',
@@ -370,6 +377,8 @@ export interface ServerConfig {
    *  member-wide bound. */
   watchStreamBufferBytesMax: number;
   watchBufferBytesMax: number;
+  /** --max-range-answer-bytes. */
+  rangeAnswerBytesMax: number;
   /** How often the leader checkpoints the remaining TTL of long leases through the log. */
   leaseCheckpointIntervalMs: number;
   /** The leader promotes learners that caught up (quorumkv's own; server/learner_promoter.ts). */
@@ -560,6 +569,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     watchProgressNotifyIntervalMs: get('experimental-watch-progress-notify-interval')!,
     watchStreamBufferBytesMax: get('max-watch-stream-buffer-bytes')!,
     watchBufferBytesMax: get('max-watch-buffer-bytes')! === 0 ? Infinity : get('max-watch-buffer-bytes')!,
+    rangeAnswerBytesMax: get('max-range-answer-bytes')!,
     leaseCheckpointIntervalMs: get('experimental-lease-checkpoint-interval')!,
     corruptCheckTimeMs: get('experimental-corrupt-check-time')!,
     autoPromoteLearners: get('auto-promote-learners')!,

@@ -18,6 +18,7 @@ import { ETCD_SERVICES, addService, type ServiceHandlers } from '../api/services
 import type { H2GrpcServer } from '../grpcserver/server';
 import { MemberMetrics, newGrpcServer, serveClients, type ClientEndpoint } from './client_port';
 import { kvService } from '../api/kv_service';
+import { RangeAnswerBudget } from '../api/range_budget';
 import { healthService } from '../api/health_service';
 import { WatchableStore } from '../mvcc';
 import { LeaseRunner, Lessor, minLeaseTtlSec, restoreLeases } from '../lease';
@@ -211,6 +212,8 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     onInternalError: (path, err) => mlog.error('internal error serving a request', { method: path, error: String(err), stack: err instanceof Error ? err.stack : undefined }),
   });
   m.watchGrpcResponseBuffers(() => g.bufferedResponseBytes);
+  const rangeBudget = new RangeAnswerBudget(cfg.rangeAnswerBytesMax);
+  m.watchRangeAnswers(rangeBudget);
   m.watchSlowWatchers({
     bufferedBytes: () => watchHub.bufferedBytes,
     unsyncedWatchers: () => watchable!.unsyncedWatchers,
@@ -222,7 +225,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   // without one (etcd's interceptors).
   const requireLeader = new RequireLeader(() => raftNode.leaderId !== 0n, cfg.electionTimeoutMs);
   const handlers: Record<string, ServiceHandlers> = {
-    'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps }),
+    'etcdserverpb.KV': kvService(server, { maxTxnOps: cfg.maxTxnOps, rangeBudget }),
     'etcdserverpb.Watch': watchService(watchHub),
     'etcdserverpb.Lease': leaseService(server, leaseRunner, forwarder),
     'etcdserverpb.Cluster': clusterService(server, {

@@ -28,10 +28,26 @@ export interface CallBase {
 export interface UnaryCall<Req, Res, Enc = Uint8Array> extends CallBase {
   readonly request: Req;
   respond(message: Res): void;
-  /** respond() with the message already serialized, as consecutive parts of one message (a
-   *  large answer encoded slice by slice is never joined into one buffer). Absent where a
-   *  transport has no use for bytes (the JSON gateway). */
-  respondEncoded?(parts: readonly Enc[]): void;
+  /** respond() with the message serialized in parts, written as they are produced (a large
+   *  answer is never built whole): `messageBytes` is the whole message's size (gRPC's length
+   *  prefix goes first), then the parts through the writer, then writer.end(). Each part is one
+   *  or more whole top-level fields of the message, in field-number order (the JSON gateway
+   *  converts part by part). fail() after some parts ends the call with that status instead. */
+  respondInParts(messageBytes: number): MessagePartWriter<Enc>;
+}
+
+/** The writer of a message answered in parts (UnaryCall.respondInParts). */
+export interface MessagePartWriter<Enc = Uint8Array> {
+  /** Queues the next part; false once the call's send buffer is full: wait for whenDrained
+   *  before writing more. Once the call is over (the client went away, a fail()) parts are
+   *  dropped and this returns true: the caller checks `over`. */
+  write(part: Enc): boolean;
+  /** Runs `fn` once the queued parts went out far enough to write more, or the call is over. */
+  whenDrained(fn: () => void): void;
+  /** The call ended before the message was complete (client gone, deadline, budget, fail()). */
+  readonly over: boolean;
+  /** Every part written (their sizes add up to messageBytes): ends the call with OK. */
+  end(): void;
 }
 
 export interface ResponseStream<Res, Enc = Uint8Array> extends CallBase {

@@ -41,7 +41,7 @@ import { assert, rethrowIfAssertion } from '../util/assert';
 import type { Logger } from '../util/log';
 import { H2ServerConnection, MAX_CONCURRENT_STREAMS_DEFAULT, encodeHeaderBlock, type H2ServerStream } from './h2_conn';
 import { ResponseBudget } from './limits';
-import type { BidiHandler, BidiListener, CallStatus, Handler, ServerStreamCall, ServerStreamHandler, StreamListener, UnaryCall, UnaryHandler } from './call';
+import type { BidiHandler, BidiListener, CallStatus, Handler, MessagePartWriter, ServerStreamCall, ServerStreamHandler, StreamListener, UnaryCall, UnaryHandler } from './call';
 
 export type { CallStatus, Handler } from './call';
 
@@ -304,6 +304,41 @@ export class MessageReader {
   }
 }
 
+/** The writer of one answer in parts (GrpcCall.respondInParts): counts the bytes against the
+ *  size its header announced. */
+class GrpcPartWriter implements MessagePartWriter {
+  private written = 0;
+  private ended = false;
+
+  constructor(
+    private readonly call: GrpcCall,
+    private readonly messageBytes: number,
+  ) {}
+
+  write(part: Uint8Array): boolean {
+    assert(!this.ended, 'respondInParts: a part after end()');
+    this.written += part.length;
+    assert(this.written <= this.messageBytes, 'respondInParts: more bytes than the message size given');
+    return this.call.writePart(Buffer.isBuffer(part) ? part : Buffer.from(part.buffer, part.byteOffset, part.length));
+  }
+
+  whenDrained(fn: () => void): void {
+    this.call.whenPartsDrained(fn);
+  }
+
+  get over(): boolean {
+    return this.call.partsOver;
+  }
+
+  end(): void {
+    assert(!this.ended, 'respondInParts: end() twice');
+    this.ended = true;
+    if (this.call.finished) return;
+    assert(this.written === this.messageBytes, `respondInParts: ${this.written} bytes written of a ${this.messageBytes}-byte message`);
+    this.call.endParts();
+  }
+}
+
 /**
  * One call, whatever its method's shape: the handlers see it through the narrower interfaces of
  * call.ts (one class, so that their property accesses stay monomorphic). It holds the stream, the
@@ -430,37 +465,46 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     this.stream.end(OK_TRAILERS_BLOCK);
   }
 
-  /** respond() with the message given as serialized parts: one gRPC message, the parts written
-   *  one after the other behind its 5-byte header, each once the stream has drained below
-   *  SEND_BUFFER_BYTES. */
-  respondEncoded(parts: readonly Uint8Array[]): void {
+  /** respond() in parts as they are produced: the 5-byte gRPC message header with the whole
+   *  size, then each part as written (back-pressure: write() returns false once SEND_BUFFER_BYTES
+   *  are queued), then OK trailers at end(). Until end() the call runs: a fail() (the handler's,
+   *  the deadline's, the response budget's) ends it with that status after the partial message,
+   *  which a gRPC client reports as the status. */
+  respondInParts(messageBytes: number): MessagePartWriter {
+    assert(!this.finished && messageBytes >= 0 && messageBytes <= MESSAGE_BYTES_MAX, 'respondInParts: a call already answered, or a size outside the gRPC message limit');
+    const head = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES);
+    head[0] = 0;
+    head.writeUInt32BE(messageBytes, 1);
+    this.writePart(head);
+    return new GrpcPartWriter(this, messageBytes);
+  }
+
+  /** The answer in parts is over before its end (its call failed, or the client went away). */
+  get partsOver(): boolean {
+    return this.finished || !this.writable;
+  }
+
+  /** Queues bytes of a message answered in parts; false above SEND_BUFFER_BYTES. */
+  writePart(b: Buffer): boolean {
+    if (this.partsOver) return true;
+    this.sendHeaders();
+    return this.stream.write(b, SEND_BUFFER_BYTES);
+  }
+
+  whenPartsDrained(fn: () => void): void {
+    if (this.partsOver) return fn();
+    this.stream.whenDrained(fn, SEND_BUFFER_BYTES);
+  }
+
+  /** Every part written: OK trailers. */
+  endParts(): void {
     if (this.finished) return;
-    let bytes = 0;
-    for (const p of parts) bytes += p.length;
-    assert(bytes <= MESSAGE_BYTES_MAX, 'an encoded response above the gRPC message limit');
     this.finished = true;
     this.disarm();
     this.onFinish?.(GrpcCode.OK);
     if (!this.writable) return;
     this.sendHeaders();
-    const head = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES);
-    head[0] = 0;
-    head.writeUInt32BE(bytes, 1);
-    // Queued as the client reads, not at once: hundreds of MB queued would count against the
-    // member's budget of bytes queued for clients that do not read (limits.ts) and end the call.
-    const queue: (Uint8Array | undefined)[] = [head, ...parts];
-    let next = 0;
-    const pump = (): void => {
-      while (next < queue.length) {
-        if (!this.writable) return;
-        const p = queue[next]!;
-        queue[next++] = undefined;
-        const below = this.stream.write(Buffer.isBuffer(p) ? p : Buffer.from(p.buffer, p.byteOffset, p.length), SEND_BUFFER_BYTES);
-        if (!below && next < queue.length) return this.stream.whenDrained(pump, SEND_BUFFER_BYTES);
-      }
-      this.stream.end(OK_TRAILERS_BLOCK);
-    };
-    pump();
+    this.stream.end(OK_TRAILERS_BLOCK);
   }
 
   write(message: unknown): boolean {

@@ -15,9 +15,11 @@ import type http from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
 import type protobuf from 'protobufjs';
 import type { BidiListener, ServerStreamCall, Status, StreamListener, UnaryCall } from '../api/call';
+import type { MessagePartWriter } from '../grpcserver/call';
 import { assert, rethrowIfAssertion } from '../util/assert';
 import { GrpcCode } from '../util/errors';
 import { messageOut } from './json_pb';
+import { PartsToJson } from './json_parts';
 import { httpStatusOf } from './routes';
 
 /** A method the gateway serves: its gRPC definition and the protobufjs types of its messages. */
@@ -83,6 +85,8 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
   private listener: StreamListener | undefined = undefined;
   private readonly streaming: boolean;
   private headerWritten = false;
+  /** respondInParts was called: the answer goes out in parts. */
+  private partsStarted = false;
   private drainAwaited = false;
   /** The handler asked to stop receiving requests (holdRequests). */
   private requestsHeld = false;
@@ -128,6 +132,38 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
     this.finished = true;
     this.onFinish(GrpcCode.OK);
     sendJson(this.res, 200, out);
+  }
+
+  /** A unary answer in parts (a large Range): each part's complete fields are converted to JSON
+   *  and written as they come (json_parts.ts), chunked, with the streaming calls' back-pressure:
+   *  the conversion of a large answer is spread over the turns the handler writes it in, and the
+   *  member holds about SEND_BUFFER_BYTES of it. */
+  respondInParts(_messageBytes: number): MessagePartWriter<Uint8Array> {
+    assert(!this.finished && !this.partsStarted, 'gateway: respondInParts on a call already answered');
+    this.partsStarted = true;
+    return new GatewayPartWriter(this, this.res, new PartsToJson(this.method.resType));
+  }
+
+  /** The JSON of a part (from GatewayPartWriter): false once SEND_BUFFER_BYTES wait. */
+  writePartText(text: string): boolean {
+    const res = this.res;
+    if (this.partsOver) return true;
+    this.head(200);
+    if (text.length > 0) res.write(text);
+    return res.writableLength < SEND_BUFFER_BYTES;
+  }
+
+  get partsOver(): boolean {
+    return this.finished || this.res.destroyed || this.res.writableEnded;
+  }
+
+  /** The last of an answer in parts: the response ends with OK. */
+  endParts(text: string): void {
+    if (this.partsOver) return;
+    this.finished = true;
+    this.onFinish(GrpcCode.OK);
+    this.head(200);
+    this.res.end(text);
   }
 
   // ---- streaming ------------------------------------------------------------------------------
@@ -277,6 +313,9 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
     const res = this.res;
     if (!this.streaming) {
       assert(st, `gateway: unary call ${this.method.fullName} ended without a response`);
+      // Part of the answer is out already: the client must not take what it got for a whole
+      // answer (an ended chunked body would look complete), so the connection is cut.
+      if (this.partsStarted && res.headersSent) return void res.destroy();
       return sendError(res, st);
     }
     if (!res.writableEnded) {
@@ -315,5 +354,61 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
     } catch (err) {
       this.threw(err);
     }
+  }
+}
+
+/** The writer of a gateway answer in parts (GatewayCall.respondInParts). */
+class GatewayPartWriter implements MessagePartWriter<Uint8Array> {
+  private ended = false;
+
+  constructor(
+    private readonly call: GatewayCall,
+    private readonly res: http.ServerResponse,
+    private readonly json: PartsToJson,
+  ) {}
+
+  write(part: Uint8Array): boolean {
+    assert(!this.ended, 'gateway: a part after end()');
+    if (this.call.partsOver) return true;
+    let text: string;
+    try {
+      text = this.json.push(Buffer.isBuffer(part) ? part : Buffer.from(part.buffer, part.byteOffset, part.length));
+    } catch (err) {
+      this.call.threw(err);
+      return true;
+    }
+    return this.call.writePartText(text);
+  }
+
+  whenDrained(fn: () => void): void {
+    const res = this.res;
+    if (this.call.partsOver || res.writableLength < SEND_BUFFER_BYTES) return fn();
+    let done = false;
+    const once = () => {
+      if (done) return;
+      done = true;
+      res.off('drain', once);
+      res.off('close', once);
+      fn();
+    };
+    res.on('drain', once);
+    res.on('close', once);
+  }
+
+  get over(): boolean {
+    return this.call.partsOver;
+  }
+
+  end(): void {
+    assert(!this.ended, 'gateway: end() twice');
+    this.ended = true;
+    if (this.call.partsOver) return;
+    let text: string;
+    try {
+      text = this.json.end();
+    } catch (err) {
+      return this.call.threw(err);
+    }
+    this.call.endParts(text);
   }
 }

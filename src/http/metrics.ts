@@ -201,6 +201,30 @@ export class MemberMetrics implements CallObserver {
     });
   }
 
+  /** The member's budget of large range answers (read when scraped; api/range_budget.ts). */
+  watchRangeAnswers(b: { readonly bytes: number; readonly waiting: number; readonly refused: number; readonly waited: number }): void {
+    const r = this.registry;
+    const counter = (name: string, help: string, value: () => number) => {
+      let seen = 0;
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          const v = value();
+          if (v > seen) this.inc(v - seen);
+          seen = Math.max(seen, v);
+        },
+      });
+    };
+    const gauge = (name: string, help: string, value: () => number) =>
+      new Gauge({ name, help, registers: [r], collect() { this.set(value()); } });
+    gauge('quorumkv_range_answer_bytes', 'Bytes held by large range answers being read and sent (bounded by --max-range-answer-bytes).', () => b.bytes);
+    gauge('quorumkv_range_answers_waiting', 'Large range answers waiting for room under --max-range-answer-bytes.', () => b.waiting);
+    counter('quorumkv_range_answers_waited_total', 'Large range answers that waited for room under --max-range-answer-bytes before they were sent.', () => b.waited);
+    counter('quorumkv_range_answers_refused_total', 'Large range answers refused with RESOURCE_EXHAUSTED: too many waiting, or waited too long, for room under --max-range-answer-bytes.', () => b.refused);
+  }
+
   /** The watch streams' buffers and slow watchers (read when scraped; api/watch_service.ts). */
   watchSlowWatchers(read: WatchBufferReadings): void {
     const r = this.registry;

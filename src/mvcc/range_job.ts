@@ -68,7 +68,8 @@ export class RangeJob {
     this.cursor = bounds.empty ? undefined : bounds.lo;
   }
 
-  private get stale(): boolean {
+  /** The view is gone (a compaction beyond the revision, the state replaced): start over. */
+  get stale(): boolean {
     return this.source.replacedEpoch !== this.startReplaced || this.source.compactRevision > this.revision;
   }
 
@@ -167,7 +168,8 @@ export class RangeJob {
    *  spilled(fn) gives the spilled ones' bytes, fn(i, buf, off, len) for slice[i], without a
    *  string each. With keys_only the values are not wanted: spilled is undefined. */
   versionsWithValues(from: number, n: number): { kvs: readonly StoredKv[]; spilled: ((fn: (i: number, buf: Buffer, off: number, len: number) => void) => void) | undefined } | 'stale' {
-    assert(this.finished && from >= 0 && n > 0, 'range job: versionsWithValues before finish, or an empty slice');
+    // Before finish() (measuring what a sort by value will hold): the walk's versions, in key order.
+    assert(from >= 0 && n > 0, 'range job: versionsWithValues of an empty slice');
     const kvs = this.collected.slice(from, Math.min(this.collected.length, from + n));
     if (this.keysOnly) return { kvs, spilled: undefined };
     if (this.valuesMoved) return 'stale';

@@ -109,7 +109,7 @@ export function applyRange(reader: KvReader, r: RangeRequest): RangeResponse {
 }
 
 /** The revision a range would read, checked without reading (for txn pre-checks). */
-function checkRangeRevision(reader: KvReader, r: RangeRequest, pendingWrite: boolean): EtcdError | undefined {
+export function checkRangeRevision(reader: KvReader, r: RangeRequest, pendingWrite: boolean): EtcdError | undefined {
   const rev = toNumber(r.revision);
   // etcd's checkRangeRequest: only 0 means "current"; a negative revision is below the first.
   if (rev === 0) return undefined;
@@ -209,7 +209,7 @@ function evalCompare(reader: KvReader, c: Compare): boolean {
   return true;
 }
 
-function evalCompares(reader: KvReader, t: TxnRequest): boolean {
+export function evalCompares(reader: KvReader, t: TxnRequest): boolean {
   for (const c of t.compare) if (!evalCompare(reader, c)) return false;
   return true;
 }

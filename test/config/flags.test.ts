@@ -52,6 +52,14 @@ describe('server flags (etcd names, zod-validated)', () => {
     assert.throws(() => parseServerFlags(['--max-watch-buffer-bytes=65536'], {}), /at least --max-watch-stream-buffer-bytes/);
   });
 
+  it('--max-range-answer-bytes: 256 MiB by default, a positive byte count, from ETCD_MAX_RANGE_ANSWER_BYTES too', () => {
+    assert.equal(parseServerFlags([], {}).rangeAnswerBytesMax, 256 * 1024 * 1024);
+    assert.equal(parseServerFlags(['--max-range-answer-bytes=1048576'], {}).rangeAnswerBytesMax, 1048576);
+    assert.equal(parseServerFlags([], { ETCD_MAX_RANGE_ANSWER_BYTES: '4194304' }).rangeAnswerBytesMax, 4194304);
+    assert.throws(() => parseServerFlags(['--max-range-answer-bytes=0'], {}), ConfigError);
+    assert.throws(() => parseServerFlags(['--max-range-answer-bytes=-1'], {}), ConfigError);
+  });
+
   it('--auto-compaction-retention: hours or a duration in periodic mode, revisions in revision mode', () => {
     assert.deepEqual(parseServerFlags(['--auto-compaction-retention=1'], {}).autoCompaction, { mode: 'periodic', retention: 3_600_000 });
     assert.deepEqual(parseServerFlags(['--auto-compaction-retention', '30m'], {}).autoCompaction, { mode: 'periodic', retention: 1_800_000 });
