@@ -7,9 +7,10 @@
 //   ID mismatch"; x-raft-to must be itself; a removed member is refused) and then sends response
 //   headers: that is the sender's "stream is up" signal. Nothing is written before it, so messages
 //   queued during an outage are not lost in a call that never connected.
-// - Batching. send() only queues; one setImmediate per turn flushes every peer that got messages, and
-//   everything queued for a peer goes out as ONE write of one buffer (codec.ts: one allocation per
-//   batch), split only above maxBatchBytes (1 MiB) so frames stay below gRPC's limits.
+// - Batching. send() only queues; one microtask flushes every peer that got messages once the sending
+//   code returns (the Ready loop sends each Ready's messages in one call), and everything queued for a
+//   peer goes out as ONE write of one buffer (codec.ts: one allocation per batch), split only above
+//   maxBatchBytes (1 MiB) so frames stay below gRPC's limits.
 // - Back-pressure. When call.write() returns false the peer stops writing until 'drain' and keeps
 //   queueing; the next write carries everything that accumulated (bigger batches under load).
 // - Flow control. A receiver widens the HTTP/2 windows of a connection once it accepts a message
