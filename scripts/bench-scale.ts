@@ -22,6 +22,10 @@
 //        [--overwrite=KEYS] [--clients=100] [--extra=12000] [--systems=quorumkv,etcd]
 //        [--flags="common flags"] [--quorumkv-flags=...] [--etcd-flags=...]
 //        [--bin=dist/src/cli/quorumkv.js] [--etcd=/usr/bin/etcd] [--etcdctl=/usr/bin/etcdctl]
+//        [--ops=overwrite,catch-up,hashkv,defrag,snapshot,restart] (the load always runs: it is the state)
+//        [--catch-up-bins=A,B --catch-up-rounds=N] (the catch-up N times, the restarted follower
+//        alternating between the quorumkv builds A and B: an A/B of the receiving side in one run)
+//        [--node-flags="flags for quorumkv's node", e.g. --cpu-prof --cpu-prof-dir=/tmp/prof]
 // (scripts/bench-scale.sh builds first and checks that etcd is there.) Every process it starts is
 // in its own process group, killed by PID on every exit path; every phase has a deadline.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -52,6 +56,14 @@ const ETCDCTL_BIN = arg('etcdctl', '/usr/bin/etcdctl');
 /** Flags given to both systems, then each system's own. */
 const COMMON_FLAGS = ['--snapshot-count=1000', '--quota-backend-bytes=8589934592', ...words(arg('flags', ''))];
 const OWN_FLAGS: Record<SystemName, string[]> = { quorumkv: words(arg('quorumkv-flags', '')), etcd: words(arg('etcd-flags', '')) };
+const ALL_OPS = ['overwrite', 'catch-up', 'hashkv', 'defrag', 'snapshot', 'restart'];
+const OPS = new Set(arg('ops', ALL_OPS.join(',')).split(','));
+for (const op of OPS) if (!ALL_OPS.includes(op)) throw new Error(`--ops: unknown operation ${op} (known: ${ALL_OPS.join(', ')})`);
+/** Flags for quorumkv's node process (a --cpu-prof profile is written when a member exits on
+ *  SIGTERM: members are stopped with SIGTERM first at the end of a run). */
+const NODE_FLAGS = words(arg('node-flags', ''));
+const CATCH_UP_BINS = arg('catch-up-bins', QKV_BIN).split(',').map((b) => path.resolve(b));
+const CATCH_UP_ROUNDS = Number(arg('catch-up-rounds', '1'));
 
 /** Deadlines: the benchmark gives up rather than hang. */
 const PHASE_TIMEOUT_MS = 20 * 60_000;
@@ -88,6 +100,11 @@ function freePort(): Promise<number> {
   });
 }
 
+/** A snapshot coming in: quorumkv's "receiving snapshot", etcd's "receiving database snapshot" / "restored snapshot". */
+const RECEIVED_SNAPSHOT = /(receiv|restor|install)\w* (database )?snapshot/i;
+/** Log lines about snapshots kept per member start (printed after the catch-up). */
+const SNAPSHOT_LINES_MAX = 40;
+
 const live = new Set<ChildProcess>();
 function killGroup(p: ChildProcess | undefined): void {
   if (p?.pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
@@ -104,6 +121,14 @@ async function killAndWait(m: Member): Promise<void> {
   killGroup(p);
   await Promise.race([exited, sleep(10_000)]);
 }
+/** SIGTERM, then up to 20 s for the member to exit. */
+async function stopGently(m: Member): Promise<void> {
+  const p = m.proc;
+  if (p?.pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
+  const exited = new Promise<void>((r) => p.once('exit', () => r()));
+  p.kill('SIGTERM');
+  await Promise.race([exited, sleep(20_000)]);
+}
 /** Data directories of the runs in progress: removed on every exit path (after the kills). */
 const roots = new Set<string>();
 process.on('exit', () => {
@@ -119,7 +144,7 @@ process.on('exit', () => {
 process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 
-function start(sys: SystemName, m: Member, initialCluster: string): void {
+function start(sys: SystemName, m: Member, initialCluster: string, bin = QKV_BIN): void {
   const url = `http://127.0.0.1:${m.clientPort}`;
   const peer = `http://127.0.0.1:${m.peerPort}`;
   const flags = [
@@ -135,7 +160,7 @@ function start(sys: SystemName, m: Member, initialCluster: string): void {
     ...COMMON_FLAGS,
     ...OWN_FLAGS[sys],
   ];
-  const [cmd, argv] = sys === 'quorumkv' ? [process.execPath, [QKV_BIN, ...flags]] : [ETCD_BIN, flags];
+  const [cmd, argv] = sys === 'quorumkv' ? [process.execPath, [...NODE_FLAGS, bin, ...flags]] : [ETCD_BIN, flags];
   const proc = spawn(cmd, argv, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
   proc.on('exit', () => live.delete(proc));
@@ -146,8 +171,7 @@ function start(sys: SystemName, m: Member, initialCluster: string): void {
       if (l === '') continue;
       m.tail.push(l);
       if (m.tail.length > 30) m.tail.shift();
-      // A snapshot coming in: quorumkv's "receiving snapshot", etcd's "receiving database snapshot" / "restored snapshot".
-      if (/(receiv|restor|install)\w* (database )?snapshot/i.test(l)) m.snapshotLines.push(l);
+      if (/snapshot/i.test(l) && !/snapshot taken/.test(l) && m.snapshotLines.length < SNAPSHOT_LINES_MAX) m.snapshotLines.push(l);
     }
   };
   proc.stdout!.on('data', keep);
@@ -368,7 +392,7 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       await putMany(leader, KEYS, 0, CLIENTS);
       return `${((KEYS / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
     }));
-    log('overwrite', await measured(members, async () => {
+    if (OPS.has('overwrite')) log('overwrite', await measured(members, async () => {
       const t = Date.now();
       await putMany(leader, OVERWRITE, 1, CLIENTS);
       return `${((OVERWRITE / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
@@ -376,33 +400,40 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
 
     // Catch-up of a killed follower.
     const follower = members.find((m) => m !== leader)!;
-    await killAndWait(follower);
-    await putMany(leader, EXTRA, 2, CLIENTS);
-    const quiet = prober(() => leader);
-    await sleep(10_000);
-    const before = await quiet.stop();
-    let during: { ms: number[]; failed: number } = { ms: [], failed: 0 };
-    log('catch-up', await measured(members, async () => {
-      const target = await revision(leader);
-      const probes = prober(() => leader);
-      start(sys, follower, initialCluster);
-      // The follower's peak RSS when it first answers (its start, before the snapshot comes in).
-      let readyHwm = NaN;
-      await until(`${follower.name} at revision ${target}`, PHASE_TIMEOUT_MS, [follower], async () => {
-        const rev = await revision(follower, 2_000);
-        if (Number.isNaN(readyHwm)) readyHwm = hwm(follower);
-        return rev >= target ? true : undefined;
-      }, 50);
-      during = await probes.stop();
-      const snap = follower.snapshotLines.length > 0 ? `by snapshot ("${follower.snapshotLines[0]!.slice(0, 90)}…")` : 'NO snapshot line in its log';
-      return `${follower.name} restarted after ${EXTRA} writes (peak RSS ${mib(readyHwm)} MiB when it first answered), ${snap}; leader put p99 ${p99(during.ms)} ms during (${during.failed} failed) vs ${p99(before.ms)} ms before`;
-    }));
+    for (let round = 0; OPS.has('catch-up') && round < CATCH_UP_ROUNDS; round++) {
+      const bin = CATCH_UP_BINS[round % CATCH_UP_BINS.length]!;
+      await killAndWait(follower);
+      await putMany(leader, EXTRA, 2, CLIENTS);
+      const quiet = prober(() => leader);
+      await sleep(10_000);
+      const before = await quiet.stop();
+      let during: { ms: number[]; failed: number } = { ms: [], failed: 0 };
+      log(CATCH_UP_ROUNDS === 1 ? 'catch-up' : `catch-up ${round + 1} (${path.relative(process.cwd(), bin)})`, await measured(members, async () => {
+        const target = await revision(leader);
+        leader.snapshotLines.length = 0;
+        const probes = prober(() => leader);
+        start(sys, follower, initialCluster, bin);
+        // The follower's peak RSS when it first answers (its start, before the snapshot comes in).
+        let readyHwm = NaN;
+        await until(`${follower.name} at revision ${target}`, PHASE_TIMEOUT_MS, [follower], async () => {
+          const rev = await revision(follower, 2_000);
+          if (Number.isNaN(readyHwm)) readyHwm = hwm(follower);
+          return rev >= target ? true : undefined;
+        }, 50);
+        during = await probes.stop();
+        const received = follower.snapshotLines.filter((l) => RECEIVED_SNAPSHOT.test(l));
+        const snap = received.length > 0 ? `by snapshot ("${received[0]!.slice(0, 90)}…")` : 'NO snapshot line in its log';
+        return `${follower.name} restarted after ${EXTRA} writes (peak RSS ${mib(readyHwm)} MiB when it first answered), ${snap}; leader put p99 ${p99(during.ms)} ms during (${during.failed} failed) vs ${p99(before.ms)} ms before`;
+      }));
+      // The phases as the members logged them (quorumkv logs each with took_ms).
+      for (const m of [leader, follower]) for (const l of m.snapshotLines) console.log(`    ${m.name}: ${l.slice(0, 300)}`);
+    }
 
     // The catch-up's prober wrote until it stopped: the restarted follower may still be applying
     // its last puts, and `endpoint hashkv` hashes each member at its own current revision.
     const settled = await revision(leader);
     for (const m of members) await until(`${m.name} at revision ${settled}`, PHASE_TIMEOUT_MS, members, async () => ((await revision(m, 2_000)) >= settled ? true : undefined));
-    log('hashkv', await measured(members, async () => {
+    if (OPS.has('hashkv')) log('hashkv', await measured(members, async () => {
       const out = JSON.parse(await etcdctl(members, ['endpoint', 'hashkv', '-w', 'json'])) as { HashKV: { hash: number } }[];
       const hashes = out.map((h) => h.HashKV.hash);
       if (!hashes.every((h) => h === hashes[0])) throw new Error(`HashKV differs across members: ${hashes.join(', ')}`);
@@ -410,19 +441,19 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
     }));
 
     const other = members.find((m) => m !== leader && m !== follower)!;
-    log('defrag', await measured(members, async () => {
+    if (OPS.has('defrag')) log('defrag', await measured(members, async () => {
       await etcdctl([other], ['defrag']);
       return `of ${other.name} (a follower)`;
     }));
 
     const file = path.join(root, 'snapshot.db');
-    log('snapshot save', await measured(members, async () => {
+    if (OPS.has('snapshot')) log('snapshot save', await measured(members, async () => {
       await etcdctl([leader], ['snapshot', 'save', file]);
       return `from the leader, ${mib(fs.statSync(file).size)} MiB file`;
     }));
     fs.rmSync(file, { force: true });
 
-    log('restart', await measured(members, async () => {
+    if (OPS.has('restart')) log('restart', await measured(members, async () => {
       await Promise.all(members.map(killAndWait));
       const t = Date.now();
       members.forEach((m) => start(sys, m, initialCluster));
@@ -441,8 +472,9 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
     for (const m of members) {
       m.kv.close();
       m.maint.close();
-      killGroup(m.proc);
     }
+    if (NODE_FLAGS.length > 0) await Promise.all(members.map(stopGently)); // lets --cpu-prof write its profile
+    members.forEach((m) => killGroup(m.proc));
     await sleep(1_000);
     fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 });
     roots.delete(root);
