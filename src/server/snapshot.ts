@@ -8,9 +8,9 @@
 //            (a consistent LevelDB view), with the metadata rewritten to the index and term that
 //            view is at (etcd's "merged snapshot").
 //   install  a snapshot from the leader is restored into member/backend.incoming as its chunks arrive,
-//            verified (record count and CRC in the stream's trailer), swapped in for
-//            member/backend, loaded into a new store (values spilled to a second spill directory
-//            while they load, so the old store stays readable until the swap), handed to the
+//            its versions loaded into a new store as they are written (values spilled to a second
+//            spill directory, so the old store stays readable until the swap), verified (record
+//            count and CRC in the stream's trailer), swapped in for member/backend, handed to the
 //            server (Server.installState), and only then to Raft; finishInterruptedSnapshotInstall
 //            completes a swap a crash cut short.
 //
