@@ -188,15 +188,33 @@ export class Snapshotter {
     // Loading as the records go by saves a second pass over the new database (a few seconds per
     // 100 MB here) and costs the receiver no wait: it waits for the stream most of the time.
     const loader = new KvRecordLoader(spill);
+    // The stream's checksum is verified at its end, after its records were loaded: a load that
+    // fails on them (an assertion of the store) is judged then. A corrupt stream is a stream error;
+    // a verified one that breaks the store's invariants is the failure it is, rethrown as is.
+    let loadError: Error | undefined;
+    const load = (batch: [Buffer, Buffer][]): void => {
+      if (loadError !== undefined) return;
+      try {
+        loader.add(batch);
+      } catch (err) {
+        loadError = err instanceof Error ? err : new Error(String(err));
+      }
+    };
     let meta;
     const timings: RestoreTimings = { inputMs: 0, writeMs: 0, batches: 0 };
     try {
-      meta = await restoreSnapshotInto(incoming, data, timings, (batch) => loader.add(batch));
+      meta = await restoreSnapshotInto(incoming, data, timings, load);
     } catch (err) {
       // A broken or malformed stream: the current backend was never touched; drop the partial copy.
+      if (loadError !== undefined) this.o.log.warn('the snapshot stream was broken; loading its records had failed before', { error: loadError.message });
       spill?.spill.close();
       fs.rmSync(incoming, { recursive: true, force: true });
       throw err;
+    }
+    if (loadError !== undefined) {
+      spill?.spill.close();
+      fs.rmSync(incoming, { recursive: true, force: true });
+      throw loadError;
     }
     this.o.log.info('snapshot data written to a new backend and its versions loaded', {
       index: meta.appliedIndex,
