@@ -23,6 +23,8 @@
 //        [--flags="common flags"] [--quorumkv-flags=...] [--etcd-flags=...]
 //        [--bin=dist/src/cli/quorumkv.js] [--etcd=/usr/bin/etcd] [--etcdctl=/usr/bin/etcdctl]
 //        [--ops=overwrite,catch-up,hashkv,defrag,snapshot,restart] [--node-flags="--cpu-prof ..."]
+//        [--catch-up-bins=A,B] (the restarted follower of the n-th catch-up runs build n mod 2: with
+//        --ops=catch-up,catch-up,catch-up,catch-up an A/B of the receiving side in one cluster)
 // --ops picks the operations after the load and their order (one may repeat). Each result line
 // ends with the operation's window on CLOCK_MONOTONIC in µs, the clock of a V8 CPU profile
 // (scripts/cpuprofile-window.ts sums a member's --cpu-prof profile over such a window).
@@ -68,6 +70,7 @@ for (const op of OPS) if (!OP_NAMES.includes(op)) throw new Error(`--ops: unknow
  *  are stopped with SIGTERM at the end of the run, so that a profile gets written. */
 const NODE_FLAGS = words(arg('node-flags', ''));
 const QKV_BIN = path.resolve(arg('bin', path.join(__dirname, '..', 'src', 'cli', 'quorumkv.js')));
+const CATCH_UP_BINS = arg('catch-up-bins', QKV_BIN).split(',').map((b) => path.resolve(b));
 const ETCD_BIN = arg('etcd', '/usr/bin/etcd');
 const ETCDCTL_BIN = arg('etcdctl', '/usr/bin/etcdctl');
 /** Flags given to both systems, then each system's own. */
@@ -97,6 +100,10 @@ interface Member {
 }
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+/** A snapshot coming in: quorumkv's "receiving snapshot", etcd's "receiving database snapshot" / "restored snapshot". */
+const RECEIVED_SNAPSHOT = /(receiv|restor|install)\w* (database )?snapshot/i;
+/** Log lines about snapshots kept per member start (printed after each catch-up: their took_ms are the phases). */
+const SNAPSHOT_LINES_MAX = 40;
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -153,7 +160,7 @@ process.on('exit', () => {
 process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 
-function start(sys: SystemName, m: Member, initialCluster: string): void {
+function start(sys: SystemName, m: Member, initialCluster: string, bin = QKV_BIN): void {
   const url = `http://127.0.0.1:${m.clientPort}`;
   const peer = `http://127.0.0.1:${m.peerPort}`;
   const flags = [
@@ -169,7 +176,7 @@ function start(sys: SystemName, m: Member, initialCluster: string): void {
     ...COMMON_FLAGS,
     ...OWN_FLAGS[sys],
   ];
-  const [cmd, argv] = sys === 'quorumkv' ? [process.execPath, [...NODE_FLAGS, QKV_BIN, ...flags]] : [ETCD_BIN, flags];
+  const [cmd, argv] = sys === 'quorumkv' ? [process.execPath, [...NODE_FLAGS, bin, ...flags]] : [ETCD_BIN, flags];
   const proc = spawn(cmd, argv, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);
   proc.on('exit', () => live.delete(proc));
@@ -180,8 +187,7 @@ function start(sys: SystemName, m: Member, initialCluster: string): void {
       if (l === '') continue;
       m.tail.push(l);
       if (m.tail.length > 30) m.tail.shift();
-      // A snapshot coming in: quorumkv's "receiving snapshot", etcd's "receiving database snapshot" / "restored snapshot".
-      if (/(receiv|restor|install)\w* (database )?snapshot/i.test(l)) m.snapshotLines.push(l);
+      if (/snapshot/i.test(l) && !/snapshot taken/.test(l) && m.snapshotLines.length < SNAPSHOT_LINES_MAX) m.snapshotLines.push(l);
     }
   };
   proc.stdout!.on('data', keep);
@@ -426,6 +432,7 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
         for (const m of members) await until(`${m.name} at revision ${settled}`, PHASE_TIMEOUT_MS, members, async () => ((await revision(m, 2_000)) >= settled ? true : undefined));
       },
     };
+    let catchUps = 0;
     const ops: Record<OpName, () => Promise<string>> = {
       overwrite: async () => {
         const t = Date.now();
@@ -434,8 +441,9 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       },
       'catch-up': async () => {
         const target = await revision(leader);
+        leader.snapshotLines.length = 0;
         const probes = prober(() => leader);
-        start(sys, follower, initialCluster);
+        start(sys, follower, initialCluster, CATCH_UP_BINS[catchUps++ % CATCH_UP_BINS.length]);
         // The follower's peak RSS when it first answers (its start, before the snapshot comes in).
         let readyHwm = NaN;
         await until(`${follower.name} at revision ${target}`, PHASE_TIMEOUT_MS, [follower], async () => {
@@ -444,7 +452,9 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
           return rev >= target ? true : undefined;
         }, 50);
         const during = await probes.stop();
-        const snap = follower.snapshotLines.length > 0 ? `by snapshot ("${follower.snapshotLines[0]!.slice(0, 90)}…")` : 'NO snapshot line in its log';
+        const received = follower.snapshotLines.filter((l) => RECEIVED_SNAPSHOT.test(l));
+        const snap = received.length > 0 ? `by snapshot ("${received[0]!.slice(0, 90)}…")` : 'NO snapshot line in its log';
+        for (const m of [leader, follower]) for (const l of m.snapshotLines) console.log(`    ${m.name}: ${l.slice(0, 300)}`);
         return `${follower.name} restarted after ${EXTRA} writes (peak RSS ${mib(readyHwm)} MiB when it first answered), ${snap}; leader put p99 ${p99(during.ms)} ms during (${during.failed} failed) vs ${p99(before.ms)} ms before`;
       },
       hashkv: async () => {

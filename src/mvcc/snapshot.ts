@@ -89,6 +89,10 @@ export class SnapshotImporter {
   }
 
   private header: { currentRevision: Revision; compactRevision: Revision } | undefined;
+  /** The header's currentRevision is not known yet (finishAt gives it): records are checked
+   *  against it at the end instead of as they come. */
+  private currentRevisionLate = false;
+  private modRevisionMax: Revision = 0;
   private kvCount = 0;
   private lastHistoryRev: Revision = 0;
   private done = false;
@@ -114,6 +118,7 @@ export class SnapshotImporter {
     }
     const kv = r.kv;
     assert(kv.modRevision <= h.currentRevision, 'snapshot: version above the current revision');
+    if (kv.modRevision > this.modRevisionMax) this.modRevisionMax = kv.modRevision;
     if (r.base) {
       assert(this.lastHistoryRev === 0, 'snapshot: base record after history records');
       assert(kv.modRevision < h.compactRevision, 'snapshot: base record at or above the compaction point');
@@ -126,8 +131,26 @@ export class SnapshotImporter {
     this.kvCount++;
   }
 
+  /** Starts an import whose current revision comes last (a backend's, whose meta records follow
+   *  its versions in key order): records are imported as they arrive, `finishAt` checks them. */
+  startWithoutCurrentRevision(): void {
+    assert(this.header === undefined, 'snapshot: header already given');
+    this.header = { currentRevision: Number.MAX_SAFE_INTEGER, compactRevision: 0 };
+    this.currentRevisionLate = true;
+  }
+
+  /** finish() of an import started by startWithoutCurrentRevision, at the current revision now known. */
+  finishAt(currentRevision: Revision): MvccStore {
+    assert(this.currentRevisionLate && this.header !== undefined, 'snapshot: finishAt without startWithoutCurrentRevision');
+    assert(this.modRevisionMax <= currentRevision, 'snapshot: version above the current revision');
+    this.header.currentRevision = currentRevision;
+    this.currentRevisionLate = false;
+    return this.finish();
+  }
+
   /** Returns the rebuilt store; the stream must have ended. */
   finish(): MvccStore {
+    assert(!this.currentRevisionLate, 'snapshot: an import without its current revision ends with finishAt');
     assert(this.done && this.header !== undefined, 'snapshot: stream ended without its end record');
     this.store.restoreFinish(this.header.currentRevision, this.header.compactRevision);
     return this.store;

@@ -8,7 +8,13 @@ import type { Logger } from '../util/log';
 import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 import { CodecError, decodeMessages } from './codec';
 import { Peer, type PeerContext, type TransportStats } from './peer';
-import { SNAPSHOT_BYTES_PER_SECOND_MAX_DEFAULT, SNAPSHOT_CHUNK_BYTES_DEFAULT, SnapshotReceiver, SnapshotRejected, sendSnapshot, type SnapshotSource } from './snapshot';
+import {
+  SNAPSHOT_BYTES_PER_SECOND_MAX_DEFAULT,
+  SNAPSHOT_CHUNK_BYTES_DEFAULT,
+  SNAPSHOT_RECEIVE_WINDOW_BYTES_DEFAULT,
+  SNAPSHOT_RECEIVE_WINDOW_BYTES_MAX,
+  openReceiveWindow,
+  SnapshotReceiver, SnapshotRejected, sendSnapshot, type SendTimings, type SnapshotSource } from './snapshot';
 import {
   ERR_CLUSTER_ID_MISMATCH,
   ERR_MEMBER_REMOVED,
@@ -73,6 +79,8 @@ export interface TransportOptions {
   maxSnapshotBytes?: number;
   /** Average send rate of one snapshot stream (0: unlimited). */
   snapshotBytesPerSecondMax?: number;
+  /** HTTP/2 receive window of an incoming snapshot's connection and stream (0: HTTP/2's 64 KiB). */
+  snapshotReceiveWindowBytes?: number;
   dialTimeoutMs?: number;
   backoff?: BackoffOptions;
   /** TLS goes here (grpc.credentials.createSsl(...)); insecure by default, for http:// peer URLs. */
@@ -94,6 +102,7 @@ export class Transport {
   private readonly snapshotChunkBytes: number;
   private readonly maxSnapshotBytes: number;
   private readonly snapshotBytesPerSecondMax: number;
+  private readonly snapshotReceiveWindowBytes: number;
   private readonly log: Logger;
   private closed = false;
 
@@ -103,12 +112,17 @@ export class Transport {
     this.snapshotChunkBytes = opts.snapshotChunkBytes ?? SNAPSHOT_CHUNK_BYTES_DEFAULT;
     this.maxSnapshotBytes = opts.maxSnapshotBytes ?? MAX_SNAPSHOT_BYTES_DEFAULT;
     this.snapshotBytesPerSecondMax = opts.snapshotBytesPerSecondMax ?? SNAPSHOT_BYTES_PER_SECOND_MAX_DEFAULT;
+    this.snapshotReceiveWindowBytes = opts.snapshotReceiveWindowBytes ?? SNAPSHOT_RECEIVE_WINDOW_BYTES_DEFAULT;
     const maxQueuedMessages = opts.maxQueuedMessagesPerPeer ?? MAX_QUEUED_MESSAGES_PER_PEER_DEFAULT;
     const maxBatchBytes = opts.maxBatchBytes ?? MAX_BATCH_BYTES_DEFAULT;
     assert(opts.id !== 0n, 'transport: member ID must not be 0 (raft.None)');
     assert(maxQueuedMessages > 0 && maxBatchBytes > 0, 'transport: queue and batch bounds must be positive');
     assert(this.snapshotChunkBytes > 0 && this.snapshotChunkBytes <= SNAPSHOT_CHUNK_BYTES_MAX, 'transport: snapshot chunk must fit gRPC\'s default 4 MiB frame');
     assert(this.maxSnapshotBytes > 0 && this.snapshotBytesPerSecondMax >= 0, 'transport: snapshot limits must be positive');
+    assert(
+      this.snapshotReceiveWindowBytes >= 0 && this.snapshotReceiveWindowBytes <= SNAPSHOT_RECEIVE_WINDOW_BYTES_MAX,
+      'transport: snapshot receive window out of range',
+    );
     this.ctx = {
       localId: opts.id,
       clusterId: opts.clusterId,
@@ -246,6 +260,7 @@ export class Transport {
       { ...this.ctx.channelOptions, 'grpc.use_local_subchannel_pool': 1 },
     );
     let ok = false;
+    const timings: SendTimings = { sourceMs: 0, windowMs: 0, paceMs: 0 };
     try {
       const source = this.opts.getSnapshotData !== undefined ? await this.opts.getSnapshotData(m) : (m.snapshot?.data ?? new Uint8Array(0));
       this.log.info('sending snapshot', { ...fields, url: p.currentUrl() });
@@ -258,10 +273,18 @@ export class Transport {
         chunkBytes: this.snapshotChunkBytes,
         signal: abort.signal,
         bytesPerSecondMax: this.snapshotBytesPerSecondMax,
+        timings,
       });
       ok = true;
       this.stats.sentMessages++;
-      this.log.info('sent snapshot', { ...fields, took_ms: Date.now() - started });
+      this.log.info('sent snapshot', {
+        ...fields,
+        took_ms: Date.now() - started,
+        // Waiting for the source (reading the backend), for the window (the receiver), in the rate limit.
+        source_ms: Math.round(timings.sourceMs),
+        window_ms: Math.round(timings.windowMs),
+        pace_ms: Math.round(timings.paceMs),
+      });
     } catch (err) {
       const e = err as Partial<grpc.ServiceError>;
       this.log.warn('sending snapshot failed', { ...fields, code: e.code, error: e.details ?? e.message });
@@ -355,6 +378,7 @@ export class Transport {
     if (!('from' in admitted)) return callback(admitted);
     const from = admitted.from;
     const receiver = new SnapshotReceiver(this.maxSnapshotBytes);
+    if (this.snapshotReceiveWindowBytes > 0) openReceiveWindow(call, this.snapshotReceiveWindowBytes, this.log);
     let done = false;
     const finish = (err: { code: grpc.status; details: string } | null, index = 0): void => {
       if (done) return;

@@ -280,3 +280,32 @@ describe('mvcc snapshot', () => {
     assert.throws(() => imp.finish(), AssertionError);
   });
 });
+
+describe('SnapshotImporter without the current revision up front', () => {
+  it('imports versions as they come and checks them against the current revision given at the end', () => {
+    const src = new MvccStore();
+    workload(src, 7, 200, false);
+    const kvs = [...src.exportSnapshot()].flat().filter((r) => r.type === 'kv');
+    assert.ok(kvs.length > 10 && kvs.every((r) => !r.base));
+    const importer = new SnapshotImporter();
+    importer.startWithoutCurrentRevision();
+    importer.importRecords(kvs);
+    importer.importRecords([{ type: 'end', kvCount: kvs.length }]);
+    assert.throws(() => importer.finish(), AssertionError);
+    const store = importer.finishAt(src.currentRevision);
+    assert.deepEqual(store.hashKV(), src.hashKV());
+    assert.equal(store.currentRevision, src.currentRevision);
+  });
+
+  it('refuses a current revision below a version it imported', () => {
+    const src = new MvccStore();
+    workload(src, 8, 50, false);
+    const kvs = [...src.exportSnapshot()].flat().filter((r) => r.type === 'kv');
+    assert.ok(kvs.length > 10 && kvs.every((r) => !r.base));
+    const importer = new SnapshotImporter();
+    importer.startWithoutCurrentRevision();
+    importer.importRecords(kvs);
+    importer.importRecords([{ type: 'end', kvCount: kvs.length }]);
+    assert.throws(() => importer.finishAt(src.currentRevision - 1), /version above the current revision/);
+  });
+});

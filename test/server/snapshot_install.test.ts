@@ -135,6 +135,36 @@ describe('Snapshotter.install (streamed into a new backend)', function () {
     f.store.closeSpill();
   });
 
+  it('a corrupt record that the store would refuse (revision out of order) fails the install as a corrupt stream, not an assertion', async () => {
+    const f = await follower('f4');
+    const before = f.store.hashKV();
+    const { chunks } = await leader.openSnapshot();
+    const parts: Buffer[] = [];
+    for await (const c of chunks) parts.push(c);
+    const all = Buffer.concat(parts);
+    // Records after the 24-byte header: u32 key length | key | u32 value length | value. The second
+    // version's revision (key bytes 1-8) goes to 0: below the first, so the store's import asserts.
+    let off = 24;
+    let versions = 0;
+    for (;;) {
+      const klen = all.readUInt32BE(off);
+      const key = all.subarray(off + 4, off + 4 + klen);
+      if (key[0] === 0x6b && ++versions === 2) {
+        key.fill(0, 1, 9);
+        break;
+      }
+      off += 8 + klen + all.readUInt32BE(off + 4 + klen);
+    }
+    await assert.rejects(
+      f.snapshotter.install(msgSnap(leaderIndex), leaderStream((async function* () { yield all; })())),
+      (err: Error) => err.name === 'SnapshotFormatError' && /checksum mismatch/.test(err.message),
+    );
+    assert.ok(f.logLines.some((l) => l.includes('loading its records had failed before')), 'the load\'s failure is logged');
+    assert.equal(f.installed.length, 0);
+    assert.ok(!fs.existsSync(path.join(f.memberDir, 'backend.incoming')));
+    assert.deepEqual(f.store.hashKV(), before);
+  });
+
   it('a stream that breaks midway fails the install; the old backend is untouched and no partial copy is left', async () => {
     const f = await follower('f2');
     const before = f.store.hashKV();

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MvccStore } from '../../src/mvcc';
-import { BATCH_INTERVAL_MS, Backend, decodeKv, encodeKv, kvRecordKey } from '../../src/storage/backend/backend';
+import { BATCH_INTERVAL_MS, Backend, KvRecordLoader, decodeKv, encodeKv, kvRecordKey } from '../../src/storage/backend/backend';
 import { decodeLease, encodeLease, leaseIdOfKey, leaseKey } from '../../src/storage/backend/records';
 
 const B = (s: string) => Buffer.from(s);
@@ -202,6 +202,42 @@ describe('backend snapshots', function () {
     txn2.end();
     assert.deepEqual(loaded.store.hashKV(), store.hashKV());
     await b.close();
+    await backend.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('versions loaded while a snapshot is restored (loadImported) give the state, counts and compaction a load of the restored backend gives', async () => {
+    const { restoreSnapshotInto } = await import('../../src/storage/backend/snapshot');
+    const dir = tmp();
+    const store = new MvccStore();
+    const backend = await Backend.open(path.join(dir, 'a'));
+    let last = await writeSome(store, backend, 400, 10);
+    store.compact(store.currentRevision - 50);
+    backend.stageCompaction(store.compactRevision);
+    last = await writeSome(store, backend, 100, last);
+    await backend.commit(last, 3, true);
+    const { chunks } = await backend.openSnapshot();
+    const loader = new KvRecordLoader();
+    let batches = 0;
+    await restoreSnapshotInto(path.join(dir, 'b'), chunks, undefined, (batch) => {
+      batches++;
+      loader.add(batch);
+    });
+    assert.ok(batches > 0);
+    const streamed = await Backend.open(path.join(dir, 'b'));
+    const imported = await streamed.loadImported(loader);
+    await streamed.close();
+    const again = await Backend.open(path.join(dir, 'b'));
+    const loaded = await again.load();
+    assert.equal(imported.appliedIndex, last);
+    assert.equal(imported.store.currentRevision, store.currentRevision);
+    assert.equal(imported.store.compactRevision, store.compactRevision);
+    assert.deepEqual(imported.store.hashKV(), loaded.store.hashKV());
+    assert.deepEqual(imported.store.hashKV(), store.hashKV());
+    assert.equal(streamed.liveBytes, again.liveBytes);
+    assert.deepEqual([...imported.leases.keys()], [...loaded.leases.keys()]);
+    assert.throws(() => loader.add([]), /records after finish/);
+    await again.close();
     await backend.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -115,6 +115,51 @@ describe('transport: snapshot stream', function () {
     assert.ok(b.logLines.some((l) => l.includes('receiving snapshot') && l.includes('"size_bytes":"unknown"')));
   });
 
+  for (const windowBytes of [undefined, 0]) {
+    const widened = windowBytes === undefined;
+    it(`a receiver that does not read ${widened ? 'still takes its 4 MiB HTTP/2 window (the sender need not wait every 64 KiB)' : 'with HTTP/2\'s 64 KiB window (option 0) takes only its gRPC queue'}`, async () => {
+      const chunkBytes = 64 * 1024;
+      const pieces = 160; // 10 MiB
+      let produced = 0;
+      let release: () => void = () => undefined;
+      const released = new Promise<void>((r) => (release = r));
+      const a = await member(widened ? 61n : 63n, {
+        snapshotChunkBytes: chunkBytes,
+        getSnapshotData: async () => ({
+          chunks: (async function* () {
+            for (let i = 0; i < pieces; i++) {
+              produced += chunkBytes;
+              yield Buffer.alloc(chunkBytes, i & 0xff);
+            }
+          })(),
+        }),
+      });
+      const b = await member(widened ? 62n : 64n, {
+        snapshotReceiveWindowBytes: windowBytes,
+        onSnapshot: async (m, data) => {
+          await released; // reads nothing until the test has seen how far the sender got
+          let n = 0;
+          for await (const piece of data) n += piece.length;
+          b.snapshots.push({ m, data: Buffer.alloc(n) });
+        },
+      });
+      connectAll([a, b]);
+      a.transport.send([msgSnap(a.id, b.id, new Uint8Array(0))]);
+      // gRPC's queue of 16 messages (1 MiB), the 4 chunks in flight and HTTP/2's buffers take
+      // ~2.2 MiB here; the widened window 4 MiB more.
+      const bound = 4.5 * MiB;
+      if (widened) await waitFor(() => produced > bound, `the sender past ${bound} bytes`, 8_000);
+      else await new Promise((r) => setTimeout(r, 1_500));
+      const ahead = produced;
+      release();
+      await waitFor(() => a.snapshotStatus.length === 1, 'snapshot status', 10_000);
+      assert.deepEqual(a.snapshotStatus, [{ id: b.id, ok: true }]);
+      assert.equal(b.snapshots[0].data.length, pieces * chunkBytes);
+      if (!widened) assert.ok(ahead < 3.5 * MiB, `sender got ${ahead} bytes ahead with HTTP/2's default window`);
+      assert.ok(!b.logLines.some((l) => l.includes('receive window')), 'the receiver reached its HTTP/2 session');
+    });
+  }
+
   it('a sender that goes away mid-stream makes the receiver\'s data stream throw (the install aborts)', async () => {
     let produced = 0;
     const a = await member(81n, {

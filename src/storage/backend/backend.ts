@@ -128,6 +128,52 @@ export interface LoadedState {
 }
 
 /**
+ * Rebuilds an in-memory store from a backend's records fed in key order: the backend's own
+ * iterator (Backend.load) or a snapshot stream as it is written into a new backend (the install
+ * then needs no second pass over the database, Backend.loadImported). Records of other namespaces
+ * are skipped. Each add() imports (and spills, with a spill attached) one batch synchronously: a
+ * batch of ~1 MiB is a few ms.
+ */
+export class KvRecordLoader {
+  private readonly store = new MvccStore();
+  private readonly importer: SnapshotImporter;
+  private count = 0;
+  private finished = false;
+  /** What the imported versions count towards Backend.liveBytes. */
+  kvBytes = 0;
+
+  constructor(spill?: { spill: ValueSpill; hotValueBytes: number }) {
+    if (spill) this.store.attachSpill(spill.spill, spill.hotValueBytes);
+    this.importer = new SnapshotImporter(this.store);
+    // The current revision is a meta record, after the versions in key order (records.ts).
+    this.importer.startWithoutCurrentRevision();
+  }
+
+  add(records: readonly (readonly [Buffer, Buffer])[]): void {
+    assert(!this.finished, 'KvRecordLoader: records after finish');
+    const kvs = [];
+    for (const [k, v] of records) {
+      if (k[0] !== NS_KV) continue;
+      kvs.push({ type: 'kv' as const, base: false, kv: decodeKv(k, v) });
+      this.kvBytes += recordBytes(k, v);
+    }
+    if (kvs.length === 0) return;
+    this.importer.importRecords(kvs);
+    this.count += kvs.length;
+    while (this.store.spillStep()) {
+      // a batch of records is ~1 spill step: memory stays near the budget during the load
+    }
+  }
+
+  finish(currentRevision: Revision): MvccStore {
+    assert(!this.finished, 'KvRecordLoader: finished twice');
+    this.finished = true;
+    this.importer.importRecords([{ type: 'end', kvCount: this.count }]);
+    return this.importer.finishAt(currentRevision);
+  }
+}
+
+/**
  * The size the backend quota is checked against (etcd's quota compares bolt's file size), kept in
  * memory and updated as records are staged and deleted, so the check costs nothing per request:
  *   liveBytes      = key + value + RECORD_OVERHEAD_BYTES of every MVCC version record and every
@@ -177,35 +223,39 @@ export class Backend {
    *  With `spill`, values move out of the heap while they are loaded (so a restart does not first
    *  hold every value in memory). */
   async load(spill?: { spill: ValueSpill; hotValueBytes: number }): Promise<LoadedState> {
-    const meta = await this.db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_COMPACT_REV, META_CURRENT_REV, META_ALLOCATED_BYTES]);
-    const compactRev = readU64(meta[2]);
-    const currentRev = Math.max(1, readU64(meta[3]));
-    // Every version is imported as history in revision order; compaction is then redone in memory.
-    // (Versions below the compaction point that physical compaction had not yet deleted are
-    // dropped again by it.)
-    const target = new MvccStore();
-    if (spill) target.attachSpill(spill.spill, spill.hotValueBytes);
-    const importer = new SnapshotImporter(target);
-    importer.importRecords([{ type: 'header', currentRevision: currentRev, compactRevision: 0 }]);
-    let count = 0;
+    const loader = new KvRecordLoader(spill);
     const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]), highWaterMarkBytes: ITERATOR_READ_BYTES_MAX });
     try {
       for (;;) {
         const batch = await it.nextv(LOAD_RECORDS_PER_STEP_MAX);
         if (batch.length === 0) break;
-        const records = batch.map(([k, v]) => ({ type: 'kv' as const, base: false, kv: decodeKv(k, v) }));
-        for (const [k, v] of batch) this.liveBytesValue += recordBytes(k, v);
-        importer.importRecords(records);
-        count += records.length;
-        while (target.spillStep()) {
-          // a batch of records is ~1 spill step: memory stays near the budget during the load
-        }
+        loader.add(batch);
       }
     } finally {
       await it.close();
     }
-    importer.importRecords([{ type: 'end', kvCount: count }]);
-    const store = importer.finish();
+    return this.loadRest(loader);
+  }
+
+  /**
+   * load() for a backend whose versions were already imported by `loader` as they were written
+   * (a snapshot restored from a stream, server/snapshot.ts): only the current revision, the
+   * compaction and the small namespaces are read. The database must hold exactly what the loader
+   * saw.
+   */
+  loadImported(loader: KvRecordLoader): Promise<LoadedState> {
+    return this.loadRest(loader);
+  }
+
+  private async loadRest(loader: KvRecordLoader): Promise<LoadedState> {
+    const meta = await this.db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_COMPACT_REV, META_CURRENT_REV, META_ALLOCATED_BYTES]);
+    const compactRev = readU64(meta[2]);
+    const currentRev = Math.max(1, readU64(meta[3]));
+    // Every version was imported as history in revision order; compaction is now redone in memory.
+    // (Versions below the compaction point that physical compaction had not yet deleted are
+    // dropped again by it.)
+    const store = loader.finish(currentRev);
+    this.liveBytesValue += loader.kvBytes;
     if (compactRev > 0) {
       // In slices: a member installing a snapshot keeps its heartbeats and clients meanwhile.
       store.scheduleCompaction(compactRev);
