@@ -10,12 +10,12 @@
 //             iterable); gRPC reads the next message only when the stream's consumer wants it.
 // The receiver answers only after onSnapshot resolved (the snapshot installed or refused).
 
-import type http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../util/log';
 import { MessageType, type Message } from '../raft';
 import { assert } from '../util/assert';
 import { encodeMessages, decodeMessages } from './codec';
+import { widenReceiveWindow } from './window';
 import { SNAPSHOT_PATH, deserializeSnapshotResponse, serializeChunk, type SnapshotChunkPb, type SnapshotResponsePb } from './wire';
 
 /** Snapshot data to send: the bytes themselves, or a stream of chunks (of a known total size, or
@@ -271,32 +271,13 @@ export class SnapshotRejected extends Error {
   }
 }
 
-/** The grpc-js server call's HTTP/2 stream: grpc-js keeps it on the call's `call.stream` (the
- *  peer server has no interceptors) and has no public way to size a server's receive window. */
-function http2StreamOf(call: grpc.ServerReadableStream<unknown, unknown>): http2.ServerHttp2Stream | undefined {
-  const inner = (call as unknown as { call?: { stream?: unknown } }).call;
-  const stream = inner?.stream as http2.ServerHttp2Stream | undefined;
-  return stream !== undefined && typeof stream.session?.setLocalWindowSize === 'function' ? stream : undefined;
-}
-
 /**
  * Widens the HTTP/2 receive windows of an incoming snapshot (SNAPSHOT_RECEIVE_WINDOW_BYTES_DEFAULT
- * says why): the connection's at once, the stream's through SETTINGS_INITIAL_WINDOW_SIZE, which
- * HTTP/2 applies to streams already open (RFC 9113 6.9.2). The snapshot has its own connection
- * (the sender's local subchannel pool), so the message stream's windows are untouched. Without
- * access to the stream (another grpc-js layout) the snapshot still works, 64 KiB a round trip.
+ * says why), the stream's and the connection's. The snapshot has its own connection (the sender's
+ * local subchannel pool), so the message stream's windows are untouched. Without access to the
+ * stream (another grpc-js layout) the snapshot still works, 64 KiB a round trip.
  */
 export function openReceiveWindow(call: grpc.ServerReadableStream<unknown, unknown>, windowBytes: number, log: Logger): void {
   assert(windowBytes > 0 && windowBytes <= SNAPSHOT_RECEIVE_WINDOW_BYTES_MAX, 'openReceiveWindow: window out of range');
-  const session = http2StreamOf(call)?.session;
-  if (session === undefined || session.destroyed) {
-    log.warn('snapshot: cannot reach the HTTP/2 session to widen its receive window; receiving 64 KiB a round trip');
-    return;
-  }
-  try {
-    if ((session.state.localWindowSize ?? 0) < windowBytes) session.setLocalWindowSize(windowBytes);
-    if ((session.localSettings.initialWindowSize ?? 0) < windowBytes) session.settings({ initialWindowSize: windowBytes });
-  } catch (err) {
-    log.warn('snapshot: widening the HTTP/2 receive window failed; receiving 64 KiB a round trip', { error: String(err) });
-  }
+  widenReceiveWindow(call, log, windowBytes, windowBytes);
 }

@@ -9,8 +9,9 @@
 // etcd's peer streams are HTTP/1.1 over TCP, bounded by the kernel's socket buffers only.
 //
 // Memory: a peer may have up to STREAM_WINDOW_BYTES of one stream (CONNECTION_WINDOW_BYTES over
-// all streams of its connection) received and not yet read by us. Only raft message streams get it
-// (snapshots come on their own connection, whose window stays at the default and paces them).
+// all streams of its connection) received and not yet read by us, and only once a raft stream was
+// accepted on it. An incoming snapshot, on its own connection, opens that connection to the
+// snapshot receive window instead (snapshot.ts openReceiveWindow, 4 MiB by default).
 import type * as http2 from 'node:http2';
 import type { Logger } from '../util/log';
 
@@ -21,29 +22,36 @@ export const CONNECTION_WINDOW_BYTES = 4 * 1024 * 1024;
 /** How deep to look through grpc-js's call wrappers for the HTTP/2 stream. */
 const CALL_WRAPPERS_MAX = 4;
 
-const widened = new WeakSet<http2.Http2Session>();
 let warned = false;
 
 /**
- * Widens the receive windows of the HTTP/2 connection under `call` (a grpc-js server call), once per
- * connection. grpc-js does not expose the stream: it is found through the call's wrappers (each holds
- * the next as `call`/`nextCall`, the innermost the `stream`); if a grpc-js version hides it, the
- * windows stay at the default (slower with large values, never wrong) and that is logged once.
- * Returns the session it widened or found widened, for tests.
+ * Widens the receive windows of the HTTP/2 connection under `call` (a grpc-js server call) to at
+ * least `streamBytes` per stream (SETTINGS_INITIAL_WINDOW_SIZE, which HTTP/2 applies to streams
+ * already open, RFC 9113 6.9.2) and `connectionBytes` for the connection; never narrows them. The
+ * one place that reaches into grpc-js (raft message streams and snapshots both come here): grpc-js
+ * has no server option for the window and does not expose the stream, which is found through the
+ * call's wrappers (each holds the next as `call`/`nextCall`, the innermost the `stream`). If a
+ * grpc-js version hides it, the windows stay at the default (slower with large messages, never
+ * wrong), that is logged once, and test/transport/window.test.ts fails. Returns the session, for
+ * tests.
  */
-export function widenReceiveWindow(call: object, log: Logger): http2.Http2Session | undefined {
+export function widenReceiveWindow(call: object, log: Logger, streamBytes = STREAM_WINDOW_BYTES, connectionBytes = CONNECTION_WINDOW_BYTES): http2.Http2Session | undefined {
   const session = sessionOf(call);
   if (session === undefined) {
     if (!warned) {
       warned = true;
-      log.warn('cannot reach the HTTP/2 session of a raft stream (grpc-js internals changed?): its receive window stays at 64 KiB');
+      log.warn('cannot reach the HTTP/2 session of a peer call (grpc-js internals changed?): its receive window stays at 64 KiB');
     }
     return undefined;
   }
-  if (widened.has(session) || session.destroyed) return session;
-  widened.add(session);
-  session.settings({ initialWindowSize: STREAM_WINDOW_BYTES });
-  session.setLocalWindowSize(CONNECTION_WINDOW_BYTES);
+  if (session.destroyed) return session;
+  try {
+    if ((session.state.localWindowSize ?? 0) < connectionBytes) session.setLocalWindowSize(connectionBytes);
+    // localSettings changes when the peer acknowledges; pendingSettingsAck covers the time between.
+    if (!session.pendingSettingsAck && (session.localSettings.initialWindowSize ?? 0) < streamBytes) session.settings({ initialWindowSize: streamBytes });
+  } catch (err) {
+    log.warn('widening an HTTP/2 receive window failed; it stays at 64 KiB', { error: String(err) });
+  }
   return session;
 }
 

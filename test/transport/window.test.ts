@@ -1,6 +1,6 @@
 // The receive window of a raft message stream: a receiver opens it beyond HTTP/2's 64 KiB default once
 // it has accepted the stream (large values: a MsgApp batch of 4 KiB entries is 100-200 KiB), and only
-// on that connection (snapshots, on their own connection, keep the default window that paces them).
+// on that connection (an incoming snapshot, on its own connection, opens its own window: snapshot.test.ts).
 import assert from 'node:assert/strict';
 import * as http2 from 'node:http2';
 import { CONNECTION_WINDOW_BYTES, STREAM_WINDOW_BYTES } from '../../src/transport/window';
