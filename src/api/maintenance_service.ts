@@ -27,6 +27,7 @@ import { crc32c } from '../mvcc';
 import { snapshotFileBytes, snapshotFileChunks } from '../storage/snapshot_file';
 import { writeEtcdDb, type EtcdDbWritten } from '../storage/etcddb/etcd_db';
 import { bufferedSink } from '../storage/etcddb/bolt';
+import { LOOP_CLOCK } from '../util/slice_clock';
 import { internalStatus, replyError } from './errors';
 import type { ServerStreamCall, ServerStreamHandler, StreamListener, UnaryHandler } from './call';
 import { authorizeAlarm, authorizeMaintenance } from './auth_service';
@@ -37,6 +38,8 @@ export const STATUS_VERSION = '3.4.0';
 /** Blob bytes per SnapshotResponse. etcd sends 32 KiB; clients only concatenate blobs (and accept
  *  messages of any size up to their receive limit, ≥ 4 MiB everywhere), so fewer, larger ones. */
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
+/** Sending work (hashing, framing) between two event-loop turns. */
+const SEND_SLICE_MS_MAX = 10;
 /** Snapshot streams served at once; each holds a spool file the size of the backend. */
 const SNAPSHOT_STREAMS_MAX = 2;
 /** Spool files: `<data-dir>/member/snapshot-stream.<pid>.<seq>.tmp`, removed when the stream ends. */
@@ -235,7 +238,14 @@ async function streamSnapshot(server: Server, out: SnapshotSender, spoolDir: str
     const total = snapshotFileBytes(written.bytes);
     const header: ResponseHeader = server.header(Math.max(1, written.revision)); // as Backend.load: an empty store is at 1
     let sent = 0;
+    // The spool is read ahead and a write the transport takes resolves at once: without a turn
+    // now and then, the loop would hash and frame chunk after chunk in microtasks.
+    let sliceStart = LOOP_CLOCK.now();
     for await (const blob of snapshotFileChunks(readSpool(fh, written.bytes), SNAPSHOT_CHUNK_BYTES)) {
+      if (LOOP_CLOCK.now() - sliceStart >= SEND_SLICE_MS_MAX) {
+        await LOOP_CLOCK.yieldToLoop();
+        sliceStart = LOOP_CLOCK.now();
+      }
       sent += blob.length;
       if (!(await out.send({ header, remaining_bytes: total - sent, blob, version: STATUS_VERSION }))) return;
     }

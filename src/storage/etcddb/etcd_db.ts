@@ -20,6 +20,7 @@
 // etcd's (a restore starts a new cluster: the term only has to be at least that of the index).
 import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
+import { LOOP_CLOCK, type SliceClock } from '../../util/slice_clock';
 import { BoltReader, BoltWriter, type PageSink } from './bolt';
 import { encodeSnapshotRecords, snapshotHeader, snapshotTrailer, type SnapshotMeta } from '../backend/snapshot';
 import { encodeKv, kvRecordKey } from '../backend/backend';
@@ -203,6 +204,9 @@ function etcdRevKey(main: bigint, sub: bigint, tombstone: boolean): Buffer {
 
 // ---- backend → etcd database ---------------------------------------------------------------------
 
+/** Conversion work between two event-loop turns. */
+const CONVERT_SLICE_MS_MAX = 10;
+
 /** Stats of a written database. */
 export interface EtcdDbWritten {
   bytes: number;
@@ -214,8 +218,11 @@ export interface EtcdDbWritten {
  * an etcd database through `sink`. `key` records go to their bucket as they come; the rest (a few
  * records per lease, member, user and role) are kept until the end, sorted in etcd's key order.
  */
-export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, meta: SnapshotMeta, sink: PageSink): Promise<EtcdDbWritten> {
+export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, meta: SnapshotMeta, sink: PageSink, clock: SliceClock = LOOP_CLOCK): Promise<EtcdDbWritten> {
   const w = new BoltWriter(sink);
+  // Reads run one batch ahead and writes one behind, so their awaits often find the promise
+  // settled and go on without an event-loop turn: the conversion yields by time itself.
+  let sliceStart = clock.now();
   const small = new Map<string, [Buffer, Buffer][]>();
   const put = (bucket: string, k: Buffer, v: Buffer) => {
     let list = small.get(bucket);
@@ -229,6 +236,10 @@ export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, me
   let authRevision = 0n;
   for await (const batch of records) {
     for (const [k, v] of batch) {
+      if (clock.now() - sliceStart >= CONVERT_SLICE_MS_MAX) {
+        await clock.yieldToLoop();
+        sliceStart = clock.now();
+      }
       switch (k[0]) {
         case NS_KV: {
           assert(k.length === 13, 'backend kv record key');

@@ -65,4 +65,17 @@ describe('etcd database from backend records (snapshot save)', () => {
       db.close();
     }
   });
+
+  it('yields to the event loop during a long conversion, even when its reads and writes are already done', async () => {
+    // A clock that advances 1 ms per reading: the conversion must take turns every 10 ms of work.
+    let ms = 0;
+    let yields = 0;
+    const clock = { now: () => ms++, yieldToLoop: () => { yields++; return new Promise<void>((r) => setImmediate(r)); } };
+    const records: [Buffer, Buffer][] = [];
+    for (let rev = 1; rev <= 200; rev++) records.push([kvRecordKey(rev, 0), encodeKv({ key: `k${rev}`, createRevision: rev, modRevision: rev, version: 1, value: 'v', lease: 0n })]);
+    const sink = bufferedSink(async () => undefined);
+    await writeEtcdDb((async function* () { yield records; })(), { appliedIndex: 1, appliedTerm: 1 }, sink, clock);
+    await sink.flush();
+    assert.ok(yields >= 15, `yielded ${yields} times over 200 records`);
+  });
 });
