@@ -139,8 +139,9 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
    *  the conversion of a large answer is spread over the turns the handler writes it in, and the
    *  member holds about SEND_BUFFER_BYTES of it. */
   respondInParts(_messageBytes: number): MessagePartWriter<Uint8Array> {
-    assert(!this.finished && !this.partsStarted, 'gateway: respondInParts on a call already answered');
-    this.partsStarted = true;
+    assert(!this.partsStarted, 'gateway: respondInParts twice');
+    // A call already over (the client went away) gets a writer that is over: nothing is sent.
+    this.partsStarted = !this.finished;
     return new GatewayPartWriter(this, this.res, new PartsToJson(this.method.resType));
   }
 
