@@ -9,6 +9,7 @@
 // so the machine's cores go to the member.
 // Usage: npx tsc -p . && node dist/scripts/bench-range.js [--keys=50000] [--value-bytes=4096]
 //        [--grpc=4] [--gateway=2] [--rounds=1] [--bins=before.js,after.js] [--flags="..."]
+// BENCH_MEMBER_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the members.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -187,7 +188,7 @@ function gatewayRange(port: number): Promise<number> {
 async function startMember(bin: string, dir: string, port: number, peer: number): Promise<Client> {
   proc = spawn(
     process.execPath,
-    [bin, '--name=m1', `--data-dir=${dir}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--advertise-client-urls=http://127.0.0.1:${port}`,
+    [...(process.env.BENCH_MEMBER_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''), bin, '--name=m1', `--data-dir=${dir}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--advertise-client-urls=http://127.0.0.1:${port}`,
       `--listen-peer-urls=http://127.0.0.1:${peer}`, `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`, `--initial-cluster=m1=http://127.0.0.1:${peer}`,
       '--quota-backend-bytes=8589934592', ...FLAGS],
     { detached: true, stdio: ['ignore', 'ignore', 'inherit'] },

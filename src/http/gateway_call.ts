@@ -150,7 +150,9 @@ export class GatewayCall implements UnaryCall<unknown, unknown>, ServerStreamCal
     const res = this.res;
     if (this.partsOver) return true;
     this.head(200);
-    if (text.length > 0) res.write(text);
+    // As bytes: http's chunked write of a string measures it (Buffer.byteLength) and then encodes
+    // it, two passes over ~170 KB per slice that took a fifth of the gateway's time in a profile.
+    if (text.length > 0) res.write(Buffer.from(text, 'utf8'));
     return res.writableLength < SEND_BUFFER_BYTES;
   }
 
