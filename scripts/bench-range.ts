@@ -9,6 +9,7 @@
 // so the machine's cores go to the member.
 // Usage: npx tsc -p . && node dist/scripts/bench-range.js [--keys=50000] [--value-bytes=4096]
 //        [--grpc=4] [--gateway=2] [--rounds=1] [--bins=before.js,after.js] [--flags="..."]
+// BENCH_MEMBER_NODE_ARGS="--cpu-prof --cpu-prof-dir=DIR" profiles the members.
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -34,6 +35,7 @@ const FLAGS = arg('flags', '').split(' ').filter((f) => f !== '');
 const PUTS_PER_TXN = 64;
 const LOAD_CLIENTS = 8;
 const PROBE_EVERY_MS = 20;
+const IDLE_MS = 5000;
 /** Bounds on each step: the benchmark gives up rather than hang. */
 const STEP_TIMEOUT_MS = 5 * 60_000;
 
@@ -61,6 +63,7 @@ function killMember(): void {
 }
 process.on('exit', killMember);
 process.on('SIGINT', () => process.exit(130));
+process.on('SIGTERM', () => process.exit(143));
 
 type Client = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
 function client(service: string, port: number): Client {
@@ -185,7 +188,7 @@ function gatewayRange(port: number): Promise<number> {
 async function startMember(bin: string, dir: string, port: number, peer: number): Promise<Client> {
   proc = spawn(
     process.execPath,
-    [bin, '--name=m1', `--data-dir=${dir}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--advertise-client-urls=http://127.0.0.1:${port}`,
+    [...(process.env.BENCH_MEMBER_NODE_ARGS ?? '').split(' ').filter((a) => a !== ''), bin, '--name=m1', `--data-dir=${dir}`, `--listen-client-urls=http://127.0.0.1:${port}`, `--advertise-client-urls=http://127.0.0.1:${port}`,
       `--listen-peer-urls=http://127.0.0.1:${peer}`, `--initial-advertise-peer-urls=http://127.0.0.1:${peer}`, `--initial-cluster=m1=http://127.0.0.1:${peer}`,
       '--quota-backend-bytes=8589934592', ...FLAGS],
     { detached: true, stdio: ['ignore', 'ignore', 'inherit'] },
@@ -211,18 +214,31 @@ async function stopMember(): Promise<void> {
   killMember();
 }
 
+/** IDLE_MS of probes alone: the machine's noise floor (longest stall, probe p99). */
+async function idle(port: number, kv: Client): Promise<string> {
+  await lagMaxMs(port);
+  const probe = prober(kv);
+  await sleep(IDLE_MS);
+  const probes = (await probe.stop()).sort((a, b) => a - b);
+  const lag = await lagMaxMs(port);
+  return `idle ${IDLE_MS / 1000} s: stall max ${lag.toFixed(0)} ms, probe p99 ${(probes[Math.floor(probes.length * 0.99)] ?? NaN).toFixed(0)} ms`;
+}
+
 async function run(bin: string, port: number, kv: Client): Promise<void> {
   const pid = proc!.pid!;
   await sleep(2000); // the spill catches up after a start
+  const floor = await idle(port, kv);
   const rssBeforeMb = statusKb(pid, 'VmRSS') / 1024;
   fs.writeFileSync(`/proc/${pid}/clear_refs`, '5'); // resets VmHWM to the current RSS
   await lagMaxMs(port); // starts the window
   let lagMs = 0;
+  let scrapesFailed = 0;
   let scraping = true;
+  const seen = (ms: number) => (Number.isNaN(ms) ? scrapesFailed++ : (lagMs = Math.max(lagMs, ms)));
   const scraper = (async () => {
     while (scraping) {
       await sleep(500);
-      lagMs = Math.max(lagMs, await lagMaxMs(port));
+      seen(await lagMaxMs(port));
     }
   })();
   const probe = prober(kv);
@@ -232,7 +248,7 @@ async function run(bin: string, port: number, kv: Client): Promise<void> {
   const probes = (await probe.stop()).sort((a, b) => a - b);
   scraping = false;
   await scraper;
-  lagMs = Math.max(lagMs, await lagMaxMs(port));
+  seen(await lagMaxMs(port));
   const peakMb = statusKb(pid, 'VmHWM') / 1024;
   const failed = got.filter((g) => g.status === 'rejected').map((g) => String((g as PromiseRejectedResult).reason));
   const mb = got.filter((g) => g.status === 'fulfilled').map((g) => ((g as PromiseFulfilledResult<number>).value / 1e6).toFixed(0));
@@ -240,7 +256,7 @@ async function run(bin: string, port: number, kv: Client): Promise<void> {
   console.log(
     `${path.relative(process.cwd(), bin)}: ${GRPC} grpc + ${GATEWAY} gateway ranges in ${wallS.toFixed(1)} s (MB each: ${mb.join(' ')})` +
       `${failed.length ? `, FAILED: ${failed.join('; ')}` : ''}; RSS before ${rssBeforeMb.toFixed(0)} MB, peak ${peakMb.toFixed(0)} MB; ` +
-      `loop stall max ${lagMs.toFixed(0)} ms; probes ${probes.length}, p99 ${p99.toFixed(0)} ms, max ${(probes[probes.length - 1] ?? NaN).toFixed(0)} ms`,
+      `loop stall max ${lagMs.toFixed(0)} ms${scrapesFailed ? ` (${scrapesFailed} /metrics scrapes failed)` : ''}; probes ${probes.length}, p99 ${p99.toFixed(0)} ms, max ${(probes[probes.length - 1] ?? NaN).toFixed(0)} ms (${floor})`,
   );
 }
 

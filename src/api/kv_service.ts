@@ -66,7 +66,7 @@ function serveRange(server: Server, call: UnaryCall<RangeRequest, RangeResponse>
     header: (rev) => encodeHeader(server.header(rev)),
     begin: (bytes) => call.respondInParts(bytes) as unknown as PartSink,
   };
-  rangeSliced(() => server.store, r, job, target, { abandoned: () => abandoned || call.cancelled, budget }).catch((err: unknown) => replyError(call, err));
+  rangeSliced(() => server.store, r, job, target, { abandoned: () => abandoned || call.cancelled, onAbandoned: (fn) => call.onAbandoned(fn), budget }).catch((err: unknown) => replyError(call, err));
 }
 
 /** A read-only txn with a large range: over later turns (txn_sliced.ts). */
@@ -77,7 +77,7 @@ function serveTxnSliced(server: Server, call: UnaryCall<TxnRequest, TxnResponse>
     header: (rev, nested) => encodeHeader(nested ? ({ revision: server.header(rev).revision } as ResponseHeader) : server.header(rev)),
     begin: (bytes) => call.respondInParts(bytes) as unknown as PartSink,
   };
-  txnSliced(() => server.store, call.request, plan, target, { abandoned: () => abandoned || call.cancelled, budget }).catch((err: unknown) => replyError(call, err));
+  txnSliced(() => server.store, call.request, plan, target, { abandoned: () => abandoned || call.cancelled, onAbandoned: (fn) => call.onAbandoned(fn), budget }).catch((err: unknown) => replyError(call, err));
 }
 
 function serveSingleKey(server: Server, call: UnaryCall<RangeRequest, RangeResponse>): void {

@@ -64,6 +64,9 @@ export interface SlicedRangeOptions {
   responseBytesMax?: number;
   /** True once nobody waits for the answer (the client went away): the range stops. */
   abandoned?: () => boolean;
+  /** Where to hear of the client going away at once (call.onAbandoned): a wait for the budget
+   *  then leaves the queue instead of holding its place. */
+  onAbandoned?: (fn: () => void) => void;
   /** The member's budget of answer bytes held; none: unbounded (tests). */
   budget?: RangeAnswerBudget;
   /** How long a client may read nothing (RANGE_READ_STALL_MS_MAX; shorter in tests). */
@@ -99,7 +102,7 @@ export async function rangeSliced(store: () => MvccStore, r: RangeRequest, first
     // staleness that came while the last waited for the budget (the next one holds it already).
     for (let attempt = 0; attempt <= RANGE_RESTARTS_MAX + 1; attempt++) {
       job ??= store().rangeJob(r.key, rangeEndOf(r.range_end), rangeOptions(r));
-      const slicer = new Slicer(clock, attempt >= RANGE_RESTARTS_MAX ? Infinity : (o.sliceMs ?? RANGE_SLICE_MS_MAX), o.abandoned);
+      const slicer = new Slicer(clock, attempt >= RANGE_RESTARTS_MAX ? Infinity : (o.sliceMs ?? RANGE_SLICE_MS_MAX), o.abandoned, o.onAbandoned);
       try {
         const kvsBytes = await prepareAnswer(job, slicer, held, o.budget);
         const { before, after } = rangeResponseFrame(target.header(job.headRevision), job.more, job.count);
@@ -135,6 +138,8 @@ export class Slicer {
     private readonly clock: SliceClock,
     private readonly sliceMs: number,
     private readonly abandoned: (() => boolean) | undefined,
+    /** SlicedRangeOptions.onAbandoned. */
+    readonly onAbandoned?: (fn: () => void) => void,
   ) {
     this.start = clock.now();
   }
@@ -193,9 +198,10 @@ export async function prepareAnswer(job: RangeJob, slicer: Slicer, held: Held, b
 /** Waits for the budget. Throws the refusal, or Abandoned. */
 export async function admit(budget: RangeAnswerBudget, cost: number, slicer: Slicer): Promise<BudgetRelease> {
   const wait = budget.acquire(cost);
+  slicer.onAbandoned?.(() => wait.cancel());
   const got = await wait.admitted;
   if (got instanceof EtcdError) throw got;
-  assert(got !== undefined, 'range budget: a wait resolved without being cancelled');
+  if (got === undefined) throw new Abandoned();
   try {
     slicer.check();
   } catch (err) {

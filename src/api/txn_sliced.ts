@@ -94,7 +94,7 @@ export async function txnSliced(store: () => MvccStore, t: TxnRequest, first: Tx
   try {
     for (let attempt = 0; attempt <= RANGE_RESTARTS_MAX + 1; attempt++) {
       plan ??= planTxn(store(), t);
-      const slicer = new Slicer(clock, attempt >= RANGE_RESTARTS_MAX ? Infinity : (o.sliceMs ?? RANGE_SLICE_MS_MAX), o.abandoned);
+      const slicer = new Slicer(clock, attempt >= RANGE_RESTARTS_MAX ? Infinity : (o.sliceMs ?? RANGE_SLICE_MS_MAX), o.abandoned, o.onAbandoned);
       try {
         const pieces: Piece[] = [];
         const stats = { versions: 0 };

@@ -471,7 +471,10 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
    *  the deadline's, the response budget's) ends it with that status after the partial message,
    *  which a gRPC client reports as the status. */
   respondInParts(messageBytes: number): MessagePartWriter {
-    assert(!this.finished && messageBytes >= 0 && messageBytes <= MESSAGE_BYTES_MAX, 'respondInParts: a call already answered, or a size outside the gRPC message limit');
+    assert(messageBytes >= 0 && messageBytes <= MESSAGE_BYTES_MAX, 'respondInParts: a size outside the gRPC message limit');
+    // A call already over (cancelled, its deadline passed) gets a writer that is over: nothing
+    // is sent.
+    if (this.finished) return new GrpcPartWriter(this, messageBytes);
     const head = Buffer.allocUnsafe(MESSAGE_HEADER_BYTES);
     head[0] = 0;
     head.writeUInt32BE(messageBytes, 1);

@@ -68,7 +68,8 @@ export class PartsToJson {
     for (const [name, value] of Object.entries(obj)) {
       const i = this.fieldIndex.get(name)!;
       if (Array.isArray(value) && this.openArray === name) {
-        for (const e of value) out += ',' + JSON.stringify(e);
+        // One join: a flat string, not a chain of concatenations the writer must flatten.
+        if (value.length > 0) out += ',' + value.map((e) => JSON.stringify(e)).join(',');
         continue;
       }
       assert(i > this.lastField, `json parts: field ${name} out of field-number order`);

@@ -14,7 +14,7 @@ import { MvccStore, NO_LEASE } from '../../src/mvcc';
 import { protoRoot } from '../../src/proto';
 import type { RangeRequest } from '../../src/proto/types';
 import { applyRange } from '../../src/server/kv_ops';
-import { rangeSliced, RANGE_KEYS_PER_STEP, type PartSink, type RangeAnswerTarget } from '../../src/api/range_sliced';
+import { rangeSliced, RANGE_INTERRUPTED, RANGE_KEYS_PER_STEP, type PartSink, type RangeAnswerTarget } from '../../src/api/range_sliced';
 import { RangeAnswerBudget } from '../../src/api/range_budget';
 import type { SliceClock } from '../../src/util/slice_clock';
 import { encodeHeader } from '../../src/api/watch_encoding';
@@ -203,6 +203,25 @@ describe('api: sliced Range', () => {
     });
     assert.equal(small.declared(), -1, 'nothing sent');
     await rangeSliced(() => st, req(), undefined, collector().target, { clock: stepClock(), sliceMs: 3, responseBytesMax: size });
+  });
+
+  it('ends with Unavailable when the values move under an answer already partly sent (a snapshot install)', async () => {
+    const st = storeOf(2 * RANGE_KEYS_PER_STEP);
+    const c = collector(2, true);
+    const tick = () => new Promise((r) => setImmediate(r));
+    const p = rangeSliced(() => st, req(), undefined, c.target, { sliceMs: 5 });
+    const failed = p.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    for (let i = 0; i < 500 && c.drains() === 0; i++) await tick();
+    assert.equal(c.drains(), 1, 'the answer waits for its client after its first parts');
+    st.replaceWith(new MvccStore());
+    c.drainNow();
+    const err = await failed;
+    assert.ok(err instanceof EtcdError && err === RANGE_INTERRUPTED, `got ${String(err)}`);
+    assert.equal(err.code, GrpcCode.UNAVAILABLE);
+    assert.equal(c.ended(), false);
   });
 
   it('takes its cost from the budget: a second answer waits while the first holds it, a third is refused past the queue, all given back', async () => {
