@@ -69,6 +69,22 @@ function goaway(s: net.Socket, ms: number): Promise<string> {
 
 const attacks: [string, (t: Target, s: () => Promise<net.Socket>) => Promise<string>][] = [
   [
+    // Not an attack: what ordinary traffic of the same length costs in RSS (V8's young generation
+    // grows under any allocation; etcd's Go heap much less), the baseline for the rows below.
+    'control: an ordinary client, sequential Range calls for 5 s',
+    async (t) => {
+      const kv = kvClient(`127.0.0.1:${t.port}`);
+      const until = Date.now() + ATTACK_MS;
+      let n = 0;
+      while (Date.now() < until) {
+        await unary(kv, 'Range', { key: Buffer.from('probe') });
+        n++;
+      }
+      kv.close();
+      return `${n} calls; RSS ${rssMb(t)} MB`;
+    },
+  ],
+  [
     'LeaseKeepAlive requests, zero window (flow control obeyed)',
     async (t) => {
       const s = await F.connectRaw(t.port, [F.settings([[F.SETTINGS_INITIAL_WINDOW_SIZE, 0]]), F.grpcHeaders(1, '/etcdserverpb.Lease/LeaseKeepAlive')]);
@@ -180,7 +196,9 @@ async function main(): Promise<void> {
     }
     const t = await start(name);
     try {
-      console.log(`${name}: idle RSS ${rssMb(t)} MB`);
+      const idle = `RSS ${rssMb(t)} MB`;
+      console.log(`${name}: idle ${idle}`);
+      rows.set('idle (after one Put)', [...(rows.get('idle (after one Put)') ?? []), idle]);
       for (const [what, run] of attacks) {
         const r = await run(t, () => F.connectRaw(t.port, []));
         console.log(`${name} | ${what} | ${r}`);

@@ -23,7 +23,7 @@ export const LEASE_CHECKPOINT_INTERVAL_MS_DEFAULT = 5 * 60 * 1000;
 export const MAX_CONCURRENT_STREAMS_DEFAULT = 1000;
 /** --max-tls-handshakes (quorumkv's own; etcd has no such bound): TLS handshakes one https://
  *  client listener keeps in progress at once (src/grpcserver/listener.ts). */
-export const MAX_TLS_HANDSHAKES_DEFAULT = 256;
+export const MAX_TLS_HANDSHAKES_DEFAULT = 1024;
 /** --max-watch-stream-buffer-bytes: response bytes one watch stream may hold for a client that
  *  does not read before its watchers catch up from history instead (etcd #16839). The client
  *  port's send buffer per stream (1 MiB) is also the flag's ceiling: above it the transport's own

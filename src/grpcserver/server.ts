@@ -133,6 +133,12 @@ const MESSAGE_HEADER_BYTES = 5;
 export const MESSAGE_BYTES_MAX = 2 ** 31 - 1;
 /** Response bytes a streaming call may have queued in HTTP/2 before its writes return false. */
 export const SEND_BUFFER_BYTES = 1024 * 1024;
+/** Response bytes queued on a bidi call above which its requests stop being read (its writes
+ *  still succeed up to SEND_BUFFER_BYTES, so a burst of watch events does not make the stream
+ *  look slow): etcd's handlers stop reading at about the same point, grpc-go's 64 KiB write
+ *  quota blocking their sends. A client that does not read its responses gets a few hundred
+ *  keepalives or watch creates answered, not thousands (issue 22: RSS under a zero-window flood). */
+export const REQUEST_READ_PAUSE_BYTES = 64 * 1024;
 /** Largest request header list we take (as node:http2's maxHeaderListSize before). */
 const MAX_HEADER_LIST_BYTES = 1024 * 1024;
 /** Headers grpc-js also leaves out of a call's metadata (transport-level, not the client's). */
@@ -350,6 +356,8 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   finished = false;
   /** A server-streaming or bidi call (ended at once on close(); unary calls get the grace). */
   streaming = false;
+  /** A bidi call (its requests stop being read above REQUEST_READ_PAUSE_BYTES queued). */
+  bidi = false;
   private headersSent = false;
   /** The stream is gone (gone() ran). */
   private closed = false;
@@ -531,20 +539,22 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   /** Backpressure in bytes: below SEND_BUFFER_BYTES queued (this stream's data waiting for
    *  flow-control window, plus the connection's unsent bytes) writes return true; above it, false
    *  until the listener's drain(). Every response is queued either way: a burst of small ones (a
-   *  put seen by 100 watchers of one stream) must not make the stream look slow. */
+   *  put seen by 100 watchers of one stream) must not make the stream look slow. A bidi call
+   *  stops reading requests earlier, above REQUEST_READ_PAUSE_BYTES queued. */
   private send(framed: Buffer): boolean {
     if (!this.writable) return true;
     this.sendHeaders();
-    if (this.stream.write(framed, SEND_BUFFER_BYTES)) return true;
+    const below = this.stream.write(framed, SEND_BUFFER_BYTES);
+    if (below && !(this.bidi && this.stream.pendingCost > REQUEST_READ_PAUSE_BYTES)) return true;
     // Back-pressure end to end: no more requests are read (nor their window credited) until
     // the responses drain, so a client that does not read cannot make the member answer it
-    // into unbounded memory.
+    // into unbounded memory. (A drain() after writes that all returned true is harmless.)
     this.stream.pause();
     if (!this.drainAwaited) {
       this.drainAwaited = true;
-      this.stream.whenDrained(() => this.drained(), SEND_BUFFER_BYTES);
+      this.stream.whenDrained(() => this.drained(), below ? REQUEST_READ_PAUSE_BYTES : SEND_BUFFER_BYTES);
     }
-    return false;
+    return below;
   }
 
   private drained(): void {
@@ -846,6 +856,7 @@ export class H2GrpcServer {
     const encoding = headers['grpc-encoding'];
     const reader = new MessageReader(this.opts.maxReceiveBytes, typeof encoding === 'string' && encoding !== 'identity' ? encoding : undefined);
     call.streaming = route.shape !== UNARY;
+    call.bidi = route.shape === BIDI;
     if (call.streaming) this.streamingCalls.add(call);
     else this.otherCallsOpen++;
     stream.onClose = () => call.gone();
