@@ -14,16 +14,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { grpcDefinitions, protoRoot } from '../src/proto';
-
-function arg(name: string, def: string): string {
-  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
-  return a ? a.slice(name.length + 3) : def;
-}
+import { protoRoot } from '../src/proto';
+import { arg, client, freePort, killOnExit, lagMaxMs, loadKeys, sleep, statusKb, unary, type Client } from './bench_support';
 
 const KEYS = Number(arg('keys', '50000'));
 const VALUE_BYTES = Number(arg('value-bytes', '4096'));
@@ -39,63 +33,8 @@ const IDLE_MS = 5000;
 /** Bounds on each step: the benchmark gives up rather than hang. */
 const STEP_TIMEOUT_MS = 5 * 60_000;
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
-
 let proc: ChildProcess | undefined;
-function killMember(): void {
-  if (proc?.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-  try {
-    process.kill(-proc.pid, 'SIGKILL');
-  } catch (err) {
-    console.error(`kill ${proc.pid}: ${(err as Error).message}`);
-  }
-}
-process.on('exit', killMember);
-process.on('SIGINT', () => process.exit(130));
-process.on('SIGTERM', () => process.exit(143));
-
-type Client = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
-function client(service: string, port: number): Client {
-  const ctor = (grpcDefinitions().etcdserverpb as Record<string, unknown>)[service] as new (a: string, c: grpc.ChannelCredentials, o?: object) => Client;
-  return new ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
-}
-
-function unary<T>(c: Client, method: string, req: object, deadlineMs = STEP_TIMEOUT_MS): Promise<T> {
-  return new Promise((resolve, reject) => {
-    (c[method] as (r: object, o: object, cb: (e: Error | null, v: T) => void) => void).call(c, req, { deadline: Date.now() + deadlineMs }, (e, v) => (e ? reject(e) : resolve(v)));
-  });
-}
-
-function lagMaxMs(port: number): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: 60_000 }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => {
-        const r = /^nodejs_eventloop_lag_max_seconds\s+(\S+)/m.exec(body);
-        resolve(r ? Number(r[1]) * 1000 : NaN);
-      });
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(NaN));
-  });
-}
-
-function statusKb(pid: number, field: string): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) : NaN;
-}
+const killMember = killOnExit(() => proc);
 
 /** Puts one key every PROBE_EVERY_MS until stopped; returns the latencies. */
 function prober(kv: Client): { stop: () => Promise<number[]> } {
@@ -121,24 +60,6 @@ function prober(kv: Client): { stop: () => Promise<number[]> } {
       return ms;
     },
   };
-}
-
-const keyOf = (i: number) => Buffer.from(`big/${String(i).padStart(8, '0')}`);
-
-async function load(kv: Client): Promise<void> {
-  const value = Buffer.alloc(VALUE_BYTES, 'v');
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: LOAD_CLIENTS }, async () => {
-      while (next < KEYS) {
-        const from = next;
-        next = Math.min(KEYS, next + PUTS_PER_TXN);
-        const success = [];
-        for (let i = from; i < next; i++) success.push({ request_put: { key: keyOf(i), value: Buffer.concat([Buffer.from(String(i)), value.subarray(String(i).length)]) } });
-        await unary(kv, 'Txn', { success });
-      }
-    }),
-  );
 }
 
 const RANGE_ALL = { key: Buffer.from('big/'), range_end: Buffer.from('big0') };
@@ -267,7 +188,8 @@ async function main(): Promise<void> {
   try {
     let kv = await startMember(BINS[BINS.length - 1]!, path.join(dir, 'm1'), port, peer);
     const t0 = performance.now();
-    await load(kv);
+    const value = Buffer.alloc(VALUE_BYTES, 'v');
+    await loadKeys(kv, KEYS, (i) => Buffer.concat([Buffer.from(String(i)), value.subarray(String(i).length)]), LOAD_CLIENTS, PUTS_PER_TXN);
     console.log(`loaded ${KEYS} x ${VALUE_BYTES} B in ${((performance.now() - t0) / 1000).toFixed(1)} s; load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
     kv.close();
     await stopMember();

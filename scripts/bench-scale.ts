@@ -34,11 +34,11 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions } from '../src/proto';
+import { freePort } from './bench_support';
 
 function arg(name: string, def: string): string {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -104,17 +104,6 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const RECEIVED_SNAPSHOT = /(receiv|restor|install)\w* (database )?snapshot/i;
 /** Log lines about snapshots kept per member start (printed after each catch-up: their took_ms are the phases). */
 const SNAPSHOT_LINES_MAX = 40;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
 
 const live = new Set<ChildProcess>();
 function killGroup(p: ChildProcess | undefined): void {

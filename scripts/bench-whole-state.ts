@@ -17,16 +17,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { grpcDefinitions } from '../src/proto';
-
-function arg(name: string, def: string): string {
-  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
-  return a ? a.slice(name.length + 3) : def;
-}
+import { arg, client, freePort, killOnExit, lagMaxMs, loadKeys, sleep, unary, type Client } from './bench_support';
 
 const KEYS = Number(arg('keys', '100000'));
 const VALUE_BYTES = Number(arg('value-bytes', '4096'));
@@ -40,57 +34,8 @@ const PROBE_EVERY_MS = 50;
 /** Bounds on each step: the benchmark gives up rather than hang. */
 const STEP_TIMEOUT_MS = 10 * 60_000;
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(p));
-    });
-    s.on('error', reject);
-  });
-}
-
 let proc: ChildProcess | undefined;
-function killMember(): void {
-  if (proc?.pid === undefined || proc.exitCode !== null || proc.signalCode !== null) return;
-  try {
-    process.kill(-proc.pid, 'SIGKILL');
-  } catch (err) {
-    console.error(`kill ${proc.pid}: ${(err as Error).message}`);
-  }
-}
-process.on('exit', killMember);
-process.on('SIGINT', () => process.exit(130));
-
-type Client = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
-function client(service: string, port: number): Client {
-  const ctor = (grpcDefinitions().etcdserverpb as Record<string, unknown>)[service] as new (a: string, c: grpc.ChannelCredentials, o?: object) => Client;
-  return new ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
-}
-
-function unary<T>(c: Client, method: string, req: object, deadlineMs = STEP_TIMEOUT_MS): Promise<T> {
-  return new Promise((resolve, reject) => {
-    (c[method] as (r: object, o: object, cb: (e: Error | null, v: T) => void) => void).call(c, req, { deadline: Date.now() + deadlineMs }, (e, v) => (e ? reject(e) : resolve(v)));
-  });
-}
-
-function lagMaxMs(port: number): Promise<number> {
-  return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: 60_000 }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => {
-        const r = /^nodejs_eventloop_lag_max_seconds\s+(\S+)/m.exec(body);
-        resolve(r ? Number(r[1]) * 1000 : NaN);
-      });
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(NaN));
-  });
-}
+const killMember = killOnExit(() => proc);
 
 /** Puts one key every PROBE_EVERY_MS until stopped; returns the count and the worst latency. */
 function prober(kv: Client): { stop: () => Promise<{ ok: number; failed: number; maxMs: number }> } {
@@ -118,23 +63,6 @@ function prober(kv: Client): { stop: () => Promise<{ ok: number; failed: number;
       return { ok, failed, maxMs };
     },
   };
-}
-
-const keyOf = (i: number) => Buffer.from(`big/${String(i).padStart(8, '0')}`);
-
-async function load(kv: Client, value: (i: number) => Buffer): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: LOAD_CLIENTS }, async () => {
-      while (next < KEYS) {
-        const from = next;
-        next = Math.min(KEYS, next + PUTS_PER_TXN);
-        const success = [];
-        for (let i = from; i < next; i++) success.push({ request_put: { key: keyOf(i), value: value(i) } });
-        await unary(kv, 'Txn', { success });
-      }
-    }),
-  );
 }
 
 async function measure(port: number, kv: Client, name: string, op: () => Promise<string>): Promise<void> {
@@ -220,7 +148,7 @@ async function main(): Promise<void> {
     }
     const value = Buffer.alloc(VALUE_BYTES, 'v');
     let t0 = performance.now();
-    await load(kv, (i) => Buffer.concat([Buffer.from(String(i)), value.subarray(String(i).length)]));
+    await loadKeys(kv, KEYS, (i) => Buffer.concat([Buffer.from(String(i)), value.subarray(String(i).length)]), LOAD_CLIENTS, PUTS_PER_TXN);
     console.log(`loaded ${KEYS} x ${VALUE_BYTES} B in ${((performance.now() - t0) / 1000).toFixed(1)} s (${BIN})`);
     await sleep(2000); // the spill catches up
     for (const op of OPS) {
@@ -237,7 +165,7 @@ async function main(): Promise<void> {
         await measure(port, kv, op, () => snapshot(maint));
       } else if (op === 'compact') {
         t0 = performance.now();
-        await load(kv, (i) => Buffer.from(`small${i}`));
+        await loadKeys(kv, KEYS, (i) => Buffer.from(`small${i}`), LOAD_CLIENTS, PUTS_PER_TXN);
         console.log(`overwrote ${KEYS} keys in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
         const st = await unary<{ header: { revision: string } }>(maint, 'Status', {});
         await measure(port, kv, op, async () => {

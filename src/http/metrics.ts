@@ -201,24 +201,30 @@ export class MemberMetrics implements CallObserver {
     });
   }
 
+  /** A counter that follows `value()` (a running total kept elsewhere) when scraped. */
+  private collectedCounter(name: string, help: string, value: () => number): void {
+    let seen = 0;
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        const v = value();
+        if (v > seen) this.inc(v - seen);
+        seen = Math.max(seen, v);
+      },
+    });
+  }
+
+  /** A gauge set to `value()` when scraped. */
+  private collectedGauge(name: string, help: string, value: () => number): void {
+    new Gauge({ name, help, registers: [this.registry], collect() { this.set(value()); } });
+  }
+
   /** The member's budget of large range answers (read when scraped; api/range_budget.ts). */
   watchRangeAnswers(b: { readonly bytes: number; readonly waiting: number; readonly refused: number; readonly waited: number }): void {
-    const r = this.registry;
-    const counter = (name: string, help: string, value: () => number) => {
-      let seen = 0;
-      new Counter({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          const v = value();
-          if (v > seen) this.inc(v - seen);
-          seen = Math.max(seen, v);
-        },
-      });
-    };
-    const gauge = (name: string, help: string, value: () => number) =>
-      new Gauge({ name, help, registers: [r], collect() { this.set(value()); } });
+    const counter = (name: string, help: string, value: () => number) => this.collectedCounter(name, help, value);
+    const gauge = (name: string, help: string, value: () => number) => this.collectedGauge(name, help, value);
     gauge('quorumkv_range_answer_bytes', 'Bytes held by large range answers being read and sent (bounded by --max-range-answer-bytes).', () => b.bytes);
     gauge('quorumkv_range_answers_waiting', 'Large range answers waiting for room under --max-range-answer-bytes.', () => b.waiting);
     counter('quorumkv_range_answers_waited_total', 'Large range answers that waited for room under --max-range-answer-bytes before they were sent.', () => b.waited);
@@ -227,22 +233,8 @@ export class MemberMetrics implements CallObserver {
 
   /** The watch streams' buffers and slow watchers (read when scraped; api/watch_service.ts). */
   watchSlowWatchers(read: WatchBufferReadings): void {
-    const r = this.registry;
-    const counter = (name: string, help: string, value: () => number) => {
-      let seen = 0;
-      new Counter({
-        name,
-        help,
-        registers: [r],
-        collect() {
-          const v = value();
-          if (v > seen) this.inc(v - seen);
-          seen = Math.max(seen, v);
-        },
-      });
-    };
-    const gauge = (name: string, help: string, value: () => number) =>
-      new Gauge({ name, help, registers: [r], collect() { this.set(value()); } });
+    const counter = (name: string, help: string, value: () => number) => this.collectedCounter(name, help, value);
+    const gauge = (name: string, help: string, value: () => number) => this.collectedGauge(name, help, value);
     gauge('etcd_debugging_mvcc_slow_watcher_total', 'Total number of unsynced slow watchers.', read.unsyncedWatchers);
     gauge('quorumkv_watch_buffered_bytes', 'Watch response bytes held for clients that have not read them yet (--max-watch-buffer-bytes bounds them).', read.bufferedBytes);
     counter('quorumkv_watch_slow_watchers_total', 'Watchers moved to catch-up from history because their stream was over its buffer bound or not reading.', read.slowWatcherMoves);

@@ -1,0 +1,102 @@
+// What the one-member whole-state benchmarks (bench-range.ts, bench-whole-state.ts) share: argv
+// flags, ports, the member process killed on every exit path, grpc-js clients of the etcd
+// services, the member's loop-stall and memory readings, and the bulk load of KEYS × VALUE_BYTES.
+import type { ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { grpcDefinitions } from '../src/proto';
+
+/** `--name=value` from argv, else `def`. */
+export function arg(name: string, def: string): string {
+  const a = process.argv.find((x) => x.startsWith(`--${name}=`));
+  return a ? a.slice(name.length + 3) : def;
+}
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** Kills the process group of `current()` (a member started `detached`) when this script exits,
+ *  is interrupted or terminated; returns that kill, for the script's own use. */
+export function killOnExit(current: () => ChildProcess | undefined): () => void {
+  const kill = (): void => {
+    const p = current();
+    if (p?.pid === undefined || p.exitCode !== null || p.signalCode !== null) return;
+    try {
+      process.kill(-p.pid, 'SIGKILL');
+    } catch (err) {
+      console.error(`kill ${p.pid}: ${(err as Error).message}`);
+    }
+  };
+  process.on('exit', kill);
+  process.on('SIGINT', () => process.exit(130));
+  process.on('SIGTERM', () => process.exit(143));
+  return kill;
+}
+
+export type Client = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
+
+/** A grpc-js client of etcdserverpb.`service` on 127.0.0.1:`port`, taking answers of any size. */
+export function client(service: string, port: number): Client {
+  const ctor = (grpcDefinitions().etcdserverpb as Record<string, unknown>)[service] as new (a: string, c: grpc.ChannelCredentials, o?: object) => Client;
+  return new ctor(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+}
+
+export function unary<T>(c: Client, method: string, req: object, deadlineMs = 10 * 60_000): Promise<T> {
+  return new Promise((resolve, reject) => {
+    (c[method] as (r: object, o: object, cb: (e: Error | null, v: T) => void) => void).call(c, req, { deadline: Date.now() + deadlineMs }, (e, v) => (e ? reject(e) : resolve(v)));
+  });
+}
+
+/** The member's longest event-loop stall since the last scrape (nodejs_eventloop_lag_max_seconds
+ *  on /metrics; each scrape restarts its window), in ms; NaN if it could not be read. */
+export function lagMaxMs(port: number): Promise<number> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: 60_000 }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => {
+        const r = /^nodejs_eventloop_lag_max_seconds\s+(\S+)/m.exec(body);
+        resolve(r ? Number(r[1]) * 1000 : NaN);
+      });
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(NaN));
+  });
+}
+
+/** A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), NaN if absent. */
+export function statusKb(pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+export const keyOf = (i: number) => Buffer.from(`big/${String(i).padStart(8, '0')}`);
+
+/** Puts keys big/00000000 .. big/<keys-1> with `value(i)`: `clients` concurrent Txns of
+ *  `putsPerTxn` puts each. */
+export async function loadKeys(kv: Client, keys: number, value: (i: number) => Buffer, clients = 8, putsPerTxn = 64): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < keys) {
+        const from = next;
+        next = Math.min(keys, next + putsPerTxn);
+        const success = [];
+        for (let i = from; i < next; i++) success.push({ request_put: { key: keyOf(i), value: value(i) } });
+        await unary(kv, 'Txn', { success });
+      }
+    }),
+  );
+}
