@@ -33,12 +33,11 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions } from '../src/proto';
-import { freePort } from './bench_support';
+import { freePort, lagMaxMs } from './bench_support';
 
 function arg(name: string, def: string): string {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -257,19 +256,7 @@ function resetHwm(m: Member): void {
 
 /** quorumkv's event-loop lag max since the previous scrape, in ms (NaN: none, e.g. etcd). */
 function loopLagMaxMs(m: Member): Promise<number> {
-  return new Promise((resolve) => {
-    if (exited(m)) return resolve(NaN);
-    const req = http.get({ host: '127.0.0.1', port: m.clientPort, path: '/metrics', timeout: 5_000 }, (res) => {
-      let body = '';
-      res.on('data', (d: Buffer) => (body += d.toString()));
-      res.on('end', () => {
-        const r = /^nodejs_eventloop_lag_max_seconds\s+(\S+)/m.exec(body);
-        resolve(r ? Number(r[1]) * 1000 : NaN);
-      });
-    });
-    req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(NaN));
-  });
+  return exited(m) ? Promise.resolve(NaN) : lagMaxMs(m.clientPort, 5_000);
 }
 
 interface OpResult {

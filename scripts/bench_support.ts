@@ -61,9 +61,9 @@ export function unary<T>(c: Client, method: string, req: object, deadlineMs = 10
 
 /** The member's longest event-loop stall since the last scrape (nodejs_eventloop_lag_max_seconds
  *  on /metrics; each scrape restarts its window), in ms; NaN if it could not be read. */
-export function lagMaxMs(port: number): Promise<number> {
+export function lagMaxMs(port: number, timeoutMs = 60_000): Promise<number> {
   return new Promise((resolve) => {
-    const req = http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: 60_000 }, (res) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: timeoutMs }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => {
