@@ -16,24 +16,9 @@ import type { RangeRequest } from '../../src/proto/types';
 import { applyRange } from '../../src/server/kv_ops';
 import { rangeSliced, RANGE_INTERRUPTED, RANGE_KEYS_PER_STEP, type PartSink, type RangeAnswerTarget } from '../../src/api/range_sliced';
 import { RangeAnswerBudget } from '../../src/api/range_budget';
-import type { SliceClock } from '../../src/util/slice_clock';
+import { stepClock } from './step_clock';
 import { encodeHeader } from '../../src/api/watch_encoding';
 import { Errors, EtcdError, GrpcCode } from '../../src/util/errors';
-
-/** A clock that advances 1 ms per reading and counts yields; `onYield` runs at each. */
-function stepClock(onYield: (n: number) => void = () => undefined): SliceClock & { yields: number } {
-  let t = 0;
-  const c = {
-    yields: 0,
-    now: () => t++,
-    yieldToLoop: async () => {
-      c.yields++;
-      onYield(c.yields);
-      await Promise.resolve();
-    },
-  };
-  return c;
-}
 
 function storeOf(keys: number): MvccStore {
   const st = new MvccStore();

@@ -11,22 +11,8 @@ import { applyReadOnlyTxn, fillTxnHeaders } from '../../src/server/kv_ops';
 import { planIsSmall, planTxn, txnSliced, type TxnAnswerTarget } from '../../src/api/txn_sliced';
 import type { PartSink } from '../../src/api/range_sliced';
 import { RANGE_KEYS_PER_STEP } from '../../src/api/range_sliced';
-import type { SliceClock } from '../../src/util/slice_clock';
+import { stepClock } from './step_clock';
 import { encodeHeader } from '../../src/api/watch_encoding';
-
-function stepClock(onYield: (n: number) => void = () => undefined): SliceClock & { yields: number } {
-  let t = 0;
-  const c = {
-    yields: 0,
-    now: () => t++,
-    yieldToLoop: async () => {
-      c.yields++;
-      onYield(c.yields);
-      await Promise.resolve();
-    },
-  };
-  return c;
-}
 
 function put(st: MvccStore, key: string, value: string): void {
   const txn = st.write();
