@@ -92,39 +92,49 @@ export const RANGE_INTERRUPTED = new EtcdError(GrpcCode.UNAVAILABLE, 'quorumkv: 
  *  then sends the answer in parts. Throws the store's read errors, the size error, the budget's
  *  refusal and RANGE_INTERRUPTED; returns quietly when abandoned. */
 export async function rangeSliced(store: () => MvccStore, r: RangeRequest, first: RangeJob | undefined, target: RangeAnswerTarget, o: SlicedRangeOptions = {}): Promise<void> {
-  const clock = o.clock ?? LOOP_CLOCK;
   const bytesMax = o.responseBytesMax ?? RANGE_RESPONSE_BYTES_MAX;
+  const stallMs = o.readStallMs ?? RANGE_READ_STALL_MS_MAX;
   let job = first;
-  // Taken from the budget once, on the first attempt that gets that far; kept across restarts.
+  await withRestarts(o, 'range', async (slicer, held) => {
+    job ??= store().rangeJob(r.key, rangeEndOf(r.range_end), rangeOptions(r));
+    const kvsBytes = await prepareAnswer(job, slicer, held, o.budget);
+    const { before, after } = rangeResponseFrame(target.header(job.headRevision), job.more, job.count);
+    const bytes = before.length + kvsBytes + after.length;
+    if (bytes > bytesMax) throw responseTooLarge(bytes, bytesMax);
+    const sink = target.begin(bytes);
+    if (!(await put(sink, before, stallMs))) return;
+    if (!(await streamKvs(job, sink, slicer, stallMs))) return;
+    if (!(await put(sink, after, stallMs))) return;
+    sink.end();
+  }, () => (job = undefined));
+}
+
+/**
+ * Runs `attempt` until it finishes, is abandoned, or throws anything but Stale; `reset` runs
+ * before each new attempt (the view it read went away). The budget taken by an attempt is kept
+ * across restarts and given back at the end. The attempts from RANGE_RESTARTS_MAX on walk without
+ * yielding; one more is allowed for a staleness that came while the last waited for the budget
+ * (the next one holds it already). Shared by rangeSliced and txnSliced.
+ */
+export async function withRestarts(o: SlicedRangeOptions, what: string, attempt: (slicer: Slicer, held: Held) => Promise<void>, reset: () => void): Promise<void> {
+  const clock = o.clock ?? LOOP_CLOCK;
   const held: Held = { release: undefined };
   try {
-    // The attempts from RANGE_RESTARTS_MAX on walk without yielding; one more is allowed for a
-    // staleness that came while the last waited for the budget (the next one holds it already).
-    for (let attempt = 0; attempt <= RANGE_RESTARTS_MAX + 1; attempt++) {
-      job ??= store().rangeJob(r.key, rangeEndOf(r.range_end), rangeOptions(r));
-      const slicer = new Slicer(clock, attempt >= RANGE_RESTARTS_MAX ? Infinity : (o.sliceMs ?? RANGE_SLICE_MS_MAX), o.abandoned, o.onAbandoned);
+    for (let n = 0; n <= RANGE_RESTARTS_MAX + 1; n++) {
+      const slicer = new Slicer(clock, n >= RANGE_RESTARTS_MAX ? Infinity : (o.sliceMs ?? RANGE_SLICE_MS_MAX), o.abandoned, o.onAbandoned);
       try {
-        const kvsBytes = await prepareAnswer(job, slicer, held, o.budget);
-        const { before, after } = rangeResponseFrame(target.header(job.headRevision), job.more, job.count);
-        const bytes = before.length + kvsBytes + after.length;
-        if (bytes > bytesMax) throw responseTooLarge(bytes, bytesMax);
-        const sink = target.begin(bytes);
-        const stallMs = o.readStallMs ?? RANGE_READ_STALL_MS_MAX;
-        if (!(await put(sink, before, stallMs))) return;
-        if (!(await streamKvs(job, sink, slicer, stallMs))) return;
-        if (!(await put(sink, after, stallMs))) return;
-        sink.end();
+        await attempt(slicer, held);
         return;
       } catch (err) {
         if (err instanceof Abandoned) return;
         if (!(err instanceof Stale)) throw err;
       }
-      job = undefined;
+      reset();
     }
   } finally {
     held.release?.();
   }
-  throw new Error('range: the one-pass attempt went stale');
+  throw new Error(`${what}: the one-pass attempt went stale`);
 }
 
 export interface Held {

@@ -12,28 +12,24 @@
 // every nested response's header carries the revision alone (kv_ops.ts fillTxnHeaders).
 import type { MvccStore, RangeJob } from '../mvcc';
 import { assert } from '../util/assert';
-import { LOOP_CLOCK } from '../util/slice_clock';
 import { checkRangeRevision, evalCompares, rangeEndOf, rangeOptions } from '../server/kv_ops';
 import type { TxnRequest } from '../proto/types';
 import { varintBytes, writeVarint } from '../proto/varint';
 import {
-  Abandoned,
   admit,
   prepareAnswer,
   put,
   rangeResponseFrame,
   responseTooLarge,
   streamKvs,
+  withRestarts,
   Slicer,
   Stale,
   RANGE_KEYS_PER_STEP,
   RANGE_READ_STALL_MS_MAX,
   RANGE_RESPONSE_BYTES_MAX,
-  RANGE_RESTARTS_MAX,
-  RANGE_SLICE_MS_MAX,
   RANGE_VALUES_PER_STEP,
   RANGE_VERSION_HOLD_BYTES,
-  type Held,
   type PartSink,
   type SlicedRangeOptions,
 } from './range_sliced';
@@ -86,41 +82,26 @@ type Piece = Buffer | { job: RangeJob; bytes: number };
 /** Serves `t` (its plan made, and maybe its jobs' first steps run, in the turn the read became
  *  possible) to `target`. Throws as rangeSliced does; returns quietly when abandoned. */
 export async function txnSliced(store: () => MvccStore, t: TxnRequest, first: TxnPlan, target: TxnAnswerTarget, o: SlicedRangeOptions = {}): Promise<void> {
-  const clock = o.clock ?? LOOP_CLOCK;
   const bytesMax = o.responseBytesMax ?? RANGE_RESPONSE_BYTES_MAX;
   const stallMs = o.readStallMs ?? RANGE_READ_STALL_MS_MAX;
   let plan: TxnPlan | undefined = first;
-  const held: Held = { release: undefined };
-  try {
-    for (let attempt = 0; attempt <= RANGE_RESTARTS_MAX + 1; attempt++) {
-      plan ??= planTxn(store(), t);
-      const slicer = new Slicer(clock, attempt >= RANGE_RESTARTS_MAX ? Infinity : (o.sliceMs ?? RANGE_SLICE_MS_MAX), o.abandoned, o.onAbandoned);
-      try {
-        const pieces: Piece[] = [];
-        const stats = { versions: 0 };
-        const bytes = await txnPieces(plan, false, target, slicer, pieces, stats);
-        if (held.release === undefined && o.budget !== undefined) {
-          held.release = await admit(o.budget, bytes + stats.versions * RANGE_VERSION_HOLD_BYTES, slicer);
-          if (anyStale(plan)) throw new Stale();
-        }
-        if (bytes > bytesMax) throw responseTooLarge(bytes, bytesMax);
-        const sink = target.begin(bytes);
-        for (const p of pieces) {
-          const more = Buffer.isBuffer(p) ? await put(sink, p, stallMs) : await streamKvs(p.job, sink, slicer, stallMs);
-          if (!more) return;
-        }
-        sink.end();
-        return;
-      } catch (err) {
-        if (err instanceof Abandoned) return;
-        if (!(err instanceof Stale)) throw err;
-      }
-      plan = undefined;
+  await withRestarts(o, 'txn', async (slicer, held) => {
+    plan ??= planTxn(store(), t);
+    const pieces: Piece[] = [];
+    const stats = { versions: 0 };
+    const bytes = await txnPieces(plan, false, target, slicer, pieces, stats);
+    if (held.release === undefined && o.budget !== undefined) {
+      held.release = await admit(o.budget, bytes + stats.versions * RANGE_VERSION_HOLD_BYTES, slicer);
+      if (anyStale(plan)) throw new Stale();
     }
-  } finally {
-    held.release?.();
-  }
-  throw new Error('txn: the one-pass attempt went stale');
+    if (bytes > bytesMax) throw responseTooLarge(bytes, bytesMax);
+    const sink = target.begin(bytes);
+    for (const p of pieces) {
+      const more = Buffer.isBuffer(p) ? await put(sink, p, stallMs) : await streamKvs(p.job, sink, slicer, stallMs);
+      if (!more) return;
+    }
+    sink.end();
+  }, () => (plan = undefined));
 }
 
 function anyStale(plan: TxnPlan): boolean {
