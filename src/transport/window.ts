@@ -23,6 +23,8 @@ export const CONNECTION_WINDOW_BYTES = 4 * 1024 * 1024;
 const CALL_WRAPPERS_MAX = 4;
 
 let warned = false;
+/** Sessions already waiting for a SETTINGS ACK to widen their stream window (one listener each). */
+const waitingForAck = new WeakSet<http2.Http2Session>();
 
 /**
  * Widens the receive windows of the HTTP/2 connection under `call` (a grpc-js server call) to at
@@ -47,12 +49,38 @@ export function widenReceiveWindow(call: object, log: Logger, streamBytes = STRE
   if (session.destroyed) return session;
   try {
     if ((session.state.localWindowSize ?? 0) < connectionBytes) session.setLocalWindowSize(connectionBytes);
-    // localSettings changes when the peer acknowledges; pendingSettingsAck covers the time between.
-    if (!session.pendingSettingsAck && (session.localSettings.initialWindowSize ?? 0) < streamBytes) session.settings({ initialWindowSize: streamBytes });
+    widenStreamWindow(session, streamBytes, log);
   } catch (err) {
     log.warn('widening an HTTP/2 receive window failed; it stays at 64 KiB', { error: String(err) });
   }
   return session;
+}
+
+/**
+ * Sends SETTINGS_INITIAL_WINDOW_SIZE = `streamBytes` unless it is in force already. localSettings
+ * changes only when the peer acknowledges; while a SETTINGS frame waits for its ACK (always so on a
+ * fresh connection, whose first stream can arrive before the client has seen our initial SETTINGS)
+ * this waits for that ACK and looks again, rather than skip the widening or send one SETTINGS frame
+ * per call.
+ */
+function widenStreamWindow(session: http2.Http2Session, streamBytes: number, log: Logger): void {
+  if (session.destroyed || (session.localSettings.initialWindowSize ?? 0) >= streamBytes) return;
+  if (!session.pendingSettingsAck) {
+    session.settings({ initialWindowSize: streamBytes });
+    return;
+  }
+  // A second caller while one waits gets the first's width: snapshots, the one caller that asks
+  // for another, have a connection of their own.
+  if (waitingForAck.has(session)) return;
+  waitingForAck.add(session);
+  session.once('localSettings', () => {
+    waitingForAck.delete(session);
+    try {
+      widenStreamWindow(session, streamBytes, log);
+    } catch (err) {
+      log.warn('widening an HTTP/2 stream window failed; it stays at 64 KiB', { error: String(err) });
+    }
+  });
 }
 
 function sessionOf(call: object): http2.Http2Session | undefined {

@@ -51,6 +51,18 @@ describe('transport: receive window of a raft stream', function () {
     assert.ok(b.logLines.every((l) => !l.includes('cannot reach the HTTP/2 session')), 'the session was found');
   });
 
+  it('is widened when the stream arrives before the sender has acknowledged our first SETTINGS', async () => {
+    // A fresh connection's first HEADERS come with the client's preface, before it has seen (and
+    // acknowledged) the receiver's initial SETTINGS: the widening must wait for that ACK, not skip.
+    const s = http2.connect(`http://127.0.0.1:${b!.port}`);
+    sessions.push(s);
+    s.on('error', () => undefined);
+    const st = openStream(s, STREAM_PATH, '29');
+    await new Promise<void>((resolve) => st.once('response', () => resolve()));
+    await waitFor(() => s.remoteSettings.initialWindowSize === STREAM_WINDOW_BYTES, 'the receiver\'s new SETTINGS');
+    assert.ok(b!.logLines.every((l) => !l.includes('window failed')));
+  });
+
   it('stays at the default on a connection that only carried a rejected stream', async () => {
     const s = await connect(b!.port);
     // Wrong x-raft-to: refused before acceptance.
