@@ -15,8 +15,7 @@ import {
   status,
   waitFor,
   type Cluster,
-  type ClusterMember,
-} from './cluster_harness';
+  type ClusterMember, stopWriterAndCluster } from './cluster_harness';
 
 /** Bound on "a new leader serves writes" after the leader dies: a few election timeouts. */
 const FAILOVER_MS_MAX = 5_000;
@@ -48,10 +47,8 @@ describe('cluster faults under continuous writes (real processes)', function () 
   let c: Cluster | undefined;
   let w: Writer | undefined;
   afterEach(async () => {
-    await w?.stop().catch(() => undefined);
-    w = undefined;
-    await c?.stopAll();
-    c = undefined;
+    await stopWriterAndCluster(w, c);
+    w = c = undefined;
   });
   const startWriter = (cl: Cluster, endpoints?: () => string[]) => (w = new Writer(endpoints ?? (() => cl.running().map((m) => m.endpoint))).start());
 

@@ -572,6 +572,43 @@ export class Writer {
 }
 
 /**
+ * Kills a follower of `cluster` (SIGKILL) after a first put ('early' = 'before the kill') has
+ * reached every member, then puts keys big/000000.. (`value(key, i)`, `count` of them, 16 clients)
+ * to the leader: a restart of that follower must catch up past what the leader keeps behind its
+ * snapshot. Returns the leader, the killed follower and the other member.
+ */
+export async function killFollowerBehind(
+  cluster: Cluster,
+  count: number,
+  value: (key: string, i: number) => string,
+): Promise<{ leader: ClusterMember; follower: ClusterMember; other: ClusterMember }> {
+  const leader = await cluster.waitForLeader();
+  const follower = cluster.members.find((m) => m !== leader)!;
+  const other = cluster.members.find((m) => m !== leader && m !== follower)!;
+  await put(leader.endpoint, 'early', 'before the kill');
+  await cluster.waitForRevision(2);
+  await follower.stop('SIGKILL');
+  const t0 = Date.now();
+  let next = 0;
+  const client = async (): Promise<void> => {
+    for (let i = next++; i < count; i = next++) {
+      const key = `big/${String(i).padStart(6, '0')}`;
+      await put(leader.endpoint, key, value(key, i), 10_000);
+    }
+  };
+  await Promise.all(Array.from({ length: 16 }, client));
+  console.log(`      loaded ${count} keys in ${Date.now() - t0} ms`);
+  return { leader, follower, other };
+}
+
+/** What a test started, stopped after it (on failure too): the writer first (its loops end and
+ *  its failure, if any, is logged), then every member of the cluster. */
+export async function stopWriterAndCluster(w: Writer | undefined, c: Cluster | undefined): Promise<void> {
+  await w?.stop().catch((err: unknown) => console.log(`      writer: ${String(err)}`));
+  await c?.stopAll();
+}
+
+/**
  * The cluster agrees, and lost nothing: every member in `members` has applied the highest
  * acknowledged revision, holds every acknowledged put (same value, mod_revision = the revision
  * its put was acknowledged with), all members hold identical key-values under `prefix`, and

@@ -7,7 +7,7 @@
 // Needs root and iproute2 (skipped, saying why, elsewhere; never skipped in CI).
 import assert from 'node:assert/strict';
 import { Rng } from '../../src/util/rng';
-import { Writer, checkAgreement, get, put, sleep, startCluster, status, waitFor, type Cluster, type ClusterMember } from './cluster_harness';
+import { Writer, checkAgreement, get, put, sleep, startCluster, status, waitFor, type Cluster, type ClusterMember, stopWriterAndCluster } from './cluster_harness';
 import { CLIENT_PORT, NetnsNetwork, PEER_PORT, netnsUnavailable } from './netns';
 import { StaleReadChecker } from './stale_reads';
 
@@ -32,10 +32,8 @@ describe('real network partitions (members in network namespaces)', function () 
   afterEach(async () => {
     await reads?.stop();
     reads = undefined;
-    await w?.stop().catch((err: unknown) => console.log(`      writer: ${String(err)}`));
-    w = undefined;
-    await c?.stopAll();
-    c = undefined;
+    await stopWriterAndCluster(w, c);
+    w = c = undefined;
     // After the members are gone: a namespace with a process in it outlives its name.
     net?.destroy();
     net = undefined;

@@ -6,12 +6,11 @@
 // the leader holds (HashKV at a common revision, plus every acknowledged put read back).
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { Writer, checkAgreement, get, hashKV, put, sleep, startCluster, status, waitFor, type Cluster, type ClusterMember } from './cluster_harness';
+import { Writer, checkAgreement, get, hashKV, sleep, startCluster, status, waitFor, type Cluster, type ClusterMember, killFollowerBehind, stopWriterAndCluster } from './cluster_harness';
 
 /** Bulk values: BULK_KEYS × BULK_VALUE_BYTES ≈ 52 MB of state. */
 const BULK_KEYS = 6_400;
 const BULK_VALUE_BYTES = 8 * 1024;
-const BULK_CLIENTS = 16;
 /** How often, and how patiently, the leader is probed during the catch-up. */
 const PROBE_EVERY_MS = 100;
 const PROBE_DEADLINE_MS = 2_000;
@@ -23,40 +22,18 @@ function peakRssBytes(pid: number): number {
   return Number(m[1]) * 1024;
 }
 
-async function loadBulk(endpoint: string): Promise<void> {
-  let next = 0;
-  const client = async (): Promise<void> => {
-    for (let i = next++; i < BULK_KEYS; i = next++) {
-      const key = `big/${String(i).padStart(6, '0')}`;
-      await put(endpoint, key, `${key}:`.padEnd(BULK_VALUE_BYTES, String.fromCharCode(97 + (i % 26))), 10_000);
-    }
-  };
-  await Promise.all(Array.from({ length: BULK_CLIENTS }, client));
-}
-
 describe('catch-up by streamed snapshot (real processes)', function () {
   this.timeout(60_000);
   let c: Cluster | undefined;
   let w: Writer | undefined;
   afterEach(async () => {
-    await w?.stop().catch(() => undefined);
-    w = undefined;
-    await c?.stopAll();
-    c = undefined;
+    await stopWriterAndCluster(w, c);
+    w = c = undefined;
   });
 
   it('a follower killed before ~50 MB of writes catches up by snapshot; data equal; the leader answers throughout; memory bounded', async () => {
     c = await startCluster({ size: 3, args: ['--snapshot-count=1000', '--hot-value-bytes=0'] });
-    const leader = await c.waitForLeader();
-    const follower = c.members.find((m) => m !== leader)!;
-    const other = c.members.find((m) => m !== leader && m !== follower)!;
-    await put(leader.endpoint, 'early', 'before the kill');
-    await c.waitForRevision(2);
-    await follower.stop('SIGKILL');
-
-    const t0 = Date.now();
-    await loadBulk(leader.endpoint);
-    console.log(`      loaded ${BULK_KEYS} × ${BULK_VALUE_BYTES} B in ${Date.now() - t0} ms`);
+    const { leader, follower, other } = await killFollowerBehind(c, BULK_KEYS, (key, i) => `${key}:`.padEnd(BULK_VALUE_BYTES, String.fromCharCode(97 + (i % 26))));
 
     // Writes go on through the catch-up, to the two members that are up.
     const writer = new Writer(() => [leader.endpoint, other.endpoint], 'w/', 4, 3_000);

@@ -12,13 +12,12 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writer, checkAgreement, get, put, startCluster, waitFor, type Cluster, type ClusterMember } from './cluster_harness';
+import { Writer, checkAgreement, get, startCluster, waitFor, type Cluster, type ClusterMember, killFollowerBehind, stopWriterAndCluster } from './cluster_harness';
 
 /** More keys than the entries a leader keeps behind its snapshot (5,000), so that the follower
  *  must take a snapshot; values are random (LevelDB compresses, and the test reads sizes on disk). */
 const BULK_KEYS = 6_400;
 const BULK_VALUE_BYTES = 4 * 1024;
-const BULK_CLIENTS = 16;
 /** The follower is killed once its incoming backend holds this many bytes (~1/3 of the state). */
 const MIDWAY_BYTES = Math.floor((BULK_KEYS * BULK_VALUE_BYTES) / 3);
 const POLL_MS = 10;
@@ -44,18 +43,6 @@ function dirBytes(dir: string): number {
 }
 
 const incomingDir = (m: ClusterMember) => path.join(m.dataDir, 'member', 'backend.incoming');
-
-async function loadBulk(endpoint: string): Promise<void> {
-  let next = 0;
-  const client = async (): Promise<void> => {
-    for (let i = next++; i < BULK_KEYS; i = next++) {
-      const key = `big/${String(i).padStart(6, '0')}`;
-      const value = `${key}:${crypto.randomBytes(BULK_VALUE_BYTES).toString('base64')}`.slice(0, BULK_VALUE_BYTES);
-      await put(endpoint, key, value, 10_000);
-    }
-  };
-  await Promise.all(Array.from({ length: BULK_CLIENTS }, client));
-}
 
 /** Starts `m` again without waiting for it to be ready (it may be killed before it is). */
 function restartInBackground(m: ClusterMember): Promise<void> {
@@ -95,25 +82,15 @@ describe('snapshot install interrupted by kill -9 (real processes)', function ()
   let c: Cluster | undefined;
   let w: Writer | undefined;
   afterEach(async () => {
-    await w?.stop().catch(() => undefined);
-    w = undefined;
-    await c?.stopAll();
-    c = undefined;
+    await stopWriterAndCluster(w, c);
+    w = c = undefined;
   });
 
   /** A cluster whose follower (returned) is down and ~26 MB of writes behind: its restart must
    *  catch up by snapshot. Writes go on to the two others through the rest of the test. */
   async function followerBehind(): Promise<{ cluster: Cluster; leader: ClusterMember; follower: ClusterMember; other: ClusterMember; writer: Writer }> {
     const cluster = (c = await startCluster({ size: 3, args: ['--snapshot-count=500', '--hot-value-bytes=0'] }));
-    const leader = await cluster.waitForLeader();
-    const follower = cluster.members.find((m) => m !== leader)!;
-    const other = cluster.members.find((m) => m !== leader && m !== follower)!;
-    await put(leader.endpoint, 'early', 'before the kill');
-    await cluster.waitForRevision(2);
-    await follower.stop('SIGKILL');
-    const t0 = Date.now();
-    await loadBulk(leader.endpoint);
-    console.log(`      loaded ${BULK_KEYS} × ${BULK_VALUE_BYTES} B in ${Date.now() - t0} ms`);
+    const { leader, follower, other } = await killFollowerBehind(cluster, BULK_KEYS, (key) => `${key}:${crypto.randomBytes(BULK_VALUE_BYTES).toString('base64')}`.slice(0, BULK_VALUE_BYTES));
     const writer = (w = new Writer(() => cluster.running().filter((m) => m !== follower).map((m) => m.endpoint), 'w/', 2, 3_000).start());
     await writer.waitForAcks(20);
     return { cluster, leader, follower, other, writer };

@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { WAL_IO_ERROR_EXIT_CODE } from '../../src/server/raft_node';
-import { Writer, checkAgreement, closeClients, get, hashKV, put, sleep, startCluster, type Cluster } from './cluster_harness';
+import { Writer, checkAgreement, closeClients, get, hashKV, put, sleep, startCluster, type Cluster, stopWriterAndCluster } from './cluster_harness';
 import { startServer, tempDir, type ServerProcess } from './harness';
 
 /** From arming the failpoint to the member's exit: a poll of the failpoints file (100 ms), the next
@@ -41,13 +41,11 @@ describe('WAL write error (EIO): the member exits and recovers (real processes)'
   let c: Cluster | undefined;
   let w: Writer | undefined;
   afterEach(async () => {
-    await w?.stop().catch(() => undefined);
-    w = undefined;
     closeClients();
     await srv?.stop();
     srv = undefined;
-    await c?.stopAll();
-    c = undefined;
+    await stopWriterAndCluster(w, c);
+    w = c = undefined;
   });
 
   it('1 member: exits with status 74 within a bound, acknowledged nothing it did not persist; restarted, it has every acknowledged write and the same history hash', async () => {
