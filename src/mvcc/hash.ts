@@ -10,7 +10,7 @@
 import { assert } from '../util/assert';
 import { crc32c } from '../util/crc32c';
 import { KeyIndex, firstRetained, isTombstone, versionAt, versionCount } from './key_index';
-import { Bytes, Revision, StoredKv } from './types';
+import { Bytes, EMPTY_BYTES, Revision, StoredKv } from './types';
 
 export { crc32c };
 
@@ -103,24 +103,12 @@ const hasher = new VersionHasher();
 /** Versions gathered before their values are read (together) and hashed. */
 const HASH_BATCH_VERSIONS = 4096;
 
-/** Hash of every retained version with modRevision <= rev, given the compaction point. */
+/** Hash of every retained version with modRevision <= rev, given the compaction point: the
+ *  slices of hashIndexSlice, chained in one call (for a store small enough to hash in one turn). */
 export function hashIndex(index: KeyIndex, compactRev: Revision, rev: Revision, spilled: SpilledValues): number {
   let crc = 0;
-  let batch: StoredKv[] = [];
-  const flush = (): void => {
-    crc = hasher.hashAll(crc, batch, spilled);
-    batch = [];
-  };
-  index.forEach((_key, v) => {
-    const n = versionCount(v);
-    for (let i = firstRetained(v, compactRev); i < n; i++) {
-      const kv = versionAt(v, i);
-      if (kv.modRevision > rev) break;
-      batch.push(kv);
-    }
-    if (batch.length >= HASH_BATCH_VERSIONS) flush();
-  });
-  flush();
+  let from: Bytes | undefined = EMPTY_BYTES;
+  while (from !== undefined) ({ crc, nextKey: from } = hashIndexSlice(index, compactRev, rev, from, HASH_BATCH_VERSIONS, crc, spilled));
   return crc;
 }
 
