@@ -328,6 +328,13 @@ export class H2ServerStream implements BudgetHolder {
     this.conn.released(this);
   }
 
+  /** Raises this stream's receive window to `streamBytes` and its connection's to
+   *  `connectionBytes` (WINDOW_UPDATEs now); never lowers either. For a stream whose requests are
+   *  large and come fast (server.ts RecvWindow), opened as soon as it is routed. */
+  widenRecvWindow(streamBytes: number, connectionBytes: number): void {
+    this.conn.widenRecvWindow(this, streamBytes, connectionBytes);
+  }
+
   /** Drops the queued responses and ends the stream (ResponseBudget over its bound). */
   evict(): void {
     this.conn.evict(this);
@@ -693,6 +700,32 @@ export class H2ServerConnection {
     if (s.paused || s.closed || s.remoteEnded || s.heldBytes > 0 || s.pendingCost > GROW_QUEUED_BYTES_MAX) return;
     const grow = this.streamRecvTarget - s.recvTarget;
     s.recvTarget = this.streamRecvTarget;
+    const inc = s.uncredited + grow;
+    this.queue(frame(T_WINDOW_UPDATE, 0, s.id, u32(inc)));
+    s.recvWindow += inc;
+    s.uncredited = 0;
+  }
+
+  /** H2ServerStream.widenRecvWindow: the connection's target (which the BDP estimate may still
+   *  raise) and the stream's, each credited up to its new width at once. */
+  widenRecvWindow(s: H2ServerStream, streamBytes: number, connectionBytes: number): void {
+    assert(streamBytes > 0 && streamBytes <= MAX_WINDOW && connectionBytes > 0 && connectionBytes <= MAX_WINDOW, 'h2: receive window out of range');
+    if (this.dead) return;
+    if (connectionBytes > this.connRecvTarget) {
+      const inc = this.connUncredited + connectionBytes - this.connRecvTarget;
+      this.connRecvTarget = connectionBytes;
+      this.queue(frame(T_WINDOW_UPDATE, 0, 0, u32(inc)));
+      this.connRecvWindow += inc;
+      this.connUncredited = 0;
+    }
+    if (streamBytes <= s.recvTarget || s.closed || s.remoteEnded) return;
+    const grow = streamBytes - s.recvTarget;
+    s.recvTarget = streamBytes;
+    // A paused stream's credit waits for its resume (credit()); the new width goes with it.
+    if (s.paused) {
+      s.uncredited += grow;
+      return;
+    }
     const inc = s.uncredited + grow;
     this.queue(frame(T_WINDOW_UPDATE, 0, s.id, u32(inc)));
     s.recvWindow += inc;
