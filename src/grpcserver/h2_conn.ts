@@ -251,6 +251,8 @@ export class H2ServerStream implements BudgetHolder {
   recvWindow = RECV_WINDOW_INITIAL;
   uncredited = 0;
   recvTarget = RECV_WINDOW_INITIAL;
+  /** Its window was set by its user (widenRecvWindow): the BDP estimate no longer raises it. */
+  recvFixed = false;
   paused = false;
   /** DATA received while paused, not handed on nor credited (held[heldHead] onwards), and
    *  whether the client's END_STREAM came after it. At most one stream window (the client cannot
@@ -329,8 +331,9 @@ export class H2ServerStream implements BudgetHolder {
   }
 
   /** Raises this stream's receive window to `streamBytes` and its connection's to
-   *  `connectionBytes` (WINDOW_UPDATEs now); never lowers either. For a stream whose requests are
-   *  large and come fast (server.ts RecvWindow), opened as soon as it is routed. */
+   *  `connectionBytes` (WINDOW_UPDATEs now); never lowers either. From then on the stream's window
+   *  stays where it is (the BDP estimate no longer grows it), so that `streamBytes` bounds what
+   *  the client may send ahead of the stream's reads (server.ts RecvWindow). */
   widenRecvWindow(streamBytes: number, connectionBytes: number): void {
     this.conn.widenRecvWindow(this, streamBytes, connectionBytes);
   }
@@ -697,7 +700,7 @@ export class H2ServerConnection {
    *  (not paused, not held) and its own responses are not piling up. A paused stream is never
    *  raised (nor credited). */
   private growStream(s: H2ServerStream): void {
-    if (s.paused || s.closed || s.remoteEnded || s.heldBytes > 0 || s.pendingCost > GROW_QUEUED_BYTES_MAX) return;
+    if (s.paused || s.closed || s.remoteEnded || s.heldBytes > 0 || s.pendingCost > GROW_QUEUED_BYTES_MAX || s.recvFixed) return;
     const grow = this.streamRecvTarget - s.recvTarget;
     s.recvTarget = this.streamRecvTarget;
     const inc = s.uncredited + grow;
@@ -718,6 +721,7 @@ export class H2ServerConnection {
       this.connRecvWindow += inc;
       this.connUncredited = 0;
     }
+    s.recvFixed = true;
     if (streamBytes <= s.recvTarget || s.closed || s.remoteEnded) return;
     const grow = streamBytes - s.recvTarget;
     s.recvTarget = streamBytes;

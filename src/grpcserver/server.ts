@@ -23,7 +23,8 @@
 //     (holdRequests: the stream's window is no longer credited; request_queue.ts pulls them on
 //     demand that way). Responses may be given already encoded (writeEncoded);
 //   - per method, a receive window wider than HTTP/2's 64 KiB (RecvWindow: WINDOW_UPDATEs for the
-//     stream and its connection when the call starts; the peer port's raft and snapshot streams);
+//     stream and its connection once the handler took the call; the peer port's raft and snapshot
+//     streams);
 //   - statuses as trailers (grpc-status, grpc-message), trailers-only when no message was sent;
 //   - request metadata, built only when a handler asks for it;
 //   - a client that resets its stream or drops the connection cancels the call (cancelled, and a
@@ -121,14 +122,21 @@ const SERVER_STREAM = 1;
 const BIDI = 2;
 const CLIENT_STREAM = 3;
 
-/** A method's receive window: its stream's (HTTP/2 starts every stream at 64 KiB) and, once such
- *  a call has started on a connection, that connection's (h2_conn.ts widenRecvWindow: never
- *  narrowed). For methods whose requests are large and come fast (the peer port's raft message
- *  and snapshot streams); what a client may send ahead of the handler's reads grows with it. */
+/** A method's receive window: its stream's (HTTP/2 starts every stream at 64 KiB; without a
+ *  RecvWindow h2_conn grows it, up to 1 MiB, while its data is consumed promptly) and, once such a
+ *  call has been taken by its handler on a connection (a handler that ends the call at once, a
+ *  refusal, leaves both at 64 KiB), that connection's (h2_conn.ts widenRecvWindow: never
+ *  narrowed). The stream's stays at streamBytes: what a client may send ahead of the handler's
+ *  reads (holdRequests). For methods whose requests are large and come fast (the peer port's raft
+ *  message and snapshot streams), or whose reader must bound what it is sent ahead (a snapshot
+ *  receiver kept at HTTP2_DEFAULT_WINDOW). */
 export interface RecvWindow {
   readonly streamBytes: number;
   readonly connectionBytes: number;
 }
+
+/** HTTP/2's initial windows (RFC 9113 §6.9.2), kept as they are. */
+export const HTTP2_DEFAULT_WINDOW: RecvWindow = { streamBytes: 65_535, connectionBytes: 65_535 };
 
 /** The widest window a method may ask for (HTTP/2 allows 2^31-1): what one stream, or one
  *  connection, may hold in memory unread. */
@@ -891,7 +899,6 @@ export class H2GrpcServer {
     stream.onEvict = () => call.evicted();
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     if (timeoutMs !== undefined) call.armDeadline(timeoutMs);
-    if (route.window !== undefined) stream.widenRecvWindow(route.window.streamBytes, route.window.connectionBytes);
     if (route.shape === BIDI || route.shape === CLIENT_STREAM) this.streamedRequests(call, route, reader);
     else this.oneRequest(call, route, reader);
   }
@@ -959,6 +966,9 @@ export class H2GrpcServer {
     } catch (err) {
       call.threw(err);
     }
+    // Only for a call its handler took (a refused one ended already): a client gets the wider
+    // window, and may fill it, once admitted.
+    if (route.window !== undefined && !call.finished) call.stream.widenRecvWindow(route.window.streamBytes, route.window.connectionBytes);
   }
 }
 
