@@ -6,11 +6,12 @@
 # then the two followers). For changes that touch the members' traffic with each other (the peer
 # port). Members are killed (process groups) on exit; data dirs under a fresh $TMPDIR directory.
 #
-#   scripts/bench-ab-cluster.sh <dir of build A> <dir of build B> [ROUNDS=2]
+#   [VAL_BYTES=4096] scripts/bench-ab-cluster.sh <dir of build A> <dir of build B> [ROUNDS=2]
+#   (VAL_BYTES: the value size of both workloads, default 256; WORKLOADS="put-1" runs only that one)
 #   (each a checkout with dist/ built, e.g. `git worktree add /tmp/a <commit> && ln -s
 #    <repo>/node_modules /tmp/a && cd /tmp/a && npx tsc -p .`)
 set -u
-A=${1:?build A dir}; B=${2:?build B dir}; ROUNDS=${3:-2}
+A=${1:?build A dir}; B=${2:?build B dir}; ROUNDS=${3:-2}; VAL=${VAL_BYTES:-256}
 BENCH=${ETCD_BENCHMARK:-/work/bin/etcd-benchmark}
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/bench-ab-cluster.XXXXXX")
 declare -A DIR=([A]=$A [B]=$B) BASE=([A]=24700 [B]=24800)
@@ -72,14 +73,14 @@ run() { # name version total args...
     "$(sed -n 's/^ *99% in \([0-9.]*\) secs.*/\1/p' <<<"$out" | head -1 | awk '{ printf "%.1f", $1 * 1000 }')" \
     "$(cpu_per_request "$b" "$(cpu_ticks "$v")" "$l" "$n")"
 }
-PUT100=(--conns=10 --clients=100 put --key-size=8 --sequential-keys --val-size=256)
-PUT1=(--conns=1 --clients=1 put --key-size=8 --sequential-keys --val-size=256)
+PUT100=(--conns=10 --clients=100 put --key-size=8 --sequential-keys --val-size="$VAL")
+PUT1=(--conns=1 --clients=1 put --key-size=8 --sequential-keys --val-size="$VAL")
 # Warm-up (JIT), results discarded.
 for v in A B; do run warm "$v" 10000 "${PUT100[@]}" >/dev/null; run warm "$v" 500 "${PUT1[@]}" >/dev/null; done
-echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "values: $VAL bytes; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 for r in $(seq 1 "$ROUNDS"); do
   order="A B"; [ $((r % 2)) = 0 ] && order="B A"
-  for v in $order; do run put-100 "$v" 15000 "${PUT100[@]}"; done
-  for v in $order; do run put-1 "$v" 1000 "${PUT1[@]}"; done
+  [[ " ${WORKLOADS:-put-100 put-1} " == *" put-100 "* ]] && for v in $order; do run put-100 "$v" 15000 "${PUT100[@]}"; done
+  [[ " ${WORKLOADS:-put-100 put-1} " == *" put-1 "* ]] && for v in $order; do run put-1 "$v" 1000 "${PUT1[@]}"; done
 done
 echo "load: $(cut -d' ' -f1-3 /proc/loadavg)"

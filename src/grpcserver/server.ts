@@ -34,7 +34,8 @@
 //     ~1.4 µs for a timer of its own); when its bucket's time comes before the call ended, the call
 //     is abandoned (its handler's onAbandoned hooks run, so work waiting for it stops) and ends
 //     with DEADLINE_EXCEEDED (options.deadlineExceeded), at most DEADLINE_BUCKET_MS late.
-// Not implemented: response metadata, and response compression (responses are sent uncompressed, which every client accepts).
+// Not implemented: response metadata, and response compression (responses are sent
+// uncompressed, which every client accepts).
 //
 // Failures: a handler that throws, or a response that does not serialize, ends its call with
 // INTERNAL and is reported (onInternalError) with the method, as is every status given with a
