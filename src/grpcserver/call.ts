@@ -78,6 +78,24 @@ export interface BidiCall<Res, Enc = Uint8Array> extends ResponseStream<Res, Enc
   releaseRequests?(): void;
 }
 
+/** A client-streaming call: the requests go to the listener its handler returns (BidiListener),
+ *  and the handler answers once, with respond() or fail(), when it has what it needs (usually
+ *  after halfClosed()). */
+export interface ClientStreamCall<Res> extends CallBase {
+  /** Sends the response headers now, before the response: a client that waits for them learns
+   *  that its stream was accepted (grpc-js's 'metadata' event). */
+  sendHeaders(): void;
+  /** The one response, then OK. */
+  respond(message: Res): void;
+  /** As BidiCall's: no request is delivered (nor its bytes credited to the client's HTTP/2
+   *  window) between holdRequests() and releaseRequests(), so a receiver that does not read
+   *  holds at most its receive window (RecvWindow) of requests. */
+  holdRequests(): void;
+  releaseRequests(): void;
+  /** The client's address and port ("host:port"), for logs. */
+  readonly remoteAddress: string;
+}
+
 export interface StreamListener {
   /** After a write returned false: the send buffer is below the mark again. */
   drain?(): void;
@@ -94,6 +112,7 @@ export interface BidiListener<Req> extends StreamListener {
 export type UnaryHandler<Req, Res> = (call: UnaryCall<Req, Res>) => void;
 export type ServerStreamHandler<Req, Res, Enc = Uint8Array> = (call: ServerStreamCall<Req, Res, Enc>) => StreamListener | void;
 export type BidiHandler<Req, Res, Enc = Uint8Array> = (call: BidiCall<Res, Enc>) => BidiListener<Req>;
+export type ClientStreamHandler<Req, Res> = (call: ClientStreamCall<Res>) => BidiListener<Req>;
 
 /** A handler of any method, message types erased (the service definition says which shape). */
-export type Handler = UnaryHandler<never, unknown> | ServerStreamHandler<never, unknown> | BidiHandler<never, unknown>;
+export type Handler = UnaryHandler<never, unknown> | ServerStreamHandler<never, unknown> | BidiHandler<never, unknown> | ClientStreamHandler<never, unknown>;

@@ -251,6 +251,8 @@ export class H2ServerStream implements BudgetHolder {
   recvWindow = RECV_WINDOW_INITIAL;
   uncredited = 0;
   recvTarget = RECV_WINDOW_INITIAL;
+  /** Its window was set by its user (widenRecvWindow): the BDP estimate no longer raises it. */
+  recvFixed = false;
   paused = false;
   /** DATA received while paused, not handed on nor credited (held[heldHead] onwards), and
    *  whether the client's END_STREAM came after it. At most one stream window (the client cannot
@@ -326,6 +328,14 @@ export class H2ServerStream implements BudgetHolder {
     if (!this.paused) return;
     this.paused = false;
     this.conn.released(this);
+  }
+
+  /** Raises this stream's receive window to `streamBytes` and its connection's to
+   *  `connectionBytes` (WINDOW_UPDATEs now); never lowers either. From then on the stream's window
+   *  stays where it is (the BDP estimate no longer grows it), so that `streamBytes` bounds what
+   *  the client may send ahead of the stream's reads (server.ts RecvWindow). */
+  widenRecvWindow(streamBytes: number, connectionBytes: number): void {
+    this.conn.widenRecvWindow(this, streamBytes, connectionBytes);
   }
 
   /** Drops the queued responses and ends the stream (ResponseBudget over its bound). */
@@ -690,9 +700,36 @@ export class H2ServerConnection {
    *  (not paused, not held) and its own responses are not piling up. A paused stream is never
    *  raised (nor credited). */
   private growStream(s: H2ServerStream): void {
-    if (s.paused || s.closed || s.remoteEnded || s.heldBytes > 0 || s.pendingCost > GROW_QUEUED_BYTES_MAX) return;
+    if (s.paused || s.closed || s.remoteEnded || s.heldBytes > 0 || s.pendingCost > GROW_QUEUED_BYTES_MAX || s.recvFixed) return;
     const grow = this.streamRecvTarget - s.recvTarget;
     s.recvTarget = this.streamRecvTarget;
+    const inc = s.uncredited + grow;
+    this.queue(frame(T_WINDOW_UPDATE, 0, s.id, u32(inc)));
+    s.recvWindow += inc;
+    s.uncredited = 0;
+  }
+
+  /** H2ServerStream.widenRecvWindow: the connection's target (which the BDP estimate may still
+   *  raise) and the stream's, each credited up to its new width at once. */
+  widenRecvWindow(s: H2ServerStream, streamBytes: number, connectionBytes: number): void {
+    assert(streamBytes > 0 && streamBytes <= MAX_WINDOW && connectionBytes > 0 && connectionBytes <= MAX_WINDOW, 'h2: receive window out of range');
+    if (this.dead) return;
+    if (connectionBytes > this.connRecvTarget) {
+      const inc = this.connUncredited + connectionBytes - this.connRecvTarget;
+      this.connRecvTarget = connectionBytes;
+      this.queue(frame(T_WINDOW_UPDATE, 0, 0, u32(inc)));
+      this.connRecvWindow += inc;
+      this.connUncredited = 0;
+    }
+    s.recvFixed = true;
+    if (streamBytes <= s.recvTarget || s.closed || s.remoteEnded) return;
+    const grow = streamBytes - s.recvTarget;
+    s.recvTarget = streamBytes;
+    // A paused stream's credit waits for its resume (credit()); the new width goes with it.
+    if (s.paused) {
+      s.uncredited += grow;
+      return;
+    }
     const inc = s.uncredited + grow;
     this.queue(frame(T_WINDOW_UPDATE, 0, s.id, u32(inc)));
     s.recvWindow += inc;

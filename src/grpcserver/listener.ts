@@ -1,6 +1,7 @@
 // One client port for gRPC and HTTP, as etcd's cmux: every accepted connection is routed once, by
 // its first bytes, either to the gRPC server (server.ts: the HTTP/2 client preface) or to a Node http.Server
-// (anything else: /health, /version, /metrics and the JSON gateway under /v3/).
+// (anything else: /health, /version, /metrics and the JSON gateway under /v3/). The peer port
+// is one too, without the HTTP side: a connection that is not HTTP/2 is closed.
 //
 // Cost on the gRPC path: one peek per connection (at most 24 bytes, usually the first read), then
 // the socket belongs to the gRPC server's HTTP/2 session; no per-request work happens here.
@@ -46,7 +47,8 @@ function dropUnrouted(this: net.Socket): void {
 
 export interface ClientListenerOptions {
   grpc: H2GrpcServer;
-  http: http.Server;
+  /** Where connections that are not HTTP/2 go; without it they are closed (the peer port). */
+  http?: http.Server;
   /** For https:// URLs: the tls.Server options (src/tls tlsServerOptions). */
   tls?: tls.TlsOptions;
   /** Where verified client certificate CNs are recorded (only with --client-cert-auth). */
@@ -190,6 +192,7 @@ export class ClientListener {
     socket.off('timeout', dropUnrouted);
     if (this.closed) return void socket.destroy();
     if (to === 'grpc') this.o.grpc.injectConnection(socket);
+    else if (this.o.http === undefined) return void socket.destroy();
     else {
       this.httpSockets.add(socket);
       socket.once('close', () => this.httpSockets.delete(socket));
@@ -210,11 +213,11 @@ export class ClientListener {
     const listening = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     const grpcClosed = this.o.grpc.close(graceMs);
     // HTTP: idle keep-alive connections go now; responses in flight get the grace period.
-    this.o.http.closeIdleConnections();
+    this.o.http?.closeIdleConnections();
     const deadline = Date.now() + graceMs;
     while (this.httpSockets.size > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 20));
-      this.o.http.closeIdleConnections();
+      this.o.http?.closeIdleConnections();
     }
     for (const s of this.httpSockets) s.destroy();
     await listening;

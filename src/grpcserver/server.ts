@@ -1,5 +1,5 @@
-// The client port's gRPC server: gRPC's HTTP/2 mapping served on our own HTTP/2 framing
-// (h2_conn.ts).
+// The gRPC server of the client port and of the peer port: gRPC's HTTP/2 mapping served on our
+// own HTTP/2 framing (h2_conn.ts).
 //
 // Why not grpc-js's Server: on this machine a trivial unary method behind grpc-js's server costs
 // about 47 µs of event-loop time per call against 29 µs on bare node:http2 (etcd's benchmark,
@@ -7,17 +7,24 @@
 // timers and message decoder are the difference. And node:http2 itself costs a stream object
 // and nghttp2's C++ per call, and sends trailers a loop turn after the data (h2_conn.ts). A
 // member's loop is its bottleneck (docs/performance.md), so the client port speaks gRPC and
-// HTTP/2 itself. The peer port and every client we dial (forwarding to the leader, the peer
-// transport) still use grpc-js.
+// HTTP/2 itself. The peer port is served by it too (src/server/peer.ts: raft message streams,
+// snapshots, PeerCluster), so that the receive windows of its streams are ours to set
+// (RecvWindow) instead of reached for inside grpc-js; every client we dial (forwarding to the
+// leader, the peer transport's senders) still uses grpc-js.
 //
 // What it implements (the gRPC-over-HTTP/2 protocol, as grpc-go and grpc-js servers answer it):
 //   - routes by :path to the method tables of the service definitions (@grpc/proto-loader's
 //     serializers), UNIMPLEMENTED for unknown methods;
 //   - length-prefixed messages, with gzip/deflate-compressed ones accepted (grpc-encoding);
 //     messages above the receive limit are refused with RESOURCE_EXHAUSTED;
-//   - unary, server-streaming and bidi calls, handed to handlers as the calls of call.ts: one
-//     object per call (GrpcCall), no event emitter, no closure per message; a bidi handler returns
-//     the listener its requests go to. Responses may be given already encoded (writeEncoded);
+//   - unary, server-streaming, client-streaming and bidi calls, handed to handlers as the calls of
+//     call.ts: one object per call (GrpcCall), no event emitter, no closure per message; a bidi or
+//     client-streaming handler returns the listener its requests go to, and can hold them
+//     (holdRequests: the stream's window is no longer credited; request_queue.ts pulls them on
+//     demand that way). Responses may be given already encoded (writeEncoded);
+//   - per method, a receive window wider than HTTP/2's 64 KiB (RecvWindow: WINDOW_UPDATEs for the
+//     stream and its connection once the handler took the call; the peer port's raft and snapshot
+//     streams);
 //   - statuses as trailers (grpc-status, grpc-message), trailers-only when no message was sent;
 //   - request metadata, built only when a handler asks for it;
 //   - a client that resets its stream or drops the connection cancels the call (cancelled, and a
@@ -27,8 +34,8 @@
 //     ~1.4 µs for a timer of its own); when its bucket's time comes before the call ended, the call
 //     is abandoned (its handler's onAbandoned hooks run, so work waiting for it stops) and ends
 //     with DEADLINE_EXCEEDED (options.deadlineExceeded), at most DEADLINE_BUCKET_MS late.
-// Not implemented: client-streaming methods (etcd has none), response metadata, and response
-// compression (responses are sent uncompressed, which every client accepts).
+// Not implemented: response metadata, and response compression (responses are sent
+// uncompressed, which every client accepts).
 //
 // Failures: a handler that throws, or a response that does not serialize, ends its call with
 // INTERNAL and is reported (onInternalError) with the method, as is every status given with a
@@ -41,7 +48,7 @@ import { assert, rethrowIfAssertion } from '../util/assert';
 import type { Logger } from '../util/log';
 import { H2ServerConnection, MAX_CONCURRENT_STREAMS_DEFAULT, encodeHeaderBlock, type H2ServerStream } from './h2_conn';
 import { ResponseBudget } from './limits';
-import type { BidiHandler, BidiListener, CallStatus, Handler, MessagePartWriter, ServerStreamCall, ServerStreamHandler, StreamListener, UnaryCall, UnaryHandler } from './call';
+import type { BidiHandler, BidiListener, CallStatus, ClientStreamCall, ClientStreamHandler, Handler, MessagePartWriter, ServerStreamCall, ServerStreamHandler, StreamListener, UnaryCall, UnaryHandler } from './call';
 
 export type { CallStatus, Handler } from './call';
 
@@ -114,11 +121,33 @@ type MethodDef = grpc.MethodDefinition<unknown, unknown>;
 const UNARY = 0;
 const SERVER_STREAM = 1;
 const BIDI = 2;
+const CLIENT_STREAM = 3;
+
+/** A method's receive window: its stream's (HTTP/2 starts every stream at 64 KiB; without a
+ *  RecvWindow h2_conn grows it, up to 1 MiB, while its data is consumed promptly) and, once such a
+ *  call has been taken by its handler on a connection (a handler that ends the call at once, a
+ *  refusal, leaves both at 64 KiB), that connection's (h2_conn.ts widenRecvWindow: never
+ *  narrowed). The stream's stays at streamBytes: what a client may send ahead of the handler's
+ *  reads (holdRequests). For methods whose requests are large and come fast (the peer port's raft
+ *  message and snapshot streams), or whose reader must bound what it is sent ahead (a snapshot
+ *  receiver kept at HTTP2_DEFAULT_WINDOW). */
+export interface RecvWindow {
+  readonly streamBytes: number;
+  readonly connectionBytes: number;
+}
+
+/** HTTP/2's initial windows (RFC 9113 §6.9.2), kept as they are. */
+export const HTTP2_DEFAULT_WINDOW: RecvWindow = { streamBytes: 65_535, connectionBytes: 65_535 };
+
+/** The widest window a method may ask for (HTTP/2 allows 2^31-1): what one stream, or one
+ *  connection, may hold in memory unread. */
+export const RECV_WINDOW_BYTES_MAX = 64 * 1024 * 1024;
 
 interface Route {
   readonly def: MethodDef;
-  readonly shape: typeof UNARY | typeof SERVER_STREAM | typeof BIDI;
+  readonly shape: typeof UNARY | typeof SERVER_STREAM | typeof BIDI | typeof CLIENT_STREAM;
   readonly handler: Handler;
+  readonly window: RecvWindow | undefined;
 }
 
 const GRPC_STATUS = 'grpc-status';
@@ -350,11 +379,11 @@ class GrpcPartWriter implements MessagePartWriter {
  * call.ts (one class, so that their property accesses stay monomorphic). It holds the stream, the
  * request, the listener of a streaming handler, and sends the final status once.
  */
-class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown, unknown> {
+class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown, unknown>, ClientStreamCall<unknown> {
   request: unknown = undefined;
   cancelled = false;
   finished = false;
-  /** A server-streaming or bidi call (ended at once on close(); unary calls get the grace). */
+  /** A streaming call of any kind (ended at once on close(); unary calls get the grace). */
   streaming = false;
   /** A bidi call (its requests stop being read above REQUEST_READ_PAUSE_BYTES queued). */
   bidi = false;
@@ -444,11 +473,16 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     return !this.stream.closed && !this.stream.localEnded;
   }
 
+  get remoteAddress(): string {
+    const sock = this.stream.socket;
+    return `${sock.remoteAddress ?? 'unknown'}:${sock.remotePort ?? 0}`;
+  }
+
   get queuedBytes(): number {
     return this.stream.closed ? 0 : this.stream.pendingCost;
   }
 
-  private sendHeaders(): void {
+  sendHeaders(): void {
     if (this.headersSent || !this.writable) return;
     this.headersSent = true;
     this.stream.respond(RESPONSE_BLOCK, false);
@@ -657,7 +691,7 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     else if (l.closed) l.closed();
   }
 
-  /** Request messages of a bidi call, in order, while the call lasts. */
+  /** Request messages of a bidi or client-streaming call, in order, while the call lasts. */
   deliver(msgs: Buffer[], deserialize: (b: Buffer) => unknown): void {
     if (this.heldMsgs !== undefined) {
       // Requests held from before go first: these queue behind them (the stream can be resumed,
@@ -772,14 +806,17 @@ export class H2GrpcServer {
 
   /** Registers a handler for every method of a service definition (@grpc/proto-loader's), found by
    *  its name; the definition says each method's shape. */
-  addService(def: grpc.ServiceDefinition, handlers: Readonly<Record<string, Handler>>): void {
+  addService(def: grpc.ServiceDefinition, handlers: Readonly<Record<string, Handler>>, windows: Readonly<Record<string, RecvWindow>> = {}): void {
+    for (const [name, w] of Object.entries(windows)) {
+      assert(def[name] !== undefined, `receive window for ${name}, not a method of the service`);
+      assert(w.streamBytes > 0 && w.streamBytes <= RECV_WINDOW_BYTES_MAX && w.connectionBytes > 0 && w.connectionBytes <= RECV_WINDOW_BYTES_MAX, `receive window of ${name} out of range`);
+    }
     for (const [name, m] of Object.entries(def)) {
       const handler = handlers[name] ?? handlers[(m as { originalName?: string }).originalName ?? ''];
       if (!handler) throw new Error(`no handler for ${m.path}`);
       if (this.routes.has(m.path)) throw new Error(`method ${m.path} registered twice`);
-      if (m.requestStream && !m.responseStream) throw new Error(`method ${m.path}: client-streaming methods are not supported`);
-      const shape = m.requestStream ? BIDI : m.responseStream ? SERVER_STREAM : UNARY;
-      this.routes.set(m.path, { def: m as MethodDef, shape, handler });
+      const shape = m.requestStream ? (m.responseStream ? BIDI : CLIENT_STREAM) : m.responseStream ? SERVER_STREAM : UNARY;
+      this.routes.set(m.path, { def: m as MethodDef, shape, handler, window: windows[name] });
     }
   }
 
@@ -863,7 +900,7 @@ export class H2GrpcServer {
     stream.onEvict = () => call.evicted();
     const timeoutMs = parseGrpcTimeoutMs(headers['grpc-timeout']);
     if (timeoutMs !== undefined) call.armDeadline(timeoutMs);
-    if (route.shape === BIDI) this.bidiRequest(call, route, reader);
+    if (route.shape === BIDI || route.shape === CLIENT_STREAM) this.streamedRequests(call, route, reader);
     else this.oneRequest(call, route, reader);
   }
 
@@ -896,8 +933,9 @@ export class H2GrpcServer {
     };
   }
 
-  /** Bidi: the handler starts at once; requests go to its listener as they arrive. */
-  private bidiRequest(call: GrpcCall, route: Route, reader: MessageReader): void {
+  /** Bidi and client-streaming: the handler starts at once; requests go to its listener as they
+   *  arrive (unless it holds them). */
+  private streamedRequests(call: GrpcCall, route: Route, reader: MessageReader): void {
     const deserialize = route.def.requestDeserialize as (b: Buffer) => unknown;
     const msgs: Buffer[] = [];
     call.stream.onData = (chunk: Buffer) => {
@@ -924,10 +962,14 @@ export class H2GrpcServer {
     try {
       if (route.shape === UNARY) (route.handler as UnaryHandler<unknown, unknown>)(call);
       else if (route.shape === SERVER_STREAM) call.listen((route.handler as ServerStreamHandler<unknown, unknown>)(call));
+      else if (route.shape === CLIENT_STREAM) call.listen((route.handler as ClientStreamHandler<unknown, unknown>)(call));
       else call.listen((route.handler as BidiHandler<unknown, unknown>)(call));
     } catch (err) {
       call.threw(err);
     }
+    // Only for a call its handler took (a refused one ended already): a client gets the wider
+    // window, and may fill it, once admitted.
+    if (route.window !== undefined && !call.finished) call.stream.widenRecvWindow(route.window.streamBytes, route.window.connectionBytes);
   }
 }
 

@@ -2,18 +2,27 @@
 // the transport's peer list equal to the membership, and publishing this member's name and client
 // URLs through the log (etcd's "publish") so MemberList shows them. Snapshots the transport sends
 // and receives are the Snapshotter's (snapshot.ts).
+//
+// The peer port is our own gRPC server (src/grpcserver, as the client port's, with the same
+// limits against hostile clients) behind a listener that takes HTTP/2 only; https:// peer URLs
+// terminate TLS there with the --peer-* files (a client certificate required and checked against
+// --peer-trusted-ca-file with --peer-client-cert-auth). What we dial (the transport's senders,
+// peerHashKV) is grpc-js's client.
 import * as grpc from '@grpc/grpc-js';
+import { ClientListener } from '../grpcserver/listener';
+import { H2GrpcServer } from '../grpcserver/server';
+import type { UnaryCall } from '../grpcserver/call';
 import type { Logger } from '../util/log';
 import { dropPeerTraffic } from '../util/failpoints';
 import type { Message } from '../raft';
-import { Transport, PEER_SERVER_OPTIONS } from '../transport';
+import { Transport, PEER_MESSAGE_BYTES_MAX } from '../transport';
 import type { RaftNode } from './raft_node';
 import type { Server } from './server';
 import { memberToJson } from './membership';
 import type { Snapshotter } from './snapshot';
 import { serviceDefinition } from '../proto';
-import { credentialsForUrl, grpcChannelCredentials, grpcServerCredentials, type TlsMaterial } from '../tls';
-import { EtcdError } from '../util/errors';
+import { credentialsForUrl, grpcChannelCredentials, tlsServerOptions, type TlsMaterial } from '../tls';
+import { EtcdError, GrpcCode } from '../util/errors';
 import type { PeerHash } from './corrupt_check';
 
 export interface ClusterNodeOptions {
@@ -36,10 +45,13 @@ export interface ClusterNodeOptions {
 
 /** How often a member retries publishing its attributes until they are applied. */
 const PUBLISH_RETRY_MS = 1000;
+/** How long close() lets peer calls finish before cutting the connections. */
+const PEER_SHUTDOWN_GRACE_MS = 1000;
 
 export class ClusterNode {
   readonly transport: Transport;
-  readonly peerServer: grpc.Server;
+  readonly peerServer: H2GrpcServer;
+  private readonly peerListener: ClientListener;
   private publishTimer: NodeJS.Timeout | undefined;
   private closed = false;
 
@@ -59,31 +71,40 @@ export class ClusterNode {
       onRemoved: () => o.onRemoved?.(),
       credentials: o.peerTls ? grpcChannelCredentials(o.peerTls) : undefined,
     });
-    this.peerServer = new grpc.Server(PEER_SERVER_OPTIONS);
+    this.peerServer = new H2GrpcServer({
+      maxReceiveBytes: PEER_MESSAGE_BYTES_MAX,
+      log: o.log,
+      onInternalError: (path, err) => o.log.error('internal error serving a peer call', { method: path, error: String(err), stack: (err as Error | undefined)?.stack }),
+    });
     this.transport.register(this.peerServer);
-    // The peer port is grpc-js's server; PeerCluster's methods are registered on it directly.
     this.peerServer.addService(serviceDefinition('quorumkvpb.PeerCluster'), {
-      Members: (_call: unknown, cb: grpc.sendUnaryData<unknown>) =>
-        cb(null, {
+      Members: (call: UnaryCall<unknown, unknown>) =>
+        call.respond({
           cluster_id: o.clusterId.toString(),
           members_json: Buffer.from(JSON.stringify(o.server.membership.list().map(memberToJson))),
         }),
       // The corruption check's question (corrupt_check.ts): our HashKV at the leader's revision.
-      HashKV: (call: grpc.ServerUnaryCall<{ revision: string }, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+      HashKV: (call: UnaryCall<{ revision: string }, unknown>) => {
         const rev = Number(call.request.revision);
-        if (!Number.isSafeInteger(rev) || rev < 0) return cb({ code: grpc.status.INVALID_ARGUMENT, details: 'quorumkv: bad revision' });
+        if (!Number.isSafeInteger(rev) || rev < 0) return call.fail({ code: GrpcCode.INVALID_ARGUMENT, message: 'quorumkv: bad revision' });
         o.server.hashKV(rev).then(
           (h) =>
-            cb(null, {
+            call.respond({
               member_id: o.memberId.toString(),
               hash: h.hash,
               compact_revision: h.compactRevision,
               hash_revision: h.hashRevision,
               current_revision: o.server.store.currentRevision,
             }),
-          (err: unknown) => cb(err instanceof EtcdError ? { code: err.code, details: err.message } : { code: grpc.status.INTERNAL, details: String(err) }),
+          (err: unknown) => call.fail(err instanceof EtcdError ? { code: err.code, message: err.message } : { code: GrpcCode.INTERNAL, message: String(err), cause: err }),
         );
       },
+    });
+    this.peerListener = new ClientListener({
+      grpc: this.peerServer,
+      tls: o.peerTls ? tlsServerOptions(o.peerTls) : undefined,
+      // etcd logs these too ("rejected connection from ..."): a peer without a valid certificate.
+      onTlsError: (err, remote) => o.log.warn('rejected peer connection', { remote, error: err.message }),
     });
   }
 
@@ -101,13 +122,7 @@ export class ClusterNode {
   /** Binds every --listen-peer-urls URL; https:// ones with the peer TLS files (checked by the
    *  flags: an https URL without them never gets here). */
   private async listenPeers(): Promise<void> {
-    for (const raw of this.o.listenPeerUrls) {
-      const url = new URL(raw);
-      const creds = url.protocol === 'https:' ? grpcServerCredentials(this.o.peerTls!) : grpc.ServerCredentials.createInsecure();
-      await new Promise<number>((resolve, reject) =>
-        this.peerServer.bindAsync(`${url.hostname}:${url.port}`, creds, (err, p) => (err ? reject(err) : resolve(p))),
-      );
-    }
+    await this.peerListener.listen(this.o.listenPeerUrls);
   }
 
   /** The transport's peers = every member but us, at its current peer URLs. */
@@ -139,10 +154,7 @@ export class ClusterNode {
     this.closed = true;
     if (this.publishTimer) clearTimeout(this.publishTimer);
     await this.transport.close();
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(() => (this.peerServer.forceShutdown(), resolve()), 1000);
-      this.peerServer.tryShutdown(() => (clearTimeout(t), resolve()));
-    });
+    await this.peerListener.close(PEER_SHUTDOWN_GRACE_MS);
   }
 }
 

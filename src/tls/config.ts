@@ -1,7 +1,7 @@
 // TLS material of one side of a member (clients or peers), loaded once from etcd's flags, and the
 // three shapes the rest of the code needs it in:
-//   - tls.Server options for the client port (src/gateway/listener.ts terminates TLS itself);
-//   - grpc-js server credentials for the peer port;
+//   - tls.Server options for the client port and the peer port (src/grpcserver/listener.ts
+//     terminates TLS itself);
 //   - grpc-js channel credentials for dialing peers (transport, bootstrap) and leader client URLs
 //     (lease and member forwarding).
 //
@@ -77,7 +77,7 @@ export function selectClientAlpn({ protocols }: { protocols: string[] }): string
 /** A TLS client that has not finished its handshake by then is dropped (Node's default is 120 s). */
 export const TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
 
-/** Options for the client port's tls.Server. */
+/** Options for the tls.Server of the client port and of the peer port. */
 export function tlsServerOptions(m: TlsMaterial): tls.TlsOptions {
   return {
     cert: m.cert,
@@ -89,11 +89,6 @@ export function tlsServerOptions(m: TlsMaterial): tls.TlsOptions {
     handshakeTimeout: TLS_HANDSHAKE_TIMEOUT_MS,
     minVersion: 'TLSv1.2', // etcd 3.4's minimum
   };
-}
-
-/** The peer gRPC server's credentials (--peer-*). */
-export function grpcServerCredentials(m: TlsMaterial): grpc.ServerCredentials {
-  return grpc.ServerCredentials.createSsl(m.ca ?? null, [{ cert_chain: m.cert, private_key: m.key }], m.requireClientCert);
 }
 
 /** Credentials for dialing a member with `m`'s files: our certificate as the client certificate

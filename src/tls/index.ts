@@ -1,12 +1,10 @@
 // TLS with etcd's flags: loading the files (config.ts) and client-certificate identity (identity.ts).
-// Where TLS terminates: the client port in src/gateway/listener.ts (a tls.Server in front of the
-// protocol routing), the peer port in src/server/peer.ts (grpc-js server credentials). See
-// docs/security.md "TLS".
+// Where TLS terminates: both ports in src/grpcserver/listener.ts (a tls.Server in front of the
+// protocol routing; the peer port's wired in src/server/peer.ts). See docs/security.md "TLS".
 export {
   TlsConfigError,
   loadTls,
   tlsServerOptions,
-  grpcServerCredentials,
   grpcChannelCredentials,
   credentialsForUrl,
   selectClientAlpn,

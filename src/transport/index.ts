@@ -13,9 +13,10 @@
 //   maxBatchBytes (1 MiB) so frames stay below gRPC's limits.
 // - Back-pressure. When call.write() returns false the peer stops writing until 'drain' and keeps
 //   queueing; the next write carries everything that accumulated (bigger batches under load).
-// - Flow control. A receiver widens the HTTP/2 windows of a connection once it accepts a message
-//   stream on it (window.ts: 2 MiB per stream, 4 MiB per connection; grpc-js keeps 64 KiB), so a
-//   batch of large entries is not held up by WINDOW_UPDATE round trips.
+// - Flow control. A receiver opens the HTTP/2 windows of a message stream, and of its connection,
+//   once it accepts the stream (RAFT_STREAM_RECV_WINDOW: 2 MiB per stream, 4 MiB per connection;
+//   HTTP/2 starts at 64 KiB), so a batch of large entries is not held up by WINDOW_UPDATE round
+//   trips. The windows are the peer gRPC server's per-method option (grpcserver RecvWindow).
 // - Drops. Per-peer queue bound maxQueuedMessagesPerPeer (default 4096, etcd's streamBufSize). Beyond
 //   it, new messages are dropped (counted in stats.dropped) and the peer is reported unreachable (once
 //   per turn) so Raft switches it to probing and resends later. Messages already written into a stream
@@ -32,12 +33,14 @@
 //   at most snapshotBytesPerSecondMax (128 MiB/s) on average; the data source is read as the
 //   stream drains (getSnapshotData: the backend's LevelDB snapshot). The receiver checks sizes
 //   against maxSnapshotBytes as they arrive and hands onSnapshot the data as an async iterable
-//   that reads the next chunk from gRPC only when asked; it answers after onSnapshot resolved.
+//   that reads the next chunk from the call only when asked (at most SNAPSHOT_READ_AHEAD_CHUNKS
+//   ahead; the stream's window, snapshotReceiveWindowBytes, is what the sender may have in flight
+//   beyond them); it answers after onSnapshot resolved.
 //   A second MsgSnap to a peer while one streams is coalesced with it. The sender reports
 //   onSnapshotStatus(id, ok) either way (plus onUnreachable when the peer could not be reached).
-// - TLS: `credentials` (channel) here, server credentials where the peer server is bound.
+// - TLS: `credentials` (channel) here; the peer port's TLS is its listener's (src/server/peer.ts).
 
-export { Transport, PEER_SERVER_OPTIONS, MAX_QUEUED_MESSAGES_PER_PEER_DEFAULT, MAX_BATCH_BYTES_DEFAULT, MAX_SNAPSHOT_BYTES_DEFAULT } from './transport';
+export { Transport, PEER_MESSAGE_BYTES_MAX, RAFT_STREAM_RECV_WINDOW, MAX_QUEUED_MESSAGES_PER_PEER_DEFAULT, MAX_BATCH_BYTES_DEFAULT, MAX_SNAPSHOT_BYTES_DEFAULT } from './transport';
 export type { TransportOptions } from './transport';
 export type { TransportStats } from './peer';
 export type { SnapshotSource } from './snapshot';

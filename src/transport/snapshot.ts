@@ -7,15 +7,14 @@
 //             and at most bytesPerSecondMax on average (catch-up must not starve the leader's
 //             other traffic: its event loop, disk and socket buffers serve clients too);
 //   receiver  chunks are handed to the server one at a time as it asks for them (an async
-//             iterable); gRPC reads the next message only when the stream's consumer wants it.
+//             iterable); the call stops being read (its HTTP/2 window stops being credited)
+//             while SNAPSHOT_READ_AHEAD_CHUNKS wait for the consumer (grpcserver RequestQueue).
 // The receiver answers only after onSnapshot resolved (the snapshot installed or refused).
 
 import * as grpc from '@grpc/grpc-js';
-import type { Logger } from '../util/log';
 import { MessageType, type Message } from '../raft';
 import { assert } from '../util/assert';
 import { encodeMessages, decodeMessages } from './codec';
-import { widenReceiveWindow } from './window';
 import { SNAPSHOT_PATH, deserializeSnapshotResponse, serializeChunk, type SnapshotChunkPb, type SnapshotResponsePb } from './wire';
 
 /** Snapshot data to send: the bytes themselves, or a stream of chunks (of a known total size, or
@@ -32,16 +31,20 @@ export const SNAPSHOT_CHUNKS_IN_FLIGHT_MAX = 4;
 export const SNAPSHOT_BYTES_PER_SECOND_MAX_DEFAULT = 128 * 1024 * 1024;
 /**
  * HTTP/2 receive window (connection and stream) of an incoming snapshot. HTTP/2's default is
- * 64 KiB, and grpc-js's server has no option for it: the sender waits for a WINDOW_UPDATE every
- * 64 KiB, a wake-up of each side's event loop, which on a loaded machine is milliseconds each.
+ * 64 KiB: the sender would wait for a WINDOW_UPDATE every 64 KiB, a wake-up of each side's event loop, which on a loaded machine is milliseconds each.
  * Measured in a 3-member cluster (bench-scale --catch-up-bins, 2 cores at load ~12, the restarted
  * follower alternating builds): the receiver waited 5.2-7.3 s for its stream per 87-137 MB with
  * 64 KiB, 1.1-1.5 s per 112-162 MB with 4 MiB (the sender's window of chunks in flight). The
  * receiver holds at most this many bytes more than before.
  */
 export const SNAPSHOT_RECEIVE_WINDOW_BYTES_DEFAULT = 4 * 1024 * 1024;
-/** Keeps what a receiver may be sent ahead of its reads small (HTTP/2 allows 2 GiB). */
+/** Keeps what a receiver may be sent ahead of its reads small (HTTP/2 allows 2 GiB); at most
+ *  grpcserver's RECV_WINDOW_BYTES_MAX. */
 export const SNAPSHOT_RECEIVE_WINDOW_BYTES_MAX = 64 * 1024 * 1024;
+/** Chunks received and not yet read by the install before the call stops reading (grpc-js's
+ *  server read ahead 16 messages). With 1 MiB chunks a receiver that does not read holds 2 MiB
+ *  here plus its receive window. */
+export const SNAPSHOT_READ_AHEAD_CHUNKS = 2;
 /** Longest single pause of the rate limit (it sleeps in steps, checking for cancellation). */
 const RATE_SLEEP_MS_MAX = 250;
 
@@ -269,15 +272,4 @@ export class SnapshotRejected extends Error {
   ) {
     super(message);
   }
-}
-
-/**
- * Widens the HTTP/2 receive windows of an incoming snapshot (SNAPSHOT_RECEIVE_WINDOW_BYTES_DEFAULT
- * says why), the stream's and the connection's. The snapshot has its own connection (the sender's
- * local subchannel pool), so the message stream's windows are untouched. Without access to the
- * stream (another grpc-js layout) the snapshot still works, 64 KiB a round trip.
- */
-export function openReceiveWindow(call: grpc.ServerReadableStream<unknown, unknown>, windowBytes: number, log: Logger): void {
-  assert(windowBytes > 0 && windowBytes <= SNAPSHOT_RECEIVE_WINDOW_BYTES_MAX, 'openReceiveWindow: window out of range');
-  widenReceiveWindow(call, log, windowBytes, windowBytes);
 }

@@ -148,7 +148,7 @@ function toNumber(v: protobuf.Long | number | undefined): number {
   return high >= 0x20_0000 ? Number.MAX_SAFE_INTEGER : high * 0x1_0000_0000 + (v.low >>> 0);
 }
 
-/** The server-side service definition, for grpc.Server.addService. */
+/** The service definition (paths, (de)serializers), for the peer gRPC server's addService. */
 export function serviceDefinition(): grpc.ServiceDefinition {
   return {
     Stream: {

@@ -79,6 +79,27 @@ describe('client port mux (gRPC and HTTP on one port)', () => {
     assert.match(reply, /hello \/tiny$/);
   });
 
+  it('without an HTTP server (the peer port) closes a connection that is not HTTP/2, and still serves gRPC', async () => {
+    const grpcOnly = new ClientListener({ grpc: g });
+    const [p] = await grpcOnly.listen(['http://127.0.0.1:0']);
+    try {
+      const got = await new Promise<{ bytes: number; closed: boolean }>((resolve) => {
+        let bytes = 0;
+        const s = net.connect(p!, '127.0.0.1', () => s.write('GET /health HTTP/1.1\r\nHost: x\r\n\r\n'));
+        s.on('data', (d: Buffer) => (bytes += d.length));
+        s.on('error', () => undefined);
+        s.on('close', () => resolve({ bytes, closed: true }));
+        setTimeout(() => (s.destroy(), resolve({ bytes, closed: false })), 2000).unref();
+      });
+      assert.deepEqual(got, { bytes: 0, closed: true });
+      const Ctor = (grpcDefinitions().grpc as any).health.v1.Health as new (a: string, c: grpc.ChannelCredentials) => HealthClient;
+      const c = new Ctor(`127.0.0.1:${p}`, grpc.credentials.createInsecure());
+      assert.equal(await new Promise<number>((resolve, reject) => c.Check({}, (err, res) => (c.close(), err ? reject(err) : resolve(res.status)))), 1);
+    } finally {
+      await grpcOnly.close(0);
+    }
+  });
+
   it('close() ends silent connections and open HTTP responses within the grace period', async () => {
     const silent = net.connect(port, '127.0.0.1');
     const silentClosed = new Promise((r) => silent.on('close', r));

@@ -154,6 +154,20 @@ describe('hostile clients (raw HTTP/2 against a quorumkv process)', function () 
     await assertHealthy('PING flood');
   });
 
+  it('the peer port has the same limits: a PING flood and a server-reset flood get GOAWAY ENHANCE_YOUR_CALM', async () => {
+    for (const attack of ['ping', 'reset'] as const) {
+      const s = await F.connectRaw(server.peerPort, [F.settings()]);
+      sockets.push(s);
+      const code = goaway(s, ATTACK_MS);
+      const parts: Buffer[] = [];
+      if (attack === 'ping') parts.push(...new Array<Buffer>(20_000).fill(F.ping()));
+      else for (let id = 1; id < 2 * 5000; id += 2) parts.push(F.grpcHeaders(id, '/quorumkvpb.RaftTransport/Stream'), F.windowUpdate(id, 0));
+      s.write(Buffer.concat(parts));
+      assert.equal(await code, ENHANCE_YOUR_CALM, attack);
+    }
+    await assertHealthy('peer-port PING and reset floods');
+  });
+
   it('advertises SETTINGS_MAX_CONCURRENT_STREAMS and refuses the streams above it', async () => {
     const s = await raw([F.settings([[F.SETTINGS_INITIAL_WINDOW_SIZE, 0]])]);
     let advertised = -1;

@@ -54,6 +54,8 @@ export function tempDir(prefix = 'quorumkv-test-'): string {
 export interface ServerProcess {
   readonly endpoint: string; // host:port
   readonly url: string; // http://host:port
+  /** The port of its --listen-peer-urls (127.0.0.1). */
+  readonly peerPort: number;
   readonly dataDir: string;
   readonly proc: ChildProcess;
   readonly output: () => string;
@@ -98,6 +100,7 @@ export async function startServer(opts: StartOptions = {}): Promise<ServerProces
   return {
     endpoint: `127.0.0.1:${port}`,
     url,
+    peerPort,
     dataDir,
     proc,
     output: () => out,

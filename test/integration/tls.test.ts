@@ -293,6 +293,31 @@ describe('TLS: a 3-member cluster with client and peer TLS', function () {
     for (const u of clientUrls) assert.match(r.stderr + r.stdout, new RegExp(`${u} is healthy`));
   });
 
+  it('the peer port (--peer-client-cert-auth) answers a peer with a trusted certificate, and refuses one without or from another CA', async () => {
+    const Ctor = grpc.makeGenericClientConstructor(serviceDefinition('quorumkvpb.PeerCluster'), 'PeerCluster');
+    const members = async (who: { cert: string; key: string } | undefined): Promise<grpc.ServiceError | { cluster_id: string; members_json: Buffer }> => {
+      const ca = fs.readFileSync(certs.ca);
+      const creds = who ? grpc.credentials.createSsl(ca, fs.readFileSync(who.key), fs.readFileSync(who.cert)) : grpc.credentials.createSsl(ca);
+      const client = new Ctor(peerUrls[0]!.replace('https://', ''), creds) as unknown as {
+        Members(req: object, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res: { cluster_id: string; members_json: Buffer }) => void): void;
+        close(): void;
+      };
+      try {
+        return await new Promise((resolve) => client.Members({}, { deadline: Date.now() + 3000 }, (err, res) => resolve(err ?? res)));
+      } finally {
+        client.close();
+      }
+    };
+    const ok = await members(certs.server);
+    assert.ok(!(ok instanceof Error), String(ok));
+    assert.equal((JSON.parse(ok.members_json.toString()) as unknown[]).length, 3);
+    for (const who of [undefined, certs.mallory]) {
+      const err = await members(who);
+      assert.ok(err instanceof Error && err.code === grpc.status.UNAVAILABLE, `refused: ${String(err)}`);
+    }
+    assert.match(outputs[0]!, /"msg":"rejected peer connection"/);
+  });
+
   it('lease keepalives on every member reach the leader through its https client URL', async () => {
     const granted = await ok(0, ['lease', 'grant', '30']);
     const id = /lease ([0-9a-f]+) granted/.exec(granted)![1]!;

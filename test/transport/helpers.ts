@@ -1,16 +1,18 @@
-// Loopback cluster helpers for transport tests: a Transport per member, each with its own grpc.Server
-// on 127.0.0.1 and an ephemeral port, recording everything it receives.
-import * as grpc from '@grpc/grpc-js';
+// Loopback cluster helpers for transport tests: a Transport per member, each with its own peer gRPC
+// server (src/grpcserver, as the member's peer port) on 127.0.0.1 and an ephemeral port, recording
+// everything it receives.
+import { ClientListener } from '../../src/grpcserver/listener';
+import { H2GrpcServer } from '../../src/grpcserver/server';
 import { EntryType, MessageType, newMessage, type Entry, type Message, type NodeId } from '../../src/raft';
 import { Logger } from '../../src/util/log';
-import { PEER_SERVER_OPTIONS, Transport, type TransportOptions } from '../../src/transport';
+import { PEER_MESSAGE_BYTES_MAX, Transport, type TransportOptions } from '../../src/transport';
 
 export const CLUSTER_ID = 0xdead_beef_cafe_f00dn;
 
 export interface Member {
   id: NodeId;
   transport: Transport;
-  server: grpc.Server;
+  server: PeerServer;
   port: number;
   url: string;
   received: Message[];
@@ -20,13 +22,20 @@ export interface Member {
   logLines: string[];
 }
 
-export async function startServer(transport: Transport, port = 0): Promise<{ server: grpc.Server; port: number }> {
-  const server = new grpc.Server(PEER_SERVER_OPTIONS);
-  transport.register(server);
-  const bound = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(`127.0.0.1:${port}`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))),
-  );
-  return { server, port: bound };
+/** A member's peer port: the gRPC server and its listener. */
+export interface PeerServer {
+  grpc: H2GrpcServer;
+  listener: ClientListener;
+  /** Cuts every connection and stops listening. */
+  forceShutdown(): Promise<void>;
+}
+
+export async function startServer(transport: Transport, port = 0): Promise<{ server: PeerServer; port: number }> {
+  const grpc = new H2GrpcServer({ maxReceiveBytes: PEER_MESSAGE_BYTES_MAX });
+  transport.register(grpc);
+  const listener = new ClientListener({ grpc });
+  const [bound] = await listener.listen([`http://127.0.0.1:${port}`]);
+  return { server: { grpc, listener, forceShutdown: () => listener.close(0) }, port: bound! };
 }
 
 export async function startMember(id: NodeId, opts: Partial<TransportOptions> = {}): Promise<Member> {
@@ -61,7 +70,7 @@ export function connectAll(members: Member[]): void {
 
 export async function stopMember(m: Member): Promise<void> {
   await m.transport.close();
-  m.server.forceShutdown();
+  await m.server.forceShutdown();
 }
 
 export async function waitFor(cond: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {

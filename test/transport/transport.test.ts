@@ -4,10 +4,13 @@
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { MessageType, type Message } from '../../src/raft';
-import { ERR_CLUSTER_ID_MISMATCH } from '../../src/transport';
+import { ERR_CLUSTER_ID_MISMATCH, PEER_MESSAGE_BYTES_MAX } from '../../src/transport';
+import type { BidiListener, ClientStreamCall } from '../../src/grpcserver/call';
+import { ClientListener } from '../../src/grpcserver/listener';
+import { H2GrpcServer } from '../../src/grpcserver/server';
 import { STREAM_PATH, deserializeStreamResponse, serializeBatch, serviceDefinition, type MessageBatchPb } from '../../src/transport/wire';
 import { decodeMessages, encodeMessages } from '../../src/transport/codec';
-import { CLUSTER_ID, app, connectAll, entry, heartbeat, startMember, startServer, stopMember, waitFor, type Member } from './helpers';
+import { CLUSTER_ID, app, connectAll, entry, heartbeat, startMember, startServer, stopMember, waitFor, type Member, type PeerServer } from './helpers';
 
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -17,10 +20,10 @@ const range = (from: number, to: number): number[] => Array.from({ length: to - 
 describe('transport: loopback members', function () {
   this.timeout(15_000);
   const members: Member[] = [];
-  const servers: grpc.Server[] = [];
+  const servers: PeerServer[] = [];
   after(async () => {
     await Promise.all(members.map(stopMember));
-    servers.forEach((s) => s.forceShutdown());
+    await Promise.all(servers.map((s) => s.forceShutdown()));
   });
   const member = async (...args: Parameters<typeof startMember>): Promise<Member> => {
     const m = await startMember(...args);
@@ -96,7 +99,7 @@ describe('transport: loopback members', function () {
     connectAll([a, b]);
     a.transport.send([app(31n, 32n, 1)]);
     await waitFor(() => b.received.length === 1, 'first message');
-    b.server.forceShutdown();
+    await b.server.forceShutdown();
     await waitFor(() => a.unreachable.includes(32n), 'broken stream reported');
     // While down: queued (the bound is far away), redialed with backoff, reported unreachable again.
     for (let i = 2; i <= 5; i++) {
@@ -157,7 +160,7 @@ describe('transport: loopback members', function () {
   it('drops beyond maxQueuedMessagesPerPeer while the peer is down, and reports it unreachable', async () => {
     // A port that was just bound and released: nothing listens there.
     const { server, port } = await startServer((await member(50n)).transport);
-    server.forceShutdown();
+    await server.forceShutdown();
     const a = await member(51n, { maxQueuedMessagesPerPeer: 10 });
     a.transport.addPeer(52n, [`http://127.0.0.1:${port}`]);
     a.transport.send(range(1, 26).map((i) => app(51n, 52n, i)));
@@ -175,20 +178,23 @@ describe('transport: loopback members', function () {
   it('respects back-pressure from a receiver that stops reading: waits for drain and batches meanwhile', async () => {
     // A raw receiver that accepts the stream and then does not read for a while.
     const got: Message[] = [];
-    const slow = new grpc.Server();
-    servers.push(slow);
+    const slow = new H2GrpcServer({ maxReceiveBytes: PEER_MESSAGE_BYTES_MAX });
     let resume: () => void = () => undefined;
     slow.addService(serviceDefinition(), {
-      Stream: (call: grpc.ServerReadableStream<MessageBatchPb, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        call.sendMetadata(new grpc.Metadata());
-        call.on('data', (b: MessageBatchPb) => got.push(...decodeMessages(b.messages)));
-        call.on('end', () => cb(null, {}));
-        call.pause();
-        resume = () => call.resume();
+      Stream: (call: ClientStreamCall<Record<string, never>>): BidiListener<MessageBatchPb> => {
+        call.sendHeaders();
+        call.holdRequests();
+        resume = () => call.releaseRequests();
+        return { message: (b) => got.push(...decodeMessages(b.messages)), halfClosed: () => call.respond({}) };
       },
-      Snapshot: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb({ code: grpc.status.UNIMPLEMENTED }),
+      Snapshot: (call: ClientStreamCall<unknown>): BidiListener<unknown> => {
+        call.fail({ code: grpc.status.UNIMPLEMENTED, message: 'no snapshots here' });
+        return { message: () => undefined, halfClosed: () => undefined };
+      },
     });
-    const port = await new Promise<number>((res, rej) => slow.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => (e ? rej(e) : res(p))));
+    const slowListener = new ClientListener({ grpc: slow });
+    const [port] = await slowListener.listen(['http://127.0.0.1:0']);
+    servers.push({ grpc: slow, listener: slowListener, forceShutdown: () => slowListener.close(0) });
     const a = await member(61n, { maxQueuedMessagesPerPeer: 100_000 });
     a.transport.addPeer(62n, [`http://127.0.0.1:${port}`]);
     const big = Buffer.alloc(64 * 1024, 1);
