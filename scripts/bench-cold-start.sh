@@ -12,7 +12,8 @@
 # second k of the run: "cold" = the first 5 s, "steady" = from second 10 to the end (the last,
 # partial second left out). CPU per request = user+sys of all members (/proc/PID/stat) over the
 # same windows, divided by the requests done in them. A VARIANT (after `--`) is the node flags of
-# the members ("" or "-" for none): `-- - --max-lazy` runs default and --max-lazy alternately.
+# the members ("" or "-" for none): `-- - --max-lazy` runs default and --max-lazy alternately;
+# the variant `etcd` runs etcd 3.4 (`etcd` on the PATH) instead, for the same windows.
 #
 # Usage: scripts/bench-cold-start.sh BENCHMARK_BINARY   (built by ../shared/tools/build-etcd-benchmark.sh)
 #        QFLAGS="--some-v8-flag" scripts/bench-cold-start.sh ...   (phases mode: node flags of the members)
@@ -52,10 +53,15 @@ start_cluster() {
   for i in $(seq 1 "$n"); do ic+="${ic:+,}m$i=http://127.0.0.1:$((base + 2 * i))"; done
   for i in $(seq 1 "$n"); do
     local c=$((base + 2 * i - 1)) p=$((base + 2 * i))
-    # shellcheck disable=SC2086 # flags is a list of node flags
-    setsid node $flags dist/src/cli/quorumkv.js --name="m$i" --data-dir="$dir/m$i" --listen-client-urls="http://127.0.0.1:$c" \
-      --advertise-client-urls="http://127.0.0.1:$c" --listen-peer-urls="http://127.0.0.1:$p" --initial-advertise-peer-urls="http://127.0.0.1:$p" \
-      --initial-cluster="$ic" --initial-cluster-token=cold-start --initial-cluster-state=new --log-level=warn >"$dir-m$i.log" 2>&1 </dev/null &
+    local args=(--name="m$i" --data-dir="$dir/m$i" --listen-client-urls="http://127.0.0.1:$c"
+      --advertise-client-urls="http://127.0.0.1:$c" --listen-peer-urls="http://127.0.0.1:$p" --initial-advertise-peer-urls="http://127.0.0.1:$p"
+      --initial-cluster="$ic" --initial-cluster-token=cold-start --initial-cluster-state=new)
+    if [ "$flags" = etcd ]; then
+      setsid etcd "${args[@]}" >"$dir-m$i.log" 2>&1 </dev/null &
+    else
+      # shellcheck disable=SC2086 # flags is a list of node flags
+      setsid node $flags dist/src/cli/quorumkv.js "${args[@]}" --log-level=warn >"$dir-m$i.log" 2>&1 </dev/null &
+    fi
     pids+=($!); cpids+=($!)
     disown
   done
