@@ -40,6 +40,9 @@ export const TLS_HANDSHAKES_MAX_DEFAULT = 1024;
 export const TLS_HANDSHAKE_STALLED_MS = 250;
 /** How long stop() lets gRPC calls and HTTP responses finish before cutting connections. */
 export const SHUTDOWN_GRACE_MS = 2000;
+/** While close() waits for HTTP responses in flight: how often it closes the connections that
+ *  became idle (a socket's close wakes it sooner). */
+const HTTP_DRAIN_POLL_MS = 20;
 
 function dropUnrouted(this: net.Socket): void {
   this.destroy();
@@ -74,6 +77,8 @@ export class ClientListener {
   private readonly unrouted = new Set<net.Socket>();
   /** Sockets handed to the HTTP server (Node does not wait for them in close() without a listen). */
   private readonly httpSockets = new Set<net.Socket>();
+  /** close(): wakes its wait for the HTTP sockets when one of them closes. */
+  private httpSocketClosed: (() => void) | undefined;
   private closed = false;
 
   constructor(private readonly o: ClientListenerOptions) {}
@@ -195,7 +200,7 @@ export class ClientListener {
     else if (this.o.http === undefined) return void socket.destroy();
     else {
       this.httpSockets.add(socket);
-      socket.once('close', () => this.httpSockets.delete(socket));
+      socket.once('close', () => (this.httpSockets.delete(socket), this.httpSocketClosed?.()));
       this.o.http.emit('connection', socket);
     }
     // Both servers attach their readers synchronously; the bytes put back are delivered first.
@@ -214,9 +219,14 @@ export class ClientListener {
     const grpcClosed = this.o.grpc.close(graceMs);
     // HTTP: idle keep-alive connections go now; responses in flight get the grace period.
     this.o.http?.closeIdleConnections();
+    // Woken by each socket's close (an idle one closes a turn after closeIdleConnections), else
+    // every HTTP_DRAIN_POLL_MS: a response that finishes leaves its connection idle, closed here.
     const deadline = Date.now() + graceMs;
     while (this.httpSockets.size > 0 && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise<void>((r) => {
+        const t = setTimeout(() => (this.httpSocketClosed = undefined, r()), Math.min(HTTP_DRAIN_POLL_MS, deadline - Date.now()));
+        this.httpSocketClosed = () => (clearTimeout(t), this.httpSocketClosed = undefined, r());
+      });
       this.o.http?.closeIdleConnections();
     }
     for (const s of this.httpSockets) s.destroy();

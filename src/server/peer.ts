@@ -150,11 +150,14 @@ export class ClusterNode {
     this.publishTimer = setTimeout(() => this.publish(), PUBLISH_RETRY_MS);
   }
 
+  /** Stops the peer service: the transport's streams end without waiting for the peers to
+   *  acknowledge (Raft messages may be lost, and peers redial), and at the same time the peer
+   *  listener closes: the peers' raft and snapshot streams end at once, PeerCluster calls in
+   *  flight (HashKV, Members) get PEER_SHUTDOWN_GRACE_MS (H2GrpcServer.close). */
   async close(): Promise<void> {
     this.closed = true;
     if (this.publishTimer) clearTimeout(this.publishTimer);
-    await this.transport.close();
-    await this.peerListener.close(PEER_SHUTDOWN_GRACE_MS);
+    await Promise.all([this.transport.close(0), this.peerListener.close(PEER_SHUTDOWN_GRACE_MS)]);
   }
 }
 

@@ -449,9 +449,13 @@ export class Server {
     this.compactions.stop();
     for (const [id, w] of this.waiters) w.resolve({ id, error: Errors.Stopped, revision: 0 });
     this.waiters.clear();
+    // The Ready loop finishes the write in progress and the WAL closes (every record it holds was
+    // written with O_DSYNC). Then the backend commits its last group and closes, while the spill
+    // files (scratch, recreated at start) are removed on this thread meanwhile.
     await this.log.close();
-    await this.backend?.close();
+    const backendClosed = this.backend?.close();
     this.store.closeSpill();
+    await backendClosed;
   }
 }
 

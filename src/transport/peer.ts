@@ -161,7 +161,10 @@ export class Peer {
     }
   }
 
-  async close(): Promise<void> {
+  /** Ends the stream (cleanly if it is ready) and closes the channels; waits up to `waitMs` for
+   *  the receiver to acknowledge the end (0: not at all — a member shutting down needs no
+   *  acknowledgement: Raft messages may be lost, and the receiver redials). */
+  async close(waitMs = CLOSE_WAIT_MS): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     this.clearTimers();
@@ -170,7 +173,8 @@ export class Peer {
     const call = this.call;
     if (call !== undefined) {
       const ended = new Promise<void>((resolve) => {
-        const t = setTimeout(resolve, CLOSE_WAIT_MS);
+        if (waitMs === 0) return resolve();
+        const t = setTimeout(resolve, waitMs);
         this.onCallEnded = () => {
           clearTimeout(t);
           resolve();

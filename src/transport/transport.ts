@@ -251,14 +251,16 @@ export class Transport {
     }
   }
 
-  async close(): Promise<void> {
+  /** Ends every stream, inbound and outbound. `waitMs`: how long each outbound stream waits for
+   *  its receiver to acknowledge the end (Peer.close; 0 at a member's shutdown). */
+  async close(waitMs?: number): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     for (const end of [...this.inbound]) end();
     const peers = [...this.peers.values()];
     this.peers.clear();
     this.dirty.clear();
-    await Promise.all(peers.map((p) => p.close()));
+    await Promise.all(peers.map((p) => p.close(waitMs)));
   }
 
   private flush(): void {

@@ -186,7 +186,7 @@ describe('hostile clients (raw HTTP/2 against a quorumkv process)', function () 
     await assertHealthy('1010 concurrent streams');
   });
 
-  it('exits on SIGTERM at once while a zero-window flood runs; a watch ends UNAVAILABLE "etcdserver: server stopped"', async () => {
+  it('exits on SIGTERM at once while a zero-window flood runs, after a complete stop; a watch ends UNAVAILABLE "etcdserver: server stopped"', async () => {
     const s = await raw([F.settings([[F.SETTINGS_INITIAL_WINDOW_SIZE, 0]]), F.grpcHeaders(1, '/etcdserverpb.Lease/LeaseKeepAlive')]);
     s.resume();
     const batch = F.grpcData(1, new Array<Buffer>(1500).fill(F.keepAliveRequest(1)));
@@ -199,7 +199,7 @@ describe('hostile clients (raw HTTP/2 against a quorumkv process)', function () 
     const exited = new Promise<number | null>((r) => server.proc.once('exit', (code) => r(code)));
     const t0 = Date.now();
     process.kill(server.proc.pid!, 'SIGTERM');
-    await exited;
+    const code = await exited;
     const ms = Date.now() - t0;
     console.log(`      exited ${ms} ms after SIGTERM`);
     const st = await watchStatus;
@@ -208,6 +208,9 @@ describe('hostile clients (raw HTTP/2 against a quorumkv process)', function () 
     assert.ok(ms < SHUTDOWN_STREAMING_MS_MAX, `exit took ${ms} ms: streaming calls were waited for`);
     assert.equal(st.code, grpc.status.UNAVAILABLE);
     assert.equal(st.details, 'etcdserver: server stopped');
+    // The stop finished (WAL and backend closed, lock released), not the SHUTDOWN_MS_MAX backstop.
+    assert.match(server.output(), /"msg":"member stopped"/);
+    assert.equal(code, 0);
     await flooding;
   });
 });
