@@ -409,6 +409,11 @@ export class H2ServerConnection {
   idleSinceMs = Date.now();
   /** A request stream was opened on it at some point. */
   hadStream = false;
+  /** Bytes its streams' users hold received but not yet usable (the gRPC layer: incomplete
+   *  request messages), counted and bounded by them (server.ts GrpcCall.holdPartial); handing
+   *  data on credits its window whatever this is, so without that bound it would be the client's
+   *  to grow. */
+  heldRequestBytes = 0;
   /** Keepalive (etcd's --grpc-keepalive-interval/-timeout): bytes arrived since the server's last
    *  sweep (set per read, no clock read on the hot path); when the sweep last saw some; when the
    *  server's keepalive PING went out and nothing has come back since (0: none outstanding). */

@@ -47,7 +47,7 @@ import { GrpcCode } from '../util/errors';
 import { assert, rethrowIfAssertion } from '../util/assert';
 import type { Logger } from '../util/log';
 import { H2ServerConnection, MAX_CONCURRENT_STREAMS_DEFAULT, encodeHeaderBlock, type H2ServerStream } from './h2_conn';
-import { ResponseBudget } from './limits';
+import { ResponseBudget, type BudgetHolder } from './limits';
 import type { BidiHandler, BidiListener, CallStatus, ClientStreamCall, ClientStreamHandler, Handler, MessagePartWriter, ServerStreamCall, ServerStreamHandler, StreamListener, UnaryCall, UnaryHandler } from './call';
 
 export type { CallStatus, Handler } from './call';
@@ -80,8 +80,14 @@ export interface H2GrpcServerOptions {
    *  (default RESPONSE_BUFFER_BYTES_MAX_DEFAULT); above it the streams blocked longest end with
    *  RESOURCE_EXHAUSTED. */
   responseBufferBytesMax?: number;
-  /** A call ended because the member's response budget was exceeded (a metric). */
+  /** A call ended because the member's response budget, or its budget of incomplete request
+   *  bytes, was exceeded (a metric). */
   onEvicted?(path: string): void;
+  /** Bytes of incomplete request messages per connection, and all connections together
+   *  (defaults PARTIAL_REQUEST_BYTES_PER_CONNECTION_MAX_DEFAULT, PARTIAL_REQUEST_BYTES_MAX_DEFAULT;
+   *  the first is raised to twice maxReceiveBytes if below). */
+  partialRequestBytesPerConnectionMax?: number;
+  partialRequestBytesMax?: number;
   /** A connection with no open stream for this long is closed (GOAWAY, NO_ERROR); 0: never.
    *  Default IDLE_TIMEOUT_MS_DEFAULT. */
   idleTimeoutMs?: number;
@@ -104,6 +110,16 @@ export interface H2GrpcServerOptions {
 
 /** The member-wide response budget: 4 connections' worth of h2_conn's CONN_BUFFER_BYTES_MAX. */
 export const RESPONSE_BUFFER_BYTES_MAX_DEFAULT = 64 * 1024 * 1024;
+/** Bytes of incomplete request messages the calls of one connection may hold together (or twice
+ *  the largest message, if more): twice the largest connection receive window (h2_conn.ts), so
+ *  that a client sending many large requests at once over one connection is not refused, while
+ *  one connection can no longer hold a partial message on each of its 1000 streams (~1.5 GB at
+ *  etcd's --max-request-bytes). Past it the call whose data crossed it ends RESOURCE_EXHAUSTED. */
+export const PARTIAL_REQUEST_BYTES_PER_CONNECTION_MAX_DEFAULT = 32 * 1024 * 1024;
+/** All connections together: above it, the calls whose client has sent nothing for
+ *  STALLED_MS_MIN end RESOURCE_EXHAUSTED (those holding longest first), and above 4 times it any
+ *  (limits.ts ResponseBudget, the same rule as for queued responses). */
+export const PARTIAL_REQUEST_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
 /** As grpc-go's MaxConnectionIdle when set (etcd leaves it infinite): gRPC clients reconnect on
  *  their next call after a GOAWAY with NO_ERROR. */
 export const IDLE_TIMEOUT_MS_DEFAULT = 5 * 60_000;
@@ -314,6 +330,11 @@ export class MessageReader {
     return this.buffered > 0;
   }
 
+  /** Bytes received and not yet part of a whole message. */
+  get bufferedBytes(): number {
+    return this.buffered;
+  }
+
   private peekHeader(): Buffer {
     const first = this.chunks[0]!;
     if (first.length >= MESSAGE_HEADER_BYTES) return first;
@@ -407,6 +428,10 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   /** Hooks to run if the call is abandoned (client gone, deadline passed); undefined once run. */
   private abandonHooks: (() => void)[] | undefined = [];
   private abandoned = false;
+  /** Bytes of an incomplete request message its reader holds (counted on the connection and in
+   *  the server's partialRequests budget), and its entry in that budget while above 0. */
+  private partialBytes = 0;
+  private partialHolder: BudgetHolder | undefined = undefined;
 
   constructor(
     private readonly server: H2GrpcServer,
@@ -637,6 +662,42 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     }
   }
 
+  /** Its request reader now holds `bytes` of an incomplete message (after each DATA chunk). False
+   *  if that took the connection over its bound: the call has then ended RESOURCE_EXHAUSTED. */
+  holdPartial(bytes: number): boolean {
+    const delta = bytes - this.partialBytes;
+    const conn = this.stream.conn;
+    const budget = this.server.partialRequests;
+    this.partialBytes = bytes;
+    conn.heldRequestBytes += delta;
+    assert(conn.heldRequestBytes >= 0, 'grpc: negative held request bytes on a connection');
+    if (delta > 0) budget.add(delta);
+    else if (delta < 0) budget.sub(-delta);
+    if (bytes === 0) {
+      if (this.partialHolder !== undefined) budget.unwait(this.partialHolder);
+      this.partialHolder = undefined;
+      return true;
+    }
+    if (this.partialHolder === undefined) {
+      this.partialHolder = { progressMs: 0, evict: () => this.partialEvicted() };
+      budget.wait(this.partialHolder);
+    }
+    this.partialHolder.progressMs = Date.now();
+    if (delta <= 0 || conn.heldRequestBytes <= this.server.partialRequestBytesPerConnectionMax) return true;
+    this.holdPartial(0);
+    this.fail(status(GrpcCode.RESOURCE_EXHAUSTED, `quorumkv: more than ${this.server.partialRequestBytesPerConnectionMax} bytes of incomplete request messages on this connection`));
+    return false;
+  }
+
+  /** The member's budget of incomplete request bytes was exceeded while this call's client sent
+   *  nothing (limits.ts ResponseBudget.enforce; its entry is already out of the budget's list). */
+  private partialEvicted(): void {
+    this.partialHolder = undefined;
+    this.holdPartial(0);
+    this.server.opts.onEvicted?.(this.path);
+    this.fail(status(GrpcCode.RESOURCE_EXHAUSTED, `quorumkv: the request was not completed: more than ${this.server.partialRequests.bytesMax} bytes of incomplete requests in this member`));
+  }
+
   /** The member's response budget was exceeded and this call's queued responses were dropped. */
   evicted(): void {
     this.server.opts.onEvicted?.(this.path);
@@ -660,6 +721,8 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
     if (this.finished) return;
     this.finished = true;
     this.disarm();
+    // Its reader reads no more (onData returns once finished): what it holds is let go of.
+    this.holdPartial(0);
     this.onFinish?.(st.code);
     if (!this.writable) return;
     if (!this.headersSent) {
@@ -738,6 +801,7 @@ class GrpcCall implements UnaryCall<unknown, unknown>, ServerStreamCall<unknown,
   gone(): void {
     if (this.closed) return;
     this.closed = true;
+    this.holdPartial(0);
     this.server.callGone(this);
     this.disarm();
     if (!this.finished) {
@@ -769,10 +833,17 @@ export class H2GrpcServer {
   private otherCallsOpen = 0;
   /** Response bytes queued for clients, all connections together (h2_conn, limits.ts). */
   readonly budget: ResponseBudget;
+  /** Bytes of incomplete request messages, all connections together; its holders are the calls
+   *  holding some, and a stalled one (no data for STALLED_MS_MIN) is evicted as a stalled
+   *  response stream is (limits.ts). */
+  readonly partialRequests: ResponseBudget;
+  readonly partialRequestBytesPerConnectionMax: number;
   private readonly idleSweep: NodeJS.Timeout;
 
   constructor(readonly opts: H2GrpcServerOptions) {
     this.budget = new ResponseBudget(opts.responseBufferBytesMax ?? RESPONSE_BUFFER_BYTES_MAX_DEFAULT);
+    this.partialRequests = new ResponseBudget(opts.partialRequestBytesMax ?? PARTIAL_REQUEST_BYTES_MAX_DEFAULT);
+    this.partialRequestBytesPerConnectionMax = Math.max(opts.partialRequestBytesPerConnectionMax ?? PARTIAL_REQUEST_BYTES_PER_CONNECTION_MAX_DEFAULT, 2 * opts.maxReceiveBytes);
     this.idleSweep = setInterval(() => this.closeIdle(Date.now()), IDLE_SWEEP_MS);
     this.idleSweep.unref();
   }
@@ -916,6 +987,7 @@ export class H2GrpcServer {
       } catch (err) {
         return call.fail(readFailure(err));
       }
+      if (!call.holdPartial(reader.bufferedBytes)) return;
       if (msgs.length === 0) return;
       got += msgs.length;
       if (got > 1) return call.fail(status(GrpcCode.UNIMPLEMENTED, `grpc: a second request message on unary method ${call.path}`));
@@ -945,6 +1017,7 @@ export class H2GrpcServer {
       } catch (err) {
         return call.fail(readFailure(err));
       }
+      if (!call.holdPartial(reader.bufferedBytes)) return;
       if (msgs.length === 0) return;
       call.deliver(msgs, deserialize);
       msgs.length = 0;

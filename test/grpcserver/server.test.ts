@@ -14,6 +14,7 @@ import type { BidiCall, Encoded, ServerStreamCall, UnaryCall } from '../../src/a
 import { grpcDefinitions, protoRoot } from '../../src/proto';
 import { CERT_CN_METADATA_KEY, certCommonNameOf, certIdentityHook } from '../../src/tls';
 import * as F from '../hostile/frames';
+import { HpackDecoder } from '../../src/grpcserver/hpack';
 
 type AnyClient = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
 type Ctor = new (address: string, creds: grpc.ChannelCredentials, opts?: object) => AnyClient;
@@ -369,6 +370,63 @@ describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
         assert.ok(Date.now() - t0 >= 300, 'not before the timeout');
         assert.ok(closed, 'the socket is closed after the GOAWAY');
       }
+    } finally {
+      own.destroy();
+      await new Promise((r) => ownTcp.close(r));
+    }
+  });
+
+  it('bounds incomplete request bytes per connection (the call crossing it ends), and member-wide (stalled calls evicted, oldest first)', async function () {
+    this.timeout(10_000);
+    let evicted = 0;
+    // Per connection: 2 x maxReceiveBytes (the option asks for less); member-wide: 100,000 bytes.
+    const own = new H2GrpcServer({ maxReceiveBytes: 20_000, partialRequestBytesPerConnectionMax: 1, partialRequestBytesMax: 100_000, onEvicted: () => evicted++ });
+    addService(own, 'etcdserverpb.KV', { Range: (call: UnaryCall<object, object>) => call.respond({ kvs: [], count: 0 }) });
+    const ownTcp = net.createServer((sock) => own.injectConnection(sock));
+    await new Promise<void>((r) => ownTcp.listen(0, '127.0.0.1', r));
+    const port = (ownTcp.address() as net.AddressInfo).port;
+    /** Streams `ids` of a new connection, each a message of 19,000 bytes declared and `sent` of
+     *  it sent; the statuses the server ends them with, by stream. */
+    const partial = async (ids: number[], sent: number) => {
+      const statuses = new Map<number, string>();
+      const frames: Buffer[] = [F.settings()];
+      for (const id of ids) {
+        const head = Buffer.alloc(5);
+        head.writeUInt32BE(19_000, 1);
+        frames.push(F.grpcHeaders(id, '/etcdserverpb.KV/Range'), F.frame(F.T.DATA, 0, id, Buffer.concat([head, Buffer.alloc(sent - 5, 1)])));
+      }
+      const sock = await F.connectRaw(port, frames);
+      const decoder = new HpackDecoder(64 * 1024);
+      F.readFrames(sock, (type, flags, id, p) => {
+        if (type !== F.T.HEADERS || !(flags & 1)) return;
+        decoder.decode(p);
+        const i = decoder.names.slice(0, decoder.count).indexOf('grpc-message');
+        statuses.set(id, `${decoder.values[decoder.names.indexOf('grpc-status')]} ${decodeURIComponent(decoder.values[i] ?? '')}`);
+      });
+      return { sock, statuses };
+    };
+    try {
+      // One connection: 3 x 15,000 bytes > 40,000: the third stream ends, the others are kept.
+      const a = await partial([1, 3, 5], 15_000);
+      await until(() => a.statuses.size > 0);
+      assert.deepEqual([...a.statuses], [[5, '8 quorumkv: more than 40000 bytes of incomplete request messages on this connection']]);
+      // Member-wide: 30,000 (a) + 2 x 15,000 (b) + 2 x 15,000 (c) = 90,000, then 15,000 more (d)
+      // = 105,000 > 100,000: nothing is evicted before a call has been silent for 2 s, then the
+      // one holding longest (a's stream 1) goes, which is enough.
+      const b = await partial([1, 3], 15_000);
+      const c = await partial([1, 3], 15_000);
+      await new Promise((r) => setTimeout(r, 500));
+      const d = await partial([1], 15_000);
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal(a.statuses.size + b.statuses.size + c.statuses.size + d.statuses.size, 1, 'no eviction before 2 s of silence');
+      await until(() => a.statuses.size === 2, 3000);
+      await new Promise((r) => setTimeout(r, 600));
+      assert.equal(a.statuses.get(1), '8 quorumkv: the request was not completed: more than 100000 bytes of incomplete requests in this member');
+      assert.equal(b.statuses.size + c.statuses.size + d.statuses.size, 0, 'only as many evicted as needed');
+      assert.equal(evicted, 1);
+      assert.equal(own.partialRequests.bytes, 90_000);
+      for (const x of [a, b, c, d]) x.sock.destroy();
+      await until(() => own.partialRequests.bytes === 0);
     } finally {
       own.destroy();
       await new Promise((r) => ownTcp.close(r));

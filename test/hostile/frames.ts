@@ -177,3 +177,83 @@ function drainedOrClosed(s: net.Socket, until: number): Promise<void> {
     s.once('close', done);
   });
 }
+
+export interface PartialFloodResult {
+  /** DATA payload bytes sent. */
+  sent: number;
+  streams: number;
+  /** Streams the server ended (RST_STREAM, or a HEADERS with END_STREAM: a trailers-only status). */
+  ended: number;
+  /** The most bytes sent at once on streams the server had not ended: what it could be holding. */
+  heldMax: number;
+  /** The header blocks of the first statuses (trailers-only HEADERS), to decode. */
+  statusBlocks: Buffer[];
+}
+
+/** Opens streams to `path` (up to `concurrent` at once, `streamsMax` in all), each declaring a
+ *  gRPC message of `declaredBytes` and sending its bytes in 16 KiB DATA frames within the windows
+ *  the server gives, never completing it; answers PINGs (so that the server's bandwidth estimate
+ *  grows its windows, as for a real client). For `ms`. */
+export async function partialRequestFlood(s: net.Socket, path: string, declaredBytes: number, ms: number, concurrent: number, streamsMax: number): Promise<PartialFloodResult> {
+  const FRAME_BYTES = 16_384;
+  const filler = Buffer.alloc(FRAME_BYTES, 0x61);
+  const w = new SendWindows(s);
+  const r: PartialFloodResult = { sent: 0, streams: 0, ended: 0, heldMax: 0, statusBlocks: [] };
+  const open = new Map<number, number>(); // stream -> bytes sent on it
+  const full = new Set<number>(); // streams sent all but the message's last frame
+  let held = 0;
+  const end = (id: number) => {
+    const n = open.get(id);
+    if (n === undefined) return;
+    open.delete(id);
+    full.delete(id);
+    held -= n;
+    r.ended++;
+  };
+  readFrames(s, (type, flags, id, p) => {
+    if (type === T.PING && !(flags & 1)) s.write(frame(T.PING, 1, 0, p));
+    else if (type === T.RST_STREAM) end(id);
+    else if (type === T.HEADERS && flags & 1) {
+      if (r.statusBlocks.length < 4) r.statusBlocks.push(Buffer.from(p));
+      end(id);
+    }
+  });
+  const until = Date.now() + ms;
+  let nextId = 1;
+  while (Date.now() < until && !s.destroyed && s.writable) {
+    if (open.size - full.size < concurrent && r.streams < streamsMax) {
+      const head = Buffer.alloc(5);
+      head.writeUInt32BE(declaredBytes, 1);
+      const id = nextId;
+      nextId += 2;
+      r.streams++;
+      open.set(id, 0);
+      s.write(Buffer.concat([grpcHeaders(id, path), frame(T.DATA, 0, id, head)]));
+      w.spend(id, head.length);
+      continue;
+    }
+    let picked: number | undefined;
+    for (const [id, n] of open) {
+      if (full.has(id)) continue;
+      if (n + 2 * FRAME_BYTES >= declaredBytes) {
+        full.add(id);
+        continue;
+      }
+      if (w.stream(id) >= FRAME_BYTES) {
+        picked = id;
+        break;
+      }
+    }
+    if (picked === undefined) {
+      await w.changed(Math.max(1, Math.min(50, until - Date.now())));
+      continue;
+    }
+    w.spend(picked, FRAME_BYTES);
+    open.set(picked, open.get(picked)! + FRAME_BYTES);
+    held += FRAME_BYTES;
+    r.sent += FRAME_BYTES;
+    r.heldMax = Math.max(r.heldMax, held);
+    if (!s.write(frame(T.DATA, 0, picked, filler))) await drainedOrClosed(s, until);
+  }
+  return r;
+}
