@@ -48,6 +48,11 @@ function dropUnrouted(this: net.Socket): void {
   this.destroy();
 }
 
+/** A connection's addresses, the same on its raw socket and on the TLSSocket wrapping it. */
+function tupleKey(s: net.Socket): string {
+  return `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
+}
+
 export interface ClientListenerOptions {
   grpc: H2GrpcServer;
   /** Where connections that are not HTTP/2 go; without it they are closed (the peer port). */
@@ -68,8 +73,12 @@ export interface ClientListenerOptions {
 export class ClientListener {
   private readonly servers: net.Server[] = [];
   /** Raw TCP sockets of TLS connections still in their handshake (closed with the listener), with
-   *  when each was accepted; oldest first (a Map keeps insertion order). */
-  private readonly handshaking = new Map<net.Socket, number>();
+   *  when each was accepted and its tupleKey as then (the addresses are gone once it closes);
+   *  oldest first (a Map keeps insertion order). */
+  private readonly handshaking = new Map<net.Socket, { sinceMs: number; key: string | undefined }>();
+  /** The same sockets by their connection's addresses (tupleKey), so that the TLSSocket whose
+   *  handshake finished finds its raw socket in O(1): tls.Server hands over only the TLSSocket. */
+  private readonly handshakingByTuple = new Map<string, net.Socket>();
   /** Connections shed at the handshake cap since the last report, and when that was. */
   private shedCount = 0;
   private shedReportedMs = 0;
@@ -82,6 +91,11 @@ export class ClientListener {
   private closed = false;
 
   constructor(private readonly o: ClientListenerOptions) {}
+
+  /** TLS handshakes in progress, all listeners together. */
+  get handshakesInProgress(): number {
+    return this.handshaking.size;
+  }
 
   /** Binds every listen URL ("http://host:port"); resolves with the bound ports. */
   async listen(urls: readonly string[]): Promise<number[]> {
@@ -115,11 +129,9 @@ export class ClientListener {
       this.admitHandshake(raw);
     });
     // The handshake is over: the connection is now tracked as unrouted/grpc/http like a plain one.
-    // (A walk of at most maxTlsHandshakes sockets.)
     s.on('secureConnection', (socket: tls.TLSSocket) => {
-      for (const raw of this.handshaking.keys()) {
-        if (raw.remotePort === socket.remotePort && raw.remoteAddress === socket.remoteAddress) this.handshaking.delete(raw);
-      }
+      const raw = this.handshakingByTuple.get(tupleKey(socket));
+      if (raw !== undefined) this.forgetHandshake(raw);
     });
     // (The address is gone when the client hung up itself.) Destroyed here: Node 20 reports a
     // handshake timeout (handshakeTimeout) this way but leaves the socket open, so a client that
@@ -134,14 +146,15 @@ export class ClientListener {
 
   /** A TCP connection to a TLS listener, about to handshake: kept, unless maxTlsHandshakes are
    *  already in progress; then the oldest goes if it has stalled (TLS_HANDSHAKE_STALLED_MS), else
-   *  this one. O(1): the oldest is the Map's first entry. */
+   *  this one. O(1): the oldest is the Map's first entry; the end of a handshake finds its socket
+   *  by its addresses (handshakingByTuple). */
   private admitHandshake(raw: net.Socket): void {
     const now = Date.now();
     if (this.handshaking.size >= (this.o.maxTlsHandshakes ?? TLS_HANDSHAKES_MAX_DEFAULT)) {
-      const [oldest, sinceMs] = this.handshaking.entries().next().value as [net.Socket, number];
+      const [oldest, { sinceMs }] = this.handshaking.entries().next().value as [net.Socket, { sinceMs: number }];
       let shed = raw;
       if (now - sinceMs >= TLS_HANDSHAKE_STALLED_MS) {
-        this.handshaking.delete(oldest);
+        this.forgetHandshake(oldest);
         shed = oldest;
       }
       shed.destroy();
@@ -153,8 +166,20 @@ export class ClientListener {
       }
       if (shed === raw) return;
     }
-    this.handshaking.set(raw, now);
-    raw.once('close', () => this.handshaking.delete(raw));
+    // Two live TCP connections never share all four addresses; a socket already reset by its
+    // client has none (it is not indexed: its close comes next and forgets it).
+    const key = raw.remoteAddress === undefined ? undefined : tupleKey(raw);
+    if (key !== undefined && !this.handshakingByTuple.has(key)) this.handshakingByTuple.set(key, raw);
+    this.handshaking.set(raw, { sinceMs: now, key });
+    raw.once('close', () => this.forgetHandshake(raw));
+  }
+
+  /** `raw` is no longer in its handshake (finished, shed, or closed). */
+  private forgetHandshake(raw: net.Socket): void {
+    const h = this.handshaking.get(raw);
+    if (h === undefined) return;
+    this.handshaking.delete(raw);
+    if (h.key !== undefined && this.handshakingByTuple.get(h.key) === raw) this.handshakingByTuple.delete(h.key);
   }
 
   /** A new connection (plain, or TLS once its handshake is done): unrouted until its protocol is
@@ -215,6 +240,7 @@ export class ClientListener {
     this.unrouted.clear();
     for (const s of this.handshaking.keys()) s.destroy();
     this.handshaking.clear();
+    this.handshakingByTuple.clear();
     const listening = Promise.all(this.servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
     const grpcClosed = this.o.grpc.close(graceMs);
     // HTTP: idle keep-alive connections go now; responses in flight get the grace period.

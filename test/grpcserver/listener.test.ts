@@ -136,6 +136,27 @@ describe('TLS client listener under a handshake flood (--max-tls-handshakes, --t
     g?.destroy();
   });
 
+  it('a finished handshake gives its place back at once: 12 clients one after another through a cap of 2, connections kept open', async () => {
+    const shed: number[] = [];
+    g = new H2GrpcServer({ maxReceiveBytes: 1024 * 1024 });
+    listener = new ClientListener({
+      grpc: g,
+      http: http.createServer(),
+      tls: { cert: fs.readFileSync(certs!.server.cert), key: fs.readFileSync(certs!.server.key) },
+      maxTlsHandshakes: 2,
+      onHandshakesShed: (n) => shed.push(n),
+    });
+    const [port] = await listener.listen(['https://127.0.0.1:0']);
+    for (let i = 0; i < 12; i++) {
+      const c = tls.connect({ host: '127.0.0.1', port: port!, ca: fs.readFileSync(certs!.ca), ALPNProtocols: ['h2'] });
+      sockets.push(c);
+      await new Promise<void>((resolve, reject) => (c.once('secureConnect', resolve), c.once('error', reject)));
+    }
+    await until(() => listener.handshakesInProgress === 0, 1000);
+    assert.deepEqual(shed, [], 'no connection was shed');
+    assert.ok(sockets.slice(-12).every((c) => !c.destroyed), 'every client kept its connection');
+  });
+
   it('keeps at most the cap of handshakes in progress, gives a stalled one\'s place to a new client, and drops the rest at the timeout', async () => {
     const CAP = 8;
     const TIMEOUT_MS = 3000;
@@ -174,6 +195,7 @@ describe('TLS client listener under a handshake flood (--max-tls-handshakes, --t
     await new Promise<void>((resolve, reject) => (ok.once('secureConnect', resolve), ok.once('error', reject)));
     await until(() => closedAt.has(oldest), 1000);
     assert.equal(closedAt.size, 20 - CAP + 1, 'one stalled handshake (the oldest) gave its place');
+    assert.equal(listener.handshakesInProgress, CAP - 1, 'the finished handshake no longer holds a place');
     // The rest are dropped at the handshake timeout (Node's default would be 120 s).
     await until(() => closedAt.size === 20, TIMEOUT_MS + 2000);
     const last = Math.max(...closedAt.values());
