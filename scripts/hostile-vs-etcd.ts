@@ -3,7 +3,9 @@
 // one table row per attack for docs/security.md. Every attack is bounded (ATTACK_MS), every
 // process started is killed (its process group) at the end, on failure too.
 //
-//   npx tsc -p . && node dist/scripts/hostile-vs-etcd.js
+//   npx tsc -p . && node dist/scripts/hostile-vs-etcd.js [--attack=<words of a row>]
+//
+// --attack runs only the rows whose name contains those words (the control row always runs).
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import type net from 'node:net';
@@ -82,6 +84,16 @@ const attacks: [string, (t: Target, s: () => Promise<net.Socket>) => Promise<str
       }
       kv.close();
       return `${n} calls; RSS ${rssMb(t)} MB`;
+    },
+  ],
+  [
+    'incomplete 1.5 MB Put requests on up to 1000 streams of one connection (flow control obeyed, PINGs answered)',
+    async (t) => {
+      const s = await F.connectRaw(t.port, [F.settings()]);
+      const r = await F.partialRequestFlood(s, '/etcdserverpb.KV/Put', 1_500_000, ATTACK_MS, 300, 1000);
+      const out = `${(r.sent / 1048576).toFixed(0)} MB sent on ${r.streams} streams, ${r.ended} ended by the server, at most ${(r.heldMax / 1048576).toFixed(0)} MB outstanding; RSS ${rssMb(t)} MB; probe ${await probe(t)}`;
+      s.destroy();
+      return out;
     },
   ],
   [
@@ -199,7 +211,9 @@ async function main(): Promise<void> {
       const idle = `RSS ${rssMb(t)} MB`;
       console.log(`${name}: idle ${idle}`);
       rows.set('idle (after one Put)', [...(rows.get('idle (after one Put)') ?? []), idle]);
+      const only = process.argv.find((a) => a.startsWith('--attack='))?.slice('--attack='.length);
       for (const [what, run] of attacks) {
+        if (only !== undefined && !what.startsWith('control') && !what.includes(only)) continue;
         const r = await run(t, () => F.connectRaw(t.port, []));
         console.log(`${name} | ${what} | ${r}`);
         rows.set(what, [...(rows.get(what) ?? []), r]);
