@@ -301,6 +301,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     'cluster-id': idToHex(st.clusterId),
     'applied-index': st.loaded.appliedIndex,
     revision: server.store.currentRevision,
+    'since-start-ms': Math.round(performance.now()),
   });
 
   const removed = new Promise<void>((resolve) => {

@@ -101,18 +101,29 @@ export async function fetchClusterMembers(peerUrls: string[], timeoutMs = 5000, 
 export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsMaterial): Promise<OpenedStorage> {
   fs.mkdirSync(cfg.dataDir, { recursive: true, mode: 0o700 });
   const lock = await lockDataDir(cfg.dataDir, log);
+  // The first start-up phase (docs/performance.md "start"): the process's modules are loaded by
+  // now; what follows is this member's own data.
+  log.info('locked the data dir', { 'data-dir': cfg.dataDir, 'since-start-ms': Math.round(performance.now()) });
   try {
     const memberDir = path.join(cfg.dataDir, 'member');
     const walDir = path.join(memberDir, 'wal');
     fs.mkdirSync(memberDir, { recursive: true, mode: 0o700 });
     finishInterruptedSnapshotInstall(memberDir, log);
+    const backendStartMs = performance.now();
     const backend = await Backend.open(path.join(memberDir, 'backend'));
     // Values beyond --hot-value-bytes live in the spill file (a cache of the backend's values).
     const spill = cfg.hotValueBytes === undefined ? undefined : { spill: SpillFile.open(path.join(memberDir, 'spill'), log), hotValueBytes: cfg.hotValueBytes };
     const loaded = await backend.load(spill);
+    log.info('loaded the backend', {
+      'applied-index': loaded.appliedIndex,
+      revision: loaded.store.currentRevision,
+      'took-ms': Math.round(performance.now() - backendStartMs),
+      'since-start-ms': Math.round(performance.now()),
+    });
     const saved = membershipFromRecords(loaded.members, loaded.removed);
     const initial = initialMembers(cfg.initialCluster, cfg.initialClusterToken);
     if (await Wal.exists(walDir)) {
+      const walStartMs = performance.now();
       const opened = await Wal.open(walDir);
       const st = opened.state;
       const ids = decodeMetadata(st.metadata);
@@ -121,7 +132,14 @@ export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsM
       // Entry payloads are slices of whole segment buffers: copy them so a segment is not kept
       // alive by the few entries that point into it.
       const entries = st.entries.map((e) => ({ ...e, data: Buffer.from(e.data) }));
-      log.info('recovered from WAL', { entries: entries.length, term: st.hardState.term, commit: st.hardState.commit, 'applied-index': loaded.appliedIndex });
+      log.info('recovered from WAL', {
+        entries: entries.length,
+        term: st.hardState.term,
+        commit: st.hardState.commit,
+        'applied-index': loaded.appliedIndex,
+        'took-ms': Math.round(performance.now() - walStartMs),
+        'since-start-ms': Math.round(performance.now()),
+      });
       // Before the bootstrap entries were applied, the backend has no members: the configuration
       // at index 0 is then the initial cluster of a new one (empty for a joining member).
       const membership = saved.members.size > 0 ? saved : cfg.initialClusterState === 'new' ? new Membership(initial) : saved;
