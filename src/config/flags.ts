@@ -4,7 +4,7 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import { z } from 'zod';
-import YAML from 'yaml';
+import { lazyModule } from '../util/lazy_module';
 import { parseGoDuration } from '../util/duration';
 import { loadTls, type TlsFiles } from '../tls';
 
@@ -447,6 +447,9 @@ export function parseInitialCluster(raw: string): Map<string, string[]> {
   return out;
 }
 
+/** The YAML parser (70 modules) loads only for a --config-file. */
+const yaml = lazyModule<typeof import('yaml')>('yaml');
+
 /** Keys of a --config-file: etcd's YAML config uses the flag names as keys. */
 const configFileSchema = z
   .record(z.string(), z.union([z.string(), z.number(), z.boolean()]).nullable())
@@ -461,7 +464,7 @@ export function readConfigFile(file: string): Map<string, string> {
   }
   let doc: unknown;
   try {
-    doc = YAML.parse(text);
+    doc = yaml().parse(text);
   } catch (err) {
     throw new ConfigError(`--config-file=${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
