@@ -44,6 +44,8 @@ const PHASES: [label: string, msg: RegExp][] = [
   ['wal', /^recovered from WAL$/],
   ['serving', /^ready to serve client requests$/],
   ['replayed', /^applied the entries recovered from the WAL$/],
+  ['ticks advanced', /^initialized peer connections; fast-forwarding election ticks$/],
+  ['leader', /^became leader$/],
 ];
 
 interface Member {

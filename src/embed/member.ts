@@ -289,7 +289,9 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   const stopTickAdvance = cfg.initialElectionTickAdvance
     ? advanceTicksOnceConnected({
         peers: () => server.membership.list().flatMap((x) => (x.id === st.memberId ? [] : [x.id])),
-        isConnected: (id) => cluster!.transport.isConnected(id),
+        // Dials a peer not connected yet: streams are otherwise opened by the first message, and
+        // before an election nothing is sent.
+        isConnected: (id) => cluster!.transport.isConnected(id) || (cluster!.transport.connect(id), false),
         advance: (activePeers) => {
           const ticks = Math.max(0, electionTicks - 2);
           mlog.info('initialized peer connections; fast-forwarding election ticks', { 'forward-ticks': ticks, 'election-ticks': electionTicks, 'active-remote-members': activePeers });
