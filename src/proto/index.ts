@@ -45,7 +45,9 @@ export function protoRoot(): protobuf.Root {
   if (!root) {
     const r = new protobuf.Root();
     r.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));
-    r.loadSync(['etcdserverpb/rpc.proto', 'quorumkv/internal.proto'], { keepCase: true });
+    // One parse for every user of these messages (our codecs and the JSON gateway): rpc.proto
+    // parsed once per process instead of once per user (a member's start, docs/performance.md).
+    r.loadSync(['etcdserverpb/rpc.proto', 'v3electionpb/v3election.proto', 'v3lockpb/v3lock.proto', 'quorumkv/internal.proto'], { keepCase: true });
     r.resolveAll();
     root = r;
   }
