@@ -316,13 +316,24 @@ export class Backend {
   async load(spill?: { spill: ValueSpill; hotValueBytes: number }): Promise<LoadedState> {
     const loader = new KvRecordLoader(spill);
     const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]), highWaterMarkBytes: ITERATOR_READ_BYTES_MAX });
+    // The next batch is read (by LevelDB, on the thread pool) while this one is imported: the two
+    // halves of the load overlap instead of waiting for each other (a restart's profile had the
+    // loop idle for every read).
+    let next = it.nextv(LOAD_RECORDS_PER_STEP_MAX);
     try {
       for (;;) {
-        const batch = await it.nextv(LOAD_RECORDS_PER_STEP_MAX);
+        const batch = await next;
         if (batch.length === 0) break;
+        next = it.nextv(LOAD_RECORDS_PER_STEP_MAX);
         loader.add(batch);
       }
     } finally {
+      // A read still in flight (the import failed) ends before the iterator closes; its own
+      // failure, if any, is the iterator's and the import's error is the one that propagates.
+      await next.then(
+        () => undefined,
+        () => undefined,
+      );
       await it.close();
     }
     return this.loadRest(loader);
