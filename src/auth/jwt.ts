@@ -4,12 +4,17 @@
 // {"username", "revision" (the auth revision at issue), "exp"}. A token issued before the latest
 // auth change is answered "revision of auth store is old" (store.ts), and clients authenticate again.
 import type { KeyObject } from 'node:crypto';
-import jwt from 'jsonwebtoken';
+import type { Algorithm } from 'jsonwebtoken';
+import { lazyModule } from '../util/lazy_module';
 import type { TokenInfo, TokenProvider } from './tokens';
+
+/** jsonwebtoken and its ~70 modules load with the first token signed or checked, not at every
+ *  member's start (most run without --auth-token=jwt). */
+const jwt = lazyModule<typeof import('jsonwebtoken')>('jsonwebtoken');
 
 export interface JwtOptions {
   /** One of the methods --auth-token accepts (config/flags.ts: RS*, PS*, ES*). */
-  signMethod: jwt.Algorithm;
+  signMethod: Algorithm;
   /** Verifies tokens (every member needs it). */
   publicKey: KeyObject;
   /** Signs tokens; a member without it verifies only (etcd's verify-only mode) and cannot issue. */
@@ -38,7 +43,7 @@ export class JwtTokens implements TokenProvider {
     // member never proposes one (the Authenticate handler refuses first), so none is made here.
     if (!this.o.privateKey) return '';
     const nowS = Math.floor((this.o.now?.() ?? Date.now()) / 1000);
-    return jwt.sign({ username, revision, exp: nowS + Math.ceil(this.o.ttlMs / 1000) }, this.o.privateKey, {
+    return jwt().sign({ username, revision, exp: nowS + Math.ceil(this.o.ttlMs / 1000) }, this.o.privateKey, {
       algorithm: this.o.signMethod,
       noTimestamp: true,
     });
@@ -54,7 +59,7 @@ export class JwtTokens implements TokenProvider {
     }
     let claims: unknown;
     try {
-      claims = jwt.verify(token, this.o.publicKey, { algorithms: [this.o.signMethod], clockTimestamp: nowS });
+      claims = jwt().verify(token, this.o.publicKey, { algorithms: [this.o.signMethod], clockTimestamp: nowS });
     } catch {
       return undefined; // forged, expired, malformed or another method: an invalid token, as etcd
     }

@@ -4,7 +4,7 @@
 import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
 import { z } from 'zod';
-import YAML from 'yaml';
+import { lazyModule } from '../util/lazy_module';
 import { parseGoDuration } from '../util/duration';
 import { loadTls, type TlsFiles } from '../tls';
 
@@ -269,6 +269,7 @@ const flagSchemas = {
   'trusted-ca-file': readableFile,
   'client-cert-auth': bool,
   'auto-promote-learners': bool,
+  'initial-election-tick-advance': bool,
   'peer-cert-file': readableFile,
   'peer-key-file': readableFile,
   'peer-trusted-ca-file': readableFile,
@@ -276,7 +277,7 @@ const flagSchemas = {
 } as const;
 
 /** Flags that may be given bare (`--client-cert-auth` = true), as Go's boolean flags. */
-const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['client-cert-auth', 'peer-client-cert-auth', 'auto-promote-learners']);
+const BOOLEAN_FLAGS: ReadonlySet<string> = new Set(['client-cert-auth', 'peer-client-cert-auth', 'auto-promote-learners', 'initial-election-tick-advance']);
 
 type FlagName = keyof typeof flagSchemas;
 
@@ -322,6 +323,7 @@ const defaults: Record<FlagName, string | undefined> = {
   'trusted-ca-file': undefined,
   'client-cert-auth': 'false',
   'auto-promote-learners': 'false',
+  'initial-election-tick-advance': 'true', // as etcd
   'peer-cert-file': undefined,
   'peer-key-file': undefined,
   'peer-trusted-ca-file': undefined,
@@ -383,6 +385,10 @@ export interface ServerConfig {
   leaseCheckpointIntervalMs: number;
   /** The leader promotes learners that caught up (quorumkv's own; server/learner_promoter.ts). */
   autoPromoteLearners: boolean;
+  /** etcd's --initial-election-tick-advance: once its peers are connected, a starting member
+   *  advances its election timer to two ticks before the timeout (a restarted cluster elects a
+   *  leader sooner). */
+  initialElectionTickAdvance: boolean;
   /** Milliseconds between the leader's corruption checks (0: off). */
   corruptCheckTimeMs: number;
   /** Client-side TLS (--cert-file, --key-file, --trusted-ca-file, --client-cert-auth); undefined
@@ -447,6 +453,9 @@ export function parseInitialCluster(raw: string): Map<string, string[]> {
   return out;
 }
 
+/** The YAML parser (70 modules) loads only for a --config-file. */
+const yaml = lazyModule<typeof import('yaml')>('yaml');
+
 /** Keys of a --config-file: etcd's YAML config uses the flag names as keys. */
 const configFileSchema = z
   .record(z.string(), z.union([z.string(), z.number(), z.boolean()]).nullable())
@@ -461,7 +470,7 @@ export function readConfigFile(file: string): Map<string, string> {
   }
   let doc: unknown;
   try {
-    doc = YAML.parse(text);
+    doc = yaml().parse(text);
   } catch (err) {
     throw new ConfigError(`--config-file=${file} is not valid YAML: ${(err as Error).message.split('\n')[0]}`);
   }
@@ -573,6 +582,7 @@ export function parseServerFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     leaseCheckpointIntervalMs: get('experimental-lease-checkpoint-interval')!,
     corruptCheckTimeMs: get('experimental-corrupt-check-time')!,
     autoPromoteLearners: get('auto-promote-learners')!,
+    initialElectionTickAdvance: get('initial-election-tick-advance')!,
     clientTls: tlsFiles('', get('cert-file'), get('key-file'), get('trusted-ca-file'), get('client-cert-auth')!),
     peerTls: tlsFiles('peer-', get('peer-cert-file'), get('peer-key-file'), get('peer-trusted-ca-file'), get('peer-client-cert-auth')!),
   };

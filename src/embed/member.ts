@@ -51,6 +51,28 @@ export interface RunningMember {
   stop(): Promise<void>;
 }
 
+/** How often, and for how long, a starting member looks for connected peers before it gives up
+ *  fast-forwarding its election timer (etcd: every 50 ms for its 5 s connection read timeout). */
+const TICK_ADVANCE_POLL_MS = 50;
+const TICK_ADVANCE_WAIT_MS = 5000;
+
+/** etcd's adjustTicks for a cluster of several members: polls until more than one peer is
+ *  connected, then calls `advance` once (nothing after TICK_ADVANCE_WAIT_MS). A lone voter
+ *  campaigns at once anyway (RaftNode). Returns a stop. */
+function advanceTicksOnceConnected(o: { peers: () => bigint[]; isConnected: (id: bigint) => boolean; advance: (activePeers: number) => void }): () => void {
+  let polls = 0;
+  const timer = setInterval(() => {
+    if (++polls > TICK_ADVANCE_WAIT_MS / TICK_ADVANCE_POLL_MS) return clearInterval(timer);
+    const active = o.peers().filter(o.isConnected).length;
+    if (active > 1) {
+      clearInterval(timer);
+      o.advance(active);
+    }
+  }, TICK_ADVANCE_POLL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** etcd's start-up lines about the quota (and its warning above the suggested maximum). */
 function logQuota(log: Logger, quotaBytes: number): void {
   if (quotaBytes === Infinity) return log.warn('disabled backend quota (--quota-backend-bytes is negative)');
@@ -93,6 +115,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   auth.restore(st.loaded.auth);
 
   // Raft over the WAL, talking to the other members through the cluster node's transport.
+  const electionTicks = Math.max(2, Math.round(cfg.electionTimeoutMs / cfg.heartbeatIntervalMs));
   let cluster: ClusterNode | undefined;
   let metrics: MemberMetrics | undefined; // created with the server; hooks below observe into it
   const raftNode = new RaftNode({
@@ -102,7 +125,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     recovered: { ...st.recovered, appliedTerm: st.loaded.appliedTerm },
     log: mlog,
     tickMs: cfg.heartbeatIntervalMs,
-    electionTicks: Math.max(2, Math.round(cfg.electionTimeoutMs / cfg.heartbeatIntervalMs)),
+    electionTicks,
     send: (msgs) => (metrics?.messagesSent(msgs), cluster?.send(msgs)),
   });
 
@@ -260,6 +283,22 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     st.lock.release();
     throw err;
   }
+  // etcd's --initial-election-tick-advance (its adjustTicks): once more than one peer is
+  // connected, the election timer jumps to two ticks before its timeout, so that a restarted
+  // cluster elects a leader about an election timeout sooner.
+  const stopTickAdvance = cfg.initialElectionTickAdvance
+    ? advanceTicksOnceConnected({
+        peers: () => server.membership.list().flatMap((x) => (x.id === st.memberId ? [] : [x.id])),
+        // Dials a peer not connected yet: streams are otherwise opened by the first message, and
+        // before an election nothing is sent.
+        isConnected: (id) => cluster!.transport.isConnected(id) || (cluster!.transport.connect(id), false),
+        advance: (activePeers) => {
+          const ticks = Math.max(0, electionTicks - 2);
+          mlog.info('initialized peer connections; fast-forwarding election ticks', { 'forward-ticks': ticks, 'election-ticks': electionTicks, 'active-remote-members': activePeers });
+          raftNode.advanceTicks(ticks);
+        },
+      })
+    : () => undefined;
   const corruptCheck = new CorruptChecker({
     intervalMs: cfg.corruptCheckTimeMs,
     log: mlog.child({ component: 'corrupt-check' }),
@@ -301,6 +340,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     'cluster-id': idToHex(st.clusterId),
     'applied-index': st.loaded.appliedIndex,
     revision: server.store.currentRevision,
+    'since-start-ms': Math.round(performance.now()),
   });
 
   const removed = new Promise<void>((resolve) => {
@@ -328,6 +368,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     removed,
     stop: async () => {
       serving = false;
+      stopTickAdvance();
       leaseRunner.stop();
       compactor?.stop();
       corruptCheck.stop();

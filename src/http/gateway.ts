@@ -15,11 +15,9 @@
 // Errors as grpc-gateway v1: HTTP status from the gRPC code (routes.ts) and a body
 // {"error": msg, "message": msg, "code": N}. Bad JSON, bad base64 and bodies over the limit are
 // 400 / InvalidArgument before any handler runs.
-import path from 'node:path';
 import type http from 'node:http';
 import type * as grpc from '@grpc/grpc-js';
-import protobuf from 'protobufjs';
-import { PROTO_DIR, serviceDefinition } from '../proto';
+import { protoRoot, serviceDefinition } from '../proto';
 import { GRPC_OVERHEAD_BYTES, type ServiceHandlers } from '../api/services';
 import type { BidiHandler, Handler, ServerStreamHandler, Status, UnaryHandler } from '../api/call';
 import { rethrowIfAssertion } from '../util/assert';
@@ -60,18 +58,6 @@ function slowBody(ms: number): Status {
   return { code: GrpcCode.DEADLINE_EXCEEDED, message: `quorumkv: request body not received within ${ms} ms` };
 }
 
-let root: protobuf.Root | undefined;
-function gatewayRoot(): protobuf.Root {
-  if (!root) {
-    const r = new protobuf.Root();
-    r.resolvePath = (_origin, target) => (path.isAbsolute(target) ? target : path.join(PROTO_DIR, target));
-    r.loadSync(['etcdserverpb/rpc.proto', 'v3electionpb/v3election.proto', 'v3lockpb/v3lock.proto'], { keepCase: true });
-    r.resolveAll();
-    root = r;
-  }
-  return root;
-}
-
 const NO_CALL_END = (): void => undefined;
 
 export class JsonGateway implements GatewayCallOwner {
@@ -99,7 +85,7 @@ export class JsonGateway implements GatewayCallOwner {
     let m = this.methods.get(key);
     if (!m) {
       const def = serviceDefinition(route.service)[route.method] as grpc.MethodDefinition<unknown, unknown>;
-      const method = gatewayRoot().lookupService(route.service).methods[route.method]!;
+      const method = protoRoot().lookupService(route.service).methods[route.method]!;
       m = { def, reqType: method.resolvedRequestType!, resType: method.resolvedResponseType!, fullName: key };
       this.methods.set(key, m);
     }

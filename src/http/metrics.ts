@@ -11,7 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponential
 import type { Server } from '../server/server';
 import type { Backend } from '../storage/backend/backend';
 import { decodeRequest } from '../server/codec';
-import { grpcDefinitions } from '../proto';
+import { serviceDefinitions } from '../proto';
 import { MessageType, type Message } from '../raft';
 import type { Logger } from '../util/log';
 import { idToHex } from '../util/ids';
@@ -134,17 +134,7 @@ export class MemberMetrics implements CallObserver {
   private initGrpcCounters(): void {
     const started = new Counter({ name: 'grpc_server_started_total', help: 'Total number of RPCs started on the server.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method'], registers: [this.registry] });
     const handled = new Counter({ name: 'grpc_server_handled_total', help: 'Total number of RPCs completed on the server, regardless of success or failure.', labelNames: ['grpc_type', 'grpc_service', 'grpc_method', 'grpc_code'], registers: [this.registry] });
-    const defs = grpcDefinitions();
-    const services: [string, grpc.ServiceDefinition][] = [];
-    const walk = (node: unknown, prefix: string) => {
-      for (const [k, v] of Object.entries(node as Record<string, unknown>)) {
-        const full = prefix ? `${prefix}.${k}` : k;
-        const svc = (v as { service?: grpc.ServiceDefinition }).service;
-        if (typeof v === 'function' && svc) services.push([full, svc]);
-        else if (v && typeof v === 'object' && !('format' in v)) walk(v, full);
-      }
-    };
-    walk(defs, '');
+    const services = serviceDefinitions();
     for (const [service, def] of services) {
       if (service.startsWith('quorumkvpb.')) continue; // the peer protocol is not a client API
       for (const [method, mdef] of Object.entries(def)) {

@@ -1,7 +1,7 @@
 // Public surface of the MVCC layer: the store, its write txn, the snapshot stream and the types.
 // Everything else in this folder is internal.
 export * from './types';
-export { MvccStore, WriteTxn, COMPACT_KEYS_PER_STEP_DEFAULT } from './store';
+export { MvccStore, WriteTxn, COMPACT_KEYS_PER_STEP_DEFAULT, SPILL_BYTES_PER_STEP } from './store';
 export type { HashKVJob } from './store';
 export { RangeJob } from './range_job';
 export type { RangeStepState } from './range_job';

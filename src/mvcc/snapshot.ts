@@ -116,10 +116,26 @@ export class SnapshotImporter {
       this.done = true;
       return;
     }
-    const kv = r.kv;
+    this.importKv(plainKv(r.kv), r.base, r.kv.value.length);
+  }
+
+  /**
+   * A history version, in the stream's order like a kv record, handed over by the caller (a fresh
+   * object, taken without a copy). Its value is `valueBytes` long: a string, or a ref into the
+   * store's spill for a value already there (a backend's version spilled straight from its
+   * record's bytes, with no string made for it: storage/backend KvRecordLoader).
+   */
+  importHistoryVersion(kv: StoredKv, valueBytes: number): void {
+    assert(!this.done, 'snapshot: record after the end record');
+    this.importKv(kv, false, valueBytes);
+  }
+
+  private importKv(kv: StoredKv, base: boolean, valueBytes: number): void {
+    const h = this.header;
+    assert(h !== undefined, 'snapshot: record before the header');
     assert(kv.modRevision <= h.currentRevision, 'snapshot: version above the current revision');
     if (kv.modRevision > this.modRevisionMax) this.modRevisionMax = kv.modRevision;
-    if (r.base) {
+    if (base) {
       assert(this.lastHistoryRev === 0, 'snapshot: base record after history records');
       assert(kv.modRevision < h.compactRevision, 'snapshot: base record at or above the compaction point');
     } else {
@@ -127,7 +143,7 @@ export class SnapshotImporter {
       assert(kv.modRevision >= this.lastHistoryRev, 'snapshot: history out of revision order');
       this.lastHistoryRev = kv.modRevision;
     }
-    this.store.restoreVersion(plainKv(kv), r.base);
+    this.store.restoreVersion(kv, base, valueBytes);
     this.kvCount++;
   }
 

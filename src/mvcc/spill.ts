@@ -37,6 +37,8 @@ export interface ValueSpill {
   /** Appends values to the current file; one ref per value. Undefined = cannot spill now (the
    *  implementation failed to write, e.g. a full disk, and backs off): the values stay in the heap. */
   append(values: readonly Bytes[]): SpillRef[] | undefined;
+  /** append() of values given as bytes (a backend record's value: no string is made for it). */
+  appendBytes(values: readonly Uint8Array[]): SpillRef[] | undefined;
   /** Bytes in the files (garbage included), and bytes of values still referenced. */
   readonly fileBytes: number;
   readonly liveBytes: number;

@@ -477,7 +477,10 @@ export class MvccStore {
 
   /** @internal snapshot import: appends one version (base = below the compaction point, so not in
    *  the history). Versions must arrive in per-key revision order. */
-  restoreVersion(kv: KeyValue, base: boolean): void {
+  restoreVersion(kv: StoredKv, base: boolean, valueBytes: number): void {
+    // A value already out of the heap comes only into a store with a spill (a backend's version
+    // spilled straight from its record: storage/backend KvRecordLoader).
+    assert(typeof kv.value === 'string' ? kv.value.length === valueBytes : this.spill !== undefined && valueBytes > 0, 'restoreVersion: value and its length');
     const existing: Versions | undefined = this.index.get(kv.key);
     const wasLive = existing !== undefined && !isTombstone(newestVersion(existing));
     const stored = existing === undefined ? kv : makeKv(newestVersion(existing).key, kv.createRevision,
@@ -486,7 +489,7 @@ export class MvccStore {
     if (!base) this.history.append(stored);
     this.trackHot(stored);
     this.liveKeys += (isTombstone(stored) ? 0 : 1) - (wasLive ? 1 : 0);
-    this.retainedBytes += stored.key.length + kv.value.length;
+    this.retainedBytes += stored.key.length + valueBytes;
     this.epoch++;
   }
 

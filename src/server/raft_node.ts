@@ -96,6 +96,8 @@ export class RaftNode implements ReplicatedLog {
   /** ReadIndex rounds answered, waiting for the apply loop to reach their index. */
   private readsWaitingApply: { index: number; waiters: (() => void)[] }[] = [];
   private readSeq = 0;
+  /** The commit index recovered at start, until the apply loop reaches it (then logged once). */
+  private recoveredCommit: { index: number; fromIndex: number; sinceMs: number } | undefined;
   private pendingSnapshots: { index: number; keepEntries: number; confState: ConfState; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private ticks = 0;
   /** The hard state last written to the WAL, and a newer commit-only one not written yet. */
@@ -135,6 +137,8 @@ export class RaftNode implements ReplicatedLog {
     this.walHardState = rec.hardState;
     this.lastIndex = last;
     this.appliedIndex = rec.appliedIndex;
+    this.recoveredCommit = { index: commit, fromIndex: rec.appliedIndex, sinceMs: performance.now() };
+    this.logRecoveredApplied(); // nothing to replay
     this.node = new RawNode(
       { id: opts.id, electionTick: opts.electionTicks, heartbeatTick: 1, preVote: true, checkQuorum: true, applied: rec.appliedIndex, seed: opts.seed ?? Number(opts.id & 0xffffffffn) },
       this.storage,
@@ -316,6 +320,16 @@ export class RaftNode implements ReplicatedLog {
     }
   }
 
+  /** etcd's advanceTicks: `n` Raft ticks at once (the election timer's only: a fast-forward at
+   *  start, member.ts). Safe whatever the timer's state: a follower that times out asks for
+   *  pre-votes, which peers that hear from a leader refuse. */
+  advanceTicks(n: number): void {
+    assert(Number.isSafeInteger(n) && n >= 0, 'advanceTicks: a tick count');
+    if (this.closed || this.failed) return;
+    for (let i = 0; i < n; i++) this.node.tick();
+    this.schedule();
+  }
+
   private onTick(): void {
     if (this.closed || this.failed) return;
     this.ticks++;
@@ -494,7 +508,22 @@ export class RaftNode implements ReplicatedLog {
     }
     this.commitHandler?.(out);
     this.appliedIndex = entries[entries.length - 1]!.index;
+    this.logRecoveredApplied();
     this.releaseReads();
+  }
+
+  /** Logs (once) when the entries committed before the restart are applied: the end of the WAL's
+   *  replay on top of the backend (a start-up phase, timed since the process started). */
+  private logRecoveredApplied(): void {
+    const rc = this.recoveredCommit;
+    if (rc === undefined || this.appliedIndex < rc.index) return;
+    this.recoveredCommit = undefined;
+    this.log.info('applied the entries recovered from the WAL', {
+      entries: rc.index - rc.fromIndex,
+      'applied-index': this.appliedIndex,
+      'took-ms': Math.round(performance.now() - rc.sinceMs),
+      'since-start-ms': Math.round(performance.now()),
+    });
   }
 
   private onSoftState(isLeader: boolean): void {

@@ -104,6 +104,14 @@ export class SpillFile implements ValueSpill {
   }
 
   append(values: readonly Bytes[]): SpillRef[] | undefined {
+    return this.appendValues(values);
+  }
+
+  appendBytes(values: readonly Uint8Array[]): SpillRef[] | undefined {
+    return this.appendValues(values);
+  }
+
+  private appendValues(values: readonly (Bytes | Uint8Array)[]): SpillRef[] | undefined {
     if (!this.writable) return undefined;
     let total = 0;
     for (const v of values) total += recordBytes(v.length);
@@ -116,7 +124,8 @@ export class SpillFile implements ValueSpill {
     for (let i = 0; i < values.length; i++) {
       const v = values[i]!;
       buf.writeUInt32LE(v.length, off);
-      buf.write(v, off + HEADER_BYTES, 'latin1');
+      if (typeof v === 'string') buf.write(v, off + HEADER_BYTES, 'latin1');
+      else buf.set(v, off + HEADER_BYTES);
       refs[i] = spillRef(start + off, gen);
       off += recordBytes(v.length);
     }

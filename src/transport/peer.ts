@@ -113,6 +113,14 @@ export class Peer {
     return true;
   }
 
+  /** Dials now, even with nothing to send, unless a stream is up or being dialed or a redial is
+   *  pending (a starting member looks for connected peers: embed/member.ts; etcd keeps a stream
+   *  to every peer). A peer that is down is dialed again on the next call after the backoff. */
+  connect(): void {
+    if (this.closed || this.call !== undefined || this.retryTimer !== undefined) return;
+    this.dial();
+  }
+
   /** Called once per event-loop turn in which messages were queued: dials or writes one batch. */
   flush(): void {
     this.droppedThisTurn = false;

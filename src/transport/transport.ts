@@ -220,6 +220,11 @@ export class Transport {
     return this.peers.get(id)?.connected ?? false;
   }
 
+  /** Dials peer `id` if no stream to it is up or being dialed (peer.ts connect). */
+  connect(id: NodeId): void {
+    this.peers.get(id)?.connect();
+  }
+
   /**
    * Queues messages. Everything queued for a peer by one synchronous run of code (one callback: the
    * Ready loop's handling of one Ready) goes out as one stream write (split only above maxBatchBytes). MsgSnap goes through its own snapshot stream. Never blocks.

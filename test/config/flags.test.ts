@@ -5,6 +5,14 @@ import os from 'node:os';
 import path from 'node:path';
 
 describe('server flags (etcd names, zod-validated)', () => {
+  it('--initial-election-tick-advance: on by default as etcd, =false turns it off, bare turns it on', () => {
+    assert.equal(parseServerFlags([], {}).initialElectionTickAdvance, true);
+    assert.equal(parseServerFlags(['--initial-election-tick-advance=false'], {}).initialElectionTickAdvance, false);
+    assert.equal(parseServerFlags(['--initial-election-tick-advance'], { ETCD_INITIAL_ELECTION_TICK_ADVANCE: 'false' }).initialElectionTickAdvance, true);
+    assert.equal(parseServerFlags([], { ETCD_INITIAL_ELECTION_TICK_ADVANCE: 'false' }).initialElectionTickAdvance, false);
+    assert.throws(() => parseServerFlags(['--initial-election-tick-advance=maybe'], {}), ConfigError);
+  });
+
   it('defaults: single node on 127.0.0.1:2379, data dir <name>.etcd', () => {
     const c = parseServerFlags([], {});
     assert.deepEqual(c.listenClientUrls, ['http://127.0.0.1:2379']);

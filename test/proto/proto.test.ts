@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import * as protoLoader from '@grpc/proto-loader';
 import * as protobuf from 'protobufjs';
+import type * as grpc from '@grpc/grpc-js';
+import { grpcDefinitions, serviceDefinitions } from '../../src/proto';
 
 // From dist/test/proto the repository root is three levels up.
 const REPO_ROOT = path.join(__dirname, '..', '..', '..');
@@ -438,5 +440,52 @@ describe('proto: etcd v3 wire contract', () => {
       assert.equal(back.txn.compare[0].target_union, 'mod_revision');
       assert.deepEqual(back.txn.success[0].request_put.key, Buffer.from([0, 1]));
     });
+  });
+});
+
+describe('proto: the service tables a member builds (src/proto serviceDefinitions) agree with @grpc/proto-loader', () => {
+  const grpcObject = grpcDefinitions();
+  const loaderService = (fullName: string): Record<string, Record<string, unknown>> => {
+    let node: unknown = grpcObject;
+    for (const part of fullName.split('.')) node = (node as Record<string, unknown>)[part];
+    return (node as { service: Record<string, Record<string, unknown>> }).service;
+  };
+  /** A request of each type with some fields set (int64 as strings, bytes, a oneof, nested). */
+  const samples: Record<string, object> = {
+    'etcdserverpb.KV/Range': { key: Buffer.from('a'), range_end: Buffer.from([0]), limit: '10', revision: '-1', sort_order: 1 },
+    'etcdserverpb.KV/Put': { key: Buffer.from([0, 255]), value: Buffer.from('v'), lease: '7587862245338389777', prev_kv: true },
+    'etcdserverpb.KV/Txn': { compare: [{ result: 2, target: 1, key: Buffer.from('k'), mod_revision: '5' }], success: [{ request_put: { key: Buffer.from('k'), value: Buffer.from('x') } }], failure: [] },
+    'etcdserverpb.Lease/LeaseGrant': { TTL: '60', ID: '18446744073709551615' },
+  };
+
+  it('every service has the same methods, paths, streaming flags and original names', () => {
+    const mine = serviceDefinitions();
+    for (const name of ['etcdserverpb.KV', 'etcdserverpb.Watch', 'etcdserverpb.Lease', 'etcdserverpb.Cluster', 'etcdserverpb.Maintenance', 'etcdserverpb.Auth', 'v3electionpb.Election', 'v3lockpb.Lock', 'grpc.health.v1.Health', 'quorumkvpb.PeerCluster']) {
+      const theirs = loaderService(name);
+      const ours: grpc.ServiceDefinition | undefined = mine.get(name);
+      assert.ok(ours !== undefined, `no table for ${name}`);
+      assert.deepEqual(Object.keys(ours).sort(), Object.keys(theirs).sort(), name);
+      for (const [method, def] of Object.entries(theirs)) {
+        const o: grpc.MethodDefinition<unknown, unknown> = ours[method]!;
+        assert.deepEqual([o.path, o.requestStream, o.responseStream, o.originalName], [def.path, def.requestStream, def.responseStream, def.originalName], `${name}/${method}`);
+      }
+    }
+  });
+
+  it('requests and responses encode to the same bytes and decode to the same objects', () => {
+    for (const [name, ours] of serviceDefinitions()) {
+      const theirs = loaderService(name);
+      for (const [method, def] of Object.entries(ours)) {
+        const o = def as grpc.MethodDefinition<object, object>;
+        const t = theirs[method] as unknown as grpc.MethodDefinition<object, object>;
+        const req = samples[`${name}/${method}`] ?? {};
+        const bytes = o.requestSerialize(req);
+        assert.deepEqual(bytes, t.requestSerialize(req), `${name}/${method} request bytes`);
+        assert.deepEqual(o.requestDeserialize(bytes), t.requestDeserialize(bytes), `${name}/${method} request decoded`);
+        const resBytes = t.responseSerialize({});
+        assert.deepEqual(o.responseSerialize({}), resBytes, `${name}/${method} response bytes`);
+        assert.deepEqual(o.responseDeserialize(resBytes), t.responseDeserialize(resBytes), `${name}/${method} response decoded`);
+      }
+    }
   });
 });

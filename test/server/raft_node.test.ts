@@ -2,7 +2,8 @@
 import assert from 'node:assert/strict';
 import { RaftNode, type WalLike } from '../../src/server/raft_node';
 import type { LogEntry } from '../../src/server/server';
-import type { Entry, HardState } from '../../src/raft';
+import type { Entry, HardState, Message } from '../../src/raft';
+import { MessageType } from '../../src/raft';
 import { emptyHardState } from '../../src/raft/types';
 import { Logger } from '../../src/util/log';
 
@@ -58,6 +59,31 @@ describe('RaftNode and the WAL', () => {
       assert.ok(last.commit > 0, 'commit indexes reach the WAL with later entries');
     } finally {
       await log.close();
+    }
+  });
+
+  it('advanceTicks fast-forwards the election timer: a follower of three campaigns only once its ticks reach the randomized timeout', async () => {
+    const sent: Message[] = [];
+    const node = new RaftNode({
+      id: 1n,
+      confState: { voters: [1n, 2n, 3n], learners: [] },
+      wal: new RecordingWal(),
+      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
+      log: new Logger('error'),
+      tickMs: 60_000, // no tick of its own during the test
+      electionTicks: 10,
+      send: (msgs) => sent.push(...msgs),
+    });
+    const settle = () => new Promise((r) => setTimeout(r, 20));
+    try {
+      node.advanceTicks(8); // what a starting member advances: electionTicks - 2
+      await settle();
+      assert.equal(sent.length, 0, 'no campaign before the election timeout (at least electionTicks)');
+      node.advanceTicks(12); // 20 ticks: past any randomized timeout (below 2 × electionTicks)
+      await settle();
+      assert.ok(sent.some((m) => m.type === MessageType.MsgPreVote), `a pre-vote campaign: ${sent.map((m) => m.type).join(',')}`);
+    } finally {
+      await node.close();
     }
   });
 });

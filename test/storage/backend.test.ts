@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { MvccStore } from '../../src/mvcc';
+import { MvccStore, SPILL_BYTES_PER_STEP } from '../../src/mvcc';
+import { SpillFile } from '../../src/storage/spill_file';
 import { BATCH_INTERVAL_MS, Backend, KvRecordLoader, decodeKv, encodeKv, kvRecordKey } from '../../src/storage/backend/backend';
 import { decodeLease, encodeLease, leaseIdOfKey, leaseKey } from '../../src/storage/backend/records';
 
@@ -78,6 +79,49 @@ describe('LevelDB backend', function () {
     }
     assert.deepEqual(loaded.store.eventsBetween(1, store.currentRevision).events.length, store.eventsBetween(1, store.currentRevision).events.length);
     await backend.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a reload with a spill (older values spilled from their records as they load) gives the store a reload without one gives; the newest values stay in the heap', async () => {
+    const dir = tmp();
+    const store = new MvccStore();
+    let backend = await Backend.open(dir);
+    let index = 0;
+    for (let i = 0; i < 400; i++) {
+      const txn = store.write();
+      if (i % 11 === 5) txn.deleteRange(B(`k${(i * 7) % 17}`), undefined); // tombstones
+      // Values of 0..600 bytes (empty ones too), every byte value, leases on some.
+      else txn.put(B(`k${i % 17}`), Buffer.alloc((i * 37) % 601, i & 255), BigInt(i % 3));
+      const res = txn.end();
+      if (res.events.length > 0) backend.stageEvents(res.events, res.revision);
+      void backend.commit(++index, 3);
+    }
+    await backend.close();
+    const expected = store.currentRevision;
+    const loads: MvccStore[] = [];
+    for (const hotValueBytes of [undefined, 0, 4096, 1 << 20]) {
+      backend = await Backend.open(dir);
+      const spillDir = path.join(dir, `spill-${hotValueBytes}`);
+      const loaded = await backend.load(hotValueBytes === undefined ? undefined : { spill: SpillFile.open(spillDir), hotValueBytes });
+      const s = loaded.store;
+      assert.equal(s.currentRevision, expected);
+      assert.equal(loaded.appliedIndex, index);
+      if (hotValueBytes !== undefined) {
+        const slackBytes = Math.min(SPILL_BYTES_PER_STEP, hotValueBytes / 4);
+        assert.ok(s.heapValueBytes <= hotValueBytes + slackBytes, `heap values ${s.heapValueBytes} over ${hotValueBytes}`);
+        if (hotValueBytes < 100_000) assert.ok(s.spillBytes.live > 0, 'nothing was spilled');
+        else assert.equal(s.spillBytes.live, 0, 'spilled below the budget');
+        if (hotValueBytes > 0 && hotValueBytes < 100_000) assert.ok(s.heapValueBytes > hotValueBytes / 2, `the newest values left the heap: ${s.heapValueBytes}`);
+      }
+      assert.deepEqual(s.hashKV(), store.hashKV());
+      for (const rev of [2, 77, 200, 333, expected]) {
+        assert.deepEqual(s.range(B('\0'), B('\0'), { revision: rev }), store.range(B('\0'), B('\0'), { revision: rev }), `range at ${rev}`);
+      }
+      assert.deepEqual(s.eventsBetween(1, expected).events, store.eventsBetween(1, expected).events);
+      loads.push(s);
+      await backend.close();
+    }
+    for (const s of loads) s.closeSpill();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

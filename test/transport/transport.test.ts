@@ -51,6 +51,17 @@ describe('transport: loopback members', function () {
     assert.equal(a.transport.stats.sentMessages, 500);
   });
 
+  it('connect() opens a stream to a peer with nothing to send (a starting member looks for its peers)', async () => {
+    const a = await member(0x51n);
+    const b = await member(0x52n);
+    connectAll([a, b]);
+    assert.equal(a.transport.isConnected(b.id), false, 'no stream before anything is sent');
+    a.transport.connect(b.id);
+    await waitFor(() => a.transport.isConnected(b.id), 'a stream to b without a message');
+    assert.equal(a.transport.stats.sentMessages, 0);
+    assert.equal(b.received.length, 0);
+  });
+
   it('three members, each sending to the other two, deliver every stream in order', async () => {
     const ms = [await member(0xffff_ffff_ffff_fff1n), await member(0xffff_ffff_ffff_fff2n), await member(0xffff_ffff_ffff_fff3n)];
     connectAll(ms);

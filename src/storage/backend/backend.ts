@@ -16,8 +16,8 @@
 import { levelDb, type LevelDb } from '../leveldb';
 import { assert } from '../../util/assert';
 import { LOOP_CLOCK } from '../../util/slice_clock';
-import type { Event, KeyValue, Revision } from '../../mvcc';
-import { MvccStore, SnapshotImporter, type ValueSpill } from '../../mvcc';
+import type { Event, KeyValue, Revision, SpillRef, StoredKv } from '../../mvcc';
+import { MvccStore, SnapshotImporter, SPILL_BYTES_PER_STEP, type ValueSpill } from '../../mvcc';
 import { openSnapshotRecords, openSnapshotStream, type SnapshotMeta } from './snapshot';
 import {
   AUTH_ROLE,
@@ -98,18 +98,34 @@ export function encodeKv(kv: KeyValue): Buffer {
   return b;
 }
 
-export function decodeKv(recordKey: Buffer, b: Buffer): KeyValue {
+/** A u64 field as a number: the same as Number(readBigUInt64BE), without a BigInt per field
+ *  below 2^53 (every revision and version; a restart decodes four such fields per version). */
+function readU64Number(b: Buffer, off: number): number {
+  const hi = b.readUInt32BE(off);
+  return hi < 0x200000 ? hi * 0x1_0000_0000 + b.readUInt32BE(off + 4) : Number(b.readBigUInt64BE(off));
+}
+
+const NO_LEASE = 0n;
+
+/** A kv record's fields but its value (decodeKv, and the load that spills values as bytes). */
+function decodeKvHeader(recordKey: Buffer, b: Buffer): { key: string; createRevision: number; modRevision: number; version: number; lease: bigint; valueStart: number } {
   assert(recordKey.length === 13 && recordKey[0] === NS_KV, 'backend: malformed kv record key');
   const keyLen = b.readUInt32BE(24);
   assert(28 + keyLen <= b.length, 'backend: kv record shorter than its key');
   return {
     key: b.toString('latin1', 28, 28 + keyLen),
-    createRevision: Number(b.readBigUInt64BE(0)),
-    modRevision: Number(recordKey.readBigUInt64BE(1)),
-    version: Number(b.readBigUInt64BE(8)),
-    value: b.toString('latin1', 28 + keyLen),
-    lease: b.readBigInt64BE(16),
+    createRevision: readU64Number(b, 0),
+    modRevision: readU64Number(recordKey, 1),
+    version: readU64Number(b, 8),
+    // Most versions have no lease: no BigInt made for them.
+    lease: b.readUInt32BE(16) === 0 && b.readUInt32BE(20) === 0 ? NO_LEASE : b.readBigInt64BE(16),
+    valueStart: 28 + keyLen,
   };
+}
+
+export function decodeKv(recordKey: Buffer, b: Buffer): KeyValue {
+  const h = decodeKvHeader(recordKey, b);
+  return { key: h.key, createRevision: h.createRevision, modRevision: h.modRevision, version: h.version, value: b.toString('latin1', h.valueStart), lease: h.lease };
 }
 
 export interface LoadedState {
@@ -133,10 +149,24 @@ export interface LoadedState {
  * then needs no second pass over the database, Backend.loadImported). Records of other namespaces
  * are skipped. Each add() imports (and spills, with a spill attached) one batch synchronously: a
  * batch of ~1 MiB is a few ms.
+ *
+ * With a spill, the store would keep only the newest `hotValueBytes` of values in the heap and
+ * write the older ones to the spill file, so most values of a large state would be made into a
+ * string, written back out as bytes and dropped. Instead, the newest records (by value bytes, up
+ * to the budget plus one spill write's worth) wait here undecoded, and the older ones are spilled
+ * from their record's bytes and imported already spilled: the same state, with the same values
+ * in the heap and in the spill, without a string per spilled value (a restart's profile had the
+ * strings, the copies back and the garbage they left as a third of loading the backend).
  */
 export class KvRecordLoader {
   private readonly store = new MvccStore();
   private readonly importer: SnapshotImporter;
+  private readonly spill: { spill: ValueSpill; hotValueBytes: number } | undefined;
+  /** KV records not imported yet (with a spill), oldest first from pendingHead, and the bytes
+   *  of their values. */
+  private pending: (readonly [Buffer, Buffer])[] = [];
+  private pendingHead = 0;
+  private pendingValueBytes = 0;
   private count = 0;
   private finished = false;
   /** What the imported versions count towards Backend.liveBytes. */
@@ -144,6 +174,7 @@ export class KvRecordLoader {
 
   constructor(spill?: { spill: ValueSpill; hotValueBytes: number }) {
     if (spill) this.store.attachSpill(spill.spill, spill.hotValueBytes);
+    this.spill = spill;
     this.importer = new SnapshotImporter(this.store);
     // The current revision is a meta record, after the versions in key order (records.ts).
     this.importer.startWithoutCurrentRevision();
@@ -151,26 +182,86 @@ export class KvRecordLoader {
 
   add(records: readonly (readonly [Buffer, Buffer])[]): void {
     assert(!this.finished, 'KvRecordLoader: records after finish');
-    const kvs = [];
-    for (const [k, v] of records) {
-      if (k[0] !== NS_KV) continue;
-      kvs.push({ type: 'kv' as const, base: false, kv: decodeKv(k, v) });
-      this.kvBytes += recordBytes(k, v);
+    for (const r of records) {
+      if (r[0][0] !== NS_KV) continue;
+      this.kvBytes += recordBytes(r[0], r[1]);
+      if (this.spill === undefined) this.importDecoded(r);
+      else {
+        this.pending.push(r);
+        this.pendingValueBytes += kvValueBytes(r[1]);
+      }
     }
-    if (kvs.length === 0) return;
-    this.importer.importRecords(kvs);
-    this.count += kvs.length;
+    if (this.spill !== undefined) this.spillPending(this.spill);
     while (this.store.spillStep()) {
       // a batch of records is ~1 spill step: memory stays near the budget during the load
     }
   }
 
+  /** Spills and imports the oldest pending records while their values exceed the budget by more
+   *  than one spill write (the store's own rule: spillSlack, SPILL_BYTES_PER_STEP). */
+  private spillPending(spill: { spill: ValueSpill; hotValueBytes: number }): void {
+    const slack = Math.min(SPILL_BYTES_PER_STEP, spill.hotValueBytes / 4);
+    if (this.pendingValueBytes <= spill.hotValueBytes + slack) return;
+    while (this.pendingValueBytes > spill.hotValueBytes && this.pendingHead < this.pending.length) {
+      const batch: { h: ReturnType<typeof decodeKvHeader>; value: Buffer }[] = [];
+      const spilled: Buffer[] = [];
+      let bytes = 0;
+      while (this.pendingValueBytes > spill.hotValueBytes && this.pendingHead < this.pending.length && bytes < SPILL_BYTES_PER_STEP) {
+        const [k, v] = this.pending[this.pendingHead++]!;
+        this.pendingValueBytes -= kvValueBytes(v);
+        const h = decodeKvHeader(k, v);
+        const value = v.subarray(h.valueStart);
+        batch.push({ h, value });
+        // An empty value (a tombstone's) stays in the heap: the store never spills one.
+        if (value.length > 0) spilled.push(value);
+        bytes += value.length;
+      }
+      const refs = spilled.length > 0 ? spill.spill.appendBytes(spilled) : [];
+      let next = 0;
+      for (const { h, value } of batch) {
+        // Without refs (the spill cannot write now) the values go to the heap; the store spills
+        // them later like any other.
+        if (value.length === 0 || refs === undefined) this.importHeader(h, value.toString('latin1'));
+        else this.importer.importHistoryVersion(makeStoredKv(h, refs[next++]!), value.length);
+        this.count++;
+      }
+      assert(refs === undefined || next === refs.length, 'KvRecordLoader: a spilled value without its version');
+    }
+    if (this.pendingHead * 2 >= this.pending.length) {
+      this.pending = this.pending.slice(this.pendingHead);
+      this.pendingHead = 0;
+    }
+  }
+
+  private importDecoded([k, v]: readonly [Buffer, Buffer]): void {
+    const h = decodeKvHeader(k, v);
+    this.importHeader(h, v.toString('latin1', h.valueStart));
+    this.count++;
+  }
+
+  private importHeader(h: ReturnType<typeof decodeKvHeader>, value: string): void {
+    this.importer.importHistoryVersion(makeStoredKv(h, value), value.length);
+  }
+
   finish(currentRevision: Revision): MvccStore {
     assert(!this.finished, 'KvRecordLoader: finished twice');
     this.finished = true;
+    // The newest values stay in the heap, as the store keeps them.
+    for (let i = this.pendingHead; i < this.pending.length; i++) this.importDecoded(this.pending[i]!);
+    this.pending = [];
+    this.pendingValueBytes = 0;
     this.importer.importRecords([{ type: 'end', kvCount: this.count }]);
     return this.importer.finishAt(currentRevision);
   }
+}
+
+/** The length of a kv record's value (encodeKv's layout). */
+function kvValueBytes(b: Buffer): number {
+  return b.length - 28 - b.readUInt32BE(24);
+}
+
+function makeStoredKv(h: ReturnType<typeof decodeKvHeader>, value: string | SpillRef): StoredKv {
+  return { key: h.key, createRevision: h.createRevision, modRevision: h.modRevision, version: h.version, value, lease: h.lease };
 }
 
 /**
@@ -225,13 +316,24 @@ export class Backend {
   async load(spill?: { spill: ValueSpill; hotValueBytes: number }): Promise<LoadedState> {
     const loader = new KvRecordLoader(spill);
     const it = this.db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]), highWaterMarkBytes: ITERATOR_READ_BYTES_MAX });
+    // The next batch is read (by LevelDB, on the thread pool) while this one is imported: the two
+    // halves of the load overlap instead of waiting for each other (a restart's profile had the
+    // loop idle for every read).
+    let next = it.nextv(LOAD_RECORDS_PER_STEP_MAX);
     try {
       for (;;) {
-        const batch = await it.nextv(LOAD_RECORDS_PER_STEP_MAX);
+        const batch = await next;
         if (batch.length === 0) break;
+        next = it.nextv(LOAD_RECORDS_PER_STEP_MAX);
         loader.add(batch);
       }
     } finally {
+      // A read still in flight (the import failed) ends before the iterator closes; its own
+      // failure, if any, is the iterator's and the import's error is the one that propagates.
+      await next.then(
+        () => undefined,
+        () => undefined,
+      );
       await it.close();
     }
     return this.loadRest(loader);
