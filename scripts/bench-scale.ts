@@ -37,7 +37,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions } from '../src/proto';
-import { freePort, lagMaxMs } from './bench_support';
+import { freePort, lagMaxMs, memberFlags } from './bench_support';
 
 function arg(name: string, def: string): string {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -149,21 +149,7 @@ process.on('SIGINT', () => process.exit(130));
 process.on('SIGTERM', () => process.exit(143));
 
 function start(sys: SystemName, m: Member, initialCluster: string, bin = QKV_BIN): void {
-  const url = `http://127.0.0.1:${m.clientPort}`;
-  const peer = `http://127.0.0.1:${m.peerPort}`;
-  const flags = [
-    `--name=${m.name}`,
-    `--data-dir=${m.dataDir}`,
-    `--listen-client-urls=${url}`,
-    `--advertise-client-urls=${url}`,
-    `--listen-peer-urls=${peer}`,
-    `--initial-advertise-peer-urls=${peer}`,
-    `--initial-cluster=${initialCluster}`,
-    '--initial-cluster-state=new',
-    `--initial-cluster-token=bench-scale-${sys}`,
-    ...COMMON_FLAGS,
-    ...OWN_FLAGS[sys],
-  ];
+  const flags = [...memberFlags(m, initialCluster, `bench-scale-${sys}`), ...COMMON_FLAGS, ...OWN_FLAGS[sys]];
   const [cmd, argv] = sys === 'quorumkv' ? [process.execPath, [...NODE_FLAGS, bin, ...flags]] : [ETCD_BIN, flags];
   const proc = spawn(cmd, argv, { detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
   live.add(proc);

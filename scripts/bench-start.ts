@@ -20,7 +20,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { arg, client, freePort, sleep, unary, type Client } from './bench_support';
+import { arg, client, freePort, memberFlags, sleep, unary, type Client } from './bench_support';
 
 const KEYS = Number(arg('keys', '20000'));
 const VALUE_BYTES = Number(arg('value-bytes', '4096'));
@@ -91,20 +91,7 @@ async function stop(m: Member, signal: 'SIGKILL' | 'SIGTERM'): Promise<void> {
 }
 
 function start(m: Member, initialCluster: string, bin: string): void {
-  const url = `http://127.0.0.1:${m.clientPort}`;
-  const peer = `http://127.0.0.1:${m.peerPort}`;
-  const flags = [
-    `--name=${m.name}`,
-    `--data-dir=${m.dataDir}`,
-    `--listen-client-urls=${url}`,
-    `--advertise-client-urls=${url}`,
-    `--listen-peer-urls=${peer}`,
-    `--initial-advertise-peer-urls=${peer}`,
-    `--initial-cluster=${initialCluster}`,
-    '--initial-cluster-state=new',
-    '--initial-cluster-token=bench-start',
-    ...FLAGS,
-  ];
+  const flags = [...memberFlags(m, initialCluster, 'bench-start'), ...FLAGS];
   m.spawnedAt = Date.now();
   m.phaseMs = new Map();
   m.tail = [];

@@ -100,3 +100,21 @@ export async function loadKeys(kv: Client, keys: number, value: (i: number) => B
     }),
   );
 }
+
+/** The flags of one member of a new loopback cluster (etcd's names: etcd and quorumkv take the
+ *  same), before any system's own. */
+export function memberFlags(m: { name: string; dataDir: string; clientPort: number; peerPort: number }, initialCluster: string, token: string): string[] {
+  const url = `http://127.0.0.1:${m.clientPort}`;
+  const peer = `http://127.0.0.1:${m.peerPort}`;
+  return [
+    `--name=${m.name}`,
+    `--data-dir=${m.dataDir}`,
+    `--listen-client-urls=${url}`,
+    `--advertise-client-urls=${url}`,
+    `--listen-peer-urls=${peer}`,
+    `--initial-advertise-peer-urls=${peer}`,
+    `--initial-cluster=${initialCluster}`,
+    '--initial-cluster-state=new',
+    `--initial-cluster-token=${token}`,
+  ];
+}
