@@ -10,6 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { BidiListener, ClientStreamCall } from '../../src/grpcserver/call';
 import { RequestQueue } from '../../src/grpcserver/request_queue';
 import { H2GrpcServer } from '../../src/grpcserver/server';
+import { until } from '../until';
 import {
   SNAPSHOT_PATH,
   STREAM_PATH,
@@ -27,15 +28,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const CHUNK_BYTES = 64 * KiB;
 
-function until(cond: () => boolean, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const t = setInterval(() => {
-      if (cond()) (clearInterval(t), resolve());
-      else if (Date.now() > deadline) (clearInterval(t), reject(new Error('timed out waiting')));
-    }, 5);
-  });
-}
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

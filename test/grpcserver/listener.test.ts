@@ -11,6 +11,7 @@ import { grpcDefinitions, serviceDefinition } from '../../src/proto';
 import { H2GrpcServer } from '../../src/grpcserver/server';
 import type { ServerStreamCall, UnaryCall } from '../../src/grpcserver/call';
 import { hasOpenssl, makeTestCerts, removeTestCerts, type TestCerts } from '../integration/tls_certs';
+import { until } from '../until';
 
 type HealthClient = grpc.Client & { Check(req: object, cb: (err: grpc.ServiceError | null, res: { status: number }) => void): void };
 
@@ -204,12 +205,3 @@ describe('TLS client listener under a handshake flood (--max-tls-handshakes, --t
   });
 });
 
-function until(cond: () => boolean, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const t = setInterval(() => {
-      if (cond()) (clearInterval(t), resolve());
-      else if (Date.now() > deadline) (clearInterval(t), reject(new Error('timed out waiting')));
-    }, 5);
-  });
-}

@@ -15,6 +15,7 @@ import { grpcDefinitions, protoRoot } from '../../src/proto';
 import { CERT_CN_METADATA_KEY, certCommonNameOf, certIdentityHook } from '../../src/tls';
 import * as F from '../hostile/frames';
 import { HpackDecoder } from '../../src/grpcserver/hpack';
+import { until } from '../until';
 
 type AnyClient = grpc.Client & Record<string, (...a: unknown[]) => unknown>;
 type Ctor = new (address: string, creds: grpc.ChannelCredentials, opts?: object) => AnyClient;
@@ -27,15 +28,6 @@ function unary<T>(c: AnyClient, method: string, req: object, md = new grpc.Metad
   return new Promise((resolve, reject) => c[method]!(req, md, (err: Error | null, res: T) => (err ? reject(err) : resolve(res))));
 }
 
-function until(cond: () => boolean, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const t = setInterval(() => {
-      if (cond()) (clearInterval(t), resolve());
-      else if (Date.now() > deadline) (clearInterval(t), reject(new Error('timed out waiting')));
-    }, 5);
-  });
-}
 
 describe('H2GrpcServer (gRPC on our HTTP/2 framing)', () => {
   let server: H2GrpcServer;
