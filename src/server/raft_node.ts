@@ -100,6 +100,9 @@ export class RaftNode implements ReplicatedLog {
   private recoveredCommit: { index: number; fromIndex: number; sinceMs: number } | undefined;
   private pendingSnapshots: { index: number; keepEntries: number; confState: ConfState; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private ticks = 0;
+  /** The tick at which each peer was last heard from (any message): isActive. */
+  private readonly heardAtTick = new Map<NodeId, number>();
+  private readonly electionTicks: number;
   /** The hard state last written to the WAL, and a newer commit-only one not written yet. */
   private walHardState: HardState;
   private unsavedHardState: HardState | undefined;
@@ -108,6 +111,7 @@ export class RaftNode implements ReplicatedLog {
 
   constructor(opts: RaftNodeOptions) {
     this.wal = opts.wal;
+    this.electionTicks = opts.electionTicks;
     this.log = opts.log;
     this.send = opts.send ?? (() => undefined);
     this.onWalIoError = opts.onWalIoError ?? (() => process.exit(WAL_IO_ERROR_EXIT_CODE));
@@ -246,11 +250,17 @@ export class RaftNode implements ReplicatedLog {
     return this.node.applyConfChange(cc);
   }
 
-  /** Leader only: whether `id` was heard from within the last election timeout (check-quorum's
-   *  notion of an active member; the leader itself always is). */
+  /** Leader only: whether `id` was heard from within the last election timeout (the leader
+   *  itself always is). Not Raft's recentActive alone: check-quorum clears that flag for every
+   *  peer once per election timeout, and until each peer's next heartbeat response (a heartbeat
+   *  interval later) every peer would look inactive (a MemberRemove refused "unhealthy cluster"
+   *  in that window). */
   isActive(id: NodeId): boolean {
     if (id === this.node.id) return true;
-    return this.node.progressOf(id)?.recentActive ?? false;
+    const pr = this.node.progressOf(id);
+    if (pr === undefined) return false;
+    const heard = this.heardAtTick.get(id);
+    return pr.recentActive || (heard !== undefined && this.ticks - heard <= this.electionTicks);
   }
 
   /** The leader's view of how far `id` has replicated (match index), for learner promotion. */
@@ -271,6 +281,7 @@ export class RaftNode implements ReplicatedLog {
   step(m: Message): void {
     if (this.closed || this.failed) return;
     this.observer.received?.(m);
+    this.heardAtTick.set(m.from, this.ticks);
     this.node.step(m);
     this.schedule();
   }

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { RaftNode, type WalLike } from '../../src/server/raft_node';
 import type { LogEntry } from '../../src/server/server';
 import type { Entry, HardState, Message } from '../../src/raft';
-import { MessageType } from '../../src/raft';
+import { MessageType, newMessage } from '../../src/raft';
 import { emptyHardState } from '../../src/raft/types';
 import { Logger } from '../../src/util/log';
 
@@ -82,6 +82,45 @@ describe('RaftNode and the WAL', () => {
       node.advanceTicks(12); // 20 ticks: past any randomized timeout (below 2 × electionTicks)
       await settle();
       assert.ok(sent.some((m) => m.type === MessageType.MsgPreVote), `a pre-vote campaign: ${sent.map((m) => m.type).join(',')}`);
+    } finally {
+      await node.close();
+    }
+  });
+  it('a leader counts a peer active while it was heard from within the election timeout, also just after check-quorum clears recentActive', async () => {
+    // Peers 2 and 3 answer every heartbeat 30 ms (3 ticks) late: check-quorum clears their
+    // recentActive once per election timeout (10 ticks) and, until the next answer comes, Raft's
+    // flag alone says "inactive" (a MemberRemove was refused "unhealthy cluster" in that window).
+    let node: RaftNode | undefined = undefined;
+    const answer = (m: Message) => {
+      const reply = (type: MessageType, extra: Partial<Message> = {}) => node!.step(newMessage({ type, from: m.to, to: m.from, term: m.term, ...extra }));
+      if (m.type === MessageType.MsgPreVote) setImmediate(() => reply(MessageType.MsgPreVoteResp));
+      else if (m.type === MessageType.MsgVote) setImmediate(() => reply(MessageType.MsgVoteResp));
+      else if (m.type === MessageType.MsgHeartbeat) setTimeout(() => reply(MessageType.MsgHeartbeatResp), 30);
+      else if (m.type === MessageType.MsgApp) setImmediate(() => reply(MessageType.MsgAppResp, { index: m.index + m.entries.length }));
+    };
+    node = new RaftNode({
+      id: 1n,
+      confState: { voters: [1n, 2n, 3n], learners: [] },
+      wal: new RecordingWal(),
+      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
+      log: new Logger('error'),
+      tickMs: 10,
+      electionTicks: 10,
+      send: (msgs) => msgs.forEach(answer),
+    });
+    try {
+      node.advanceTicks(20);
+      for (let deadline = Date.now() + 3000; !node.isLeader() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(node.isLeader(), 'node 1 leads');
+      await new Promise((r) => setTimeout(r, 100)); // the first heartbeat answers
+      let samples = 0;
+      let inactive = 0;
+      for (const end = Date.now() + 600; Date.now() < end; samples++) {
+        if (!node.isActive(2n) || !node.isActive(3n)) inactive++;
+        await new Promise((r) => setTimeout(r, 2));
+      }
+      assert.ok(samples > 50, `only ${samples} samples`);
+      assert.equal(inactive, 0, `${inactive} of ${samples} samples saw an answering peer as inactive`);
     } finally {
       await node.close();
     }
