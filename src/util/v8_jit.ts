@@ -15,21 +15,19 @@ import v8 from 'node:v8';
  *
  * V8 reads the flag when it compiles a function, so setting it at run time, before the member is
  * built, covers the request path (everything but the module-loading code already compiled). An
- * operator who passes `--always-sparkplug` or `--no-always-sparkplug` to node (on its command line
- * or in NODE_OPTIONS) keeps their choice.
+ * operator who passes `--always-sparkplug` or `--no-always-sparkplug` on node's command line keeps
+ * their choice (node refuses V8 flags in NODE_OPTIONS).
  */
 const JIT_FLAGS = ['--always-sparkplug'];
 
-/** The V8 flags configureJit sets, given node's `execArgv` and NODE_OPTIONS: none the operator
- *  already chose. */
-export function jitFlags(execArgv: readonly string[], nodeOptions = ''): string[] {
+/** The V8 flags configureJit sets, given node's `execArgv`: none the operator already chose. */
+export function jitFlags(execArgv: readonly string[]): string[] {
   const name = (flag: string) => flag.replace(/^--(no-)?/, '').replace(/=.*$/, '').replace(/_/g, '-');
-  const given = [...execArgv, ...nodeOptions.split(/\s+/)];
-  const chosen = new Set(given.filter((a) => a.startsWith('--')).map(name));
+  const chosen = new Set(execArgv.filter((a) => a.startsWith('--')).map(name));
   return JIT_FLAGS.filter((f) => !chosen.has(name(f)));
 }
 
 /** Sets the member's V8 tiering flags (see above); call once, first thing at start-up. */
 export function configureJit(): void {
-  for (const flag of jitFlags(process.execArgv, process.env.NODE_OPTIONS)) v8.setFlagsFromString(flag);
+  for (const flag of jitFlags(process.execArgv)) v8.setFlagsFromString(flag);
 }

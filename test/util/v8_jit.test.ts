@@ -12,8 +12,5 @@ describe('V8 tiering flags', () => {
     assert.deepEqual(jitFlags(['--always_sparkplug']), []);
     assert.deepEqual(jitFlags(['--always-sparkplug']), []);
   });
-  it('reads the choice in NODE_OPTIONS too', () => {
-    assert.deepEqual(jitFlags([], '--max-old-space-size=4096  --no-always-sparkplug'), []);
-    assert.deepEqual(jitFlags([], '--max-old-space-size=4096'), ['--always-sparkplug']);
-  });
+
 });
