@@ -10,7 +10,8 @@ import type { TokenInfo, TokenProvider } from './tokens';
 
 /** jsonwebtoken and its ~70 modules load with the first token signed or checked, not at every
  *  member's start (most run without --auth-token=jwt). */
-const jwt = lazyModule<typeof import('jsonwebtoken')>('jsonwebtoken');
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use (util/lazy_module.ts)
+const jwt = lazyModule(() => require('jsonwebtoken') as typeof import('jsonwebtoken'));
 
 export interface JwtOptions {
   /** One of the methods --auth-token accepts (config/flags.ts: RS*, PS*, ES*). */

@@ -454,7 +454,8 @@ export function parseInitialCluster(raw: string): Map<string, string[]> {
 }
 
 /** The YAML parser (70 modules) loads only for a --config-file. */
-const yaml = lazyModule<typeof import('yaml')>('yaml');
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use (util/lazy_module.ts)
+const yaml = lazyModule(() => require('yaml') as typeof import('yaml'));
 
 /** Keys of a --config-file: etcd's YAML config uses the flag names as keys. */
 const configFileSchema = z

@@ -8,7 +8,8 @@ import protobuf from 'protobufjs';
 import { lazyModule } from '../util/lazy_module';
 
 /** Loaded only by grpcDefinitions() (clients): a member builds its tables without it. */
-const protoLoader = lazyModule<typeof import('@grpc/proto-loader')>('@grpc/proto-loader');
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use (util/lazy_module.ts)
+const protoLoader = lazyModule(() => require('@grpc/proto-loader') as typeof import('@grpc/proto-loader'));
 
 /** proto/ at the repository root; this file runs from dist/src/proto/. */
 export const PROTO_DIR = path.resolve(__dirname, '..', '..', '..', 'proto');

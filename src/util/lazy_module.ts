@@ -3,14 +3,10 @@
 // "start"), so a package needed only by an optional feature (a --config-file's YAML, JWT auth
 // tokens) is required the first time that feature runs. The loading is synchronous, as a
 // top-level import is: the first use pays a few tens of ms once.
-import { createRequire } from 'node:module';
 
-const requireFromHere = createRequire(__filename);
-
-/** A function returning package `name`'s exports, loading them on its first call. The caller
- *  gives their type as the package's `typeof import(...)`, which also declares the dependency
- *  (test/packaging.test.ts reads it). */
-export function lazyModule<T>(name: string): () => T {
+/** A function returning what `load` returns (a `require` of the package, written at the call site
+ *  so that the dependency shows there), calling it only the first time. */
+export function lazyModule<T>(load: () => T): () => T {
   let loaded: T | undefined;
-  return () => (loaded ??= requireFromHere(name) as T);
+  return () => (loaded ??= load());
 }
