@@ -281,7 +281,9 @@ export class RaftNode implements ReplicatedLog {
   step(m: Message): void {
     if (this.closed || this.failed) return;
     this.observer.received?.(m);
-    this.heardAtTick.set(m.from, this.ticks);
+    // Only members Raft tracks: a sender the membership does not know (the peer port admits them)
+    // must not grow the map.
+    if (this.node.progressOf(m.from) !== undefined) this.heardAtTick.set(m.from, this.ticks);
     this.node.step(m);
     this.schedule();
   }
