@@ -9,6 +9,8 @@
 #   --quick           smaller totals (for a smoke run)
 #   --memory          also load 1M distinct keys of 256 B into each cluster and report every member's RSS
 #                     (--key-space-size: without it etcd's benchmark writes every put to one key)
+# Environment: QKV_NODE_FLAGS="..." is put on node's command line for each quorumkv member (e.g.
+#   "--no-always-sparkplug" for an A/B of src/util/v8_jit.ts: node refuses V8 flags in NODE_OPTIONS).
 # Needs: etcd (Debian etcd-server), node, a built quorumkv (npm run build).
 # Both systems fsync every commit (etcd's default; quorumkv always does).
 set -euo pipefail
@@ -43,7 +45,8 @@ start_cluster() { # kind base_port
     if [ "$kind" = etcd ]; then
       setsid etcd "${args[@]}" >"$RUN/$kind-m$i.log" 2>&1 </dev/null &
     else
-      setsid node dist/src/cli/quorumkv.js "${args[@]}" --log-level=warn >"$RUN/$kind-m$i.log" 2>&1 </dev/null &
+      # shellcheck disable=SC2086 # QKV_NODE_FLAGS is a list of words
+      setsid node ${QKV_NODE_FLAGS:-} dist/src/cli/quorumkv.js "${args[@]}" --log-level=warn >"$RUN/$kind-m$i.log" 2>&1 </dev/null &
     fi
     echo $! >"$RUN/$kind-m$i.pid"
   done
@@ -124,6 +127,7 @@ if [ $QUICK = 0 ]; then
   done
 fi
 
+if [ -n "${QKV_NODE_FLAGS:-}" ]; then echo "quorumkv members: node $QKV_NODE_FLAGS"; fi
 printf '%-20s %12s %12s %8s   %-17s %-17s\n' workload "etcd req/s" "qkv req/s" ratio "etcd p50/p99 ms" "qkv p50/p99 ms"
 i=0
 for w in "${WORKLOADS[@]}"; do
