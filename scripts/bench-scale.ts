@@ -292,13 +292,29 @@ function valueFor(i: number): Buffer {
 }
 const keyFor = (i: number) => Buffer.from(`key/${String(i % KEYS).padStart(9, '0')}`);
 
+/** A put the member answered "request timed out" (or that passed its deadline) is tried again, as
+ *  an application would; each such put is counted and printed (when and which error), since a
+ *  write that took longer than the member's request timeout is a finding, not noise. */
+const PUT_TRIES_MAX = 3;
+const putRetries: string[] = [];
 async function putMany(m: Member, n: number, offset: number, clients: number): Promise<void> {
   let next = 0;
   const deadline = Date.now() + PHASE_TIMEOUT_MS;
   const worker = async (): Promise<void> => {
     for (let i = next++; i < n; i = next++) {
-      if (Date.now() > deadline) throw new Error('puts timed out');
-      await call(m.kv, 'Put', { key: keyFor(i), value: valueFor(i + offset) }, 60_000);
+      for (let attempt = 1; ; attempt++) {
+        if (Date.now() > deadline) throw new Error('puts timed out');
+        try {
+          await call(m.kv, 'Put', { key: keyFor(i), value: valueFor(i + offset) }, 60_000);
+          break;
+        } catch (err) {
+          const code = (err as grpc.ServiceError).code;
+          if (attempt >= PUT_TRIES_MAX || (code !== grpc.status.UNAVAILABLE && code !== grpc.status.DEADLINE_EXCEEDED)) throw err;
+          const line = `${new Date().toISOString()} put of ${keyFor(i).toString()} to ${m.name}, try ${attempt}: ${(err as Error).message}`;
+          putRetries.push(line);
+          console.log(`    retried: ${line}`);
+        }
+      }
     }
   };
   await Promise.all(Array.from({ length: clients }, worker));
@@ -351,6 +367,7 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
   roots.add(root);
   const members: Member[] = [];
   const results = new Map<string, OpResult>();
+  let completed = false;
   try {
     for (let i = 1; i <= 3; i++) {
       const clientPort = await freePort();
@@ -359,8 +376,12 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
     const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
     members.forEach((m) => start(sys, m, initialCluster));
     let leader = await leaderOf(members);
+    let retriesSeen = putRetries.length;
     const log = (op: string, r: OpResult) => {
       results.set(op, r);
+      // Puts retried since the previous line (the catch-up's count includes its writes while the follower was down).
+      if (putRetries.length > retriesSeen) r.note += `; ${putRetries.length - retriesSeen} puts retried after a timeout`;
+      retriesSeen = putRetries.length;
       const stall = r.stallMs.some((s) => !Number.isNaN(s)) ? `; longest loop stall ${r.stallMs.map((s) => s.toFixed(0)).join('/')} ms` : '';
       console.log(`[${sys}] ${op}: ${secs(r.ms)} s; peak RSS ${r.hwm.map(mib).join('/')} MiB${stall}${r.note ? `; ${r.note}` : ''}`);
     };
@@ -467,8 +488,11 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       await settle[op]?.();
     }
     if (NODE_FLAGS.length > 0 && sys === 'quorumkv') await Promise.all(members.map(stopGracefully));
+    completed = true;
     return results;
   } finally {
+    // A failed run's data directory goes with it: the members' last log lines are what is left.
+    if (!completed) for (const m of members) console.log(`[${sys}] ${m.name}${exited(m) ? ' (exited)' : ''}, last log lines:\n      ${m.tail.join('\n      ')}`);
     for (const m of members) {
       m.kv.close();
       m.maint.close();
