@@ -17,7 +17,7 @@
 // keys that lost versions. A hash at R' < R has no cache to start from: it is a full pass (as before)
 // and leaves the cache alone.
 //
-// Memory: about 45 bytes per key with versions at R (the key string is the index's own), twice that
+// Memory: about 45 bytes per key (and 8 more while a hash builds) with versions at R (the key string is the index's own), twice that
 // while a hash builds the next table beside the current one.
 import { assert } from '../util/assert';
 import { crc32cCombineOp, crc32cShiftOp } from '../util/crc32c';
@@ -61,20 +61,6 @@ function shiftOpOf(bytes: number): number {
   return op;
 }
 
-/** A key of the current step: where its run starts (a kept CRC or 0) and its new versions in the
- *  step's batch. */
-interface PendingKey {
-  key: Bytes;
-  crc: number;
-  runBytes: number;
-  shiftOp: number;
-  firstModRevision: number;
-  firstVersion: number;
-  versions: number;
-  batchFrom: number;
-  batchTo: number;
-}
-
 /**
  * One hash at (revision, compactRevision), built key by key in steps from `base` (a cached table at
  * a revision <= this one, or undefined: every key from scratch). The index may take writes between
@@ -94,6 +80,9 @@ export class CachedHashJob {
   private readonly firstModRevision: Float64Array;
   private readonly firstVersion: Float64Array;
   private readonly versions: Uint32Array;
+  /** Row i's new versions are batch[batchFrom[i], batchTo[i]) of the step that added it. */
+  private readonly batchFrom: Uint32Array;
+  private readonly batchTo: Uint32Array;
 
   constructor(
     private readonly index: KeyIndex,
@@ -111,6 +100,8 @@ export class CachedHashJob {
     this.firstModRevision = new Float64Array(capacity);
     this.firstVersion = new Float64Array(capacity);
     this.versions = new Uint32Array(capacity);
+    this.batchFrom = new Uint32Array(capacity);
+    this.batchTo = new Uint32Array(capacity);
   }
 
   get done(): boolean {
@@ -121,20 +112,18 @@ export class CachedHashJob {
   step(maxVersions: number): boolean {
     assert(maxVersions > 0, 'hash cache: maxVersions must be positive');
     if (this.cursor === undefined) return true;
+    // The step's keys go straight into the table (rows stepStart..size-1), their new versions
+    // into `batch`; once the batch's values are read, the rows are finished and joined in order.
+    const stepStart = this.size;
     const batch: StoredKv[] = [];
-    const pending: PendingKey[] = [];
     const keysMax = maxVersions * KEYS_PER_VERSION_BUDGET;
-    let next: Bytes | undefined;
-    for (const [key, v] of this.index.entriesFrom(this.cursor)) {
-      if (batch.length >= maxVersions || pending.length >= keysMax) {
-        next = key;
-        break;
-      }
-      this.visit(key, v, batch, pending);
-    }
-    this.cursor = next;
+    this.cursor = this.index.visitFrom(this.cursor, (key, v) => {
+      if (batch.length >= maxVersions || this.size - stepStart >= keysMax) return false;
+      this.visit(key, v, batch);
+      return true;
+    });
     hasher.load(batch, this.spilled);
-    for (const p of pending) this.finish(p, batch);
+    for (let i = stepStart; i < this.size; i++) this.finish(i, batch);
     return this.cursor === undefined;
   }
 
@@ -156,24 +145,18 @@ export class CachedHashJob {
     };
   }
 
-  /** Queues the key's run: kept from the base and extended, or from scratch. */
-  private visit(key: Bytes, v: Versions, batch: StoredKv[], pending: PendingKey[]): void {
+  /** Adds the key's row: its run kept from the base (to be extended by its versions above the
+   *  base's revision, queued in `batch`), or from scratch (all its versions queued). */
+  private visit(key: Bytes, v: Versions, batch: StoredKv[]): void {
     const first = firstRetained(v, this.compactRevision);
     const last = indexAtOrBelow(v, this.revision);
     if (last < first) return; // nothing retained at or below the revision
     const firstKv = versionAt(v, first);
-    const p: PendingKey = {
-      key,
-      crc: 0,
-      runBytes: 0,
-      shiftOp: 0,
-      firstModRevision: firstKv.modRevision,
-      firstVersion: firstKv.version,
-      versions: last - first + 1,
-      batchFrom: batch.length,
-      batchTo: 0,
-    };
+    const versions = last - first + 1;
     let from = first;
+    let crc = 0;
+    let runBytes = 0;
+    let shiftOp = 0;
     const b = this.base;
     if (b !== undefined) {
       while (this.baseAt < b.size && b.keys[this.baseAt] < key) this.baseAt++;
@@ -183,38 +166,40 @@ export class CachedHashJob {
         b.keys[j] === key &&
         b.firstModRevision[j] === firstKv.modRevision &&
         b.firstVersion[j] === firstKv.version &&
-        b.versions[j] <= p.versions
+        b.versions[j] <= versions
       ) {
         from = first + b.versions[j];
         // The kept run is exactly the key's versions up to the base's revision.
         assert(versionAt(v, from - 1).modRevision <= b.revision, 'hash cache: a kept run past its revision');
         assert(from > last || versionAt(v, from).modRevision > b.revision, 'hash cache: a kept run short of its revision');
-        p.crc = b.crc[j];
-        p.runBytes = b.runBytes[j];
-        p.shiftOp = b.shiftOp[j];
+        crc = b.crc[j];
+        runBytes = b.runBytes[j];
+        shiftOp = b.shiftOp[j];
       }
     }
-    for (let i = from; i <= last; i++) batch.push(versionAt(v, i));
-    p.batchTo = batch.length;
-    pending.push(p);
-  }
-
-  /** Hashes the key's new versions (loaded), joins its run to the total and records it. */
-  private finish(p: PendingKey, batch: readonly StoredKv[]): void {
-    if (p.batchTo > p.batchFrom) {
-      p.crc = hasher.hashRange(p.crc, batch, p.batchFrom, p.batchTo);
-      p.runBytes += hasher.bytesOf(batch, p.batchFrom, p.batchTo);
-      p.shiftOp = shiftOpOf(p.runBytes);
-    }
-    this.total = crc32cCombineOp(this.total, p.crc, p.shiftOp);
     const i = this.size++;
     assert(i < this.crc.length, 'hash cache: more keys than the index had');
-    this.keys.push(p.key);
-    this.crc[i] = p.crc;
-    this.shiftOp[i] = p.shiftOp;
-    this.runBytes[i] = p.runBytes;
-    this.firstModRevision[i] = p.firstModRevision;
-    this.firstVersion[i] = p.firstVersion;
-    this.versions[i] = p.versions;
+    this.keys.push(key);
+    this.crc[i] = crc;
+    this.shiftOp[i] = shiftOp;
+    this.runBytes[i] = runBytes;
+    this.firstModRevision[i] = firstKv.modRevision;
+    this.firstVersion[i] = firstKv.version;
+    this.versions[i] = versions;
+    this.batchFrom[i] = batch.length;
+    for (let k = from; k <= last; k++) batch.push(versionAt(v, k));
+    this.batchTo[i] = batch.length;
+  }
+
+  /** Row i: hashes its new versions (loaded) into its run, and joins the run to the total. */
+  private finish(i: number, batch: readonly StoredKv[]): void {
+    const from = this.batchFrom[i];
+    const to = this.batchTo[i];
+    if (to > from) {
+      this.crc[i] = hasher.hashRange(this.crc[i], batch, from, to);
+      this.runBytes[i] += hasher.bytesOf(batch, from, to);
+      this.shiftOp[i] = shiftOpOf(this.runBytes[i]);
+    }
+    this.total = crc32cCombineOp(this.total, this.crc[i], this.shiftOp[i]);
   }
 }
