@@ -147,7 +147,6 @@ export async function openStorage(cfg: ServerConfig, log: Logger, peerTls?: TlsM
     log.info('loaded the backend', {
       'applied-index': loaded.appliedIndex,
       revision: loaded.store.currentRevision,
-      'hash-cached-at': loaded.hashSeeded ? loaded.store.cachedHash?.revision : undefined,
       'took-ms': Math.round(backendResult.value.doneMs - startMs),
       'since-start-ms': Math.round(backendResult.value.doneMs),
     });

@@ -5,7 +5,7 @@
 import Long from 'long';
 import { EtcdError, Errors, GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
-import { MvccStore, type CachedHash, type HashKVResult } from '../mvcc';
+import { MvccStore, type HashKVResult } from '../mvcc';
 import type { ResponseHeader } from '../proto/types';
 import type { ConfChange } from '../raft';
 import { ConfChangeType } from '../raft';
@@ -84,8 +84,6 @@ export class Server {
   private readonly sweeper: NodeJS.Timeout;
   private readonly requestTimeoutMs: number;
   private backend: Backend | undefined;
-  /** The hash last given to backend.saveHash (the store's cachedHash object). */
-  private savedHash: CachedHash | undefined;
   /** uint64 IDs as Long values, built once: as decimal strings every response re-parsed them. */
   private readonly memberIdPb: Long;
   private readonly clusterIdPb: Long;
@@ -330,22 +328,9 @@ export class Server {
     this.scheduleSpill();
   }
 
-  /** HashKV at `rev` (0: now), computed in slices between event-loop turns (hash_kv.ts). The
-   *  store caches it (mvcc/hash_cache.ts); the newest is saved for a restart (Backend.saveHash). */
-  async hashKV(rev: number): Promise<HashKVResult> {
-    const result = await hashKVSliced(() => this.store, rev, this.opts.log);
-    this.saveCachedHash();
-    return result;
-  }
-
-  /** Saves the store's newest hash if it is not the one saved last. */
-  private saveCachedHash(): void {
-    const h = this.store.cachedHash;
-    if (this.backend === undefined || h === undefined || h === this.savedHash) return;
-    this.savedHash = h;
-    this.backend.saveHash(h).catch((err: unknown) =>
-      this.opts.log.warn('saving the hash for a restart failed', { revision: h.revision, error: String(err) }),
-    );
+  /** HashKV at `rev` (0: now), computed in slices between event-loop turns (hash_kv.ts). */
+  hashKV(rev: number): Promise<HashKVResult> {
+    return hashKVSliced(() => this.store, rev, this.opts.log);
   }
 
   onMembershipChange(fn: () => void): void {

@@ -146,51 +146,6 @@ describe('LevelDB backend', function () {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('the saved hash seeds the reloaded store while it still applies: same compaction point, revision not above the loaded one', async () => {
-    const dir = tmp();
-    const store = new MvccStore();
-    let backend = await Backend.open(dir);
-    let index = await writeSome(store, backend, 100, 0);
-    const h = store.hashKV();
-    // Saved alone (after the last batch written), and again in the batch of a commit waiting.
-    await backend.saveHash(store.cachedHash!);
-    const txn = store.write();
-    txn.put(B('after'), B('x'), 0n);
-    const res = txn.end();
-    backend.stageEvents(res.events, res.revision);
-    const waiting = backend.commit(++index, 3);
-    const saved = backend.saveHash(store.cachedHash!);
-    await Promise.all([waiting, saved]);
-    await backend.close();
-    backend = await Backend.open(dir);
-    let loaded = await backend.load();
-    assert.equal(loaded.hashSeeded, true);
-    assert.deepEqual(loaded.store.cachedHash, { revision: h.hashRevision, compactRevision: 0, hash: h.hash });
-    assert.equal(loaded.store.hashKVJob(h.hashRevision).fromCache, true);
-    assert.deepEqual(loaded.store.hashKV(h.hashRevision), store.hashKVFullPass(h.hashRevision));
-    // Writes after the hash: still seeded (its revision is below the loaded one); a hash at the
-    // new revision has no per-key CRCs to start from.
-    index = await writeSome(loaded.store, backend, 30, index);
-    await backend.close();
-    backend = await Backend.open(dir);
-    loaded = await backend.load();
-    assert.equal(loaded.hashSeeded, true);
-    assert.equal(loaded.store.hashKVJob(h.hashRevision).fromCache, true);
-    assert.equal(loaded.store.hashKVJob().fromCache, false);
-    // A compaction since: the saved hash is another compaction point's, dropped.
-    const at = loaded.store.currentRevision - 5;
-    loaded.store.compact(at);
-    backend.stageCompaction(at);
-    await backend.commit(++index, 3);
-    await backend.close();
-    backend = await Backend.open(dir);
-    loaded = await backend.load();
-    assert.equal(loaded.hashSeeded, false);
-    assert.equal(loaded.store.cachedHash, undefined);
-    await backend.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-
   it('commits are applied in the order issued, even when not awaited', async () => {
     const dir = tmp();
     const store = new MvccStore();

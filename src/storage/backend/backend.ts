@@ -30,10 +30,6 @@ import {
   META_AUTH_REVISION,
   META_COMPACT_REV,
   META_CURRENT_REV,
-  META_HASH,
-  encodeHashRecord,
-  decodeHashRecord,
-  type HashRecord,
   NS_ALARM,
   NS_AUTH,
   NS_KV,
@@ -145,8 +141,6 @@ export interface LoadedState {
   alarms: { memberId: bigint; type: number }[];
   /** The auth store: users and roles (authpb encodings), enabled flag, auth revision. */
   auth: { users: Buffer[]; roles: Buffer[]; enabled: boolean; revision: number };
-  /** The store was seeded with the hash saved before the restart (saveHash). */
-  hashSeeded: boolean;
 }
 
 /**
@@ -356,7 +350,7 @@ export class Backend {
   }
 
   private async loadRest(loader: KvRecordLoader): Promise<LoadedState> {
-    const meta = await this.db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_COMPACT_REV, META_CURRENT_REV, META_ALLOCATED_BYTES, META_HASH]);
+    const meta = await this.db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_COMPACT_REV, META_CURRENT_REV, META_ALLOCATED_BYTES]);
     const compactRev = readU64(meta[2]);
     const currentRev = Math.max(1, readU64(meta[3]));
     // Every version was imported as history in revision order; compaction is now redone in memory.
@@ -369,10 +363,6 @@ export class Backend {
       store.scheduleCompaction(compactRev);
       while (!store.compactStep(LOAD_COMPACT_KEYS_PER_STEP_MAX)) await LOOP_CLOCK.yieldToLoop();
     }
-    // The hash computed before the restart, if it still applies (same compaction point, revision
-    // not above what was loaded: see saveHash).
-    const hash = decodeHashRecord(meta[5]);
-    const hashSeeded = hash !== undefined && store.seedHash(hash);
     const leases = new Map<bigint, LeaseRecord>();
     for await (const [k, v] of this.db.iterator({ gte: Buffer.from([NS_LEASE]), lt: Buffer.from([NS_LEASE + 1]) })) {
       leases.set(leaseIdOfKey(k), decodeLease(v));
@@ -389,7 +379,7 @@ export class Backend {
       alarms.push({ memberId: k.readBigUInt64BE(1), type: k.readUInt32BE(9) });
     }
     const auth = await this.loadAuth();
-    return { store, appliedIndex: readU64(meta[0]), appliedTerm: readU64(meta[1]), leases, members, removed, alarms, auth, hashSeeded };
+    return { store, appliedIndex: readU64(meta[0]), appliedTerm: readU64(meta[1]), leases, members, removed, alarms, auth };
   }
 
   private async loadAuth(): Promise<LoadedState['auth']> {
@@ -654,34 +644,6 @@ export class Backend {
   /** Approximate bytes on disk (etcd's dbSize). */
   async sizeBytes(): Promise<number> {
     return this.db.approximateSize(Buffer.from([0x00]), Buffer.from([0xff]));
-  }
-
-  /**
-   * Records the newest HashKV computed (MvccStore.cachedHash), so that a restarted member answers
-   * HashKV at that revision without hashing everything (load seeds the store with it). Written in
-   * the batch of the commits waiting, or after the last one written: never before the versions it
-   * covers, so a load finds it at or below its current revision (a crash in between loses it).
-   */
-  saveHash(h: HashRecord): Promise<void> {
-    if (this.failed) return Promise.reject(this.failed);
-    if (this.closing) return Promise.reject(new Error('backend: closed'));
-    const op: BatchOp = { type: 'put', key: META_HASH, value: encodeHashRecord(h) };
-    if (this.group) {
-      this.group.ops.push(op);
-      return this.group.done;
-    }
-    const run = async () => {
-      if (this.failed) throw this.failed;
-      try {
-        await this.writeBatch([op], false);
-      } catch (err) {
-        this.failed = err as Error;
-        throw err;
-      }
-    };
-    const p = this.tail.then(run);
-    this.tail = p.catch(() => undefined);
-    return p;
   }
 
   /** Resolves once every commit made so far is written (a waiting group goes now). */

@@ -5,7 +5,7 @@
 // the snapshot file reader, restore) takes the layout from here, so each constant exists once.
 //
 //   'k' NS_KV      main revision u64 | sub-revision u32           → KeyValue (backend.ts encodeKv)
-//   'm' NS_META    name (utf8)                                    → u64, a flag byte, or the hash record
+//   'm' NS_META    name (utf8)                                    → u64, or a flag byte
 //   'l' NS_LEASE   lease ID i64                                   → LeaseRecord (encodeLease)
 //   'c' NS_MEMBER  member ID u64                                  → member JSON (server/membership.ts)
 //   'r' NS_REMOVED member ID u64                                  → empty: removed, never to return
@@ -33,7 +33,7 @@ export function metaKey(name: string): Buffer {
 
 /** Meta records: applied index and term (u64), allocatedBytes as of the last commit (u64; a
  *  restart must not forget space not yet defragmented), compaction point and current revision
- *  (u64), auth enabled (one byte, 1 = on), auth revision (u64) and the last hash (META_HASH). */
+ *  (u64), auth enabled (one byte, 1 = on) and auth revision (u64). */
 export const META_APPLIED_INDEX = metaKey('applied_index');
 export const META_APPLIED_TERM = metaKey('applied_term');
 export const META_ALLOCATED_BYTES = metaKey('allocated_bytes');
@@ -41,31 +41,6 @@ export const META_COMPACT_REV = metaKey('compact_revision');
 export const META_CURRENT_REV = metaKey('current_revision');
 export const META_AUTH_ENABLED = metaKey('auth_enabled');
 export const META_AUTH_REVISION = metaKey('auth_revision');
-/** The newest HashKV computed (the MVCC hash cache): revision u64 | compact revision u64 | hash u32.
- *  A restarted member answers HashKV at that revision without a pass (MvccStore.seedHash checks it
- *  still applies). */
-export const META_HASH = metaKey('hash_kv');
-const HASH_RECORD_BYTES = 20;
-
-export interface HashRecord {
-  revision: number;
-  compactRevision: number;
-  hash: number;
-}
-
-export function encodeHashRecord(h: HashRecord): Buffer {
-  const b = Buffer.allocUnsafe(HASH_RECORD_BYTES);
-  b.writeBigUInt64BE(BigInt(h.revision), 0);
-  b.writeBigUInt64BE(BigInt(h.compactRevision), 8);
-  b.writeUInt32BE(h.hash >>> 0, 16);
-  return b;
-}
-
-/** The record, or undefined if absent or not of this layout (a later build's: ignored). */
-export function decodeHashRecord(b: Buffer | undefined): HashRecord | undefined {
-  if (b === undefined || b.length !== HASH_RECORD_BYTES) return undefined;
-  return { revision: Number(b.readBigUInt64BE(0)), compactRevision: Number(b.readBigUInt64BE(8)), hash: b.readUInt32BE(16) };
-}
 
 export function u64(n: number | bigint): Buffer {
   const b = Buffer.allocUnsafe(8);
