@@ -109,9 +109,9 @@ export class MvccStore {
   private hotBytes = 0;
   /** While the spill file is rewritten: the key to continue copying from. */
   private respillCursor: Bytes | undefined;
-  /** The newest hash computed or seeded on this state (hash_cache.ts), and its per-key CRCs when
-   *  it was computed here (a seeded one has none: a later revision then needs a full pass). */
-  private hashCached: CachedHash | undefined;
+  /** The newest hash computed on this state with its per-key CRCs (hash_cache.ts). Not saved: a
+   *  restarted member hashes its loaded state afresh, which is what lets a corruption check find
+   *  a backend damaged while the member was down (test/integration/corrupt_check.test.ts). */
   private hashTable: KeyHashes | undefined;
 
   /** The revision of the last committed change (1 on an empty store). */
@@ -370,7 +370,6 @@ export class MvccStore {
     this.liveKeys = other.liveKeys;
     this.retainedBytes = other.retainedBytes;
     this.compactCursor = other.compactCursor;
-    this.hashCached = other.hashCached;
     this.hashTable = other.hashTable;
     this.epoch++;
     this.retainedEpoch++;
@@ -451,12 +450,11 @@ export class MvccStore {
   hashKVJob(rev: Revision = 0): HashKVJob {
     const hashRevision = this.checkReadRevision(rev, this.currentRev);
     const compactRevision = this.compactRev;
-    const cached = this.hashCached;
-    if (cached !== undefined && cached.revision === hashRevision && cached.compactRevision === compactRevision) {
-      const result = { hash: cached.hash, compactRevision, hashRevision };
+    const table = this.hashTable;
+    if (table !== undefined && table.revision === hashRevision && table.compactRevision === compactRevision) {
+      const result = { hash: table.hash, compactRevision, hashRevision };
       return { hashRevision, compactRevision, fromCache: true, step: () => 'done', result: () => result };
     }
-    const table = this.hashTable;
     const base = table !== undefined && table.revision <= hashRevision ? table : undefined;
     const job = new CachedHashJob(this.index, compactRevision, hashRevision, base, this.spilledValues);
     const startEpoch = this.retainedEpoch;
@@ -472,10 +470,7 @@ export class MvccStore {
           installed = true;
           const done = job.result();
           // The newest hash becomes the cache (an older revision's would only be a worse base).
-          if (this.hashCached === undefined || this.hashCached.revision <= hashRevision) {
-            this.hashTable = done;
-            this.hashCached = { revision: hashRevision, compactRevision, hash: done.hash };
-          }
+          if (this.hashTable === undefined || this.hashTable.revision <= hashRevision) this.hashTable = done;
         }
         return 'done';
       },
@@ -493,24 +488,12 @@ export class MvccStore {
     return { hash: hashIndex(this.index, this.compactRev, hashRevision, this.spilledValues), compactRevision: this.compactRev, hashRevision };
   }
 
-  /** The newest hash computed (or seeded) on this state: what a restart can start from. */
+  /** The newest hash computed on this state (the one a HashKV at its revision is answered with). */
   get cachedHash(): CachedHash | undefined {
-    return this.hashCached;
+    const t = this.hashTable;
+    return t === undefined ? undefined : { revision: t.revision, compactRevision: t.compactRevision, hash: t.hash };
   }
 
-  /**
-   * Seeds the hash cache with a hash computed before a restart (the backend keeps the newest one).
-   * Kept only if it can still be asked for: same compaction point, revision not above the
-   * current one (the history at or below it is then the same one it was computed over). Returns
-   * whether it was kept.
-   */
-  seedHash(h: CachedHash): boolean {
-    if (h.compactRevision !== this.compactRev || h.revision > this.currentRev || h.revision < Math.max(1, this.compactRev)) return false;
-    if (this.hashCached !== undefined && this.hashCached.revision >= h.revision) return false;
-    this.hashCached = h;
-    this.hashTable = undefined;
-    return true;
-  }
 
   /** Streams the retained state as chunks of plain records (see snapshot.ts for the format). The
    *  store must not change until the generator is exhausted. */
@@ -735,7 +718,7 @@ export class MvccStore {
   }
 }
 
-/** A hash the store answers without a pass (MvccStore.cachedHash, seedHash). */
+/** A hash the store answers without a pass (MvccStore.cachedHash). */
 export interface CachedHash {
   readonly revision: Revision;
   readonly compactRevision: Revision;

@@ -1,7 +1,7 @@
 // The hash cache (mvcc/hash_cache.ts): a hash answered from the cache, or extended from the cached
 // per-key CRCs, equals one streaming pass over the retained versions (hashKVFullPass) across random
 // puts, deletes, multi-op txns, lease-attached keys and their revokes, compactions, spilled values,
-// writes between slices and restarts (a store rebuilt and seeded with the hash from before).
+// writes between slices and restarts (a store rebuilt from a snapshot: no cache).
 import { strict as assert } from 'node:assert';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -105,15 +105,11 @@ describe('mvcc hash cache', () => {
             if (compactBetween && got === 'stale') continue;
             assert.deepEqual(got, expected, `seed ${seed} round ${round}: sliced`);
           } else {
-            // A restart: the state rebuilt (as a backend load does), seeded with the newest hash.
-            const saved = st.cachedHash;
-            const copy = MvccStore.fromSnapshot(st.exportSnapshot());
-            if (saved !== undefined) assert.equal(copy.seedHash(saved), saved.compactRevision === copy.compactRevision);
-            st = copy;
-            if (saved !== undefined && saved.compactRevision === st.compactRevision) {
-              assert.equal(st.hashKVJob(saved.revision).fromCache, true);
-              assert.equal(st.hashKV(saved.revision).hash, st.hashKVFullPass(saved.revision).hash, `seed ${seed} round ${round}: seeded`);
-            }
+            // A restart: the state rebuilt (as a backend load does) has no cache; its first hash
+            // is a full pass over what was loaded.
+            st = MvccStore.fromSnapshot(st.exportSnapshot());
+            assert.equal(st.cachedHash, undefined);
+            assert.equal(st.hashKVJob().fromCache, false);
             assert.deepEqual(st.hashKV(), st.hashKVFullPass(), `seed ${seed} round ${round}: after the restart`);
           }
         }
@@ -122,23 +118,6 @@ describe('mvcc hash cache', () => {
         fs.rmSync(dir, { recursive: true, force: true });
       }
     }
-  });
-
-  it('a seeded hash is kept only for the same compaction point at or below the current revision', () => {
-    const st = new MvccStore();
-    for (let i = 0; i < 20; i++) put(st, `k${i % 5}`, `v${i}`);
-    st.compact(10);
-    const h = st.hashKV(15);
-    const fresh = (): MvccStore => MvccStore.fromSnapshot(st.exportSnapshot());
-    assert.equal(fresh().seedHash({ revision: 15, compactRevision: 9, hash: h.hash }), false, 'other compaction point');
-    assert.equal(fresh().seedHash({ revision: st.currentRevision + 1, compactRevision: 10, hash: 1 }), false, 'above the current revision');
-    const seeded = fresh();
-    assert.equal(seeded.seedHash({ revision: 15, compactRevision: 10, hash: h.hash }), true);
-    assert.deepEqual(seeded.hashKV(15), h);
-    // A later revision has no per-key CRCs to start from: a full pass, which then becomes the cache.
-    assert.equal(seeded.hashKVJob().fromCache, false);
-    assert.deepEqual(seeded.hashKV(), st.hashKVFullPass());
-    assert.equal(seeded.seedHash({ revision: 15, compactRevision: 10, hash: h.hash }), false, 'older than the cache');
   });
 
   it('a compaction keeps the runs of keys it did not shorten, and the hash equals a full pass', () => {
