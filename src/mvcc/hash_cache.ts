@@ -25,8 +25,8 @@ import { hasher, type SpilledValues } from './hash';
 import { firstRetained, indexAtOrBelow, KeyIndex, versionAt, Versions } from './key_index';
 import { Bytes, EMPTY_BYTES, Revision, StoredKv } from './types';
 
-/** Keys visited per step (a kept key costs a lookup and one CRC join): bounds a step's time when
- *  few versions are new. */
+/** Keys visited per step, per version of maxVersions (a kept key costs a lookup and one CRC
+ *  join): bounds a step's time when few versions are new. */
 const KEYS_PER_VERSION_BUDGET = 16;
 /** Shift operators remembered by length (most keys' runs share a few lengths). */
 const SHIFT_OPS_CACHED_MAX = 4096;
@@ -117,8 +117,10 @@ export class CachedHashJob {
     const stepStart = this.size;
     const batch: StoredKv[] = [];
     const keysMax = maxVersions * KEYS_PER_VERSION_BUDGET;
+    let keysVisited = 0;
     this.cursor = this.index.visitFrom(this.cursor, (key, v) => {
-      if (batch.length >= maxVersions || this.size - stepStart >= keysMax) return false;
+      if (batch.length >= maxVersions || keysVisited >= keysMax) return false;
+      keysVisited++;
       this.visit(key, v, batch);
       return true;
     });
