@@ -170,14 +170,14 @@ export class KeyIndex {
     return next;
   }
 
-  /** Calls fn for the keys from `from` (inclusive) in byte order until it returns false; returns
-   *  the key it returned false for (to continue from), or undefined when every key was visited.
+  /** Calls fn for the keys at and after `start` in byte order until it returns false; returns
+   *  the key it returned false for (to continue with), or undefined when every key was visited.
    *  No [key, versions] pair per key (entriesFrom's iterator makes one). */
-  visitFrom(from: Bytes, fn: (key: Bytes, v: Versions) => boolean): Bytes | undefined {
+  visitFrom(start: Bytes, fn: (key: Bytes, v: Versions) => boolean): Bytes | undefined {
     const max = this.tree.maxKey();
     if (max === undefined) return undefined;
     let next: Bytes | undefined;
-    this.tree.forRange(from, max, true, (key, v) => {
+    this.tree.forRange(start, max, true, (key, v) => {
       if (fn(key, v)) return undefined;
       next = key;
       return { break: true };
