@@ -30,7 +30,7 @@ const TWO_32 = 2 ** 32;
  * whatever order the spill reads them) and hashed from there in version order, so a value costs
  * no string, no KeyValue and no garbage; a version's key and fixed fields go to the CRC as one run.
  */
-class VersionHasher {
+export class VersionHasher {
   private header = Buffer.alloc(4 + 256 + FIELDS_BYTES);
   private arena = Buffer.alloc(1 << 20);
   private arenaUsed = 0;
@@ -38,11 +38,22 @@ class VersionHasher {
   private valueLen: number[] = [];
 
   hashAll(crc: number, kvs: readonly StoredKv[], spilled: SpilledValues): number {
+    this.load(kvs, spilled);
+    return this.hashRange(crc, kvs, 0, kvs.length);
+  }
+
+  /** Reads the spilled values of `kvs` into the arena: hashRange and bytesOf may then be called
+   *  for any part of `kvs` (the same array), until the next load. */
+  load(kvs: readonly StoredKv[], spilled: SpilledValues): void {
     this.arenaUsed = 0;
     this.valueOff.length = kvs.length;
     this.valueLen.length = kvs.length;
     spilled(kvs, this.copyIn);
-    for (let i = 0; i < kvs.length; i++) {
+  }
+
+  /** Continues `crc` over the versions kvs[from, to) (loaded). */
+  hashRange(crc: number, kvs: readonly StoredKv[], from: number, to: number): number {
+    for (let i = from; i < to; i++) {
       const kv = kvs[i];
       const value = kv.value;
       const valueLength = typeof value === 'string' ? value.length : this.valueLen[i];
@@ -51,6 +62,17 @@ class VersionHasher {
       else crc = crc32c(crc, this.arena, this.valueOff[i], this.valueOff[i] + valueLength);
     }
     return crc;
+  }
+
+  /** How many bytes the versions kvs[from, to) (loaded) feed to the CRC. */
+  bytesOf(kvs: readonly StoredKv[], from: number, to: number): number {
+    let n = 0;
+    for (let i = from; i < to; i++) {
+      const kv = kvs[i];
+      const value = kv.value;
+      n += 4 + kv.key.length + FIELDS_BYTES + (typeof value === 'string' ? value.length : this.valueLen[i]);
+    }
+    return n;
   }
 
   private readonly copyIn = (i: number, buf: Buffer, off: number, len: number): void => {
@@ -98,7 +120,8 @@ function writeInt64(buf: Buffer, n: number, o: number): number {
   return buf.writeUInt32BE(n % TWO_32, o);
 }
 
-const hasher = new VersionHasher();
+/** The one hasher (hashing is synchronous): also hash_cache.ts's. */
+export const hasher = new VersionHasher();
 
 /** Versions gathered before their values are read (together) and hashed. */
 const HASH_BATCH_VERSIONS = 4096;

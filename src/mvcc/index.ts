@@ -2,7 +2,7 @@
 // Everything else in this folder is internal.
 export * from './types';
 export { MvccStore, WriteTxn, COMPACT_KEYS_PER_STEP_DEFAULT, SPILL_BYTES_PER_STEP } from './store';
-export type { HashKVJob } from './store';
+export type { CachedHash, HashKVJob } from './store';
 export { RangeJob } from './range_job';
 export type { RangeStepState } from './range_job';
 export { SnapshotImporter, SNAPSHOT_CHUNK_RECORDS_MAX } from './snapshot';

@@ -170,6 +170,21 @@ export class KeyIndex {
     return next;
   }
 
+  /** Calls fn for the keys at and after `start` in byte order until it returns false; returns
+   *  the key it returned false for (to continue with), or undefined when every key was visited.
+   *  No [key, versions] pair per key (entriesFrom's iterator makes one). */
+  visitFrom(start: Bytes, fn: (key: Bytes, v: Versions) => boolean): Bytes | undefined {
+    const max = this.tree.maxKey();
+    if (max === undefined) return undefined;
+    let next: Bytes | undefined;
+    this.tree.forRange(start, max, true, (key, v) => {
+      if (fn(key, v)) return undefined;
+      next = key;
+      return { break: true };
+    });
+    return next;
+  }
+
   /** Iterates [key, versions] pairs from `from` (inclusive) in byte order. The index must not
    *  change while the iterator is in use. */
   entriesFrom(from: Bytes): IterableIterator<[Bytes, Versions]> {

@@ -27,7 +27,8 @@
 
 import { assert } from '../util/assert';
 import { Errors } from '../util/errors';
-import { hashIndex, hashIndexSlice, type SpilledValues } from './hash';
+import { hashIndex, type SpilledValues } from './hash';
+import { CachedHashJob, type KeyHashes } from './hash_cache';
 import { History } from './history';
 import {
   KeyIndex,
@@ -71,6 +72,8 @@ export const COMPACT_KEYS_PER_STEP_DEFAULT = 10_000;
 export const SPILL_BYTES_PER_STEP = 1 << 20;
 /** Keys examined per spillStep() while the spill file is being rewritten. */
 export const RESPILL_KEYS_PER_STEP = 2000;
+/** Versions per step of a synchronous hashKV (one batch of values read and hashed together). */
+const HASH_SYNC_VERSIONS_PER_STEP = 4096;
 /** Shrink the hot queue's array once this many of its leading slots are spent. */
 const HOT_QUEUE_TRIM_MIN = 4096;
 
@@ -106,6 +109,10 @@ export class MvccStore {
   private hotBytes = 0;
   /** While the spill file is rewritten: the key to continue copying from. */
   private respillCursor: Bytes | undefined;
+  /** The newest hash computed on this state with its per-key CRCs (hash_cache.ts). Not saved: a
+   *  restarted member hashes its loaded state afresh, which is what lets a corruption check find
+   *  a backend damaged while the member was down (test/integration/corrupt_check.test.ts). */
+  private hashTable: KeyHashes | undefined;
 
   /** The revision of the last committed change (1 on an empty store). */
   get currentRevision(): Revision {
@@ -363,6 +370,7 @@ export class MvccStore {
     this.liveKeys = other.liveKeys;
     this.retainedBytes = other.retainedBytes;
     this.compactCursor = other.compactCursor;
+    this.hashTable = other.hashTable;
     this.epoch++;
     this.retainedEpoch++;
     this.replacedEpochValue++;
@@ -416,47 +424,76 @@ export class MvccStore {
     return isTombstone(prev) ? undefined : prev;
   }
 
-  /** CRC32-C of the retained versions with modRevision <= rev (0 = current). Same errors as range. */
+  /** CRC32-C of the retained versions with modRevision <= rev (0 = current). Same errors as range.
+   *  Synchronous: hashKVJob's steps in one call (it uses and updates the hash cache the same way). */
   hashKV(rev: Revision = 0): HashKVResult {
-    const hashRevision = this.checkReadRevision(rev, this.currentRev);
-    return {
-      hash: hashIndex(this.index, this.compactRev, hashRevision, this.spilledValues),
-      compactRevision: this.compactRev,
-      hashRevision,
-    };
+    const job = this.hashKVJob(rev);
+    let state = job.step(HASH_SYNC_VERSIONS_PER_STEP);
+    for (let steps = 0; state === 'more'; steps++) {
+      assert(steps <= this.index.size, 'hashKV: more steps than keys');
+      state = job.step(HASH_SYNC_VERSIONS_PER_STEP);
+    }
+    assert(state === 'done', 'hashKV: the store changed during a synchronous hash');
+    return job.result();
   }
 
   /**
    * hashKV in slices, for a caller that yields to the event loop in between (server/hash_kv.ts):
-   * the revision is checked (and fixed) now, each step() hashes about `maxVersions` versions.
+   * the revision is checked (and fixed) now, each step() hashes about `maxVersions` new versions.
    * Writes may go on between steps (versions above the hash revision are skipped); a compaction
    * or a replaced state makes the job stale (step() returns 'stale'), and it must start over.
+   *
+   * The hash cache (hash_cache.ts): a hash at the cached revision and compaction point is answered
+   * without a pass; one above it starts from the cached per-key CRCs; one below it is a full pass.
+   * A finished job at or above the cached revision becomes the cache.
    */
   hashKVJob(rev: Revision = 0): HashKVJob {
     const hashRevision = this.checkReadRevision(rev, this.currentRev);
     const compactRevision = this.compactRev;
-    const index = this.index;
+    const table = this.hashTable;
+    if (table !== undefined && table.revision === hashRevision && table.compactRevision === compactRevision) {
+      const result = { hash: table.hash, compactRevision, hashRevision };
+      return { hashRevision, compactRevision, fromCache: true, step: () => 'done', result: () => result };
+    }
+    const base = table !== undefined && table.revision <= hashRevision ? table : undefined;
+    const job = new CachedHashJob(this.index, compactRevision, hashRevision, base, this.spilledValues);
     const startEpoch = this.retainedEpoch;
-    let crc = 0;
-    let cursor: Bytes | undefined = EMPTY_BYTES;
+    let installed = false;
     return {
       hashRevision,
       compactRevision,
+      fromCache: false,
       step: (maxVersions: number) => {
-        assert(maxVersions > 0, 'hashKVJob: maxVersions must be positive');
         if (this.retainedEpoch !== startEpoch) return 'stale';
-        if (cursor === undefined) return 'done';
-        const r = hashIndexSlice(index, compactRevision, hashRevision, cursor, maxVersions, crc, this.spilledValues);
-        crc = r.crc;
-        cursor = r.nextKey;
-        return cursor === undefined ? 'done' : 'more';
+        if (!job.step(maxVersions)) return 'more';
+        if (!installed) {
+          installed = true;
+          const done = job.result();
+          // The newest hash becomes the cache (an older revision's would only be a worse base).
+          if (this.hashTable === undefined || this.hashTable.revision <= hashRevision) this.hashTable = done;
+        }
+        return 'done';
       },
       result: () => {
-        assert(cursor === undefined, 'hashKVJob: result before the last step');
-        return { hash: crc, compactRevision, hashRevision };
+        assert(job.done, 'hashKVJob: result before the last step');
+        return { hash: job.result().hash, compactRevision, hashRevision };
       },
     };
   }
+
+  /** @internal hashKV by one streaming pass (hash.ts hashIndex), neither using nor filling the
+   *  cache: the reference the cache's per-key joins are tested against. */
+  hashKVFullPass(rev: Revision = 0): HashKVResult {
+    const hashRevision = this.checkReadRevision(rev, this.currentRev);
+    return { hash: hashIndex(this.index, this.compactRev, hashRevision, this.spilledValues), compactRevision: this.compactRev, hashRevision };
+  }
+
+  /** The newest hash computed on this state (the one a HashKV at its revision is answered with). */
+  get cachedHash(): CachedHash | undefined {
+    const t = this.hashTable;
+    return t === undefined ? undefined : { revision: t.revision, compactRevision: t.compactRevision, hash: t.hash };
+  }
+
 
   /** Streams the retained state as chunks of plain records (see snapshot.ts for the format). The
    *  store must not change until the generator is exhausted. */
@@ -681,10 +718,19 @@ export class MvccStore {
   }
 }
 
+/** A hash the store answers without a pass (MvccStore.cachedHash). */
+export interface CachedHash {
+  readonly revision: Revision;
+  readonly compactRevision: Revision;
+  readonly hash: number;
+}
+
 /** A sliced hashKV (MvccStore.hashKVJob). */
 export interface HashKVJob {
   readonly hashRevision: Revision;
   readonly compactRevision: Revision;
+  /** Answered by the cache: the first step is 'done'. */
+  readonly fromCache: boolean;
   /** Hashes the next slice: 'more' to go, 'done' (result() is ready), or 'stale' (start over). */
   step(maxVersions: number): 'more' | 'done' | 'stale';
   result(): HashKVResult;

@@ -10,6 +10,8 @@
 // against the byte-at-a-time reference. The tables live in one flat Int32Array: V8 ran that twice
 // as fast as separate arrays.
 
+import { assert } from './assert';
+
 const POLY_REFLECTED = 0x82f63b78;
 const TABLE_ENTRIES = 256;
 const TABLES = 16;
@@ -63,4 +65,67 @@ export function crc32c(crc: number, buf: Uint8Array, start = 0, end = buf.length
   }
   while (i < end) c = T[(c ^ buf[i++]!) & 0xff]! ^ (c >>> 8);
   return ~c >>> 0;
+}
+
+// ---- combining CRCs of concatenated pieces -------------------------------------------------------
+//
+// crc32c(0, a ++ b) from crc32c(0, a), crc32c(0, b) and b's length, without a's or b's bytes: the
+// CRC is linear over GF(2), so appending |b| bytes multiplies a's (conditioned) CRC by x^(8|b|)
+// modulo the polynomial, and the conditioning terms cancel (zlib's crc32_combine). The MVCC hash
+// cache (mvcc/hash_cache.ts) keeps one CRC per key and joins them in key order with this.
+// Polynomials are in the reflected bit order of the CRC itself: bit 31 is x^0.
+
+const X0 = 0x80000000;
+
+/** a(x) * b(x) modulo the CRC-32C polynomial (reflected). At most 32 steps. */
+function multModP(a: number, b: number): number {
+  let m = X0;
+  let p = 0;
+  for (let step = 0; step < 32; step++) {
+    if (a & m) {
+      p ^= b;
+      if ((a & (m - 1)) === 0) break;
+    }
+    m >>>= 1;
+    b = b & 1 ? (b >>> 1) ^ POLY_REFLECTED : b >>> 1;
+  }
+  return p >>> 0;
+}
+
+/** X2N[k]: x^(2^k) modulo the polynomial. x^(2^k) repeats with a period below 32 for k >= 32, as
+ *  zlib uses it; 64 entries cover every length below 2^61 bits without that. */
+const X2N_ENTRIES = 64;
+const X2N: Uint32Array = (() => {
+  const t = new Uint32Array(X2N_ENTRIES);
+  let p = X0 >>> 1; // x^1
+  for (let k = 0; k < X2N_ENTRIES; k++) {
+    t[k] = p;
+    p = multModP(p, p);
+  }
+  return t;
+})();
+
+/** The operator that appends `bytes` bytes to a CRC (x^(8·bytes) modulo the polynomial), for
+ *  crc32cCombineOp. `bytes` is a non-negative safe integer. */
+export function crc32cShiftOp(bytes: number): number {
+  assert(Number.isSafeInteger(bytes) && bytes >= 0, 'crc32cShiftOp: a length outside [0, 2^53)');
+  let p = X0; // x^0
+  let k = 3; // bytes → bits: x^(8n) = x^(n · 2^3)
+  let n = bytes;
+  while (n > 0) {
+    if (n % 2 === 1) p = multModP(X2N[k]!, p);
+    n = Math.floor(n / 2);
+    k++;
+  }
+  return p;
+}
+
+/** crc32c(0, a ++ b) given crcA = crc32c(0, a), crcB = crc32c(0, b) and op = crc32cShiftOp(|b|). */
+export function crc32cCombineOp(crcA: number, crcB: number, op: number): number {
+  return (multModP(op, crcA) ^ crcB) >>> 0;
+}
+
+/** crc32c(0, a ++ b) given crcA = crc32c(0, a), crcB = crc32c(0, b) and |b|. */
+export function crc32cCombine(crcA: number, crcB: number, bytesB: number): number {
+  return crc32cCombineOp(crcA, crcB, crc32cShiftOp(bytesB));
 }

@@ -80,7 +80,7 @@ describe('mvcc compaction', () => {
     let steps = 0;
     for (;;) {
       assert.deepEqual(snapshotReads(st, compactAt), expected);
-      assert.equal(st.hashKV().hash, hash, 'the hash does not depend on physical progress');
+      assert.equal(st.hashKVFullPass().hash, hash, 'the hash does not depend on physical progress');
       steps++;
       if (st.compactStep(3)) break;
     }

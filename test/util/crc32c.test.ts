@@ -1,7 +1,7 @@
 // CRC32-C: the slice-by-8 implementation agrees with the published check value, with the
 // byte-at-a-time reference below, and composes incrementally.
 import assert from 'node:assert/strict';
-import { crc32c } from '../../src/util/crc32c';
+import { crc32c, crc32cCombine, crc32cCombineOp, crc32cShiftOp } from '../../src/util/crc32c';
 import { Rng } from '../../src/util/rng';
 
 /** The plain byte-at-a-time CRC32-C, kept here as the reference the fast one must agree with. */
@@ -43,6 +43,29 @@ describe('crc32c', () => {
     const data = Buffer.from('the quick brown fox jumps over the lazy dog, twice over');
     for (let cut = 0; cut <= data.length; cut++) {
       assert.equal(crc32c(crc32c(0, data, 0, cut), data, cut, data.length), crc32c(0, data));
+    }
+  });
+
+  it('combines: crc(a ++ b) from crc(a), crc(b) and |b|, for random pieces of 0 to 5,000 bytes', () => {
+    const rng = new Rng(11);
+    const buf = Buffer.alloc(10_000);
+    for (let i = 0; i < buf.length; i++) buf[i] = rng.int(256);
+    for (let round = 0; round < 300; round++) {
+      const lenA = round < 4 ? round : rng.int(5001);
+      const lenB = round < 4 ? 3 - round : rng.int(5001);
+      const a = buf.subarray(0, lenA);
+      const b = buf.subarray(lenA, lenA + lenB);
+      const whole = crc32c(0, buf, 0, lenA + lenB);
+      assert.equal(crc32cCombine(crc32c(0, a), crc32c(0, b), lenB), whole, `|a| ${lenA} |b| ${lenB}`);
+      assert.equal(crc32cCombineOp(crc32c(0, a), crc32c(0, b), crc32cShiftOp(lenB)), whole);
+    }
+  });
+
+  it('combines over lengths far beyond a buffer: the shift by m + n is the shift by m then by n', () => {
+    // x^(8(m+n)) = x^(8m) · x^(8n): with 0 as the second CRC, combine is the shift alone.
+    const crc = crc32c(0, Buffer.from('quorumkv'));
+    for (const [m, n] of [[2 ** 32, 5], [2 ** 40 + 3, 2 ** 33 + 1], [Number.MAX_SAFE_INTEGER - 10, 10]]) {
+      assert.equal(crc32cCombine(crc32cCombine(crc, 0, m!), 0, n!), crc32cCombine(crc, 0, m! + n!));
     }
   });
 });
