@@ -201,7 +201,7 @@ export class Snapshotter {
       }
     };
     let meta;
-    const timings: RestoreTimings = { inputMs: 0, writeMs: 0, batches: 0 };
+    const timings: RestoreTimings = { inputMs: 0, writeMs: 0, loadMs: 0, batches: 0 };
     try {
       meta = await restoreSnapshotInto(incoming, data, timings, load);
     } catch (err) {
@@ -222,6 +222,8 @@ export class Snapshotter {
       // Time waiting for the stream (the sender, the network, the parse, the load) vs in LevelDB's writes.
       input_ms: Math.round(timings.inputMs),
       write_ms: Math.round(timings.writeMs),
+      // Of both: the main thread loading the versions into the new store (KvRecordLoader).
+      load_ms: Math.round(timings.loadMs),
       batches: timings.batches,
     });
     if (meta.appliedIndex <= committedIndex) {

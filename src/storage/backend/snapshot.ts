@@ -250,10 +250,12 @@ const RESTORE_WRITE_BUFFER_BYTES = 2 * 1024 * 1024;
 
 /** Where a restore's time went (for its log line): waiting for each batch of records (the
  *  input: network, file, and the parse) and for LevelDB's write of the one before (the two
- *  overlap, so they may add up to more than the restore took). */
+ *  overlap, so they may add up to more than the restore took). `loadMs`, part of both: the
+ *  main thread in `onRecords` (loading the records into a store) while a write was running. */
 export interface RestoreTimings {
   inputMs: number;
   writeMs: number;
+  loadMs: number;
   batches: number;
 }
 
@@ -282,7 +284,9 @@ export async function writeRecordsInto(
       let inputMs = 0;
       let writeMs = 0;
       const written = db.batch(batch.map(([key, value]) => ({ type: 'put' as const, key, value }))).finally(() => (writeMs = performance.now() - t0));
+      const loadStarted = performance.now();
       onRecords?.(batch);
+      const loadMs = performance.now() - loadStarted;
       const read = it.next().finally(() => (inputMs = performance.now() - t0));
       // Both settle before going on (no write left running if the input failed, and the reverse).
       const [w, r] = await Promise.allSettled([written, read]);
@@ -293,6 +297,7 @@ export async function writeRecordsInto(
       if (timings !== undefined) {
         timings.inputMs += inputMs;
         timings.writeMs += writeMs;
+        timings.loadMs += loadMs;
         timings.batches++;
       }
     }

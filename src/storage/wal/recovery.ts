@@ -11,8 +11,9 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { checkBatch, endOfNonZero, isZero, mayBeBatchHeader, readEntry, readHardState, readMetadata, readSnapshot, recordEnd, recordType } from './decoder';
+import { assert } from '../../util/assert';
 import { WalCorruptionError, WalError } from './errors';
-import { BATCH_BYTES_MAX, RecordType, SEGMENT_BYTES_MAX, SEGMENT_SUFFIX, TMP_SUFFIX, parseSegmentName } from './format';
+import { BATCH_BYTES_MAX, BATCH_HEADER_BYTES, RECORD_HEADER_BYTES, RecordType, SEGMENT_BYTES_MAX, SEGMENT_SUFFIX, TMP_SUFFIX, parseSegmentName } from './format';
 import { ReplayLog } from './replay';
 import type { SegmentInfo, TornTail, WalState } from './types';
 
@@ -54,30 +55,34 @@ export async function listSegments(dir: string): Promise<{ segments: SegmentInfo
   return { segments, tmpFiles };
 }
 
-export async function recover(dir: string): Promise<Recovered> {
+/** Bytes of a segment held in memory at once while it is scanned (more only for a batch larger than
+ *  this). Reads are this size, each one thread-pool round trip. */
+export const SEGMENT_WINDOW_BYTES = 8 * 1024 * 1024;
+
+export async function recover(dir: string, windowBytes = SEGMENT_WINDOW_BYTES): Promise<Recovered> {
+  assert(Number.isSafeInteger(windowBytes) && windowBytes >= BATCH_HEADER_BYTES, 'wal: a recovery window holds at least a batch header');
   const { segments, tmpFiles } = await listSegments(dir);
   if (segments.length === 0) throw new WalError(`wal: no segments in ${dir}`);
   const log = new ReplayLog(segments[0]!.firstIndex - 1);
   let seq: number | undefined;
   let tail: SegmentScan | undefined;
-  /** Every segment is read into the same memory: a fresh buffer's first touch of each page costs
-   *  far more than the read itself (64 MiB into fresh memory: ~0.5 s of page faults here, ~15 ms
-   *  into memory touched before). */
-  let reused: ArrayBufferLike | undefined;
+  /** Every segment is read through the same window of memory: a fresh buffer's first touch of each
+   *  page costs far more than the read itself (64 MiB into fresh memory: ~0.25-0.5 s of page faults
+   *  here, ~15 ms into memory touched before). */
+  let memory: ArrayBuffer | undefined;
   for (let k = 0; k < segments.length; k++) {
     const seg = segments[k]!;
     if (k > 0 && seg.firstIndex !== log.lastIndex() + 1) {
       throw new WalCorruptionError(seg.file, 0, `segment name says its first index is ${seg.firstIndex} but the log before it ends at ${log.lastIndex()}`);
     }
-    const buf = await readSegment(path.join(dir, seg.file), reused);
-    reused = buf.buffer;
-    tail = scanSegment(buf, seg.file, k === segments.length - 1, log, seq);
+    const window = await SegmentWindow.open(path.join(dir, seg.file), memory ?? new ArrayBuffer(windowBytes), log);
+    try {
+      tail = await scanSegment(window, seg.file, k === segments.length - 1, log, seq);
+    } finally {
+      await window.close();
+    }
+    memory = window.memory;
     seq = tail.lastBatchSeq;
-    // Entries are read as views into their segment; those a snapshot marker has not dropped are
-    // copied out before the next segment is read into the same memory. A copy per entry read cost
-    // a quarter of a restart's WAL scan in its profile (20k entries of 4 KiB, of which the last
-    // snapshot marker keeps fewer than --snapshot-count).
-    log.copyOut(buf.buffer);
   }
   const lastIndex = log.lastIndex();
   const done = log.finish();
@@ -96,30 +101,103 @@ export async function recover(dir: string): Promise<Recovered> {
   };
 }
 
-/** Bytes per read of a segment (each on libuv's thread pool). */
-const SEGMENT_READ_BYTES = 16 * 1024 * 1024;
-
 /**
- * A segment file into one Buffer of its size (in `reuse`'s memory if it is large enough: nothing
- * may still refer to it). fs.readFile reads a file in 512 KiB pieces, one
- * thread-pool round trip each, and then copies them into one Buffer: in a restart's profile (two
- * 64 MiB segments) that copy and the waits were half of the WAL's recovery.
+ * A segment file seen through one window of memory, reused from the previous segment: the scan
+ * asks for the bytes at an offset (`ensure`) and the window slides forward, moving the bytes not yet
+ * scanned to its start and reading the next ones behind them. Entries are read as views into the
+ * window; before it slides, those the log still keeps are copied out (ReplayLog.copyOut), so only
+ * what the last snapshot marker keeps is ever copied. The whole segment was once read into one
+ * Buffer of its size: a 64 MiB segment into fresh memory cost ~0.25 s of page faults per start.
  */
-async function readSegment(file: string, reuse: ArrayBufferLike | undefined): Promise<Buffer> {
-  const fh = await fs.open(file, 'r');
-  try {
-    const size = (await fh.stat()).size;
-    if (size > SEGMENT_BYTES_MAX + BATCH_BYTES_MAX) throw new WalError(`wal: segment ${file} is ${size} bytes, larger than a segment can be`);
-    const buf = reuse !== undefined && reuse.byteLength >= size ? Buffer.from(reuse, 0, size) : Buffer.allocUnsafeSlow(size);
+class SegmentWindow {
+  /** File offset of window[0]; window[0, length) holds the file's bytes from there. */
+  private start = 0;
+  private length = 0;
+
+  private constructor(
+    private readonly fh: fs.FileHandle,
+    private readonly file: string,
+    readonly size: number,
+    /** The window's memory (it grows only for a batch larger than SEGMENT_WINDOW_BYTES). */
+    public memory: ArrayBuffer,
+    private readonly log: ReplayLog,
+  ) {}
+
+  static async open(file: string, memory: ArrayBuffer, log: ReplayLog): Promise<SegmentWindow> {
+    const fh = await fs.open(file, 'r');
+    try {
+      const size = (await fh.stat()).size;
+      if (size > SEGMENT_BYTES_MAX + BATCH_BYTES_MAX) throw new WalError(`wal: segment ${file} is ${size} bytes, larger than a segment can be`);
+      return new SegmentWindow(fh, file, size, memory, log);
+    } catch (err) {
+      await fh.close();
+      throw err;
+    }
+  }
+
+  /** The file offset `view()[0]` stands for. */
+  get base(): number {
+    return this.start;
+  }
+
+  /** The bytes in the window, from file offset `base` on (valid until the next ensure). */
+  view(): Buffer {
+    return Buffer.from(this.memory, 0, this.length);
+  }
+
+  /** Makes the window hold the file's bytes [offset, offset + bytes), or up to the end of the file. */
+  async ensure(offset: number, bytes: number): Promise<void> {
+    assert(offset >= this.start && offset <= this.start + this.length, 'wal: a segment is scanned forwards');
+    const want = Math.min(bytes, this.size - offset);
+    if (offset + want <= this.start + this.length) return;
+    // Views into the window are about to be overwritten: the entries kept get their own copies.
+    this.log.copyOut(this.memory);
+    const keep = this.start + this.length - offset;
+    if (want > this.memory.byteLength) {
+      const bigger = new ArrayBuffer(want);
+      new Uint8Array(bigger).set(new Uint8Array(this.memory, offset - this.start, keep));
+      this.memory = bigger;
+    } else {
+      new Uint8Array(this.memory).copyWithin(0, offset - this.start, offset - this.start + keep);
+    }
+    this.start = offset;
+    this.length = keep;
+    const end = Math.min(this.size, this.start + this.memory.byteLength);
+    const buf = Buffer.from(this.memory);
+    while (this.start + this.length < end) {
+      const { bytesRead } = await this.fh.read(buf, this.length, end - this.start - this.length, this.start + this.length);
+      if (bytesRead === 0) throw new WalError(`wal: segment ${this.file} shrank while it was read (${this.start + this.length} of ${this.size} bytes)`);
+      this.length += bytesRead;
+    }
+  }
+
+  /** True if the file's bytes from `offset` to its end are all zeros (read a window at a time). */
+  async zeroFrom(offset: number): Promise<boolean> {
+    for (let o = offset; o < this.size; o = this.start + this.length) {
+      await this.ensure(o, this.memory.byteLength);
+      if (!isZero(this.view(), o - this.start, this.length)) return false;
+    }
+    return true;
+  }
+
+  /** The file's bytes from `offset` to its end, in one Buffer of their own (the rare path: a bad
+   *  batch, whose classification looks at everything after it). */
+  async rest(offset: number): Promise<Buffer> {
+    this.log.copyOut(this.memory);
+    const buf = Buffer.allocUnsafeSlow(this.size - offset);
     let off = 0;
-    while (off < size) {
-      const { bytesRead } = await fh.read(buf, off, Math.min(SEGMENT_READ_BYTES, size - off), off);
-      if (bytesRead === 0) throw new WalError(`wal: segment ${file} shrank while it was read (${off} of ${size} bytes)`);
+    while (off < buf.length) {
+      const { bytesRead } = await this.fh.read(buf, off, buf.length - off, offset + off);
+      if (bytesRead === 0) throw new WalError(`wal: segment ${this.file} shrank while it was read (${offset + off} of ${this.size} bytes)`);
       off += bytesRead;
     }
     return buf;
-  } finally {
-    await fh.close();
+  }
+
+  async close(): Promise<void> {
+    // The next segment is read into the same memory.
+    this.log.copyOut(this.memory);
+    await this.fh.close();
   }
 }
 
@@ -131,47 +209,72 @@ interface SegmentScan {
   torn?: TornTail;
 }
 
-/** Replays one segment's batches into `log`; throws WalCorruptionError on anything but a torn tail. */
-function scanSegment(buf: Buffer, file: string, isLast: boolean, log: ReplayLog, prevSeq: number | undefined): SegmentScan {
+/**
+ * Whether the bytes at `rel` in `buf` start a batch header whose batch (as its header says) is
+ * no larger than a batch can be; its byte count, header included, if so. Nothing is verified here:
+ * it tells the window how much to hold before checkBatch looks.
+ */
+function plausibleBatchBytes(buf: Buffer, rel: number): number | undefined {
+  if (buf.length - rel < BATCH_HEADER_BYTES || !mayBeBatchHeader(buf, rel)) return undefined;
+  const bodyBytes = buf.readUInt32LE(rel + RECORD_HEADER_BYTES + 8);
+  return bodyBytes <= BATCH_BYTES_MAX ? BATCH_HEADER_BYTES + bodyBytes : undefined;
+}
+
+/**
+ * Replays one segment's batches into `log`; throws WalCorruptionError on anything but a torn tail.
+ * Each batch is checked with the window holding all of it (or all up to the end of the file), so
+ * checkBatch sees what it would see in the whole file; anything but a valid batch is then judged on
+ * the whole rest of the file, as before the window.
+ */
+async function scanSegment(w: SegmentWindow, file: string, isLast: boolean, log: ReplayLog, prevSeq: number | undefined): Promise<SegmentScan> {
   let off = 0;
   let seq = prevSeq;
   let startBatchEnd = 0;
   for (;;) {
-    const r = checkBatch(buf, off);
-    if (r.kind === 'ok') {
-      if (seq !== undefined && r.seq !== seq + 1) {
-        const why = off === 0 ? 'the previous segment was cut short or batches are missing' : 'batches are missing';
-        throw new WalCorruptionError(file, off, `batch seq ${r.seq} where ${seq + 1} was expected (${why})`);
-      }
-      if (off === 0 && (r.records === 0 || recordType(buf, r.bodyStart) !== RecordType.Metadata)) {
-        throw new WalCorruptionError(file, off, 'segment does not begin with a start batch');
-      }
-      applyBatch(buf, r.bodyStart, r.end, file, log);
-      seq = r.seq;
-      off = r.end;
-      if (startBatchEnd === 0) startBatchEnd = off;
-      continue;
+    await w.ensure(off, BATCH_HEADER_BYTES);
+    const batchBytes = plausibleBatchBytes(w.view(), off - w.base);
+    if (batchBytes === undefined) break;
+    await w.ensure(off, batchBytes);
+    const buf = w.view();
+    const r = checkBatch(buf, off - w.base);
+    if (r.kind !== 'ok') break;
+    const base = w.base;
+    if (seq !== undefined && r.seq !== seq + 1) {
+      const why = off === 0 ? 'the previous segment was cut short or batches are missing' : 'batches are missing';
+      throw new WalCorruptionError(file, off, `batch seq ${r.seq} where ${seq + 1} was expected (${why})`);
     }
-    if (r.kind === 'end' && isZero(buf, off, buf.length)) {
-      if (off === 0) throw new WalCorruptionError(file, 0, 'segment is empty (no start batch)');
-      return { lastBatchSeq: seq!, end: off, startBatchEnd, fileBytes: buf.length };
+    if (off === 0 && (r.records === 0 || recordType(buf, r.bodyStart) !== RecordType.Metadata)) {
+      throw new WalCorruptionError(file, off, 'segment does not begin with a start batch');
     }
-    const bad = r.kind === 'bad' ? r : { offset: firstNonZero(buf, off), reason: 'non-zero bytes after the end of the log' };
-    if (off === 0) throw new WalCorruptionError(file, bad.offset, `${bad.reason} in the start batch`);
-    if (!isLast) throw new WalCorruptionError(file, bad.offset, bad.reason);
-    const next = findValidBatch(buf, off + 1, seq!);
-    if (next !== undefined) throw new WalCorruptionError(file, bad.offset, `${bad.reason} (and a valid batch follows at offset ${next})`);
-    const torn: TornTail = { file, offset: off, droppedBytes: endOfNonZero(buf, off) - off };
-    return { lastBatchSeq: seq!, end: off, startBatchEnd, fileBytes: buf.length, torn };
+    applyBatch(buf, r.bodyStart, r.end, file, log, base);
+    seq = r.seq;
+    off = base + r.end;
+    if (startBatchEnd === 0) startBatchEnd = off;
   }
+  if (await w.zeroFrom(off)) {
+    if (off === 0) throw new WalCorruptionError(file, 0, 'segment is empty (no start batch)');
+    return { lastBatchSeq: seq!, end: off, startBatchEnd, fileBytes: w.size };
+  }
+  // Not a valid batch, and not the zeroed end: judged on everything after it, in one Buffer.
+  const rest = await w.rest(off);
+  const r = checkBatch(rest, 0);
+  assert(r.kind !== 'ok', 'wal: a batch the window refused checks out in the whole file');
+  const bad = r.kind === 'bad' ? { offset: off + r.offset, reason: r.reason } : { offset: off + firstNonZero(rest, 0), reason: 'non-zero bytes after the end of the log' };
+  if (off === 0) throw new WalCorruptionError(file, bad.offset, `${bad.reason} in the start batch`);
+  if (!isLast) throw new WalCorruptionError(file, bad.offset, bad.reason);
+  const next = findValidBatch(rest, 1, seq!);
+  if (next !== undefined) throw new WalCorruptionError(file, bad.offset, `${bad.reason} (and a valid batch follows at offset ${off + next})`);
+  const torn: TornTail = { file, offset: off, droppedBytes: endOfNonZero(rest, 0) };
+  return { lastBatchSeq: seq!, end: off, startBatchEnd, fileBytes: w.size, torn };
 }
 
-function applyBatch(buf: Buffer, start: number, end: number, file: string, log: ReplayLog): void {
+/** Applies a checked batch's records; `base` is the file offset of buf[0] (for errors). */
+function applyBatch(buf: Buffer, start: number, end: number, file: string, log: ReplayLog, base: number): void {
   for (let o = start; o < end; o = recordEnd(buf, o)) {
     let reason: string | undefined;
     switch (recordType(buf, o)) {
       case RecordType.Entry:
-        // A view into the segment: the scan's end copies out those still kept (copyOut).
+        // A view into the window: the window copies out those still kept before it slides.
         reason = log.appendEntry(readEntry(buf, o, buf, 0));
         break;
       case RecordType.HardState:
@@ -186,7 +289,7 @@ function applyBatch(buf: Buffer, start: number, end: number, file: string, log: 
       default:
         reason = `unexpected record type ${recordType(buf, o)}`;
     }
-    if (reason !== undefined) throw new WalCorruptionError(file, o, reason);
+    if (reason !== undefined) throw new WalCorruptionError(file, base + o, reason);
   }
 }
 

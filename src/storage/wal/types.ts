@@ -38,6 +38,9 @@ export interface WalOptions {
   /** fdatasync every batch (default true). Only tests of framing should turn this off. */
   fsync?: boolean;
   faults?: WalFaults;
+  /** Bytes of a segment recovery holds in memory at once (default SEGMENT_WINDOW_BYTES, 8 MiB);
+   *  tests make it small so that the window slides and grows within their small segments. */
+  recoveryWindowBytes?: number;
 }
 
 export interface WalStats {

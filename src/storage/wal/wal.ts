@@ -156,7 +156,7 @@ export class Wal {
    */
   static async open(dir: string, opts?: WalOptions): Promise<{ wal: Wal; state: WalState }> {
     const o = resolveOptions(opts);
-    const rec = await recover(dir);
+    const rec = await recover(dir, opts?.recoveryWindowBytes);
     assert(rec.state.metadata !== undefined, 'every segment starts with metadata');
     const last = rec.segments[rec.segments.length - 1]!;
     const fh = await fs.open(path.join(dir, last.file), appendFlags(o.fsync));

@@ -8,6 +8,7 @@ import type { Entry, HardState } from '../../../src/raft/types';
 import { Rng } from '../../../src/util/rng';
 import { Wal, WalCorruptionError } from '../../../src/storage/wal';
 import { encodeSaveBatch, saveBatchBytes } from '../../../src/storage/wal/encoder';
+import { recover } from '../../../src/storage/wal/recovery';
 import { META, Model, cleanup, copyDir, ent, ents, flipBit, hs, overwrite, segmentFiles, summary, tmpDir, zeroFrom } from './helpers';
 
 const OPTS = { segmentBytes: 16 * 1024, fsync: false };
@@ -42,7 +43,26 @@ async function build(tag: string, lastEntries?: Entry[]): Promise<{ dir: string;
   return { dir, batches };
 }
 
+/** Recovery's verdict on `dir` read through a window of `windowBytes` (recovery only reads; Wal.open
+ *  repairs after it): the error, or the log, the torn tail and where the next batch would go. */
+async function verdict(dir: string, windowBytes?: number): Promise<unknown> {
+  try {
+    const r = await recover(dir, windowBytes);
+    return { log: summary(r.state), torn: r.state.tornTail, tail: [r.tailOffset, r.tailStartBatchEnd, r.tailFileBytes, r.lastBatchSeq, r.lastIndex] };
+  } catch (err) {
+    return err instanceof WalCorruptionError ? { file: err.file, offset: err.offset, message: err.message } : String(err);
+  }
+}
+
+/** Windows smaller than a segment (the scan slides) and than a batch (the window grows) reach the
+ *  verdict of the default window, which holds each of these 16 KiB segments whole. */
+async function expectSameVerdictThroughSmallWindows(dir: string): Promise<void> {
+  const whole = await verdict(dir);
+  for (const windowBytes of [64, 4096]) assert.deepEqual(await verdict(dir, windowBytes), whole, `window of ${windowBytes} bytes`);
+}
+
 async function expectCorruption(dir: string, file: string, range: [number, number] | undefined, reason: RegExp): Promise<WalCorruptionError> {
+  await expectSameVerdictThroughSmallWindows(dir);
   const err = await Wal.open(dir, OPTS).then(
     async (r) => {
       await r.wal.close();
@@ -60,6 +80,7 @@ async function expectCorruption(dir: string, file: string, range: [number, numbe
 
 /** Opens a damaged copy, expects `expected` (and a torn tail unless `clean`), then saves + reopens. */
 async function expectRecovers(dir: string, file: string, tornAt: number | undefined, expected: Model): Promise<void> {
+  await expectSameVerdictThroughSmallWindows(dir);
   const { wal, state } = await Wal.open(dir, OPTS);
   assert.deepEqual(summary(state), summary(expected));
   if (tornAt === undefined) {
