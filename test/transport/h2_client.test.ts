@@ -4,13 +4,15 @@
 // SETTINGS_INITIAL_WINDOW_SIZE, frames above our limit, a GOAWAY before the stream, no PING ACK).
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import * as grpc from '@grpc/grpc-js';
 import { H2ServerConnection, encodeHeaderBlock, type H2ServerStream } from '../../src/grpcserver/h2_conn';
 import { GrpcCode } from '../../src/util/errors';
 import { Logger } from '../../src/util/log';
 import { H2ClientCall, MESSAGE_HEADROOM, type H2CallOptions, type H2CallStatus } from '../../src/transport/h2_client';
-import { ERR_MEMBER_REMOVED } from '../../src/transport/wire';
+import { ERR_MEMBER_REMOVED, encodeBatchMessage, serviceDefinition, type MessageBatchPb } from '../../src/transport/wire';
+import { decodeMessages, encodedBatchSize } from '../../src/transport/codec';
 import { frame, settings, windowUpdate, T } from '../hostile/frames';
-import { waitFor } from './helpers';
+import { heartbeat, waitFor } from './helpers';
 
 const RESPONSE = encodeHeaderBlock([[':status', '200'], ['content-type', 'application/grpc']]);
 const OK_TRAILERS = encodeHeaderBlock([['grpc-status', '0']]);
@@ -319,6 +321,32 @@ describe('transport: the raft stream\'s HTTP/2 client', function () {
     assert.equal(pings, 1, 'one PING outstanding at a time');
     assert.equal(kept.ready, true);
     assert.equal(kept.status, undefined, 'our server answers its PINGs');
+  });
+
+  it('works with grpc-js\'s server (nghttp2: Huffman-coded, indexed response headers), as an older member\'s peer port was', async () => {
+    const got: Buffer[] = [];
+    const server = new grpc.Server();
+    server.addService(serviceDefinition(), {
+      Stream: (call: grpc.ServerReadableStream<MessageBatchPb, Record<string, never>>, cb: grpc.sendUnaryData<Record<string, never>>) => {
+        call.sendMetadata(new grpc.Metadata());
+        call.on('data', (b: MessageBatchPb) => got.push(b.messages));
+        call.on('end', () => cb(null, {}));
+      },
+      Snapshot: (_call: unknown, cb: grpc.sendUnaryData<unknown>) => cb({ code: grpc.status.UNIMPLEMENTED }),
+    });
+    const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+    try {
+      for (let round = 0; round < 2; round++) {
+        const p = dial(port);
+        await waitFor(() => p.ready, 'response headers');
+        p.call.write(encodeBatchMessage([heartbeat(1n, 2n, round)], encodedBatchSize([heartbeat(1n, 2n, round)]), MESSAGE_HEADROOM));
+        p.call.end();
+        assert.deepEqual(await p.ended, { code: GrpcCode.OK, details: 'OK' });
+        assert.equal(decodeMessages(got[round]!)[0]!.commit, round);
+      }
+    } finally {
+      server.forceShutdown();
+    }
   });
 
   it('a connection refused ends the call UNAVAILABLE', async () => {
