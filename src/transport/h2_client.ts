@@ -14,8 +14,9 @@
 //   - the client preface, our SETTINGS (no push, our frame and header-list bounds) and the
 //     request's HEADERS in the first write (as grpc-js does, before the server's SETTINGS); the
 //     server's first frame must be its SETTINGS; its SETTINGS are acknowledged and applied
-//     (initial window, frame size; ENABLE_PUSH=1 is refused), its PINGs answered (both rate
-//     limited: a server that floods them is cut off);
+//     (initial window, frame size; ENABLE_PUSH=1 is refused), its PINGs answered (not rate
+//     limited: a server's BDP estimator sends one per burst of data; but a server that sends them
+//     while not reading our socket is cut off past CONTROL_BACKLOG_MAX unsent bytes);
 //   - flow control: DATA never exceeds the connection's or the stream's send window nor the
 //     server's SETTINGS_MAX_FRAME_SIZE; what does not fit waits for WINDOW_UPDATE, and write()
 //     returns false (then 'drain') while anything waits or the socket pushes back. Received DATA
@@ -72,7 +73,6 @@ import {
   writeFrameHeader,
 } from '../grpcserver/h2_frames';
 import { HpackDecoder, HpackError, encodeHeaderBlock } from '../grpcserver/hpack';
-import { TokenBucket } from '../grpcserver/limits';
 import { AssertionError, assert } from '../util/assert';
 import { GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
@@ -88,9 +88,10 @@ const STREAM_ID = 1;
 const HEADER_LIST_BYTES_MAX = 64 * 1024;
 /** Received connection-level bytes credited back once this many are uncredited. */
 const CONN_CREDIT_BYTES = DEFAULT_WINDOW >>> 1;
-/** PINGs and SETTINGS a server may send in a burst, and per second after it. */
-const CONTROL_BURST = 100;
-const CONTROL_PER_SECOND = 10;
+/** Bytes our socket may hold unsent when a server's PING or SETTINGS asks for an answer: past
+ *  it, the server sends but does not read, and is cut off (ENHANCE_YOUR_CALM). PINGs are not
+ *  rate-limited: a server's BDP estimator (ours, grpc-go's) sends one per burst of data it reads. */
+const CONTROL_BACKLOG_MAX = 16 * 1024 * 1024;
 const KEEPALIVE_PING_DATA = Buffer.from('qkv-kacl', 'latin1');
 /** How long a closed connection may take to flush its last frames before it is destroyed. */
 const CLOSE_LINGER_MS = 1_000;
@@ -180,7 +181,6 @@ function decodeGrpcMessage(v: string | undefined): string {
 export class H2ClientCall {
   private readonly socket: net.Socket;
   private readonly hpack = new HpackDecoder(HEADER_LIST_BYTES_MAX);
-  private readonly controlFrames = new TokenBucket(CONTROL_BURST, CONTROL_PER_SECOND);
   // Sending.
   private out: Buffer[] = [];
   private outBytes = 0;
@@ -480,7 +480,7 @@ export class H2ClientCall {
           }
           return;
         }
-        if (!this.controlFrames.take()) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many PINGs');
+        if (this.socket.writableLength > CONTROL_BACKLOG_MAX) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'PINGs from a server that does not read');
         this.queue(frame(T_PING, F_ACK, 0, payload));
         return;
       case T_GOAWAY:
@@ -582,7 +582,7 @@ export class H2ClientCall {
       return;
     }
     if (payload.length % 6 !== 0) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS of the wrong size');
-    if (!this.controlFrames.take()) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many SETTINGS');
+    if (this.socket.writableLength > CONTROL_BACKLOG_MAX) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'SETTINGS from a server that does not read');
     for (let off = 0; off < payload.length; off += 6) {
       const id = payload.readUInt16BE(off);
       const value = payload.readUInt32BE(off + 2);

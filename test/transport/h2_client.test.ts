@@ -292,18 +292,20 @@ describe('transport: the raft stream\'s HTTP/2 client', function () {
     assert.equal(goawayCode, H2_FRAME_SIZE_ERROR);
   });
 
-  it('answers the server\'s PING with an ACK of the same payload', async () => {
-    let ack: Buffer | undefined;
-    const payload = Buffer.from('abcdefgh');
+  it('answers every PING of the server with an ACK of the same payload (a BDP estimator sends one per burst of data)', async () => {
+    const acks: Buffer[] = [];
+    const pings = Array.from({ length: 1000 }, (_, i) => frame(T.PING, 0, 0, Buffer.from(`ping${String(i).padStart(4, '0')}`)));
     const port = await rawServer(
       (f) => {
-        if (f.type === T.PING && f.flags === 1) ack = f.payload;
+        if (f.type === T.PING && f.flags === 1) acks.push(f.payload);
       },
-      [settings(), frame(T.PING, 0, 0, payload)],
+      [settings(), ...pings],
     );
-    dial(port);
-    await waitFor(() => ack !== undefined, 'the PING ACK');
-    assert.deepEqual(ack, payload);
+    const p = dial(port);
+    await waitFor(() => acks.length === 1000, 'the PING ACKs');
+    assert.deepEqual(acks[0], Buffer.from('ping0000'));
+    assert.deepEqual(acks[999], Buffer.from('ping0999'));
+    assert.equal(p.status, undefined);
   });
 
   it('keepalive: PINGs answered keep the call; unanswered, the call ends UNAVAILABLE', async () => {
