@@ -416,6 +416,11 @@ export class H2ServerConnection {
   private bdpRttMs = 0;
   private bdpRttSamples = 0;
   private bdpBwMax = 0;
+  /** A stream's user set its windows (widenRecvWindow): no more BDP PINGs on this connection (as
+   *  grpc-go turns its estimator off when windows are configured). A raft message stream's
+   *  follower otherwise sent a PING per batch it read, and its leader a PING ACK: two socket
+   *  writes per MsgApp that moved no window (scripts/bench-peer-echo.ts). */
+  private bdpOff = false;
   private out: Buffer[] = [];
   private outBytes = 0;
   private flushScheduled = false;
@@ -647,7 +652,7 @@ export class H2ServerConnection {
    *  if none is outstanding and the windows can still grow. */
   private bdpAdd(n: number): void {
     if (this.bdpPingAt === 0) {
-      if (this.bdp >= CONN_RECV_WINDOW_MAX || this.dead) return;
+      if (this.bdp >= CONN_RECV_WINDOW_MAX || this.dead || this.bdpOff) return;
       this.bdpPingAt = performance.now();
       this.bdpSample = 0;
       this.queue(frame(T_PING, 0, 0, BDP_PING_DATA));
@@ -693,11 +698,12 @@ export class H2ServerConnection {
     s.uncredited = 0;
   }
 
-  /** H2ServerStream.widenRecvWindow: the connection's target (which the BDP estimate may still
-   *  raise) and the stream's, each credited up to its new width at once. */
+  /** H2ServerStream.widenRecvWindow: the connection's target and the stream's, each credited up
+   *  to its new width at once; the connection's BDP estimate stops (bdpOff). */
   widenRecvWindow(s: H2ServerStream, streamBytes: number, connectionBytes: number): void {
     assert(streamBytes > 0 && streamBytes <= MAX_WINDOW && connectionBytes > 0 && connectionBytes <= MAX_WINDOW, 'h2: receive window out of range');
     if (this.dead) return;
+    this.bdpOff = true;
     if (connectionBytes > this.connRecvTarget) {
       const inc = this.connUncredited + connectionBytes - this.connRecvTarget;
       this.connRecvTarget = connectionBytes;
