@@ -93,6 +93,9 @@ const CONN_CREDIT_BYTES = DEFAULT_WINDOW >>> 1;
  *  rate-limited: a server's BDP estimator (ours, grpc-go's) sends one per burst of data it reads. */
 const CONTROL_BACKLOG_MAX = 16 * 1024 * 1024;
 const KEEPALIVE_PING_DATA = Buffer.from('qkv-kacl', 'latin1');
+/** A turn's frames up to this size are copied into one buffer for the socket; above it they go
+ *  as one writev of the pieces (a large message's DATA frames are views into it). */
+const CONCAT_BYTES_MAX = 4096;
 /** How long a closed connection may take to flush its last frames before it is destroyed. */
 const CLOSE_LINGER_MS = 1_000;
 
@@ -395,10 +398,21 @@ export class H2ClientCall {
       this.outBytes = 0;
       return;
     }
-    const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
+    const out = this.out;
+    const bytes = this.outBytes;
     this.out = [];
     this.outBytes = 0;
-    if (!this.socket.write(data)) this.socketBlocked = true;
+    let ok: boolean;
+    if (out.length === 1) ok = this.socket.write(out[0]!);
+    else if (bytes <= CONCAT_BYTES_MAX) ok = this.socket.write(Buffer.concat(out, bytes));
+    else {
+      // Frames of a large message (headers and views into it): one writev, not a copy.
+      this.socket.cork();
+      ok = true;
+      for (const b of out) ok = this.socket.write(b);
+      this.socket.uncork();
+    }
+    if (!ok) this.socketBlocked = true;
   }
 
   private keepalivePing(): void {
