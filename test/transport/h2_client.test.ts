@@ -163,6 +163,29 @@ describe('transport: the raft stream\'s HTTP/2 client', function () {
     assert.deepEqual(b, big);
   });
 
+  it('everything written in one callback goes out in one socket write', async () => {
+    const got: Buffer[] = [];
+    const port = await ourServer((s) => {
+      s.onData = (d) => got.push(Buffer.from(d));
+      s.respond(RESPONSE, false);
+    });
+    const p = dial(port);
+    await waitFor(() => p.ready, 'response headers');
+    await new Promise((r) => setTimeout(r, 20)); // the SETTINGS ACK and the like are out
+    const sock = (p.call as unknown as { socket: net.Socket }).socket;
+    let writes = 0;
+    const write = sock.write.bind(sock) as (b: Buffer) => boolean;
+    sock.write = ((b: Buffer) => {
+      writes++;
+      return write(b);
+    }) as typeof sock.write;
+    for (let i = 0; i < 3; i++) p.call.write(msg(Buffer.from(`m${i}`)));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(writes, 1);
+    await waitFor(() => Buffer.concat(got).length === 3 * 7, 'three messages');
+    assert.deepEqual(messages(Buffer.concat(got)).map(String), ['m0', 'm1', 'm2']);
+  });
+
   it('stays within our server\'s stream window: write() returns false, the rest goes after WINDOW_UPDATE, then drain', async () => {
     let stream: H2ServerStream | undefined;
     const got: Buffer[] = [];
