@@ -53,49 +53,52 @@ import type { Duplex } from 'node:stream';
 import { AssertionError, assert } from '../util/assert';
 import { Logger } from '../util/log';
 import { HpackDecoder, HpackError, encodeHeaderBlock } from './hpack';
+import {
+  DEFAULT_MAX_FRAME,
+  DEFAULT_WINDOW,
+  FRAME_HEADER_BYTES,
+  F_ACK,
+  F_END_HEADERS,
+  F_END_STREAM,
+  F_PADDED,
+  F_PRIORITY,
+  H2_CANCEL,
+  H2_COMPRESSION_ERROR,
+  H2_ENHANCE_YOUR_CALM,
+  H2_FLOW_CONTROL_ERROR,
+  H2_FRAME_SIZE_ERROR,
+  H2_INTERNAL_ERROR,
+  H2_NO_ERROR,
+  H2_PREFACE,
+  H2_PROTOCOL_ERROR,
+  H2_REFUSED_STREAM,
+  H2_STREAM_CLOSED,
+  MAX_FRAME_SIZE_LIMIT,
+  MAX_WINDOW,
+  S_HEADER_TABLE_SIZE,
+  S_INITIAL_WINDOW_SIZE,
+  S_MAX_CONCURRENT_STREAMS,
+  S_MAX_FRAME_SIZE,
+  S_MAX_HEADER_LIST_SIZE,
+  T_CONTINUATION,
+  T_DATA,
+  T_GOAWAY,
+  T_HEADERS,
+  T_PING,
+  T_PRIORITY,
+  T_PUSH_PROMISE,
+  T_RST_STREAM,
+  T_SETTINGS,
+  T_WINDOW_UPDATE,
+  frame,
+  frameWithRoom,
+  u32,
+} from './h2_frames';
 import { QUEUED_BUFFER_OVERHEAD_BYTES, ResponseBudget, TokenBucket, type BudgetHolder } from './limits';
 
 export { encodeHeaderBlock } from './hpack';
+export { H2_PREFACE } from './h2_frames';
 
-export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
-
-const FRAME_HEADER_BYTES = 9;
-const T_DATA = 0;
-const T_HEADERS = 1;
-const T_PRIORITY = 2;
-const T_RST_STREAM = 3;
-const T_SETTINGS = 4;
-const T_PUSH_PROMISE = 5;
-const T_PING = 6;
-const T_GOAWAY = 7;
-const T_WINDOW_UPDATE = 8;
-const T_CONTINUATION = 9;
-const F_END_STREAM = 0x1;
-const F_ACK = 0x1;
-const F_END_HEADERS = 0x4;
-const F_PADDED = 0x8;
-const F_PRIORITY = 0x20;
-
-const H2_NO_ERROR = 0x0;
-const H2_PROTOCOL_ERROR = 0x1;
-const H2_INTERNAL_ERROR = 0x2;
-const H2_FLOW_CONTROL_ERROR = 0x3;
-const H2_STREAM_CLOSED = 0x5;
-const H2_FRAME_SIZE_ERROR = 0x6;
-const H2_REFUSED_STREAM = 0x7;
-const H2_CANCEL = 0x8;
-const H2_COMPRESSION_ERROR = 0x9;
-const H2_ENHANCE_YOUR_CALM = 0xb;
-
-const S_HEADER_TABLE_SIZE = 0x1;
-const S_MAX_CONCURRENT_STREAMS = 0x3;
-const S_INITIAL_WINDOW_SIZE = 0x4;
-const S_MAX_FRAME_SIZE = 0x5;
-const S_MAX_HEADER_LIST_SIZE = 0x6;
-
-const DEFAULT_WINDOW = 65535;
-const DEFAULT_MAX_FRAME = 16384;
-const MAX_WINDOW = 2 ** 31 - 1;
 /** What we let a client send ahead on one stream and on the connection: HTTP/2's default at
  *  first (so a client that never has its data consumed gets no more: etcd's grpc-go starts at the
  *  same 64 KiB), grown up to the maxima for a connection that moves data and has it consumed
@@ -179,32 +182,8 @@ function defineHeader(headers: H2Headers, name: string, value: string | string[]
 /** The answer to a request whose header list is above the bound (RFC 6585 §5, as Go's server). */
 const HEADER_LIST_TOO_LARGE_BLOCK = encodeHeaderBlock([[':status', '431']]);
 
-/** A frame of `len` payload bytes: its header written, its payload left to the caller. */
-function frameWithRoom(type: number, flags: number, streamId: number, len: number): Buffer {
-  const f = Buffer.allocUnsafe(FRAME_HEADER_BYTES + len);
-  f[0] = (len >>> 16) & 0xff;
-  f[1] = (len >>> 8) & 0xff;
-  f[2] = len & 0xff;
-  f[3] = type;
-  f[4] = flags;
-  f.writeUInt32BE(streamId, 5);
-  return f;
-}
-
-/** Frame header + payload as one buffer. */
-function frame(type: number, flags: number, streamId: number, payload: Buffer | undefined): Buffer {
-  const f = frameWithRoom(type, flags, streamId, payload ? payload.length : 0);
-  if (payload) payload.copy(f, FRAME_HEADER_BYTES);
-  return f;
-}
-
 const EMPTY = Buffer.alloc(0);
 
-function u32(n: number): Buffer {
-  const b = Buffer.allocUnsafe(4);
-  b.writeUInt32BE(n >>> 0, 0);
-  return b;
-}
 
 /** One request stream, as the gRPC layer sees it. */
 export class H2ServerStream implements BudgetHolder {
@@ -437,6 +416,11 @@ export class H2ServerConnection {
   private bdpRttMs = 0;
   private bdpRttSamples = 0;
   private bdpBwMax = 0;
+  /** A stream's user set its windows (widenRecvWindow): no more BDP PINGs on this connection (as
+   *  grpc-go turns its estimator off when windows are configured). A raft message stream's
+   *  follower otherwise sent a PING per batch it read, and its leader a PING ACK: two socket
+   *  writes per MsgApp that moved no window (scripts/bench-peer-echo.ts). */
+  private bdpOff = false;
   private out: Buffer[] = [];
   private outBytes = 0;
   private flushScheduled = false;
@@ -668,7 +652,7 @@ export class H2ServerConnection {
    *  if none is outstanding and the windows can still grow. */
   private bdpAdd(n: number): void {
     if (this.bdpPingAt === 0) {
-      if (this.bdp >= CONN_RECV_WINDOW_MAX || this.dead) return;
+      if (this.bdp >= CONN_RECV_WINDOW_MAX || this.dead || this.bdpOff) return;
       this.bdpPingAt = performance.now();
       this.bdpSample = 0;
       this.queue(frame(T_PING, 0, 0, BDP_PING_DATA));
@@ -714,11 +698,12 @@ export class H2ServerConnection {
     s.uncredited = 0;
   }
 
-  /** H2ServerStream.widenRecvWindow: the connection's target (which the BDP estimate may still
-   *  raise) and the stream's, each credited up to its new width at once. */
+  /** H2ServerStream.widenRecvWindow: the connection's target and the stream's, each credited up
+   *  to its new width at once; the connection's BDP estimate stops (bdpOff). */
   widenRecvWindow(s: H2ServerStream, streamBytes: number, connectionBytes: number): void {
     assert(streamBytes > 0 && streamBytes <= MAX_WINDOW && connectionBytes > 0 && connectionBytes <= MAX_WINDOW, 'h2: receive window out of range');
     if (this.dead) return;
+    this.bdpOff = true;
     if (connectionBytes > this.connRecvTarget) {
       const inc = this.connUncredited + connectionBytes - this.connRecvTarget;
       this.connRecvTarget = connectionBytes;
@@ -923,7 +908,7 @@ export class H2ServerConnection {
         raised ||= value > this.peerInitialWindow;
         this.peerInitialWindow = value;
       } else if (id === S_MAX_FRAME_SIZE) {
-        if (value < DEFAULT_MAX_FRAME || value > 16777215) throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
+        if (value < DEFAULT_MAX_FRAME || value > MAX_FRAME_SIZE_LIMIT) throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
         this.peerMaxFrame = value;
       }
     }

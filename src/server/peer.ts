@@ -21,7 +21,7 @@ import type { Server } from './server';
 import { memberToJson } from './membership';
 import type { Snapshotter } from './snapshot';
 import { serviceDefinition } from '../proto';
-import { credentialsForUrl, grpcChannelCredentials, tlsServerOptions, type TlsMaterial } from '../tls';
+import { credentialsForUrl, tlsServerOptions, type TlsMaterial } from '../tls';
 import { EtcdError, GrpcCode } from '../util/errors';
 import type { PeerHash } from './corrupt_check';
 
@@ -69,7 +69,7 @@ export class ClusterNode {
       getSnapshotData: (m) => o.snapshotter.sendData(m),
       isRemovedMember: (id) => o.server.membership.removed.has(id),
       onRemoved: () => o.onRemoved?.(),
-      credentials: o.peerTls ? grpcChannelCredentials(o.peerTls) : undefined,
+      tls: o.peerTls,
     });
     this.peerServer = new H2GrpcServer({
       maxReceiveBytes: PEER_MESSAGE_BYTES_MAX,

@@ -11,8 +11,13 @@
 //   code returns (the Ready loop sends each Ready's messages in one call), and everything queued for a
 //   peer goes out as ONE write of one buffer (codec.ts: one allocation per batch), split only above
 //   maxBatchBytes (1 MiB) so frames stay below gRPC's limits.
-// - Back-pressure. When call.write() returns false the peer stops writing until 'drain' and keeps
-//   queueing; the next write carries everything that accumulated (bigger batches under load).
+// - Sending. The stream is our own HTTP/2 client (h2_client.ts), not grpc-js: one connection per
+//   call, the batch encoded once behind room for its DATA frame and gRPC headers, and everything a
+//   connection sends in one turn in one socket write. The wire is the same gRPC call, so a member
+//   of any version serves it.
+// - Back-pressure. When call.write() returns false (the receiver's window is used up, or the socket
+//   pushes back) the peer stops writing until drain and keeps queueing; the next write carries
+//   everything that accumulated (bigger batches under load).
 // - Flow control. A receiver opens the HTTP/2 windows of a message stream, and of its connection,
 //   once it accepts the stream (RAFT_STREAM_RECV_WINDOW: 2 MiB per stream, 4 MiB per connection;
 //   HTTP/2 starts at 64 KiB), so a batch of large entries is not held up by WINDOW_UPDATE round
@@ -24,8 +29,8 @@
 //   dropped. A MsgSnap while one is already streaming to that peer is coalesced with it.
 // - Reconnect. A broken stream or failed dial reports the peer unreachable and redials after an
 //   exponential backoff with equal jitter (50 ms doubling to a 2 s cap; reset once a stream is
-//   accepted), rotating through the peer's URLs; gRPC's own channel backoff is set to the same bounds.
-//   A dial not accepted within dialTimeoutMs (3 s) counts as failed. Keepalive pings (10 s) find
+//   accepted), rotating through the peer's URLs (each dial a new connection). A dial not accepted
+//   within dialTimeoutMs (3 s) counts as failed. Keepalive PINGs (every 10 s, 5 s to answer) find
 //   peers that vanished without closing the connection.
 // - Snapshots. MsgSnap goes through its own `Snapshot` call on its own connection (so megabytes of
 //   snapshot do not delay heartbeats): header chunk (the message without data, plus the size or
@@ -38,7 +43,10 @@
 //   beyond them); it answers after onSnapshot resolved.
 //   A second MsgSnap to a peer while one streams is coalesced with it. The sender reports
 //   onSnapshotStatus(id, ok) either way (plus onUnreachable when the peer could not be reached).
-// - TLS: `credentials` (channel) here; the peer port's TLS is its listener's (src/server/peer.ts).
+// - TLS: `tls` (the member's peer files) here: every peer is dialed with TLS when it is set, our
+//   certificate as the client certificate, the CA (or the system's roots) verifying the peer's, for
+//   the message stream and, as grpc-js credentials, for snapshots; the peer port's TLS is its
+//   listener's (src/server/peer.ts).
 
 export { Transport, PEER_MESSAGE_BYTES_MAX, RAFT_STREAM_RECV_WINDOW, MAX_QUEUED_MESSAGES_PER_PEER_DEFAULT, MAX_BATCH_BYTES_DEFAULT, MAX_SNAPSHOT_BYTES_DEFAULT } from './transport';
 export type { TransportOptions } from './transport';

@@ -5,18 +5,25 @@
 // -> ready (call, ready) -> [stream ends] -> backoff (retryTimer) -> dialing ... Messages are written
 // only in `ready`: until the receiver accepted the call (it answers with response headers) they stay in
 // the queue, so an outage does not swallow the messages written into a call that never connected.
+// The call is our own HTTP/2 client (h2_client.ts), one connection per call: a redial is a new
+// connection.
 
-import * as grpc from '@grpc/grpc-js';
 import type { Message, NodeId } from '../raft';
 import { assert } from '../util/assert';
+import { GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
 import { Backoff, type BackoffOptions } from './backoff';
 import { encodedMessageSize } from './codec';
-import { STREAM_PATH, deserializeStreamResponse, encodeBatchMessage, peerMetadata, peerTarget, serializeEncodedBatch, ERR_MEMBER_REMOVED } from './wire';
+import { H2ClientCall, MESSAGE_HEADROOM, type ClientTls, type H2CallStatus } from './h2_client';
+import { STREAM_PATH, encodeBatchMessage, peerHeaders, peerHostPort, peerTarget, ERR_MEMBER_REMOVED } from './wire';
 
 const BATCH_HEADER_BYTES = 5;
 /** How long close() waits for a stream to end cleanly before it stops waiting. */
 const CLOSE_WAIT_MS = 1_000;
+/** A peer that vanished without closing the connection (power loss, partition) is noticed within
+ *  ~15 s: a PING every 10 s, given up after 5 s without its answer. */
+export const KEEPALIVE_INTERVAL_MS = 10_000;
+export const KEEPALIVE_TIMEOUT_MS = 5_000;
 
 export interface TransportStats {
   sentBatches: number;
@@ -35,8 +42,9 @@ export interface PeerContext {
   readonly maxBatchBytes: number;
   readonly dialTimeoutMs: number;
   readonly backoff: BackoffOptions;
-  readonly credentials: grpc.ChannelCredentials;
-  readonly channelOptions: grpc.ChannelOptions;
+  /** Peer TLS: every peer is dialed with TLS when set (whatever its URL's scheme), as grpc-js
+   *  did with these files as its channel credentials. */
+  readonly tls: ClientTls | undefined;
   reportUnreachable(id: NodeId): void;
   /** A peer refused us as a member removed from the cluster. */
   reportRemoved(): void;
@@ -45,10 +53,9 @@ export interface PeerContext {
 export class Peer {
   private urls: string[];
   private urlIndex = 0;
-  private readonly clients = new Map<string, grpc.Client>();
   private queue: Message[] = [];
   /** The Stream call; it is written serialized MessageBatches (wire.encodeBatchMessage). */
-  private call: grpc.ClientWritableStream<Buffer> | undefined;
+  private call: H2ClientCall | undefined;
   /** Generation of the current call: events of older calls are ignored. */
   private callGen = 0;
   private ready = false;
@@ -132,17 +139,6 @@ export class Peer {
     this.writeQueued();
   }
 
-  /** A client for the peer's current URL, with our credentials and channel options. */
-  client(): grpc.Client {
-    const url = this.urls[this.urlIndex];
-    let c = this.clients.get(url);
-    if (c === undefined) {
-      c = new grpc.Client(peerTarget(url), this.ctx.credentials, this.ctx.channelOptions);
-      this.clients.set(url, c);
-    }
-    return c;
-  }
-
   currentUrl(): string {
     return this.urls[this.urlIndex];
   }
@@ -154,12 +150,6 @@ export class Peer {
     if (same) return;
     const current = this.urls[this.urlIndex];
     this.urls = [...urls];
-    for (const [url, c] of this.clients) {
-      if (!urls.includes(url)) {
-        c.close();
-        this.clients.delete(url);
-      }
-    }
     this.urlIndex = Math.max(0, urls.indexOf(current));
     if (!urls.includes(current)) {
       // The stream goes to an address the member no longer has: redial now, without backoff.
@@ -169,7 +159,7 @@ export class Peer {
     }
   }
 
-  /** Ends the stream (cleanly if it is ready) and closes the channels; waits up to `waitMs` for
+  /** Ends the stream (cleanly if it is ready) and its connection; waits up to `waitMs` for
    *  the receiver to acknowledge the end (0: not at all — a member shutting down needs no
    *  acknowledgement: Raft messages may be lost, and the receiver redials). */
   async close(waitMs = CLOSE_WAIT_MS): Promise<void> {
@@ -193,32 +183,37 @@ export class Peer {
       else call.cancel();
       await ended;
     }
-    for (const c of this.clients.values()) c.close();
-    this.clients.clear();
   }
 
   private dial(): void {
     assert(this.call === undefined && !this.closed, `peer ${this.id}: dial with a call in place or closed`);
     const gen = ++this.callGen;
-    const md = peerMetadata(this.ctx.localId, this.id, this.ctx.clusterId);
-    const call = this.client().makeClientStreamRequest<Buffer, Record<string, never>>(
-      STREAM_PATH,
-      serializeEncodedBatch,
-      deserializeStreamResponse,
-      md,
-      {},
-      (err) => this.onEnd(gen, err),
+    const { host, port } = peerHostPort(this.currentUrl());
+    const call = new H2ClientCall(
+      {
+        host,
+        port,
+        tls: this.ctx.tls,
+        path: STREAM_PATH,
+        metadata: peerHeaders(this.ctx.localId, this.id, this.ctx.clusterId),
+        keepaliveIntervalMs: KEEPALIVE_INTERVAL_MS,
+        keepaliveTimeoutMs: KEEPALIVE_TIMEOUT_MS,
+        log: this.ctx.log,
+      },
+      {
+        ready: () => this.onReady(gen),
+        drain: () => {
+          if (gen !== this.callGen) return;
+          this.waitingDrain = false;
+          this.writeQueued();
+        },
+        end: (status) => this.onEnd(gen, status),
+      },
     );
     this.call = call;
     this.ready = false;
     this.waitingDrain = false;
     this.dialTimedOut = false;
-    call.on('metadata', () => this.onReady(gen));
-    call.on('drain', () => {
-      if (gen !== this.callGen) return;
-      this.waitingDrain = false;
-      this.writeQueued();
-    });
     this.dialTimer = setTimeout(() => {
       this.dialTimer = undefined;
       if (gen !== this.callGen || this.ready) return;
@@ -239,7 +234,7 @@ export class Peer {
     this.writeQueued();
   }
 
-  private onEnd(gen: number, err: grpc.ServiceError | null): void {
+  private onEnd(gen: number, status: H2CallStatus): void {
     if (gen !== this.callGen) return;
     if (this.dialTimer !== undefined) clearTimeout(this.dialTimer);
     this.dialTimer = undefined;
@@ -252,9 +247,10 @@ export class Peer {
       return;
     }
     this.failures++;
-    const fields = { remote: this.id, url: this.currentUrl(), code: err?.code ?? grpc.status.OK, details: this.dialTimedOut ? `no answer within ${this.ctx.dialTimeoutMs} ms` : (err?.details ?? 'stream ended by the receiver'), wasReady };
-    if (err?.code === grpc.status.FAILED_PRECONDITION) this.ctx.log.error('peer rejected raft stream', fields);
-    if (err?.code === grpc.status.FAILED_PRECONDITION && err.details === ERR_MEMBER_REMOVED) this.ctx.reportRemoved();
+    const details = this.dialTimedOut ? `no answer within ${this.ctx.dialTimeoutMs} ms` : status.code === GrpcCode.OK ? 'stream ended by the receiver' : status.details;
+    const fields = { remote: this.id, url: this.currentUrl(), code: status.code, details, wasReady };
+    if (status.code === GrpcCode.FAILED_PRECONDITION) this.ctx.log.error('peer rejected raft stream', fields);
+    if (status.code === GrpcCode.FAILED_PRECONDITION && status.details === ERR_MEMBER_REMOVED) this.ctx.reportRemoved();
     else if (this.failures === 1) this.ctx.log.warn('peer stream broken or peer unreachable; reconnecting with backoff', fields);
     else this.ctx.log.debug('peer still unreachable', { ...fields, failures: this.failures });
     this.ctx.reportUnreachable(this.id);
@@ -286,10 +282,11 @@ export class Peer {
       }
       const batch = n === queue.length ? queue : queue.slice(0, n);
       this.queue = n === queue.length ? [] : queue.slice(n);
-      const encoded = encodeBatchMessage(batch, sizeBytes);
+      const encoded = encodeBatchMessage(batch, sizeBytes, MESSAGE_HEADROOM);
       this.ctx.stats.sentBatches++;
       this.ctx.stats.sentMessages += n;
-      // false: gRPC buffered more than its high-water mark; keep queueing (and batching) until 'drain'.
+      // false: the receiver's window is used up or the socket pushes back; keep queueing (and
+      // batching) until drain.
       if (!this.call.write(encoded)) this.waitingDrain = true;
     }
   }

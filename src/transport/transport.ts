@@ -1,5 +1,6 @@
 // Transport: the member's side of the peer protocol (proto/quorumkv/raft.proto). Sending is per peer
-// (peer.ts, grpc-js clients); receiving is the two client-streaming handlers below, served by our
+// (peer.ts: the message stream on our own HTTP/2 client, h2_client.ts; snapshots on grpc-js
+// clients); receiving is the two client-streaming handlers below, served by our
 // own gRPC server (src/grpcserver, which the member's peer port runs). Design note: index.ts.
 
 import * as grpc from '@grpc/grpc-js';
@@ -12,7 +13,8 @@ import { assert } from '../util/assert';
 import type { Logger } from '../util/log';
 import { DEFAULT_BACKOFF, type BackoffOptions } from './backoff';
 import { CodecError, decodeMessages } from './codec';
-import { Peer, type PeerContext, type TransportStats } from './peer';
+import type { ClientTls } from './h2_client';
+import { KEEPALIVE_INTERVAL_MS, KEEPALIVE_TIMEOUT_MS, Peer, type PeerContext, type TransportStats } from './peer';
 import {
   SNAPSHOT_BYTES_PER_SECOND_MAX_DEFAULT,
   SNAPSHOT_CHUNK_BYTES_DEFAULT,
@@ -104,9 +106,11 @@ export interface TransportOptions {
   snapshotReceiveWindowBytes?: number;
   dialTimeoutMs?: number;
   backoff?: BackoffOptions;
-  /** TLS goes here (grpc.credentials.createSsl(...)); insecure by default, for http:// peer URLs. */
-  credentials?: grpc.ChannelCredentials;
-  /** Extra gRPC channel options for peer connections (override the defaults below). */
+  /** Peer TLS (the member's --peer-* files): every peer is dialed with TLS when set, the CA (or
+   *  the system's roots) verifying its certificate, ours presented as the client certificate.
+   *  Plain TCP when undefined, for http:// peer URLs. */
+  tls?: ClientTls;
+  /** Extra gRPC channel options for the snapshot sender's connections (override the defaults below). */
   channelOptions?: grpc.ChannelOptions;
 }
 
@@ -127,6 +131,9 @@ export class Transport {
   private readonly snapshotBytesPerSecondMax: number;
   private readonly snapshotReceiveWindowBytes: number;
   private readonly log: Logger;
+  /** The snapshot sender's grpc-js channel: credentials from `tls`, options. */
+  private readonly snapshotCredentials: grpc.ChannelCredentials;
+  private readonly snapshotChannelOptions: grpc.ChannelOptions;
   private closed = false;
 
   constructor(private readonly opts: TransportOptions) {
@@ -146,6 +153,17 @@ export class Transport {
       this.snapshotReceiveWindowBytes >= 0 && this.snapshotReceiveWindowBytes <= SNAPSHOT_RECEIVE_WINDOW_BYTES_MAX,
       'transport: snapshot receive window out of range',
     );
+    this.snapshotCredentials = opts.tls !== undefined ? grpc.credentials.createSsl(opts.tls.ca ?? null, opts.tls.key, opts.tls.cert) : grpc.credentials.createInsecure();
+    this.snapshotChannelOptions = {
+      // gRPC's own reconnect backoff defaults to 1 s .. 120 s. Keep it in step with ours.
+      'grpc.initial_reconnect_backoff_ms': backoff.initialMs,
+      'grpc.max_reconnect_backoff_ms': backoff.maxMs,
+      // A peer that vanished without a FIN (power loss, partition) is noticed within ~15 s.
+      'grpc.keepalive_time_ms': KEEPALIVE_INTERVAL_MS,
+      'grpc.keepalive_timeout_ms': KEEPALIVE_TIMEOUT_MS,
+      'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
+      ...opts.channelOptions,
+    };
     this.ctx = {
       localId: opts.id,
       clusterId: opts.clusterId,
@@ -155,18 +173,7 @@ export class Transport {
       maxBatchBytes,
       dialTimeoutMs: opts.dialTimeoutMs ?? DIAL_TIMEOUT_MS_DEFAULT,
       backoff,
-      credentials: opts.credentials ?? grpc.credentials.createInsecure(),
-      channelOptions: {
-        // gRPC's own reconnect backoff defaults to 1 s .. 120 s: a restarted peer would stay cut off for
-        // minutes. Keep it in step with ours.
-        'grpc.initial_reconnect_backoff_ms': backoff.initialMs,
-        'grpc.max_reconnect_backoff_ms': backoff.maxMs,
-        // A peer that vanished without a FIN (power loss, partition) is noticed within ~15 s.
-        'grpc.keepalive_time_ms': 10_000,
-        'grpc.keepalive_timeout_ms': 5_000,
-        'grpc.max_receive_message_length': PEER_MESSAGE_BYTES_MAX,
-        ...opts.channelOptions,
-      },
+      tls: opts.tls,
       reportUnreachable: (id) => this.opts.onUnreachable?.(id),
       reportRemoved: () => this.opts.onRemoved?.(),
     };
@@ -297,8 +304,8 @@ export class Transport {
     // the heartbeats on the message stream.
     const client = new grpc.Client(
       peerTarget(p.currentUrl()),
-      this.ctx.credentials,
-      { ...this.ctx.channelOptions, 'grpc.use_local_subchannel_pool': 1 },
+      this.snapshotCredentials,
+      { ...this.snapshotChannelOptions, 'grpc.use_local_subchannel_pool': 1 },
     );
     let ok = false;
     const timings: SendTimings = { sourceMs: 0, windowMs: 0, paceMs: 0 };

@@ -71,25 +71,21 @@ const EMPTY = Buffer.alloc(0);
 /**
  * The serialized MessageBatch of `msgs` (what serializeBatch({ messages: encodeMessages(msgs) })
  * gives, byte for byte) with the batch encoded once, in place behind its protobuf envelope (field
- * 1, wire type 2, varint length): no second copy of every entry on the way to a peer.
+ * 1, wire type 2, varint length): no second copy of every entry on the way to a peer. The first
+ * `headroomBytes` are left for the sender's framing (h2_client.ts MESSAGE_HEADROOM).
  */
-export function encodeBatchMessage(msgs: readonly Message[], sizeBytes: number): Buffer {
-  const prefixBytes = 1 + varintBytes(sizeBytes);
+export function encodeBatchMessage(msgs: readonly Message[], sizeBytes: number, headroomBytes = 0): Buffer {
+  const prefixBytes = headroomBytes + 1 + varintBytes(sizeBytes);
   const buf = encodeMessagesAfter(prefixBytes, msgs, sizeBytes);
-  buf[0] = MESSAGES_FIELD_TAG;
+  buf[headroomBytes] = MESSAGES_FIELD_TAG;
   let v = sizeBytes;
-  let off = 1;
+  let off = headroomBytes + 1;
   while (v >= 0x80) {
     buf[off++] = (v & 0x7f) | 0x80;
     v = Math.floor(v / 128);
   }
   buf[off++] = v;
   assert(off === prefixBytes, 'wire: envelope length as computed');
-  return buf;
-}
-
-/** The Stream call's serializer: the message is already serialized (encodeBatchMessage). */
-export function serializeEncodedBatch(buf: Buffer): Buffer {
   return buf;
 }
 
@@ -184,15 +180,32 @@ export function parseHexId(v: grpc.MetadataValue | undefined): bigint | undefine
   return BigInt('0x' + v);
 }
 
+/** The metadata of every peer call, as request header fields. */
+export function peerHeaders(from: NodeId, to: NodeId, clusterId: bigint): [string, string][] {
+  return [
+    [MD_FROM, idToHex(from)],
+    [MD_TO, idToHex(to)],
+    [MD_CLUSTER_ID, idToHex(clusterId)],
+  ];
+}
+
+/** peerHeaders as grpc-js metadata (the snapshot sender's calls). */
 export function peerMetadata(from: NodeId, to: NodeId, clusterId: bigint): grpc.Metadata {
   const md = new grpc.Metadata();
-  md.set(MD_FROM, idToHex(from));
-  md.set(MD_TO, idToHex(to));
-  md.set(MD_CLUSTER_ID, idToHex(clusterId));
+  for (const [k, v] of peerHeaders(from, to, clusterId)) md.set(k, v);
   return md;
 }
 
-/** "http://host:port" -> "host:port". TLS ("https://") needs TransportOptions.credentials. */
+/** "http://host:port" -> host and port (an IPv6 address without its brackets). */
+export function peerHostPort(url: string): { host: string; port: number } {
+  const u = new URL(url);
+  peerTarget(url);
+  const host = u.hostname.startsWith('[') ? u.hostname.slice(1, -1) : u.hostname;
+  return { host, port: Number(u.port) };
+}
+
+/** "http://host:port" -> "host:port" (whatever the scheme, peers are dialed with TLS when the
+ *  member has peer TLS files: TransportOptions.tls). */
 export function peerTarget(url: string): string {
   const u = new URL(url);
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error(`peer URL ${url}: scheme must be http or https`);

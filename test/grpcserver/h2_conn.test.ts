@@ -279,6 +279,33 @@ describe('H2ServerConnection (HTTP/2 framing on the socket)', () => {
     assert.equal(received, 1024 * 1024 + 8 * 1024 * 1024 + 3 * 1024 * 1024 + 100_000);
   });
 
+  it('sends BDP PINGs as data is read, none on a connection whose windows a stream\'s user set (widenRecvWindow)', async () => {
+    handler = (s) => {
+      if (s.headers[':path'] === '/fixed') s.widenRecvWindow(2 * 1024 * 1024, 4 * 1024 * 1024);
+      s.onData = () => undefined;
+    };
+    const pingsFor = async (path: string): Promise<number> => {
+      const sock = await rawSocket();
+      let pings = 0;
+      let headersSeen = false;
+      void readFrames(sock, (fs) => {
+        pings = fs.filter((f) => f.type === 6 && (f.flags & 0x1) === 0).length;
+        headersSeen ||= fs.length > 0;
+        return false;
+      });
+      sock.write(Buffer.concat([H2_PREFACE, frame(4, 0, 0, Buffer.alloc(0)), frame(1, 0x4, 1, encodeHeaderBlock([[':method', 'POST'], [':scheme', 'http'], [':path', path]]))]));
+      for (let i = 0; i < 10; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        sock.write(frame(0, 0, 1, Buffer.alloc(1000)));
+      }
+      await new Promise((r) => setTimeout(r, 100));
+      assert.ok(headersSeen, 'the server wrote its SETTINGS');
+      return pings;
+    };
+    assert.ok((await pingsFor('/estimated')) >= 1, 'BDP PINGs while data is read');
+    assert.equal(await pingsFor('/fixed'), 0, 'none once the windows are set');
+  });
+
   it('after GOAWAY finishes the open streams, refuses new ones, then ends the socket', async () => {
     let held: H2ServerStream | undefined;
     handler = (s) => {

@@ -8,7 +8,7 @@ import { ERR_CLUSTER_ID_MISMATCH, PEER_MESSAGE_BYTES_MAX } from '../../src/trans
 import type { BidiListener, ClientStreamCall } from '../../src/grpcserver/call';
 import { ClientListener } from '../../src/grpcserver/listener';
 import { H2GrpcServer } from '../../src/grpcserver/server';
-import { STREAM_PATH, deserializeStreamResponse, serializeBatch, serviceDefinition, type MessageBatchPb } from '../../src/transport/wire';
+import { ERR_MEMBER_REMOVED, STREAM_PATH, deserializeStreamResponse, serializeBatch, serviceDefinition, type MessageBatchPb } from '../../src/transport/wire';
 import { decodeMessages, encodeMessages } from '../../src/transport/codec';
 import { CLUSTER_ID, app, connectAll, entry, heartbeat, startMember, startServer, stopMember, waitFor, type Member, type PeerServer } from './helpers';
 
@@ -166,6 +166,17 @@ describe('transport: loopback members', function () {
     client.close();
     assert.equal(err?.code, grpc.status.FAILED_PRECONDITION);
     assert.equal(err?.details, ERR_CLUSTER_ID_MISMATCH);
+  });
+
+  it('a receiver that refuses a removed member (FAILED_PRECONDITION, ERR_MEMBER_REMOVED) makes the sender report itself removed', async () => {
+    const b = await member(82n, { isRemovedMember: (id) => id === 81n });
+    let removed = 0;
+    const a = await member(81n, { onRemoved: () => removed++ });
+    a.transport.addPeer(82n, [b.url]);
+    a.transport.send([heartbeat(81n, 82n, 1)]);
+    await waitFor(() => removed > 0, 'onRemoved');
+    assert.equal(b.received.length, 0);
+    assert.ok(a.logLines.some((l) => l.includes('peer rejected raft stream') && l.includes(ERR_MEMBER_REMOVED)));
   });
 
   it('drops beyond maxQueuedMessagesPerPeer while the peer is down, and reports it unreachable', async () => {
