@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { MvccStore, NO_LEASE } from '../../src/mvcc';
 import { SpillFile } from '../../src/storage/spill_file';
-import { b, del, put, rng } from './helpers';
+import { b, del, put, rng, runHashJob } from './helpers';
 
 const KEYS = 40;
 
@@ -43,18 +43,6 @@ function randomChange(st: MvccStore, r: () => number, i: number, leases: Map<big
   } else if (x < 0.95) {
     put(st, `new${i}`, `n${i}`);
   }
-}
-
-/** Runs a job to its end with `between` after each step: its result, or 'stale'. */
-function runJob(st: MvccStore, rev: number, maxVersions: number, between: () => void): ReturnType<MvccStore['hashKV']> | 'stale' {
-  const job = st.hashKVJob(rev);
-  for (let steps = 0; steps < 100_000; steps++) {
-    const state = job.step(maxVersions);
-    if (state === 'done') return job.result();
-    if (state === 'stale') return 'stale';
-    between();
-  }
-  throw new Error('sliced hash did not finish');
 }
 
 describe('mvcc hash cache', () => {
@@ -98,7 +86,7 @@ describe('mvcc hash cache', () => {
             const expected = st.hashKVFullPass(rev);
             const compactBetween = r() < 0.2 && rev > st.compactRevision + 3;
             let i = 0;
-            const got = runJob(st, rev, 1 + Math.floor(r() * 5), () => {
+            const got = runHashJob(st, rev, 1 + Math.floor(r() * 5), () => {
               put(st, `k${String(Math.floor(r() * KEYS)).padStart(2, '0')}`, `between${round}.${i++}`);
               if (compactBetween && i === 1) st.compact(rev - 1);
             });

@@ -37,3 +37,16 @@ export function rng(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+/** Runs a sliced HashKV (hashKVJob) to its end, calling `between` after every step: its result, or
+ *  'stale' if the job was overtaken (a compaction). */
+export function runHashJob(st: MvccStore, rev: number, maxVersions: number, between: () => void): ReturnType<MvccStore['hashKV']> | 'stale' {
+  const job = st.hashKVJob(rev);
+  for (let steps = 0; steps < 100_000; steps++) {
+    const state = job.step(maxVersions);
+    if (state === 'done') return job.result();
+    if (state === 'stale') return 'stale';
+    between();
+  }
+  throw new Error('sliced hash did not finish');
+}

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SpillFile } from '../../src/storage/spill_file';
-import { b, s, put, del, rng } from './helpers';
+import { b, s, put, del, rng, runHashJob } from './helpers';
 
 /** Applies a seeded random workload (puts, deletes, multi-op txns, compactions). */
 function workload(st: MvccStore, seed: number, ops: number, compact = true): void {
@@ -45,18 +45,6 @@ function allEvents(st: MvccStore): string[] {
   );
 }
 
-/** Runs a sliced hash to its end, calling `between` after every step; returns its result or 'stale'. */
-function runJob(st: MvccStore, rev: number, maxVersions: number, between: () => void): ReturnType<MvccStore['hashKV']> | 'stale' {
-  const job = st.hashKVJob(rev);
-  for (let steps = 0; steps < 100_000; steps++) {
-    const state = job.step(maxVersions);
-    if (state === 'done') return job.result();
-    if (state === 'stale') return 'stale';
-    between();
-  }
-  throw new Error('sliced hash did not finish');
-}
-
 describe('mvcc hashKV in slices (hashKVJob)', () => {
   it('equals the synchronous hashKV on random histories, with writes and spill work between slices (seeded)', () => {
     for (let seed = 1; seed <= 40; seed++) {
@@ -74,7 +62,7 @@ describe('mvcc hashKV in slices (hashKVJob)', () => {
         const expected = st.hashKVFullPass(rev);
         const maxVersions = 1 + Math.floor(r() * 20);
         let i = 0;
-        const got = runJob(st, rev, maxVersions, () => {
+        const got = runHashJob(st, rev, maxVersions, () => {
           // Writes (above the hash revision) and spill steps between slices do not change the answer.
           put(st, `k${Math.floor(r() * 40)}`, `between${i++}`);
           if (r() < 0.3) del(st, `k${Math.floor(r() * 40)}`);
@@ -94,12 +82,12 @@ describe('mvcc hashKV in slices (hashKVJob)', () => {
     workload(st, 5, 300, false);
     const rev = st.currentRevision;
     let compacted = false;
-    const got = runJob(st, rev - 10, 1, () => {
+    const got = runHashJob(st, rev - 10, 1, () => {
       if (!compacted) st.compact(rev - 20);
       compacted = true;
     });
     assert.equal(got, 'stale');
-    assert.deepEqual(runJob(st, rev - 10, 3, () => undefined), st.hashKVFullPass(rev - 10));
+    assert.deepEqual(runHashJob(st, rev - 10, 3, () => undefined), st.hashKVFullPass(rev - 10));
     assert.throws(() => st.hashKVJob(rev - 30), (e) => e === Errors.Compacted);
     assert.throws(() => st.hashKVJob(st.currentRevision + 1), (e) => e === Errors.FutureRev);
   });
@@ -110,7 +98,7 @@ describe('mvcc hashKV in slices (hashKVJob)', () => {
     const other = new MvccStore();
     workload(other, 10, 200, false);
     let replaced = false;
-    const got = runJob(st, 0, 1, () => {
+    const got = runHashJob(st, 0, 1, () => {
       if (!replaced) st.replaceWith(other);
       replaced = true;
     });
