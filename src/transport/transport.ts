@@ -392,6 +392,12 @@ export class Transport {
     return {
       message: (batch) => {
         if (done) return;
+        // A member removed since its stream was admitted (etcd refuses each message from one): the
+        // refusal is what tells a member that missed its own removal to shut down.
+        if (this.opts.isRemovedMember?.(from) === true) {
+          this.log.warn('refused raft messages from a removed member; closing its stream', { remote: from });
+          return finish({ code: GrpcCode.FAILED_PRECONDITION, message: ERR_MEMBER_REMOVED });
+        }
         let msgs: Message[];
         try {
           msgs = decodeMessages(batch.messages);
