@@ -494,7 +494,6 @@ export class MvccStore {
     return t === undefined ? undefined : { revision: t.revision, compactRevision: t.compactRevision, hash: t.hash };
   }
 
-
   /** Streams the retained state as chunks of plain records (see snapshot.ts for the format). The
    *  store must not change until the generator is exhausted. */
   exportSnapshot(): Generator<MvccSnapshotRecord[]> {
