@@ -90,6 +90,8 @@ import {
   T_RST_STREAM,
   T_SETTINGS,
   T_WINDOW_UPDATE,
+  FrameReader,
+  H2ConnectionError,
   frame,
   frameWithRoom,
   u32,
@@ -164,14 +166,6 @@ const W_CONN = 2;
 /** Request headers as node:http2 gives them: names in lower case; a repeated header as an array. */
 export type H2Headers = Record<string, string | string[] | undefined>;
 
-class ConnectionError extends Error {
-  constructor(
-    readonly h2code: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** Sets an own property even where an assignment would not: a client's header named __proto__
  *  would otherwise replace the object's prototype. */
@@ -348,8 +342,7 @@ const FALLBACK_LOG = new Logger('info', { component: 'grpcserver' });
 export class H2ServerConnection {
   private readonly streams = new Map<number, H2ServerStream>();
   private lastStreamId = 0;
-  private prefaceSeen = false;
-  private recv: Buffer | undefined;
+  private readonly reader = new FrameReader(DEFAULT_MAX_FRAME, H2_PREFACE, (type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload), () => !this.dead && !this.calming);
   private block: { streamId: number; endStream: boolean; parts: Buffer[]; bytes: number } | undefined;
   private readonly hpack: HpackDecoder;
   private readonly log: Logger;
@@ -511,34 +504,10 @@ export class H2ServerConnection {
   private onBytes(chunk: Buffer): void {
     if (this.dead) return;
     this.readSinceSweep = true;
-    let buf = this.recv ? Buffer.concat([this.recv, chunk]) : chunk;
-    this.recv = undefined;
     try {
-      if (!this.prefaceSeen) {
-        const n = Math.min(buf.length, H2_PREFACE.length);
-        if (!buf.subarray(0, n).equals(H2_PREFACE.subarray(0, n))) throw new ConnectionError(H2_PROTOCOL_ERROR, 'bad client preface');
-        if (n < H2_PREFACE.length) {
-          this.recv = buf;
-          return;
-        }
-        this.prefaceSeen = true;
-        buf = buf.subarray(H2_PREFACE.length);
-      }
-      let off = 0;
-      while (buf.length - off >= FRAME_HEADER_BYTES && !this.dead && !this.calming) {
-        const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
-        if (len > DEFAULT_MAX_FRAME) throw new ConnectionError(H2_FRAME_SIZE_ERROR, `frame of ${len} bytes above SETTINGS_MAX_FRAME_SIZE`);
-        if (buf.length - off < FRAME_HEADER_BYTES + len) break;
-        const type = buf[off + 3]!;
-        const flags = buf[off + 4]!;
-        const streamId = buf.readUInt32BE(off + 5) & 0x7fffffff;
-        const payload = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
-        off += FRAME_HEADER_BYTES + len;
-        this.onFrame(type, flags, streamId, payload);
-      }
-      if (off < buf.length && !this.dead) this.recv = Buffer.from(buf.subarray(off));
+      this.reader.read(chunk);
     } catch (err) {
-      if (err instanceof ConnectionError) return this.fail(err.h2code, err.message);
+      if (err instanceof H2ConnectionError) return this.fail(err.h2code, err.message);
       // Streams' callbacks are caught where they are called (streamFailed): what reaches here is a
       // fault of this file. An assertion crashes the member; anything else ends this connection.
       if (err instanceof AssertionError) throw err;
@@ -548,26 +517,26 @@ export class H2ServerConnection {
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (this.block && (type !== T_CONTINUATION || streamId !== this.block.streamId)) throw new ConnectionError(H2_PROTOCOL_ERROR, 'header block interrupted');
+    if (this.block && (type !== T_CONTINUATION || streamId !== this.block.streamId)) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'header block interrupted');
     switch (type) {
       case T_DATA:
         return this.onData(flags, streamId, payload);
       case T_HEADERS:
         return this.onHeaders(flags, streamId, payload);
       case T_CONTINUATION:
-        if (!this.block) throw new ConnectionError(H2_PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
+        if (!this.block) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
         this.addFragment(payload);
         if (flags & F_END_HEADERS) this.endBlock();
         return;
       case T_PRIORITY:
-        if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'PRIORITY on stream 0');
+        if (streamId === 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'PRIORITY on stream 0');
         if (payload.length !== 5) this.refuse(streamId, H2_FRAME_SIZE_ERROR);
         return;
       case T_RST_STREAM: {
-        if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on stream 0');
-        if (payload.length !== 4) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'RST_STREAM of the wrong size');
-        if (streamId > this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
-        if (!this.resets.take()) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many stream resets');
+        if (streamId === 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+        if (payload.length !== 4) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'RST_STREAM of the wrong size');
+        if (streamId > this.lastStreamId) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
+        if (!this.resets.take()) throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many stream resets');
         const s = this.streams.get(streamId);
         if (s) this.resetStream(s, H2_CANCEL, false);
         return;
@@ -575,19 +544,19 @@ export class H2ServerConnection {
       case T_SETTINGS:
         return this.onSettings(flags, streamId, payload);
       case T_PUSH_PROMISE:
-        throw new ConnectionError(H2_PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
+        throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'PUSH_PROMISE from a client');
       case T_PING:
-        if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'PING on a stream');
-        if (payload.length !== 8) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'PING of the wrong size');
+        if (streamId !== 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'PING on a stream');
+        if (payload.length !== 8) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'PING of the wrong size');
         if (flags & F_ACK) {
           if (this.bdpPingAt !== 0 && payload.equals(BDP_PING_DATA)) this.bdpAnswered();
           return;
         }
-        if (!this.pings.take()) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many PINGs');
+        if (!this.pings.take()) throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many PINGs');
         this.queue(frame(T_PING, F_ACK, 0, payload));
         return;
       case T_GOAWAY:
-        if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'GOAWAY on a stream');
+        if (streamId !== 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'GOAWAY on a stream');
         return; // the client opens no more streams; those open run to their end
       case T_WINDOW_UPDATE:
         return this.onWindowUpdate(streamId, payload);
@@ -597,18 +566,18 @@ export class H2ServerConnection {
   }
 
   private onData(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'DATA on stream 0');
+    if (streamId === 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'DATA on stream 0');
     const flowBytes = payload.length;
     let data = payload;
     if (flags & F_PADDED) {
-      if (payload.length < 1 || payload[0]! >= payload.length) throw new ConnectionError(H2_PROTOCOL_ERROR, 'DATA padding exceeds the frame');
+      if (payload.length < 1 || payload[0]! >= payload.length) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'DATA padding exceeds the frame');
       data = payload.subarray(1, payload.length - payload[0]!);
     }
     this.connRecvWindow -= flowBytes;
-    if (this.connRecvWindow < 0) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
+    if (this.connRecvWindow < 0) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'DATA beyond the connection window');
     const s = this.streams.get(streamId);
     if (!s || s.remoteEnded) {
-      if (streamId > this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'DATA on an idle stream');
+      if (streamId > this.lastStreamId) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'DATA on an idle stream');
       // A stream we already ended or reset: the bytes still count against the connection window.
       this.creditConnection(flowBytes);
       if (s) this.resetStream(s, H2_STREAM_CLOSED, true);
@@ -773,19 +742,19 @@ export class H2ServerConnection {
   }
 
   private onHeaders(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0 || streamId % 2 === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
+    if (streamId === 0 || streamId % 2 === 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
     let p = payload;
     let pad = 0;
     if (flags & F_PADDED) {
-      if (p.length < 1) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
+      if (p.length < 1) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
       pad = p[0]!;
       p = p.subarray(1);
     }
     if (flags & F_PRIORITY) {
-      if (p.length < 5) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS priority exceeds the frame');
+      if (p.length < 5) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS priority exceeds the frame');
       p = p.subarray(5);
     }
-    if (pad > p.length) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
+    if (pad > p.length) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
     this.block = { streamId, endStream: (flags & F_END_STREAM) !== 0, parts: [], bytes: 0 };
     this.addFragment(p.subarray(0, p.length - pad));
     if (flags & F_END_HEADERS) this.endBlock();
@@ -795,7 +764,7 @@ export class H2ServerConnection {
     const blk = this.block!;
     // Frame headers count too: a flood of empty CONTINUATION frames is bounded like a large block.
     blk.bytes += b.length + FRAME_HEADER_BYTES;
-    if (blk.bytes > this.maxBlockBytes) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, `header block above ${this.maxBlockBytes} bytes`);
+    if (blk.bytes > this.maxBlockBytes) throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, `header block above ${this.maxBlockBytes} bytes`);
     blk.parts.push(b);
   }
 
@@ -841,7 +810,7 @@ export class H2ServerConnection {
     } catch (err) {
       if (!(err instanceof HpackError)) throw err;
       // RFC 9113 §4.3: the decoding context is lost with the block, so the connection is too.
-      throw new ConnectionError(H2_COMPRESSION_ERROR, `HPACK: ${err.message}`);
+      throw new H2ConnectionError(H2_COMPRESSION_ERROR, `HPACK: ${err.message}`);
     }
   }
 
@@ -890,25 +859,25 @@ export class H2ServerConnection {
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if (streamId !== 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (flags & F_ACK) {
-      if (payload.length !== 0) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      if (payload.length !== 0) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
       return;
     }
-    if (payload.length % 6 !== 0) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS of the wrong size');
-    if (!this.settingsFrames.take()) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many SETTINGS');
+    if (payload.length % 6 !== 0) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS of the wrong size');
+    if (!this.settingsFrames.take()) throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, 'too many SETTINGS');
     let raised = false;
     for (let off = 0; off < payload.length; off += 6) {
       const id = payload.readUInt16BE(off);
       const value = payload.readUInt32BE(off + 2);
       if (id === S_HEADER_TABLE_SIZE) this.sendTableSizeUpdate = true;
       else if (id === S_INITIAL_WINDOW_SIZE) {
-        if (value > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
+        if (value > MAX_WINDOW) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
         if (value > this.peerInitialWindow && this.windowOffsetMax + value > MAX_WINDOW) this.checkWindowsBelow(MAX_WINDOW - value);
         raised ||= value > this.peerInitialWindow;
         this.peerInitialWindow = value;
       } else if (id === S_MAX_FRAME_SIZE) {
-        if (value < DEFAULT_MAX_FRAME || value > MAX_FRAME_SIZE_LIMIT) throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
+        if (value < DEFAULT_MAX_FRAME || value > MAX_FRAME_SIZE_LIMIT) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
         this.peerMaxFrame = value;
       }
     }
@@ -926,7 +895,7 @@ export class H2ServerConnection {
   private checkWindowsBelow(offsetMax: number): void {
     let max = 0;
     for (const s of this.streams.values()) {
-      if (s.windowOffset > offsetMax) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'a stream window above 2^31-1');
+      if (s.windowOffset > offsetMax) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'a stream window above 2^31-1');
       if (s.windowOffset > max) max = s.windowOffset;
     }
     this.windowOffsetMax = max;
@@ -966,16 +935,16 @@ export class H2ServerConnection {
   }
 
   private onWindowUpdate(streamId: number, payload: Buffer): void {
-    if (payload.length !== 4) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'WINDOW_UPDATE of the wrong size');
+    if (payload.length !== 4) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'WINDOW_UPDATE of the wrong size');
     const inc = payload.readUInt32BE(0) & 0x7fffffff;
     if (streamId === 0) {
-      if (inc === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
+      if (inc === 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
       this.connSendWindow += inc;
-      if (this.connSendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
+      if (this.connSendWindow > MAX_WINDOW) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
       if (this.connBlocked.size > 0) this.wake();
       return;
     }
-    if (streamId > this.lastStreamId) throw new ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
+    if (streamId > this.lastStreamId) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
     const s = this.streams.get(streamId);
     if (!s) return;
     if (inc === 0) return this.resetStream(s, H2_PROTOCOL_ERROR, true);

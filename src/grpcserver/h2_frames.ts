@@ -75,3 +75,68 @@ export function u32(n: number): Buffer {
   b.writeUInt32BE(n >>> 0, 0);
   return b;
 }
+
+/** A connection error (RFC 9113 §5.4.1): the connection ends with GOAWAY carrying `h2code`. */
+export class H2ConnectionError extends Error {
+  constructor(
+    readonly h2code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** What the receiving side of a connection does with each whole frame. */
+export type FrameHandler = (type: number, flags: number, streamId: number, payload: Buffer) => void;
+
+/**
+ * The receiving side's framing, shared by both ends of our HTTP/2: cuts a connection's bytes into
+ * frames and hands each to the connection, keeping a frame cut by the end of a chunk for the next.
+ * A frame above `maxFrame` (our SETTINGS_MAX_FRAME_SIZE) or bytes that are not `preface` (the
+ * client preface a server expects first; none for a client) throw an H2ConnectionError.
+ */
+export class FrameReader {
+  /** Received bytes that do not yet make a whole frame (or the whole preface). */
+  private rest: Buffer | undefined = undefined;
+  private prefaceLeft: boolean;
+
+  constructor(
+    private readonly maxFrame: number,
+    private readonly preface: Buffer | undefined,
+    private readonly onFrame: FrameHandler,
+    /** False once the connection stops taking frames (ended, or cut off): the rest is dropped. */
+    private readonly reading: () => boolean,
+  ) {
+    this.prefaceLeft = preface !== undefined;
+  }
+
+  read(chunk: Buffer): void {
+    let buf = this.rest ? Buffer.concat([this.rest, chunk]) : chunk;
+    this.rest = undefined;
+    if (this.prefaceLeft) {
+      const preface = this.preface!;
+      const n = Math.min(buf.length, preface.length);
+      if (!buf.subarray(0, n).equals(preface.subarray(0, n))) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'bad client preface');
+      if (n < preface.length) {
+        this.rest = buf;
+        return;
+      }
+      this.prefaceLeft = false;
+      buf = buf.subarray(preface.length);
+    }
+    let off = 0;
+    while (buf.length - off >= FRAME_HEADER_BYTES && this.reading()) {
+      const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
+      if (len > this.maxFrame) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, `frame of ${len} bytes above SETTINGS_MAX_FRAME_SIZE`);
+      if (buf.length - off < FRAME_HEADER_BYTES + len) break;
+      const type = buf[off + 3]!;
+      const flags = buf[off + 4]!;
+      const streamId = buf.readUInt32BE(off + 5) & 0x7fffffff;
+      const payload = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
+      off += FRAME_HEADER_BYTES + len;
+      this.onFrame(type, flags, streamId, payload);
+    }
+    // Copied: a view would keep the socket's whole chunk alive until the frame completes.
+    if (off < buf.length && this.reading()) this.rest = Buffer.from(buf.subarray(off));
+  }
+}

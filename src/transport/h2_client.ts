@@ -68,6 +68,8 @@ import {
   T_RST_STREAM,
   T_SETTINGS,
   T_WINDOW_UPDATE,
+  FrameReader,
+  H2ConnectionError,
   frame,
   u32,
   writeFrameHeader,
@@ -134,14 +136,6 @@ export interface H2CallEvents {
   end(status: H2CallStatus): void;
 }
 
-class ConnectionError extends Error {
-  constructor(
-    readonly h2code: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
 
 /** gRPC's mapping of an HTTP status that is not 200 (doc/http-grpc-status-mapping.md). */
 function statusOfHttp(httpStatus: string): GrpcCode {
@@ -202,7 +196,7 @@ export class H2ClientCall {
   private endSent = false;
   private wantDrain = false;
   // Receiving.
-  private recv: Buffer | undefined;
+  private readonly reader = new FrameReader(DEFAULT_MAX_FRAME, undefined, (type, flags, streamId, payload) => this.onFrame(type, flags, streamId, payload), () => !this.dead);
   private settingsSeen = false;
   private connRecvWindow = DEFAULT_WINDOW;
   private connUncredited = 0;
@@ -431,30 +425,10 @@ export class H2ClientCall {
 
   private onBytes(chunk: Buffer): void {
     if (this.dead) return;
-    let buf = this.recv ? Buffer.concat([this.recv, chunk]) : chunk;
-    this.recv = undefined;
     try {
-      let off = 0;
-      while (buf.length - off >= FRAME_HEADER_BYTES && !this.dead) {
-        const len = (buf[off]! << 16) | (buf[off + 1]! << 8) | buf[off + 2]!;
-        if (len > DEFAULT_MAX_FRAME) throw new ConnectionError(H2_FRAME_SIZE_ERROR, `frame of ${len} bytes above SETTINGS_MAX_FRAME_SIZE`);
-        if (buf.length - off < FRAME_HEADER_BYTES + len) break;
-        const type = buf[off + 3]!;
-        const flags = buf[off + 4]!;
-        const streamId = buf.readUInt32BE(off + 5) & 0x7fffffff;
-        const payload = buf.subarray(off + FRAME_HEADER_BYTES, off + FRAME_HEADER_BYTES + len);
-        off += FRAME_HEADER_BYTES + len;
-        if (!this.settingsSeen) {
-          if (type !== T_SETTINGS || (flags & F_ACK) !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'the server\'s first frame is not SETTINGS');
-          this.settingsSeen = true;
-        }
-        this.onFrame(type, flags, streamId, payload);
-      }
-      if (off < buf.length && !this.dead) buf = Buffer.from(buf.subarray(off));
-      else buf = EMPTY;
-      if (buf.length > 0) this.recv = buf;
+      this.reader.read(chunk);
     } catch (err) {
-      if (err instanceof ConnectionError) return this.fail(err.h2code, err.message);
+      if (err instanceof H2ConnectionError) return this.fail(err.h2code, err.message);
       if (err instanceof AssertionError) throw err;
       this.log.error('peer connection: HTTP/2 client failed', { host: this.opts.host, port: this.opts.port, error: err instanceof Error ? err.message : String(err), stack: err instanceof Error ? err.stack : undefined });
       this.fail(H2_INTERNAL_ERROR, 'internal error');
@@ -462,31 +436,35 @@ export class H2ClientCall {
   }
 
   private onFrame(type: number, flags: number, streamId: number, payload: Buffer): void {
-    if (this.block && (type !== T_CONTINUATION || streamId !== STREAM_ID)) throw new ConnectionError(H2_PROTOCOL_ERROR, 'header block interrupted');
+    if (!this.settingsSeen) {
+      if (type !== T_SETTINGS || (flags & F_ACK) !== 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'the server\'s first frame is not SETTINGS');
+      this.settingsSeen = true;
+    }
+    if (this.block && (type !== T_CONTINUATION || streamId !== STREAM_ID)) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'header block interrupted');
     switch (type) {
       case T_DATA:
         return this.onData(flags, streamId, payload);
       case T_HEADERS:
         return this.onHeaders(flags, streamId, payload);
       case T_CONTINUATION:
-        if (!this.block) throw new ConnectionError(H2_PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
+        if (!this.block) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'CONTINUATION without HEADERS');
         this.addFragment(payload);
         if (flags & F_END_HEADERS) this.endBlock();
         return;
       case T_RST_STREAM: {
-        if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on stream 0');
-        if (payload.length !== 4) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'RST_STREAM of the wrong size');
-        if (streamId !== STREAM_ID) throw new ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
+        if (streamId === 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+        if (payload.length !== 4) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'RST_STREAM of the wrong size');
+        if (streamId !== STREAM_ID) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'RST_STREAM on an idle stream');
         const code = payload.readUInt32BE(0);
         return this.finish({ code: statusOfReset(code), details: `stream reset by the server (HTTP/2 error code ${code})` });
       }
       case T_SETTINGS:
         return this.onSettings(flags, streamId, payload);
       case T_PUSH_PROMISE:
-        throw new ConnectionError(H2_PROTOCOL_ERROR, 'PUSH_PROMISE with push disabled');
+        throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'PUSH_PROMISE with push disabled');
       case T_PING:
-        if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'PING on a stream');
-        if (payload.length !== 8) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'PING of the wrong size');
+        if (streamId !== 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'PING on a stream');
+        if (payload.length !== 8) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'PING of the wrong size');
         if (flags & F_ACK) {
           if (this.pingTimer !== undefined && payload.equals(KEEPALIVE_PING_DATA)) {
             clearTimeout(this.pingTimer);
@@ -494,7 +472,7 @@ export class H2ClientCall {
           }
           return;
         }
-        if (this.socket.writableLength > CONTROL_BACKLOG_MAX) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'PINGs from a server that does not read');
+        if (this.socket.writableLength > CONTROL_BACKLOG_MAX) throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, 'PINGs from a server that does not read');
         this.queue(frame(T_PING, F_ACK, 0, payload));
         return;
       case T_GOAWAY:
@@ -507,14 +485,14 @@ export class H2ClientCall {
   }
 
   private onData(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'DATA on stream 0');
-    if (streamId !== STREAM_ID) throw new ConnectionError(H2_PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
+    if (streamId === 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'DATA on stream 0');
+    if (streamId !== STREAM_ID) throw new H2ConnectionError(H2_PROTOCOL_ERROR, `DATA on idle stream ${streamId}`);
     this.connRecvWindow -= payload.length;
-    if (this.connRecvWindow < 0) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'DATA above the connection window');
+    if (this.connRecvWindow < 0) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'DATA above the connection window');
     this.streamRecvWindow -= payload.length;
-    if (this.streamRecvWindow < 0) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'DATA above the stream window');
+    if (this.streamRecvWindow < 0) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'DATA above the stream window');
     if (flags & F_PADDED) {
-      if (payload.length < 1 || payload[0]! >= payload.length) throw new ConnectionError(H2_PROTOCOL_ERROR, 'DATA padding exceeds the frame');
+      if (payload.length < 1 || payload[0]! >= payload.length) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'DATA padding exceeds the frame');
     }
     // The response message (an empty StreamResponse) is not looked at; its bytes are credited to
     // the connection, never to the stream (RFC 9113 §6.9: a server cannot send more than the
@@ -526,24 +504,24 @@ export class H2ClientCall {
       this.connUncredited = 0;
     }
     if (this.finished) return;
-    if (!this.responded) throw new ConnectionError(H2_PROTOCOL_ERROR, 'DATA before response headers');
+    if (!this.responded) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'DATA before response headers');
     if (flags & F_END_STREAM) this.finish({ code: GrpcCode.INTERNAL, details: 'the server ended the stream without trailers' });
   }
 
   private onHeaders(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== STREAM_ID) throw new ConnectionError(H2_PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
+    if (streamId !== STREAM_ID) throw new H2ConnectionError(H2_PROTOCOL_ERROR, `HEADERS on stream ${streamId}`);
     let p = payload;
     let pad = 0;
     if (flags & F_PADDED) {
-      if (p.length < 1) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
+      if (p.length < 1) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
       pad = p[0]!;
       p = p.subarray(1);
     }
     if (flags & F_PRIORITY) {
-      if (p.length < 5) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS priority exceeds the frame');
+      if (p.length < 5) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS priority exceeds the frame');
       p = p.subarray(5);
     }
-    if (pad > p.length) throw new ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
+    if (pad > p.length) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'HEADERS padding exceeds the frame');
     this.block = { endStream: (flags & F_END_STREAM) !== 0, parts: [], bytes: 0 };
     this.addFragment(p.subarray(0, p.length - pad));
     if (flags & F_END_HEADERS) this.endBlock();
@@ -552,7 +530,7 @@ export class H2ClientCall {
   private addFragment(b: Buffer): void {
     const blk = this.block!;
     blk.bytes += b.length + FRAME_HEADER_BYTES;
-    if (blk.bytes > HEADER_LIST_BYTES_MAX) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, `header block above ${HEADER_LIST_BYTES_MAX} bytes`);
+    if (blk.bytes > HEADER_LIST_BYTES_MAX) throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, `header block above ${HEADER_LIST_BYTES_MAX} bytes`);
     blk.parts.push(b);
   }
 
@@ -563,7 +541,7 @@ export class H2ClientCall {
       this.hpack.decode(blk.parts.length === 1 ? blk.parts[0]! : Buffer.concat(blk.parts));
     } catch (err) {
       if (!(err instanceof HpackError)) throw err;
-      throw new ConnectionError(H2_COMPRESSION_ERROR, `HPACK: ${err.message}`);
+      throw new H2ConnectionError(H2_COMPRESSION_ERROR, `HPACK: ${err.message}`);
     }
     if (this.finished) return;
     if (this.hpack.listTooLarge) return this.finish({ code: GrpcCode.INTERNAL, details: `response header list above ${HEADER_LIST_BYTES_MAX} bytes` });
@@ -582,7 +560,7 @@ export class H2ClientCall {
         return;
       }
     } else if (!blk.endStream) {
-      throw new ConnectionError(H2_PROTOCOL_ERROR, 'a second header block without END_STREAM');
+      throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'a second header block without END_STREAM');
     }
     // Trailers, or a trailers-only answer.
     if (grpcStatus === undefined) return this.finish({ code: GrpcCode.UNKNOWN, details: 'the server\'s trailers have no grpc-status' });
@@ -590,26 +568,26 @@ export class H2ClientCall {
   }
 
   private onSettings(flags: number, streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if (streamId !== 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (flags & F_ACK) {
-      if (payload.length !== 0) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      if (payload.length !== 0) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
       return;
     }
-    if (payload.length % 6 !== 0) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS of the wrong size');
-    if (this.socket.writableLength > CONTROL_BACKLOG_MAX) throw new ConnectionError(H2_ENHANCE_YOUR_CALM, 'SETTINGS from a server that does not read');
+    if (payload.length % 6 !== 0) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'SETTINGS of the wrong size');
+    if (this.socket.writableLength > CONTROL_BACKLOG_MAX) throw new H2ConnectionError(H2_ENHANCE_YOUR_CALM, 'SETTINGS from a server that does not read');
     for (let off = 0; off < payload.length; off += 6) {
       const id = payload.readUInt16BE(off);
       const value = payload.readUInt32BE(off + 2);
       if (id === S_INITIAL_WINDOW_SIZE) {
-        if (value > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
+        if (value > MAX_WINDOW) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
         this.streamSendWindow += value - this.peerInitialWindow;
         this.peerInitialWindow = value;
-        if (this.streamSendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'the stream window above 2^31-1');
+        if (this.streamSendWindow > MAX_WINDOW) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'the stream window above 2^31-1');
       } else if (id === S_MAX_FRAME_SIZE) {
-        if (value < DEFAULT_MAX_FRAME || value > MAX_FRAME_SIZE_LIMIT) throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
+        if (value < DEFAULT_MAX_FRAME || value > MAX_FRAME_SIZE_LIMIT) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_MAX_FRAME_SIZE out of range');
         this.peerMaxFrame = value;
       } else if (id === S_ENABLE_PUSH && value !== 0) {
-        throw new ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH from a server');
+        throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH from a server');
       }
       // SETTINGS_HEADER_TABLE_SIZE: our blocks never use the dynamic table; the rest are limits
       // of a server's own (concurrent streams: we open one).
@@ -619,26 +597,26 @@ export class H2ClientCall {
   }
 
   private onWindowUpdate(streamId: number, payload: Buffer): void {
-    if (payload.length !== 4) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'WINDOW_UPDATE of the wrong size');
+    if (payload.length !== 4) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'WINDOW_UPDATE of the wrong size');
     const inc = payload.readUInt32BE(0) & 0x7fffffff;
     if (streamId === 0) {
-      if (inc === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
+      if (inc === 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE of 0');
       this.connSendWindow += inc;
-      if (this.connSendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
+      if (this.connSendWindow > MAX_WINDOW) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
     } else {
-      if (streamId !== STREAM_ID) throw new ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
+      if (streamId !== STREAM_ID) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'WINDOW_UPDATE on an idle stream');
       if (this.finished) return;
       // Stream errors (RFC 9113 §6.9, §6.9.1) end the call: it is our only stream.
-      if (inc === 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'stream WINDOW_UPDATE of 0');
+      if (inc === 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'stream WINDOW_UPDATE of 0');
       this.streamSendWindow += inc;
-      if (this.streamSendWindow > MAX_WINDOW) throw new ConnectionError(H2_FLOW_CONTROL_ERROR, 'stream window above 2^31-1');
+      if (this.streamSendWindow > MAX_WINDOW) throw new H2ConnectionError(H2_FLOW_CONTROL_ERROR, 'stream window above 2^31-1');
     }
     if (this.pendingBytes > 0 || (this.endQueued && !this.endSent)) this.sendPending();
   }
 
   private onGoAway(streamId: number, payload: Buffer): void {
-    if (streamId !== 0) throw new ConnectionError(H2_PROTOCOL_ERROR, 'GOAWAY on a stream');
-    if (payload.length < 8) throw new ConnectionError(H2_FRAME_SIZE_ERROR, 'GOAWAY of the wrong size');
+    if (streamId !== 0) throw new H2ConnectionError(H2_PROTOCOL_ERROR, 'GOAWAY on a stream');
+    if (payload.length < 8) throw new H2ConnectionError(H2_FRAME_SIZE_ERROR, 'GOAWAY of the wrong size');
     const lastStreamId = payload.readUInt32BE(0) & 0x7fffffff;
     const code = payload.readUInt32BE(4);
     const debug = payload.subarray(8, 8 + 256).toString('latin1');
