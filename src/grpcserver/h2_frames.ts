@@ -1,5 +1,5 @@
-// HTTP/2's wire constants (RFC 9113 §4, §6, §7) and the frame builders both ends of our HTTP/2
-// use: the server side of a connection (h2_conn.ts) and the peer Raft stream's client
+// HTTP/2's wire constants (RFC 9113 §4, §6, §7), the frame builders and the frame reader both ends
+// of our HTTP/2 use: the server side of a connection (h2_conn.ts) and the peer Raft stream's client
 // (transport/h2_client.ts).
 
 export const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
