@@ -83,6 +83,10 @@ export class CachedHashJob {
   /** Row i's new versions are batch[batchFrom[i], batchTo[i]) of the step that added it. */
   private readonly batchFrom: Uint32Array;
   private readonly batchTo: Uint32Array;
+  /** A key with more new versions than one step takes (one key rewritten a million times without
+   *  a compaction): its row, and its versions [next, last] still to hash, in the steps that follow,
+   *  before any later key. Its row joins the total once the last of them is hashed. */
+  private partial: { row: number; versions: Versions; next: number; last: number } | undefined;
 
   constructor(
     private readonly index: KeyIndex,
@@ -105,12 +109,15 @@ export class CachedHashJob {
   }
 
   get done(): boolean {
-    return this.cursor === undefined;
+    return this.cursor === undefined && this.partial === undefined;
   }
 
-  /** Hashes the next keys, about `maxVersions` new versions' worth. Returns true when done. */
+  /** Hashes the next keys, at most `maxVersions` new versions (a key with more is hashed over as
+   *  many steps as it takes), and at most maxVersions * KEYS_PER_VERSION_BUDGET keys. Returns true
+   *  when done. */
   step(maxVersions: number): boolean {
     assert(maxVersions > 0, 'hash cache: maxVersions must be positive');
+    if (this.partial !== undefined) return this.stepPartial(maxVersions);
     if (this.cursor === undefined) return true;
     // The step's keys go straight into the table (rows stepStart..size-1), their new versions
     // into `batch`; once the batch's values are read, the rows are finished and joined in order.
@@ -121,17 +128,44 @@ export class CachedHashJob {
     this.cursor = this.index.visitFrom(this.cursor, (key, v) => {
       if (batch.length >= maxVersions || keysVisited >= keysMax) return false;
       keysVisited++;
-      this.visit(key, v, batch);
+      this.visit(key, v, batch, maxVersions);
       return true;
     });
     hasher.load(batch, this.spilled);
-    for (let i = stepStart; i < this.size; i++) this.finish(i, batch);
-    return this.cursor === undefined;
+    const partialRow = this.partialRow();
+    for (let i = stepStart; i < this.size; i++) {
+      this.extend(i, batch);
+      if (i !== partialRow) this.join(i);
+    }
+    return this.done;
+  }
+
+  /** The row of the key left partial, or -1. */
+  private partialRow(): number {
+    return this.partial === undefined ? -1 : this.partial.row;
+  }
+
+  /** The next piece of the key left partial: at most `maxVersions` of its versions. */
+  private stepPartial(maxVersions: number): boolean {
+    const p = this.partial!;
+    const to = Math.min(p.last + 1, p.next + maxVersions);
+    const batch: StoredKv[] = [];
+    for (let k = p.next; k < to; k++) batch.push(versionAt(p.versions, k));
+    hasher.load(batch, this.spilled);
+    this.batchFrom[p.row] = 0;
+    this.batchTo[p.row] = batch.length;
+    this.extend(p.row, batch);
+    p.next = to;
+    if (to > p.last) {
+      this.partial = undefined;
+      this.join(p.row);
+    }
+    return this.done;
   }
 
   /** The finished table (the hash is its `hash`). */
   result(): KeyHashes {
-    assert(this.cursor === undefined, 'hash cache: result before the last step');
+    assert(this.done, 'hash cache: result before the last step');
     return {
       revision: this.revision,
       compactRevision: this.compactRevision,
@@ -148,8 +182,9 @@ export class CachedHashJob {
   }
 
   /** Adds the key's row: its run kept from the base (to be extended by its versions above the
-   *  base's revision, queued in `batch`), or from scratch (all its versions queued). */
-  private visit(key: Bytes, v: Versions, batch: StoredKv[]): void {
+   *  base's revision, queued in `batch`), or from scratch (all its versions queued). Versions past
+   *  `maxVersions` in the batch are left to the next steps (`partial`). */
+  private visit(key: Bytes, v: Versions, batch: StoredKv[], maxVersions: number): void {
     const first = firstRetained(v, this.compactRevision);
     const last = indexAtOrBelow(v, this.revision);
     if (last < first) return; // nothing retained at or below the revision
@@ -189,12 +224,18 @@ export class CachedHashJob {
     this.firstVersion[i] = firstKv.version;
     this.versions[i] = versions;
     this.batchFrom[i] = batch.length;
-    for (let k = from; k <= last; k++) batch.push(versionAt(v, k));
+    const take = Math.min(last, from + Math.max(0, maxVersions - batch.length) - 1);
+    for (let k = from; k <= take; k++) batch.push(versionAt(v, k));
     this.batchTo[i] = batch.length;
+    if (take < last) {
+      // The batch is full: the visit stops at the next key, and the next steps hash the rest.
+      assert(this.partial === undefined, 'hash cache: two keys left partial');
+      this.partial = { row: i, versions: v, next: take + 1, last };
+    }
   }
 
-  /** Row i: hashes its new versions (loaded) into its run, and joins the run to the total. */
-  private finish(i: number, batch: readonly StoredKv[]): void {
+  /** Row i: hashes its new versions of this step (loaded) into its run. */
+  private extend(i: number, batch: readonly StoredKv[]): void {
     const from = this.batchFrom[i];
     const to = this.batchTo[i];
     if (to > from) {
@@ -202,6 +243,10 @@ export class CachedHashJob {
       this.runBytes[i] += hasher.bytesOf(batch, from, to);
       this.shiftOp[i] = shiftOpOf(this.runBytes[i]);
     }
+  }
+
+  /** Row i, whole: its run joins the total. */
+  private join(i: number): void {
     this.total = crc32cCombineOp(this.total, this.crc[i], this.shiftOp[i]);
   }
 }

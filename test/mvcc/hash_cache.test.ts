@@ -108,6 +108,45 @@ describe('mvcc hash cache', () => {
     }
   });
 
+  it('a key with more versions than a step takes is hashed over many steps, each within the bound, with writes between them', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'qkv-hash-cache-'));
+    const spill = SpillFile.open(dir, undefined, { rewriteGarbageBytesMin: 256 });
+    try {
+      const st = new MvccStore();
+      st.attachSpill(spill, 4096);
+      put(st, 'a', 'first');
+      for (let i = 0; i < 5000; i++) put(st, 'hot', `v${i}:${'x'.repeat(100)}`);
+      put(st, 'z', 'last');
+      while (st.spillStep()) {
+        // the hot key's older values leave the heap
+      }
+      const step = 64;
+      const count = (rev: number, between: () => void): number => {
+        let steps = 0;
+        const got = runHashJob(st, rev, step, () => {
+          steps++;
+          between();
+        });
+        assert.notEqual(got, 'stale');
+        assert.deepEqual(got, st.hashKVFullPass(rev));
+        return steps + 1;
+      };
+      // From scratch: the hot key alone takes ceil(5000 / 64) steps (one key's history is not one
+      // batch: with a million versions that was the whole history's values in memory at once).
+      let i = 0;
+      const rev = st.currentRevision;
+      assert.ok(count(rev, () => put(st, 'hot', `between${i++}`)) >= Math.ceil(5000 / step));
+      // Extended from that hash: only the versions written since, in steps again.
+      for (let k = 0; k < 1000; k++) put(st, 'hot', `w${k}`);
+      const rev2 = st.currentRevision;
+      const steps2 = count(rev2, () => put(st, 'a', `between${i++}`));
+      assert.ok(steps2 >= Math.ceil(1000 / step) && steps2 < Math.ceil(5000 / step), `extended in ${steps2} steps`);
+    } finally {
+      spill.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a compaction keeps the runs of keys it did not shorten, and the hash equals a full pass', () => {
     const st = new MvccStore();
     for (let i = 0; i < 200; i++) put(st, `k${i % 50}`, `v${i}`);
