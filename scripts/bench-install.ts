@@ -37,7 +37,7 @@ const STREAM = arg('stream', '/tmp/install-stream.bin');
 const DIR = arg('dir', '/tmp/install-bench');
 const PUTS_PER_COMMIT = 100;
 
-async function makeStream(): Promise<{ index: number }> {
+async function makeStream(): Promise<{ index: number; chunkLengths: number[] }> {
   const src = path.join(DIR, 'source');
   fs.rmSync(src, { recursive: true, force: true });
   const backend = await Backend.open(src);
@@ -59,27 +59,34 @@ async function makeStream(): Promise<{ index: number }> {
   const { chunks } = await backend.openSnapshot();
   const fd = fs.openSync(STREAM, 'w');
   let bytes = 0;
+  const chunkLengths: number[] = [];
   for await (const c of chunks) {
     fs.writeSync(fd, c);
     bytes += c.length;
+    chunkLengths.push(c.length);
   }
   fs.closeSync(fd);
   await backend.close();
   store.closeSpill();
   fs.rmSync(src, { recursive: true, force: true });
-  fs.writeFileSync(`${STREAM}.json`, JSON.stringify({ index, bytes }));
+  fs.writeFileSync(`${STREAM}.json`, JSON.stringify({ index, bytes, chunkLengths }));
   console.log(`made ${STREAM}: ${(bytes / 1e6).toFixed(1)} MB, index ${index}`);
-  return { index };
+  return { index, chunkLengths };
 }
 
-async function* readStream(): AsyncGenerator<Buffer> {
+/** The stream as the leader's transport sends it: each chunk of the leader's stream (one LevelDB
+ *  read's records) cut into pieces of at most CHUNK_BYTES (transport/snapshot.ts chunksOf). */
+async function* readStream(chunkLengths: readonly number[]): AsyncGenerator<Buffer> {
   const fh = await fs.promises.open(STREAM, 'r');
   try {
-    for (;;) {
-      const buf = Buffer.allocUnsafe(CHUNK_BYTES);
-      const { bytesRead } = await fh.read(buf, 0, CHUNK_BYTES, null);
-      if (bytesRead === 0) return;
-      yield buf.subarray(0, bytesRead);
+    for (const length of chunkLengths) {
+      for (let off = 0; off < length; off += CHUNK_BYTES) {
+        const n = Math.min(CHUNK_BYTES, length - off);
+        const buf = Buffer.allocUnsafe(n);
+        const { bytesRead } = await fh.read(buf, 0, n, null);
+        if (bytesRead !== n) throw new Error(`${STREAM}: shorter than its chunk lengths`);
+        yield buf;
+      }
     }
   } finally {
     await fh.close();
@@ -124,7 +131,7 @@ function msgSnap(index: number): Message {
   });
 }
 
-async function installOnce(index: number, round: number): Promise<void> {
+async function installOnce(index: number, chunkLengths: readonly number[], round: number): Promise<void> {
   const memberDir = path.join(DIR, 'member');
   fs.rmSync(memberDir, { recursive: true, force: true });
   fs.mkdirSync(memberDir, { recursive: true });
@@ -170,7 +177,7 @@ async function installOnce(index: number, round: number): Promise<void> {
   const threads0 = threadCpu();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  await snapshotter.install(msgSnap(index), readStream());
+  await snapshotter.install(msgSnap(index), readStream(chunkLengths));
   const tookMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const threads1 = threadCpu();
@@ -206,8 +213,8 @@ async function main(): Promise<void> {
   // The backend's commit groups wait on unref'd timers: keep the process up meanwhile.
   const keepAlive = setInterval(() => undefined, 1000);
   fs.mkdirSync(DIR, { recursive: true });
-  const { index } = fs.existsSync(`${STREAM}.json`) ? (JSON.parse(fs.readFileSync(`${STREAM}.json`, 'utf8')) as { index: number }) : await makeStream();
-  for (let round = 1; round <= ROUNDS; round++) await installOnce(index, round);
+  const made = fs.existsSync(`${STREAM}.json`) ? (JSON.parse(fs.readFileSync(`${STREAM}.json`, 'utf8')) as { index: number; chunkLengths: number[] }) : await makeStream();
+  for (let round = 1; round <= ROUNDS; round++) await installOnce(made.index, made.chunkLengths, round);
   clearInterval(keepAlive);
 }
 
