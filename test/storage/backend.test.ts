@@ -304,6 +304,42 @@ describe('backend snapshots', function () {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it('the parsed records are batched to RECORD_BATCH_BYTES_MIN whatever the pieces (a 1 MiB cut of a chunk a bit over 1 MiB leaves a small piece), and stay valid when the caller reuses its piece', async () => {
+    const { readSnapshotStream, snapshotHeader, encodeSnapshotRecords, snapshotTrailer, RECORD_BATCH_BYTES_MIN } = await import('../../src/storage/backend/snapshot');
+    const sum = { count: 0n, crc: 0 };
+    const records: [Buffer, Buffer][] = [];
+    for (let i = 0; i < 1200; i++) records.push([kvRecordKey(i + 1, 0), Buffer.alloc(4096, i & 255)]);
+    // The leader's chunks: one LevelDB read's records each (~1 MiB + one record), cut at 1 MiB.
+    const chunks = [snapshotHeader({ appliedIndex: 7, appliedTerm: 2 })];
+    for (let i = 0; i < records.length; i += 257) chunks.push(encodeSnapshotRecords(records.slice(i, i + 257), sum));
+    chunks.push(snapshotTrailer(sum));
+    const pieceBytes = 1024 * 1024;
+    const pieces: Buffer[] = [];
+    for (const c of chunks) for (let off = 0; off < c.length; off += pieceBytes) pieces.push(c.subarray(off, off + pieceBytes));
+    assert.ok(pieces.some((p) => p.length < 64 * 1024 && p.length > 100), 'the input has small pieces between the large ones');
+    // Each piece is handed over in one buffer that the caller overwrites after the parser had it.
+    const scratch = Buffer.alloc(pieceBytes);
+    const input = (async function* () {
+      for (const p of pieces) {
+        p.copy(scratch);
+        yield scratch.subarray(0, p.length);
+        scratch.fill(0xee);
+      }
+    })();
+    const batches: [Buffer, Buffer][][] = [];
+    let meta: { appliedIndex: number } | undefined;
+    for await (const b of readSnapshotStream(input, (m) => (meta = m))) batches.push(b);
+    assert.equal(meta?.appliedIndex, 7);
+    const got = batches.flat();
+    assert.equal(got.length, records.length);
+    got.forEach(([k, v], i) => {
+      assert.ok(k.equals(records[i]![0]) && v.equals(records[i]![1]), `record ${i} as sent`);
+    });
+    const bytes = (b: [Buffer, Buffer][]) => b.reduce((a, [k, v]) => a + k.length + v.length, 0);
+    batches.slice(0, -1).forEach((b, i) => assert.ok(bytes(b) >= RECORD_BATCH_BYTES_MIN, `batch ${i} of ${bytes(b)} bytes`));
+    assert.ok(batches.length <= Math.ceil((records.length * 4109) / RECORD_BATCH_BYTES_MIN), `${batches.length} batches for ${pieces.length} pieces`);
+  });
+
   it('the stream is read in chunks of about 1 MiB (never the whole backend), restored in bounded batches, and a stream never read is released by close()', async () => {
     const { restoreSnapshotInto, SNAPSHOT_READ_BYTES_MAX } = await import('../../src/storage/backend/snapshot');
     const dir = tmp();

@@ -151,8 +151,13 @@ export async function openSnapshotStream(
 
 /**
  * The one parser of the stream: fed pieces of any size, it returns the records each piece
- * completes (copies: they may outlive the piece) and verifies the header, the record count and
- * the CRC when the trailer arrives. It tells how many bytes of a piece belong to the stream, so
+ * completes and verifies the header, the record count and the CRC when the trailer arrives. The
+ * records are views into the parser's own copy of the input (one copy per piece, never the
+ * caller's buffer, which may be reused): a copy per key and per value cost a Buffer allocation
+ * each (an ArrayBuffer of its own for a 4 KiB value), about a seventh of a receiver's main-thread
+ * time in an install's profile. A record kept alive keeps the piece it came from alive; the
+ * consumers keep either all of a piece's records for a while (an install's loader, its newest
+ * values) or none of them. It tells how many bytes of a piece belong to the stream, so
  * that a caller can decide what may follow the trailer (nothing on the wire; zero padding in a
  * snapshot file, ../snapshot_file.ts).
  */
@@ -172,6 +177,7 @@ export class SnapshotStreamParser {
 
   push(piece: Buffer | Uint8Array): { records: [Buffer, Buffer][]; usedBytes: number } {
     if (this.trailerSeen) return { records: [], usedBytes: 0 };
+    // Always a new buffer of the parser's own (the records are views into it).
     let pending = this.pending.length === 0 ? Buffer.from(piece) : Buffer.concat([this.pending, piece]);
     if (this.meta === undefined) {
       if (pending.length < HEADER_BYTES) {
@@ -198,9 +204,7 @@ export class SnapshotStreamParser {
       const vlen = pending.readUInt32BE(off + 4 + klen);
       if (vlen > RECORD_PART_BYTES_MAX) throw new SnapshotFormatError(`snapshot: record value length ${vlen} is corrupt`);
       if (pending.length - off < 8 + klen + vlen) break;
-      const key = Buffer.from(pending.subarray(off + 4, off + 4 + klen));
-      const value = Buffer.from(pending.subarray(off + 8 + klen, off + 8 + klen + vlen));
-      records.push([key, value]);
+      records.push([pending.subarray(off + 4, off + 4 + klen), pending.subarray(off + 8 + klen, off + 8 + klen + vlen)]);
       off += 8 + klen + vlen;
     }
     this.crc = crc32c(this.crc, pending.subarray(0, off));
@@ -225,21 +229,41 @@ export class SnapshotStreamParser {
   }
 }
 
-/** Parses a snapshot stream into records, in batches; verifies the header, count and checksum. */
+/** A batch of parsed records is handed on once it holds this many key+value bytes (or the stream
+ *  ended). A leader's stream comes in 1 MiB chunks, each the records of one LevelDB read (a bit
+ *  over 1 MiB: the read stops after the record that crosses its mark) cut at 1 MiB, so every
+ *  other piece was a few KiB: half of an install's LevelDB writes (885 batches for 888 chunks of
+ *  465 MB) carried a few records each, a thread-pool round trip and a log write apiece. Below a
+ *  piece's size, so that a whole piece still goes on at once. */
+export const RECORD_BATCH_BYTES_MIN = 512 * 1024;
+
+/** Parses a snapshot stream into records, in batches of at least RECORD_BATCH_BYTES_MIN (but the
+ *  last); verifies the header, count and checksum. */
 export async function* readSnapshotStream(
   input: AsyncIterable<Buffer | Uint8Array>,
   onMeta: (meta: SnapshotMeta) => void,
 ): AsyncGenerator<[Buffer, Buffer][]> {
   const parser = new SnapshotStreamParser();
+  let batch: [Buffer, Buffer][] = [];
+  let batchBytes = 0;
   for await (const piece of input) {
     if (parser.done && piece.length > 0) throw new SnapshotFormatError('snapshot: data after the trailer');
     const hadMeta = parser.meta !== undefined;
     const { records, usedBytes } = parser.push(piece);
     if (!hadMeta && parser.meta !== undefined) onMeta(parser.meta);
     if (usedBytes !== piece.length) throw new SnapshotFormatError('snapshot: data after the trailer');
-    if (records.length > 0) yield records;
+    for (const r of records) {
+      batch.push(r);
+      batchBytes += r[0].length + r[1].length;
+    }
+    if (batchBytes >= RECORD_BATCH_BYTES_MIN) {
+      yield batch;
+      batch = [];
+      batchBytes = 0;
+    }
   }
   parser.finish();
+  if (batch.length > 0) yield batch;
 }
 
 /** Memtable size of a database written from a snapshot stream. The records arrive in key order,
@@ -247,6 +271,16 @@ export async function* readSnapshotStream(
  *  its tables are the memtable's size, and the 64 tables LevelDB keeps open and mapped (leveldb.ts)
  *  would be 256 MiB of RSS with the default 4 MiB memtable, 128 MiB with this one. */
 const RESTORE_WRITE_BUFFER_BYTES = 2 * 1024 * 1024;
+/** Block size of the tables of a database written from a snapshot stream (LevelDB's default is
+ *  4 KiB). The LevelDB bundled with classic-level (1.20) appends a table through a stdio FILE with
+ *  a 4 KiB buffer, so a 4 KiB block of one 4 KiB value went out as two write(2) calls (~2 per
+ *  record: 75,000 of them for a 166 MB stream, under strace) and a block trailer, an index entry
+ *  and a compression attempt each. With 64 KiB blocks an install's threads other than the main
+ *  one (LevelDB's writes and table builds) used 0.97-1.0 s of CPU instead of 1.24-1.28 s for the
+ *  same stream (scripts/bench-install.ts, alternating builds). Reads of these tables are whole
+ *  passes (a load, a snapshot, compaction) and a few meta records; the member's later tables
+ *  get LevelDB's default again (the option belongs to the open database, not to its files). */
+const RESTORE_BLOCK_BYTES = 64 * 1024;
 
 /** Where a restore's time went (for its log line): waiting for each batch of records (the
  *  input: network, file, and the parse) and for LevelDB's write of the one before (the two
@@ -271,7 +305,7 @@ export async function writeRecordsInto(
   timings?: RestoreTimings,
   onRecords?: (batch: [Buffer, Buffer][]) => void,
 ): Promise<void> {
-  const db = levelDb(dir, { errorIfExists: true, writeBufferSize: RESTORE_WRITE_BUFFER_BYTES });
+  const db = levelDb(dir, { errorIfExists: true, writeBufferSize: RESTORE_WRITE_BUFFER_BYTES, blockSize: RESTORE_BLOCK_BYTES });
   await db.open();
   try {
     const it = records[Symbol.asyncIterator]();
@@ -283,7 +317,11 @@ export async function writeRecordsInto(
       const t0 = performance.now();
       let inputMs = 0;
       let writeMs = 0;
-      const written = db.batch(batch.map(([key, value]) => ({ type: 'put' as const, key, value }))).finally(() => (writeMs = performance.now() - t0));
+      // A chained batch: the array form clones and checks an object per record first, and its
+      // native half reads each object's properties; both on the main thread (Backend.writeBatch).
+      const chained = db.batch();
+      for (const [key, value] of batch) chained.put(key, value);
+      const written = chained.write().finally(() => (writeMs = performance.now() - t0));
       const loadStarted = performance.now();
       onRecords?.(batch);
       const loadMs = performance.now() - loadStarted;
