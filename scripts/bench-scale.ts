@@ -5,6 +5,8 @@
 //   load        KEYS distinct keys × VALUE_BYTES (random bytes: LevelDB compresses, bbolt does not),
 //               CLIENTS concurrent clients, all to the leader;
 //   overwrite   OVERWRITE puts over the same keys with CLIENTS clients;
+//   fresh       (only when named in --ops) KEYS puts of keys never written before, as the load but
+//               on a warm cluster (the load's cost of new keys apart from its cold start);
 //   catch-up    a follower is SIGKILLed, EXTRA more overwrites go in (more than the 5,000 entries a
 //               leader keeps behind a snapshot at --snapshot-count=1000: the follower must take a
 //               snapshot), it restarts; timed from its start until its revision reaches the
@@ -14,15 +16,21 @@
 //   defrag      `etcdctl defrag` of one follower;
 //   snapshot    `etcdctl snapshot save` from the leader;
 //   restart     all three members SIGKILLed and restarted: time to the first linearizable read.
-// For each: the time, every member's peak RSS during the operation (VmHWM, reset before it through
-// /proc/<pid>/clear_refs), and for quorumkv the longest event-loop stall (its /metrics
-// nodejs_eventloop_lag_max_seconds, the max since the previous scrape, scraped every 500 ms).
+// For each: the time, every member's CPU (user + system, /proc/<pid>/stat; per put for the puts)
+// and this process's (the client's, with its /metrics scrapes every 500 ms: a cost per second, not
+// per put, so it inflates the client's CPU per put when puts are slow), the bytes each member
+// wrote (/proc/<pid>/io), its WAL fsyncs and backend commits (count × mean ms, from the
+// etcd_disk_* histograms both systems export), every member's peak RSS during the operation
+// (VmHWM, reset before it through /proc/<pid>/clear_refs), and for quorumkv the longest event-loop
+// stall (its /metrics nodejs_eventloop_lag_max_seconds, the max since the previous scrape, scraped
+// every 500 ms).
 //
 // Usage: npx tsc -p . && node dist/scripts/bench-scale.js [--keys=50000] [--value-bytes=4096]
 //        [--overwrite=KEYS] [--clients=100] [--extra=12000] [--systems=quorumkv,etcd]
 //        [--flags="common flags"] [--quorumkv-flags=...] [--etcd-flags=...]
 //        [--bin=dist/src/cli/quorumkv.js] [--etcd=/usr/bin/etcd] [--etcdctl=/usr/bin/etcdctl]
 //        [--ops=overwrite,catch-up,hashkv,defrag,snapshot,restart] [--node-flags="--cpu-prof ..."]
+//        [--progress=SECONDS] (a line per interval during puts: rate, CPU per put of each member)
 //        [--catch-up-bins=A,B] (the restarted follower of the n-th catch-up runs build n mod 2: with
 //        --ops=catch-up,catch-up,catch-up,catch-up an A/B of the receiving side in one cluster)
 // --ops picks the operations after the load and their order (one may repeat). Each result line
@@ -37,7 +45,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions } from '../src/proto';
-import { freePort, lagMaxMs, memberFlags } from './bench_support';
+import { DISK_HISTOGRAMS, freePort, lagMaxMs, memberFlags, scrapeMetrics, type MetricsScrape } from './bench_support';
 
 function arg(name: string, def: string): string {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -51,19 +59,21 @@ const OVERWRITE = Number(arg('overwrite', String(KEYS)));
 const CLIENTS = Number(arg('clients', '100'));
 const EXTRA = Number(arg('extra', '12000'));
 const SYSTEMS = arg('systems', 'quorumkv,etcd').split(',') as SystemName[];
-const OP_NAMES = ['overwrite', 'catch-up', 'hashkv', 'defrag', 'snapshot', 'restart'] as const;
+const OP_NAMES = ['overwrite', 'fresh', 'catch-up', 'hashkv', 'defrag', 'snapshot', 'restart'] as const;
 type OpName = (typeof OP_NAMES)[number];
 /** Labels in the printed results (and docs/performance.md's tables). */
 const OP_LABEL: Record<OpName, string> = {
   overwrite: 'overwrite',
+  fresh: 'fresh load',
   'catch-up': 'catch-up',
   hashkv: 'hashkv',
   defrag: 'defrag',
   snapshot: 'snapshot save',
   restart: 'restart',
 };
-/** The operations after the load, in the order given (one may repeat: `--ops=hashkv,restart,hashkv`). */
-const OPS = arg('ops', OP_NAMES.join(',')).split(',').filter((o) => o !== '') as OpName[];
+/** The operations after the load, in the order given (one may repeat: `--ops=hashkv,restart,hashkv`);
+ *  `fresh` (KEYS puts of keys never written, like the load, on the warm cluster) is not a default. */
+const OPS = arg('ops', OP_NAMES.filter((o) => o !== 'fresh').join(',')).split(',').filter((o) => o !== '') as OpName[];
 for (const op of OPS) if (!OP_NAMES.includes(op)) throw new Error(`--ops: unknown operation ${op} (known: ${OP_NAMES.join(', ')})`);
 /** Node flags for quorumkv's members (e.g. --cpu-prof --cpu-prof-dir=DIR); with any, the members
  *  are stopped with SIGTERM at the end of the run, so that a profile gets written. */
@@ -81,6 +91,13 @@ const PHASE_TIMEOUT_MS = 20 * 60_000;
 const READY_TIMEOUT_MS = 5 * 60_000;
 const ETCDCTL_TIMEOUT_S = 600;
 const PROBE_EVERY_MS = 20;
+/** --progress=S: a line every S seconds during each batch of puts (0: none). */
+const PROGRESS_MS = Number(arg('progress', '0')) * 1000;
+/** The members of the system being run (for --progress's CPU readings). */
+let currentMembers: Member[] = [];
+/** While an operation is measured: takes the loop lags of --progress's scrapes (each scrape
+ *  restarts a member's lag window, so the operation's longest stall must see them). */
+let onScrape: ((s: MetricsScrape[]) => void) | undefined;
 const LAG_SCRAPE_EVERY_MS = 500;
 
 type SystemName = 'quorumkv' | 'etcd';
@@ -240,6 +257,35 @@ function resetHwm(m: Member): void {
   }
 }
 
+/** A process's CPU time so far (user + system, all its threads), in ms; NaN once it has exited. */
+function cpuMs(m: Member): number {
+  if (exited(m)) return NaN;
+  try {
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    const f = fs.readFileSync(`/proc/${m.proc!.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS_PER_S;
+  } catch {
+    return NaN; // gone in the meantime
+  }
+}
+/** Bytes a process has caused to be written to storage so far (/proc/<pid>/io write_bytes); NaN
+ *  once it has exited. */
+function writtenBytes(m: Member): number {
+  if (exited(m)) return NaN;
+  try {
+    const r = /^write_bytes:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${m.proc!.pid}/io`, 'utf8'));
+    return r ? Number(r[1]) : NaN;
+  } catch {
+    return NaN; // gone in the meantime
+  }
+}
+/** USER_HZ: 100 on Linux on every architecture node runs on. */
+const CLOCK_TICKS_PER_S = 100;
+const selfCpuMs = (): number => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1000;
+};
+
 /** quorumkv's event-loop lag max since the previous scrape, in ms (NaN: none, e.g. etcd). */
 function loopLagMaxMs(m: Member): Promise<number> {
   return exited(m) ? Promise.resolve(NaN) : lagMaxMs(m.clientPort, 5_000);
@@ -251,13 +297,39 @@ interface OpResult {
   hwm: number[];
   /** Longest loop stall per member (ms; NaN where not known). */
   stallMs: number[];
+  /** CPU used during the operation per member and by this benchmark process (the client, its
+   *  scrapes of the members' /metrics included), ms. */
+  cpuMs: number[];
+  clientCpuMs: number;
+  /** Bytes written to storage during the operation per member. */
+  writtenBytes: number[];
   note: string;
 }
 
-/** Runs `op` with every member's peak RSS reset before and read after, and loop lag scraped. */
+/** One /metrics scrape of every member (NaN lag and no values for one that has exited). */
+function scrapeAll(members: Member[]): Promise<MetricsScrape[]> {
+  return Promise.all(members.map((m) => (exited(m) ? Promise.resolve({ lagMaxMs: NaN, values: new Map<string, number>() }) : scrapeMetrics(m.clientPort, 5_000))));
+}
+
+/** "n × mean ms" of a disk histogram between two scrapes, per member ("–" where unknown). */
+function diskLatency(before: MetricsScrape[], after: MetricsScrape[], histogram: string): string {
+  return after
+    .map((a, i) => {
+      const b = before[i]!.values;
+      const n = (a.values.get(`${histogram}_count`) ?? NaN) - (b.get(`${histogram}_count`) ?? NaN);
+      const sum = (a.values.get(`${histogram}_sum`) ?? NaN) - (b.get(`${histogram}_sum`) ?? NaN);
+      return Number.isNaN(n) || n <= 0 ? '–' : `${n}×${((sum * 1000) / n).toFixed(1)}`;
+    })
+    .join('/');
+}
+
+/** Runs `op` with every member's peak RSS reset before and read after, loop lag scraped, and
+ *  the members' and the client's CPU, the members' bytes written and their disk histograms read
+ *  before and after. */
 async function measured(members: Member[], op: () => Promise<string>): Promise<OpResult> {
   members.forEach(resetHwm);
-  await Promise.all(members.map(loopLagMaxMs)); // starts a new lag window
+  const first = await scrapeAll(members); // starts a new lag window
+  onScrape = (s) => fold(s.map((x) => x.lagMaxMs));
   const stall = members.map(() => NaN);
   const peak = members.map(() => NaN);
   const fold = (lags: number[]) => lags.forEach((l, i) => (stall[i] = Number.isNaN(l) ? stall[i]! : Math.max(Number.isNaN(stall[i]!) ? 0 : stall[i]!, l)));
@@ -271,17 +343,32 @@ async function measured(members: Member[], op: () => Promise<string>): Promise<O
     }
   })();
   const t = Date.now();
+  const cpu0 = members.map(cpuMs);
+  const written0 = members.map(writtenBytes);
+  const client0 = selfCpuMs();
   let note: string;
+  let cpu: number[];
+  let written: number[];
+  let clientCpu: number;
   try {
     note = await op();
   } finally {
+    // A member restarted during the operation: NaN or meaningless.
+    cpu = members.map((m, i) => cpuMs(m) - cpu0[i]!);
+    written = members.map((m, i) => writtenBytes(m) - written0[i]!);
+    clientCpu = selfCpuMs() - client0;
     running = false;
     await scraper;
   }
   const ms = Date.now() - t;
-  fold(await Promise.all(members.map(loopLagMaxMs)));
+  onScrape = undefined;
+  const last = await scrapeAll(members);
+  fold(last.map((s) => s.lagMaxMs));
   foldHwm();
-  return { ms, hwm: peak, stallMs: stall, note };
+  // The disk's share (fsyncs of the WAL, backend commits): count × mean ms per member.
+  const [wal, backend] = DISK_HISTOGRAMS.map((h) => diskLatency(first, last, h));
+  note += `; WAL fsyncs ${wal} ms, backend commits ${backend} ms`;
+  return { ms, hwm: peak, stallMs: stall, cpuMs: cpu, clientCpuMs: clientCpu, writtenBytes: written, note };
 }
 
 /** 1 MiB of random bytes; values are slices of it at varying offsets (incompressible). */
@@ -291,13 +378,15 @@ function valueFor(i: number): Buffer {
   return POOL.subarray(off, off + VALUE_BYTES);
 }
 const keyFor = (i: number) => Buffer.from(`key/${String(i % KEYS).padStart(9, '0')}`);
+/** Keys of the n-th `fresh` operation: never written before it. */
+const freshKeyFor = (n: number) => (i: number) => Buffer.from(`new${n}/${String(i % KEYS).padStart(9, '0')}`);
 
 /** A put the member answered "request timed out" (or that passed its deadline) is tried again, as
  *  an application would; each such put is counted and printed (when and which error), since a
  *  write that took longer than the member's request timeout is a finding, not noise. */
 const PUT_TRIES_MAX = 3;
 const putRetries: string[] = [];
-async function putMany(m: Member, n: number, offset: number, clients: number): Promise<void> {
+async function putMany(m: Member, n: number, offset: number, clients: number, key: (i: number) => Buffer = keyFor): Promise<void> {
   let next = 0;
   const deadline = Date.now() + PHASE_TIMEOUT_MS;
   const worker = async (): Promise<void> => {
@@ -305,19 +394,44 @@ async function putMany(m: Member, n: number, offset: number, clients: number): P
       for (let attempt = 1; ; attempt++) {
         if (Date.now() > deadline) throw new Error('puts timed out');
         try {
-          await call(m.kv, 'Put', { key: keyFor(i), value: valueFor(i + offset) }, 60_000);
+          await call(m.kv, 'Put', { key: key(i), value: valueFor(i + offset) }, 60_000);
           break;
         } catch (err) {
           const code = (err as grpc.ServiceError).code;
           if (attempt >= PUT_TRIES_MAX || (code !== grpc.status.UNAVAILABLE && code !== grpc.status.DEADLINE_EXCEEDED)) throw err;
-          const line = `${new Date().toISOString()} put of ${keyFor(i).toString()} to ${m.name}, try ${attempt}: ${(err as Error).message}`;
+          const line = `${new Date().toISOString()} put of ${key(i).toString()} to ${m.name}, try ${attempt}: ${(err as Error).message}`;
           putRetries.push(line);
           console.log(`    retried: ${line}`);
         }
       }
     }
   };
-  await Promise.all(Array.from({ length: clients }, worker));
+  const done = Promise.all(Array.from({ length: clients }, worker));
+  if (PROGRESS_MS > 0) await progress(done, () => Math.min(next, n), n);
+  await done;
+}
+
+/** With --progress=S: every S seconds until `done`, the puts of that interval, their rate, and the
+ *  members' and the client's CPU per put over it (where in an operation the time goes). */
+async function progress(done: Promise<unknown>, count: () => number, n: number): Promise<void> {
+  let finished = false;
+  void done.finally(() => (finished = true)).catch(() => undefined);
+  let [c0, cpu0, self0, t0, m0] = [count(), currentMembers.map(cpuMs), selfCpuMs(), Date.now(), await scrapeAll(currentMembers)];
+  onScrape?.(m0);
+  for (let i = 0; !finished && i < PHASE_TIMEOUT_MS / PROGRESS_MS; i++) {
+    await Promise.race([done.catch(() => undefined), sleep(PROGRESS_MS)]);
+    const [c1, cpu1, self1, t1, m1] = [count(), currentMembers.map(cpuMs), selfCpuMs(), Date.now(), await scrapeAll(currentMembers)];
+    onScrape?.(m1);
+    const puts = c1 - c0;
+    if (puts > 0) {
+      const per = (a: number, b: number) => (((b - a) * 1000) / puts).toFixed(0);
+      console.log(
+        `    ${c1}/${n} puts (started): ${((puts * 1000) / (t1 - t0)).toFixed(0)} puts/s, CPU µs/put ${cpu1.map((c, j) => per(cpu0[j]!, c)).join('/')}, ` +
+          `client ${per(self0, self1)}; WAL fsyncs ${diskLatency(m0, m1, DISK_HISTOGRAMS[0])} ms`,
+      );
+    }
+    [c0, cpu0, self0, t0, m0] = [c1, cpu1, self1, t1, m1];
+  }
 }
 
 /** One prober: a put every PROBE_EVERY_MS until stopped; latencies in ms. */
@@ -359,6 +473,9 @@ function etcdctl(endpoints: Member[], args: string[]): Promise<string> {
   });
 }
 
+/** Puts per operation label (for CPU per put). */
+const PUTS_OF: Record<string, number> = { load: KEYS, overwrite: OVERWRITE, 'fresh load': KEYS };
+
 const mib = (b: number) => (Number.isNaN(b) ? '–' : `${(b / 2 ** 20).toFixed(0)}`);
 const secs = (ms: number) => (ms / 1000).toFixed(1);
 
@@ -374,6 +491,7 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       members.push({ name: `m${i}`, dataDir: path.join(root, `m${i}`), clientPort, peerPort: await freePort(), tail: [], snapshotLines: [], ...grpcClients(clientPort) });
     }
     const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
+    currentMembers = members;
     members.forEach((m) => start(sys, m, initialCluster));
     let leader = await leaderOf(members);
     let retriesSeen = putRetries.length;
@@ -383,14 +501,22 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       if (putRetries.length > retriesSeen) r.note += `; ${putRetries.length - retriesSeen} puts retried after a timeout`;
       retriesSeen = putRetries.length;
       const stall = r.stallMs.some((s) => !Number.isNaN(s)) ? `; longest loop stall ${r.stallMs.map((s) => s.toFixed(0)).join('/')} ms` : '';
-      console.log(`[${sys}] ${op}: ${secs(r.ms)} s; peak RSS ${r.hwm.map(mib).join('/')} MiB${stall}${r.note ? `; ${r.note}` : ''}`);
+      const puts = PUTS_OF[op.replace(/ #\d+$/, '')];
+      const cpu =
+        puts === undefined
+          ? `; CPU s ${r.cpuMs.map((c) => secs(c)).join('/')}, client ${secs(r.clientCpuMs)}`
+          : `; CPU µs/put ${r.cpuMs.map((c) => ((c * 1000) / puts).toFixed(0)).join('/')}, client ${((r.clientCpuMs * 1000) / puts).toFixed(0)}`;
+      console.log(`[${sys}] ${op}: ${secs(r.ms)} s; peak RSS ${r.hwm.map(mib).join('/')} MiB${stall}${cpu}; written ${r.writtenBytes.map(mib).join('/')} MiB${r.note ? `; ${r.note}` : ''}`);
     };
 
-    log('load', await measured(members, async () => {
+    const loadFrom = monotonicUs();
+    const loaded = await measured(members, async () => {
       const t = Date.now();
       await putMany(leader, KEYS, 0, CLIENTS);
       return `${((KEYS / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
-    }));
+    });
+    loaded.note += `; window ${loadFrom}..${monotonicUs()} µs`;
+    log('load', loaded);
 
     // The follower killed for the catch-up; later operations pick the other follower for defrag.
     let follower = members.find((m) => m !== leader)!;
@@ -416,11 +542,17 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       },
     };
     let catchUps = 0;
+    let freshLoads = 0;
     const ops: Record<OpName, () => Promise<string>> = {
       overwrite: async () => {
         const t = Date.now();
         await putMany(leader, OVERWRITE, 1, CLIENTS);
         return `${((OVERWRITE / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
+      },
+      fresh: async () => {
+        const t = Date.now();
+        await putMany(leader, KEYS, 3, CLIENTS, freshKeyFor(++freshLoads));
+        return `${((KEYS / (Date.now() - t)) * 1000).toFixed(0)} puts/s`;
       },
       'catch-up': async () => {
         const target = await revision(leader);

@@ -61,18 +61,43 @@ export function unary<T>(c: Client, method: string, req: object, deadlineMs = 10
 
 /** The member's longest event-loop stall since the last scrape (nodejs_eventloop_lag_max_seconds
  *  on /metrics; each scrape restarts its window), in ms; NaN if it could not be read. */
-export function lagMaxMs(port: number, timeoutMs = 60_000): Promise<number> {
+export async function lagMaxMs(port: number, timeoutMs = 60_000): Promise<number> {
+  return (await scrapeMetrics(port, timeoutMs)).lagMaxMs;
+}
+
+/** The disk histograms' sums (seconds) and counts that bench-scale reports per operation (etcd
+ *  exports the same names). */
+export const DISK_HISTOGRAMS = ['etcd_disk_wal_fsync_duration_seconds', 'etcd_disk_backend_commit_duration_seconds'] as const;
+
+export interface MetricsScrape {
+  /** nodejs_eventloop_lag_max_seconds in ms (NaN: absent, e.g. etcd, or unreadable). */
+  lagMaxMs: number;
+  /** `<histogram>_sum` and `<histogram>_count` of DISK_HISTOGRAMS (absent when unreadable). */
+  values: Map<string, number>;
+}
+
+/** One scrape of /metrics (restarts the member's loop-lag window). */
+export function scrapeMetrics(port: number, timeoutMs = 60_000): Promise<MetricsScrape> {
   return new Promise((resolve) => {
+    const failed = { lagMaxMs: NaN, values: new Map<string, number>() };
     const req = http.get({ host: '127.0.0.1', port, path: '/metrics', timeout: timeoutMs }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => {
         const r = /^nodejs_eventloop_lag_max_seconds\s+(\S+)/m.exec(body);
-        resolve(r ? Number(r[1]) * 1000 : NaN);
+        const values = new Map<string, number>();
+        for (const h of DISK_HISTOGRAMS) {
+          for (const suffix of ['_sum', '_count']) {
+            const v = new RegExp(`^${h}${suffix}(?:\\{[^}]*\\})?\\s+(\\S+)`, 'm').exec(body);
+            if (v) values.set(h + suffix, Number(v[1]));
+          }
+        }
+        resolve({ lagMaxMs: r ? Number(r[1]) * 1000 : NaN, values });
       });
+      res.on('error', () => resolve(failed));
     });
     req.on('timeout', () => req.destroy());
-    req.on('error', () => resolve(NaN));
+    req.on('error', () => resolve(failed));
   });
 }
 

@@ -114,6 +114,14 @@ export class MvccStore {
    *  a backend damaged while the member was down (test/integration/corrupt_check.test.ts). */
   private hashTable: KeyHashes | undefined;
 
+  /** Whether a PUT event must carry the key's previous version (Event.prevKv, value included).
+   *  Only watchers that asked for prev_kv read it, so the watch layer (the WatchableStore built on
+   *  this store) replaces this with "a synced watcher has prev_kv": reading a spilled previous
+   *  value back is a synchronous read of the spill file on the apply path, which an overwrite of
+   *  4 KiB values otherwise pays for every put. A DELETE event always carries it (the DeleteRange
+   *  response's prev_kvs and the lease detach use it). */
+  prevKvWanted: () => boolean = () => true;
+
   /** The revision of the last committed change (1 on an empty store). */
   get currentRevision(): Revision {
     return this.currentRev;
@@ -251,7 +259,7 @@ export class MvccStore {
     if (prevKv === undefined) this.liveKeys++;
     this.retainedBytes += storedKey.length + value.length;
     this.epoch++;
-    return { type: EventType.PUT, kv, prevKv: prevKv === undefined ? undefined : this.hydrate(prevKv) };
+    return { type: EventType.PUT, kv, prevKv: prevKv === undefined || !this.prevKvWanted() ? undefined : this.hydrate(prevKv) };
   }
 
   /** @internal deletes every key live at `rev` in the range; returns the DELETE events in key order. */

@@ -163,6 +163,9 @@ export class WatchableStore {
   private readonly syncedKeys = new KeyWatchers();
   private readonly syncedRanges = new Set<Watcher>();
   private syncedCount = 0;
+  /** Synced watchers with PREV_KV: while there are none, the store's PUT events leave out prevKv
+   *  (no synced watcher would read it; an unsynced one reads the history, eventsBetween). */
+  private syncedPrevKv = 0;
   private readonly unsynced = new Set<Watcher>();
   /** Called when a watcher falls behind, so the owner schedules syncStep(). */
   onUnsynced: () => void = () => undefined;
@@ -171,7 +174,9 @@ export class WatchableStore {
   /** Watchers cancelled because the history they needed was compacted (a metric). */
   compactedWatchers = 0;
 
-  constructor(private readonly store: MvccStore) {}
+  constructor(private readonly store: MvccStore) {
+    store.prevKvWanted = () => this.syncedPrevKv > 0;
+  }
 
   get syncedWatchers(): number {
     return this.syncedCount;
@@ -362,6 +367,7 @@ export class WatchableStore {
     if (w.isRange) this.syncedRanges.add(w);
     else this.syncedKeys.add(w);
     this.syncedCount++;
+    if ((w.flags & WatchFlags.PREV_KV) !== 0) this.syncedPrevKv++;
   }
 
   private removeSynced(w: Watcher): void {
@@ -369,6 +375,7 @@ export class WatchableStore {
     if (w.isRange) this.syncedRanges.delete(w);
     else this.syncedKeys.delete(w);
     this.syncedCount--;
+    if ((w.flags & WatchFlags.PREV_KV) !== 0) this.syncedPrevKv--;
   }
 
   private addUnsynced(w: Watcher): void {

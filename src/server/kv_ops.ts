@@ -119,14 +119,17 @@ export function checkRangeRevision(reader: KvReader, r: RangeRequest, pendingWri
   return undefined;
 }
 
-function currentValue(txn: WriteTxn, key: BytesLike): KeyValue | undefined {
-  const r = txn.range(key, undefined, {});
+/** The key's live version as of `txn`; with `withValue` false its value is left out (empty): a
+ *  spilled value is then not read back from the spill file (a synchronous read on the apply path,
+ *  two for a 4 KiB value), since only prev_kv and ignore_value need the bytes. */
+function currentValue(txn: WriteTxn, key: BytesLike, withValue: boolean): KeyValue | undefined {
+  const r = txn.range(key, undefined, withValue ? {} : { keysOnly: true });
   return r.kvs[0];
 }
 
 function checkPut(txn: WriteTxn, p: PutRequest, leases: LeaseAttachments): EtcdError | undefined {
   if (p.ignore_value || p.ignore_lease) {
-    if (!currentValue(txn, p.key)) return Errors.KeyNotFound;
+    if (!currentValue(txn, p.key, false)) return Errors.KeyNotFound;
   }
   const lease = toLeaseId(p.lease);
   if (lease !== NO_LEASE && !leases.exists(lease)) return Errors.LeaseNotFound;
@@ -140,7 +143,8 @@ export function applyCheckedPut(txn: WriteTxn, p: PutRequest, leases: LeaseAttac
 
 export function applyPut(txn: WriteTxn, p: PutRequest, leases: LeaseAttachments): PutResponse {
   const key = bytesOf(p.key); // once: the store, the lease and the lookup share this string
-  const prev = currentValue(txn, key);
+  // The previous version's lease is needed always (detach), its value only for these two.
+  const prev = currentValue(txn, key, p.prev_kv || p.ignore_value);
   const value = p.ignore_value ? prev!.value : p.value;
   const lease = p.ignore_lease ? prev!.lease : toLeaseId(p.lease);
   const { kv } = txn.put(key, value, lease);
