@@ -20,7 +20,8 @@ import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks
  * sustained write load every full GC marks the whole live heap, and the headroom is what the
  * writes may promote before the next one. 10% of a 130-250 MB index is 13-25 MB, a few seconds of
  * 4 KiB puts (each promotes its value and version records until the value is spilled), so a
- * member ran a full mark-compact every ~1.2 s and spent ~20% more CPU than with V8's own factor
+ * follower ran a full mark-compact every ~1.2 s: 120 against 27 with this minimum over one
+ * overwrite of 200k keys at 100-155 MB live, and 1.7x the CPU, at the same peak RSS
  * (docs/performance.md, "GC under a large overwrite"). The live heap is the old generation's size
  * read right after each full GC (not the heap in use at an arbitrary moment, which counts the
  * garbage too and made the cap flip on and off at ~100 MB of live heap).
