@@ -1,5 +1,6 @@
 // V8 heap sizing for a long-running member whose live heap is its whole key index.
 import v8 from 'node:v8';
+import { PerformanceObserver, constants as perfConstants } from 'node:perf_hooks';
 
 /**
  * Old-generation headroom V8 may grow into before its next full GC. V8's own growing factor is
@@ -9,33 +10,55 @@ import v8 from 'node:v8';
  * 630-645 MB at the same write rate. But a fixed 20% made full GCs frequent on small heaps (a
  * serializable range cost 112-122 us of member CPU instead of 64-66 us; still 70-75 us with a
  * 64 MB minimum headroom; docs/performance.md), so the cap applies only to a large heap, where
- * V8's headroom is hundreds of MB: V8's default below HEAP_CAP_ABOVE_BYTES of heap in use, the
+ * V8's headroom is hundreds of MB: V8's default up to HEAP_CAP_ABOVE_BYTES of live heap, the
  * cap above it. Since older values live in the spill file (mvcc/spill.ts), the same 1M keys are
  * ~185 MB of live heap, with 60-160 MB of V8's headroom above it: hence a threshold of 128 MB (it
  * was 256 MB) and a cap of 10% (it was 20%; with 8 MiB of hot values, 428-436 MB RSS per member
  * against 435-464 MB with 20% and 16 MiB, at the same load rate).
+ *
+ * The cap is a percentage of the live heap but never less than HEAP_HEADROOM_MIN_BYTES: under a
+ * sustained write load every full GC marks the whole live heap, and the headroom is what the
+ * writes may promote before the next one. 10% of a 130-250 MB index is 13-25 MB, a few seconds of
+ * 4 KiB puts (each promotes its value and version records until the value is spilled), so a
+ * follower ran a full mark-compact every ~1.2 s: 120 against 27 with this minimum over one
+ * overwrite of 200k keys at 100-155 MB live, and 1.7x the CPU, at the same peak RSS
+ * (docs/performance.md, "GC under a large overwrite"). The live heap is the old generation's size
+ * read right after each full GC (not the heap in use at an arbitrary moment, which counts the
+ * garbage too and made the cap flip on and off at ~100 MB of live heap).
  * An operator who passes --heap-growing-percent on node's command line keeps their own value.
  */
 const HEAP_GROWING_PERCENT_LARGE = 10;
 const HEAP_CAP_ABOVE_BYTES = 128 * 1024 * 1024;
-const HEAP_CHECK_INTERVAL_MS = 5000;
+const HEAP_HEADROOM_MIN_BYTES = 64 * 1024 * 1024;
 
-/** The --heap-growing-percent for `usedBytes` of heap in use (0 = V8's own dynamic factor). */
-export function heapGrowingPercent(usedBytes: number): number {
-  return usedBytes > HEAP_CAP_ABOVE_BYTES ? HEAP_GROWING_PERCENT_LARGE : 0;
+/** The --heap-growing-percent for `liveBytes` of live old-generation heap (0 = V8's own factor). */
+export function heapGrowingPercent(liveBytes: number): number {
+  if (liveBytes <= HEAP_CAP_ABOVE_BYTES) return 0;
+  return Math.max(HEAP_GROWING_PERCENT_LARGE, Math.ceil((HEAP_HEADROOM_MIN_BYTES * 100) / liveBytes));
+}
+
+/** Bytes in use in the old generation (every space but the young generation's). */
+export function oldGenerationBytes(spaces: readonly v8.HeapSpaceInfo[]): number {
+  let bytes = 0;
+  for (const s of spaces) if (s.space_name !== 'new_space' && s.space_name !== 'new_large_object_space') bytes += s.space_used_size;
+  return bytes;
 }
 
 /** Starts adjusting V8's heap growing factor to the live heap (see above); call once at start-up. */
 export function configureHeap(): void {
   if (process.execArgv.some((a) => /^--heap[-_]growing[-_]percent/.test(a))) return;
   // V8 reads this flag whenever it recomputes its heap limits (after every full GC), so changing
-  // it while running takes effect at the next collection.
+  // it after one full GC takes effect at the next.
   let current = 0;
   const check = (): void => {
-    const want = heapGrowingPercent(v8.getHeapStatistics().used_heap_size);
+    const want = heapGrowingPercent(oldGenerationBytes(v8.getHeapSpaceStatistics()));
     if (want === current) return;
     current = want;
     v8.setFlagsFromString(`--heap-growing-percent=${want}`);
   };
-  setInterval(check, HEAP_CHECK_INTERVAL_MS).unref();
+  const obs = new PerformanceObserver((list) => {
+    const major = list.getEntries().some((e) => (e as unknown as { detail?: { kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MAJOR);
+    if (major) check();
+  });
+  obs.observe({ entryTypes: ['gc'] });
 }
