@@ -21,6 +21,7 @@
 // installs waits for it and is then judged against the new state (usually: nothing left to do).
 import fs from 'node:fs';
 import path from 'node:path';
+import { syncDirSync } from '../util/fsync_dir';
 import type { Logger } from '../util/log';
 import type { Message } from '../raft';
 import type { SnapshotSource } from '../transport';
@@ -247,9 +248,15 @@ export class Snapshotter {
     const backendDir = path.join(dir, BACKEND_DIR);
     const oldDir = path.join(dir, OLD_DIR);
     const backend = await restored.reopenAt(backendDir, () => {
+      // The new backend's own entries (its tables, MANIFEST, CURRENT) are durable before it is
+      // named `backend`, and the renames are durable before this returns: the WAL's snapshot
+      // marker written after it must never survive a power loss that the swap did not (a
+      // restart would find the old backend behind a WAL that starts after the snapshot).
+      syncDirSync(incoming);
       fs.rmSync(oldDir, { recursive: true, force: true });
       fs.renameSync(backendDir, oldDir);
       fs.renameSync(incoming, backendDir);
+      syncDirSync(dir);
       fs.rmSync(oldDir, { recursive: true, force: true });
     });
     this.spillDir = nextSpillDir;
@@ -270,6 +277,7 @@ export function finishInterruptedSnapshotInstall(memberDir: string, log: Logger)
   if (!fs.existsSync(backendDir) && fs.existsSync(incoming)) {
     log.warn('completing a snapshot install that a crash interrupted between its two renames', { dir: memberDir });
     fs.renameSync(incoming, backendDir);
+    syncDirSync(memberDir);
   }
   if (fs.existsSync(incoming)) {
     log.warn('removing a snapshot that a crash cut short while it was received or loaded; the member starts from its own backend', { dir: incoming });

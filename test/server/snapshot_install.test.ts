@@ -14,6 +14,7 @@ import { Backend, type LoadedState } from '../../src/storage/backend/backend';
 import { Snapshotter, finishInterruptedSnapshotInstall } from '../../src/server/snapshot';
 import type { RaftNode } from '../../src/server/raft_node';
 import type { Server } from '../../src/server/server';
+import * as fsyncDir from '../../src/util/fsync_dir';
 import { Logger } from '../../src/util/log';
 
 const B = (s: string) => Buffer.from(s);
@@ -131,6 +132,35 @@ describe('Snapshotter.install (streamed into a new backend)', function () {
     assert.equal(f.store.heapValueBytes, 0, 'every installed value spilled (--hot-value-bytes=0)');
     assert.ok(fs.existsSync(path.join(f.memberDir, 'spill.1')), 'the new store spills to the other directory');
     assert.ok(!fs.existsSync(path.join(f.memberDir, 'backend.incoming')));
+    await f.backend().close();
+    f.store.closeSpill();
+  });
+
+  it('the swap is durable before the install returns: the new backend entries synced before it is named, the member directory after the renames', async () => {
+    const f = await follower('f6');
+    const mutable = fsyncDir as unknown as { syncDirSync: (dir: string) => void };
+    const real = mutable.syncDirSync;
+    const synced: { dir: string; backendIsNew: boolean; incomingLeft: boolean }[] = [];
+    mutable.syncDirSync = (dir: string) => {
+      synced.push({
+        dir,
+        backendIsNew: fs.existsSync(path.join(f.memberDir, 'backend')) && !fs.existsSync(path.join(f.memberDir, 'backend.incoming')),
+        incomingLeft: fs.existsSync(path.join(f.memberDir, 'backend.incoming')),
+      });
+      real(dir);
+    };
+    const snap = await leader.openSnapshot();
+    try {
+      await f.snapshotter.install(msgSnap(leaderIndex), leaderStream(snap.chunks));
+    } finally {
+      mutable.syncDirSync = real;
+      await snap.close();
+    }
+    assert.equal(f.installed.length, 1);
+    const incoming = synced.findIndex((e) => e.dir === path.join(f.memberDir, 'backend.incoming') && e.incomingLeft);
+    const member = synced.findIndex((e) => e.dir === f.memberDir && e.backendIsNew);
+    assert.ok(incoming >= 0, `backend.incoming synced before its rename: ${JSON.stringify(synced)}`);
+    assert.ok(member > incoming, `the member directory synced after the renames: ${JSON.stringify(synced)}`);
     await f.backend().close();
     f.store.closeSpill();
   });

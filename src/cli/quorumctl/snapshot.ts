@@ -15,6 +15,7 @@ import path from 'node:path';
 import type * as grpc from '@grpc/grpc-js';
 import { SnapshotFileVerifier } from '../../storage/snapshot_file';
 import { SNAPSHOT_RESTORE_FLAGS } from '../../config/flags';
+import { syncDir } from '../../util/fsync_dir';
 import { UsageError, type ParsedArgs } from './args';
 import { CommandError, toCommandError, type Connection } from './client';
 import { ProgressBar } from '../progress';
@@ -85,19 +86,10 @@ export async function saveSnapshot(c: Connection, file: string): Promise<number>
     await fh.close();
     if (ok) {
       await fs.promises.rename(part, file);
-      await fsyncDir(path.dirname(path.resolve(file)));
+      await syncDir(path.dirname(path.resolve(file)));
     } else {
       await fs.promises.rm(part, { force: true });
     }
-  }
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const d = await fs.promises.open(dir, 'r');
-  try {
-    await d.sync();
-  } finally {
-    await d.close();
   }
 }
 

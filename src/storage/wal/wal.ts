@@ -23,6 +23,7 @@ import { performance } from 'node:perf_hooks';
 import type { Entry, HardState } from '../../raft/types';
 import { emptyHardState } from '../../raft/types';
 import { assert } from '../../util/assert';
+import { syncDir } from '../../util/fsync_dir';
 import type { SnapshotMarker } from './encoder';
 import { SNAPSHOT_BATCH_BYTES, encodeSaveBatch, encodeSnapshotBatch, encodeStartBatch, saveBatchBytes } from './encoder';
 import { WalError, WalFailedError } from './errors';
@@ -398,12 +399,3 @@ async function removeEmptyDir(dir: string): Promise<void> {
   }
 }
 
-/** Makes a directory's entries (created, renamed, deleted files) durable. */
-async function syncDir(dir: string): Promise<void> {
-  const fh = await fs.open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
