@@ -65,6 +65,59 @@ describe('bbolt format (storage/backend/bolt.ts)', () => {
     });
   }
 
+  /** Writes `buckets` with `w`, returns its size. */
+  async function fill(w: BoltWriter, buckets: Map<string, [Buffer, Buffer][]>): Promise<number> {
+    for (const [name, entries] of buckets) {
+      const b = w.bucket(name);
+      for (const [k, v] of entries) await b.add(k, v);
+      await b.close();
+    }
+    return w.finish();
+  }
+
+  it('a layout-only pass places the pages as writing does; given that layout, the file comes out in page order, meta pages first, byte for byte the same', async () => {
+    const rng = new Rng(7);
+    const buckets = new Map<string, [Buffer, Buffer][]>();
+    for (const name of ['key', 'meta', 'lease']) {
+      const n = name === 'key' ? 6000 : 40;
+      const entries: [Buffer, Buffer][] = [];
+      // Values around a page and beyond (two share an overflow leaf), small ones between.
+      for (let i = 0; i < n; i++) entries.push([Buffer.from(String(i).padStart(7, '0')), Buffer.alloc(rng.int(3) === 0 ? rng.int(9000) : rng.int(200), i & 0xff)]);
+      buckets.set(name, entries);
+    }
+    const asFile = Buffer.alloc(64 * 2 ** 20);
+    const fileSize = await fill(new BoltWriter(async (bytes, position) => void bytes.copy(asFile, position)), buckets);
+
+    const plan = new BoltWriter(undefined);
+    assert.equal(await fill(plan, buckets), fileSize);
+    const layout = plan.layout!;
+    assert.ok(layout.rootPage > 3 && layout.highWater * PAGE_BYTES === fileSize);
+
+    const pieces: Buffer[] = [];
+    let next = 0;
+    const streamed = new BoltWriter(async (bytes, position) => {
+      assert.equal(position, next, 'pages arrive in order, from page 0');
+      next += bytes.length;
+      pieces.push(Buffer.from(bytes)); // the writer reuses its buffer
+    }, layout);
+    assert.equal(await fill(streamed, buckets), fileSize);
+    assert.equal(next, fileSize);
+    assert.ok(Buffer.concat(pieces).equals(asFile.subarray(0, fileSize)), 'the stream is the file');
+    const file = path.join(dir, 'streamed.db');
+    fs.writeFileSync(file, Buffer.concat(pieces));
+    const db = BoltReader.open(file);
+    try {
+      for (const [name, entries] of buckets) assert.equal([...db.entries(name)].length, entries.length, name);
+    } finally {
+      db.close();
+    }
+
+    // A layout that is not the one written: the writer says so at the end (its meta pages,
+    // already sent, would point elsewhere).
+    const wrong = new BoltWriter(async () => undefined, { rootPage: layout.rootPage, highWater: layout.highWater + 1 });
+    await assert.rejects(fill(wrong, buckets), /meta pages sent say/);
+  });
+
   it('refuses keys out of order, and files that are not bbolt or are truncated', async () => {
     const w = new BoltWriter(async () => undefined);
     const b = w.bucket('b');
