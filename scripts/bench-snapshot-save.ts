@@ -3,16 +3,14 @@
 // overwrite leave it), then the conversion to etcd's bbolt file is timed in separate passes, each
 // over the same backend snapshot:
 //   read      the backend snapshot's records alone (LevelDB's reads);
-//   plan      read + the layout-only conversion (snapshot save's first walk);
 //   convert   read + conversion to bbolt pages into a sink that drops them (the CPU of the writer);
-//   spool     the save as it was before the two walks: one walk into a spool file, read back;
 //   save      what Maintenance.Snapshot does, end to end, into a file (the etcdctl side's write
 //             included, without the network): see saveSnapshot in api/maintenance_service.ts.
 // Each pass prints its time, its longest gap between two event-loop turns (a timer every 5 ms) and
 // the process's peak RSS.
 //
 // Usage: npx tsc -p . && node dist/scripts/bench-snapshot-save.js [--keys=50000] [--value-bytes=4096]
-//        [--passes=read,plan,convert,save] [--dir=/tmp/...] (the backend and the files go under --dir,
+//        [--passes=read,convert,save] [--dir=/tmp/...] (the backend and the files go under --dir,
 //        removed at the end)
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -22,15 +20,13 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { Backend } from '../src/storage/backend/backend';
 import { SpillFile } from '../src/storage/spill_file';
 import { writeEtcdDb } from '../src/storage/etcddb/etcd_db';
-import { bufferedSink } from '../src/storage/etcddb/bolt';
-import { snapshotFileChunks } from '../src/storage/snapshot_file';
 import { saveSnapshotToFile } from '../src/api/maintenance_service';
 import { arg } from './bench_support';
 import { assert } from '../src/util/assert';
 
 const KEYS = Number(arg('keys', '50000'));
 const VALUE_BYTES = Number(arg('value-bytes', '4096'));
-const PASSES = arg('passes', 'read,plan,convert,save').split(',').filter((p) => p !== '');
+const PASSES = arg('passes', 'read,convert,save').split(',').filter((p) => p !== '');
 /** Loads the in-memory store (values spilled beyond 8 MiB, as a member's) before the passes, so
  *  that the heap a garbage collection walks is a member's size, not a bare process's. */
 const LOAD_STORE = arg('load-store', '1') === '1';
@@ -125,51 +121,18 @@ async function main(): Promise<void> {
           }
           return `${(bytes / 2 ** 20).toFixed(0)} MiB of records`;
         }
-        if (pass === 'plan' || pass === 'convert') {
+        if (pass === 'convert') {
           const snap = await backend.openSnapshotRecords();
           try {
-            const w = await writeEtcdDb(snap.records, snap.meta, pass === 'plan' ? undefined : async () => undefined);
+            const w = await writeEtcdDb(snap.records, snap.meta, async () => undefined);
             return `${(w.bytes / 2 ** 20).toFixed(0)} MiB bbolt`;
           } finally {
             await snap.records.return(undefined);
             await snap.close();
           }
         }
-        if (pass === 'spool') {
-          // The structure snapshot save had before (one walk into a spool file, read back and
-          // framed, then written out), with today's page writer: the A/B of the two-walk stream.
-          const spool = path.join(DIR, 'spool');
-          const fh = fs.openSync(spool, 'w+');
-          const outFd = fs.openSync(out, 'w');
-          try {
-            const snap = await backend.openSnapshotRecords();
-            const sink = bufferedSink((bytes, position) => new Promise<void>((res, rej) => fs.write(fh, bytes, 0, bytes.length, position, (e) => (e ? rej(e) : res()))));
-            const w = await writeEtcdDb(snap.records, snap.meta, sink);
-            await sink.flush();
-            await snap.close();
-            async function* pieces(): AsyncGenerator<Buffer> {
-              for (let pos = 0; pos < w.bytes; ) {
-                const piece = Buffer.allocUnsafe(Math.min(2 ** 20, w.bytes - pos));
-                await new Promise<void>((res, rej) => fs.read(fh, piece, 0, piece.length, pos, (e) => (e ? rej(e) : res())));
-                pos += piece.length;
-                yield piece;
-              }
-            }
-            let at = 0;
-            for await (const chunk of snapshotFileChunks(pieces(), 256 * 1024)) {
-              await new Promise<void>((res, rej) => fs.write(outFd, chunk, 0, chunk.length, at, (e) => (e ? rej(e) : res())));
-              at += chunk.length;
-            }
-            fs.fsyncSync(outFd);
-            return `${(at / 2 ** 20).toFixed(0)} MiB file (spooled)`;
-          } finally {
-            fs.closeSync(fh);
-            fs.closeSync(outFd);
-            fs.rmSync(spool, { force: true });
-          }
-        }
         if (pass === 'save') {
-          const bytes = await saveSnapshotToFile(backend, out);
+          const bytes = await saveSnapshotToFile(backend, DIR, out);
           return `${(bytes / 2 ** 20).toFixed(0)} MiB file`;
         }
         throw new Error(`unknown pass ${pass}`);

@@ -24,8 +24,9 @@ import type {
   StatusResponse,
 } from '../proto/types';
 import { crc32c } from '../mvcc';
-import { SnapshotFileWriter } from '../storage/snapshot_file';
-import { writeEtcdDb } from '../storage/etcddb/etcd_db';
+import { snapshotFileBytes, snapshotFileChunks } from '../storage/snapshot_file';
+import { writeEtcdDb, type EtcdDbWritten } from '../storage/etcddb/etcd_db';
+import { bufferedSink } from '../storage/etcddb/bolt';
 import { LOOP_CLOCK } from '../util/slice_clock';
 import { assert } from '../util/assert';
 import type { Backend } from '../storage/backend/backend';
@@ -41,10 +42,9 @@ export const STATUS_VERSION = '3.4.0';
 const SNAPSHOT_CHUNK_BYTES = 256 * 1024;
 /** Sending work (hashing, framing) between two event-loop turns. */
 const SEND_SLICE_MS_MAX = 10;
-/** Snapshot streams served at once; each holds a LevelDB snapshot (and its files) while it lasts. */
+/** Snapshot streams served at once; each holds a spool file the size of the backend. */
 const SNAPSHOT_STREAMS_MAX = 2;
-/** Spool files of earlier versions, which built the whole file before sending it:
- *  `<data-dir>/member/snapshot-stream.<pid>.<seq>.tmp`; one left by a crash is removed at start. */
+/** Spool files: `<data-dir>/member/snapshot-stream.<pid>.<seq>.tmp`, removed when the stream ends. */
 const SPOOL_PREFIX = 'snapshot-stream.';
 const SPOOL_SUFFIX = '.tmp';
 
@@ -168,11 +168,11 @@ export function maintenanceService(server: Server) {
   const Snapshot: ServerStreamHandler<object, SnapshotResponse> = (call) => {
     const denied = authorizeMaintenance(server, call); // root only, as etcd 3.4
     if (denied) return call.fail(denied);
-    if (!backend) return call.fail(unimplemented('etcdserverpb.Maintenance/Snapshot', 'unavailable on a member without a durable backend'));
+    if (!backend || !spoolDir) return call.fail(unimplemented('etcdserverpb.Maintenance/Snapshot', 'unavailable on a member without a durable backend'));
     if (snapshotStreams >= SNAPSHOT_STREAMS_MAX) return call.fail(Errors.TooManyRequests);
     snapshotStreams++;
     const out = new SnapshotSender(call);
-    streamSnapshot(server, out)
+    streamSnapshot(server, out, spoolDir)
       .catch((err) => {
         if (!call.cancelled) call.fail(err instanceof EtcdError ? err : internalStatus('quorumkv: snapshot failed', err));
       })
@@ -201,142 +201,128 @@ async function removeStaleSpoolFiles(dir: string): Promise<void> {
   }
 }
 
-/** What a consumer of a snapshot file learns before its first chunk. */
-export interface SnapshotFileInfo {
-  /** The store's revision in the snapshot. */
+let spoolSeq = 0;
+
+/** A backend snapshot as etcd's snapshot file, in pieces: `fileBytes` in all (payload, padding and
+ *  SHA-256), `revision` the store's. `close` (idempotent; also run when `chunks` ends) releases
+ *  the spool file: the caller calls it whether or not it read the chunks. */
+export interface SnapshotFileStream {
   revision: number;
-  /** The file's size: payload, padding and SHA-256. */
   fileBytes: number;
+  chunks: AsyncGenerator<Buffer>;
+  close: () => Promise<void>;
 }
 
 /**
- * The backend snapshot as etcd's snapshot file, delivered in chunks of `chunkBytes` (then the
- * SHA-256 on its own) as it is built: an etcd (bbolt) database, the file etcdctl's snapshot
- * status and restore read (storage/etcddb/etcd_db.ts), with the padding and the checksum
- * (storage/snapshot_file.ts). bbolt's meta pages come first in the file and name the root page
- * and the page count, known only once every page is placed: the records are walked twice in one
- * LevelDB snapshot, first to lay the file out (sizes only, nothing built), then to build and
- * deliver it in page order. So nothing the size of the state is held or written before the first
- * byte goes out, and the size is exact from the start (remaining_bytes counts down to 0 as
- * etcd's). `deliver` must be done with its chunk when its promise settles (the buffer is reused).
- * The LevelDB snapshot lives until the last chunk is delivered (as etcd's read transaction does).
- * `gone()` true stops the work; then false is returned.
+ * The backend snapshot as etcd's snapshot file. The backend snapshot is first spooled to a file
+ * next to the backend: that gives the exact size (remaining_bytes counts down to 0 as etcd's
+ * does), lets the LevelDB snapshot and iterator go as soon as the copy is made instead of living
+ * as long as the slowest client, and checks the framing before a byte is sent. Then the file goes
+ * out in chunks of `chunkBytes` with the padding and the SHA-256 (storage/snapshot_file.ts).
+ * `gone()` true stops the conversion (undefined is returned). (Building the file as it is sent,
+ * with a first layout-only walk of the records for bbolt's meta pages, was measured and not
+ * kept: docs/performance.md, "Snapshot save at scale".)
  */
-export async function writeSnapshotFile(
-  backend: Backend,
-  chunkBytes: number,
-  gone: () => boolean,
-  onInfo: (info: SnapshotFileInfo) => void,
-  deliver: (chunk: Buffer) => Promise<void>,
-): Promise<boolean> {
-  const view = await backend.openSnapshotView();
-  // The records as LevelDB reads them (not through the backend's stream encoding, whose
-  // framing and checksum guard a transfer between processes, and cost a parse, a CRC pass and
-  // copies of every byte here).
-  async function* walk(): AsyncGenerator<[Buffer, Buffer][]> {
-    for await (const batch of view.records()) {
-      if (gone()) throw new SnapshotCancelled();
-      yield batch;
+export async function openSnapshotFileStream(backend: Backend, spoolDir: string, chunkBytes: number, gone: () => boolean): Promise<SnapshotFileStream | undefined> {
+  const spool = path.join(spoolDir, `${SPOOL_PREFIX}${process.pid}.${spoolSeq++}${SPOOL_SUFFIX}`);
+  const fh = await fs.open(spool, 'wx+', 0o600);
+  let released: Promise<void> | undefined;
+  const release = () =>
+    (released ??= (async () => {
+      await fh.close();
+      await fs.rm(spool, { force: true });
+    })());
+  let written: EtcdDbWritten;
+  try {
+    // The spool file is an etcd (bbolt) database built from the backend snapshot's records: the
+    // file etcdctl's snapshot status and restore read (storage/backend/etcd_db.ts).
+    // The records as LevelDB reads them (not through the backend's stream encoding, whose
+    // framing and checksum guard a transfer between processes, and cost a parse, a CRC pass and
+    // copies of every byte here).
+    const snap = await backend.openSnapshotRecords();
+    try {
+      const sink = bufferedSink(async (bytes, position) => {
+        if (gone()) throw new SnapshotCancelled();
+        await writeAll(fh, bytes, position);
+      });
+      written = await writeEtcdDb(snap.records, snap.meta, sink);
+      await sink.flush();
+    } finally {
+      await snap.records.return(undefined);
+      await snap.close();
+    }
+  } catch (err) {
+    await release();
+    if (err instanceof SnapshotCancelled) return undefined;
+    throw err;
+  }
+  async function* chunks(): AsyncGenerator<Buffer> {
+    try {
+      yield* snapshotFileChunks(readSpool(fh, written.bytes), chunkBytes);
+    } finally {
+      await release();
     }
   }
-  try {
-    const plan = await writeEtcdDb(walk(), view.meta, undefined);
-    const file = new SnapshotFileWriter(plan.bytes, chunkBytes, async (chunk) => {
-      if (gone()) throw new SnapshotCancelled();
-      await deliver(chunk);
-    });
-    onInfo({ revision: plan.revision, fileBytes: file.fileBytes });
-    let position = 0;
-    // Chunks often go out without waiting (the transport takes them): a turn now and then, also
-    // while the branch pages are written after the last record.
-    let sliceStart = LOOP_CLOCK.now();
-    const written = await writeEtcdDb(
-      walk(),
-      view.meta,
-      async (bytes, at) => {
-        assert(at === position, 'snapshot save: a planned bbolt file is written in page order');
-        position += bytes.length;
-        await file.write(bytes);
-        if (LOOP_CLOCK.now() - sliceStart >= SEND_SLICE_MS_MAX) {
-          await LOOP_CLOCK.yieldToLoop();
-          sliceStart = LOOP_CLOCK.now();
-        }
-      },
-      LOOP_CLOCK,
-      plan.layout,
-    );
-    assert(written.bytes === plan.bytes && written.revision === plan.revision, 'snapshot save: the second walk of one LevelDB snapshot converts as the first');
-    await file.finish();
-    return true;
-  } catch (err) {
-    if (err instanceof SnapshotCancelled) return false;
-    throw err;
-  } finally {
-    await view.close();
-  }
+  return { revision: written.revision, fileBytes: snapshotFileBytes(written.bytes), chunks: chunks(), close: release };
 }
 
-/** Serves one Snapshot stream (writeSnapshotFile's chunks), honouring gRPC flow control. */
-async function streamSnapshot(server: Server, out: SnapshotSender): Promise<void> {
-  let header: ResponseHeader | undefined;
-  let fileBytes = 0;
-  let sent = 0;
-  const done = await writeSnapshotFile(
-    server.durableBackend!,
-    SNAPSHOT_CHUNK_BYTES,
-    () => out.gone,
-    (info) => {
-      header = server.header(Math.max(1, info.revision)); // as Backend.load: an empty store is at 1
-      fileBytes = info.fileBytes;
-    },
-    async (blob) => {
+/** Serves one Snapshot stream (openSnapshotFileStream's chunks), honouring gRPC flow control. */
+async function streamSnapshot(server: Server, out: SnapshotSender, spoolDir: string): Promise<void> {
+  const file = await openSnapshotFileStream(server.durableBackend!, spoolDir, SNAPSHOT_CHUNK_BYTES, () => out.gone);
+  if (!file) return;
+  try {
+    if (out.gone) return;
+    const header: ResponseHeader = server.header(Math.max(1, file.revision)); // as Backend.load: an empty store is at 1
+    let sent = 0;
+    // The spool is read ahead and a write the transport takes resolves at once: without a turn
+    // now and then, the loop would hash and frame chunk after chunk in microtasks.
+    let sliceStart = LOOP_CLOCK.now();
+    for await (const blob of file.chunks) {
+      if (LOOP_CLOCK.now() - sliceStart >= SEND_SLICE_MS_MAX) {
+        await LOOP_CLOCK.yieldToLoop();
+        sliceStart = LOOP_CLOCK.now();
+      }
       sent += blob.length;
-      // send() serializes the message at once (the blob is copied): the buffer may be reused.
-      if (!(await out.send({ header: header!, remaining_bytes: fileBytes - sent, blob, version: STATUS_VERSION }))) throw new SnapshotCancelled();
-    },
-  );
-  if (done) out.end();
+      if (!(await out.send({ header, remaining_bytes: file.fileBytes - sent, blob, version: STATUS_VERSION }))) return;
+    }
+    out.end();
+  } finally {
+    await file.chunks.return(undefined);
+    await file.close();
+  }
 }
 
 /**
  * Saves the backend's snapshot file to `file` as `etcdctl snapshot save` does with the stream
  * (written in order to `file`.part, fsynced, renamed into place), without the network: the
- * benchmark of the save's phases (scripts/bench-snapshot-save.ts) and tests. Returns its size.
+ * benchmark of the save's phases (scripts/bench-snapshot-save.ts). Returns its size.
  */
-export async function saveSnapshotToFile(backend: Backend, file: string): Promise<number> {
+export async function saveSnapshotToFile(backend: Backend, spoolDir: string, file: string): Promise<number> {
+  const stream = await openSnapshotFileStream(backend, spoolDir, SNAPSHOT_CHUNK_BYTES, () => false);
+  assert(stream !== undefined, 'a save nobody cancels completes');
   const part = `${file}.part`;
-  const fh = await fs.open(part, 'w', 0o600);
   let bytes = 0;
-  let announced = -1;
-  // As a client receives while it writes: each chunk is copied and its write left in flight while
-  // the next is built (two buffers; a failed write is thrown at the next chunk or at the end).
-  const buffers = [Buffer.allocUnsafeSlow(SNAPSHOT_CHUNK_BYTES), Buffer.allocUnsafeSlow(SNAPSHOT_CHUNK_BYTES)];
-  const inFlight: Promise<void>[] = [Promise.resolve(), Promise.resolve()];
-  let cur = 0;
   try {
-    const done = await writeSnapshotFile(
-      backend,
-      SNAPSHOT_CHUNK_BYTES,
-      () => false,
-      (info) => (announced = info.fileBytes),
-      async (chunk) => {
-        await inFlight[cur]!;
-        const copy = buffers[cur]!.subarray(0, chunk.copy(buffers[cur]!));
-        const p = writeAll(fh, copy, bytes);
-        p.catch(() => undefined); // awaited below
-        inFlight[cur] = p;
+    const fh = await fs.open(part, 'w', 0o600);
+    try {
+      let sliceStart = LOOP_CLOCK.now();
+      for await (const chunk of stream.chunks) {
+        if (LOOP_CLOCK.now() - sliceStart >= SEND_SLICE_MS_MAX) {
+          await LOOP_CLOCK.yieldToLoop();
+          sliceStart = LOOP_CLOCK.now();
+        }
+        await writeAll(fh, chunk, bytes);
         bytes += chunk.length;
-        cur ^= 1;
-      },
-    );
-    assert(done, 'a save nobody cancels completes');
-    await Promise.all(inFlight);
-    await fh.sync();
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
   } finally {
-    await Promise.allSettled(inFlight);
-    await fh.close();
+    await stream.chunks.return(undefined);
+    await stream.close();
   }
-  assert(bytes === announced, 'snapshot file: the size announced is the size written');
+  assert(bytes === stream.fileBytes, 'snapshot file: the size announced is the size written');
   await fs.rename(part, file);
   return bytes;
 }
@@ -383,4 +369,35 @@ class SnapshotCancelled extends Error {}
 async function writeAll(fh: fs.FileHandle, buf: Buffer, position: number): Promise<void> {
   let off = 0;
   while (off < buf.length) off += (await fh.write(buf, off, buf.length - off, position + off)).bytesWritten;
+}
+
+/** Bytes per read of the spool file (cut into SNAPSHOT_CHUNK_BYTES messages without a copy). */
+const SPOOL_READ_BYTES = 4 * SNAPSHOT_CHUNK_BYTES;
+
+/** The spool file's first `bytes` bytes, in pieces of SPOOL_READ_BYTES: the next piece is read
+ *  while the consumer sends this one (two pieces held at most). A read that fails while nobody
+ *  awaits it is caught here and rethrown when the loop gets to it. */
+async function* readSpool(fh: fs.FileHandle, bytes: number): AsyncGenerator<Buffer> {
+  const read = (position: number): Promise<Buffer> => {
+    const piece = Buffer.allocUnsafe(Math.min(SPOOL_READ_BYTES, bytes - position));
+    const p = readAll(fh, piece, position).then(() => piece);
+    p.catch(() => undefined);
+    return p;
+  };
+  let next = bytes > 0 ? read(0) : undefined;
+  for (let position = 0; next !== undefined; ) {
+    const piece = await next;
+    position += piece.length;
+    next = position < bytes ? read(position) : undefined;
+    yield piece;
+  }
+}
+
+async function readAll(fh: fs.FileHandle, into: Buffer, position: number): Promise<void> {
+  let off = 0;
+  while (off < into.length) {
+    const { bytesRead } = await fh.read(into, off, into.length - off, position + off);
+    if (bytesRead === 0) throw new Error('snapshot spool file shorter than written');
+    off += bytesRead;
+  }
 }

@@ -11,8 +11,7 @@
 // (backend/snapshot.ts), which ends in its own trailer: readBackendStreamFile finds the end of
 // that payload with the stream's parser and checks that only zero padding follows.
 //
-// Writers: snapshotFileChunks (payload pieces in, file chunks out), SnapshotFileWriter (the same,
-// pushed, for a payload whose size is known before it is built). Reader: SnapshotFileVerifier
+// Writer: snapshotFileChunks (payload pieces in, file chunks out). Reader: SnapshotFileVerifier
 // (a file arriving as a stream), verifySnapshotFile (a file on disk), isEtcdDbFile (which payload),
 // readBackendStreamFile (the records of an earlier quorumkv file).
 import { createHash } from 'node:crypto';
@@ -68,69 +67,6 @@ export async function* snapshotFileChunks(payload: AsyncIterable<Buffer>, chunkB
   held.push(padding);
   while (held.bytes > 0) yield held.take(Math.min(chunkBytes, held.bytes));
   yield sha.digest();
-}
-
-/**
- * The file around a payload of a size known in advance, pushed in pieces (a payload built as it
- * is sent: snapshot save's bbolt pages): pieces are copied into one chunk buffer of `chunkBytes`;
- * each full chunk goes to `deliver`, which must be done with it when its promise settles (the
- * buffer is filled again). finish() adds the padding and delivers the last chunk, then the SHA-256
- * as a chunk of its own, as snapshotFileChunks does; it fails if the payload was not the size
- * announced.
- */
-export class SnapshotFileWriter {
-  private readonly sha = createHash('sha256');
-  private readonly chunk: Buffer;
-  private used = 0;
-  private payload = 0;
-
-  constructor(
-    private readonly payloadBytes: number,
-    chunkBytes: number,
-    private readonly deliver: (chunk: Buffer) => Promise<void>,
-  ) {
-    assert(chunkBytes > 0, 'snapshot file: chunkBytes must be positive');
-    this.chunk = Buffer.allocUnsafeSlow(chunkBytes);
-  }
-
-  /** The whole file's size. */
-  get fileBytes(): number {
-    return snapshotFileBytes(this.payloadBytes);
-  }
-
-  /** Appends payload bytes (copied before the promise settles). */
-  async write(piece: Buffer): Promise<void> {
-    this.payload += piece.length;
-    if (this.payload > this.payloadBytes) throw new SnapshotFileError(`snapshot file: payload beyond the ${this.payloadBytes} bytes announced`);
-    for (let off = 0; off < piece.length; ) {
-      const n = piece.copy(this.chunk, this.used, off);
-      off += n;
-      this.used += n;
-      if (this.used === this.chunk.length) await this.flush();
-    }
-  }
-
-  async finish(): Promise<void> {
-    if (this.payload !== this.payloadBytes) throw new SnapshotFileError(`snapshot file: ${this.payload} bytes of payload, ${this.payloadBytes} announced`);
-    let padding = paddingBytes(this.payloadBytes);
-    while (padding > 0) {
-      const n = Math.min(padding, this.chunk.length - this.used);
-      this.chunk.fill(0, this.used, this.used + n);
-      this.used += n;
-      padding -= n;
-      if (this.used === this.chunk.length) await this.flush();
-    }
-    await this.flush();
-    await this.deliver(this.sha.digest());
-  }
-
-  private async flush(): Promise<void> {
-    if (this.used === 0) return;
-    const full = this.chunk.subarray(0, this.used);
-    this.sha.update(full);
-    this.used = 0;
-    await this.deliver(full);
-  }
 }
 
 /** Pieces waiting to be cut into chunks. */

@@ -18,7 +18,7 @@ import { assert } from '../../util/assert';
 import { LOOP_CLOCK } from '../../util/slice_clock';
 import type { Event, KeyValue, Revision, SpillRef, StoredKv } from '../../mvcc';
 import { MvccStore, SnapshotImporter, SPILL_BYTES_PER_STEP, type ValueSpill } from '../../mvcc';
-import { openSnapshotRecords, openSnapshotStream, openSnapshotView, type SnapshotMeta, type SnapshotView } from './snapshot';
+import { openSnapshotRecords, openSnapshotStream, type SnapshotMeta } from './snapshot';
 import {
   AUTH_ROLE,
   AUTH_USER,
@@ -607,13 +607,6 @@ export class Backend {
   async openSnapshotRecords(): Promise<{ meta: SnapshotMeta; records: AsyncGenerator<[Buffer, Buffer][]>; close: () => Promise<void> }> {
     await this.flush();
     return openSnapshotRecords(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
-  }
-
-  /** A snapshot that can be walked more than once (snapshot save: once to lay the file out, once
-   *  to write it; see SnapshotView). The caller closes it. */
-  async openSnapshotView(): Promise<SnapshotView> {
-    await this.flush();
-    return openSnapshotView(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
   }
 
   /** Compacts LevelDB's files (etcd's defragment: reclaims the space of deleted records). Waits

@@ -73,17 +73,13 @@ export function snapshotTrailer(sum: { count: bigint; crc: number }): Buffer {
   return trailer;
 }
 
-/** A LevelDB snapshot of `db` with `meta` read inside it: `records()` walks it in key order as
- *  batches of records (what the stream carries), as many times as asked (each walk its own
- *  iterator; a walk ended early is closed by its generator's return). `close` releases the
- *  snapshot (idempotent) once no walk is running. */
-export interface SnapshotView {
-  meta: SnapshotMeta;
-  records: () => AsyncGenerator<[Buffer, Buffer][]>;
-  close: () => Promise<void>;
-}
-
-export async function openSnapshotView(db: Db, metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer }): Promise<SnapshotView> {
+/** A consistent view of `db` as batches of records in key order (what the stream carries), with
+ *  `meta` read inside the same LevelDB snapshot. `close` releases the snapshot (idempotent): the
+ *  generator does at its end; a caller that stops early or never starts reading must. */
+export async function openSnapshotRecords(
+  db: Db,
+  metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer },
+): Promise<{ meta: SnapshotMeta; records: AsyncGenerator<[Buffer, Buffer][]>; close: () => Promise<void> }> {
   const snapshot = db.snapshot();
   let closed = false;
   const close = async (): Promise<void> => {
@@ -104,47 +100,32 @@ export async function openSnapshotView(db: Db, metaKeys: { appliedIndex: Buffer;
     appliedTerm: term ? Number(term.readBigUInt64BE(0)) : 0,
   };
   async function* records(): AsyncGenerator<[Buffer, Buffer][]> {
-    assert(!closed, 'snapshot view: walked after close');
-    const it = db.iterator({ snapshot, highWaterMarkBytes: SNAPSHOT_READ_BYTES_MAX });
     try {
-      // The next read runs on LevelDB's thread while the consumer works on this batch: one
-      // batch ahead, so at most two reads' worth of records are held. A read that fails while
-      // nobody awaits it is caught here and rethrown when the loop gets to it.
-      const read = () => {
-        const p = it.nextv(RECORDS_PER_CHUNK_MAX);
-        p.catch(() => undefined);
-        return p;
-      };
-      let next = read();
-      for (;;) {
-        const batch = await next;
-        if (batch.length === 0) break;
-        next = read();
-        yield batch;
+      const it = db.iterator({ snapshot, highWaterMarkBytes: SNAPSHOT_READ_BYTES_MAX });
+      try {
+        // The next read runs on LevelDB's thread while the consumer works on this batch: one
+        // batch ahead, so at most two reads' worth of records are held. A read that fails while
+        // nobody awaits it is caught here and rethrown when the loop gets to it.
+        const read = () => {
+          const p = it.nextv(RECORDS_PER_CHUNK_MAX);
+          p.catch(() => undefined);
+          return p;
+        };
+        let next = read();
+        for (;;) {
+          const batch = await next;
+          if (batch.length === 0) break;
+          next = read();
+          yield batch;
+        }
+      } finally {
+        await it.close(); // after a read still in flight (abstract-level waits for it)
       }
     } finally {
-      await it.close(); // after a read still in flight (abstract-level waits for it)
+      await close();
     }
   }
-  return { meta, records, close };
-}
-
-/** A consistent view of `db` as batches of records in key order (what the stream carries), with
- *  `meta` read inside the same LevelDB snapshot. `close` releases the snapshot (idempotent): the
- *  generator does at its end; a caller that stops early or never starts reading must. */
-export async function openSnapshotRecords(
-  db: Db,
-  metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer },
-): Promise<{ meta: SnapshotMeta; records: AsyncGenerator<[Buffer, Buffer][]>; close: () => Promise<void> }> {
-  const view = await openSnapshotView(db, metaKeys);
-  async function* records(): AsyncGenerator<[Buffer, Buffer][]> {
-    try {
-      yield* view.records();
-    } finally {
-      await view.close();
-    }
-  }
-  return { meta: view.meta, records: records(), close: view.close };
+  return { meta, records: records(), close };
 }
 
 /** Streams a consistent view of `db`. `meta` is read inside the same LevelDB snapshot. */

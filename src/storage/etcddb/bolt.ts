@@ -20,9 +20,6 @@
 //
 // The writer lays pages out sequentially: meta 0, meta 1 and the (empty) freelist first, then each
 // bucket's leaves as the sorted keys arrive, its branch levels, and last the root bucket's page.
-// The meta pages name the root page and the high-water mark, known only at the end: the writer
-// either writes them last at their positions (a file), or is given them by a first, layout-only
-// pass over the same elements and writes them first (a stream in page order: snapshot save).
 // Nothing is ever freed, so the freelist is empty and every page below the high-water mark is
 // reachable (bbolt's Tx.Check passes).
 import fs from 'node:fs';
@@ -118,10 +115,8 @@ export interface LeafValue {
   copy(target: Buffer, targetStart: number): number;
 }
 
-/** Where the root bucket's page and the high-water mark fall: what the meta pages say. Known
- *  before any page is written (a first pass in layout-only mode gives it), the meta pages can go
- *  first and the whole file out in page order, as it is built (a stream, no file to seek in). */
-export interface BoltLayout {
+/** What the meta pages name: the root bucket's page and the high-water mark. */
+interface BoltLayout {
   rootPage: number;
   highWater: number;
 }
@@ -181,35 +176,17 @@ function freelistPage(): Buffer {
   return buf;
 }
 
-/**
- * Writes a bbolt database of top-level buckets, one bucket at a time, keys ascending. Three ways:
- * - `new BoltWriter(sink)`: data pages in order from page 3, then the freelist (page 2) and the
- *   meta pages (0, 1) at their positions last (a file);
- * - `new BoltWriter(undefined)`: layout only: nothing is built or written, the same elements
- *   given in the same order place the same pages, and `layout` tells where the root went;
- * - `new BoltWriter(sink, layout)`: the meta pages and the freelist first, then every page in
- *   order (a stream); finish() fails if the root or the high-water mark differ from `layout`.
- */
+/** Writes a bbolt database of top-level buckets, one bucket at a time, keys ascending: data pages
+ *  in order from page 3, then the freelist (page 2) and the meta pages (0, 1) at their positions. */
 export class BoltWriter {
   private nextPage = FIRST_DATA_PAGE;
   private readonly buckets: { name: Buffer; root: number }[] = [];
   private open: BoltBucketWriter | undefined;
-  /** Page images are built here (grown to the largest), then handed to the sink. */
+  /** Page images are built here (grown to the largest), then handed to the sink: a zeroed
+   *  Buffer per leaf cost an allocation and the first touch of fresh memory for every page. */
   private scratch = Buffer.alloc(0);
-  private headerWritten = false;
-  private done: BoltLayout | undefined;
 
-  constructor(
-    private readonly sink: PageSink | undefined,
-    private readonly planned?: BoltLayout,
-  ) {
-    assert(planned === undefined || sink !== undefined, 'bolt writer: a planned layout is for writing');
-  }
-
-  /** The layout, once finish() has run. */
-  get layout(): BoltLayout | undefined {
-    return this.done;
-  }
+  constructor(private readonly sink: PageSink) {}
 
   /** @internal writes one page image of `bodyBytes` after its header (overflow pages as needed)
    *  as the next page; `fill` writes the body and the header's count. Returns its page id. */
@@ -217,8 +194,6 @@ export class BoltWriter {
     const id = this.nextPage;
     const pages = pagesFor(bodyBytes);
     this.nextPage += pages;
-    if (!this.sink) return id;
-    if (this.planned && !this.headerWritten) await this.writeHeaderPages(this.planned);
     const bytes = pages * PAGE_BYTES;
     if (this.scratch.length < bytes) this.scratch = Buffer.allocUnsafeSlow(Math.max(bytes, 2 * this.scratch.length));
     const buf = this.scratch.subarray(0, bytes);
@@ -229,13 +204,6 @@ export class BoltWriter {
     fill(buf);
     await this.sink(buf, id * PAGE_BYTES);
     return id;
-  }
-
-  private async writeHeaderPages(layout: BoltLayout): Promise<void> {
-    this.headerWritten = true;
-    await this.sink!(metaPage(0, layout), 0);
-    await this.sink!(metaPage(1, layout), PAGE_BYTES);
-    await this.sink!(freelistPage(), 2 * PAGE_BYTES);
   }
 
   bucket(name: string): BoltBucketWriter {
@@ -249,8 +217,7 @@ export class BoltWriter {
     return this.open;
   }
 
-  /** Writes the root bucket (and, unless they went first, the freelist and both meta pages);
-   *  returns the database's size. */
+  /** Writes the root bucket, the freelist and both meta pages; returns the database's size. */
   async finish(): Promise<number> {
     if (this.open) throw new Error(`bolt writer: bucket ${this.open.name} is still open`);
     const sorted = [...this.buckets].sort((a, b) => Buffer.compare(a.name, b.name));
@@ -261,18 +228,9 @@ export class BoltWriter {
       await root.addElement(b.name, header, BUCKET_LEAF_FLAG);
     }
     const layout = { rootPage: await root.finishTree(), highWater: this.nextPage };
-    this.done = layout;
-    if (this.planned) {
-      // Both passes convert the same records (one LevelDB snapshot): a difference is a bug, and
-      // the meta pages already sent would point at the wrong page.
-      if (layout.rootPage !== this.planned.rootPage || layout.highWater !== this.planned.highWater) {
-        throw new Error(`bolt writer: root page ${layout.rootPage} and ${layout.highWater} pages written, but the meta pages sent say ${this.planned.rootPage} and ${this.planned.highWater}`);
-      }
-    } else if (this.sink) {
-      await this.sink(freelistPage(), 2 * PAGE_BYTES);
-      await this.sink(metaPage(0, layout), 0);
-      await this.sink(metaPage(1, layout), PAGE_BYTES);
-    }
+    await this.sink(freelistPage(), 2 * PAGE_BYTES);
+    await this.sink(metaPage(0, layout), 0);
+    await this.sink(metaPage(1, layout), PAGE_BYTES);
     return layout.highWater * PAGE_BYTES;
   }
 }

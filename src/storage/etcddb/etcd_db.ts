@@ -21,7 +21,7 @@
 import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
 import { LOOP_CLOCK, type SliceClock } from '../../util/slice_clock';
-import { BoltReader, BoltWriter, type BoltLayout, type LeafValue, type PageSink } from './bolt';
+import { BoltReader, BoltWriter, type LeafValue, type PageSink } from './bolt';
 import { encodeSnapshotRecords, snapshotHeader, snapshotTrailer, type SnapshotMeta } from '../backend/snapshot';
 import { encodeKv, kvRecordKey } from '../backend/backend';
 import { AUTH_ROLE, AUTH_USER, NS_ALARM, NS_AUTH, NS_KV, NS_LEASE, NS_MEMBER, NS_META, NS_REMOVED, alarmKey, decodeLease, encodeLease, leaseIdOfKey, leaseKey, metaKey, u64 } from '../backend/records';
@@ -239,26 +239,15 @@ const CONVERT_SLICE_MS_MAX = 10;
 export interface EtcdDbWritten {
   bytes: number;
   revision: number;
-  /** Where its root went: what a second pass over the same records, given it, writes first. */
-  layout: BoltLayout;
 }
 
 /**
  * Writes the backend records (in backend key order, as a backend snapshot stream yields them) as
  * an etcd database through `sink`. `key` records go to their bucket as they come; the rest (a few
  * records per lease, member, user and role) are kept until the end, sorted in etcd's key order.
- * Without a sink, nothing is built: the result's layout is where the pages would go. With
- * `planned` (that layout, from the same records), the file is written in page order, meta pages
- * first (BoltWriter): a stream.
  */
-export async function writeEtcdDb(
-  records: AsyncIterable<[Buffer, Buffer][]>,
-  meta: SnapshotMeta,
-  sink: PageSink | undefined,
-  clock: SliceClock = LOOP_CLOCK,
-  planned?: BoltLayout,
-): Promise<EtcdDbWritten> {
-  const w = new BoltWriter(sink, planned);
+export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, meta: SnapshotMeta, sink: PageSink, clock: SliceClock = LOOP_CLOCK): Promise<EtcdDbWritten> {
+  const w = new BoltWriter(sink);
   // Reads run one batch ahead and writes one behind, so their awaits often find the promise
   // settled and go on without an event-loop turn: the conversion yields by time itself.
   let sliceStart = clock.now();
@@ -342,8 +331,7 @@ export async function writeEtcdDb(
     for (const [k, v] of list) await b.add(k, v);
     await b.close();
   }
-  const bytes = await w.finish();
-  return { bytes, revision, layout: w.layout! };
+  return { bytes: await w.finish(), revision };
 }
 
 // ---- etcd database → backend ---------------------------------------------------------------------

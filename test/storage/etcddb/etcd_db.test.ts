@@ -66,34 +66,6 @@ describe('etcd database from backend records (snapshot save)', () => {
     }
   });
 
-  it('two walks of the same records: the layout-only one gives what the second writes in page order, the one-pass file byte for byte', async () => {
-    const records: [Buffer, Buffer][] = [];
-    let rev = 1;
-    for (let i = 0; i < 3000; i++) {
-      rev++;
-      const deleted = i % 97 === 5;
-      records.push([kvRecordKey(rev, 0), encodeKv({ key: `k${i % 1000}`, createRevision: deleted ? 0 : rev, modRevision: rev, version: deleted ? 0 : 1 + Math.floor(i / 1000), value: deleted ? '' : 'v'.repeat((i * 37) % 6000), lease: BigInt(i % 3) })]);
-    }
-    const walk = () => (async function* () {
-      for (let i = 0; i < records.length; i += 500) yield records.slice(i, i + 500);
-    })();
-    const meta = { appliedIndex: 77, appliedTerm: 3 };
-    const file = Buffer.alloc(64 * 2 ** 20);
-    const one = await writeEtcdDb(walk(), meta, async (bytes, position) => void bytes.copy(file, position));
-    const plan = await writeEtcdDb(walk(), meta, undefined);
-    assert.deepEqual(plan, one);
-    const pieces: Buffer[] = [];
-    let next = 0;
-    const two = await writeEtcdDb(walk(), meta, async (bytes, position) => {
-      assert.equal(position, next);
-      next += bytes.length;
-      pieces.push(Buffer.from(bytes));
-    }, undefined, plan.layout);
-    assert.deepEqual(two, one);
-    assert.ok(Buffer.concat(pieces).equals(file.subarray(0, one.bytes)));
-    assert.equal(two.revision, rev);
-  });
-
   it('yields to the event loop during a long conversion, even when its reads and writes are already done', async () => {
     // A clock that advances 1 ms per reading: the conversion must take turns every 10 ms of work.
     let ms = 0;
