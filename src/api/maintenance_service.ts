@@ -28,6 +28,8 @@ import { snapshotFileBytes, snapshotFileChunks } from '../storage/snapshot_file'
 import { writeEtcdDb, type EtcdDbWritten } from '../storage/etcddb/etcd_db';
 import { bufferedSink } from '../storage/etcddb/bolt';
 import { LOOP_CLOCK } from '../util/slice_clock';
+import { assert } from '../util/assert';
+import type { Backend } from '../storage/backend/backend';
 import { internalStatus, replyError } from './errors';
 import type { ServerStreamCall, ServerStreamHandler, StreamListener, UnaryHandler } from './call';
 import { authorizeAlarm, authorizeMaintenance } from './auth_service';
@@ -201,17 +203,36 @@ async function removeStaleSpoolFiles(dir: string): Promise<void> {
 
 let spoolSeq = 0;
 
+/** A backend snapshot as etcd's snapshot file, in pieces: `fileBytes` in all (payload, padding and
+ *  SHA-256), `revision` the store's. `close` (idempotent; also run when `chunks` ends) releases
+ *  the spool file: the caller calls it whether or not it read the chunks. */
+export interface SnapshotFileStream {
+  revision: number;
+  fileBytes: number;
+  chunks: AsyncGenerator<Buffer>;
+  close: () => Promise<void>;
+}
+
 /**
- * Serves one Snapshot stream. The backend snapshot is first spooled to a file next to the
- * backend: that gives the exact size (remaining_bytes counts down to 0 as etcd's does), lets the
- * LevelDB snapshot and iterator go as soon as the copy is made instead of living as long as the
- * slowest client, and checks the framing before a byte is sent. Then the file goes out in chunks,
- * honouring gRPC flow control, with the padding and the SHA-256 (storage/snapshot_file.ts).
+ * The backend snapshot as etcd's snapshot file. The backend snapshot is first spooled to a file
+ * next to the backend: that gives the exact size (remaining_bytes counts down to 0 as etcd's
+ * does), lets the LevelDB snapshot and iterator go as soon as the copy is made instead of living
+ * as long as the slowest client, and checks the framing before a byte is sent. Then the file goes
+ * out in chunks of `chunkBytes` with the padding and the SHA-256 (storage/snapshot_file.ts).
+ * `gone()` true stops the conversion (undefined is returned). (Building the file as it is sent,
+ * with a first layout-only walk of the records for bbolt's meta pages, was measured and not
+ * kept: docs/performance.md, "Snapshot save at scale".)
  */
-async function streamSnapshot(server: Server, out: SnapshotSender, spoolDir: string): Promise<void> {
-  const backend = server.durableBackend!;
+export async function openSnapshotFileStream(backend: Backend, spoolDir: string, chunkBytes: number, gone: () => boolean): Promise<SnapshotFileStream | undefined> {
   const spool = path.join(spoolDir, `${SPOOL_PREFIX}${process.pid}.${spoolSeq++}${SPOOL_SUFFIX}`);
   const fh = await fs.open(spool, 'wx+', 0o600);
+  let released: Promise<void> | undefined;
+  const release = () =>
+    (released ??= (async () => {
+      await fh.close();
+      await fs.rm(spool, { force: true });
+    })());
+  let written: EtcdDbWritten;
   try {
     // The spool file is an etcd (bbolt) database built from the backend snapshot's records: the
     // file etcdctl's snapshot status and restore read (storage/backend/etcd_db.ts).
@@ -219,41 +240,91 @@ async function streamSnapshot(server: Server, out: SnapshotSender, spoolDir: str
     // framing and checksum guard a transfer between processes, and cost a parse, a CRC pass and
     // copies of every byte here).
     const snap = await backend.openSnapshotRecords();
-    let written: EtcdDbWritten;
     try {
       const sink = bufferedSink(async (bytes, position) => {
-        if (out.gone) throw new SnapshotCancelled();
+        if (gone()) throw new SnapshotCancelled();
         await writeAll(fh, bytes, position);
       });
       written = await writeEtcdDb(snap.records, snap.meta, sink);
       await sink.flush();
-    } catch (err) {
-      if (err instanceof SnapshotCancelled) return;
-      throw err;
     } finally {
       await snap.records.return(undefined);
       await snap.close();
     }
+  } catch (err) {
+    await release();
+    if (err instanceof SnapshotCancelled) return undefined;
+    throw err;
+  }
+  async function* chunks(): AsyncGenerator<Buffer> {
+    try {
+      yield* snapshotFileChunks(readSpool(fh, written.bytes), chunkBytes);
+    } finally {
+      await release();
+    }
+  }
+  return { revision: written.revision, fileBytes: snapshotFileBytes(written.bytes), chunks: chunks(), close: release };
+}
+
+/** Serves one Snapshot stream (openSnapshotFileStream's chunks), honouring gRPC flow control. */
+async function streamSnapshot(server: Server, out: SnapshotSender, spoolDir: string): Promise<void> {
+  const file = await openSnapshotFileStream(server.durableBackend!, spoolDir, SNAPSHOT_CHUNK_BYTES, () => out.gone);
+  if (!file) return;
+  try {
     if (out.gone) return;
-    const total = snapshotFileBytes(written.bytes);
-    const header: ResponseHeader = server.header(Math.max(1, written.revision)); // as Backend.load: an empty store is at 1
+    const header: ResponseHeader = server.header(Math.max(1, file.revision)); // as Backend.load: an empty store is at 1
     let sent = 0;
     // The spool is read ahead and a write the transport takes resolves at once: without a turn
     // now and then, the loop would hash and frame chunk after chunk in microtasks.
     let sliceStart = LOOP_CLOCK.now();
-    for await (const blob of snapshotFileChunks(readSpool(fh, written.bytes), SNAPSHOT_CHUNK_BYTES)) {
+    for await (const blob of file.chunks) {
       if (LOOP_CLOCK.now() - sliceStart >= SEND_SLICE_MS_MAX) {
         await LOOP_CLOCK.yieldToLoop();
         sliceStart = LOOP_CLOCK.now();
       }
       sent += blob.length;
-      if (!(await out.send({ header, remaining_bytes: total - sent, blob, version: STATUS_VERSION }))) return;
+      if (!(await out.send({ header, remaining_bytes: file.fileBytes - sent, blob, version: STATUS_VERSION }))) return;
     }
     out.end();
   } finally {
-    await fh.close();
-    await fs.rm(spool, { force: true });
+    await file.chunks.return(undefined);
+    await file.close();
   }
+}
+
+/**
+ * Saves the backend's snapshot file to `file` as `etcdctl snapshot save` does with the stream
+ * (written in order to `file`.part, fsynced, renamed into place), without the network: the
+ * benchmark of the save's phases (scripts/bench-snapshot-save.ts). Returns its size.
+ */
+export async function saveSnapshotToFile(backend: Backend, spoolDir: string, file: string): Promise<number> {
+  const stream = await openSnapshotFileStream(backend, spoolDir, SNAPSHOT_CHUNK_BYTES, () => false);
+  assert(stream !== undefined, 'a save nobody cancels completes');
+  const part = `${file}.part`;
+  let bytes = 0;
+  try {
+    const fh = await fs.open(part, 'w', 0o600);
+    try {
+      let sliceStart = LOOP_CLOCK.now();
+      for await (const chunk of stream.chunks) {
+        if (LOOP_CLOCK.now() - sliceStart >= SEND_SLICE_MS_MAX) {
+          await LOOP_CLOCK.yieldToLoop();
+          sliceStart = LOOP_CLOCK.now();
+        }
+        await writeAll(fh, chunk, bytes);
+        bytes += chunk.length;
+      }
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+  } finally {
+    await stream.chunks.return(undefined);
+    await stream.close();
+  }
+  assert(bytes === stream.fileBytes, 'snapshot file: the size announced is the size written');
+  await fs.rename(part, file);
+  return bytes;
 }
 
 /** The sending side of one Snapshot call, and its listener: a write that finds the transport's

@@ -104,9 +104,22 @@ function readMeta(page: Buffer, off: number): Meta | undefined {
 
 // ---- writer ---------------------------------------------------------------------------------------
 
-/** Appends pages at increasing positions; `write` must complete before the next call's bytes
- *  matter (the spool file handle or a test buffer). */
+/** Appends pages at increasing positions; `write` must be done with `bytes` (a view of the
+ *  writer's scratch buffer, reused for the next page) when its promise settles. */
 export type PageSink = (bytes: Buffer, position: number) => Promise<void>;
+
+/** A leaf element's value: a Buffer, or anything that knows its length and copies itself into a
+ *  page (an encoding written straight into the page, without a Buffer of its own). */
+export interface LeafValue {
+  readonly length: number;
+  copy(target: Buffer, targetStart: number): number;
+}
+
+/** What the meta pages name: the root bucket's page and the high-water mark. */
+interface BoltLayout {
+  rootPage: number;
+  highWater: number;
+}
 
 interface BranchEntry {
   key: Buffer;
@@ -114,50 +127,83 @@ interface BranchEntry {
 }
 
 /** Bytes a leaf element takes in a page. */
-const leafCost = (k: Buffer, v: Buffer) => LEAF_ELEMENT_BYTES + k.length + v.length;
+const leafCost = (k: Buffer, v: LeafValue) => LEAF_ELEMENT_BYTES + k.length + v.length;
 
-/** Builds one page image from elements; `overflow` pages follow when it does not fit one page. */
-function pageImage(id: number, flags: number, bodyBytes: number): { buf: Buffer; pages: number } {
-  const pages = Math.max(1, Math.ceil((PAGE_HEADER_BYTES + bodyBytes) / PAGE_BYTES));
-  const buf = Buffer.alloc(pages * PAGE_BYTES);
-  buf.writeBigUInt64LE(BigInt(id), 0);
-  buf.writeUInt16LE(flags, 8);
-  buf.writeUInt32LE(pages - 1, 12);
-  return { buf, pages };
-}
+/** Pages an image of `bodyBytes` after its header takes (its overflow pages included). */
+const pagesFor = (bodyBytes: number) => Math.max(1, Math.ceil((PAGE_HEADER_BYTES + bodyBytes) / PAGE_BYTES));
 
-function writeLeafElements(buf: Buffer, base: number, elems: readonly [Buffer, Buffer, number][]): void {
+function writeLeafElements(buf: Buffer, base: number, elems: readonly [Buffer, LeafValue, number][]): void {
   buf.writeUInt16LE(elems.length, base + 10);
   let data = base + PAGE_HEADER_BYTES + elems.length * LEAF_ELEMENT_BYTES;
-  elems.forEach(([k, v, flags], i) => {
+  for (let i = 0; i < elems.length; i++) {
+    const [k, v, flags] = elems[i]!;
     const el = base + PAGE_HEADER_BYTES + i * LEAF_ELEMENT_BYTES;
     buf.writeUInt32LE(flags, el);
     buf.writeUInt32LE(data - el, el + 4);
     buf.writeUInt32LE(k.length, el + 8);
     buf.writeUInt32LE(v.length, el + 12);
     data += k.copy(buf, data);
-    data += v.copy(buf, data);
-  });
+    const n = v.copy(buf, data);
+    assert(n === v.length, 'bolt writer: a leaf value copies its length');
+    data += n;
+  }
 }
 
-/** Writes a bbolt database of top-level buckets, one bucket at a time, keys ascending. */
+/** Meta page `id` (0 or 1) of a database whose root bucket is at `rootPage`. */
+function metaPage(id: number, layout: BoltLayout): Buffer {
+  const buf = Buffer.alloc(PAGE_BYTES);
+  buf.writeBigUInt64LE(BigInt(id), 0);
+  buf.writeUInt16LE(META_PAGE, 8);
+  const m = PAGE_HEADER_BYTES;
+  buf.writeUInt32LE(MAGIC, m);
+  buf.writeUInt32LE(VERSION, m + 4);
+  buf.writeUInt32LE(PAGE_BYTES, m + 8);
+  buf.writeUInt32LE(0, m + 12);
+  buf.writeBigUInt64LE(BigInt(layout.rootPage), m + 16);
+  buf.writeBigUInt64LE(0n, m + 24);
+  buf.writeBigUInt64LE(2n, m + 32);
+  buf.writeBigUInt64LE(BigInt(layout.highWater), m + 40);
+  buf.writeBigUInt64LE(BigInt(id), m + 48);
+  buf.writeBigUInt64LE(fnv1a64(buf.subarray(m, m + 56)), m + 56);
+  return buf;
+}
+
+/** The empty freelist (page 2). */
+function freelistPage(): Buffer {
+  const buf = Buffer.alloc(PAGE_BYTES);
+  buf.writeBigUInt64LE(2n, 0);
+  buf.writeUInt16LE(FREELIST_PAGE, 8);
+  return buf;
+}
+
+/** Writes a bbolt database of top-level buckets, one bucket at a time, keys ascending: data pages
+ *  in order from page 3, then the freelist (page 2) and the meta pages (0, 1) at their positions. */
 export class BoltWriter {
   private nextPage = FIRST_DATA_PAGE;
   private readonly buckets: { name: Buffer; root: number }[] = [];
   private open: BoltBucketWriter | undefined;
+  /** Page images are built here (grown to the largest), then handed to the sink: a zeroed
+   *  Buffer per leaf cost an allocation and the first touch of fresh memory for every page. */
+  private scratch = Buffer.alloc(0);
 
   constructor(private readonly sink: PageSink) {}
 
-  /** @internal writes a page image (of `pages` pages) whose id is peekPage. */
-  async emit(buf: Buffer, pages: number): Promise<void> {
+  /** @internal writes one page image of `bodyBytes` after its header (overflow pages as needed)
+   *  as the next page; `fill` writes the body and the header's count. Returns its page id. */
+  async emit(flags: number, bodyBytes: number, fill: (buf: Buffer) => void): Promise<number> {
     const id = this.nextPage;
+    const pages = pagesFor(bodyBytes);
     this.nextPage += pages;
+    const bytes = pages * PAGE_BYTES;
+    if (this.scratch.length < bytes) this.scratch = Buffer.allocUnsafeSlow(Math.max(bytes, 2 * this.scratch.length));
+    const buf = this.scratch.subarray(0, bytes);
+    buf.fill(0); // what an element does not cover is zeros, not what the scratch held before
+    buf.writeBigUInt64LE(BigInt(id), 0);
+    buf.writeUInt16LE(flags, 8);
+    buf.writeUInt32LE(pages - 1, 12);
+    fill(buf);
     await this.sink(buf, id * PAGE_BYTES);
-  }
-
-  /** @internal page id the next page will get */
-  get peekPage(): number {
-    return this.nextPage;
+    return id;
   }
 
   bucket(name: string): BoltBucketWriter {
@@ -181,33 +227,17 @@ export class BoltWriter {
       header.writeBigUInt64LE(BigInt(b.root), 0);
       await root.addElement(b.name, header, BUCKET_LEAF_FLAG);
     }
-    const rootPage = await root.finishTree();
-    const highWater = this.nextPage;
-    // Empty freelist at page 2.
-    const free = pageImage(2, FREELIST_PAGE, 0);
-    await this.sink(free.buf, 2 * PAGE_BYTES);
-    for (const id of [0, 1]) {
-      const meta = pageImage(id, META_PAGE, META_BYTES);
-      const m = PAGE_HEADER_BYTES;
-      meta.buf.writeUInt32LE(MAGIC, m);
-      meta.buf.writeUInt32LE(VERSION, m + 4);
-      meta.buf.writeUInt32LE(PAGE_BYTES, m + 8);
-      meta.buf.writeUInt32LE(0, m + 12);
-      meta.buf.writeBigUInt64LE(BigInt(rootPage), m + 16);
-      meta.buf.writeBigUInt64LE(0n, m + 24);
-      meta.buf.writeBigUInt64LE(2n, m + 32);
-      meta.buf.writeBigUInt64LE(BigInt(highWater), m + 40);
-      meta.buf.writeBigUInt64LE(BigInt(id), m + 48);
-      meta.buf.writeBigUInt64LE(fnv1a64(meta.buf.subarray(m, m + 56)), m + 56);
-      await this.sink(meta.buf, id * PAGE_BYTES);
-    }
-    return highWater * PAGE_BYTES;
+    const layout = { rootPage: await root.finishTree(), highWater: this.nextPage };
+    await this.sink(freelistPage(), 2 * PAGE_BYTES);
+    await this.sink(metaPage(0, layout), 0);
+    await this.sink(metaPage(1, layout), PAGE_BYTES);
+    return layout.highWater * PAGE_BYTES;
   }
 }
 
 /** One bucket's B+tree, built bottom-up from ascending keys. */
 export class BoltBucketWriter {
-  private leaf: [Buffer, Buffer, number][] = [];
+  private leaf: [Buffer, LeafValue, number][] = [];
   private leafBytes = PAGE_HEADER_BYTES;
   private readonly level: BranchEntry[] = [];
   private last: Buffer | undefined;
@@ -219,13 +249,14 @@ export class BoltBucketWriter {
     private readonly onClose: (root: number) => void,
   ) {}
 
-  /** Adds a key (strictly greater than the previous one) and its value. */
-  add(key: Buffer, value: Buffer): Promise<void> {
+  /** Adds a key (strictly greater than the previous one) and its value. `value` is read when its
+   *  leaf is written (a later add, or close). */
+  add(key: Buffer, value: LeafValue): Promise<void> {
     return this.addElement(key, value, 0);
   }
 
   /** @internal */
-  async addElement(key: Buffer, value: Buffer, flags: number): Promise<void> {
+  async addElement(key: Buffer, value: LeafValue, flags: number): Promise<void> {
     if (this.closed) throw new Error(`bolt writer: bucket ${this.name} is closed`);
     if (key.length === 0) throw new Error(`bolt writer: empty key in bucket ${this.name}`);
     if (this.last !== undefined && Buffer.compare(this.last, key) >= 0) throw new Error(`bolt writer: keys out of order in bucket ${this.name}`);
@@ -238,11 +269,9 @@ export class BoltBucketWriter {
   }
 
   private async flushLeaf(): Promise<void> {
-    const id = this.w.peekPage;
-    const img = pageImage(id, LEAF_PAGE, this.leafBytes - PAGE_HEADER_BYTES);
-    writeLeafElements(img.buf, 0, this.leaf);
-    await this.w.emit(img.buf, img.pages);
-    this.level.push({ key: this.leaf.length > 0 ? this.leaf[0]![0] : Buffer.alloc(0), page: id });
+    const elems = this.leaf;
+    const id = await this.w.emit(LEAF_PAGE, this.leafBytes - PAGE_HEADER_BYTES, (buf) => writeLeafElements(buf, 0, elems));
+    this.level.push({ key: elems.length > 0 ? elems[0]![0] : Buffer.alloc(0), page: id });
     this.leaf = [];
     this.leafBytes = PAGE_HEADER_BYTES;
   }
@@ -281,19 +310,18 @@ export class BoltBucketWriter {
     else groups.push(cur);
     const out: BranchEntry[] = [];
     for (const g of groups) {
-      const id = this.w.peekPage;
       const body = g.reduce((n, c) => n + BRANCH_ELEMENT_BYTES + c.key.length, 0);
-      const img = pageImage(id, BRANCH_PAGE, body);
-      img.buf.writeUInt16LE(g.length, 10);
-      let data = PAGE_HEADER_BYTES + g.length * BRANCH_ELEMENT_BYTES;
-      g.forEach((c, i) => {
-        const el = PAGE_HEADER_BYTES + i * BRANCH_ELEMENT_BYTES;
-        img.buf.writeUInt32LE(data - el, el);
-        img.buf.writeUInt32LE(c.key.length, el + 4);
-        img.buf.writeBigUInt64LE(BigInt(c.page), el + 8);
-        data += c.key.copy(img.buf, data);
+      const id = await this.w.emit(BRANCH_PAGE, body, (buf) => {
+        buf.writeUInt16LE(g.length, 10);
+        let data = PAGE_HEADER_BYTES + g.length * BRANCH_ELEMENT_BYTES;
+        g.forEach((c, i) => {
+          const el = PAGE_HEADER_BYTES + i * BRANCH_ELEMENT_BYTES;
+          buf.writeUInt32LE(data - el, el);
+          buf.writeUInt32LE(c.key.length, el + 4);
+          buf.writeBigUInt64LE(BigInt(c.page), el + 8);
+          data += c.key.copy(buf, data);
+        });
       });
-      await this.w.emit(img.buf, img.pages);
       out.push({ key: g[0]!.key, page: id });
     }
     return out;

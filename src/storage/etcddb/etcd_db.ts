@@ -21,7 +21,7 @@
 import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
 import { LOOP_CLOCK, type SliceClock } from '../../util/slice_clock';
-import { BoltReader, BoltWriter, type PageSink } from './bolt';
+import { BoltReader, BoltWriter, type LeafValue, type PageSink } from './bolt';
 import { encodeSnapshotRecords, snapshotHeader, snapshotTrailer, type SnapshotMeta } from '../backend/snapshot';
 import { encodeKv, kvRecordKey } from '../backend/backend';
 import { AUTH_ROLE, AUTH_USER, NS_ALARM, NS_AUTH, NS_KV, NS_LEASE, NS_MEMBER, NS_META, NS_REMOVED, alarmKey, decodeLease, encodeLease, leaseIdOfKey, leaseKey, metaKey, u64 } from '../backend/records';
@@ -148,50 +148,78 @@ function writeVarint(buf: Buffer, off: number, n: number): number {
  * The KeyValue etcd stores for backend kv record (k, v): key(1), create_revision(2),
  * mod_revision(3), version(4), value(5), lease(6), zero fields left out (proto3); a deletion holds
  * only its key. The value record is createRevision u64 | version u64 | lease i64 | key length u32
- * | key | value (backend.ts encodeKv). Fields of 2^53 or more (a negative lease) take PbWriter's
- * BigInt path: same bytes.
+ * | key | value (backend.ts encodeKv). A leaf value: its length is known at once, its bytes are
+ * written straight into the bbolt page (no Buffer of its own per record). Fields of 2^53 or more
+ * (a negative lease) take PbWriter's BigInt path: same bytes.
  */
-function kvRecordPb(k: Buffer, v: Buffer, tombstone: boolean): Buffer {
-  const keyLen = v.readUInt32BE(24);
-  const keyEnd = 28 + keyLen;
-  if (tombstone) return new PbWriter().bytes(1, v.subarray(28, keyEnd)).finish();
-  const ints = [u64Number(v, 0), u64Number(k, 1), u64Number(v, 8), u64Number(v, 16)]; // fields 2, 3, 4, 6
-  if (ints.some((n) => n < 0)) {
-    return new PbWriter()
-      .bytes(1, v.subarray(28, keyEnd))
-      .int(2, v.readBigUInt64BE(0))
-      .int(3, k.readBigUInt64BE(1))
-      .int(4, v.readBigUInt64BE(8))
-      .bytes(5, v.subarray(keyEnd))
-      .int(6, v.readBigInt64BE(16))
-      .finish();
+class KvRecordPb implements LeafValue {
+  readonly length: number;
+  /** The encoding, when it could not be written from numbers (the BigInt path, or a deletion). */
+  private readonly encoded: Buffer | undefined;
+  private readonly create: number;
+  private readonly mod: number;
+  private readonly version: number;
+  private readonly lease: number;
+  private readonly keyEnd: number;
+  /** The record's main revision (its mod_revision). */
+  readonly mainRevision: number;
+
+  constructor(
+    k: Buffer,
+    private readonly v: Buffer,
+    tombstone: boolean,
+  ) {
+    const keyLen = v.readUInt32BE(24);
+    this.keyEnd = 28 + keyLen;
+    this.create = u64Number(v, 0);
+    this.mod = u64Number(k, 1);
+    this.version = u64Number(v, 8);
+    this.lease = u64Number(v, 16);
+    this.mainRevision = this.mod >= 0 ? this.mod : Number(k.readBigUInt64BE(1));
+    if (tombstone) this.encoded = new PbWriter().bytes(1, v.subarray(28, this.keyEnd)).finish();
+    else if (this.create < 0 || this.mod < 0 || this.version < 0 || this.lease < 0) {
+      this.encoded = new PbWriter()
+        .bytes(1, v.subarray(28, this.keyEnd))
+        .int(2, v.readBigUInt64BE(0))
+        .int(3, k.readBigUInt64BE(1))
+        .int(4, v.readBigUInt64BE(8))
+        .bytes(5, v.subarray(this.keyEnd))
+        .int(6, v.readBigInt64BE(16))
+        .finish();
+    }
+    this.length = this.encoded
+      ? this.encoded.length
+      : lenBytes(keyLen) + intBytes(this.create) + intBytes(this.mod) + intBytes(this.version) + lenBytes(v.length - this.keyEnd) + intBytes(this.lease);
   }
-  const valueLen = v.length - keyEnd;
-  const intBytes = (n: number) => (n === 0 ? 0 : 1 + varintBytes(n));
-  const lenBytes = (n: number) => (n === 0 ? 0 : 1 + varintBytes(n) + n);
-  const [create, mod, version, lease] = ints as [number, number, number, number];
-  const out = Buffer.allocUnsafe(lenBytes(keyLen) + intBytes(create) + intBytes(mod) + intBytes(version) + lenBytes(valueLen) + intBytes(lease));
-  let o = 0;
-  const int = (field: number, n: number) => {
-    if (n === 0) return;
-    out[o++] = field << 3;
-    o = writeVarint(out, o, n);
-  };
-  const bytes = (field: number, from: number, to: number) => {
-    if (to === from) return;
-    out[o++] = (field << 3) | 2;
-    o = writeVarint(out, o, to - from);
-    o += v.copy(out, o, from, to);
-  };
-  bytes(1, 28, keyEnd);
-  int(2, create);
-  int(3, mod);
-  int(4, version);
-  bytes(5, keyEnd, v.length);
-  int(6, lease);
-  assert(o === out.length, 'etcd db: KeyValue encoding size');
-  return out;
+
+  copy(out: Buffer, start: number): number {
+    if (this.encoded) return this.encoded.copy(out, start);
+    const v = this.v;
+    let o = start;
+    const int = (field: number, n: number) => {
+      if (n === 0) return;
+      out[o++] = field << 3;
+      o = writeVarint(out, o, n);
+    };
+    const bytes = (field: number, from: number, to: number) => {
+      if (to === from) return;
+      out[o++] = (field << 3) | 2;
+      o = writeVarint(out, o, to - from);
+      o += v.copy(out, o, from, to);
+    };
+    bytes(1, 28, this.keyEnd);
+    int(2, this.create);
+    int(3, this.mod);
+    int(4, this.version);
+    bytes(5, this.keyEnd, v.length);
+    int(6, this.lease);
+    assert(o - start === this.length, 'etcd db: KeyValue encoding size');
+    return o - start;
+  }
 }
+
+const intBytes = (n: number) => (n === 0 ? 0 : 1 + varintBytes(n));
+const lenBytes = (n: number) => (n === 0 ? 0 : 1 + varintBytes(n) + n);
 
 function etcdRevKey(main: bigint, sub: bigint, tombstone: boolean): Buffer {
   const k = Buffer.alloc(tombstone ? 18 : 17);
@@ -230,7 +258,7 @@ export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, me
     list.push([k, v]);
   };
   const keyBucket = w.bucket('key');
-  let revision = 0n;
+  let revision = 0;
   let compactRev = 0n;
   let authEnabled = false;
   let authRevision = 0n;
@@ -243,11 +271,10 @@ export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, me
       switch (k[0]) {
         case NS_KV: {
           assert(k.length === 13, 'backend kv record key');
-          assert(k.length === 13, 'backend kv record key');
-          const main = k.readBigUInt64BE(1);
           const tombstone = v.readUInt32BE(8) === 0 && v.readUInt32BE(12) === 0;
-          await keyBucket.add(etcdRevKeyOf(k, tombstone), kvRecordPb(k, v, tombstone));
-          if (main > revision) revision = main;
+          const pb = new KvRecordPb(k, v, tombstone);
+          await keyBucket.add(etcdRevKeyOf(k, tombstone), pb);
+          if (pb.mainRevision > revision) revision = pb.mainRevision;
           break;
         }
         case NS_LEASE: {
@@ -280,7 +307,7 @@ export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, me
           if (name === 'compact_revision') compactRev = v.readBigUInt64BE(0);
           else if (name === 'auth_enabled') authEnabled = v[0] === 1;
           else if (name === 'auth_revision') authRevision = v.readBigUInt64BE(0);
-          else if (name === 'current_revision' && v.readBigUInt64BE(0) > revision) revision = v.readBigUInt64BE(0);
+          else if (name === 'current_revision') revision = Math.max(revision, Number(v.readBigUInt64BE(0)));
           break;
         }
         default:
@@ -304,7 +331,7 @@ export async function writeEtcdDb(records: AsyncIterable<[Buffer, Buffer][]>, me
     for (const [k, v] of list) await b.add(k, v);
     await b.close();
   }
-  return { bytes: await w.finish(), revision: Number(revision) };
+  return { bytes: await w.finish(), revision };
 }
 
 // ---- etcd database → backend ---------------------------------------------------------------------

@@ -65,6 +65,37 @@ describe('bbolt format (storage/backend/bolt.ts)', () => {
     });
   }
 
+  it('bytes of a page that no element covers are zeros, though page images are built in one reused buffer', async () => {
+    // A leaf of large values (three pages) first, then small leaves and branch pages in the same
+    // buffer: what an earlier image left there must not reach the file.
+    const rng = new Rng(11);
+    const entries: [Buffer, Buffer][] = [];
+    for (let i = 0; i < 3000; i++) entries.push([Buffer.from(String(i).padStart(6, '0')), Buffer.alloc(i < 2 ? 5000 : rng.int(60), 0xee)]);
+    const file = path.join(dir, 'zeros.db');
+    const size = await writeDb(file, new Map([['big-then-small', entries]]));
+    const bytes = fs.readFileSync(file);
+    let checked = 0;
+    for (let id = 3; id < size / PAGE_BYTES; ) {
+      const base = id * PAGE_BYTES;
+      const flags = bytes.readUInt16LE(base + 8);
+      const count = bytes.readUInt16LE(base + 10);
+      const pages = bytes.readUInt32LE(base + 12) + 1;
+      // The end of what the page's elements cover: the last element's key (and value).
+      const last = base + 16 + (count - 1) * 16;
+      const end = flags & 0x02 ? last + bytes.readUInt32LE(last + 4) + bytes.readUInt32LE(last + 8) + bytes.readUInt32LE(last + 12) : last + bytes.readUInt32LE(last) + bytes.readUInt32LE(last + 4);
+      assert.ok(bytes.subarray(end, base + pages * PAGE_BYTES).every((b) => b === 0), `page ${id}: bytes past its elements are zeros`);
+      checked++;
+      id += pages;
+    }
+    assert.ok(checked > 10, `${checked} pages checked`);
+    const db = BoltReader.open(file);
+    try {
+      assert.equal([...db.entries('big-then-small')].length, entries.length);
+    } finally {
+      db.close();
+    }
+  });
+
   it('refuses keys out of order, and files that are not bbolt or are truncated', async () => {
     const w = new BoltWriter(async () => undefined);
     const b = w.bucket('b');
