@@ -343,6 +343,7 @@ async function measured(members: Member[], op: () => Promise<string>): Promise<O
     }
   })();
   const t = Date.now();
+  const procs0 = members.map((m) => m.proc);
   const cpu0 = members.map(cpuMs);
   const written0 = members.map(writtenBytes);
   const client0 = selfCpuMs();
@@ -353,9 +354,11 @@ async function measured(members: Member[], op: () => Promise<string>): Promise<O
   try {
     note = await op();
   } finally {
-    // A member restarted during the operation: NaN or meaningless.
-    cpu = members.map((m, i) => cpuMs(m) - cpu0[i]!);
-    written = members.map((m, i) => writtenBytes(m) - written0[i]!);
+    // A member restarted during the operation (another process now, or none): its counters
+    // started again, so no figure (NaN, printed as '–').
+    const same = (m: Member, i: number) => m.proc !== undefined && m.proc === procs0[i];
+    cpu = members.map((m, i) => (same(m, i) ? cpuMs(m) - cpu0[i]! : NaN));
+    written = members.map((m, i) => (same(m, i) ? writtenBytes(m) - written0[i]! : NaN));
     clientCpu = selfCpuMs() - client0;
     running = false;
     await scraper;
@@ -477,7 +480,7 @@ function etcdctl(endpoints: Member[], args: string[]): Promise<string> {
 const PUTS_OF: Record<string, number> = { load: KEYS, overwrite: OVERWRITE, 'fresh load': KEYS };
 
 const mib = (b: number) => (Number.isNaN(b) ? '–' : `${(b / 2 ** 20).toFixed(0)}`);
-const secs = (ms: number) => (ms / 1000).toFixed(1);
+const secs = (ms: number) => (Number.isNaN(ms) ? '–' : (ms / 1000).toFixed(1));
 
 async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
   const root = fs.mkdtempSync(path.join(os.tmpdir(), `bench-scale-${sys}-`));
@@ -505,7 +508,7 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
       const cpu =
         puts === undefined
           ? `; CPU s ${r.cpuMs.map((c) => secs(c)).join('/')}, client ${secs(r.clientCpuMs)}`
-          : `; CPU µs/put ${r.cpuMs.map((c) => ((c * 1000) / puts).toFixed(0)).join('/')}, client ${((r.clientCpuMs * 1000) / puts).toFixed(0)}`;
+          : `; CPU µs/put ${r.cpuMs.map((c) => (Number.isNaN(c) ? '–' : ((c * 1000) / puts).toFixed(0))).join('/')}, client ${((r.clientCpuMs * 1000) / puts).toFixed(0)}`;
       console.log(`[${sys}] ${op}: ${secs(r.ms)} s; peak RSS ${r.hwm.map(mib).join('/')} MiB${stall}${cpu}; written ${r.writtenBytes.map(mib).join('/')} MiB${r.note ? `; ${r.note}` : ''}`);
     };
 
