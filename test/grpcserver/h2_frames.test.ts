@@ -62,7 +62,7 @@ describe('grpcserver/h2_frames FrameReader', () => {
       const seen: Seen[] = [];
       const r = reader(maxFrame, undefined, seen);
       for (let off = 0; off < wire.length; ) {
-        const n = Math.min(wire.length - off, rng.range(1, 40));
+        const n = Math.max(1, Math.min(wire.length - off, rng.range(1, 40)));
         r.read(wire.subarray(off, off + n));
         off += n;
       }
