@@ -105,6 +105,28 @@ describe('grpcserver/h2_frames FrameReader', () => {
     );
   });
 
+  it('a frame of the largest size sent a byte at a time comes out whole; an oversize length split inside the header is refused once the header is complete', () => {
+    const maxFrame = 16384;
+    const payload = Buffer.alloc(maxFrame);
+    for (let i = 0; i < maxFrame; i++) payload[i] = i & 0xff;
+    const wire = Buffer.concat([frame(T_DATA, 0, 5, payload), frame(T_PING, 0, 0, Buffer.from('abcdefgh'))]);
+    const seen: Seen[] = [];
+    const r = reader(maxFrame, undefined, seen);
+    for (let i = 0; i < wire.length; i++) r.read(wire.subarray(i, i + 1));
+    assert.deepEqual(seen, [
+      { type: T_DATA, flags: 0, streamId: 5, payload: payload.toString('hex') },
+      { type: T_PING, flags: 0, streamId: 0, payload: Buffer.from('abcdefgh').toString('hex') },
+    ]);
+    const header = frame(T_DATA, 0, 1, Buffer.alloc(maxFrame + 1)).subarray(0, FRAME_HEADER_BYTES);
+    const r2 = reader(maxFrame, undefined, []);
+    r2.read(header.subarray(0, 2));
+    r2.read(header.subarray(2, 8));
+    assert.throws(
+      () => r2.read(header.subarray(8)),
+      (e: unknown) => e instanceof H2ConnectionError && e.h2code === H2_FRAME_SIZE_ERROR,
+    );
+  });
+
   it('stops handing frames on once the connection stops reading, and keeps none of the rest', () => {
     const { wire } = sampleFrames(300);
     const seen: Seen[] = [];
