@@ -241,12 +241,13 @@ export class CachedHashJob {
     if (to > from) {
       this.crc[i] = hasher.hashRange(this.crc[i], batch, from, to);
       this.runBytes[i] += hasher.bytesOf(batch, from, to);
-      this.shiftOp[i] = shiftOpOf(this.runBytes[i]);
     }
   }
 
-  /** Row i, whole: its run joins the total. */
+  /** Row i, whole: its run joins the total. A run that grew (its last piece's versions are
+   *  batch[batchFrom, batchTo)) gets the shift operator of its new length, once. */
   private join(i: number): void {
+    if (this.batchTo[i] > this.batchFrom[i]) this.shiftOp[i] = shiftOpOf(this.runBytes[i]);
     this.total = crc32cCombineOp(this.total, this.crc[i], this.shiftOp[i]);
   }
 }
