@@ -28,7 +28,6 @@ import { snapshotFileBytes, snapshotFileChunks } from '../storage/snapshot_file'
 import { writeEtcdDb, type EtcdDbWritten } from '../storage/etcddb/etcd_db';
 import { bufferedSink } from '../storage/etcddb/bolt';
 import { LOOP_CLOCK } from '../util/slice_clock';
-import { assert } from '../util/assert';
 import type { Backend } from '../storage/backend/backend';
 import { internalStatus, replyError } from './errors';
 import type { ServerStreamCall, ServerStreamHandler, StreamListener, UnaryHandler } from './call';
@@ -290,41 +289,6 @@ async function streamSnapshot(server: Server, out: SnapshotSender, spoolDir: str
     await file.chunks.return(undefined);
     await file.close();
   }
-}
-
-/**
- * Saves the backend's snapshot file to `file` as `etcdctl snapshot save` does with the stream
- * (written in order to `file`.part, fsynced, renamed into place), without the network: the
- * benchmark of the save's phases (scripts/bench-snapshot-save.ts). Returns its size.
- */
-export async function saveSnapshotToFile(backend: Backend, spoolDir: string, file: string): Promise<number> {
-  const stream = await openSnapshotFileStream(backend, spoolDir, SNAPSHOT_CHUNK_BYTES, () => false);
-  assert(stream !== undefined, 'a save nobody cancels completes');
-  const part = `${file}.part`;
-  let bytes = 0;
-  try {
-    const fh = await fs.open(part, 'w', 0o600);
-    try {
-      let sliceStart = LOOP_CLOCK.now();
-      for await (const chunk of stream.chunks) {
-        if (LOOP_CLOCK.now() - sliceStart >= SEND_SLICE_MS_MAX) {
-          await LOOP_CLOCK.yieldToLoop();
-          sliceStart = LOOP_CLOCK.now();
-        }
-        await writeAll(fh, chunk, bytes);
-        bytes += chunk.length;
-      }
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-  } finally {
-    await stream.chunks.return(undefined);
-    await stream.close();
-  }
-  assert(bytes === stream.fileBytes, 'snapshot file: the size announced is the size written');
-  await fs.rename(part, file);
-  return bytes;
 }
 
 /** The sending side of one Snapshot call, and its listener: a write that finds the transport's
