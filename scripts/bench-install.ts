@@ -20,14 +20,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { MvccStore } from '../src/mvcc';
-import { MessageType, newMessage, type Message } from '../src/raft';
-import { Backend, type LoadedState } from '../src/storage/backend/backend';
-import { Snapshotter } from '../src/server/snapshot';
+import { Backend } from '../src/storage/backend/backend';
 import { SpillFile } from '../src/storage/spill_file';
-import type { RaftNode } from '../src/server/raft_node';
-import type { Server } from '../src/server/server';
-import { Logger } from '../src/util/log';
 import { arg } from './bench_support';
+import { msgSnap, seamedSnapshotter } from '../test/server/snapshot_seams';
 
 const KEYS = Number(arg('keys', '20000'));
 const VALUE_BYTES = Number(arg('value-bytes', '4096'));
@@ -124,52 +120,20 @@ function threadCpuDelta(a: Map<string, number>, b: Map<string, number>): Record<
   return byName;
 }
 
-function msgSnap(index: number): Message {
-  return newMessage({
-    type: MessageType.MsgSnap,
-    from: 1n,
-    to: 2n,
-    term: 2,
-    snapshot: { data: new Uint8Array(0), metadata: { index, term: 2, confState: { voters: [1n, 2n], learners: [] } } },
-  });
-}
-
 async function installOnce(index: number, chunkLengths: readonly number[], round: number): Promise<void> {
   const memberDir = path.join(DIR, 'member');
   fs.rmSync(memberDir, { recursive: true, force: true });
   fs.mkdirSync(memberDir, { recursive: true });
-  let backend = await Backend.open(path.join(memberDir, 'backend'));
   const store = new MvccStore();
-  let committedIndex = 0;
-  const server = {
-    get durableBackend() {
-      return backend;
-    },
-    installState: async (b: Backend, loaded: LoadedState) => {
-      backend = b;
-      store.replaceWith(loaded.store);
-    },
-  } as unknown as Server;
-  const raft = {
-    get committedIndex() {
-      return committedIndex;
-    },
-    installSnapshot: (_from: bigint, _term: number, snap: { metadata: { index: number } }) => {
-      committedIndex = snap.metadata.index;
-      return true;
-    },
-  } as unknown as RaftNode;
-  const lines: string[] = [];
-  const snapshotter = new Snapshotter({
-    server: () => server,
-    raftNode: () => raft,
+  const follower = seamedSnapshotter({
     memberDir,
-    log: new Logger('info', {}, (l) => lines.push(l)),
-    snapshotCount: 1_000_000,
+    backend: await Backend.open(path.join(memberDir, 'backend')),
+    store,
+    committedIndex: 0,
     appliedIndex: 0,
     hotValueBytes: HOT_VALUE_BYTES < 0 ? undefined : HOT_VALUE_BYTES,
-    onStateInstalled: () => undefined,
   });
+  const { snapshotter, lines } = follower;
   let stallMs = 0;
   let last = performance.now();
   const timer = setInterval(() => {
@@ -180,14 +144,14 @@ async function installOnce(index: number, chunkLengths: readonly number[], round
   const threads0 = threadCpu();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
-  await snapshotter.install(msgSnap(index), readStream(chunkLengths));
+  await snapshotter.install(msgSnap(index, 2), readStream(chunkLengths));
   const tookMs = performance.now() - t0;
   const cpu = process.cpuUsage(cpu0);
   const threads1 = threadCpu();
   clearInterval(timer);
   const written = lines.map((l) => JSON.parse(l) as Record<string, unknown>).find((l) => String(l.msg).startsWith('snapshot data written'));
   const keys = store.keyCount;
-  await backend.close();
+  await follower.backend().close();
   store.closeSpill();
   // --reload: the next start's load of the installed backend (its tables are the install's).
   let reload: { took_ms: number; cpu_ms: number } | undefined;

@@ -9,11 +9,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { MvccStore } from '../../src/mvcc';
-import { MessageType, newMessage, type Message } from '../../src/raft';
+import type { Message } from '../../src/raft';
 import { Backend, type LoadedState } from '../../src/storage/backend/backend';
-import { Snapshotter, finishInterruptedSnapshotInstall } from '../../src/server/snapshot';
-import type { RaftNode } from '../../src/server/raft_node';
-import type { Server } from '../../src/server/server';
+import { finishInterruptedSnapshotInstall } from '../../src/server/snapshot';
+import { msgSnap as seamMsgSnap, seamedSnapshotter } from './snapshot_seams';
 import * as fsyncDir from '../../src/util/fsync_dir';
 import { Logger } from '../../src/util/log';
 
@@ -32,9 +31,7 @@ async function fill(backend: Backend, store: MvccStore, keys: number, prefix: st
   return index;
 }
 
-function msgSnap(index: number): Message {
-  return newMessage({ type: MessageType.MsgSnap, from: 1n, to: 2n, term: 4, snapshot: { data: new Uint8Array(0), metadata: { index, term: 4, confState: { voters: [1n, 2n], learners: [] } } } });
-}
+const msgSnap = (index: number): Message => seamMsgSnap(index, 4);
 
 /** The leader's stream, re-chunked and slowed (yields to timers between pieces); `breakAfter`
  *  pieces, it throws as a broken connection would. */
@@ -69,42 +66,12 @@ describe('Snapshotter.install (streamed into a new backend)', function () {
   async function follower(name: string, hotValueBytes?: number) {
     const memberDir = path.join(root, name);
     fs.mkdirSync(memberDir);
-    let backend = await Backend.open(path.join(memberDir, 'backend'));
+    const backend = await Backend.open(path.join(memberDir, 'backend'));
     const store = new MvccStore();
     await fill(backend, store, 10, 'old');
-    let committedIndex = 3;
     const installed: LoadedState[] = [];
-    const server = {
-      get durableBackend() {
-        return backend;
-      },
-      installState: async (b: Backend, loaded: LoadedState) => {
-        backend = b;
-        store.replaceWith(loaded.store);
-        installed.push(loaded);
-      },
-    } as unknown as Server;
-    const raft = {
-      get committedIndex() {
-        return committedIndex;
-      },
-      installSnapshot: (_from: bigint, _term: number, snap: { metadata: { index: number } }) => {
-        committedIndex = snap.metadata.index;
-        return true;
-      },
-    } as unknown as RaftNode;
-    const logLines: string[] = [];
-    const snapshotter = new Snapshotter({
-      server: () => server,
-      raftNode: () => raft,
-      memberDir,
-      log: new Logger('info', {}, (l) => logLines.push(l)),
-      snapshotCount: 1_000_000,
-      appliedIndex: 1,
-      hotValueBytes,
-      onStateInstalled: () => undefined,
-    });
-    return { memberDir, snapshotter, store, installed, logLines, backend: () => backend };
+    const f = seamedSnapshotter({ memberDir, backend, store, committedIndex: 3, appliedIndex: 1, hotValueBytes, onInstalled: (l) => installed.push(l) });
+    return { memberDir, snapshotter: f.snapshotter, store, installed, logLines: f.lines, backend: f.backend };
   }
 
   it('a second snapshot during an install waits for it and is then stale: one install, no failure; values spilled', async () => {
