@@ -23,7 +23,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { arg, client, freePort, lagMaxMs, memberFlags, sleep, statusKb, unary, type Client } from './bench_support';
+import { arg, client, cpuMsOfPid, freePort, lagMaxMs, memberFlags, sleep, statusKb, unary, type Client } from './bench_support';
 
 const KEYS = Number(arg('keys', '100000'));
 const VALUE_BYTES = Number(arg('value-bytes', '4096'));
@@ -92,11 +92,7 @@ function benchKey(i: number): Buffer {
   return k;
 }
 
-const cpuSeconds = (pid: number): number => {
-  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return (Number(rest[11]) + Number(rest[12])) / 100; // utime, stime (fields 14, 15) in ticks of 1/100 s
-};
+const cpuSeconds = (pid: number): number => cpuMsOfPid(pid) / 1000;
 
 interface GcStats {
   scavenges: number;

@@ -45,7 +45,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { grpcDefinitions } from '../src/proto';
-import { DISK_HISTOGRAMS, freePort, lagMaxMs, memberFlags, scrapeMetrics, type MetricsScrape } from './bench_support';
+import { DISK_HISTOGRAMS, cpuMsOfPid, freePort, lagMaxMs, memberFlags, scrapeMetrics, type MetricsScrape } from './bench_support';
 
 function arg(name: string, def: string): string {
   const a = process.argv.find((x) => x.startsWith(`--${name}=`));
@@ -261,9 +261,7 @@ function resetHwm(m: Member): void {
 function cpuMs(m: Member): number {
   if (exited(m)) return NaN;
   try {
-    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
-    const f = fs.readFileSync(`/proc/${m.proc!.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS_PER_S;
+    return cpuMsOfPid(m.proc!.pid!);
   } catch {
     return NaN; // gone in the meantime
   }
@@ -279,8 +277,6 @@ function writtenBytes(m: Member): number {
     return NaN; // gone in the meantime
   }
 }
-/** USER_HZ: 100 on Linux on every architecture node runs on. */
-const CLOCK_TICKS_PER_S = 100;
 const selfCpuMs = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1000;

@@ -101,6 +101,15 @@ export function scrapeMetrics(port: number, timeoutMs = 60_000): Promise<Metrics
   });
 }
 
+/** A process's CPU time so far (user + system, all its threads) in ms, from /proc/<pid>/stat
+ *  (utime and stime, the 12th and 13th fields after the command's closing parenthesis, in ticks
+ *  of USER_HZ: 100 on Linux on every architecture node runs on). Throws if the process is gone. */
+export function cpuMsOfPid(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) * 10;
+}
+
 /** A `kB` field of /proc/<pid>/status (VmRSS, VmHWM), NaN if absent. */
 export function statusKb(pid: number, field: string): number {
   const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
