@@ -115,12 +115,6 @@ export interface LeafValue {
   copy(target: Buffer, targetStart: number): number;
 }
 
-/** What the meta pages name: the root bucket's page and the high-water mark. */
-interface BoltLayout {
-  rootPage: number;
-  highWater: number;
-}
-
 interface BranchEntry {
   key: Buffer;
   page: number;
@@ -149,8 +143,9 @@ function writeLeafElements(buf: Buffer, base: number, elems: readonly [Buffer, L
   }
 }
 
-/** Meta page `id` (0 or 1) of a database whose root bucket is at `rootPage`. */
-function metaPage(id: number, layout: BoltLayout): Buffer {
+/** Meta page `id` (0 or 1) of a database whose root bucket is at `rootPage` and whose pages end
+ *  before `highWater`. */
+function metaPage(id: number, rootPage: number, highWater: number): Buffer {
   const buf = Buffer.alloc(PAGE_BYTES);
   buf.writeBigUInt64LE(BigInt(id), 0);
   buf.writeUInt16LE(META_PAGE, 8);
@@ -159,10 +154,10 @@ function metaPage(id: number, layout: BoltLayout): Buffer {
   buf.writeUInt32LE(VERSION, m + 4);
   buf.writeUInt32LE(PAGE_BYTES, m + 8);
   buf.writeUInt32LE(0, m + 12);
-  buf.writeBigUInt64LE(BigInt(layout.rootPage), m + 16);
+  buf.writeBigUInt64LE(BigInt(rootPage), m + 16);
   buf.writeBigUInt64LE(0n, m + 24);
   buf.writeBigUInt64LE(2n, m + 32);
-  buf.writeBigUInt64LE(BigInt(layout.highWater), m + 40);
+  buf.writeBigUInt64LE(BigInt(highWater), m + 40);
   buf.writeBigUInt64LE(BigInt(id), m + 48);
   buf.writeBigUInt64LE(fnv1a64(buf.subarray(m, m + 56)), m + 56);
   return buf;
@@ -227,11 +222,12 @@ export class BoltWriter {
       header.writeBigUInt64LE(BigInt(b.root), 0);
       await root.addElement(b.name, header, BUCKET_LEAF_FLAG);
     }
-    const layout = { rootPage: await root.finishTree(), highWater: this.nextPage };
+    const rootPage = await root.finishTree();
+    const highWater = this.nextPage;
     await this.sink(freelistPage(), 2 * PAGE_BYTES);
-    await this.sink(metaPage(0, layout), 0);
-    await this.sink(metaPage(1, layout), PAGE_BYTES);
-    return layout.highWater * PAGE_BYTES;
+    await this.sink(metaPage(0, rootPage, highWater), 0);
+    await this.sink(metaPage(1, rootPage, highWater), PAGE_BYTES);
+    return highWater * PAGE_BYTES;
   }
 }
 
