@@ -163,7 +163,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     auth,
     quotaBackendBytes: cfg.quotaBackendBytes,
     alarms: st.loaded.alarms,
-    onApplied: (index, term) => snapshotter.onApplied(index, term),
+    onApplied: (index, term, bytes) => snapshotter.onApplied(index, term, bytes),
   });
 
   watchable = new WatchableStore(server.store);

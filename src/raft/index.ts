@@ -12,6 +12,7 @@ export { ProgressState } from './progress';
 export type { Progress } from './progress';
 export {
   None,
+  ENTRY_OVERHEAD_BYTES,
   EntryType,
   MessageType,
   StateRole,

@@ -118,6 +118,25 @@ export class MemoryStorage implements Storage {
     return this.snap;
   }
 
+  /**
+   * The lowest index i ≤ `index` such that the entries (i, index] number at most `maxEntries` and
+   * their data at most `maxBytes` in total: where to compact to, keeping that much behind a
+   * snapshot at `index`. Never below the first index (nothing to drop then).
+   */
+  compactionPoint(index: Index, maxEntries: number, maxBytes: number): Index {
+    const offset = this.offset();
+    assert(index <= this.lastIndex(), `compactionPoint: ${index} is beyond the last index ${this.lastIndex()}`);
+    let i = index;
+    let bytes = 0;
+    while (i > offset && index - i < maxEntries) {
+      const size = entrySize(this.ents[i - offset] as Entry);
+      if (bytes + size > maxBytes) break;
+      bytes += size;
+      i--;
+    }
+    return i;
+  }
+
   /** Discards all entries before compactIndex. The app must not compact past its applied index. */
   compact(compactIndex: Index): 'compacted' | null {
     const offset = this.offset();

@@ -183,8 +183,11 @@ export function newMessage(fields: Partial<Message> & Pick<Message, 'type'>): Me
 }
 
 /** Approximate size in bytes of an entry, used for flow control and batching limits. */
+/** What an entry costs beyond its data, in entrySize (its index, term and type). */
+export const ENTRY_OVERHEAD_BYTES = 24;
+
 export function entrySize(e: Entry): number {
-  return e.data.byteLength + 24;
+  return e.data.byteLength + ENTRY_OVERHEAD_BYTES;
 }
 
 /** The part of entry sizes limited by MaxUncommittedEntriesSize (etcd counts payload only). */

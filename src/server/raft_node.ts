@@ -29,6 +29,13 @@ import { isWalOutOfSpace, walErrnoCode } from '../storage/wal';
 /** Exit status of a member whose WAL failed with an I/O error (sysexits' EX_IOERR). */
 export const WAL_IO_ERROR_EXIT_CODE = 74;
 
+/** What a snapshot leaves of the log behind it, for followers slightly behind: at most this many
+ *  entries, and at most this many bytes of them (Raft's entry size). */
+export interface SnapshotKeep {
+  entries: number;
+  bytes: number;
+}
+
 /** What RaftNode needs from the WAL (src/storage/wal). */
 export interface WalLike {
   save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void>;
@@ -98,7 +105,7 @@ export class RaftNode implements ReplicatedLog {
   private readSeq = 0;
   /** The commit index recovered at start, until the apply loop reaches it (then logged once). */
   private recoveredCommit: { index: number; fromIndex: number; sinceMs: number } | undefined;
-  private pendingSnapshots: { index: number; keepEntries: number; confState: ConfState; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  private pendingSnapshots: { index: number; keep: SnapshotKeep; confState: ConfState; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private ticks = 0;
   /** The tick at which each peer was last heard from (any message): isActive. */
   private readonly heardAtTick = new Map<NodeId, number>();
@@ -297,11 +304,12 @@ export class RaftNode implements ReplicatedLog {
   }
 
   /** Persists a snapshot marker at `index` (the backend must already hold that state durably),
-   *  compacts the in-memory log keeping `keepEntries` for slow followers, and frees WAL segments. */
-  snapshot(index: number, keepEntries: number, confState: ConfState): Promise<void> {
+   *  compacts the in-memory log keeping up to `keep.entries` entries and `keep.bytes` bytes of
+   *  them for slow followers, and frees WAL segments. */
+  snapshot(index: number, keep: SnapshotKeep, confState: ConfState): Promise<void> {
     // WAL calls must not overlap: the snapshot runs inside the Ready loop, between two Readys.
     return new Promise<void>((resolve, reject) => {
-      this.pendingSnapshots.push({ index, keepEntries, confState, resolve, reject });
+      this.pendingSnapshots.push({ index, keep, confState, resolve, reject });
       this.schedule();
     });
   }
@@ -310,7 +318,7 @@ export class RaftNode implements ReplicatedLog {
     while (this.pendingSnapshots.length > 0 && !this.failed) {
       const s = this.pendingSnapshots.shift()!;
       try {
-        await this.takeSnapshot(s.index, s.keepEntries, s.confState);
+        await this.takeSnapshot(s.index, s.keep, s.confState);
         s.resolve();
       } catch (err) {
         s.reject(err);
@@ -318,7 +326,7 @@ export class RaftNode implements ReplicatedLog {
     }
   }
 
-  private async takeSnapshot(index: number, keepEntries: number, confState: ConfState): Promise<void> {
+  private async takeSnapshot(index: number, keep: SnapshotKeep, confState: ConfState): Promise<void> {
     const term = this.storage.term(index);
     const prev = this.storage.snapshot();
     if (typeof term !== 'number' || (typeof prev === 'object' && index <= prev.metadata.index)) return;
@@ -326,7 +334,7 @@ export class RaftNode implements ReplicatedLog {
     // The snapshot's data stays empty: a follower that needs it gets the backend itself, taken
     // when it is sent (see Snapshotter.sendData in server/snapshot.ts).
     this.storage.createSnapshot(index, confState, new Uint8Array(0));
-    const compactTo = index - keepEntries;
+    const compactTo = this.storage.compactionPoint(index, keep.entries, keep.bytes);
     if (compactTo > this.storage.firstIndex()) {
       this.storage.compact(compactTo);
       await this.wal.releaseTo(compactTo);

@@ -8,7 +8,7 @@ import type { Logger } from '../util/log';
 import { MvccStore, type HashKVResult } from '../mvcc';
 import type { ResponseHeader } from '../proto/types';
 import type { ConfChange } from '../raft';
-import { ConfChangeType } from '../raft';
+import { ConfChangeType, ENTRY_OVERHEAD_BYTES } from '../raft';
 import { Membership, memberFromJson, memberRecord, memberToJson, type Member, type MemberJson } from './membership';
 import { Applier, type ApplyResult, type EventSink } from './applier';
 import { encodeRequest, type InternalRequestBody, type InternalRequestHeader } from './codec';
@@ -36,7 +36,7 @@ export interface ServerOptions {
   /** Durable applied state: every applied batch is written to it with its applied index. */
   backend?: Backend;
   /** Called after each applied batch of entries (snapshot triggers, metrics). */
-  onApplied?: (appliedIndex: number, term: number) => void;
+  onApplied?: (appliedIndex: number, term: number, bytes: number) => void;
   /** Metrics hooks: how long applying each entry took; a proposal that timed out. */
   onApplyDuration?: (data: Uint8Array, durationMs: number) => void;
   onProposalFailed?: () => void;
@@ -305,7 +305,11 @@ export class Server {
       // before WAL segments are released (a synced commit, see snapshot handling).
       this.backend.commit(last.index, last.term).catch((err) => this.fail(new EtcdError(GrpcCode.UNAVAILABLE, `quorumkv: backend write failed (${err instanceof Error ? err.message : String(err)}); this member no longer accepts writes`)));
     }
-    this.opts.onApplied?.(last.index, last.term);
+    if (this.opts.onApplied) {
+      let bytes = 0;
+      for (const e of entries) bytes += e.data.length + ENTRY_OVERHEAD_BYTES;
+      this.opts.onApplied(last.index, last.term, bytes);
+    }
     this.scheduleSpill();
   }
 

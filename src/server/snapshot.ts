@@ -29,12 +29,19 @@ import { Backend, KvRecordLoader, type LoadedState } from '../storage/backend/ba
 import { restoreSnapshotInto, type RestoreTimings } from '../storage/backend/snapshot';
 import { SpillFile } from '../storage/spill_file';
 import { membershipFromRecords } from './membership';
-import type { RaftNode } from './raft_node';
+import type { RaftNode, SnapshotKeep } from './raft_node';
 import type { Server } from './server';
 
 /** Entries kept in the log behind a snapshot, for followers that are slightly behind (etcd's
  *  snapshot catch-up entries). */
 export const SNAPSHOT_CATCH_UP_ENTRIES = 5000;
+/** ... and at most this many bytes of them. */
+export const SNAPSHOT_CATCH_UP_BYTES = 32 * 1024 * 1024;
+/** A snapshot is also taken once the entries applied since the last one hold this many bytes,
+ *  whatever --snapshot-count says. The Raft log between two snapshots lives in memory (as in etcd),
+ *  so with large entries (Txns of many 4 KiB puts, 1 MiB values) a count alone let it grow to
+ *  gigabytes: 3,000 Txns of 64 × 4 KiB took one member to 1.27 GB of RSS. */
+export const SNAPSHOT_BYTES = 64 * 1024 * 1024;
 
 /** member/backend is replaced by renaming these over it (see installData). */
 const BACKEND_DIR = 'backend';
@@ -54,6 +61,11 @@ export interface SnapshotterOptions {
   log: Logger;
   /** --snapshot-count: applied entries between two snapshots. */
   snapshotCount: number;
+  /** Applied entry bytes between two snapshots (SNAPSHOT_BYTES unless a test sets it). */
+  snapshotBytes?: number;
+  /** What a snapshot keeps of the log behind it (SNAPSHOT_CATCH_UP_ENTRIES and _BYTES unless a
+   *  test sets it). */
+  catchUp?: SnapshotKeep;
   /** The index the backend was at when the member started: entries before it are in the backend. */
   appliedIndex: number;
   /** Called after a snapshot from the leader replaced the applied state (leases, watchers). */
@@ -65,6 +77,10 @@ export interface SnapshotterOptions {
 export class Snapshotter {
   /** The last snapshot taken or installed; the next is due snapshotCount entries after it. */
   private lastSnapshotIndex: number;
+  /** Bytes of the entries applied since the last snapshot was started (or installed). */
+  private appliedBytes = 0;
+  private readonly snapshotBytes: number;
+  private readonly catchUp: SnapshotKeep;
   private taking = false;
   /** The install in progress, if any (settles when it ended, either way). */
   private installing: Promise<void> | undefined;
@@ -73,21 +89,27 @@ export class Snapshotter {
 
   constructor(private readonly o: SnapshotterOptions) {
     this.lastSnapshotIndex = o.appliedIndex;
+    this.snapshotBytes = o.snapshotBytes ?? SNAPSHOT_BYTES;
+    this.catchUp = o.catchUp ?? { entries: SNAPSHOT_CATCH_UP_ENTRIES, bytes: SNAPSHOT_CATCH_UP_BYTES };
   }
 
   // ---- take -------------------------------------------------------------------------------------
 
-  /** The apply loop applied entries up to `index` (term `term`): take a snapshot if one is due. */
-  onApplied(index: number, term: number): void {
-    if (this.taking || index - this.lastSnapshotIndex < this.o.snapshotCount) return;
+  /** The apply loop applied entries up to `index` (term `term`), `bytes` of them (Raft's entry
+   *  size): take a snapshot if one is due, by count or by bytes. */
+  onApplied(index: number, term: number, bytes: number): void {
+    this.appliedBytes += bytes;
+    if (this.taking) return;
+    if (index - this.lastSnapshotIndex < this.o.snapshotCount && this.appliedBytes < this.snapshotBytes) return;
     const server = this.o.server();
     const backend = server.durableBackend;
     if (!backend) return; // nothing durable to release WAL segments into
     this.taking = true;
+    this.appliedBytes = 0;
     // The backend must hold the state at `index` durably before the WAL may forget the entries.
     backend
       .commit(index, term, true)
-      .then(() => this.o.raftNode().snapshot(index, SNAPSHOT_CATCH_UP_ENTRIES, server.membership.confState()))
+      .then(() => this.o.raftNode().snapshot(index, this.catchUp, server.membership.confState()))
       .then(() => {
         this.lastSnapshotIndex = index;
         this.o.log.info('snapshot taken; older WAL segments released', { index, term });
@@ -150,6 +172,7 @@ export class Snapshotter {
     const membership = membershipFromRecords(loaded.members, loaded.removed);
     await this.o.server().installState(backend, loaded, membership);
     this.lastSnapshotIndex = loaded.appliedIndex;
+    this.appliedBytes = 0;
     this.o.onStateInstalled(loaded);
     const accepted = raft.installSnapshot(m.from, m.term, {
       data: new Uint8Array(0),

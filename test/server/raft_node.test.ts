@@ -19,7 +19,7 @@ class RecordingWal implements WalLike {
     await new Promise((r) => setTimeout(r, 1)); // an fsync takes a while: proposals pile up behind it
   }
   async saveSnapshot(): Promise<void> {}
-  async releaseTo(): Promise<void> {}
+  async releaseTo(_index: number): Promise<void> {}
   async close(): Promise<void> {}
 }
 
@@ -121,6 +121,60 @@ describe('RaftNode and the WAL', () => {
       }
       assert.ok(samples > 50, `only ${samples} samples`);
       assert.equal(inactive, 0, `${inactive} of ${samples} samples saw an answering peer as inactive`);
+    } finally {
+      await node.close();
+    }
+  });
+});
+
+describe('RaftNode snapshots: what the log keeps behind one', () => {
+  async function leaderWith(entries: number, bytesEach: number): Promise<{ node: RaftNode; released: number[]; applied: LogEntry[] }> {
+    const released: number[] = [];
+    const wal = new RecordingWal();
+    wal.releaseTo = async (index: number) => {
+      released.push(index);
+    };
+    const node = new RaftNode({
+      id: 1n,
+      confState: { voters: [1n], learners: [] },
+      wal,
+      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
+      log: new Logger('error'),
+      tickMs: 10,
+      electionTicks: 10,
+    });
+    const applied: LogEntry[] = [];
+    node.onCommit((es) => applied.push(...es));
+    for (let deadline = Date.now() + 3000; !node.isLeader() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
+    assert.ok(node.isLeader(), 'a lone voter leads');
+    for (let i = 0; i < entries; i++) node.propose(Buffer.alloc(bytesEach, i & 0xff));
+    for (let deadline = Date.now() + 5000; applied.filter((e) => e.data.length > 0).length < entries && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
+    assert.equal(applied.filter((e) => e.data.length > 0).length, entries, 'every proposal applied');
+    return { node, released, applied };
+  }
+
+  it('keeps at most the given number of entries behind the snapshot', async () => {
+    const { node, released, applied } = await leaderWith(100, 10);
+    try {
+      const last = applied[applied.length - 1]!.index;
+      await node.snapshot(last, { entries: 30, bytes: 1 << 30 }, { voters: [1n], learners: [] });
+      assert.equal(node.storage.firstIndex(), last - 30 + 1, 'the 30 entries before the snapshot stay');
+      assert.deepEqual(released, [last - 30]);
+    } finally {
+      await node.close();
+    }
+  });
+
+  it('keeps at most the given number of bytes behind the snapshot, whatever the count allows', async () => {
+    const { node, released, applied } = await leaderWith(40, 1000);
+    try {
+      const last = applied[applied.length - 1]!.index;
+      // 1,024 bytes per entry (1,000 of data and Raft's 24): 10 fit in 10,300 bytes, 11 do not.
+      await node.snapshot(last, { entries: 5000, bytes: 10_300 }, { voters: [1n], learners: [] });
+      assert.equal(node.storage.firstIndex(), last - 10 + 1, 'ten entries of 1,024 bytes stay');
+      assert.deepEqual(released, [last - 10], 'the WAL releases what the log dropped');
+      const kept = node.storage.entries(node.storage.firstIndex(), last + 1, Infinity);
+      assert.ok(Array.isArray(kept) && kept.length === 10 && kept.every((e) => e.data.length === 1000));
     } finally {
       await node.close();
     }
