@@ -133,7 +133,7 @@ export class Lessor {
     const l = this.leases.get(id);
     if (!l) return Errors.LeaseNotFound;
     const keys = [...l.keys].sort();
-    for (const k of keys) txn.deleteRange(k, undefined);
+    for (const k of keys) txn.deleteRange(k, undefined, false);
     this.leases.delete(id);
     this.cfg.persist?.(id, undefined);
     return undefined;

@@ -118,8 +118,8 @@ export class MvccStore {
    *  Only watchers that asked for prev_kv read it, so the watch layer (the WatchableStore built on
    *  this store) replaces this with "a synced watcher has prev_kv": reading a spilled previous
    *  value back is a synchronous read of the spill file on the apply path, which an overwrite of
-   *  4 KiB values otherwise pays for every put. A DELETE event always carries it (the DeleteRange
-   *  response's prev_kvs and the lease detach use it). */
+   *  4 KiB values otherwise pays for every put. The same holds for a DELETE event (a DeleteRange
+   *  reads the deleted values only for its own prev_kv). */
   prevKvWanted: () => boolean = () => true;
 
   /** The revision of the last committed change (1 on an empty store). */
@@ -262,18 +262,24 @@ export class MvccStore {
     return { type: EventType.PUT, kv, prevKv: prevKv === undefined || !this.prevKvWanted() ? undefined : this.hydrate(prevKv) };
   }
 
-  /** @internal deletes every key live at `rev` in the range; returns the DELETE events in key order. */
-  applyDeleteRange(key: BytesLike, rangeEnd: BytesLike | undefined, rev: Revision): Event[] {
-    const live: StoredKv[] = [];
-    forEachLive(this.index, resolveBounds(key, rangeEnd), rev, (kv) => live.push(kv));
-    const events: Event[] = [];
-    for (const prevKv of live) {
+  /** @internal deletes every key live at `rev` in the range; returns the DELETE events in key
+   *  order and the deleted versions (`deleted`, filled in: values read back from the spill only
+   *  when `withValues` or prevKvWanted() asks for them). */
+  applyDeleteRange(key: BytesLike, rangeEnd: BytesLike | undefined, rev: Revision, withValues: boolean, deleted: StoredKv[]): Event[] {
+    forEachLive(this.index, resolveBounds(key, rangeEnd), rev, (kv) => deleted.push(kv));
+    // A deleted value is read back only for a client's prev_kv or a watcher's: deleting a prefix
+    // of spilled values must not read them all from the spill file on the apply path.
+    const eventPrev = this.prevKvWanted();
+    if (withValues || eventPrev) this.hydrateAll(deleted);
+    const events: Event[] = new Array<Event>(deleted.length);
+    for (let i = 0; i < deleted.length; i++) {
+      const prevKv = deleted[i];
       const tomb = makeTombstone(prevKv.key, rev);
       this.index.append(tomb, this.index.get(prevKv.key));
       this.history.append(tomb);
       this.liveKeys--;
       this.retainedBytes += tomb.key.length;
-      events.push({ type: EventType.DELETE, kv: tomb, prevKv: this.hydrate(prevKv) });
+      events[i] = { type: EventType.DELETE, kv: tomb, prevKv: eventPrev ? (prevKv as KeyValue) : undefined };
     }
     if (events.length > 0) this.epoch++;
     return events;
@@ -781,15 +787,16 @@ export class WriteTxn {
     return ev;
   }
 
-  /** Deletes the keys live in the range; returns their previous kvs in key order. */
-  deleteRange(key: BytesLike, rangeEnd: BytesLike | undefined): { deleted: KeyValue[] } {
+  /** Deletes the keys live in the range; returns their previous kvs in key order, values
+   *  included unless `withValues` is false (then a spilled value stays a reference: its key,
+   *  revisions and lease are what a lease detach needs). */
+  deleteRange(key: BytesLike, rangeEnd: BytesLike | undefined): { deleted: KeyValue[] };
+  deleteRange(key: BytesLike, rangeEnd: BytesLike | undefined, withValues: boolean): { deleted: StoredKv[] };
+  deleteRange(key: BytesLike, rangeEnd: BytesLike | undefined, withValues = true): { deleted: StoredKv[] } {
     assert(!this.ended, 'deleteRange on an ended txn');
-    const evs = this.store.applyDeleteRange(key, rangeEnd, this.revision);
-    const deleted: KeyValue[] = new Array<KeyValue>(evs.length);
-    for (let i = 0; i < evs.length; i++) {
-      deleted[i] = evs[i].prevKv as KeyValue;
-      this.events.push(evs[i]);
-    }
+    const deleted: StoredKv[] = [];
+    const evs = this.store.applyDeleteRange(key, rangeEnd, this.revision, withValues, deleted);
+    for (let i = 0; i < evs.length; i++) this.events.push(evs[i]);
     this.changes += evs.length;
     return { deleted };
   }

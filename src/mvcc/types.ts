@@ -89,9 +89,9 @@ export const enum EventType {
 export interface Event {
   readonly type: EventType;
   readonly kv: KeyValue;
-  /** The key's previous live value, if any. Filled for every DELETE event; for a PUT event only
-   *  while the store's prevKvWanted() says so (with a WatchableStore: while a synced watcher asked
-   *  for prev_kv), else undefined. The watch layer drops it unless the watcher asked for prev_kv. */
+  /** The key's previous live value, if any, filled only while the store's prevKvWanted() says so
+   *  (with a WatchableStore: while a synced watcher asked for prev_kv), else undefined, for PUT and
+   *  DELETE events alike. The watch layer drops it unless the watcher asked for prev_kv. */
   readonly prevKv: KeyValue | undefined;
 }
 

@@ -154,9 +154,14 @@ export function applyPut(txn: WriteTxn, p: PutRequest, leases: LeaseAttachments)
 }
 
 export function applyDeleteRange(txn: WriteTxn, d: DeleteRangeRequest, leases: LeaseAttachments): DeleteRangeResponse {
-  const { deleted } = txn.deleteRange(d.key, rangeEndOf(d.range_end));
+  if (d.prev_kv) {
+    const { deleted } = txn.deleteRange(d.key, rangeEndOf(d.range_end));
+    for (const kv of deleted) if (kv.lease !== NO_LEASE) leases.detach(kv.lease, kv.key);
+    return { deleted: deleted.length, prev_kvs: deleted.map(kvToPb) };
+  }
+  const { deleted } = txn.deleteRange(d.key, rangeEndOf(d.range_end), false);
   for (const kv of deleted) if (kv.lease !== NO_LEASE) leases.detach(kv.lease, kv.key);
-  return { deleted: deleted.length, prev_kvs: d.prev_kv ? deleted.map(kvToPb) : [] };
+  return { deleted: deleted.length, prev_kvs: [] };
 }
 
 // ---- Txn -----------------------------------------------------------------------------------
