@@ -89,8 +89,8 @@ export class MvccStore {
   private compactCursor: Bytes | undefined;
   /** Bumped by every state change; a snapshot export asserts it stays put while it runs. */
   private epoch = 0;
-  /** Bumped when versions at or below the current revision may leave the retained set or change
-   *  (a compaction point moved, the whole state replaced): a sliced hash started before is stale. */
+  /** Bumped when versions at or below the current revision may leave the index (a compaction
+   *  step freed versions, the whole state replaced): a sliced hash started before is stale. */
   private retainedEpoch = 0;
   /** Bumped when the whole state is replaced (a sliced range started before must start over). */
   private replacedEpochValue = 0;
@@ -315,7 +315,8 @@ export class MvccStore {
     if (rev <= this.compactRev) throw Errors.Compacted;
     if (rev > this.currentRev) throw Errors.FutureRev;
     this.compactRev = rev;
-    this.retainedEpoch++;
+    // Not retainedEpoch: a sliced hash started before keeps its own compaction point, and the
+    // versions it covers stay until compactStep() frees them (which does bump it).
     this.history.compact(rev);
     // A pending cleanup at an older point restarts: keys it already visited need another pass.
     this.compactCursor = EMPTY_BYTES;
@@ -325,6 +326,7 @@ export class MvccStore {
   /** Frees unreachable versions of up to `maxKeys` keys. Returns true when no work is left. */
   compactStep(maxKeys: number = COMPACT_KEYS_PER_STEP_DEFAULT): boolean {
     if (this.compactCursor === undefined) return true;
+    this.retainedEpoch++;
     const freedRefs: SpillRef[] = [];
     const { nextKey, freedBytes } = this.index.compactSlice(this.compactRev, this.compactCursor, maxKeys, (ref) => freedRefs.push(ref));
     this.retainedBytes -= freedBytes;
@@ -454,8 +456,11 @@ export class MvccStore {
   /**
    * hashKV in slices, for a caller that yields to the event loop in between (server/hash_kv.ts):
    * the revision is checked (and fixed) now, each step() hashes about `maxVersions` new versions.
-   * Writes may go on between steps (versions above the hash revision are skipped); a compaction
-   * or a replaced state makes the job stale (step() returns 'stale'), and it must start over.
+   * Writes may go on between steps (versions above the hash revision are skipped), and so may a
+   * compaction's new point (the job answers at the compaction point it started with, as etcd's
+   * HashKV does); a compaction step that frees versions or a replaced state makes the job stale
+   * (step() returns 'stale'), and it must start over (server/hash_kv.ts holds compaction steps
+   * back while it hashes, as etcd's hash holds its backend read transaction).
    *
    * The hash cache (hash_cache.ts): a hash at the cached revision and compaction point is answered
    * without a pass; one above it starts from the cached per-key CRCs; one below it is a full pass.

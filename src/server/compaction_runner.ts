@@ -6,6 +6,7 @@
 // Reads, hashes and snapshots look at the logical compaction point only, so they do not depend on
 // how far the runner is. etcd's Compact with physical=true waits for idle() (server.ts).
 import type { MvccStore } from '../mvcc';
+import { assert } from '../util/assert';
 import { LOOP_CLOCK, type SliceClock } from '../util/slice_clock';
 
 /** Keys per step: a few ms at most (~3 µs a key was measured on a loaded machine, the lengths of
@@ -18,6 +19,8 @@ export class CompactionRunner {
   private scheduled = false;
   private stopped = false;
   private waiters: (() => void)[] = [];
+  /** Holds taken (hold()) and not yet released: no steps run while there is one. */
+  private holds = 0;
 
   constructor(
     private readonly store: () => MvccStore,
@@ -28,7 +31,7 @@ export class CompactionRunner {
 
   /** Frees what the compactions applied so far made unreachable, in the turns to come. */
   kick(): void {
-    if (this.scheduled) return;
+    if (this.scheduled || this.holds > 0) return;
     if (this.stopped || !this.store().compactionPending) {
       for (const w of this.waiters.splice(0)) w();
       return;
@@ -38,9 +41,23 @@ export class CompactionRunner {
       this.scheduled = false;
       const store = this.store();
       const start = this.clock.now();
-      while (!this.stopped && store.compactionPending && this.clock.now() - start < this.sliceMs) store.compactStep(this.keysPerStep);
+      while (!this.stopped && this.holds === 0 && store.compactionPending && this.clock.now() - start < this.sliceMs) store.compactStep(this.keysPerStep);
       this.kick();
     });
+  }
+
+  /** Holds compaction steps back until the returned release is called (a sliced hash: steps
+   *  free versions it covers). The compaction point itself still moves as compactions apply;
+   *  only the freeing waits. Release exactly once. */
+  hold(): () => void {
+    this.holds++;
+    let released = false;
+    return () => {
+      assert(!released, 'compaction hold released twice');
+      released = true;
+      this.holds--;
+      this.kick();
+    };
   }
 
   /** Resolves once no in-memory compaction work is left (or the runner stopped). */

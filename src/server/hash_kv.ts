@@ -1,9 +1,11 @@
 // HashKV and Hash (etcd's Maintenance.HashKV / Hash) without blocking the event loop: the store's
 // sliced hash (MvccStore.hashKVJob) run a few milliseconds at a time, yielding between slices so
 // heartbeats, the apply loop and clients go on. The answer is what the synchronous hashKV would give
-// at the revision fixed when the call started (writes in between are above it and skipped). A
-// compaction or a snapshot install in between changes the retained set: the hash starts over (at
-// the same revision, which may then be compacted: etcd's ErrCompacted), and after
+// at the revision and compaction point fixed when the call started (writes in between are above it
+// and skipped). Compactions applied meanwhile move the compaction point, but the steps that free
+// versions wait for the hash (`holdCompaction`, as etcd's hash holds its backend read transaction
+// and with it the compaction's deletes). A snapshot install in between replaces the state: the hash
+// starts over (at the same revision, which may then be compacted: etcd's ErrCompacted), and after
 // HASH_RESTARTS_MAX restarts it is finished in one synchronous pass rather than not at all.
 import type { HashKVResult, MvccStore } from '../mvcc';
 import type { Logger } from '../util/log';
@@ -19,7 +21,22 @@ const HASH_RESTARTS_MAX = 3;
 
 /** The store's hashKV at `rev` (0: the current revision), computed in slices. Throws the store's
  *  read errors (Compacted, FutureRev) as hashKV does. */
-export async function hashKVSliced(store: () => MvccStore, rev: number, log: Logger, clock: SliceClock = LOOP_CLOCK): Promise<HashKVResult> {
+export async function hashKVSliced(
+  store: () => MvccStore,
+  rev: number,
+  log: Logger,
+  clock: SliceClock = LOOP_CLOCK,
+  holdCompaction: () => () => void = () => () => undefined,
+): Promise<HashKVResult> {
+  const release = holdCompaction();
+  try {
+    return await hashKVSlicedHeld(store, rev, log, clock);
+  } finally {
+    release();
+  }
+}
+
+async function hashKVSlicedHeld(store: () => MvccStore, rev: number, log: Logger, clock: SliceClock): Promise<HashKVResult> {
   for (let restarts = 0; restarts <= HASH_RESTARTS_MAX; restarts++) {
     const job = store().hashKVJob(rev);
     // Later restarts hash the same revision as the first attempt fixed.

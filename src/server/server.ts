@@ -19,6 +19,7 @@ import { NO_LEASES, type LeaseAttachments } from './kv_ops';
 import type { Backend, LoadedState } from '../storage/backend/backend';
 import { hashKVSliced } from './hash_kv';
 import { CompactionRunner } from './compaction_runner';
+import { LOOP_CLOCK } from '../util/slice_clock';
 import type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 
 export type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
@@ -334,7 +335,7 @@ export class Server {
 
   /** HashKV at `rev` (0: now), computed in slices between event-loop turns (hash_kv.ts). */
   hashKV(rev: number): Promise<HashKVResult> {
-    return hashKVSliced(() => this.store, rev, this.opts.log);
+    return hashKVSliced(() => this.store, rev, this.opts.log, LOOP_CLOCK, () => this.compactions.hold());
   }
 
   onMembershipChange(fn: () => void): void {

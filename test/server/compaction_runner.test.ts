@@ -58,4 +58,23 @@ describe('server: in-memory compaction in slices', () => {
     await runner.idle();
     assert.equal(st.compactionPending, true, 'a stopped runner frees nothing');
   });
+
+  it('hold() keeps steps back until released; the compaction point moves meanwhile', async () => {
+    const st = twoVersionsEach(5000);
+    const runner = new CompactionRunner(() => st);
+    const release = runner.hold();
+    st.scheduleCompaction(st.currentRevision);
+    runner.kick();
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+    assert.equal(st.compactionPending, true, 'nothing freed while held');
+    let idle = false;
+    const done = runner.idle().then(() => (idle = true));
+    await new Promise((r) => setImmediate(r));
+    assert.equal(idle, false, 'idle() waits for the hold');
+    release();
+    await done;
+    assert.equal(st.compactionPending, false);
+    assert.throws(release, /released twice/);
+  });
 });
+

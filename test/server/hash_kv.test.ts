@@ -4,6 +4,8 @@
 import assert from 'node:assert/strict';
 import { MvccStore, NO_LEASE } from '../../src/mvcc';
 import { hashKVSliced } from '../../src/server/hash_kv';
+import { CompactionRunner } from '../../src/server/compaction_runner';
+import { LOOP_CLOCK } from '../../src/util/slice_clock';
 import { Errors } from '../../src/util/errors';
 import { Logger } from '../../src/util/log';
 
@@ -62,5 +64,30 @@ describe('server: sliced HashKV', function () {
     const t2 = setTimeout(() => fresh.compact(fresh.currentRevision), 1);
     await assert.rejects(hashKVSliced(() => fresh, rev, log), (e) => e === Errors.Compacted);
     clearTimeout(t2);
+  });
+
+  it('a compaction applied while it runs moves the compaction point, but frees nothing until the hash is done: no restart', async () => {
+    const st = bigStore(60_000);
+    const twin = bigStore(60_000);
+    const runner = new CompactionRunner(() => st);
+    const rev = st.currentRevision - 10;
+    const expected = twin.hashKV(rev); // at the compaction point the hash started with (none)
+    const linesBefore = lines.length;
+    let during: { pending: boolean; compactRevision: number } | undefined;
+    const t = setTimeout(() => {
+      // What applying a compaction entry does in the server: move the point, kick the runner.
+      st.scheduleCompaction(rev - 100);
+      runner.kick();
+      setImmediate(() => (during = { pending: st.compactionPending, compactRevision: st.compactRevision }));
+    }, 1);
+    const got = await hashKVSliced(() => st, rev, log, LOOP_CLOCK, () => runner.hold());
+    clearTimeout(t);
+    assert.deepEqual(during, { pending: true, compactRevision: rev - 100 }, 'the point moved at once; the freeing waited');
+    assert.deepEqual(got, expected, 'the answer is at the compaction point the hash started with, as etcd answers');
+    assert.ok(!lines.slice(linesBefore).some((l) => l.includes('hash restarts')), 'no restart');
+    await runner.idle();
+    assert.equal(st.compactionPending, false, 'released: the compaction finished after the hash');
+    twin.compact(rev - 100);
+    assert.deepEqual(st.hashKV(rev), twin.hashKV(rev), 'and the state is that of the compaction');
   });
 });
