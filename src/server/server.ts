@@ -62,6 +62,8 @@ interface Waiter {
 
 /** etcd's default: 5 s plus twice the election timeout. */
 export const REQUEST_TIMEOUT_DEFAULT_MS = 7000;
+/** Bytes the backend may hold queued for LevelDB before new proposals wait for it (Server.propose). */
+export const BACKEND_QUEUED_BYTES_MAX = 64 * 1024 * 1024;
 
 export class Server {
   readonly store: MvccStore;
@@ -92,6 +94,8 @@ export class Server {
   private spillScheduled = false;
   /** Frees, across event-loop turns, what applied compactions made unreachable in the store. */
   private readonly compactions = new CompactionRunner(() => this.store);
+  /** Proposals are waiting for the backend's write queue to drain (afterBackendDrains). */
+  private backendQueueFull = false;
 
   /** The member's logger (component loggers for the services above). */
   get logger(): Logger {
@@ -227,6 +231,10 @@ export class Server {
   propose(body: InternalRequestBody, header?: InternalRequestHeader): Promise<ApplyResult> {
     if (this.failure) return Promise.reject(this.failure);
     if (this.stopped) return Promise.reject(Errors.Stopped);
+    // Applied writes queue for the backend (LevelDB) in memory; while it lags that far (a write
+    // stall under a burst of large values), new proposals wait for it, as etcd's applies wait for
+    // its backend's batch lock, instead of the queue growing without bound.
+    if (this.backend !== undefined && this.backend.queuedBytes >= BACKEND_QUEUED_BYTES_MAX) return this.afterBackendDrains(() => this.propose(body, header));
     const cost = quotaCostBytes(body);
     if (cost > 0 && this.overQuota(cost)) return this.raiseNoSpace().then(() => Promise.reject(Errors.NoSpace));
     const id = this.nextProposalId();
@@ -234,6 +242,30 @@ export class Server {
     const data = encodeRequest(header ? { id, header, ...body } : { id, ...body });
     if (data.length > this.maxRequestBytes) return Promise.reject(Errors.RequestTooLarge);
     return this.waitApplied(id, () => this.log.propose(data));
+  }
+
+  /** Runs `then` once the backend's write queue is below BACKEND_QUEUED_BYTES_MAX, or fails with
+   *  etcd's request timeout if it does not drain within it. */
+  private afterBackendDrains<T>(then: () => Promise<T>): Promise<T> {
+    const backend = this.backend!;
+    if (!this.backendQueueFull) {
+      // Once per episode: proposals wait until the backend has caught up.
+      this.backendQueueFull = true;
+      this.opts.log.warn('backend writes lag: proposals wait for the backend to catch up', { 'queued-bytes': backend.queuedBytes, 'limit-bytes': BACKEND_QUEUED_BYTES_MAX });
+      void backend.whenQueuedBelow(BACKEND_QUEUED_BYTES_MAX).then(() => (this.backendQueueFull = false));
+    }
+    return new Promise<T>((resolve, reject) => {
+      let timedOut = false;
+      const t = setTimeout(() => {
+        timedOut = true; // the request is answered: it must not be proposed later
+        reject(Errors.Timeout);
+      }, this.requestTimeoutMs);
+      void backend.whenQueuedBelow(BACKEND_QUEUED_BYTES_MAX).then(() => {
+        if (timedOut) return;
+        clearTimeout(t);
+        then().then(resolve, reject);
+      });
+    });
   }
 
   /** A fresh proposal id, as etcd's idutil: the member's low 16 bits, then a time-seeded counter,

@@ -213,6 +213,36 @@ describe('backend commit groups (etcd batch interval)', function () {
   });
 });
 
+describe('backend write queue (what Server.propose waits on)', function () {
+  this.timeout(30_000);
+  it('counts the bytes committed and not yet written; whenQueuedBelow resolves as writes complete', async () => {
+    const dir = tmp();
+    const store = new MvccStore();
+    const backend = await Backend.open(dir);
+    assert.equal(backend.queuedBytes, 0);
+    const value = Buffer.alloc(4096, 'v');
+    const commits: Promise<void>[] = [];
+    for (let i = 1; i <= 10; i++) {
+      const txn = store.write();
+      txn.put(B(`k${i}`), value, 0n);
+      const r = txn.end();
+      backend.stageEvents(r.events, r.revision);
+      commits.push(backend.commit(i, 1));
+    }
+    const queued = backend.queuedBytes;
+    assert.ok(queued >= 10 * 4096 && queued < 10 * 4096 + 4096, `ten 4 KiB values and their keys and meta records: ${queued}`);
+    let below = false;
+    const drained = backend.whenQueuedBelow(4096).then(() => (below = true));
+    await backend.whenQueuedBelow(queued + 1); // already below that: at once
+    assert.equal(below, false, 'still queued: the group waits for its interval');
+    await Promise.all(commits);
+    await drained;
+    assert.equal(backend.queuedBytes, 0, 'all written');
+    await backend.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+});
+
 describe('backend snapshots', function () {
   this.timeout(30_000);
   it('a snapshot restored into a new backend loads the same state at the same applied index', async () => {

@@ -290,7 +290,12 @@ export class Backend {
   /** Commits run one after another: LevelDB applies batches in the order they are issued. */
   private tail: Promise<void> = Promise.resolve();
   /** Commits made since the last LevelDB write, waiting to go as one batch. */
-  private group: { ops: BatchOp[]; done: Promise<void>; resolve: () => void; reject: (e: unknown) => void; timer: NodeJS.Timeout } | undefined;
+  private group: { ops: BatchOp[]; bytes: number; done: Promise<void>; resolve: () => void; reject: (e: unknown) => void; timer: NodeJS.Timeout } | undefined;
+  /** Key and value bytes committed and not yet written to LevelDB (the waiting group and the
+   *  batches queued behind a slow write): what the backend holds in memory beyond LevelDB's own. */
+  private queuedBytesValue = 0;
+  /** Callers of whenQueuedBelow() waiting for the queue to drain. */
+  private drainWaiters: { bytes: number; resolve: () => void }[] = [];
   /** Metrics hook: the duration of every batch commit (etcd_disk_backend_commit_duration_seconds). */
   onCommit?: (durationMs: number) => void;
   private failed: Error | undefined;
@@ -494,6 +499,9 @@ export class Backend {
     ops.push({ type: 'put', key: META_APPLIED_INDEX, value: u64(appliedIndex) });
     ops.push({ type: 'put', key: META_APPLIED_TERM, value: u64(appliedTerm) });
     ops.push({ type: 'put', key: META_ALLOCATED_BYTES, value: u64(this.allocatedBytesValue) });
+    let bytes = 0;
+    for (const op of ops) bytes += op.type === 'put' ? op.key.length + op.value.length : op.key.length;
+    this.queuedBytesValue += bytes;
     let g = this.group;
     if (!g) {
       let resolve!: () => void;
@@ -502,9 +510,12 @@ export class Backend {
       // The server attaches its own handler to every commit; this one keeps an unobserved group
       // (a commit nobody awaited) from being an unhandled rejection.
       done.catch(() => undefined);
-      g = { ops, done, resolve, reject, timer: setTimeout(() => this.writeGroup(false), BATCH_INTERVAL_MS).unref() };
+      g = { ops, bytes, done, resolve, reject, timer: setTimeout(() => this.writeGroup(false), BATCH_INTERVAL_MS).unref() };
       this.group = g;
-    } else for (const op of ops) g.ops.push(op);
+    } else {
+      for (const op of ops) g.ops.push(op);
+      g.bytes += bytes;
+    }
     const done = g.done;
     if (sync || g.ops.length >= BATCH_LIMIT_OPS) this.writeGroup(sync);
     return done;
@@ -527,6 +538,8 @@ export class Backend {
       } catch (err) {
         this.failed = err as Error;
         throw err;
+      } finally {
+        this.dequeued(g.bytes);
       }
     };
     const p = this.tail.then(run);
@@ -646,6 +659,30 @@ export class Backend {
     return this.db.approximateSize(Buffer.from([0x00]), Buffer.from([0xff]));
   }
 
+  /** Key and value bytes committed and not yet written to LevelDB. */
+  get queuedBytes(): number {
+    return this.queuedBytesValue;
+  }
+
+  /** Resolves once fewer than `bytes` are queued (at once if so already), or the backend failed
+   *  or closed (then the next commit says so). */
+  whenQueuedBelow(bytes: number): Promise<void> {
+    if (this.queuedBytesValue < bytes || this.failed || this.closing) return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push({ bytes, resolve }));
+  }
+
+  private dequeued(bytes: number): void {
+    this.queuedBytesValue -= bytes;
+    assert(this.queuedBytesValue >= 0, 'backend: queued bytes went negative');
+    if (this.drainWaiters.length === 0) return;
+    const waiting = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const w of waiting) {
+      if (this.queuedBytesValue < w.bytes || this.failed || this.closing) w.resolve();
+      else this.drainWaiters.push(w);
+    }
+  }
+
   /** Resolves once every commit made so far is written (a waiting group goes now). */
   flush(): Promise<void> {
     this.writeGroup(false);
@@ -670,6 +707,7 @@ export class Backend {
   async close(): Promise<void> {
     await this.flush();
     this.closing = true;
+    for (const w of this.drainWaiters.splice(0)) w.resolve();
     await this.flush(); // a group formed while the last one was written
     await this.db.close();
   }
