@@ -23,18 +23,23 @@ class RecordingWal implements WalLike {
   async close(): Promise<void> {}
 }
 
+/** A RaftNode that is the only voter of its cluster, over `wal`, with a fresh log. */
+function singleVoter(wal: WalLike): RaftNode {
+  return new RaftNode({
+    id: 1n,
+    confState: { voters: [1n], learners: [] },
+    wal,
+    recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
+    log: new Logger('error'),
+    tickMs: 10,
+    electionTicks: 10,
+  });
+}
+
 describe('RaftNode and the WAL', () => {
   it('writes a commit-only hard state with the next entries, never in a batch of its own', async () => {
     const wal = new RecordingWal();
-    const log = new RaftNode({
-      id: 1n,
-      confState: { voters: [1n], learners: [] },
-      wal,
-      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
-      log: new Logger('error'),
-      tickMs: 10,
-      electionTicks: 10,
-    });
+    const log = singleVoter(wal);
     const applied: LogEntry[] = [];
     log.onCommit((es) => applied.push(...es));
     try {
@@ -134,15 +139,7 @@ describe('RaftNode snapshots: what the log keeps behind one', () => {
     wal.releaseTo = async (index: number) => {
       released.push(index);
     };
-    const node = new RaftNode({
-      id: 1n,
-      confState: { voters: [1n], learners: [] },
-      wal,
-      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
-      log: new Logger('error'),
-      tickMs: 10,
-      electionTicks: 10,
-    });
+    const node = singleVoter(wal);
     const applied: LogEntry[] = [];
     node.onCommit((es) => applied.push(...es));
     for (let deadline = Date.now() + 3000; !node.isLeader() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
