@@ -303,7 +303,8 @@ export class LoadedRuns {
       this.firstVersion[row] = kv.version;
       this.versions[row] = 0;
     } else {
-      assert(kv.modRevision > this.lastModRevision[row], 'LoadedRuns: a key\'s versions out of revision order');
+      // Equal: one txn wrote the key twice (two sub-revisions, in order).
+      assert(kv.modRevision >= this.lastModRevision[row], 'LoadedRuns: a key\'s versions out of revision order');
     }
     this.lastModRevision[row] = kv.modRevision;
     this.crc[row] = hasher.hashVersion(this.crc[row], kv, buf, start, end);

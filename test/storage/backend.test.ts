@@ -158,6 +158,11 @@ describe('LevelDB backend', function () {
         const txn = store.write();
         if (i % 13 === 6) txn.deleteRange(B(`k${(i * 7) % 29}`), undefined); // tombstones
         else txn.put(B(`k${i % 29}`), Buffer.alloc((i * 53) % 700, (i * 31) & 255), BigInt(i % 3));
+        // One txn writing a key twice: two versions at one revision (sub-revisions in order).
+        // Above the compaction point below (at one at or below it the key's first retained
+        // version is the second of the two, physical compaction keeps both, and the key is
+        // hashed from scratch: correct, but not what this test counts).
+        if (i >= 485 && i % 7 === 3) txn.put(B(`k${i % 29}`), Buffer.alloc(300, i & 255), 0n);
         const res = txn.end();
         if (res.events.length > 0) backend.stageEvents(res.events, res.revision);
         void backend.commit(++index, 3);
