@@ -64,13 +64,6 @@ export class VersionHasher {
     return crc;
   }
 
-  /** Continues `crc` over one version whose value is buf[start, end) (bytes as loaded from the
-   *  backend, say): exactly what hashRange feeds for it. */
-  hashVersion(crc: number, kv: StoredKv, buf: Uint8Array, start: number, end: number): number {
-    crc = this.hashHeader(crc, kv, end - start);
-    return crc32c(crc, buf, start, end);
-  }
-
   /** How many bytes the versions kvs[from, to) (loaded) feed to the CRC. */
   bytesOf(kvs: readonly StoredKv[], from: number, to: number): number {
     let n = 0;
@@ -118,11 +111,6 @@ export class VersionHasher {
     const n = this.arena.write(s, this.arenaUsed, 'latin1');
     return crc32c(crc, this.arena, this.arenaUsed, this.arenaUsed + n);
   }
-}
-
-/** How many bytes one version with a value of `valueBytes` feeds to the CRC (as bytesOf). */
-export function versionHashBytes(kv: StoredKv, valueBytes: number): number {
-  return 4 + kv.key.length + FIELDS_BYTES + valueBytes;
 }
 
 /** A non-negative safe integer as an int64 (big-endian) without a BigInt. */

@@ -21,7 +21,7 @@
 // while a hash builds the next table beside the current one.
 import { assert } from '../util/assert';
 import { crc32cCombineOp, crc32cShiftOp } from '../util/crc32c';
-import { hasher, versionHashBytes, type SpilledValues } from './hash';
+import { hasher, type SpilledValues } from './hash';
 import { firstRetained, indexAtOrBelow, KeyIndex, versionAt, Versions } from './key_index';
 import { Bytes, EMPTY_BYTES, Revision, StoredKv } from './types';
 
@@ -31,12 +31,11 @@ const KEYS_PER_VERSION_BUDGET = 16;
 /** Shift operators remembered by length (most keys' runs share a few lengths). */
 const SHIFT_OPS_CACHED_MAX = 4096;
 
-/** Per-key runs at a revision, keys in byte order: what a CachedHashJob starts from. Immutable
- *  once built. Each row stands for the key's versions from its first (firstModRevision,
- *  firstVersion) on, `versions` of them, all at or below `revision`; a job keeps a row only while
- *  the key's first retained version is that first version. */
-export interface KeyRuns {
+/** A finished hash with its per-key CRCs: immutable once built. Keys in byte order. */
+export interface KeyHashes {
   readonly revision: Revision;
+  readonly compactRevision: Revision;
+  readonly hash: number;
   readonly size: number;
   readonly keys: readonly Bytes[];
   /** CRC32-C of the key's run (its retained versions up to `revision`, in order). */
@@ -49,13 +48,6 @@ export interface KeyRuns {
   readonly firstVersion: Float64Array;
   /** Versions in the run. */
   readonly versions: Uint32Array;
-}
-
-/** A finished hash with its per-key CRCs (its runs are the retained versions at
- *  compactRevision): a HashKV at (revision, compactRevision) is answered with `hash`. */
-export interface KeyHashes extends KeyRuns {
-  readonly compactRevision: Revision;
-  readonly hash: number;
 }
 
 const shiftOps = new Map<number, number>();
@@ -95,14 +87,12 @@ export class CachedHashJob {
    *  a compaction): its row, and its versions [next, last] still to hash, in the steps that follow,
    *  before any later key. Its row joins the total once the last of them is hashed. */
   private partial: { row: number; versions: Versions; next: number; last: number } | undefined;
-  /** Versions read and CRCed so far (the rest came with the base's runs). */
-  versionsHashed = 0;
 
   constructor(
     private readonly index: KeyIndex,
     readonly compactRevision: Revision,
     readonly revision: Revision,
-    private readonly base: KeyRuns | undefined,
+    private readonly base: KeyHashes | undefined,
     private readonly spilled: SpilledValues,
   ) {
     assert(base === undefined || base.revision <= revision, 'hash cache: a base above the hash revision');
@@ -249,7 +239,6 @@ export class CachedHashJob {
     const from = this.batchFrom[i];
     const to = this.batchTo[i];
     if (to > from) {
-      this.versionsHashed += to - from;
       this.crc[i] = hasher.hashRange(this.crc[i], batch, from, to);
       this.runBytes[i] += hasher.bytesOf(batch, from, to);
     }
@@ -260,99 +249,5 @@ export class CachedHashJob {
   private join(i: number): void {
     if (this.batchTo[i] > this.batchFrom[i]) this.shiftOp[i] = shiftOpOf(this.runBytes[i]);
     this.total = crc32cCombineOp(this.total, this.crc[i], this.shiftOp[i]);
-  }
-}
-
-/**
- * Per-key runs built while a store loads (storage/backend KvRecordLoader), from the bytes of each
- * version as it is read from the backend: the first HashKV after a restart then joins these runs
- * (a lookup and a GF(2) multiplication per key) instead of reading back and CRCing every value.
- * Because the CRCs are of the bytes actually loaded, a backend damaged while the member was down
- * still gives a different hash (a hash saved on disk would not: docs/performance.md).
- *
- * Versions may arrive interleaved across keys (the backend's are in revision order), each key's in
- * revision order. The rows are the key's versions from its first loaded one: where the load's
- * compaction then drops some (versions below the compaction point that physical compaction had
- * not deleted yet), the key's first retained version is another and the job hashes that key from
- * scratch.
- */
-export class LoadedRuns {
-  private readonly rowOf = new Map<Bytes, number>();
-  private readonly keys: Bytes[] = [];
-  private rows = 0;
-  private crc = new Uint32Array(1024);
-  private runBytes = new Float64Array(1024);
-  private firstModRevision = new Float64Array(1024);
-  private firstVersion = new Float64Array(1024);
-  private lastModRevision = new Float64Array(1024);
-  private versions = new Uint32Array(1024);
-  private finished = false;
-
-  /** One version, its value buf[start, end), after every earlier version of its key. */
-  add(kv: StoredKv, buf: Uint8Array, start: number, end: number): void {
-    assert(!this.finished, 'LoadedRuns: a version after finish');
-    let row = this.rowOf.get(kv.key);
-    if (row === undefined) {
-      if (this.rows === this.crc.length) this.grow();
-      row = this.rows++;
-      this.rowOf.set(kv.key, row);
-      this.keys.push(kv.key);
-      this.crc[row] = 0;
-      this.runBytes[row] = 0;
-      this.firstModRevision[row] = kv.modRevision;
-      this.firstVersion[row] = kv.version;
-      this.versions[row] = 0;
-    } else {
-      // Equal: one txn wrote the key twice (two sub-revisions, in order).
-      assert(kv.modRevision >= this.lastModRevision[row], 'LoadedRuns: a key\'s versions out of revision order');
-    }
-    this.lastModRevision[row] = kv.modRevision;
-    this.crc[row] = hasher.hashVersion(this.crc[row], kv, buf, start, end);
-    this.runBytes[row] += versionHashBytes(kv, end - start);
-    this.versions[row]++;
-  }
-
-  /** The runs in the index's key order, at `revision` (every version added is at or below it).
-   *  Keys of the index without a row are left to the job (hashed from scratch). Once. */
-  finish(index: KeyIndex, revision: Revision): KeyRuns {
-    assert(!this.finished, 'LoadedRuns: finished twice');
-    this.finished = true;
-    const n = Math.min(this.rows, index.size);
-    const keys: Bytes[] = [];
-    const out = {
-      crc: new Uint32Array(n),
-      shiftOp: new Uint32Array(n),
-      runBytes: new Float64Array(n),
-      firstModRevision: new Float64Array(n),
-      firstVersion: new Float64Array(n),
-      versions: new Uint32Array(n),
-    };
-    index.visitFrom(EMPTY_BYTES, (key) => {
-      const row = this.rowOf.get(key);
-      if (row === undefined) return true;
-      assert(this.lastModRevision[row] <= revision, 'LoadedRuns: a version above the revision');
-      const i = keys.length;
-      keys.push(key);
-      out.crc[i] = this.crc[row];
-      out.shiftOp[i] = shiftOpOf(this.runBytes[row]);
-      out.runBytes[i] = this.runBytes[row];
-      out.firstModRevision[i] = this.firstModRevision[row];
-      out.firstVersion[i] = this.firstVersion[row];
-      out.versions[i] = this.versions[row];
-      return true;
-    });
-    this.rowOf.clear();
-    return { revision, size: keys.length, keys, ...out };
-  }
-
-  private grow(): void {
-    const n = this.crc.length * 2;
-    const copy = <T extends Uint32Array | Float64Array>(a: T, b: T): T => (b.set(a), b);
-    this.crc = copy(this.crc, new Uint32Array(n));
-    this.runBytes = copy(this.runBytes, new Float64Array(n));
-    this.firstModRevision = copy(this.firstModRevision, new Float64Array(n));
-    this.firstVersion = copy(this.firstVersion, new Float64Array(n));
-    this.lastModRevision = copy(this.lastModRevision, new Float64Array(n));
-    this.versions = copy(this.versions, new Uint32Array(n));
   }
 }

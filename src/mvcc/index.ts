@@ -7,7 +7,6 @@ export { RangeJob } from './range_job';
 export type { RangeStepState } from './range_job';
 export { SnapshotImporter, SNAPSHOT_CHUNK_RECORDS_MAX } from './snapshot';
 export { crc32c } from './hash';
-export { LoadedRuns } from './hash_cache';
 export { WatchableStore, Watcher, WatchFlags, SYNC_EVENTS_PER_STEP_MAX, SYNC_WATCHERS_PER_STEP_MAX, SYNC_DELIVERY_BYTES_MAX, SYNC_STEP_BYTES_MAX, revisionsWithin } from './watchable_store';
 export type { WatchSink } from './watchable_store';
 export * from './spill';

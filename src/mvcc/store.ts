@@ -28,7 +28,7 @@
 import { assert } from '../util/assert';
 import { Errors } from '../util/errors';
 import { hashIndex, type SpilledValues } from './hash';
-import { CachedHashJob, type KeyHashes, type KeyRuns, type LoadedRuns } from './hash_cache';
+import { CachedHashJob, type KeyHashes } from './hash_cache';
 import { History } from './history';
 import {
   KeyIndex,
@@ -113,9 +113,6 @@ export class MvccStore {
    *  restarted member hashes its loaded state afresh, which is what lets a corruption check find
    *  a backend damaged while the member was down (test/integration/corrupt_check.test.ts). */
   private hashTable: KeyHashes | undefined;
-  /** Per-key runs of the versions as they were loaded (seedLoadedRuns): the base of the first
-   *  hash when there is no hashTable to start from, dropped once a hash is cached. */
-  private loadedRuns: KeyRuns | undefined;
 
   /** Whether a PUT event must carry the key's previous version (Event.prevKv, value included).
    *  Only watchers that asked for prev_kv read it, so the watch layer (the WatchableStore built on
@@ -390,7 +387,6 @@ export class MvccStore {
     this.retainedBytes = other.retainedBytes;
     this.compactCursor = other.compactCursor;
     this.hashTable = other.hashTable;
-    this.loadedRuns = other.loadedRuns;
     this.epoch++;
     this.retainedEpoch++;
     this.replacedEpochValue++;
@@ -476,11 +472,9 @@ export class MvccStore {
     const table = this.hashTable;
     if (table !== undefined && table.revision === hashRevision && table.compactRevision === compactRevision) {
       const result = { hash: table.hash, compactRevision, hashRevision };
-      return { hashRevision, compactRevision, fromCache: true, versionsHashed: 0, step: () => 'done', result: () => result };
+      return { hashRevision, compactRevision, fromCache: true, step: () => 'done', result: () => result };
     }
-    const loaded = this.loadedRuns;
-    const base =
-      table !== undefined && table.revision <= hashRevision ? table : loaded !== undefined && loaded.revision <= hashRevision ? loaded : undefined;
+    const base = table !== undefined && table.revision <= hashRevision ? table : undefined;
     const job = new CachedHashJob(this.index, compactRevision, hashRevision, base, this.spilledValues);
     const startEpoch = this.retainedEpoch;
     let installed = false;
@@ -488,9 +482,6 @@ export class MvccStore {
       hashRevision,
       compactRevision,
       fromCache: false,
-      get versionsHashed() {
-        return job.versionsHashed;
-      },
       step: (maxVersions: number) => {
         if (this.retainedEpoch !== startEpoch) return 'stale';
         if (!job.step(maxVersions)) return 'more';
@@ -499,7 +490,6 @@ export class MvccStore {
           const done = job.result();
           // The newest hash becomes the cache (an older revision's would only be a worse base).
           if (this.hashTable === undefined || this.hashTable.revision <= hashRevision) this.hashTable = done;
-          if (this.loadedRuns !== undefined && this.loadedRuns.revision <= this.hashTable.revision) this.loadedRuns = undefined;
         }
         return 'done';
       },
@@ -515,13 +505,6 @@ export class MvccStore {
   hashKVFullPass(rev: Revision = 0): HashKVResult {
     const hashRevision = this.checkReadRevision(rev, this.currentRev);
     return { hash: hashIndex(this.index, this.compactRev, hashRevision, this.spilledValues), compactRevision: this.compactRev, hashRevision };
-  }
-
-  /** @internal a store just loaded (storage/backend KvRecordLoader, after restoreFinish): the
-   *  per-key runs of the versions as loaded become the base of its first hash. */
-  seedLoadedRuns(runs: LoadedRuns): void {
-    assert(this.hashTable === undefined && this.loadedRuns === undefined, 'seedLoadedRuns: a store already hashed');
-    this.loadedRuns = runs.finish(this.index, this.currentRev);
   }
 
   /** The newest hash computed on this state (the one a HashKV at its revision is answered with). */
@@ -766,8 +749,6 @@ export interface HashKVJob {
   readonly compactRevision: Revision;
   /** Answered by the cache: the first step is 'done'. */
   readonly fromCache: boolean;
-  /** Versions read and CRCed so far (not those whose runs came from the cache or the load). */
-  readonly versionsHashed: number;
   /** Hashes the next slice: 'more' to go, 'done' (result() is ready), or 'stale' (start over). */
   step(maxVersions: number): 'more' | 'done' | 'stale';
   result(): HashKVResult;

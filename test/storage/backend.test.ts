@@ -8,9 +8,7 @@ import path from 'node:path';
 import { MvccStore, SPILL_BYTES_PER_STEP } from '../../src/mvcc';
 import { SpillFile } from '../../src/storage/spill_file';
 import { BATCH_INTERVAL_MS, Backend, KvRecordLoader, decodeKv, encodeKv, kvRecordKey } from '../../src/storage/backend/backend';
-import { NS_KV, decodeLease, encodeLease, leaseIdOfKey, leaseKey } from '../../src/storage/backend/records';
-import { ClassicLevel } from 'classic-level';
-import { put } from '../mvcc/helpers';
+import { decodeLease, encodeLease, leaseIdOfKey, leaseKey } from '../../src/storage/backend/records';
 
 const B = (s: string) => Buffer.from(s);
 
@@ -146,89 +144,6 @@ describe('LevelDB backend', function () {
     assert.deepEqual(loaded.store.range(B('\0'), B('\0'), { revision: at }), store.range(B('\0'), B('\0'), { revision: at }));
     await backend.close();
     fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  it('a reload\'s first HashKV starts from the CRC runs built while loading: only keys its compaction shortened and later writes are read; it equals a full pass and sees a value damaged on disk', async () => {
-    for (const variant of ['physical', 'logical only', 'spill']) {
-      const dir = tmp();
-      const store = new MvccStore();
-      let backend = await Backend.open(dir);
-      let index = 0;
-      for (let i = 0; i < 500; i++) {
-        const txn = store.write();
-        if (i % 13 === 6) txn.deleteRange(B(`k${(i * 7) % 29}`), undefined); // tombstones
-        else txn.put(B(`k${i % 29}`), Buffer.alloc((i * 53) % 700, (i * 31) & 255), BigInt(i % 3));
-        // One txn writing a key twice: two versions at one revision (sub-revisions in order).
-        // Above the compaction point below (at one at or below it the key's first retained
-        // version is the second of the two, physical compaction keeps both, and the key is
-        // hashed from scratch: correct, but not what this test counts).
-        if (i >= 485 && i % 7 === 3) txn.put(B(`k${i % 29}`), Buffer.alloc(300, i & 255), 0n);
-        const res = txn.end();
-        if (res.events.length > 0) backend.stageEvents(res.events, res.revision);
-        void backend.commit(++index, 3);
-      }
-      const at = store.currentRevision - 60;
-      store.compact(at);
-      backend.stageCompaction(at);
-      await backend.commit(++index, 3);
-      // Without physical compaction the backend keeps versions below the compaction point: the
-      // load drops them again, and the runs of those keys start at a version no longer retained.
-      if (variant !== 'logical only') await backend.compactPhysical(store, at);
-      await backend.close();
-      const expected = store.hashKV();
-
-      const load = async (): Promise<MvccStore> => {
-        backend = await Backend.open(dir);
-        const spill = variant === 'spill' ? { spill: SpillFile.open(fs.mkdtempSync(path.join(dir, 'spill-'))), hotValueBytes: 2048 } : undefined;
-        const s = (await backend.load(spill)).store;
-        if (spill !== undefined) assert.ok(s.spillBytes.live > 0, 'nothing was spilled');
-        return s;
-      };
-      let s = await load();
-      const job = s.hashKVJob();
-      let state = job.step(7);
-      for (let steps = 0; state === 'more' && steps < 10_000; steps++) state = job.step(7);
-      assert.equal(state, 'done');
-      assert.deepEqual(job.result(), expected, variant);
-      assert.deepEqual(s.hashKVFullPass(), expected, variant);
-      if (variant === 'logical only') assert.ok(job.versionsHashed > 0 && job.versionsHashed < 100, `${variant}: ${job.versionsHashed} versions read`);
-      else assert.equal(job.versionsHashed, 0, `${variant}: the first hash read values again`);
-
-      // Writes after the load, before its first hash: the runs are extended by the new versions.
-      s.closeSpill();
-      await backend.close();
-      s = await load();
-      for (let i = 0; i < 5; i++) put(s, `k${i}`, `after${i}`);
-      put(s, 'new-key', 'x');
-      const after = s.hashKVJob();
-      while (after.step(64) === 'more');
-      assert.deepEqual(after.result(), s.hashKVFullPass(), variant);
-      if (variant !== 'logical only') assert.equal(after.versionsHashed, 6, variant);
-      s.closeSpill();
-      await backend.close();
-
-      // A value changed on disk while the member was down: the runs are CRCs of the bytes loaded.
-      const db = new ClassicLevel<Buffer, Buffer>(dir, { keyEncoding: 'buffer', valueEncoding: 'buffer' });
-      await db.open();
-      let damaged = 0;
-      // The newest records: retained versions.
-      for await (const [k, v] of db.iterator({ gte: Buffer.from([NS_KV]), lt: Buffer.from([NS_KV + 1]), reverse: true })) {
-        if (v.length - 28 - v.readUInt32BE(24) === 0) continue; // a tombstone's or an empty value
-        const w = Buffer.from(v);
-        w[w.length - 1] ^= 1;
-        await db.put(k, w);
-        damaged++;
-        break;
-      }
-      await db.close();
-      assert.equal(damaged, 1);
-      s = await load();
-      assert.notDeepEqual(s.hashKV(), expected, `${variant}: a damaged value gave the same hash`);
-      assert.deepEqual(s.hashKV(), s.hashKVFullPass(), variant);
-      s.closeSpill();
-      await backend.close();
-      fs.rmSync(dir, { recursive: true, force: true });
-    }
   });
 
   it('commits are applied in the order issued, even when not awaited', async () => {

@@ -17,7 +17,7 @@ import { levelDb, type LevelDb } from '../leveldb';
 import { assert } from '../../util/assert';
 import { LOOP_CLOCK } from '../../util/slice_clock';
 import type { Event, KeyValue, Revision, SpillRef, StoredKv } from '../../mvcc';
-import { LoadedRuns, MvccStore, SnapshotImporter, SPILL_BYTES_PER_STEP, type ValueSpill } from '../../mvcc';
+import { MvccStore, SnapshotImporter, SPILL_BYTES_PER_STEP, type ValueSpill } from '../../mvcc';
 import { openSnapshotRecords, openSnapshotStream, type SnapshotMeta } from './snapshot';
 import {
   AUTH_ROLE,
@@ -171,9 +171,6 @@ export class KvRecordLoader {
   private finished = false;
   /** What the imported versions count towards Backend.liveBytes. */
   kvBytes = 0;
-  /** Each version's CRC run, from its record's bytes as it is imported (mvcc/hash_cache.ts): the
-   *  base of the store's first HashKV. */
-  private readonly runs = new LoadedRuns();
 
   constructor(spill?: { spill: ValueSpill; hotValueBytes: number }) {
     if (spill) this.store.attachSpill(spill.spill, spill.hotValueBytes);
@@ -224,12 +221,8 @@ export class KvRecordLoader {
       for (const { h, value } of batch) {
         // Without refs (the spill cannot write now) the values go to the heap; the store spills
         // them later like any other.
-        if (value.length === 0 || refs === undefined) this.importHeader(h, value, 0);
-        else {
-          const kv = makeStoredKv(h, refs[next++]!);
-          this.runs.add(kv, value, 0, value.length);
-          this.importer.importHistoryVersion(kv, value.length);
-        }
+        if (value.length === 0 || refs === undefined) this.importHeader(h, value.toString('latin1'));
+        else this.importer.importHistoryVersion(makeStoredKv(h, refs[next++]!), value.length);
         this.count++;
       }
       assert(refs === undefined || next === refs.length, 'KvRecordLoader: a spilled value without its version');
@@ -242,15 +235,12 @@ export class KvRecordLoader {
 
   private importDecoded([k, v]: readonly [Buffer, Buffer]): void {
     const h = decodeKvHeader(k, v);
-    this.importHeader(h, v, h.valueStart);
+    this.importHeader(h, v.toString('latin1', h.valueStart));
     this.count++;
   }
 
-  /** Imports a version whose value (kept in the heap) is buf[valueStart, end). */
-  private importHeader(h: ReturnType<typeof decodeKvHeader>, buf: Buffer, valueStart: number): void {
-    const kv = makeStoredKv(h, buf.toString('latin1', valueStart));
-    this.runs.add(kv, buf, valueStart, buf.length);
-    this.importer.importHistoryVersion(kv, buf.length - valueStart);
+  private importHeader(h: ReturnType<typeof decodeKvHeader>, value: string): void {
+    this.importer.importHistoryVersion(makeStoredKv(h, value), value.length);
   }
 
   finish(currentRevision: Revision): MvccStore {
@@ -261,9 +251,7 @@ export class KvRecordLoader {
     this.pending = [];
     this.pendingValueBytes = 0;
     this.importer.importRecords([{ type: 'end', kvCount: this.count }]);
-    const store = this.importer.finishAt(currentRevision);
-    store.seedLoadedRuns(this.runs);
-    return store;
+    return this.importer.finishAt(currentRevision);
   }
 }
 
