@@ -25,6 +25,7 @@ import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, S
 import type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 import { Errors } from '../util/errors';
 import { isWalOutOfSpace, walErrnoCode } from '../storage/wal';
+import { LAT_TRACE, latStamp } from '../util/lat_trace';
 
 /** Exit status of a member whose WAL failed with an I/O error (sysexits' EX_IOERR). */
 export const WAL_IO_ERROR_EXIT_CODE = 74;
@@ -206,6 +207,7 @@ export class RaftNode implements ReplicatedLog {
   propose(data: Uint8Array): void {
     assert(!this.closed, 'propose on a closed log');
     if (this.failed) return;
+    if (LAT_TRACE) latStamp('prop');
     this.proposals.push(data);
     this.schedule();
   }
@@ -280,6 +282,7 @@ export class RaftNode implements ReplicatedLog {
   /** Feeds a message from a peer. */
   step(m: Message): void {
     if (this.closed || this.failed) return;
+    if (LAT_TRACE) latStamp('stp', m.entries.length > 0 ? m.entries[m.entries.length - 1]!.index : m.index, m.type);
     this.observer.received?.(m);
     // Only members Raft tracks: a sender the membership does not know (the peer port admits them)
     // must not grow the map.
@@ -422,6 +425,7 @@ export class RaftNode implements ReplicatedLog {
   }
 
   private async runReadyLoop(): Promise<void> {
+    if (LAT_TRACE) latStamp('loop', this.running ? 1 : 0);
     if (this.running || this.closed || this.failed) return;
     this.running = true;
     try {
@@ -442,6 +446,7 @@ export class RaftNode implements ReplicatedLog {
   }
 
   private async handleReady(rd: Ready): Promise<void> {
+    if (LAT_TRACE) traceReady(rd);
     if (rd.messages.length > 0) this.send(rd.messages);
     if (rd.softState) this.onSoftState(rd.softState.role === StateRole.Leader);
     if (rd.softState) this.observer.leader?.(rd.softState.lead);
@@ -487,7 +492,9 @@ export class RaftNode implements ReplicatedLog {
     }
     if (hardState !== undefined || rd.entries.length > 0) {
       try {
+        if (LAT_TRACE) latStamp('w0', rd.entries.length > 0 ? rd.entries[rd.entries.length - 1]!.index : 0, rd.entries.length);
         await this.wal.save(hardState, rd.entries);
+        if (LAT_TRACE) latStamp('w1', rd.entries.length > 0 ? rd.entries[rd.entries.length - 1]!.index : 0, rd.entries.length);
         if (hardState !== undefined) {
           this.walHardState = hardState;
           this.unsavedHardState = undefined;
@@ -519,7 +526,9 @@ export class RaftNode implements ReplicatedLog {
         out.push({ index: e.index, term: e.term, data: e.data });
       }
     }
+    if (LAT_TRACE) latStamp('ap0', entries[entries.length - 1]!.index, entries.length);
     this.commitHandler?.(out);
+    if (LAT_TRACE) latStamp('ap1', entries[entries.length - 1]!.index, entries.length);
     this.appliedIndex = entries[entries.length - 1]!.index;
     this.logRecoveredApplied();
     this.releaseReads();
@@ -566,4 +575,12 @@ export class RaftNode implements ReplicatedLog {
     for (const h of this.failureHandlers) h(this.failed);
     this.onWalIoError(err);
   }
+}
+
+/** The latency trace's stamps of one Ready (QKV_LAT_TRACE): its entries, commits and messages. */
+function traceReady(rd: Ready): void {
+  const e = rd.entries;
+  const c = rd.committedEntries;
+  latStamp('rdy', e.length > 0 ? e[e.length - 1]!.index : 0, c.length > 0 ? c[c.length - 1]!.index : 0);
+  for (const m of rd.messages) latStamp('snd', m.entries.length > 0 ? m.entries[m.entries.length - 1]!.index : m.index, m.type);
 }

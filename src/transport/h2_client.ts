@@ -78,6 +78,7 @@ import { HpackDecoder, HpackError, encodeHeaderBlock } from '../grpcserver/hpack
 import { AssertionError, assert } from '../util/assert';
 import { GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
+import { LAT_TRACE, latStamp } from '../util/lat_trace';
 
 /** gRPC's message header: compressed flag and length. */
 const GRPC_MESSAGE_HEADER_BYTES = 5;
@@ -396,6 +397,7 @@ export class H2ClientCall {
     const bytes = this.outBytes;
     this.out = [];
     this.outBytes = 0;
+    if (LAT_TRACE) latStamp('cwr', this.socket.remotePort ?? 0, bytes);
     let ok: boolean;
     if (out.length === 1) ok = this.socket.write(out[0]!);
     else if (bytes <= CONCAT_BYTES_MAX) ok = this.socket.write(Buffer.concat(out, bytes));
@@ -424,6 +426,7 @@ export class H2ClientCall {
   // ---- receiving ----
 
   private onBytes(chunk: Buffer): void {
+    if (LAT_TRACE) latStamp('crd', this.socket.remotePort ?? 0, chunk.length);
     if (this.dead) return;
     try {
       this.reader.read(chunk);
