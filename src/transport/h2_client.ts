@@ -386,6 +386,13 @@ export class H2ClientCall {
     }
   }
 
+  /** Writes what is queued to the socket now instead of after the current callback (the raft
+   *  stream's batches: Transport.send). The scheduled flush then finds nothing, or what was
+   *  queued since. */
+  flushNow(): void {
+    if (this.flushScheduled) this.flush();
+  }
+
   private flush(): void {
     this.flushScheduled = false;
     if (this.out.length === 0 || this.socket.destroyed) {
