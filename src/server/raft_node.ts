@@ -99,6 +99,8 @@ export class RaftNode implements ReplicatedLog {
   private readSeq = 0;
   /** The commit index recovered at start, until the apply loop reaches it (then logged once). */
   private recoveredCommit: { index: number; fromIndex: number; sinceMs: number } | undefined;
+  /** Commit notices held for the next check phase (sendLater). */
+  private laterMsgs: Message[] = [];
   private pendingSnapshots: { index: number; keepEntries: number; confState: ConfState; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private ticks = 0;
   /** The tick at which each peer was last heard from (any message): isActive. */
@@ -447,7 +449,15 @@ export class RaftNode implements ReplicatedLog {
 
   private async handleReady(rd: Ready): Promise<void> {
     if (LAT_TRACE) traceReady(rd);
-    if (rd.messages.length > 0) this.send(rd.messages);
+    // A Ready that only applies commits (no entries or snapshot of its own) and whose messages only
+    // tell followers the commit index (empty MsgApps, heartbeats): its clients are answered first,
+    // the notices go out in the next check phase. Sent first, a leader's two notices were written
+    // to the peers' sockets (each write on loopback also runs the receiver's TCP work and wakes
+    // it, on 2 cores) before the client's answer: 150-230 us between the commit and the answer
+    // (warm put-1, docs/performance.md "One put, end to end").
+    const noticesOnly = rd.entries.length === 0 && rd.snapshot === undefined && rd.committedEntries.length > 0 && rd.messages.length > 0 && rd.messages.every(isCommitNotice);
+    if (noticesOnly) this.sendLater(rd.messages);
+    else if (rd.messages.length > 0) this.sendNow(rd.messages);
     if (rd.softState) this.onSoftState(rd.softState.role === StateRole.Leader);
     if (rd.softState) this.observer.leader?.(rd.softState.lead);
     if (rd.hardState) this.currentTerm = rd.hardState.term;
@@ -515,6 +525,31 @@ export class RaftNode implements ReplicatedLog {
     if (rd.readStates.length > 0) this.onReadStates(rd.readStates);
   }
 
+  /** Sends at once, after any notices still held by sendLater (messages to a peer keep their order). */
+  private sendNow(msgs: Message[]): void {
+    const held = this.laterMsgs;
+    if (held.length > 0) {
+      this.laterMsgs = [];
+      this.send(held.concat(msgs));
+    } else {
+      this.send(msgs);
+    }
+  }
+
+  /** Sends in the next check phase (setImmediate): after the answers to the clients of the
+   *  entries this Ready applies, which leave in this turn's nextTick queue. */
+  private sendLater(msgs: Message[]): void {
+    const first = this.laterMsgs.length === 0;
+    for (const m of msgs) this.laterMsgs.push(m);
+    if (!first) return;
+    setImmediate(() => {
+      if (this.laterMsgs.length === 0 || this.closed || this.failed) return;
+      const held = this.laterMsgs;
+      this.laterMsgs = [];
+      this.send(held);
+    });
+  }
+
   private applyCommitted(entries: Entry[]): void {
     const out: LogEntry[] = [];
     for (const e of entries) {
@@ -575,6 +610,12 @@ export class RaftNode implements ReplicatedLog {
     for (const h of this.failureHandlers) h(this.failed);
     this.onWalIoError(err);
   }
+}
+
+/** A message that only carries the leader's commit index to a follower: an empty MsgApp or a
+ *  heartbeat (which may also carry a ReadIndex round's context: a round waits a few more µs). */
+function isCommitNotice(m: Message): boolean {
+  return (m.type === MessageType.MsgApp && m.entries.length === 0) || m.type === MessageType.MsgHeartbeat;
 }
 
 /** The latency trace's stamps of one Ready (QKV_LAT_TRACE): its entries, commits and messages. */

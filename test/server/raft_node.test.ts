@@ -125,4 +125,57 @@ describe('RaftNode and the WAL', () => {
       await node.close();
     }
   });
+
+  it('a leader answers the clients of a commit before it sends the followers the commit notices', async () => {
+    // The followers acknowledge every MsgApp at once; a client's answer is written as the member
+    // writes it (the proposal's promise, then the connection's nextTick flush).
+    const events: string[] = [];
+    let node: RaftNode | undefined = undefined;
+    const answer = (m: Message) => {
+      const reply = (type: MessageType, extra: Partial<Message> = {}) => node!.step(newMessage({ type, from: m.to, to: m.from, term: m.term, ...extra }));
+      if (m.type === MessageType.MsgApp && m.entries.length === 0) events.push(`notice ${m.commit}`);
+      if (m.type === MessageType.MsgPreVote) setImmediate(() => reply(MessageType.MsgPreVoteResp));
+      else if (m.type === MessageType.MsgVote) setImmediate(() => reply(MessageType.MsgVoteResp));
+      else if (m.type === MessageType.MsgHeartbeat) setImmediate(() => reply(MessageType.MsgHeartbeatResp));
+      else if (m.type === MessageType.MsgApp) setImmediate(() => reply(MessageType.MsgAppResp, { index: m.index + m.entries.length }));
+    };
+    node = new RaftNode({
+      id: 1n,
+      confState: { voters: [1n, 2n, 3n], learners: [] },
+      wal: new RecordingWal(),
+      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
+      log: new Logger('error'),
+      tickMs: 60_000,
+      electionTicks: 10,
+      send: (msgs) => msgs.forEach(answer),
+    });
+    const applied: number[] = [];
+    node.onCommit((es) => {
+      for (const e of es) {
+        if (e.data.length === 0) continue;
+        applied.push(e.index);
+        void Promise.resolve().then(() => process.nextTick(() => events.push(`answer ${e.index}`)));
+      }
+    });
+    try {
+      node.advanceTicks(20);
+      for (let deadline = Date.now() + 3000; !node.isLeader() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(node.isLeader(), 'node 1 leads');
+      await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 5; i++) {
+        node.propose(Buffer.from(`put ${i}`));
+        for (let deadline = Date.now() + 3000; applied.length <= i && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 1));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.equal(applied.length, 5, 'every proposal applied');
+      for (const index of applied) {
+        const answered = events.indexOf(`answer ${index}`);
+        const noticed = events.findIndex((e) => e.startsWith('notice ') && Number(e.slice(7)) >= index);
+        assert.ok(answered >= 0 && noticed >= 0, `entry ${index}: ${events.join(', ')}`);
+        assert.ok(answered < noticed, `entry ${index}: the client's answer after the commit notice: ${events.join(', ')}`);
+      }
+    } finally {
+      await node.close();
+    }
+  });
 });
