@@ -461,19 +461,6 @@ export class RaftNode implements ReplicatedLog {
     if (rd.softState) this.onSoftState(rd.softState.role === StateRole.Leader);
     if (rd.softState) this.observer.leader?.(rd.softState.lead);
     if (rd.hardState) this.currentTerm = rd.hardState.term;
-    // Committed entries that are already durable here are applied now, while this Ready's own
-    // entries are being fsynced (as etcd's apply loop runs beside its WAL write): a write then
-    // waits for one fsync, not two. Entries from this Ready itself are applied only after it.
-    let late = rd.committedEntries;
-    if (!rd.snapshot && late.length > 0) {
-      const durableLast = Math.min(this.lastIndex, rd.entries.length > 0 ? rd.entries[0]!.index - 1 : Infinity);
-      let split = 0;
-      while (split < late.length && late[split]!.index <= durableLast) split++;
-      if (split > 0) {
-        this.applyCommitted(split === late.length ? late : late.slice(0, split));
-        late = late.slice(split);
-      }
-    }
     if (rd.snapshot) {
       // A snapshot from the leader: its state was installed before Raft accepted it; record the
       // marker so a restart starts the log after it.
@@ -500,10 +487,31 @@ export class RaftNode implements ReplicatedLog {
     } else if (hardState === undefined && rd.entries.length > 0) {
       hardState = this.unsavedHardState;
     }
+    let saving: Promise<void> | undefined;
     if (hardState !== undefined || rd.entries.length > 0) {
+      if (LAT_TRACE) latStamp('w0', rd.entries.length > 0 ? rd.entries[rd.entries.length - 1]!.index : 0, rd.entries.length);
+      // The write is on the thread pool when save() returns (unless the WAL rotates a segment).
+      saving = this.wal.save(hardState, rd.entries);
+    }
+    // Committed entries that are already durable here are applied now, while this Ready's own
+    // entries are being written (as etcd's apply loop runs beside its WAL write): a write then
+    // waits for one fsync, not two. Applied only after the write was handed to the thread pool:
+    // applied first, they held up this Ready's write (a follower's next entry, under one client;
+    // a leader's whole next batch under many) by the time they took. Entries from this Ready
+    // itself are applied only after it.
+    let late = rd.committedEntries;
+    if (!rd.snapshot && late.length > 0) {
+      const durableLast = Math.min(this.lastIndex, rd.entries.length > 0 ? rd.entries[0]!.index - 1 : Infinity);
+      let split = 0;
+      while (split < late.length && late[split]!.index <= durableLast) split++;
+      if (split > 0) {
+        this.applyCommitted(split === late.length ? late : late.slice(0, split));
+        late = late.slice(split);
+      }
+    }
+    if (saving !== undefined) {
       try {
-        if (LAT_TRACE) latStamp('w0', rd.entries.length > 0 ? rd.entries[rd.entries.length - 1]!.index : 0, rd.entries.length);
-        await this.wal.save(hardState, rd.entries);
+        await saving;
         if (LAT_TRACE) latStamp('w1', rd.entries.length > 0 ? rd.entries[rd.entries.length - 1]!.index : 0, rd.entries.length);
         if (hardState !== undefined) {
           this.walHardState = hardState;

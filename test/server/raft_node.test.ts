@@ -178,4 +178,38 @@ describe('RaftNode and the WAL', () => {
       await node.close();
     }
   });
+
+  it('a follower hands a Ready\'s entries to the WAL before it applies the earlier entries the Ready commits', async () => {
+    const events: string[] = [];
+    const wal = new (class extends RecordingWal {
+      override async save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
+        if (entries.length > 0) events.push(`save ${entries[entries.length - 1]!.index}`);
+        await super.save(hardState, entries);
+      }
+    })();
+    const node = new RaftNode({
+      id: 2n,
+      confState: { voters: [1n, 2n, 3n], learners: [] },
+      wal,
+      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
+      log: new Logger('error'),
+      tickMs: 60_000,
+      electionTicks: 10,
+      send: () => undefined,
+    });
+    node.onCommit((es) => es.forEach((e) => events.push(`apply ${e.index}`)));
+    const ent = (index: number) => ({ term: 1, index, type: 0, data: Buffer.from(`e${index}`) });
+    const app = (index: number, commit: number) =>
+      newMessage({ type: MessageType.MsgApp, from: 1n, to: 2n, term: 1, logTerm: index === 0 ? 0 : 1, index, commit, entries: [ent(index + 1)] });
+    try {
+      node.step(app(0, 0));
+      for (let deadline = Date.now() + 3000; !events.includes('save 1') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 2));
+      await new Promise((r) => setTimeout(r, 20));
+      node.step(app(1, 1)); // entry 2, and entry 1 (durable) is committed
+      for (let deadline = Date.now() + 3000; !events.includes('apply 1') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 2));
+      assert.deepEqual(events, ['save 1', 'save 2', 'apply 1'], events.join(', '));
+    } finally {
+      await node.close();
+    }
+  });
 });
