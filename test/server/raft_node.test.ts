@@ -150,19 +150,24 @@ describe('RaftNode and the WAL', () => {
       send: (msgs) => msgs.forEach(answer),
     });
     const applied: number[] = [];
-    node.onCommit((es) => {
-      for (const e of es) {
-        if (e.data.length === 0) continue;
-        applied.push(e.index);
-        void Promise.resolve().then(() => process.nextTick(() => events.push(`answer ${e.index}`)));
-      }
-    });
+    node.onCommit(
+      (es) => {
+        for (const e of es) {
+          if (e.data.length === 0) continue;
+          applied.push(e.index);
+          void Promise.resolve().then(() => process.nextTick(() => events.push(`answer ${e.index}`)));
+        }
+      },
+      () => applied.length < proposed,
+    );
+    let proposed = 0;
     try {
       node.advanceTicks(20);
       for (let deadline = Date.now() + 3000; !node.isLeader() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
       assert.ok(node.isLeader(), 'node 1 leads');
       await new Promise((r) => setTimeout(r, 20));
       for (let i = 0; i < 5; i++) {
+        proposed++;
         node.propose(Buffer.from(`put ${i}`));
         for (let deadline = Date.now() + 3000; applied.length <= i && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 1));
         await new Promise((r) => setTimeout(r, 5));
