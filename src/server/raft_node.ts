@@ -3,12 +3,14 @@
 // that depends on them (acknowledgements, applying) happens.
 //
 // The Ready loop (one at a time, never overlapping):
-//   1. messages go to peers (they may precede this Ready's fsync: Raft holds back the ones that
-//      depend on it until advance());
+//   1. messages go into the peers' sockets (they may precede this Ready's fsync: Raft holds back
+//      the ones that depend on it until advance()), except a Ready's bare commit notices while
+//      this member's clients wait: those follow the clients' answers, in the same turn;
 //   2. entries + hard state: one durable WAL write, O_DSYNC (group commit: every proposal that
-//      arrived while the previous fsync ran is in this batch);
+//      arrived while the previous fsync ran is in this batch), handed to the thread pool; while it
+//      runs, committed entries already durable here are applied;
 //   3. entries are appended to the in-memory Raft storage;
-//   4. committed entries go to the apply path; ReadIndex results are served;
+//   4. the rest of the committed entries go to the apply path; ReadIndex results are served;
 //   5. advance().
 // A WAL failure stops the loop for good: nothing after it is acknowledged, and waiting clients get
 // an error. An I/O error (EIO, or anything but lack of space) then exits the process, as etcd's
