@@ -27,6 +27,7 @@ import { encodeHeader } from './watch_encoding';
 import { checkDelete, checkPut, checkRange, checkTxn } from './validate';
 import { replyError } from './errors';
 import { authorize, checks } from './auth_service';
+import { LAT_TRACE, latStamp } from '../util/lat_trace';
 
 export interface KvLimits {
   maxTxnOps: number;
@@ -117,6 +118,7 @@ export function kvService(server: Server, limits: KvLimits) {
   };
 
   const Put: UnaryHandler<PutRequest, PutResponse> = (call) => {
+    if (LAT_TRACE) latStamp('put');
     // A learner only replicates (etcd: "rpc not supported for learner").
     if (server.isLearner) return replyError(call, Errors.NotSupportedForLearner);
     const bad = checkPut(call.request);

@@ -97,6 +97,7 @@ import {
   u32,
 } from './h2_frames';
 import { QUEUED_BUFFER_OVERHEAD_BYTES, ResponseBudget, TokenBucket, type BudgetHolder } from './limits';
+import { LAT_TRACE, latStamp } from '../util/lat_trace';
 
 export { encodeHeaderBlock } from './hpack';
 export { H2_PREFACE } from './h2_frames';
@@ -502,6 +503,7 @@ export class H2ServerConnection {
   // ---- receiving ----
 
   private onBytes(chunk: Buffer): void {
+    if (LAT_TRACE) latStamp('srd', this.socket.localPort ?? 0, chunk.length);
     if (this.dead) return;
     this.readSinceSweep = true;
     try {
@@ -1248,6 +1250,7 @@ export class H2ServerConnection {
     const data = this.out.length === 1 ? this.out[0]! : Buffer.concat(this.out, this.outBytes);
     this.out = [];
     this.outBytes = 0;
+    if (LAT_TRACE) latStamp('swr', this.socket.localPort ?? 0, data.length);
     const ok = this.socket.write(data);
     if (!ok && this.socket.writableLength > SOCKET_BACKLOG_MAX && !this.readPaused) {
       this.readPaused = true;

@@ -3,12 +3,14 @@
 // that depends on them (acknowledgements, applying) happens.
 //
 // The Ready loop (one at a time, never overlapping):
-//   1. messages go to peers (they may precede this Ready's fsync: Raft holds back the ones that
-//      depend on it until advance());
+//   1. messages go into the peers' sockets (they may precede this Ready's fsync: Raft holds back
+//      the ones that depend on it until advance()), except a Ready's bare commit notices while
+//      this member's clients wait: those follow the clients' answers, in the same turn;
 //   2. entries + hard state: one durable WAL write, O_DSYNC (group commit: every proposal that
-//      arrived while the previous fsync ran is in this batch);
+//      arrived while the previous fsync ran is in this batch), handed to the thread pool; while it
+//      runs, committed entries already durable here are applied;
 //   3. entries are appended to the in-memory Raft storage;
-//   4. committed entries go to the apply path; ReadIndex results are served;
+//   4. the rest of the committed entries go to the apply path; ReadIndex results are served;
 //   5. advance().
 // A WAL failure stops the loop for good: nothing after it is acknowledged, and waiting clients get
 // an error. An I/O error (EIO, or anything but lack of space) then exits the process, as etcd's
@@ -25,6 +27,7 @@ import type { ConfChange, ConfState, Entry, HardState, Message, NodeId, Ready, S
 import type { LogEntry, RaftStatus, ReplicatedLog } from './replicated_log';
 import { Errors } from '../util/errors';
 import { isWalOutOfSpace, walErrnoCode } from '../storage/wal';
+import { LAT_TRACE, latStamp } from '../util/lat_trace';
 
 /** Exit status of a member whose WAL failed with an I/O error (sysexits' EX_IOERR). */
 export const WAL_IO_ERROR_EXIT_CODE = 74;
@@ -79,6 +82,7 @@ export class RaftNode implements ReplicatedLog {
   private readonly wal: WalLike;
   private readonly log: Logger;
   private commitHandler: ((entries: readonly LogEntry[]) => void) | undefined;
+  private clientsWaiting: () => boolean = () => false;
   private leadershipHandlers: ((isLeader: boolean) => void)[] = [];
   private failureHandlers: ((err: EtcdError) => void)[] = [];
   private readonly ticker: NodeJS.Timeout;
@@ -105,6 +109,8 @@ export class RaftNode implements ReplicatedLog {
   private readSeq = 0;
   /** The commit index recovered at start, until the apply loop reaches it (then logged once). */
   private recoveredCommit: { index: number; fromIndex: number; sinceMs: number } | undefined;
+  /** Commit notices held for the next check phase (sendLater). */
+  private laterMsgs: Message[] = [];
   private pendingSnapshots: { index: number; keep: SnapshotKeep; confState: ConfState; resolve: () => void; reject: (e: unknown) => void }[] = [];
   private ticks = 0;
   /** The tick at which each peer was last heard from (any message): isActive. */
@@ -206,13 +212,15 @@ export class RaftNode implements ReplicatedLog {
     this.failureHandlers.push(handler);
   }
 
-  onCommit(handler: (entries: readonly LogEntry[]) => void): void {
+  onCommit(handler: (entries: readonly LogEntry[]) => void, waiting?: () => boolean): void {
     this.commitHandler = handler;
+    this.clientsWaiting = waiting ?? (() => false);
   }
 
   propose(data: Uint8Array): void {
     assert(!this.closed, 'propose on a closed log');
     if (this.failed) return;
+    if (LAT_TRACE) latStamp('prop');
     this.proposals.push(data);
     this.schedule();
   }
@@ -287,6 +295,7 @@ export class RaftNode implements ReplicatedLog {
   /** Feeds a message from a peer. */
   step(m: Message): void {
     if (this.closed || this.failed) return;
+    if (LAT_TRACE) latStamp('stp', m.entries.length > 0 ? m.entries[m.entries.length - 1]!.index : m.index, m.type);
     this.observer.received?.(m);
     // Only members Raft tracks: a sender the membership does not know (the peer port admits them)
     // must not grow the map.
@@ -430,6 +439,7 @@ export class RaftNode implements ReplicatedLog {
   }
 
   private async runReadyLoop(): Promise<void> {
+    if (LAT_TRACE) latStamp('loop', this.running ? 1 : 0);
     if (this.running || this.closed || this.failed) return;
     this.running = true;
     try {
@@ -450,23 +460,20 @@ export class RaftNode implements ReplicatedLog {
   }
 
   private async handleReady(rd: Ready): Promise<void> {
-    if (rd.messages.length > 0) this.send(rd.messages);
+    if (LAT_TRACE) traceReady(rd);
+    // A Ready that only applies commits (no entries or snapshot of its own) and whose messages only
+    // tell followers the commit index (empty MsgApps, heartbeats), on a member whose clients wait
+    // for entries: those clients are answered first, the notices go out right after the answers
+    // (sendLater). Sent first, a leader's two notices were written to the peers' sockets (each
+    // write on loopback also runs the receiver's TCP work and wakes it, on 2 cores) before the
+    // client's answer: 150-230 us between the commit and the answer (warm put-1,
+    // docs/performance.md "One put, end to end"). Without local clients waiting (a follower's
+    // proposal: its client waits for this very notice) they go first, as before.
+    const noticesOnly = rd.entries.length === 0 && rd.snapshot === undefined && rd.committedEntries.length > 0 && rd.messages.length > 0 && rd.messages.every(isCommitNotice) && this.clientsWaiting();
+    if (!noticesOnly && rd.messages.length > 0) this.sendNow(rd.messages);
     if (rd.softState) this.onSoftState(rd.softState.role === StateRole.Leader);
     if (rd.softState) this.observer.leader?.(rd.softState.lead);
     if (rd.hardState) this.currentTerm = rd.hardState.term;
-    // Committed entries that are already durable here are applied now, while this Ready's own
-    // entries are being fsynced (as etcd's apply loop runs beside its WAL write): a write then
-    // waits for one fsync, not two. Entries from this Ready itself are applied only after it.
-    let late = rd.committedEntries;
-    if (!rd.snapshot && late.length > 0) {
-      const durableLast = Math.min(this.lastIndex, rd.entries.length > 0 ? rd.entries[0]!.index - 1 : Infinity);
-      let split = 0;
-      while (split < late.length && late[split]!.index <= durableLast) split++;
-      if (split > 0) {
-        this.applyCommitted(split === late.length ? late : late.slice(0, split));
-        late = late.slice(split);
-      }
-    }
     if (rd.snapshot) {
       // A snapshot from the leader: its state was installed before Raft accepted it; record the
       // marker so a restart starts the log after it.
@@ -493,9 +500,34 @@ export class RaftNode implements ReplicatedLog {
     } else if (hardState === undefined && rd.entries.length > 0) {
       hardState = this.unsavedHardState;
     }
+    let saving: Promise<void> | undefined;
     if (hardState !== undefined || rd.entries.length > 0) {
+      if (LAT_TRACE) latStamp('w0', rd.entries.length > 0 ? rd.entries[rd.entries.length - 1]!.index : 0, rd.entries.length);
+      // The write is on the thread pool when save() returns (unless the WAL rotates a segment).
+      saving = this.wal.save(hardState, rd.entries);
+    }
+    // Committed entries that are already durable here are applied now, while this Ready's own
+    // entries are being written (as etcd's apply loop runs beside its WAL write): a write then
+    // waits for one fsync, not two. Applied only after the write was handed to the thread pool:
+    // applied first, they held up this Ready's write (a follower's next entry, under one client;
+    // a leader's whole next batch under many) by the time they took. Entries from this Ready
+    // itself are applied only after it.
+    let late = rd.committedEntries;
+    if (!rd.snapshot && late.length > 0) {
+      const durableLast = Math.min(this.lastIndex, rd.entries.length > 0 ? rd.entries[0]!.index - 1 : Infinity);
+      let split = 0;
+      while (split < late.length && late[split]!.index <= durableLast) split++;
+      if (split > 0) {
+        this.applyCommitted(split === late.length ? late : late.slice(0, split));
+        late = late.slice(split);
+      }
+    }
+    // After the apply: the answers' reactions are queued first (sendLater).
+    if (noticesOnly) this.sendLater(rd.messages);
+    if (saving !== undefined) {
       try {
-        await this.wal.save(hardState, rd.entries);
+        await saving;
+        if (LAT_TRACE) latStamp('w1', rd.entries.length > 0 ? rd.entries[rd.entries.length - 1]!.index : 0, rd.entries.length);
         if (hardState !== undefined) {
           this.walHardState = hardState;
           this.unsavedHardState = undefined;
@@ -516,6 +548,36 @@ export class RaftNode implements ReplicatedLog {
     if (rd.readStates.length > 0) this.onReadStates(rd.readStates);
   }
 
+  /** Sends at once, after any notices still held by sendLater (messages to a peer keep their order). */
+  private sendNow(msgs: Message[]): void {
+    const held = this.laterMsgs;
+    if (held.length > 0) {
+      this.laterMsgs = [];
+      this.send(held.concat(msgs));
+    } else {
+      this.send(msgs);
+    }
+  }
+
+  /** Sends after the answers to the clients of the entries this Ready applies, in the same turn:
+   *  an answer is written from its proposal's promise reaction (a microtask queued by the apply)
+   *  into its connection's nextTick flush; these go in a nextTick queued by a microtask queued
+   *  after the apply, so after that flush. (In a setImmediate they went a loop turn later:
+   *  171 us p50 after the commit, on the follower-origin put's path.) */
+  private sendLater(msgs: Message[]): void {
+    const first = this.laterMsgs.length === 0;
+    for (const m of msgs) this.laterMsgs.push(m);
+    if (!first) return;
+    queueMicrotask(() =>
+      process.nextTick(() => {
+        if (this.laterMsgs.length === 0 || this.closed || this.failed) return;
+        const held = this.laterMsgs;
+        this.laterMsgs = [];
+        this.send(held);
+      }),
+    );
+  }
+
   private applyCommitted(entries: Entry[]): void {
     const out: LogEntry[] = [];
     for (const e of entries) {
@@ -527,7 +589,9 @@ export class RaftNode implements ReplicatedLog {
         out.push({ index: e.index, term: e.term, data: e.data });
       }
     }
+    if (LAT_TRACE) latStamp('ap0', entries[entries.length - 1]!.index, entries.length);
     this.commitHandler?.(out);
+    if (LAT_TRACE) latStamp('ap1', entries[entries.length - 1]!.index, entries.length);
     this.appliedIndex = entries[entries.length - 1]!.index;
     this.logRecoveredApplied();
     this.releaseReads();
@@ -574,4 +638,18 @@ export class RaftNode implements ReplicatedLog {
     for (const h of this.failureHandlers) h(this.failed);
     this.onWalIoError(err);
   }
+}
+
+/** A message that only carries the leader's commit index to a follower: an empty MsgApp or a
+ *  heartbeat (which may also carry a ReadIndex round's context: a round waits a few more µs). */
+function isCommitNotice(m: Message): boolean {
+  return (m.type === MessageType.MsgApp && m.entries.length === 0) || m.type === MessageType.MsgHeartbeat;
+}
+
+/** The latency trace's stamps of one Ready (QKV_LAT_TRACE): its entries, commits and messages. */
+function traceReady(rd: Ready): void {
+  const e = rd.entries;
+  const c = rd.committedEntries;
+  latStamp('rdy', e.length > 0 ? e[e.length - 1]!.index : 0, c.length > 0 ? c[c.length - 1]!.index : 0);
+  for (const m of rd.messages) latStamp('snd', m.entries.length > 0 ? m.entries[m.entries.length - 1]!.index : m.index, m.type);
 }

@@ -40,7 +40,9 @@ export interface ReplicatedLog {
   propose(data: Uint8Array): void;
   /** Resolves when reading the local store is linearizable (ReadIndex). */
   linearizableRead(): Promise<void>;
-  onCommit(handler: (entries: readonly LogEntry[]) => void): void;
+  /** `handler` applies committed entries; `waiting` says whether clients of this member wait for
+   *  entries not applied yet (their answers then go out before the followers' commit notices). */
+  onCommit(handler: (entries: readonly LogEntry[]) => void, waiting?: () => boolean): void;
   /** Raft membership changes: propose one; apply one once committed (Raft's configuration). */
   proposeConfChange(cc: ConfChange): void;
   applyConfChange(cc: ConfChange): ConfState;

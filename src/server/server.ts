@@ -139,7 +139,7 @@ export class Server {
     this.sweeper.unref();
     this.idPrefix = (opts.memberId & 0xffffn) << 48n;
     this.nextId = BigInt(Date.now() & 0xffffffffff) << 8n;
-    log.onCommit((entries) => this.applyCommitted(entries));
+    log.onCommit((entries) => this.applyCommitted(entries), () => this.waiters.size > 0);
     this.scheduleSpill();
   }
 

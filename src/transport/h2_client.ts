@@ -78,6 +78,7 @@ import { HpackDecoder, HpackError, encodeHeaderBlock } from '../grpcserver/hpack
 import { AssertionError, assert } from '../util/assert';
 import { GrpcCode } from '../util/errors';
 import type { Logger } from '../util/log';
+import { LAT_TRACE, latStamp } from '../util/lat_trace';
 
 /** gRPC's message header: compressed flag and length. */
 const GRPC_MESSAGE_HEADER_BYTES = 5;
@@ -385,6 +386,13 @@ export class H2ClientCall {
     }
   }
 
+  /** Writes what is queued to the socket now instead of after the current callback (the raft
+   *  stream's batches: Transport.send). The scheduled flush then finds nothing, or what was
+   *  queued since. */
+  flushNow(): void {
+    if (this.flushScheduled) this.flush();
+  }
+
   private flush(): void {
     this.flushScheduled = false;
     if (this.out.length === 0 || this.socket.destroyed) {
@@ -396,6 +404,7 @@ export class H2ClientCall {
     const bytes = this.outBytes;
     this.out = [];
     this.outBytes = 0;
+    if (LAT_TRACE) latStamp('cwr', this.socket.remotePort ?? 0, bytes);
     let ok: boolean;
     if (out.length === 1) ok = this.socket.write(out[0]!);
     else if (bytes <= CONCAT_BYTES_MAX) ok = this.socket.write(Buffer.concat(out, bytes));
@@ -424,6 +433,7 @@ export class H2ClientCall {
   // ---- receiving ----
 
   private onBytes(chunk: Buffer): void {
+    if (LAT_TRACE) latStamp('crd', this.socket.remotePort ?? 0, chunk.length);
     if (this.dead) return;
     try {
       this.reader.read(chunk);

@@ -289,6 +289,8 @@ export class Peer {
       // batching) until drain.
       if (!this.call.write(encoded)) this.waitingDrain = true;
     }
+    // The batch goes to the socket now, not in the call's nextTick (see Transport.send).
+    this.call?.flushNow();
   }
 
   private abandonCall(): void {

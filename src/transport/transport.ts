@@ -123,7 +123,6 @@ export class Transport {
   readonly stats: TransportStats = { sentBatches: 0, sentMessages: 0, dropped: 0, received: 0 };
   private readonly peers = new Map<NodeId, Peer>();
   private readonly dirty = new Set<Peer>();
-  private flushScheduled = false;
   private readonly inbound = new Set<() => void>();
   private readonly ctx: PeerContext;
   private readonly snapshotChunkBytes: number;
@@ -233,8 +232,10 @@ export class Transport {
   }
 
   /**
-   * Queues messages. Everything queued for a peer by one synchronous run of code (one callback: the
-   * Ready loop's handling of one Ready) goes out as one stream write (split only above maxBatchBytes). MsgSnap goes through its own snapshot stream. Never blocks.
+   * Sends messages: everything for a peer in one call (the Ready loop's one Ready) goes to its
+   * stream's socket before this returns, as one stream write (split only above maxBatchBytes), or
+   * waits in the peer's queue while the stream is down or pushes back. MsgSnap goes through its own
+   * snapshot stream. Never blocks.
    */
   send(msgs: readonly Message[]): void {
     for (const m of msgs) {
@@ -252,14 +253,17 @@ export class Transport {
       }
       if (p.enqueue(m)) this.dirty.add(p);
     }
-    if (this.dirty.size > 0 && !this.flushScheduled) {
-      this.flushScheduled = true;
-      // A microtask: the messages go out when the code that sent them returns, not one event-loop
-      // iteration later. Raft's messages all come from the Ready loop, one send() per Ready with
-      // everything the Ready holds (the proposals of a turn are already batched into it), so
-      // waiting for the turn's other callbacks batched nothing more; it cost the leader's MsgApp,
-      // on every write's critical path, 236-909 us (median, put-1 on a loaded 2-core machine).
-      queueMicrotask(() => this.flush());
+    if (this.dirty.size > 0) {
+      // At once, into the sockets: Raft's messages all come from the Ready loop, one send() per
+      // Ready with everything the Ready holds (the proposals of a turn are already batched into
+      // it), so waiting for more batched nothing. Flushed in a setImmediate they cost the leader's
+      // MsgApp, on every write's critical path, 236-909 us (median, put-1 on a loaded 2-core
+      // machine); in a microtask and the socket's nextTick they still went out after the Ready
+      // loop had handed its own WAL write to the thread pool, whose woken thread competed with
+      // the loop for the 2 cores: 91 us from the Ready to the MsgApp's socket write at the median
+      // (warm put-1, docs/performance.md "One put, end to end"). Now the MsgApp is on the wire,
+      // and the follower woken, before the leader's own write starts.
+      this.flush();
     }
   }
 
@@ -276,7 +280,6 @@ export class Transport {
   }
 
   private flush(): void {
-    this.flushScheduled = false;
     const peers = [...this.dirty];
     this.dirty.clear();
     for (const p of peers) p.flush();

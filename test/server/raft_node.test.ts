@@ -130,6 +130,98 @@ describe('RaftNode and the WAL', () => {
       await node.close();
     }
   });
+
+  it('a leader answers the clients of a commit before it sends the followers the commit notices', async () => {
+    // The followers acknowledge every MsgApp at once; a client's answer is written as the member
+    // writes it (the proposal's promise, then the connection's nextTick flush).
+    const events: string[] = [];
+    let node: RaftNode | undefined = undefined;
+    const answer = (m: Message) => {
+      const reply = (type: MessageType, extra: Partial<Message> = {}) => node!.step(newMessage({ type, from: m.to, to: m.from, term: m.term, ...extra }));
+      if (m.type === MessageType.MsgApp && m.entries.length === 0) events.push(`notice ${m.commit}`);
+      if (m.type === MessageType.MsgPreVote) setImmediate(() => reply(MessageType.MsgPreVoteResp));
+      else if (m.type === MessageType.MsgVote) setImmediate(() => reply(MessageType.MsgVoteResp));
+      else if (m.type === MessageType.MsgHeartbeat) setImmediate(() => reply(MessageType.MsgHeartbeatResp));
+      else if (m.type === MessageType.MsgApp) setImmediate(() => reply(MessageType.MsgAppResp, { index: m.index + m.entries.length }));
+    };
+    node = new RaftNode({
+      id: 1n,
+      confState: { voters: [1n, 2n, 3n], learners: [] },
+      wal: new RecordingWal(),
+      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
+      log: new Logger('error'),
+      tickMs: 60_000,
+      electionTicks: 10,
+      send: (msgs) => msgs.forEach(answer),
+    });
+    const applied: number[] = [];
+    node.onCommit(
+      (es) => {
+        for (const e of es) {
+          if (e.data.length === 0) continue;
+          applied.push(e.index);
+          void Promise.resolve().then(() => process.nextTick(() => events.push(`answer ${e.index}`)));
+        }
+      },
+      () => applied.length < proposed,
+    );
+    let proposed = 0;
+    try {
+      node.advanceTicks(20);
+      for (let deadline = Date.now() + 3000; !node.isLeader() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
+      assert.ok(node.isLeader(), 'node 1 leads');
+      await new Promise((r) => setTimeout(r, 20));
+      for (let i = 0; i < 5; i++) {
+        proposed++;
+        node.propose(Buffer.from(`put ${i}`));
+        for (let deadline = Date.now() + 3000; applied.length <= i && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 1));
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      assert.equal(applied.length, 5, 'every proposal applied');
+      for (const index of applied) {
+        const answered = events.indexOf(`answer ${index}`);
+        const noticed = events.findIndex((e) => e.startsWith('notice ') && Number(e.slice(7)) >= index);
+        assert.ok(answered >= 0 && noticed >= 0, `entry ${index}: ${events.join(', ')}`);
+        assert.ok(answered < noticed, `entry ${index}: the client's answer after the commit notice: ${events.join(', ')}`);
+      }
+    } finally {
+      await node.close();
+    }
+  });
+
+  it('a follower hands a Ready\'s entries to the WAL before it applies the earlier entries the Ready commits', async () => {
+    const events: string[] = [];
+    const wal = new (class extends RecordingWal {
+      override async save(hardState: HardState | undefined, entries: readonly Entry[]): Promise<void> {
+        if (entries.length > 0) events.push(`save ${entries[entries.length - 1]!.index}`);
+        await super.save(hardState, entries);
+      }
+    })();
+    const node = new RaftNode({
+      id: 2n,
+      confState: { voters: [1n, 2n, 3n], learners: [] },
+      wal,
+      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
+      log: new Logger('error'),
+      tickMs: 60_000,
+      electionTicks: 10,
+      send: () => undefined,
+    });
+    node.onCommit((es) => es.forEach((e) => events.push(`apply ${e.index}`)));
+    const ent = (index: number) => ({ term: 1, index, type: 0, data: Buffer.from(`e${index}`) });
+    const app = (index: number, commit: number) =>
+      newMessage({ type: MessageType.MsgApp, from: 1n, to: 2n, term: 1, logTerm: index === 0 ? 0 : 1, index, commit, entries: [ent(index + 1)] });
+    try {
+      node.step(app(0, 0));
+      for (let deadline = Date.now() + 3000; !events.includes('save 1') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 2));
+      await new Promise((r) => setTimeout(r, 20));
+      node.step(app(1, 1)); // entry 2, and entry 1 (durable) is committed
+      for (let deadline = Date.now() + 3000; !events.includes('apply 1') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 2));
+      assert.deepEqual(events, ['save 1', 'save 2', 'apply 1'], events.join(', '));
+    } finally {
+      await node.close();
+    }
+  });
 });
 
 describe('RaftNode snapshots: what the log keeps behind one', () => {

@@ -201,7 +201,9 @@ export class Wal {
       if (hardState === undefined && entries.length === 0) return;
       this.checkEntries(entries);
       const bytes = saveBatchBytes(hardState, entries);
-      await this.makeRoom(bytes);
+      // Without a rotation the write is handed to the thread pool before save() returns: the Ready
+      // loop applies earlier commits while it runs (raft_node.ts handleReady).
+      if (this.needsRoom(bytes)) await this.rotate();
       const buf = encodeSaveBatch(this.nextBatchSeq, hardState, entries);
       assert(buf.length === bytes, 'batch size as computed');
       await this.append(buf);
@@ -219,7 +221,7 @@ export class Wal {
       const prev = this.snapshot?.index ?? 0;
       assert(Number.isSafeInteger(snap.index) && snap.index >= 1 && snap.term >= 1, `snapshot marker ${snap.index}/${snap.term}`);
       assert(snap.index >= prev, `snapshot marker ${snap.index} is behind the previous one at ${prev}`);
-      await this.makeRoom(SNAPSHOT_BATCH_BYTES);
+      if (this.needsRoom(SNAPSHOT_BATCH_BYTES)) await this.rotate();
       await this.append(encodeSnapshotBatch(this.nextBatchSeq, snap));
       this.snapshot = { index: snap.index, term: snap.term };
       this.lastIndex = Math.max(this.lastIndex, snap.index);
@@ -291,10 +293,9 @@ export class Wal {
     }
   }
 
-  /** Starts a new segment if `bytes` do not fit the current one (which then holds more than its start batch). */
-  private async makeRoom(bytes: number): Promise<void> {
-    if (this.offset + bytes <= this.opts.segmentBytes || this.offset === this.startBatchEnd) return;
-    await this.rotate();
+  /** Whether `bytes` need a new segment: they do not fit the current one, which holds more than its start batch. */
+  private needsRoom(bytes: number): boolean {
+    return !(this.offset + bytes <= this.opts.segmentBytes || this.offset === this.startBatchEnd);
   }
 
   /** One write that is durable when it returns (O_DSYNC); any error fails the Wal for good. */
