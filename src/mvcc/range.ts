@@ -104,7 +104,7 @@ export function effectiveOrder(o: RangeOptions): SortOrder {
   return order;
 }
 
-function stripValue(kv: StoredKv): KeyValue {
+export function stripValue(kv: StoredKv): KeyValue {
   return makeKv(kv.key, kv.createRevision, kv.modRevision, kv.version, EMPTY_BYTES, kv.lease);
 }
 

@@ -42,7 +42,7 @@ import {
   versionCount,
   Versions,
 } from './key_index';
-import { evaluateRange, forEachLive, resolveBounds } from './range';
+import { evaluateRange, forEachLive, resolveBounds, stripValue } from './range';
 import { RangeJob } from './range_job';
 import { spillRefGeneration, ValueSpill } from './spill';
 // snapshot.ts imports this module too; its functions are only called at run time, never at load.
@@ -171,6 +171,19 @@ export class MvccStore {
     const rev = this.checkReadRevision(opts.revision ?? 0, headRev);
     const { kvs, count, more } = evaluateRange(this.index, resolveBounds(key, rangeEnd), rev, opts, this.hydrateAll);
     return { kvs, count, more, revision: headRev };
+  }
+
+  /** @internal the live version of one key at `headRev`, its value only if asked: what
+   *  rangeAt(key, undefined, { keysOnly: !withValue }, headRev).kvs[0] gives, without a range's
+   *  bounds, options and result (a put's lookup of the version it replaces; issue 20). */
+  latestAt(keyIn: BytesLike, headRev: Revision, withValue: boolean): KeyValue | undefined {
+    const v = this.index.get(bytesOf(keyIn));
+    if (v === undefined) return undefined;
+    const i = indexAtOrBelow(v, headRev);
+    if (i < 0) return undefined;
+    const kv = versionAt(v, i);
+    if (isTombstone(kv)) return undefined;
+    return withValue ? this.hydrateAll([kv])[0] : stripValue(kv);
   }
 
   /** A range read in slices (range_job.ts), at the revision fixed now. Throws the errors range()
@@ -781,6 +794,13 @@ export class WriteTxn {
     assert(!this.ended, 'range on an ended txn');
     const headRev = this.changes > 0 ? this.revision : this.store.currentRevision;
     return this.store.rangeAt(key, rangeEnd, opts, headRev);
+  }
+
+  /** One key's live version as of this txn (its own writes visible), its value only if asked:
+   *  range(key, undefined, { keysOnly: !withValue }).kvs[0], without a range's work. */
+  get(key: BytesLike, withValue: boolean): KeyValue | undefined {
+    assert(!this.ended, 'get on an ended txn');
+    return this.store.latestAt(key, this.changes > 0 ? this.revision : this.store.currentRevision, withValue);
   }
 
   /** Returns the PUT event: the stored kv (its key is the store's own string) and prevKv. */

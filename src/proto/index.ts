@@ -6,6 +6,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import { lazyModule } from '../util/lazy_module';
+import { decodePutRequest, encodePutResponse } from './put_codec';
 
 /** Loaded only by grpcDefinitions() (clients): a member builds its tables without it. */
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- loaded on first use (util/lazy_module.ts)
@@ -110,6 +111,10 @@ function camelCase(name: string): string {
 }
 
 function serializer(type: protobuf.Type): (value: object) => Buffer {
+  // A put's answer: hand-written, the same bytes (put_codec.ts).
+  if (type.fullName === '.etcdserverpb.PutResponse') {
+    return (value) => encodePutResponse(value) ?? (type.encode(type.fromObject(value)).finish() as Buffer);
+  }
   return (value) => {
     if (Array.isArray(value)) throw new Error(`Failed to serialize message: expected object with ${type.name} structure, got array instead`);
     return type.encode(type.fromObject(value)).finish() as Buffer;
@@ -117,6 +122,10 @@ function serializer(type: protobuf.Type): (value: object) => Buffer {
 }
 
 function deserializer(type: protobuf.Type): (bytes: Buffer) => object {
+  // A put's request: hand-written, the same object (put_codec.ts).
+  if (type.fullName === '.etcdserverpb.PutRequest') {
+    return (bytes) => decodePutRequest(bytes) ?? type.toObject(type.decode(bytes), CONVERSION);
+  }
   return (bytes) => type.toObject(type.decode(bytes), CONVERSION);
 }
 

@@ -3,6 +3,7 @@
 // the request objects exactly as the API handlers do.
 import type protobuf from 'protobufjs';
 import { CONVERSION, protoRoot } from '../proto';
+import { decodePutEntry, encodePutEntry } from '../proto/put_codec';
 import type {
   CompactionRequest,
   DeleteRangeRequest,
@@ -65,6 +66,9 @@ function internalType(): protobuf.Type {
 }
 
 export function encodeRequest(req: InternalRequest): Uint8Array {
+  // A put: hand-written, the same bytes (proto/put_codec.ts); anything else through protobufjs.
+  const fast = req.put !== undefined ? encodePutEntry(req) : undefined;
+  if (fast !== undefined) return fast;
   const t = internalType();
   // The request objects already have the encoder's types (Buffers, numbers or decimal strings for
   // int64, enum numbers): encoding them directly skips fromObject's conversion copy, a few percent
@@ -76,5 +80,7 @@ export function decodeRequest(data: Uint8Array): InternalRequest {
   const t = internalType();
   // protobufjs hands out bytes fields as the input's type: keep keys and values Buffers.
   const buf = Buffer.isBuffer(data) ? data : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const fast = decodePutEntry(buf);
+  if (fast !== undefined) return fast;
   return t.toObject(t.decode(buf), CONVERSION) as unknown as InternalRequest;
 }

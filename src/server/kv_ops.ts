@@ -123,8 +123,7 @@ export function checkRangeRevision(reader: KvReader, r: RangeRequest, pendingWri
  *  spilled value is then not read back from the spill file (a synchronous read on the apply path,
  *  two for a 4 KiB value), since only prev_kv and ignore_value need the bytes. */
 function currentValue(txn: WriteTxn, key: BytesLike, withValue: boolean): KeyValue | undefined {
-  const r = txn.range(key, undefined, withValue ? {} : { keysOnly: true });
-  return r.kvs[0];
+  return txn.get(key, withValue);
 }
 
 function checkPut(txn: WriteTxn, p: PutRequest, leases: LeaseAttachments): EtcdError | undefined {

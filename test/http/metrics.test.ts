@@ -42,6 +42,29 @@ describe('member metrics', () => {
     assert.equal(await sample(m, 'etcd_server_slow_apply_total'), 1);
   });
 
+  it('counts gRPC calls started and handled by code, each once across scrapes', async () => {
+    const m = new MemberMetrics({ server: fakeServer(), log: new Logger('error'), serverVersion: '3.4.0' });
+    const series = (code?: string) =>
+      `grpc_server_${code === undefined ? 'started' : 'handled'}_total{grpc_type="unary",grpc_service="etcdserverpb.KV",grpc_method="Put"${code === undefined ? '' : `,grpc_code="${code}"`}}`;
+    assert.equal(await sample(m, series()), 0);
+    assert.equal(await sample(m, series('OK')), 0);
+    const a = m.start('/etcdserverpb.KV/Put');
+    const b = m.start('/etcdserverpb.KV/Put');
+    a(0);
+    a(0); // a call ends once
+    b(99); // not a gRPC code: counted as Unknown
+    assert.equal(await sample(m, series()), 2);
+    assert.equal(await sample(m, series('OK')), 1);
+    assert.equal(await sample(m, series('Unknown')), 1);
+    // A second scrape does not add the same calls again; new calls add to the totals.
+    m.start('/etcdserverpb.KV/Put')(3);
+    assert.equal(await sample(m, series()), 3);
+    assert.equal(await sample(m, series('OK')), 1);
+    assert.equal(await sample(m, series('InvalidArgument')), 1);
+    assert.equal(await sample(m, series('Unknown')), 1);
+    m.start('/no.Such/Method')(0); // not a client API method: not counted, no error
+  });
+
   it('counts changes to a new known leader, not losses of the leader', async () => {
     const m = new MemberMetrics({ server: fakeServer(), log: new Logger('error'), serverVersion: '3.4.0' });
     for (const lead of [1n, 1n, 0n, 1n, 2n]) m.leaderSeen(lead);

@@ -3,7 +3,7 @@ import { strict as assert } from 'node:assert';
 import { MvccStore, EventType, NO_LEASE, bufferOf } from '../../src/mvcc';
 import { AssertionError } from '../../src/util/assert';
 import { Errors } from '../../src/util/errors';
-import { b, s, put, del, get, keysOf } from './helpers';
+import { b, s, put, del, get, keysOf, rng } from './helpers';
 
 describe('mvcc store: revisions and versions', () => {
   it('an empty store is at revision 1 with nothing compacted', () => {
@@ -211,5 +211,28 @@ describe('mvcc store: write txns', () => {
     const txn = st.write();
     assert.deepEqual([txn.currentRevision, txn.compactRevision, txn.revision], [3, 2, 4]);
     txn.end();
+  });
+});
+
+describe('mvcc store: a write txn\'s point lookup (WriteTxn.get)', () => {
+  it('gives range(key)\'s first kv, with or without the value, own writes, tombstones and compaction included', () => {
+    const st = new MvccStore();
+    const next = rng(2012);
+    const keys = ['a', 'b', 'c', 'ab', 'zz'];
+    for (let t = 0; t < 300; t++) {
+      const txn = st.write();
+      for (let op = 0; op < 1 + Math.floor(next() * 4); op++) {
+        const key = b(keys[Math.floor(next() * keys.length)]!);
+        for (const k of [...keys, '']) {
+          const kb = b(k);
+          assert.deepEqual(txn.get(kb, true), txn.range(kb, undefined, {}).kvs[0], `value of ${k}`);
+          assert.deepEqual(txn.get(kb, false), txn.range(kb, undefined, { keysOnly: true }).kvs[0], `key of ${k}`);
+        }
+        if (next() < 0.7) txn.put(key, b(`v${t}.${op}`), next() < 0.2 ? 7n : NO_LEASE);
+        else txn.deleteRange(key, undefined);
+      }
+      txn.end();
+      if (t % 50 === 49) st.compact(st.currentRevision - 5);
+    }
   });
 });

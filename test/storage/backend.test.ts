@@ -44,6 +44,30 @@ describe('LevelDB backend', function () {
     assert.deepEqual(decodeKv(kvRecordKey(10, 0), encodeKv(tomb)), tomb);
   });
 
+  it('kv records keep their layout: revisions and versions as big-endian u64 at every magnitude, the lease as i64', () => {
+    for (const n of [0, 1, 255, 0xffffffff, 0x1_0000_0000, 0x1_2345_6789_abcd, Number.MAX_SAFE_INTEGER, 2 ** 60]) {
+      const key = Buffer.alloc(13);
+      key[0] = kvRecordKey(1, 0)[0]!;
+      key.writeBigUInt64BE(BigInt(n), 1);
+      key.writeUInt32BE(7, 9);
+      assert.deepEqual(kvRecordKey(n, 7), key);
+      for (const lease of [0n, 1n, -1n, 0x7fffffffffffffffn]) {
+        const kv = { key: 'k', createRevision: n, modRevision: n, version: n, value: 'v', lease };
+        const want = Buffer.alloc(30);
+        want.writeBigUInt64BE(BigInt(n), 0);
+        want.writeBigUInt64BE(BigInt(n), 8);
+        want.writeBigInt64BE(lease, 16);
+        want.writeUInt32BE(1, 24);
+        want.write('kv', 28, 'latin1');
+        assert.deepEqual(encodeKv(kv), want);
+        assert.deepEqual(decodeKv(kvRecordKey(n, 0), want), kv);
+      }
+    }
+    // A revision that is not a u64 is refused, as writeBigUInt64BE(BigInt(n)) refused it.
+    assert.throws(() => kvRecordKey(-1, 0), RangeError);
+    assert.throws(() => encodeKv({ key: 'k', createRevision: 1.5, modRevision: 2, version: 1, value: '', lease: 0n }), RangeError);
+  });
+
   it('lease records round-trip (negative IDs included); a restart gives back what was staged', async () => {
     for (const id of [1n, -5n, 0x7fffffffffffffffn]) assert.equal(leaseIdOfKey(leaseKey(id)), id);
     const rec = { ttlSec: 60, remainingTtlSec: 17 };

@@ -80,18 +80,28 @@ function recordBytes(key: Buffer, value: Buffer): number {
 export function kvRecordKey(rev: Revision, sub: number): Buffer {
   const k = Buffer.allocUnsafe(13);
   k[0] = NS_KV;
-  k.writeBigUInt64BE(BigInt(rev), 1);
+  writeU64Number(k, rev, 1);
   k.writeUInt32BE(sub, 9);
   return k;
+}
+
+/** A u64 field from a number: the bytes of writeBigUInt64BE(BigInt(n)) without the BigInts (every
+ *  member writes three such fields per put; issue 20). */
+function writeU64Number(b: Buffer, n: number, off: number): void {
+  if (n >= 0 && Number.isSafeInteger(n)) {
+    b.writeUInt32BE(Math.floor(n / 0x1_0000_0000), off);
+    b.writeUInt32BE(n >>> 0, off + 4);
+  } else b.writeBigUInt64BE(BigInt(n), off); // beyond 2^53 as before; throws for a negative or fraction
 }
 
 /** KeyValue encoding: createRev u64 | version u64 | lease i64 | keyLen u32 | key | value.
  *  modRevision is the record key's main revision. A tombstone is version 0 (the MVCC rule). */
 export function encodeKv(kv: KeyValue): Buffer {
   const b = Buffer.allocUnsafe(28 + kv.key.length + kv.value.length);
-  b.writeBigUInt64BE(BigInt(kv.createRevision), 0);
-  b.writeBigUInt64BE(BigInt(kv.version), 8);
-  b.writeBigInt64BE(kv.lease, 16);
+  writeU64Number(b, kv.createRevision, 0);
+  writeU64Number(b, kv.version, 8);
+  if (kv.lease === NO_LEASE) b.fill(0, 16, 24);
+  else b.writeBigInt64BE(kv.lease, 16);
   b.writeUInt32BE(kv.key.length, 24);
   b.write(kv.key, 28, 'latin1');
   b.write(kv.value, 28 + kv.key.length, 'latin1');
