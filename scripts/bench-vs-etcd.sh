@@ -91,6 +91,17 @@ leader_of() { # endpoints
     const i = s.findIndex((e) => String(e.Status.header.member_id) === String(e.Status.leader));
     console.log(i >= 0 ? i + 1 : 0);' 2>/dev/null || echo 0
 }
+# The endpoints with the leader's (1-based index, 0 = unknown) first: etcd's benchmark sends a
+# single client's requests to the first endpoint, and a put sent to a follower takes another hop
+# (the proposal to the leader) in both systems, so each system's leader goes first.
+leader_first() { # endpoints leader_index
+  local IFS=,; local -a eps=($1); local i=$2
+  if [ "$i" -ge 1 ] && [ "$i" -le "${#eps[@]}" ]; then
+    local first=${eps[$((i - 1))]}; local rest=()
+    for e in "${eps[@]}"; do [ "$e" = "$first" ] || rest+=("$e"); done
+    echo "$first${rest:+,${rest[*]}}"
+  else echo "$1"; fi
+}
 # Member CPU per request in µs: "leader follower_a follower_b all" from two cpu_ticks lines.
 cpu_per_request() { # before after leader requests
   awk -v b="$1" -v a="$2" -v l="$3" -v n="$4" -v hz="$(getconf CLK_TCK)" 'BEGIN {
@@ -136,8 +147,8 @@ for w in "${WORKLOADS[@]}"; do
   # Requests of the run, for CPU per request (the watch run: its puts, each delivered to 1000 watchers).
   n=$(sed -n 's/.*--\(put-\)\{0,1\}total=\([0-9]*\).*/\2/p' <<<"$args")
   el=$(leader_of "$ETCD_EPS"); ql=$(leader_of "$QKV_EPS")
-  run_etcd() { local b; b=$(cpu_ticks etcd); read -r er ep50 ep99 < <(run "$ETCD_EPS" $args); ecpu=$(cpu_per_request "$b" "$(cpu_ticks etcd)" "$el" "$n"); }
-  run_qkv() { local b; b=$(cpu_ticks qkv); read -r qr qp50 qp99 < <(run "$QKV_EPS" $args); qcpu=$(cpu_per_request "$b" "$(cpu_ticks qkv)" "$ql" "$n"); }
+  run_etcd() { local b; b=$(cpu_ticks etcd); read -r er ep50 ep99 < <(run "$(leader_first "$ETCD_EPS" "$el")" $args); ecpu=$(cpu_per_request "$b" "$(cpu_ticks etcd)" "$el" "$n"); }
+  run_qkv() { local b; b=$(cpu_ticks qkv); read -r qr qp50 qp99 < <(run "$(leader_first "$QKV_EPS" "$ql")" $args); qcpu=$(cpu_per_request "$b" "$(cpu_ticks qkv)" "$ql" "$n"); }
   if [ $((i % 2)) = 0 ]; then run_etcd; run_qkv; else run_qkv; run_etcd; fi
   CPU_ROWS+=("$(printf '%-20s %-26s %-26s' "$name" "$ecpu" "$qcpu")")
   ratio=$(awk -v q="$qr" -v e="$er" 'BEGIN { if (e > 0) printf "%.2f", q / e; else print "NA" }')
