@@ -94,8 +94,12 @@ export class Server {
   private spillScheduled = false;
   /** Frees, across event-loop turns, what applied compactions made unreachable in the store. */
   private readonly compactions = new CompactionRunner(() => this.store);
-  /** Proposals are waiting for the backend's write queue to drain (afterBackendDrains). */
-  private backendQueueFull = false;
+  /** Proposals waiting for the backend's write queue to drain (afterBackendDrains): each resumes
+   *  its proposal, or was removed when its request timed out. One drain wait on the backend serves
+   *  them all, so a backend that never drains holds only the requests still in their timeout. */
+  private readonly waitingForBackend = new Set<() => void>();
+  /** The one drain wait on the backend is registered (until it resolves). */
+  private backendDrainAwaited = false;
 
   /** The member's logger (component loggers for the services above). */
   get logger(): Logger {
@@ -247,24 +251,29 @@ export class Server {
   /** Runs `then` once the backend's write queue is below BACKEND_QUEUED_BYTES_MAX, or fails with
    *  etcd's request timeout if it does not drain within it. */
   private afterBackendDrains<T>(then: () => Promise<T>): Promise<T> {
-    const backend = this.backend!;
-    if (!this.backendQueueFull) {
-      // Once per episode: proposals wait until the backend has caught up.
-      this.backendQueueFull = true;
+    if (!this.backendDrainAwaited) {
+      // The first proposal of an episode: log once, and wait for the drain on behalf of all.
+      this.backendDrainAwaited = true;
+      const backend = this.backend!;
       this.opts.log.warn('backend writes lag: proposals wait for the backend to catch up', { 'queued-bytes': backend.queuedBytes, 'limit-bytes': BACKEND_QUEUED_BYTES_MAX });
-      void backend.whenQueuedBelow(BACKEND_QUEUED_BYTES_MAX).then(() => (this.backendQueueFull = false));
+      void backend.whenQueuedBelow(BACKEND_QUEUED_BYTES_MAX).then(() => {
+        this.backendDrainAwaited = false;
+        const resumes = [...this.waitingForBackend];
+        this.waitingForBackend.clear();
+        for (const resume of resumes) resume();
+      });
     }
     return new Promise<T>((resolve, reject) => {
-      let timedOut = false;
-      const t = setTimeout(() => {
-        timedOut = true; // the request is answered: it must not be proposed later
-        reject(Errors.Timeout);
-      }, this.requestTimeoutMs);
-      void backend.whenQueuedBelow(BACKEND_QUEUED_BYTES_MAX).then(() => {
-        if (timedOut) return;
+      const resume = (): void => {
         clearTimeout(t);
         then().then(resolve, reject);
-      });
+      };
+      const t = setTimeout(() => {
+        // The request is answered: it must not be proposed later.
+        this.waitingForBackend.delete(resume);
+        reject(Errors.Timeout);
+      }, this.requestTimeoutMs);
+      this.waitingForBackend.add(resume);
     });
   }
 

@@ -540,8 +540,8 @@ export class Backend {
     const run = async () => {
       // After a failed write nothing later may land: the backend would claim an applied index
       // whose earlier revisions are missing, and a restart would not replay them.
-      if (this.failed) throw this.failed;
       try {
+        if (this.failed) throw this.failed;
         const startMs = performance.now();
         await this.writeBatch(g.ops, sync);
         this.onCommit?.(performance.now() - startMs);
