@@ -36,6 +36,33 @@ function singleVoter(wal: WalLike): RaftNode {
   });
 }
 
+/** Member 1 of three voters whose peers (2, 3) are simulated: they grant votes and acknowledge
+ *  every MsgApp in the next turn, and answer heartbeats after `heartbeatReplyMs` (0: the next
+ *  turn). `sent` sees every message member 1 sends, before it is answered. */
+function leaderOfThree(o: { tickMs: number; heartbeatReplyMs: number; sent?: (m: Message) => void }): RaftNode {
+  const answer = (m: Message) => {
+    const reply = (type: MessageType, extra: Partial<Message> = {}) => node.step(newMessage({ type, from: m.to, to: m.from, term: m.term, ...extra }));
+    o.sent?.(m);
+    if (m.type === MessageType.MsgPreVote) setImmediate(() => reply(MessageType.MsgPreVoteResp));
+    else if (m.type === MessageType.MsgVote) setImmediate(() => reply(MessageType.MsgVoteResp));
+    else if (m.type === MessageType.MsgHeartbeat) {
+      if (o.heartbeatReplyMs > 0) setTimeout(() => reply(MessageType.MsgHeartbeatResp), o.heartbeatReplyMs);
+      else setImmediate(() => reply(MessageType.MsgHeartbeatResp));
+    } else if (m.type === MessageType.MsgApp) setImmediate(() => reply(MessageType.MsgAppResp, { index: m.index + m.entries.length }));
+  };
+  const node: RaftNode = new RaftNode({
+    id: 1n,
+    confState: { voters: [1n, 2n, 3n], learners: [] },
+    wal: new RecordingWal(),
+    recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
+    log: new Logger('error'),
+    tickMs: o.tickMs,
+    electionTicks: 10,
+    send: (msgs) => msgs.forEach(answer),
+  });
+  return node;
+}
+
 describe('RaftNode and the WAL', () => {
   it('writes a commit-only hard state with the next entries, never in a batch of its own', async () => {
     const wal = new RecordingWal();
@@ -95,24 +122,7 @@ describe('RaftNode and the WAL', () => {
     // Peers 2 and 3 answer every heartbeat 30 ms (3 ticks) late: check-quorum clears their
     // recentActive once per election timeout (10 ticks) and, until the next answer comes, Raft's
     // flag alone says "inactive" (a MemberRemove was refused "unhealthy cluster" in that window).
-    let node: RaftNode | undefined = undefined;
-    const answer = (m: Message) => {
-      const reply = (type: MessageType, extra: Partial<Message> = {}) => node!.step(newMessage({ type, from: m.to, to: m.from, term: m.term, ...extra }));
-      if (m.type === MessageType.MsgPreVote) setImmediate(() => reply(MessageType.MsgPreVoteResp));
-      else if (m.type === MessageType.MsgVote) setImmediate(() => reply(MessageType.MsgVoteResp));
-      else if (m.type === MessageType.MsgHeartbeat) setTimeout(() => reply(MessageType.MsgHeartbeatResp), 30);
-      else if (m.type === MessageType.MsgApp) setImmediate(() => reply(MessageType.MsgAppResp, { index: m.index + m.entries.length }));
-    };
-    node = new RaftNode({
-      id: 1n,
-      confState: { voters: [1n, 2n, 3n], learners: [] },
-      wal: new RecordingWal(),
-      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
-      log: new Logger('error'),
-      tickMs: 10,
-      electionTicks: 10,
-      send: (msgs) => msgs.forEach(answer),
-    });
+    const node = leaderOfThree({ tickMs: 10, heartbeatReplyMs: 30 });
     try {
       node.advanceTicks(20);
       for (let deadline = Date.now() + 3000; !node.isLeader() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 5));
@@ -135,24 +145,12 @@ describe('RaftNode and the WAL', () => {
     // The followers acknowledge every MsgApp at once; a client's answer is written as the member
     // writes it (the proposal's promise, then the connection's nextTick flush).
     const events: string[] = [];
-    let node: RaftNode | undefined = undefined;
-    const answer = (m: Message) => {
-      const reply = (type: MessageType, extra: Partial<Message> = {}) => node!.step(newMessage({ type, from: m.to, to: m.from, term: m.term, ...extra }));
-      if (m.type === MessageType.MsgApp && m.entries.length === 0) events.push(`notice ${m.commit}`);
-      if (m.type === MessageType.MsgPreVote) setImmediate(() => reply(MessageType.MsgPreVoteResp));
-      else if (m.type === MessageType.MsgVote) setImmediate(() => reply(MessageType.MsgVoteResp));
-      else if (m.type === MessageType.MsgHeartbeat) setImmediate(() => reply(MessageType.MsgHeartbeatResp));
-      else if (m.type === MessageType.MsgApp) setImmediate(() => reply(MessageType.MsgAppResp, { index: m.index + m.entries.length }));
-    };
-    node = new RaftNode({
-      id: 1n,
-      confState: { voters: [1n, 2n, 3n], learners: [] },
-      wal: new RecordingWal(),
-      recovered: { hardState: emptyHardState(), snapshot: undefined, entries: [], appliedIndex: 0 },
-      log: new Logger('error'),
+    const node = leaderOfThree({
       tickMs: 60_000,
-      electionTicks: 10,
-      send: (msgs) => msgs.forEach(answer),
+      heartbeatReplyMs: 0,
+      sent: (m) => {
+        if (m.type === MessageType.MsgApp && m.entries.length === 0) events.push(`notice ${m.commit}`);
+      },
     });
     const applied: number[] = [];
     node.onCommit(
