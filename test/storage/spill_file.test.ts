@@ -76,7 +76,9 @@ describe('SpillFile', () => {
   });
 
   it('counts garbage: released values make a rewrite due; the rewrite empties the old generation', () => {
-    const spill = SpillFile.open(tmp(), undefined, { rewriteGarbageBytesMin: 1000 });
+    const dir = tmp();
+    const spill = SpillFile.open(dir, undefined, { rewriteGarbageBytesMin: 1000 });
+    const gen0 = path.join(dir, 'values.0');
     try {
       const refs = spill.append(Array.from({ length: 20 }, (_, i) => latin1(100, i)))!;
       assert.equal(spill.liveBytes, 20 * 104);
@@ -89,11 +91,22 @@ describe('SpillFile', () => {
       const moved = spill.append(refs.slice(15).map((r) => spill.read(r)))!;
       for (const r of refs.slice(15)) spill.release(r, 100);
       assert.ok(moved.every((r) => spillRefGeneration(r) === 1));
+      const inodeBefore = fs.statSync(gen0).ino;
+      assert.equal(fs.statSync(gen0).size, 20 * 104);
       spill.finishRewrite();
       assert.equal(spill.rewriting, undefined);
       assert.equal(spill.fileBytes, 5 * 104);
       assert.equal(spill.liveBytes, 5 * 104);
       for (const [i, r] of moved.entries()) assert.equal(spill.read(r), latin1(100, 15 + i));
+      // The emptied generation is a fresh file (the old one's blocks are freed when its descriptor
+      // closes in the thread pool, not by a truncation on the event loop), and it is used again.
+      assert.notEqual(fs.statSync(gen0).ino, inodeBefore);
+      assert.equal(fs.statSync(gen0).size, 0);
+      assert.deepEqual(fs.readdirSync(dir).sort(), ['values.0', 'values.1']);
+      spill.beginRewrite();
+      const back = spill.append(moved.map((r) => spill.read(r)))!;
+      assert.ok(back.every((r) => spillRefGeneration(r) === 0));
+      for (const [i, r] of back.entries()) assert.equal(spill.read(r), latin1(100, 15 + i));
     } finally {
       spill.close();
     }
