@@ -19,17 +19,15 @@ import { LOOP_CLOCK } from '../../util/slice_clock';
 import type { Event, KeyValue, Revision, SpillRef, StoredKv } from '../../mvcc';
 import { MvccStore, SnapshotImporter, SPILL_BYTES_PER_STEP, type ValueSpill } from '../../mvcc';
 import { openSnapshotRecords, openSnapshotStream, type SnapshotMeta } from './snapshot';
+import { COMMIT_SUB, commitRecordKey, encodeCommitRecord, isCommitRecordKey, readCommitState, type CommitState } from './commit_record';
 import {
   AUTH_ROLE,
   AUTH_USER,
   LEASE_VALUE_BYTES,
   META_ALLOCATED_BYTES,
-  META_APPLIED_INDEX,
-  META_APPLIED_TERM,
   META_AUTH_ENABLED,
   META_AUTH_REVISION,
   META_COMPACT_REV,
-  META_CURRENT_REV,
   NS_ALARM,
   NS_AUTH,
   NS_KV,
@@ -193,7 +191,8 @@ export class KvRecordLoader {
   add(records: readonly (readonly [Buffer, Buffer])[]): void {
     assert(!this.finished, 'KvRecordLoader: records after finish');
     for (const r of records) {
-      if (r[0][0] !== NS_KV) continue;
+      // Commit records share the version namespace (commit_record.ts) and are no version.
+      if (r[0][0] !== NS_KV || isCommitRecordKey(r[0])) continue;
       this.kvBytes += recordBytes(r[0], r[1]);
       if (this.spill === undefined) this.importDecoded(r);
       else {
@@ -292,15 +291,17 @@ export class Backend {
   /** Lease IDs with a record, so that rewriting a lease (checkpoints) is not counted twice. */
   private readonly leaseIds = new Set<bigint>();
   private staged: BatchOp[] = [];
-  /** Sub-revision counter within the revision being staged. */
+  /** The newest revision staged (the current revision each commit records). */
   private stagedRev = 0;
-  /** Events were staged since the last commit: it records stagedRev as the current revision. */
-  private currentRevStaged = false;
+  /** Sub-revision counter within the revision being staged. */
   private stagedSub = 0;
+  /** The state of the newest commit handed to LevelDB (or loaded): what a defragment's commit
+   *  record repeats with the new allocated size. */
+  private committed: CommitState | undefined;
   /** Commits run one after another: LevelDB applies batches in the order they are issued. */
   private tail: Promise<void> = Promise.resolve();
   /** Commits made since the last LevelDB write, waiting to go as one batch. */
-  private group: { ops: BatchOp[]; bytes: number; done: Promise<void>; resolve: () => void; reject: (e: unknown) => void; timer: NodeJS.Timeout } | undefined;
+  private group: { ops: BatchOp[]; state: CommitState; bytes: number; done: Promise<void>; resolve: () => void; reject: (e: unknown) => void; timer: NodeJS.Timeout } | undefined;
   /** Key and value bytes committed and not yet written to LevelDB (the waiting group and the
    *  batches queued behind a slow write): what the backend holds in memory beyond LevelDB's own. */
   private queuedBytesValue = 0;
@@ -365,9 +366,9 @@ export class Backend {
   }
 
   private async loadRest(loader: KvRecordLoader): Promise<LoadedState> {
-    const meta = await this.db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_COMPACT_REV, META_CURRENT_REV, META_ALLOCATED_BYTES]);
-    const compactRev = readU64(meta[2]);
-    const currentRev = Math.max(1, readU64(meta[3]));
+    const state = await readCommitState(this.db);
+    const compactRev = readU64(await this.db.get(META_COMPACT_REV));
+    const currentRev = Math.max(1, state.currentRevision);
     // Every version was imported as history in revision order; compaction is now redone in memory.
     // (Versions below the compaction point that physical compaction had not yet deleted are
     // dropped again by it.)
@@ -384,7 +385,9 @@ export class Backend {
       this.leaseIds.add(leaseIdOfKey(k));
       this.liveBytesValue += LEASE_RECORD_BYTES;
     }
-    this.allocatedBytesValue = Math.max(this.liveBytesValue, readU64(meta[4]));
+    this.allocatedBytesValue = Math.max(this.liveBytesValue, state.allocatedBytes);
+    this.stagedRev = currentRev;
+    this.committed = { ...state, currentRevision: currentRev, allocatedBytes: this.allocatedBytesValue };
     const members: Buffer[] = [];
     for await (const v of this.db.values({ gte: Buffer.from([NS_MEMBER]), lt: Buffer.from([NS_MEMBER + 1]) })) members.push(v);
     const removed: bigint[] = [];
@@ -394,7 +397,7 @@ export class Backend {
       alarms.push({ memberId: k.readBigUInt64BE(1), type: k.readUInt32BE(9) });
     }
     const auth = await this.loadAuth();
-    return { store, appliedIndex: readU64(meta[0]), appliedTerm: readU64(meta[1]), leases, members, removed, alarms, auth };
+    return { store, appliedIndex: state.appliedIndex, appliedTerm: state.appliedTerm, leases, members, removed, alarms, auth };
   }
 
   private async loadAuth(): Promise<LoadedState['auth']> {
@@ -417,8 +420,7 @@ export class Backend {
       this.staged.push(op);
       this.grow(recordBytes(op.key, op.value));
     }
-    // The current revision is written once per commit (the newest staged), not once per revision.
-    this.currentRevStaged = true;
+    assert(this.stagedSub <= COMMIT_SUB, 'backend: a revision with more versions than its sub-revisions allow');
   }
 
   /** Sets the current revision recorded with the next commit (a restore's revision bump: the
@@ -427,7 +429,6 @@ export class Backend {
     assert(rev >= this.stagedRev, 'the current revision never moves backwards');
     this.stagedRev = rev;
     this.stagedSub = 0;
-    this.currentRevStaged = true;
   }
 
   stageCompaction(rev: Revision): void {
@@ -502,13 +503,8 @@ export class Backend {
     if (this.closing) return Promise.reject(new Error('backend: closed'));
     const ops = this.staged;
     this.staged = [];
-    if (this.currentRevStaged) {
-      ops.push({ type: 'put', key: META_CURRENT_REV, value: u64(this.stagedRev) });
-      this.currentRevStaged = false;
-    }
-    ops.push({ type: 'put', key: META_APPLIED_INDEX, value: u64(appliedIndex) });
-    ops.push({ type: 'put', key: META_APPLIED_TERM, value: u64(appliedTerm) });
-    ops.push({ type: 'put', key: META_ALLOCATED_BYTES, value: u64(this.allocatedBytesValue) });
+    // The group's commit record (written with it, see writeGroup) says what its newest commit says.
+    const state: CommitState = { appliedIndex, appliedTerm, currentRevision: this.stagedRev, allocatedBytes: this.allocatedBytesValue };
     let bytes = 0;
     for (const op of ops) bytes += op.type === 'put' ? op.key.length + op.value.length : op.key.length;
     this.queuedBytesValue += bytes;
@@ -520,10 +516,11 @@ export class Backend {
       // The server attaches its own handler to every commit; this one keeps an unobserved group
       // (a commit nobody awaited) from being an unhandled rejection.
       done.catch(() => undefined);
-      g = { ops, bytes, done, resolve, reject, timer: setTimeout(() => this.writeGroup(false), BATCH_INTERVAL_MS).unref() };
+      g = { ops, state, bytes, done, resolve, reject, timer: setTimeout(() => this.writeGroup(false), BATCH_INTERVAL_MS).unref() };
       this.group = g;
     } else {
       for (const op of ops) g.ops.push(op);
+      g.state = state;
       g.bytes += bytes;
     }
     const done = g.done;
@@ -537,6 +534,9 @@ export class Backend {
     if (!g) return;
     this.group = undefined;
     clearTimeout(g.timer);
+    // Last in the batch, as in key order: after the versions of its revision (commit_record.ts).
+    g.ops.push({ type: 'put', key: commitRecordKey(g.state.currentRevision), value: encodeCommitRecord(g.state) });
+    this.committed = g.state;
     const run = async () => {
       // After a failed write nothing later may land: the backend would claim an applied index
       // whose earlier revisions are missing, and a restart would not replay them.
@@ -602,7 +602,15 @@ export class Backend {
         if (batch.length === 0) break;
         const ops: BatchOp[] = [];
         let freedBytes = 0;
+        let commitRecords = 0;
         for (const [k, v] of batch) {
+          if (isCommitRecordKey(k)) {
+            // Below the compaction point, so older than the newest commit record (at the current
+            // revision, which the compaction point never passes): stale.
+            ops.push({ type: 'del', key: k });
+            commitRecords++;
+            continue;
+          }
           const kv = decodeKv(k, v);
           if (!store.retains(kv.key, kv.modRevision)) {
             ops.push({ type: 'del', key: k });
@@ -611,7 +619,7 @@ export class Backend {
         }
         if (ops.length > 0) await this.db.batch(ops);
         this.liveBytesValue -= freedBytes;
-        deleted += ops.length;
+        deleted += ops.length - commitRecords;
       }
     } finally {
       await it.close();
@@ -622,14 +630,14 @@ export class Backend {
   /** A consistent snapshot of everything (see snapshot.ts), taken without stopping writes. */
   async openSnapshot(): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer>; close: () => Promise<void> }> {
     await this.flush(); // what the apply loop already handed over is part of it
-    return openSnapshotStream(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
+    return openSnapshotStream(this.db);
   }
 
   /** openSnapshot's view as record batches, without the stream's encoding (a local consumer:
    *  snapshot save converts the records themselves). */
   async openSnapshotRecords(): Promise<{ meta: SnapshotMeta; records: AsyncGenerator<[Buffer, Buffer][]>; close: () => Promise<void> }> {
     await this.flush();
-    return openSnapshotRecords(this.db, { appliedIndex: META_APPLIED_INDEX, appliedTerm: META_APPLIED_TERM });
+    return openSnapshotRecords(this.db);
   }
 
   /** Compacts LevelDB's files (etcd's defragment: reclaims the space of deleted records). Waits
@@ -643,8 +651,14 @@ export class Backend {
     this.allocatedBytesValue = this.liveBytesValue;
     // Commits made during the compaction carry the old size: they go first, the new size after.
     this.writeGroup(false);
-    // In line with the commits, so that an older value can never land after this one.
-    const p = this.tail.then(() => this.db.put(META_ALLOCATED_BYTES, u64(this.allocatedBytesValue)));
+    // In line with the commits, so that an older value can never land after this one: the newest
+    // commit's record again (same key), with the new size.
+    const c = this.committed;
+    const record: [Buffer, Buffer] = c
+      ? [commitRecordKey(c.currentRevision), encodeCommitRecord({ ...c, allocatedBytes: this.allocatedBytesValue })]
+      : [META_ALLOCATED_BYTES, u64(this.allocatedBytesValue)];
+    if (c) this.committed = { ...c, allocatedBytes: this.allocatedBytesValue };
+    const p = this.tail.then(() => this.db.put(record[0], record[1]));
     this.tail = p.catch(() => undefined); // the failure goes to defragment()'s caller through `await p`
     await p;
   }

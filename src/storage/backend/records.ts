@@ -5,6 +5,7 @@
 // the snapshot file reader, restore) takes the layout from here, so each constant exists once.
 //
 //   'k' NS_KV      main revision u64 | sub-revision u32           → KeyValue (backend.ts encodeKv)
+//                  current revision u64 | 0xffffffff              → a commit record (commit_record.ts)
 //   'm' NS_META    name (utf8)                                    → u64, or a flag byte
 //   'l' NS_LEASE   lease ID i64                                   → LeaseRecord (encodeLease)
 //   'c' NS_MEMBER  member ID u64                                  → member JSON (server/membership.ts)
@@ -31,9 +32,10 @@ export function metaKey(name: string): Buffer {
   return Buffer.concat([Buffer.from([NS_META]), Buffer.from(name, 'utf8')]);
 }
 
-/** Meta records: applied index and term (u64), allocatedBytes as of the last commit (u64; a
- *  restart must not forget space not yet defragmented), compaction point and current revision
- *  (u64), auth enabled (one byte, 1 = on) and auth revision (u64). */
+/** Meta records: compaction point (u64), auth enabled (one byte, 1 = on) and auth revision (u64).
+ *  Applied index and term, allocatedBytes and current revision are in the newest commit record
+ *  (commit_record.ts); as meta records only in backends written before it, in snapshot streams and
+ *  in restores. */
 export const META_APPLIED_INDEX = metaKey('applied_index');
 export const META_APPLIED_TERM = metaKey('applied_term');
 export const META_ALLOCATED_BYTES = metaKey('allocated_bytes');

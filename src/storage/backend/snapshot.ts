@@ -12,6 +12,7 @@
 import { levelDb, type LevelDb } from '../leveldb';
 import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
+import { commitStateMetaRecords, isCommitRecordKey, isCommitStateMetaKey, readCommitState, type CommitState } from './commit_record';
 
 export const SNAPSHOT_MAGIC = Buffer.from('QKVSNAP1');
 const HEADER_BYTES = 24;
@@ -74,12 +75,11 @@ export function snapshotTrailer(sum: { count: bigint; crc: number }): Buffer {
 }
 
 /** A consistent view of `db` as batches of records in key order (what the stream carries), with
- *  `meta` read inside the same LevelDB snapshot. `close` releases the snapshot (idempotent): the
- *  generator does at its end; a caller that stops early or never starts reading must. */
-export async function openSnapshotRecords(
-  db: Db,
-  metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer },
-): Promise<{ meta: SnapshotMeta; records: AsyncGenerator<[Buffer, Buffer][]>; close: () => Promise<void> }> {
+ *  `meta` read inside the same LevelDB snapshot. The view carries the newest commit's state as
+ *  meta records (at the end), never commit records (commit_record.ts): a stream reads the same
+ *  whichever way the sender's backend kept that state. `close` releases the snapshot (idempotent):
+ *  the generator does at its end; a caller that stops early or never starts reading must. */
+export async function openSnapshotRecords(db: Db): Promise<{ meta: SnapshotMeta; records: AsyncGenerator<[Buffer, Buffer][]>; close: () => Promise<void> }> {
   const snapshot = db.snapshot();
   let closed = false;
   const close = async (): Promise<void> => {
@@ -87,18 +87,14 @@ export async function openSnapshotRecords(
     closed = true;
     await snapshot.close();
   };
-  let idx: Buffer | undefined;
-  let term: Buffer | undefined;
+  let state: CommitState;
   try {
-    [idx, term] = await db.getMany([metaKeys.appliedIndex, metaKeys.appliedTerm], { snapshot });
+    state = await readCommitState(db, snapshot);
   } catch (err) {
     await close();
     throw err;
   }
-  const meta = {
-    appliedIndex: idx ? Number(idx.readBigUInt64BE(0)) : 0,
-    appliedTerm: term ? Number(term.readBigUInt64BE(0)) : 0,
-  };
+  const meta = { appliedIndex: state.appliedIndex, appliedTerm: state.appliedTerm };
   async function* records(): AsyncGenerator<[Buffer, Buffer][]> {
     try {
       const it = db.iterator({ snapshot, highWaterMarkBytes: SNAPSHOT_READ_BYTES_MAX });
@@ -116,11 +112,13 @@ export async function openSnapshotRecords(
           const batch = await next;
           if (batch.length === 0) break;
           next = read();
-          yield batch;
+          const kept = batch.filter(([k]) => !isCommitRecordKey(k) && !isCommitStateMetaKey(k));
+          if (kept.length > 0) yield kept;
         }
       } finally {
         await it.close(); // after a read still in flight (abstract-level waits for it)
       }
+      yield commitStateMetaRecords(state);
     } finally {
       await close();
     }
@@ -129,11 +127,8 @@ export async function openSnapshotRecords(
 }
 
 /** Streams a consistent view of `db`. `meta` is read inside the same LevelDB snapshot. */
-export async function openSnapshotStream(
-  db: Db,
-  metaKeys: { appliedIndex: Buffer; appliedTerm: Buffer },
-): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer>; close: () => Promise<void> }> {
-  const view = await openSnapshotRecords(db, metaKeys);
+export async function openSnapshotStream(db: Db): Promise<{ meta: SnapshotMeta; chunks: AsyncGenerator<Buffer>; close: () => Promise<void> }> {
+  const view = await openSnapshotRecords(db);
   const meta = view.meta;
   async function* chunks(): AsyncGenerator<Buffer> {
     try {
