@@ -111,6 +111,8 @@ interface Member {
   /** The last lines of the process's output (for errors), and the ones about snapshots. */
   tail: string[];
   snapshotLines: string[];
+  /** quorumkv's "event loop blocked" lines since the last operation's line (a few kept). */
+  stallLines: string[];
   kv: grpc.Client;
   maint: grpc.Client;
 }
@@ -118,6 +120,19 @@ interface Member {
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 /** A snapshot coming in: quorumkv's "receiving snapshot", etcd's "receiving database snapshot" / "restored snapshot". */
 const RECEIVED_SNAPSHOT = /(receiv|restor|install)\w* (database )?snapshot/i;
+/** "event loop blocked" lines kept per member between two operation lines. */
+const STALL_LINES_MAX = 8;
+
+/** The fields of an "event loop blocked" line that matter here (the line as is if not JSON). */
+function stallSummary(line: string): string {
+  try {
+    const o = JSON.parse(line) as Record<string, unknown>;
+    return `loop blocked ${String(o['blocked-ms'])} ms at ${String(o.ts)}, GC pauses ${String(o['gc-pause-ms'])} ms (${String(o['major-gcs'])} full)`;
+  } catch {
+    return line.slice(0, 300);
+  }
+}
+
 /** Log lines about snapshots kept per member start (printed after each catch-up: their took_ms are the phases). */
 const SNAPSHOT_LINES_MAX = 40;
 
@@ -173,12 +188,14 @@ function start(sys: SystemName, m: Member, initialCluster: string, bin = QKV_BIN
   proc.on('exit', () => live.delete(proc));
   m.tail = [];
   m.snapshotLines = [];
+  m.stallLines = [];
   const keep = (d: Buffer) => {
     for (const l of d.toString().split('\n')) {
       if (l === '') continue;
       m.tail.push(l);
       if (m.tail.length > 30) m.tail.shift();
       if (/snapshot/i.test(l) && !/snapshot taken/.test(l) && m.snapshotLines.length < SNAPSHOT_LINES_MAX) m.snapshotLines.push(l);
+      if (/event loop blocked/.test(l) && m.stallLines.length < STALL_LINES_MAX) m.stallLines.push(l);
     }
   };
   proc.stdout!.on('data', keep);
@@ -487,7 +504,7 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
   try {
     for (let i = 1; i <= 3; i++) {
       const clientPort = await freePort();
-      members.push({ name: `m${i}`, dataDir: path.join(root, `m${i}`), clientPort, peerPort: await freePort(), tail: [], snapshotLines: [], ...grpcClients(clientPort) });
+      members.push({ name: `m${i}`, dataDir: path.join(root, `m${i}`), clientPort, peerPort: await freePort(), tail: [], snapshotLines: [], stallLines: [], ...grpcClients(clientPort) });
     }
     const initialCluster = members.map((m) => `${m.name}=http://127.0.0.1:${m.peerPort}`).join(',');
     currentMembers = members;
@@ -506,6 +523,12 @@ async function runSystem(sys: SystemName): Promise<Map<string, OpResult>> {
           ? `; CPU s ${r.cpuMs.map((c) => secs(c)).join('/')}, client ${secs(r.clientCpuMs)}`
           : `; CPU µs/put ${r.cpuMs.map((c) => (Number.isNaN(c) ? '–' : ((c * 1000) / puts).toFixed(0))).join('/')}, client ${((r.clientCpuMs * 1000) / puts).toFixed(0)}`;
       console.log(`[${sys}] ${op}: ${secs(r.ms)} s; peak RSS ${r.hwm.map(mib).join('/')} MiB${stall}${cpu}; written ${r.writtenBytes.map(mib).join('/')} MiB${r.note ? `; ${r.note}` : ''}`);
+      // Where the longest stalls went (quorumkv logs each block of a heartbeat interval or more
+      // with its GC share: src/util/loop_stall.ts).
+      for (const m of members) {
+        for (const l of m.stallLines) console.log(`    ${m.name}: ${stallSummary(l)}`);
+        m.stallLines.length = 0;
+      }
     };
 
     const loadFrom = monotonicUs();

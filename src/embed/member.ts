@@ -5,6 +5,7 @@ import path from 'node:path';
 import type { ServerConfig } from '../config/flags';
 import type { Logger } from '../util/log';
 import { idToHex } from '../util/ids';
+import { watchLoopStalls } from '../util/loop_stall';
 import { Errors } from '../util/errors';
 import { Server } from '../server/server';
 import { RaftNode } from '../server/raft_node';
@@ -90,6 +91,8 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
   const clientUrlCredentials = (url: string) => credentialsForUrl(url, clientTls, 'leader client URL');
   const st = await openStorage(cfg, log, peerTls);
   const mlog = log.child({ member: idToHex(st.memberId), name: cfg.name });
+  // Blocks of the event loop as long as a heartbeat interval are logged, with their GC share.
+  const loopStalls = watchLoopStalls(mlog, cfg.heartbeatIntervalMs);
   // Leases and watchers hang off the apply path: the lessor is the state machine's lease half, and
   // every applied revision's events go to the watchable store (created once the store exists).
   const lessor = new Lessor({
@@ -276,6 +279,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
       cfg.listenClientUrls,
     );
   } catch (err) {
+    loopStalls.stop();
     g.destroy();
     requireLeader.close();
     await cluster.close().catch((closeErr) => mlog.warn('closing the peer service after a failed start failed', { error: String(closeErr) }));
@@ -368,6 +372,7 @@ export async function startMember(cfg: ServerConfig, log: Logger): Promise<Runni
     removed,
     stop: async () => {
       serving = false;
+      loopStalls.stop();
       stopTickAdvance();
       leaseRunner.stop();
       compactor?.stop();
