@@ -2,10 +2,11 @@
 // a pass over the whole database must not leave the whole database in the process's RSS
 // (issue 17: a member's load at start, and a snapshot sent, grew RSS by the database's size).
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { levelDb } from '../../src/storage/leveldb';
+import { LEVELDB_WRITE_BUFFER_BYTES, levelDb } from '../../src/storage/leveldb';
 
 /** File-backed resident pages of this process (mapped files), in bytes; undefined off Linux. */
 function rssFileBytes(): number | undefined {
@@ -58,5 +59,28 @@ describe('levelDb', () => {
     } finally {
       await db.close();
     }
+  });
+
+  it('writes records that arrive in key order as tables of about the memtable size, not 4 MiB ones', async () => {
+    // A member's backend (and a restore) writes in key order: LevelDB moves each flushed memtable
+    // down as it is, so the memtable size is the table size that the table cache maps (above).
+    const db = levelDb(dir);
+    await db.open();
+    try {
+      for (let i = 0; i < 6000; i += 200) {
+        const batch = db.batch();
+        for (let j = i; j < i + 200; j++) {
+          const key = Buffer.alloc(8);
+          key.writeUInt32BE(j, 4);
+          batch.put(key, crypto.randomBytes(4096)); // incompressible, as Snappy would shrink a pattern
+        }
+        await batch.write();
+      }
+    } finally {
+      await db.close();
+    }
+    const sizes = fs.readdirSync(dir).filter((f) => f.endsWith('.ldb')).map((f) => fs.statSync(path.join(dir, f)).size);
+    assert.ok(sizes.length >= 4, `${sizes.length} tables`);
+    assert.ok(Math.max(...sizes) <= LEVELDB_WRITE_BUFFER_BYTES * 1.5, `largest table ${Math.max(...sizes)} bytes`);
   });
 });
