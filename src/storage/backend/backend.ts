@@ -41,10 +41,15 @@ import {
   idKey,
   leaseIdOfKey,
   leaseKey,
+  kvRecordKey,
   readU64,
+  readU64Number,
   u64,
+  writeU64Number,
   type LeaseRecord,
 } from './records';
+
+export { kvRecordKey } from './records';
 
 type Db = LevelDb;
 type BatchOp = { type: 'put'; key: Buffer; value: Buffer } | { type: 'del'; key: Buffer };
@@ -75,23 +80,6 @@ function recordBytes(key: Buffer, value: Buffer): number {
   return key.length + value.length + RECORD_OVERHEAD_BYTES;
 }
 
-export function kvRecordKey(rev: Revision, sub: number): Buffer {
-  const k = Buffer.allocUnsafe(13);
-  k[0] = NS_KV;
-  writeU64Number(k, rev, 1);
-  k.writeUInt32BE(sub, 9);
-  return k;
-}
-
-/** A u64 field from a number: the bytes of writeBigUInt64BE(BigInt(n)) without the BigInts (every
- *  member writes three such fields per put; issue 20). */
-function writeU64Number(b: Buffer, n: number, off: number): void {
-  if (n >= 0 && Number.isSafeInteger(n)) {
-    b.writeUInt32BE(Math.floor(n / 0x1_0000_0000), off);
-    b.writeUInt32BE(n >>> 0, off + 4);
-  } else b.writeBigUInt64BE(BigInt(n), off); // beyond 2^53 as before; throws for a negative or fraction
-}
-
 /** KeyValue encoding: createRev u64 | version u64 | lease i64 | keyLen u32 | key | value.
  *  modRevision is the record key's main revision. A tombstone is version 0 (the MVCC rule). */
 export function encodeKv(kv: KeyValue): Buffer {
@@ -106,12 +94,6 @@ export function encodeKv(kv: KeyValue): Buffer {
   return b;
 }
 
-/** A u64 field as a number: the same as Number(readBigUInt64BE), without a BigInt per field
- *  below 2^53 (every revision and version; a restart decodes four such fields per version). */
-function readU64Number(b: Buffer, off: number): number {
-  const hi = b.readUInt32BE(off);
-  return hi < 0x200000 ? hi * 0x1_0000_0000 + b.readUInt32BE(off + 4) : Number(b.readBigUInt64BE(off));
-}
 
 const NO_LEASE = 0n;
 

@@ -21,14 +21,14 @@
 // (snapshot.ts), so the stream's format is what it was.
 import { assert } from '../../util/assert';
 import type { LevelDb } from '../leveldb';
-import { META_ALLOCATED_BYTES, META_APPLIED_INDEX, META_APPLIED_TERM, META_CURRENT_REV, NS_KV, NS_META, readU64, u64 } from './records';
+import { META_ALLOCATED_BYTES, META_APPLIED_INDEX, META_APPLIED_TERM, META_CURRENT_REV, NS_KV, NS_META, kvRecordKey, readU64, readU64Number, u64, writeU64Number } from './records';
 
 type LevelDbSnapshot = ReturnType<LevelDb['snapshot']>;
 
 /** The sub-revision of a commit record: no version has it (a revision's versions are numbered from
  *  0, one per change of a txn, bounded far below by --max-txn-ops). */
 export const COMMIT_SUB = 0xffffffff;
-const KEY_BYTES = 13;
+const KEY_BYTES = 13; // kvRecordKey's
 const VALUE_BYTES = 32;
 
 export interface CommitState {
@@ -45,13 +45,7 @@ export interface CommitState {
 export const COMMIT_STATE_META_KEYS: readonly Buffer[] = [META_ALLOCATED_BYTES, META_APPLIED_INDEX, META_APPLIED_TERM, META_CURRENT_REV].sort((a, b) => Buffer.compare(a, b));
 
 export function commitRecordKey(currentRevision: number): Buffer {
-  assert(Number.isSafeInteger(currentRevision) && currentRevision >= 0, 'commit record: a revision');
-  const k = Buffer.allocUnsafe(KEY_BYTES);
-  k[0] = NS_KV;
-  k.writeUInt32BE(Math.floor(currentRevision / 0x1_0000_0000), 1);
-  k.writeUInt32BE(currentRevision >>> 0, 5);
-  k.writeUInt32BE(COMMIT_SUB, 9);
-  return k;
+  return kvRecordKey(currentRevision, COMMIT_SUB);
 }
 
 export function isCommitRecordKey(k: Buffer): boolean {
@@ -60,16 +54,16 @@ export function isCommitRecordKey(k: Buffer): boolean {
 
 export function encodeCommitRecord(s: CommitState): Buffer {
   const v = Buffer.allocUnsafe(VALUE_BYTES);
-  writeU64(v, s.appliedIndex, 0);
-  writeU64(v, s.appliedTerm, 8);
-  writeU64(v, s.currentRevision, 16);
-  writeU64(v, s.allocatedBytes, 24);
+  writeU64Number(v, s.appliedIndex, 0);
+  writeU64Number(v, s.appliedTerm, 8);
+  writeU64Number(v, s.currentRevision, 16);
+  writeU64Number(v, s.allocatedBytes, 24);
   return v;
 }
 
 export function decodeCommitRecord(v: Buffer): CommitState {
   assert(v.length === VALUE_BYTES, `commit record: ${v.length} bytes, expected ${VALUE_BYTES}`);
-  return { appliedIndex: readU64At(v, 0), appliedTerm: readU64At(v, 8), currentRevision: readU64At(v, 16), allocatedBytes: readU64At(v, 24) };
+  return { appliedIndex: readU64Number(v, 0), appliedTerm: readU64Number(v, 8), currentRevision: readU64Number(v, 16), allocatedBytes: readU64Number(v, 24) };
 }
 
 /** The CommitState meta records for `s` (what a snapshot stream carries), in key order. */
@@ -95,14 +89,4 @@ export async function readCommitState(db: LevelDb, snapshot?: LevelDbSnapshot): 
   if (newest !== undefined && isCommitRecordKey(newest[0])) return decodeCommitRecord(newest[1]);
   const [idx, term, rev, allocated] = await db.getMany([META_APPLIED_INDEX, META_APPLIED_TERM, META_CURRENT_REV, META_ALLOCATED_BYTES], snapshot ? { snapshot } : {});
   return { appliedIndex: readU64(idx), appliedTerm: readU64(term), currentRevision: readU64(rev), allocatedBytes: readU64(allocated) };
-}
-
-function writeU64(b: Buffer, n: number, off: number): void {
-  assert(Number.isSafeInteger(n) && n >= 0, 'commit record: a u64 field');
-  b.writeUInt32BE(Math.floor(n / 0x1_0000_0000), off);
-  b.writeUInt32BE(n >>> 0, off + 4);
-}
-
-function readU64At(b: Buffer, off: number): number {
-  return b.readUInt32BE(off) * 0x1_0000_0000 + b.readUInt32BE(off + 4);
 }

@@ -111,3 +111,30 @@ export function decodeLease(b: Buffer): LeaseRecord {
   assert(b.length === LEASE_VALUE_BYTES, `backend: lease record of ${b.length} bytes`);
   return { ttlSec: Number(b.readBigInt64BE(0)), remainingTtlSec: Number(b.readBigInt64BE(8)) };
 }
+
+// ---- version record keys and u64 fields without BigInts -------------------------------------------
+
+/** A version record's key: 'k' | main revision u64 | sub-revision u32. */
+export function kvRecordKey(rev: number, sub: number): Buffer {
+  const k = Buffer.allocUnsafe(13);
+  k[0] = NS_KV;
+  writeU64Number(k, rev, 1);
+  k.writeUInt32BE(sub, 9);
+  return k;
+}
+
+/** A u64 field from a number: the bytes of writeBigUInt64BE(BigInt(n)) without the BigInts (every
+ *  member writes three such fields per put; issue 20). */
+export function writeU64Number(b: Buffer, n: number, off: number): void {
+  if (n >= 0 && Number.isSafeInteger(n)) {
+    b.writeUInt32BE(Math.floor(n / 0x1_0000_0000), off);
+    b.writeUInt32BE(n >>> 0, off + 4);
+  } else b.writeBigUInt64BE(BigInt(n), off); // beyond 2^53 as before; throws for a negative or fraction
+}
+
+/** A u64 field as a number: the same as Number(readBigUInt64BE), without a BigInt per field
+ *  below 2^53 (every revision and version; a restart decodes four such fields per version). */
+export function readU64Number(b: Buffer, off: number): number {
+  const hi = b.readUInt32BE(off);
+  return hi < 0x200000 ? hi * 0x1_0000_0000 + b.readUInt32BE(off + 4) : Number(b.readBigUInt64BE(off));
+}
