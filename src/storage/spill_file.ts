@@ -297,11 +297,12 @@ export class SpillFile implements ValueSpill {
     // closes, in the thread pool (an ftruncate here took ~0.5 s per 1.6 GB on the event loop).
     const file = path.join(this.dir, `values.${gen}`);
     const fresh = `${file}.fresh`;
-    let fd: number;
+    let fd: number | undefined;
     try {
       fd = fs.openSync(fresh, 'w+', 0o600);
       fs.renameSync(fresh, file);
     } catch (err) {
+      if (fd !== undefined) this.closeInBackground(fd); // opened, not renamed: not kept
       this.log?.warn('cannot replace the value spill file; truncating it in place', { file, error: (err as Error).message });
       try {
         fs.ftruncateSync(this.fds[gen], 0);

@@ -9,7 +9,7 @@
 //   trailer u32 0xffffffff | record count u64 | CRC32-C of every record byte u32
 // Chunks are produced a few thousand records at a time, so neither side holds the whole database in
 // memory and the event loop is never blocked for long.
-import { LEVELDB_WRITE_BUFFER_BYTES, levelDb, type LevelDb } from '../leveldb';
+import { levelDb, type LevelDb } from '../leveldb';
 import { assert } from '../../util/assert';
 import { crc32c } from '../../util/crc32c';
 import { commitStateMetaRecords, isCommitRecordKey, isCommitStateMetaKey, readCommitState, type CommitState } from './commit_record';
@@ -261,9 +261,6 @@ export async function* readSnapshotStream(
   if (batch.length > 0) yield batch;
 }
 
-/** Memtable size of a database written from a snapshot stream: records in key order, so tables of
- *  the memtable's size, as the member's own backend (leveldb.ts LEVELDB_WRITE_BUFFER_BYTES). */
-const RESTORE_WRITE_BUFFER_BYTES = LEVELDB_WRITE_BUFFER_BYTES;
 /** Block size of the tables of a database written from a snapshot stream (LevelDB's default is
  *  4 KiB). The LevelDB bundled with classic-level (1.20) appends a table through a stdio FILE with
  *  a 4 KiB buffer, so a 4 KiB block of one 4 KiB value went out as two write(2) calls (~2 per
@@ -298,7 +295,7 @@ export async function writeRecordsInto(
   timings?: RestoreTimings,
   onRecords?: (batch: [Buffer, Buffer][]) => void,
 ): Promise<void> {
-  const db = levelDb(dir, { errorIfExists: true, writeBufferSize: RESTORE_WRITE_BUFFER_BYTES, blockSize: RESTORE_BLOCK_BYTES });
+  const db = levelDb(dir, { errorIfExists: true, blockSize: RESTORE_BLOCK_BYTES });
   await db.open();
   try {
     const it = records[Symbol.asyncIterator]();
