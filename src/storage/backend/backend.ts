@@ -273,6 +273,8 @@ export class Backend {
   /** Lease IDs with a record, so that rewriting a lease (checkpoints) is not counted twice. */
   private readonly leaseIds = new Set<bigint>();
   private staged: BatchOp[] = [];
+  /** Key and value bytes of `staged` (what the commit adds to queuedBytes). */
+  private stagedBytes = 0;
   /** The newest revision staged (the current revision each commit records). */
   private stagedRev = 0;
   /** Sub-revision counter within the revision being staged. */
@@ -399,7 +401,7 @@ export class Backend {
     }
     for (const ev of events) {
       const op = { type: 'put' as const, key: kvRecordKey(revision, this.stagedSub++), value: encodeKv(ev.kv) };
-      this.staged.push(op);
+      this.stage(op);
       this.grow(recordBytes(op.key, op.value));
     }
     assert(this.stagedSub <= COMMIT_SUB, 'backend: a revision with more versions than its sub-revisions allow');
@@ -414,13 +416,13 @@ export class Backend {
   }
 
   stageCompaction(rev: Revision): void {
-    this.staged.push({ type: 'put', key: META_COMPACT_REV, value: u64(rev) });
+    this.stage({ type: 'put', key: META_COMPACT_REV, value: u64(rev) });
   }
 
   /** A lease's record (granted, checkpointed), or its deletion (revoked, expired). */
   stageLease(id: bigint, record: LeaseRecord | undefined): void {
     const key = leaseKey(id);
-    this.staged.push(record ? { type: 'put', key, value: encodeLease(record) } : { type: 'del', key });
+    this.stage(record ? { type: 'put', key, value: encodeLease(record) } : { type: 'del', key });
     if (record && !this.leaseIds.has(id)) {
       this.leaseIds.add(id);
       this.grow(LEASE_RECORD_BYTES);
@@ -432,7 +434,12 @@ export class Backend {
   /** An alarm raised (active) or cleared. */
   stageAlarm(memberId: bigint, type: number, active: boolean): void {
     const key = alarmKey(memberId, type);
-    this.staged.push(active ? { type: 'put', key, value: Buffer.alloc(0) } : { type: 'del', key });
+    this.stage(active ? { type: 'put', key, value: Buffer.alloc(0) } : { type: 'del', key });
+  }
+
+  private stage(op: BatchOp): void {
+    this.staged.push(op);
+    this.stagedBytes += op.type === 'put' ? op.key.length + op.value.length : op.key.length;
   }
 
   /** Bytes of live records (what a defragment would bring allocatedBytes down to). */
@@ -453,26 +460,26 @@ export class Backend {
   /** An auth user's record (authpb.User), or its deletion. */
   stageAuthUser(name: string, record: Buffer | undefined): void {
     const key = authKey(AUTH_USER, name);
-    this.staged.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
+    this.stage(record ? { type: 'put', key, value: record } : { type: 'del', key });
   }
 
   /** An auth role's record (authpb.Role), or its deletion. */
   stageAuthRole(name: string, record: Buffer | undefined): void {
     const key = authKey(AUTH_ROLE, name);
-    this.staged.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
+    this.stage(record ? { type: 'put', key, value: record } : { type: 'del', key });
   }
 
   stageAuthState(enabled: boolean, revision: number): void {
-    this.staged.push({ type: 'put', key: META_AUTH_ENABLED, value: Buffer.from([enabled ? 1 : 0]) });
-    this.staged.push({ type: 'put', key: META_AUTH_REVISION, value: u64(revision) });
+    this.stage({ type: 'put', key: META_AUTH_ENABLED, value: Buffer.from([enabled ? 1 : 0]) });
+    this.stage({ type: 'put', key: META_AUTH_REVISION, value: u64(revision) });
   }
 
   /** A member's record (JSON), or its removal. */
   stageMember(id: bigint, json: Buffer | undefined): void {
-    if (json) this.staged.push({ type: 'put', key: idKey(NS_MEMBER, id), value: json });
+    if (json) this.stage({ type: 'put', key: idKey(NS_MEMBER, id), value: json });
     else {
-      this.staged.push({ type: 'del', key: idKey(NS_MEMBER, id) });
-      this.staged.push({ type: 'put', key: idKey(NS_REMOVED, id), value: Buffer.alloc(0) });
+      this.stage({ type: 'del', key: idKey(NS_MEMBER, id) });
+      this.stage({ type: 'put', key: idKey(NS_REMOVED, id), value: Buffer.alloc(0) });
     }
   }
 
@@ -484,11 +491,11 @@ export class Backend {
     if (this.failed) return Promise.reject(this.failed);
     if (this.closing) return Promise.reject(new Error('backend: closed'));
     const ops = this.staged;
+    const bytes = this.stagedBytes;
     this.staged = [];
+    this.stagedBytes = 0;
     // The group's commit record (written with it, see writeGroup) says what its newest commit says.
     const state: CommitState = { appliedIndex, appliedTerm, currentRevision: this.stagedRev, allocatedBytes: this.allocatedBytesValue };
-    let bytes = 0;
-    for (const op of ops) bytes += op.type === 'put' ? op.key.length + op.value.length : op.key.length;
     this.queuedBytesValue += bytes;
     let g = this.group;
     if (!g) {
