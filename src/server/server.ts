@@ -322,7 +322,9 @@ export class Server {
 
   private applyCommitted(entries: readonly LogEntry[]): void {
     if (entries.length === 0) return;
+    let bytes = 0; // Raft's size of these entries (the snapshot trigger's byte count)
     for (const e of entries) {
+      bytes += e.data.length + ENTRY_OVERHEAD_BYTES;
       if (e.confChange) {
         this.applyMemberChange(e.confChange);
         this.applier.skip(e.index);
@@ -347,11 +349,7 @@ export class Server {
       // before WAL segments are released (a synced commit, see snapshot handling).
       this.backend.commit(last.index, last.term).catch((err) => this.fail(new EtcdError(GrpcCode.UNAVAILABLE, `quorumkv: backend write failed (${err instanceof Error ? err.message : String(err)}); this member no longer accepts writes`)));
     }
-    if (this.opts.onApplied) {
-      let bytes = 0;
-      for (const e of entries) bytes += e.data.length + ENTRY_OVERHEAD_BYTES;
-      this.opts.onApplied(last.index, last.term, bytes);
-    }
+    this.opts.onApplied?.(last.index, last.term, bytes);
     this.scheduleSpill();
   }
 
