@@ -438,6 +438,16 @@ describe('backend snapshots', function () {
   });
 });
 
+/** One put as the apply path makes it: a write txn on `store`, its events staged in `backend`
+ *  (committed by the caller). Returns its revision. */
+function stagePut(store: MvccStore, backend: Backend, key: Buffer, value: Buffer): number {
+  const txn = store.write();
+  txn.put(key, value, 0n);
+  const r = txn.end();
+  backend.stageEvents(r.events, r.revision);
+  return r.revision;
+}
+
 describe('backend commit records (commit_record.ts)', function () {
   this.timeout(60_000);
 
@@ -513,17 +523,14 @@ describe('backend commit records (commit_record.ts)', function () {
     assert.equal(loaded.appliedIndex, last);
     assert.equal(loaded.store.currentRevision, store.currentRevision);
     assert.deepEqual(loaded.store.hashKV(), store.hashKV());
-    const txn = loaded.store.write();
-    txn.put(B('new'), B('v'), 0n);
-    const r = txn.end();
-    backend.stageEvents(r.events, r.revision);
+    const newRev = stagePut(loaded.store, backend, B('new'), B('v'));
     await backend.commit(last + 1, 5);
     await backend.close();
     backend = await Backend.open(dir);
     loaded = await backend.load();
     assert.equal(loaded.appliedIndex, last + 1, 'the commit record wins over the older meta records');
     assert.equal(loaded.appliedTerm, 5);
-    assert.equal(loaded.store.currentRevision, r.revision);
+    assert.equal(loaded.store.currentRevision, newRev);
     await backend.close();
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -534,10 +541,7 @@ describe('backend commit records (commit_record.ts)', function () {
     let backend = await Backend.open(dir);
     let index = 0;
     for (let i = 0; i < 30; i++) {
-      const txn = store.write();
-      txn.put(B(`k${i % 4}`), B(`v${i}`), 0n);
-      const r = txn.end();
-      backend.stageEvents(r.events, r.revision);
+      stagePut(store, backend, B(`k${i % 4}`), B(`v${i}`));
       await backend.commit(++index, 1, true); // one batch, so one commit record, per revision
     }
     const compactAt = store.currentRevision - 5;
@@ -599,10 +603,7 @@ describe('backend commit records (commit_record.ts)', function () {
     for (let i = 0; i < 12_000; i++) {
       value.writeUInt32BE(i, 0);
       for (let j = 4; j < 4096; j += 4) value.writeUInt32BE((i * 2654435761 + j * 40503) >>> 0, j);
-      const txn = store.write();
-      txn.put(B(`key-${i % 3000}`), value, 0n);
-      const r = txn.end();
-      backend.stageEvents(r.events, r.revision);
+      stagePut(store, backend, B(`key-${i % 3000}`), value);
       commits.push(backend.commit(++index, 1));
       if (i % 300 === 299) await Promise.all(commits.splice(0));
     }
