@@ -135,7 +135,7 @@ describe('etcdctl against quorumkv: auth', function () {
     assert.ok(learner, 'the learner root added is listed');
     const id = learner.split(',')[0]!;
     assert.equal(await fails([...alice, 'member', 'remove', id]), 'Error: etcdserver: permission denied');
-    assert.match(await ok([...root, 'member', 'remove', id]), /^Member [0-9a-f]+ removed from cluster/);
+    assert.match(await ok([...root, 'member', 'remove', id]), /^Member +[0-9a-f]+ removed from cluster/);
   });
 
   it('lease revoke needs WRITE on every attached key', async () => {
